@@ -1,0 +1,36 @@
+# The two commands of the README:
+#   make reproduce   executes every notebook (default profile) headlessly with papermill
+#   make test        runs pytest: unit tests and nbval over the committed notebooks
+# Both create the virtual environment first if it is missing or out of date.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PROFILE ?= quick
+SEED    ?= 0
+
+.PHONY: setup reproduce paper test test-fast clean-cache
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@echo "==> creating $(VENV) (pinned by constraints.txt)"
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --progress-bar on "pip>=24"
+	$(PY) -m pip install --progress-bar on -c constraints.txt -e ".[notebooks,dev]"
+	touch $(STAMP)
+
+reproduce: $(STAMP)
+	$(PY) -m oneranker reproduce --profile $(PROFILE) --seed $(SEED)
+
+paper: $(STAMP)
+	$(PY) -m oneranker reproduce --profile paper --seed $(SEED) --device cuda
+
+test: $(STAMP)
+	$(PY) -m pytest -v --durations=10 tests notebooks --nbval-lax --nbval-current-env
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -v tests
+
+clean-cache:
+	rm -rf cache

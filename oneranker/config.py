@@ -1,0 +1,278 @@
+"""Configuration: one dataclass per part of the project, and the named profiles.
+
+Every knob is a dataclass field whose metadata carries its documentation and its allowed
+range, so that a bad value is refused with a message naming the field *before* any work
+starts. A profile (``quick``, ``paper``) is a named set of overrides of the defaults; the
+defaults themselves are the ``quick`` profile, the one CI and the notebooks use.
+
+Defaults are chosen for the reasons given in each field's ``doc``; none was tuned on model
+results (see DESIGN.md, "Honest science").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration value, field name or profile name is not allowed."""
+
+
+def knob(default: Any, doc: str, *, ge: float | None = None, gt: float | None = None,
+         le: float | None = None, lt: float | None = None, choices: tuple | None = None) -> Any:
+    """A documented config field with an allowed range (checked in ``__post_init__``)."""
+    meta = {"doc": doc, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices}
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda: tuple(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        return isinstance(value, tuple) and all(_type_ok(v, args[0]) for v in value)
+    if dataclasses.is_dataclass(hint):
+        return isinstance(value, hint)
+    raise TypeError(f"unsupported config type {hint!r}")
+
+
+def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) is tuple:
+        return f"a tuple of {typing.get_args(hint)[0].__name__}"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _check_range(name: str, value: Any, meta: dict) -> None:
+    values = value if isinstance(value, tuple) else (value,)
+    if meta.get("choices") is not None and value not in meta["choices"]:
+        raise ConfigError(f"{name}={value!r} is not allowed; choose one of {list(meta['choices'])}")
+    for v in values:
+        if not isinstance(v, (int, float)):
+            continue
+        if v != v:  # NaN
+            raise ConfigError(f"{name}={value!r}: NaN is not allowed")
+        for key, ok, words in (("ge", lambda a, b: a >= b, ">="), ("gt", lambda a, b: a > b, ">"),
+                               ("le", lambda a, b: a <= b, "<="), ("lt", lambda a, b: a < b, "<")):
+            bound = meta.get(key)
+            if bound is not None and not ok(v, bound):
+                raise ConfigError(f"{name}={value!r} is out of range: must be {words} {bound}")
+
+
+class Validated:
+    """Mixin: type- and range-checks every field after construction."""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        prefix = getattr(self, "_section", type(self).__name__)
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            name = f"{prefix}.{f.name}"
+            if isinstance(value, list):
+                value = tuple(value)
+                object.__setattr__(self, f.name, value)
+            if not _type_ok(value, hints[f.name]):
+                raise ConfigError(f"{name}={value!r} has the wrong type: expected {_describe(hints[f.name])}")
+            if hints[f.name] is float and isinstance(value, int):
+                object.__setattr__(self, f.name, float(value))
+            _check_range(name, value, f.metadata)
+        self.check()
+
+    def check(self) -> None:
+        """Cross-field checks; subclasses override."""
+
+
+@dataclass(frozen=True)
+class WorldConfig(Validated):
+    """The simulated ad market (``oneranker.world``). Defaults = the ``quick`` profile."""
+
+    _section = "world"
+    # --- sizes -------------------------------------------------------------------------
+    n_users: int = knob(3000, "Users. Quick: enough users for several-seed error bars on a CPU.", ge=10)
+    n_items: int = knob(1500, "Ads (the items to generate and rank).", ge=16)
+    n_organic: int = knob(600, "Organic (non-ad) content items that appear in histories.", ge=1)
+    n_categories: int = knob(20, "Ad/organic categories; each user's interests are categories.", ge=2)
+    latent_dim: int = knob(16, "Dimension of the latent item/user space.", ge=2)
+    content_dim: int = knob(32, "Dimension of the item content vectors (semantic-ID input).", ge=2)
+    # --- catalogue shape ---------------------------------------------------------------
+    category_zipf: float = knob(1.0, "Category sizes follow 1/rank^s; s=1 is Zipf's law, the usual "
+                                     "shape of catalogue taxonomies.", ge=0.0, le=3.0)
+    popularity_zipf: float = knob(1.0, "Item popularity follows 1/rank^s (long tail of ads).", ge=0.0, le=3.0)
+    item_spread: float = knob(0.6, "Std of an item's latent vector around its category centre; "
+                                    "< 1 keeps categories separable but not trivially so.", ge=0.0)
+    content_noise: float = knob(0.3, "Noise std of content vectors; semantic IDs see content, not the "
+                                      "latent truth, as in a real system.", ge=0.0)
+    # --- users -------------------------------------------------------------------------
+    max_interests: int = knob(3, "Users hold 1..max_interests interests (multi-interest users make "
+                                 "target awareness useful).", ge=1)
+    interest_spread: float = knob(0.4, "Std of a user interest vector around its category centre.", ge=0.0)
+    n_user_attr_values: tuple[int, ...] = knob((2, 6, 8), "Cardinality of each user-attribute field "
+                                                          "(gender-, age- and region-like).", ge=1)
+    user_attr_signal: float = knob(0.5, "Probability that the last attribute reveals the user's main "
+                                        "interest (attributes are weakly informative, as in practice).",
+                                   ge=0.0, le=1.0)
+    n_context_values: tuple[int, ...] = knob((4, 6), "Cardinality of each request-context field "
+                                                     "(surface- and hour-like).", ge=1)
+    # --- response model ----------------------------------------------------------------
+    affinity_weight: float = knob(4.0, "pCTR logit per unit of best user-interest/item similarity.", ge=0.0)
+    popularity_weight: float = knob(0.5, "pCTR logit per std of log-popularity.", ge=0.0)
+    session_boost: float = knob(0.5, "Similarity bonus of the interest active in the current session "
+                                     "(recent behaviour tells which interest is active).", ge=0.0)
+    context_effect: float = knob(0.3, "Std of context x category pCTR logit offsets.", ge=0.0)
+    cvr_dim: int = knob(8, "Dimension of the separate conversion latent space (pCVR is not pCTR).", ge=1)
+    cvr_weight: float = knob(1.5, "pCVR logit per unit of user/item conversion similarity.", ge=0.0)
+    base_ctr: float = knob(0.03, "Mean pCTR of a random (user, popularity-sampled ad) pair: CTR of a "
+                                 "few percent, as DESIGN.md asks.", gt=0.0, lt=1.0)
+    base_cvr: float = knob(0.10, "Mean pCVR (conversions per click): ~10% of clicks.", gt=0.0, lt=1.0)
+    # --- value -------------------------------------------------------------------------
+    interest_value_corr: float = knob(-0.3, "Correlation between an ad's appeal (what users click) and "
+                                            "its value tier (what pays). Negative = the interest/value "
+                                            "tension the paper is about; -0.3 makes it present but not "
+                                            "dominant; notebook 06 sweeps it.", ge=-1.0, le=1.0)
+    bid_log_mean: float = knob(0.0, "Mean log bid (bids are log-normal; units are arbitrary).")
+    bid_log_sigma: float = knob(0.6, "Std of log bid within a category.", ge=0.0)
+    category_bid_sigma: float = knob(0.4, "Std of the per-category log-bid offsets (category dependent bids).",
+                                     ge=0.0)
+    price_log_mean: float = knob(3.0, "Mean log price (value per conversion), ~20 currency units.")
+    price_log_sigma: float = knob(0.8, "Std of log price.", ge=0.0)
+    price_bid_corr: float = knob(0.5, "Correlation of log price with the value tier: pricier goods bid more.",
+                                 ge=-1.0, le=1.0)
+    # --- logging policy and logs ---------------------------------------------------------
+    mean_requests: float = knob(10.0, "Mean ad requests per user (geometric, truncated).", gt=0.0)
+    min_requests: int = knob(3, "Every user has at least this many requests (train, valid, test).", ge=3)
+    max_requests: int = knob(40, "Cap on requests per user.", ge=3)
+    organic_per_request: float = knob(3.0, "Mean organic items consumed per session (Poisson).", ge=0.0)
+    slate_size: int = knob(4, "Ads shown per request by the logging policy.", ge=1)
+    n_retrieval: int = knob(40, "Candidates retrieved by the legacy cascade before its ranking stage.", ge=1)
+    retrieval_interest_share: float = knob(0.5, "Share of retrieved candidates drawn from the session's "
+                                                "interest category (the rest by popularity).",
+                                           ge=0.0, le=1.0)
+    logging_noise: float = knob(1.0, "Std of the legacy ranker's pCTR logit error: a noisy cascade.", ge=0.0)
+    position_bias: float = knob(1.0, "Examination probability 1/position^eta (eta=1, the classic "
+                                     "reciprocal-rank examination model).", ge=0.0)
+
+    def check(self) -> None:
+        if self.max_requests < self.min_requests:
+            raise ConfigError(f"world.max_requests={self.max_requests} must be >= "
+                              f"world.min_requests={self.min_requests}")
+        if self.slate_size > self.n_retrieval:
+            raise ConfigError(f"world.slate_size={self.slate_size} must be <= world.n_retrieval={self.n_retrieval}")
+        if self.n_retrieval > self.n_items:
+            raise ConfigError(f"world.n_retrieval={self.n_retrieval} must be <= world.n_items={self.n_items}")
+        if self.n_categories > min(self.n_items, self.n_organic):
+            raise ConfigError(f"world.n_categories={self.n_categories} must be <= n_items and n_organic "
+                              f"(every category needs at least one item of each kind)")
+
+
+@dataclass(frozen=True)
+class DataConfig(Validated):
+    """How logs become training examples (``oneranker.data``)."""
+
+    _section = "data"
+    max_history_len: int = knob(128, "Most recent history tokens kept per example (paper: up to 2048).", ge=1)
+    min_requests_per_user: int = knob(3, "Users with fewer requests are skipped (counted): one each for "
+                                         "test and valid, at least one for train.", ge=3)
+
+
+@dataclass(frozen=True)
+class SemanticIdConfig(Validated):
+    """Residual k-means semantic IDs (``oneranker.semantic_ids``)."""
+
+    _section = "semantic_ids"
+    levels: int = knob(3, "Residual k-means levels (before the dedup digit).", ge=1, le=8)
+    codebook_size: int = knob(16, "Codes per level. Quick: 16^3 = 4096 codes for 1500 ads.", ge=2)
+    kmeans_n_init: int = knob(1, "k-means restarts per level (scikit-learn n_init).", ge=1)
+    kmeans_max_iter: int = knob(100, "k-means iterations per level.", ge=1)
+
+
+@dataclass(frozen=True)
+class Config(Validated):
+    """Everything one run needs. Built by :func:`make_config`, never by hand-editing defaults."""
+
+    _section = "config"
+    profile: str = knob("quick", "Name of the profile this config was built from.")
+    seed: int = knob(0, "Seed of the world, the data split and everything downstream.", ge=0)
+    world: WorldConfig = field(default_factory=WorldConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    semantic_ids: SemanticIdConfig = field(default_factory=SemanticIdConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        """Short stable hash: caches keyed by it are never reused for another config."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=list)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+SECTIONS: dict[str, type] = {"world": WorldConfig, "data": DataConfig, "semantic_ids": SemanticIdConfig}
+
+PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    # The defaults: every notebook runs in minutes on 2 CPU cores.
+    "quick": {},
+    # Paper dimensions on a GPU: >= 100k users, 20k ads, histories up to 1,024 tokens.
+    "paper": {
+        "world": {"n_users": 100_000, "n_items": 20_000, "n_organic": 10_000, "n_categories": 100,
+                  "latent_dim": 32, "content_dim": 64, "mean_requests": 30.0, "max_requests": 120,
+                  "organic_per_request": 6.0, "n_retrieval": 100},
+        "data": {"max_history_len": 1024},
+        "semantic_ids": {"levels": 3, "codebook_size": 32},
+    },
+}
+
+
+def _apply(section_cls: type, base: Any, name: str, overrides: dict[str, Any]) -> Any:
+    allowed = [f.name for f in dataclasses.fields(section_cls)]
+    unknown = sorted(set(overrides) - set(allowed))
+    if unknown:
+        raise ConfigError(f"unknown field {name}.{unknown[0]}; allowed fields of {name}: {', '.join(allowed)}")
+    return dataclasses.replace(base, **overrides) if base is not None else section_cls(**overrides)
+
+
+def make_config(profile: str = "quick", seed: int = 0, **overrides: Any) -> Config:
+    """Build the config of a named profile, with overrides.
+
+    Overrides are given per section, as dicts (``world={"n_users": 500}``) or dotted keys
+    in a dict passed as ``**{"world.n_users": 500}``. Everything is validated here.
+    """
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    nested: dict[str, dict[str, Any]] = {k: dict(v) for k, v in PROFILES[profile].items()}
+    for key, value in overrides.items():
+        section, _, fname = key.partition(".")
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown config section {section!r}; choose one of {sorted(SECTIONS)}")
+        if fname:
+            nested.setdefault(section, {})[fname] = value
+        else:
+            if not isinstance(value, dict):
+                raise ConfigError(f"override of section {section!r} must be a dict of fields")
+            nested.setdefault(section, {}).update(value)
+    parts = {name: _apply(cls, None, name, nested.get(name, {})) for name, cls in SECTIONS.items()}
+    return Config(profile=profile, seed=seed, **parts)
+
+
+def config_from_dict(d: dict) -> Config:
+    """Inverse of :meth:`Config.to_dict` (used to check caches and checkpoints)."""
+    d = dict(d)
+    parts = {name: _apply(cls, None, name, d.pop(name, {})) for name, cls in SECTIONS.items()}
+    return Config(**d, **parts)
+
+
+def describe(section_cls: type) -> list[tuple[str, Any, str]]:
+    """(field, default, doc) rows, for the README and the notebooks."""
+    return [(f.name, getattr(section_cls(), f.name), f.metadata.get("doc", ""))
+            for f in dataclasses.fields(section_cls)]

@@ -1,0 +1,97 @@
+"""Figures of the notebooks. Each function takes data, returns a matplotlib Figure, and
+draws nothing it computes itself beyond simple counts (the numbers come from the package)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+
+from .schema import Logs
+
+sns.set_theme(style="whitegrid", context="notebook")
+
+
+def save(fig: matplotlib.figure.Figure, name: str, profile: str, root: str | Path = "../figures") -> Path:
+    """Write ``figures/<profile>/<name>.png`` (folders created as needed)."""
+    path = Path(root) / profile / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def popularity(logs: Logs) -> matplotlib.figure.Figure:
+    """Rank-frequency of ad impressions and clicks on log-log axes: a power law is a line."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for label, weights in (("impressions", None), ("clicks", logs.imp_click)):
+        counts = np.sort(np.bincount(logs.imp_item, weights=weights, minlength=logs.n_items))[::-1]
+        counts = counts[counts > 0]
+        ax.loglog(np.arange(1, len(counts) + 1), counts, label=label)
+    ax.set(xlabel="ad rank", ylabel="count", title="Ad popularity in the logs")
+    ax.legend()
+    return fig
+
+
+def value_distributions(logs: Logs) -> matplotlib.figure.Figure:
+    """Histograms of log bid and log price over the catalogue (log-normal by design)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, values, name in ((axes[0], logs.item_bid, "bid"), (axes[1], logs.item_price, "price")):
+        sns.histplot(np.log(values), bins=40, ax=ax)
+        ax.set(xlabel=f"log {name}", title=f"{name} per ad")
+    fig.tight_layout()
+    return fig
+
+
+def interest_vs_value(mean_pctr: np.ndarray, bid: np.ndarray, corr: float) -> matplotlib.figure.Figure:
+    """Each ad's appeal (mean true pCTR) against its bid: the tension the paper is about."""
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.scatter(mean_pctr, bid, s=4, alpha=0.4)
+    ax.set(xscale="log", yscale="log", xlabel="mean true pCTR over users", ylabel="bid",
+           title=f"Interest vs value (measured r = {corr:.2f})")
+    return fig
+
+
+def position_bias(ctr_by_pos: dict[int, float]) -> matplotlib.figure.Figure:
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    pos = sorted(ctr_by_pos)
+    ax.bar([str(p) for p in pos], [ctr_by_pos[p] for p in pos])
+    ax.set(xlabel="slot", ylabel="logged CTR", title="Position bias in the logs")
+    return fig
+
+
+def history_lengths(lengths: np.ndarray, cap: int) -> matplotlib.figure.Figure:
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    sns.histplot(lengths, bins=50, ax=ax)
+    ax.axvline(cap, color="C3", ls="--", label=f"max_history_len = {cap}")
+    ax.set(xlabel="history tokens before the request", ylabel="requests", title="History lengths")
+    ax.legend()
+    return fig
+
+
+def multi_interest(breadth: np.ndarray, n_interests: np.ndarray | None) -> matplotlib.figure.Figure:
+    """Distinct categories among a user's clicked ads, by the user's true number of interests."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    if n_interests is None:
+        sns.histplot(breadth, discrete=True, ax=ax)
+    else:
+        sns.boxplot(x=n_interests, y=breadth, ax=ax, color="C0")
+        ax.set_xlabel("true number of interests of the user")
+    ax.set(ylabel="categories among clicked ads", title="Multi-interest users")
+    return fig
+
+
+def code_usage(codes: np.ndarray, digits: tuple[int, ...]) -> matplotlib.figure.Figure:
+    """How often each code is used at each semantic-ID level (flat = well-spread codebook)."""
+    levels = len(digits) - 1
+    fig, axes = plt.subplots(1, levels + 1, figsize=(3.2 * (levels + 1), 3), squeeze=False)
+    for lvl, ax in enumerate(axes[0]):
+        counts = np.sort(np.bincount(codes[:, lvl], minlength=digits[lvl]))[::-1]
+        ax.bar(np.arange(len(counts)), counts, width=1.0)
+        ax.set(title="dedup digit" if lvl == levels else f"level {lvl + 1}", xlabel="code (sorted)",
+               ylabel="ads" if lvl == 0 else None)
+    fig.tight_layout()
+    return fig

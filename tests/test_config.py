@@ -1,0 +1,58 @@
+"""Configs: profiles, validation errors that name the field, hashing."""
+
+import pytest
+
+from oneranker.config import ConfigError, Config, config_from_dict, describe, make_config, WorldConfig
+
+
+def test_profiles_build_and_differ():
+    quick, paper = make_config("quick"), make_config("paper")
+    assert quick.world.n_users < paper.world.n_users
+    assert paper.world.n_users >= 100_000 and paper.world.n_items >= 20_000
+    assert paper.data.max_history_len >= 1024
+    assert quick.hash() != paper.hash()
+
+
+def test_same_config_same_hash_and_roundtrip():
+    a, b = make_config("quick", seed=3), make_config("quick", seed=3)
+    assert a == b and a.hash() == b.hash()
+    assert make_config("quick", seed=4).hash() != a.hash()
+    assert config_from_dict(a.to_dict()) == a
+
+
+def test_overrides_dotted_and_nested():
+    c = make_config("quick", **{"world.n_users": 50}, data={"max_history_len": 7})
+    assert c.world.n_users == 50 and c.data.max_history_len == 7
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"profile": "huge"}, ["unknown profile 'huge'", "paper", "quick"]),
+    ({"world.n_userz": 5}, ["unknown field world.n_userz", "n_users"]),
+    ({"modle.x": 1}, ["unknown config section 'modle'"]),
+    ({"world.n_users": "many"}, ["world.n_users", "wrong type", "int"]),
+    ({"world.n_users": 2.5}, ["world.n_users", "wrong type"]),
+    ({"world.n_users": True}, ["world.n_users", "wrong type"]),
+    ({"world.base_ctr": 1.5}, ["world.base_ctr", "out of range", "< 1.0"]),
+    ({"world.interest_value_corr": -2.0}, ["world.interest_value_corr", ">= -1.0"]),
+    ({"world.base_cvr": float("nan")}, ["world.base_cvr", "NaN"]),
+    ({"world.n_context_values": (3, 0)}, ["world.n_context_values", ">= 1"]),
+    ({"world.max_requests": 3, "world.min_requests": 5}, ["world.max_requests", "min_requests"]),
+    ({"world.slate_size": 100}, ["world.slate_size", "n_retrieval"]),
+    ({"semantic_ids.levels": 0}, ["semantic_ids.levels", ">= 1"]),
+])
+def test_bad_values_name_the_field(kwargs, words):
+    profile = kwargs.pop("profile", "quick")
+    with pytest.raises(ConfigError) as e:
+        make_config(profile, **kwargs)
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_int_accepted_for_float_and_lists_for_tuples():
+    c = make_config("quick", **{"world.base_ctr": 0.05, "world.mean_requests": 8, "world.n_context_values": [2, 3]})
+    assert isinstance(c.world.mean_requests, float) and c.world.n_context_values == (2, 3)
+
+
+def test_every_knob_is_documented():
+    for name, default, doc in describe(WorldConfig):
+        assert len(doc) > 10, f"world.{name} has no documentation"

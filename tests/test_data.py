@@ -1,0 +1,145 @@
+"""Logs -> datasets on disk -> batches; the prepare command and its failure modes."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from oneranker.__main__ import main
+from oneranker.config import make_config
+from oneranker.data import Collator, build_prepared, load_prepared, split_requests
+from oneranker.schema import AD, CONTEXT, USER, DataError
+from oneranker.world import World
+
+SMALL = {"world.n_users": 200, "world.n_items": 120, "world.n_organic": 60, "world.n_categories": 6,
+         "semantic_ids.codebook_size": 4}
+
+
+@pytest.fixture(scope="module")
+def world_logs():
+    cfg = make_config("quick", **SMALL)
+    return cfg, World(cfg.world, cfg.seed).simulate()
+
+
+@pytest.fixture(scope="module")
+def prepared(world_logs, tmp_path_factory):
+    cfg, logs = world_logs
+    out = tmp_path_factory.mktemp("prep") / "ds"
+    build_prepared(logs, cfg).save(out)
+    return load_prepared(out)
+
+
+def test_time_split_per_user(world_logs):
+    _, logs = world_logs
+    splits, skips = split_requests(logs)
+    assert len(splits["test"]) == len(splits["valid"]) == logs.n_users
+    for r_test, r_valid in zip(splits["test"][:20], splits["valid"][:20]):
+        u = logs.req_user[r_test]
+        mine = np.flatnonzero(logs.req_user == u)
+        assert r_test == mine[-1] and r_valid == mine[-2]
+        assert np.isin(mine[:-2], splits["train"]).sum() + skips["requests_with_empty_history"] >= len(mine) - 2
+    # a user's first request has no history unless organic content preceded it: a counted skip
+    first = np.r_[True, logs.req_user[1:] != logs.req_user[:-1]]
+    assert skips["requests_with_empty_history"] == int((first & (logs.req_hist_end == 0)).sum()) > 0
+
+
+def test_roundtrip_keeps_everything(world_logs, prepared):
+    cfg, logs = world_logs
+    assert prepared.meta["config_hash"] == cfg.hash()
+    assert len(prepared.users) == logs.n_users and len(prepared.items) == logs.n_items
+    row = prepared.requests["test"][0]
+    r = row["request_id"]
+    assert row["imp_item"] == list(logs.imp_item[logs.imp_offsets[r]:logs.imp_offsets[r + 1]])
+    np.testing.assert_allclose(row["imp_bid"], logs.item_bid[row["imp_item"]])
+    codes = prepared.sid_codes
+    assert len(np.unique(codes, axis=0)) == logs.n_items
+
+
+def test_collator_layout(world_logs, prepared):
+    cfg, logs = world_logs
+    collate = Collator(prepared, max_history_len=16)
+    rows = [prepared.requests["train"][i] for i in range(5)]
+    batch = collate(rows)
+    P = collate.vocab.prefix_len
+    assert (batch["tok_type"][:, :3] == USER).all() and (batch["tok_type"][:, 3:P] == CONTEXT).all()
+    for b, row in enumerate(rows):
+        u, end = row["user"], row["hist_end"]
+        o = logs.stream_offsets[u]
+        expect = logs.tok_item[o + max(0, end - 16): o + end]
+        n = len(expect)
+        assert batch["length"][b] == P + n
+        np.testing.assert_array_equal(batch["tok_id"][b, P:P + n].numpy(), expect)
+        assert (batch["tok_type"][b, P + n:] == 0).all()
+        # the request's own slate is never part of its history
+        assert not (batch["tok_type"][b, P + n:] == AD).any()
+    assert batch["imp_item"].dtype == torch.int64 and batch["imp_mask"].all()
+    # attribute / context ids are offset per field: every field has its own embedding rows
+    assert batch["tok_id"][:, :3].max() < collate.vocab.n_user_tokens
+    assert batch["tok_id"][:, 3:P].max() < collate.vocab.n_context_tokens
+
+
+def test_same_seed_same_dataset_other_seed_other(tmp_path):
+    cfg = make_config("quick", **SMALL)
+    a = build_prepared(World(cfg.world, 0).simulate(), cfg)
+    b = build_prepared(World(cfg.world, 0).simulate(), cfg)
+    c = build_prepared(World(cfg.world, 1).simulate(), cfg)
+    assert a.requests["train"].data.equals(b.requests["train"].data)
+    assert a.items.data.equals(b.items.data)
+    assert not a.requests["train"].data.equals(c.requests["train"].data)
+
+
+def test_load_refuses_incomplete_or_missing(tmp_path, prepared):
+    with pytest.raises(DataError, match="folder missing"):
+        load_prepared(tmp_path / "nope")
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "meta.json").write_text("{}")
+    with pytest.raises(DataError, match="incomplete: missing requests, users, items"):
+        load_prepared(tmp_path / "half")
+
+
+def test_bad_bid_is_refused_before_writing(world_logs, tmp_path):
+    cfg, logs = world_logs
+    import copy
+    bad = copy.copy(logs)
+    bad.item_bid = logs.item_bid.copy()
+    bad.item_bid[7] = np.nan
+    with pytest.raises(DataError, match="item_bid must be finite and > 0; item 7"):
+        build_prepared(bad, cfg)
+    bad.item_bid[7] = -1.0
+    with pytest.raises(DataError, match="item 7 has -1.0"):
+        build_prepared(bad, cfg)
+
+
+def test_prepare_cli_writes_and_refuses(tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["prepare", "--source", "adworld", "--out", str(out)] + \
+        [a for k, v in SMALL.items() for a in ("--set", f"{k}={v}")]
+    assert main(args) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["source"] == "adworld" and meta["n_users"] == 200
+    # non-empty --out without --force: refused, untouched
+    assert main(args) == 2
+    assert "exists and is not empty" in capsys.readouterr().err
+    # a bad config field: refused before any work, nothing written
+    out2 = tmp_path / "out2"
+    assert main(["prepare", "--source", "adworld", "--out", str(out2), "--set", "world.n_userz=3"]) == 2
+    assert not out2.exists()
+    # a real source without --path
+    assert main(["prepare", "--source", "movielens", "--out", str(out2)]) == 2
+    assert "needs an existing folder" in capsys.readouterr().err
+    assert not out2.exists()
+
+
+def test_failure_midway_leaves_nothing(tmp_path, world_logs, monkeypatch):
+    cfg, logs = world_logs
+    prepared = build_prepared(logs, cfg)
+    out = tmp_path / "ds"
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+    monkeypatch.setattr(type(prepared.items), "save_to_disk", boom)
+    with pytest.raises(OSError):
+        prepared.save(out)
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,43 @@
+"""The project's own files: one list of dependencies, pinned installs, the two commands."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _name(req: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", req.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _pyproject_deps() -> dict[str, str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = list(project["dependencies"]) + [r for extra in project["optional-dependencies"].values() for r in extra]
+    return {_name(r): r.replace(" ", "") for r in reqs}
+
+
+def test_environment_yml_names_the_same_dependencies_as_pyproject():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d for d in env["dependencies"] if isinstance(d, dict))["pip"]
+    conda_reqs = {_name(r): r.replace(" ", "") for r in pip if not r.startswith("-")}
+    assert conda_reqs == _pyproject_deps()
+
+
+def test_every_dependency_is_pinned_in_constraints():
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[_name(name)] = version
+    for dep in _pyproject_deps():
+        assert dep in pins, f"{dep} is not pinned in constraints.txt"
+    assert pins["torch"] == "2.13.0"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    assert "make reproduce" in readme and "make test" in readme
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
