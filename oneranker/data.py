@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import datasets
 import torch
 from datasets import Dataset, DatasetDict, load_from_disk
 
@@ -172,6 +173,7 @@ class Prepared:
             raise DataError(f"output folder {out} exists and is not empty; pass overwrite=True (--force)")
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        datasets.disable_progress_bars()  # three tiny tables: their bars would only clutter notebooks
         try:
             self.requests.save_to_disk(str(tmp / "requests"))
             self.users.save_to_disk(str(tmp / "users"))
@@ -187,6 +189,8 @@ class Prepared:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        finally:
+            datasets.enable_progress_bars()
         return out
 
     @property

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
-
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
@@ -16,12 +15,11 @@ from .schema import Logs
 sns.set_theme(style="whitegrid", context="notebook")
 
 
-def save(fig: matplotlib.figure.Figure, name: str, profile: str, root: str | Path = "../figures") -> Path:
-    """Write ``figures/<profile>/<name>.png`` (folders created as needed)."""
+def save(fig: matplotlib.figure.Figure, name: str, profile: str, root: str | Path = "../figures") -> None:
+    """Write ``figures/<profile>/<name>.png`` (folders created as needed); the notebook shows it."""
     path = Path(root) / profile / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path
 
 
 def popularity(logs: Logs) -> matplotlib.figure.Figure:

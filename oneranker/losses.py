@@ -1,0 +1,83 @@
+"""The three terms of OneRanker's objective, L = alpha * L_MTP + beta * L_rank + gamma * L_DC.
+
+* :func:`catalogue_nll` — L_MTP for one head: negative log-likelihood of the head's target
+  ads under a softmax over the **full catalogue** (paper, "Training objective").
+* :func:`value_weighted_targets` — the value heads' targets: ads drawn from a request's
+  impressions with probability rising with their realised value (the paper says
+  "value-weighted sampling" without the scheme; ours: probability proportional to
+  value^power, DESIGN.md).
+* :func:`bpr_loss` — L_rank: pairwise BPR on ranker scores, each pair ordered by value.
+* :func:`dc_loss` — L_DC, Distribution Consistency: the ranker's softmax(s / tau) over a
+  candidate set is a soft label for the generator's distribution over the *same* set.
+
+All functions take padded batches with explicit masks and return a scalar mean; rows with
+nothing to learn from contribute nothing (and a batch with nothing gives 0, not NaN).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def catalogue_nll(logits: Tensor, targets: Tensor, weights: Tensor | None = None) -> Tensor:
+    """Mean of ``-log softmax(logits)[target]`` over valid targets (``targets >= 0``).
+
+    logits [B, N] over the whole catalogue; targets [B, P] ad ids, -1 = padding;
+    weights [B, P] optional non-negative per-target weights (a weighted mean).
+    """
+    valid = targets >= 0
+    logp = F.log_softmax(logits.float(), dim=-1).gather(1, targets.clamp(min=0))
+    w = valid.float() if weights is None else weights.float() * valid
+    return -(logp * w).sum() / w.sum().clamp(min=1e-12)
+
+
+def realised_value(bid: Tensor, click: Tensor, conv: Tensor, click_weight: float, conv_weight: float) -> Tensor:
+    """An impression's logged business value: its bid times a funnel-graded outcome
+    (conversion > click > impression), the ordering GPR and OneRanker use for value."""
+    return bid * (click_weight * click.float() + conv_weight * conv.float())
+
+
+def value_weighted_targets(items: Tensor, value: Tensor, mask: Tensor, n_samples: int, power: float = 1.0,
+                           generator: torch.Generator | None = None) -> Tensor:
+    """Draw ``n_samples`` target ads per row among the valid, positive-value impressions,
+    with probability proportional to ``value ** power``; rows without any get -1."""
+    w = torch.where(mask & (value > 0), value.float().clamp(min=0) ** power, torch.zeros_like(value, dtype=torch.float))
+    has = w.sum(1) > 0
+    w = torch.where(has[:, None], w, torch.ones_like(w))
+    idx = torch.multinomial(w, n_samples, replacement=True, generator=generator)
+    out = items.gather(1, idx)
+    return torch.where(has[:, None], out, torch.full_like(out, -1))
+
+
+def bpr_loss(scores: Tensor, value: Tensor, mask: Tensor) -> Tensor:
+    """Mean ``-log sigmoid(s_i - s_j)`` over pairs of the same row with ``value_i > value_j``."""
+    pair = (value[:, :, None] > value[:, None, :]) & mask[:, :, None] & mask[:, None, :]
+    diff = scores[:, :, None] - scores[:, None, :]
+    n = pair.sum()
+    if n == 0:
+        return scores.sum() * 0.0
+    return -(F.logsigmoid(diff.float()) * pair).sum() / n
+
+
+def dc_loss(ranker_scores: Tensor, generator_scores: Tensor, mask: Tensor, tau: float,
+            detach_ranker: bool = True) -> Tensor:
+    """Distribution Consistency: ``-sum_i softmax(r / tau)_i log pi_gen(i)`` over each row's
+    candidates, with ``pi_gen`` the generator's softmax renormalised over the same set.
+
+    ``detach_ranker=True`` (our default; the paper does not say) makes it a pure
+    ranking -> generation signal: the ranker teaches, it is not pulled towards the generator.
+    Rows with fewer than two candidates carry no ordering and are skipped.
+    """
+    if tau <= 0:
+        raise ValueError(f"dc tau must be > 0, got {tau}")
+    r = ranker_scores.detach() if detach_ranker else ranker_scores
+    neg = torch.finfo(torch.float32).min
+    p = F.softmax(torch.where(mask, r.float() / tau, neg), dim=-1)
+    logq = F.log_softmax(torch.where(mask, generator_scores.float(), neg), dim=-1)
+    per_row = -(p * torch.where(mask, logq, 0.0)).sum(-1)
+    rows = mask.sum(-1) >= 2
+    if not rows.any():
+        return generator_scores.sum() * 0.0
+    return per_row[rows].mean()
