@@ -201,6 +201,70 @@ class SemanticIdConfig(Validated):
 
 
 @dataclass(frozen=True)
+class ModelConfig(Validated):
+    """OneRanker's three steps and every ablation switch of the paper's tables
+    (``oneranker.model``). Defaults = ``quick``; ``paper`` uses the paper's dimensions."""
+
+    _section = "model"
+    d_model: int = knob(64, "Token embedding size (paper: 128).", ge=8)
+    n_heads: int = knob(4, "Attention heads per layer.", ge=1)
+    step1_layers: int = knob(2, "G-Decoder layers (paper: 4).", ge=1)
+    step2_layers: int = knob(1, "Step-2 layers (paper: 2).", ge=1)
+    step3_layers: int = knob(1, "R-Decoder layers (paper: 1).", ge=1)
+    n_interest_tasks: int = knob(3, "Interest task tokens, assigned in funnel order to impression / click / "
+                                     "conversion targets (paper: 6, i.e. two per level).", ge=1)
+    n_value_tasks: int = knob(2, "Value task tokens whose outputs are averaged (bagging; paper: 2).", ge=1)
+    n_fake_items: int = knob(16, "Fake Item Tokens = k-means centroids of the item embeddings (paper: 32).", ge=1)
+    mlp_ratio: int = knob(4, "Hidden width of feed-forward layers, as a multiple of d_model.", ge=1)
+    dropout: float = knob(0.1, "Dropout on residual branches.", ge=0.0, lt=1.0)
+    attention: str = knob("auto", "Attention kernel: 'sdpa' (dense mask, reference), 'flex' (FlexAttention "
+                                  "block masks) or 'auto' (flex on CUDA, sdpa on CPU).",
+                          choices=("auto", "sdpa", "flex"))
+    # --- ablation switches (paper Tables 2 and 3) ----------------------------------------
+    use_step2: bool = knob(True, "False: 'ranker on Step 1 only' - no Step 2; a Step-1 next-item head generates.")
+    use_task_tokens: bool = knob(True, "False: 'without Fake Items and task tokens' - one shared query token.")
+    use_fake_items: bool = knob(True, "False: 'Step 2 without Fake Item Tokens'.")
+    heterogeneous_mask: bool = knob(True, "False: 'without the heterogeneous mask' (full self-attention).")
+    step2_order: str = knob("cross_first", "'self_first' is the paper's 'self-attention before cross-attention'.",
+                            choices=("cross_first", "self_first"))
+    use_ranker: bool = knob(True, "False: 'Step 2 only (no ranker)'.")
+    ranker_kv: str = knob("step1+step2", "R-Decoder keys/values: 'step1+step2' (K/V pass-through of both) or "
+                                         "'step1' ('without Step-2 K/V in the ranker').",
+                          choices=("step1+step2", "step1"))
+
+    def check(self) -> None:
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"model.d_model={self.d_model} must be divisible by model.n_heads={self.n_heads}")
+
+
+@dataclass(frozen=True)
+class TrainConfig(Validated):
+    """Losses and optimisation (``oneranker.losses``, ``oneranker.train``)."""
+
+    _section = "train"
+    alpha: float = knob(1.0, "Weight of L_MTP (not stated in the paper).", ge=0.0)
+    beta: float = knob(1.0, "Weight of L_rank (BPR).", ge=0.0)
+    gamma: float = knob(0.5, "Weight of L_DC. 0 is the ablation 'without DC loss'.", ge=0.0)
+    tau: float = knob(1.0, "Temperature of the ranker's soft labels in L_DC.", gt=0.0)
+    dc_detach_ranker: bool = knob(True, "Stop the L_DC gradient into the ranker (the paper does not say).")
+    value_click_weight: float = knob(1.0, "Realised value of an impression = bid x (this x click + ...).", ge=0.0)
+    value_conv_weight: float = knob(3.0, "... + this x conversion): conversion > click > impression.", ge=0.0)
+    value_power: float = knob(1.0, "Value heads sample targets with probability ~ value^power.", ge=0.0)
+    n_random_negatives: int = knob(12, "Catalogue ads added to each request's impressions as ranker / DC "
+                                       "candidates during training (value 0).", ge=0)
+    batch_size: int = knob(128, "Requests per batch.", ge=1)
+    epochs: int = knob(4, "Maximum epochs (early stopping may end sooner).", ge=1)
+    lr: float = knob(2e-3, "Peak AdamW learning rate.", gt=0.0)
+    weight_decay: float = knob(0.01, "AdamW weight decay.", ge=0.0)
+    warmup_steps: int = knob(50, "Linear warm-up steps, then cosine decay to 10% of the peak.", ge=0)
+    patience: int = knob(1, "Epochs without validation improvement before early stopping.", ge=0)
+    max_train_requests: int = knob(0, "Use at most this many training requests per epoch (0 = all).", ge=0)
+    eval_requests: int = knob(1000, "Validation requests used for early stopping (0 = all).", ge=0)
+    n_candidates: int = knob(30, "Candidates generated per request for the ranker (the paper's lists of 30).",
+                             ge=1)
+
+
+@dataclass(frozen=True)
 class Config(Validated):
     """Everything one run needs. Built by :func:`make_config`, never by hand-editing defaults."""
 
@@ -210,17 +274,28 @@ class Config(Validated):
     world: WorldConfig = field(default_factory=WorldConfig)
     data: DataConfig = field(default_factory=DataConfig)
     semantic_ids: SemanticIdConfig = field(default_factory=SemanticIdConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def hash(self) -> str:
-        """Short stable hash: caches keyed by it are never reused for another config."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=list)
+    def hash(self, sections: tuple[str, ...] | None = None) -> str:
+        """Short stable hash of the whole config (or of some sections plus the seed):
+        caches keyed by it are never reused for another config."""
+        d = self.to_dict()
+        if sections is not None:
+            d = {k: d[k] for k in ("seed", *sections)}
+        blob = json.dumps(d, sort_keys=True, default=list)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
+    def data_hash(self) -> str:
+        """Hash of what determines the dataset (not the model or training)."""
+        return self.hash(("world", "data", "semantic_ids"))
 
-SECTIONS: dict[str, type] = {"world": WorldConfig, "data": DataConfig, "semantic_ids": SemanticIdConfig}
+
+SECTIONS: dict[str, type] = {"world": WorldConfig, "data": DataConfig, "semantic_ids": SemanticIdConfig,
+                             "model": ModelConfig, "train": TrainConfig}
 
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     # The defaults: every notebook runs in minutes on 2 CPU cores.
@@ -232,6 +307,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                   "organic_per_request": 6.0, "n_retrieval": 100},
         "data": {"max_history_len": 1024},
         "semantic_ids": {"levels": 3, "codebook_size": 256},
+        "model": {"d_model": 128, "step1_layers": 4, "step2_layers": 2, "step3_layers": 1,
+                  "n_interest_tasks": 6, "n_value_tasks": 2, "n_fake_items": 32},
+        "train": {"batch_size": 256, "epochs": 2, "max_train_requests": 400_000, "eval_requests": 5000},
     },
 }
 

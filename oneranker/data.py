@@ -141,7 +141,7 @@ def build_prepared(logs: Logs, cfg: Config) -> "Prepared":
         "schema_version": SCHEMA_VERSION,
         "source": logs.source,
         "config": cfg.to_dict(),
-        "config_hash": cfg.hash(),
+        "config_hash": cfg.data_hash(),
         "n_users": logs.n_users, "n_items": logs.n_items, "n_organic": logs.n_organic,
         "n_requests": {k: int(len(v)) for k, v in splits.items()},
         "user_attr_cardinality": list(logs.user_attr_cardinality),
@@ -251,7 +251,7 @@ def cached_prepared(cfg: Config, cache_dir: str | Path = "cache", logs: Logs | N
                     progress: bool = True) -> Prepared:
     """The simulated-market dataset of ``cfg``, built once (from ``logs`` if given) and cached
     under a hash of the config, so that a stale cache is never reused."""
-    folder = Path(cache_dir) / "data" / f"adworld-{cfg.hash()}"
+    folder = Path(cache_dir) / "data" / f"adworld-{cfg.data_hash()}"
     if not (folder / "meta.json").exists():
         logs = logs if logs is not None else load_logs("adworld", cfg, progress=progress)
         build_prepared(logs, cfg).save(folder, overwrite=True)

@@ -46,7 +46,7 @@ def test_time_split_per_user(world_logs):
 
 def test_roundtrip_keeps_everything(world_logs, prepared):
     cfg, logs = world_logs
-    assert prepared.meta["config_hash"] == cfg.hash()
+    assert prepared.meta["config_hash"] == cfg.data_hash()
     assert len(prepared.users) == logs.n_users and len(prepared.items) == logs.n_items
     row = prepared.requests["test"][0]
     r = row["request_id"]

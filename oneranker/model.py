@@ -1,0 +1,287 @@
+"""OneRanker: generation and ranking in one forward pass of three steps (PAPER.md).
+
+Reading order: :class:`ItemEmbedding` (ads as sums of semantic-ID code embeddings),
+:class:`TokenEmbedding` (the user journey), :class:`GDecoder` (Step 1), :class:`FakeItemTokens`
+and :class:`Step2` (value-aware multi-task decoupling with the dual-channel score),
+:class:`RDecoder` (Step 3, with K/V pass-through), and :class:`OneRanker` tying them together.
+
+Every row of the paper's ablation tables is a switch of :class:`~oneranker.config.ModelConfig`
+(``use_step2``, ``use_task_tokens``, ``use_fake_items``, ``heterogeneous_mask``,
+``step2_order``, ``use_ranker``, ``ranker_kv``), never a second model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import masks
+from .config import ModelConfig
+from .data import Vocab
+from .layers import CrossSelfBlock, DecoderBlock, Mask, MLP
+from .schema import AD, CONTEXT, ORGANIC, USER
+
+
+class ItemEmbedding(nn.Module):
+    """An ad's embedding = the sum of its semantic-ID code embeddings (one table per level,
+    plus the dedup digit), so ads sharing a code prefix share parameters (DESIGN.md)."""
+
+    def __init__(self, sid_codes: np.ndarray, digits: tuple[int, ...], d_model: int) -> None:
+        super().__init__()
+        self.register_buffer("codes", torch.tensor(np.asarray(sid_codes), dtype=torch.long), persistent=False)
+        self.tables = nn.ModuleList(nn.Embedding(n, d_model) for n in digits)
+
+    @property
+    def n_items(self) -> int:
+        return self.codes.shape[0]
+
+    def forward(self, items: Tensor | None = None) -> Tensor:
+        """Embeddings of ``items`` (any shape of ad ids), or of the whole catalogue."""
+        codes = self.codes if items is None else self.codes[items.clamp(min=0)]
+        return sum(t(codes[..., lvl]) for lvl, t in enumerate(self.tables))
+
+
+class TokenEmbedding(nn.Module):
+    """Embeds ``[user attributes | context | history]``: a table per token type (ads through
+    :class:`ItemEmbedding`), plus action (impression/click/conversion), type and position."""
+
+    def __init__(self, vocab: Vocab, d_model: int, max_len: int) -> None:
+        super().__init__()
+        self.user = nn.Embedding(vocab.n_user_tokens, d_model)
+        self.context = nn.Embedding(vocab.n_context_tokens, d_model)
+        self.organic = nn.Embedding(max(1, vocab.n_organic), d_model)
+        self.action = nn.Embedding(5, d_model)
+        self.type_emb = nn.Embedding(5, d_model)
+        self.position = nn.Embedding(max_len, d_model)
+        self.max_len = max_len
+
+    def forward(self, tok_type: Tensor, tok_id: Tensor, tok_action: Tensor, items: ItemEmbedding) -> Tensor:
+        L = tok_type.shape[1]
+        if L > self.max_len:
+            raise ValueError(f"sequence of {L} tokens exceeds the model's max_len={self.max_len}")
+        by_type = {USER: self.user, CONTEXT: self.context, ORGANIC: self.organic}
+        x = torch.zeros(*tok_type.shape, self.position.embedding_dim, device=tok_type.device)
+        for t, table in by_type.items():
+            sel = tok_type == t
+            x = torch.where(sel[..., None], table(torch.where(sel, tok_id, 0)), x)
+        ad = tok_type == AD
+        x = torch.where(ad[..., None], items(torch.where(ad, tok_id, 0)), x)
+        pos = torch.arange(L, device=tok_type.device)
+        return x + self.action(tok_action) + self.type_emb(tok_type) + self.position(pos)[None]
+
+
+@dataclass
+class State:
+    """What one forward pass computes and what later steps and generation reuse."""
+
+    h1: Tensor                  # Step-1 hidden states [B, L, d]
+    key_pad: Tensor             # True where h1 is a real token [B, L]
+    last: Tensor                # Step-1 state at the last real token [B, d]
+    tasks: Tensor | None        # Step-2 task-token outputs [B, T, d]
+    fakes: Tensor | None        # Step-2 fake-item outputs [B, F, d]
+
+
+class GDecoder(nn.Module):
+    """Step 1: decoder-only transformer over the user journey; causal over behaviour,
+    bidirectional inside the user/context prefix (GPR's mask, :func:`masks.step1_dense`)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(DecoderBlock(cfg.d_model, cfg.n_heads, cfg.mlp_ratio, cfg.dropout)
+                                    for _ in range(cfg.step1_layers))
+        self.norm = nn.LayerNorm(cfg.d_model)
+
+    def forward(self, x: Tensor, mask: Mask) -> Tensor:
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.norm(x)
+
+
+class FakeItemTokens(nn.Module):
+    """Fake Item Tokens: k-means centroids of the item-embedding space (the paper's 32).
+
+    The centroids are a buffer, recomputed from the current item embeddings by
+    :meth:`refresh` (the trainer calls it before each epoch): the generator then "looks at"
+    the shape of the catalogue, a coarse form of target awareness. A learned type embedding
+    tells the transformer these queries are items, not tasks.
+    """
+
+    def __init__(self, n_fake: int, d_model: int) -> None:
+        super().__init__()
+        self.register_buffer("centroids", torch.randn(n_fake, d_model) * 0.02)
+        self.type_emb = nn.Parameter(torch.zeros(d_model))
+
+    @torch.no_grad()
+    def refresh(self, item_embeddings: Tensor, seed: int) -> None:
+        from sklearn.cluster import KMeans
+
+        x = item_embeddings.detach().float().cpu().numpy()
+        km = KMeans(n_clusters=len(self.centroids), n_init=1, random_state=seed).fit(x)
+        self.centroids.copy_(torch.as_tensor(km.cluster_centers_, dtype=self.centroids.dtype))
+
+    def forward(self, batch_size: int) -> Tensor:
+        return (self.centroids + self.type_emb)[None].expand(batch_size, -1, -1)
+
+    def item_affinity(self, item_embeddings: Tensor) -> Tensor:
+        """cos(item, centroid_l) for every item and centroid: the item side of the
+        dual-channel score [..., F]."""
+        return F.normalize(item_embeddings, dim=-1) @ F.normalize(self.centroids, dim=-1).T
+
+
+class Step2(nn.Module):
+    """Value-aware multi-task decoupling: task tokens (interest heads in funnel order, then
+    bagged value heads) and Fake Item Tokens cross-attend to H1, then self-attend under the
+    heterogeneous mask; each task's dual-channel user vector scores the whole catalogue."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.n_tasks = cfg.n_interest_tasks + cfg.n_value_tasks if cfg.use_task_tokens else 1
+        self.task_tokens = nn.Parameter(torch.randn(self.n_tasks, d) * 0.02)
+        self.fake = FakeItemTokens(cfg.n_fake_items, d) if cfg.use_fake_items else None
+        self.blocks = nn.ModuleList(
+            CrossSelfBlock(d, cfg.n_heads, cfg.mlp_ratio, cfg.dropout, self_first=cfg.step2_order == "self_first")
+            for _ in range(cfg.step2_layers))
+        self.norm = nn.LayerNorm(d)
+        # s_il = MLP([task_i ; fake_l]): the per-centroid preference of the dual channel.
+        self.preference = nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, 1)) if self.fake else None
+        n_int = cfg.n_interest_tasks if cfg.use_task_tokens else 1
+        n_val = cfg.n_value_tasks if cfg.use_task_tokens else 0
+        n_fake = cfg.n_fake_items if cfg.use_fake_items else 0
+        self.register_buffer("self_mask", masks.step2_dense(n_int, n_val, n_fake, cfg.heterogeneous_mask),
+                             persistent=False)
+
+    def head_tokens(self) -> tuple[list[int], list[int]]:
+        """Which task output feeds each interest head and each value head."""
+        c = self.cfg
+        if not c.use_task_tokens:  # one shared query: every head reads the same output
+            return [0] * c.n_interest_tasks, [0] * c.n_value_tasks
+        return list(range(c.n_interest_tasks)), list(range(c.n_interest_tasks, self.n_tasks))
+
+    def forward(self, h1: Tensor, key_pad: Tensor) -> tuple[Tensor, Tensor | None]:
+        B = h1.shape[0]
+        q = self.task_tokens[None].expand(B, -1, -1)
+        if self.fake is not None:
+            q = torch.cat([q, self.fake(B)], dim=1)
+        cross = Mask(dense=key_pad[:, None, :])
+        self_mask = Mask(dense=self.self_mask[None])
+        for block in self.blocks:
+            q = block(q, h1, cross, self_mask)
+        q = self.norm(q)
+        return q[:, : self.n_tasks], (q[:, self.n_tasks:] if self.fake is not None else None)
+
+    def scores(self, tasks: Tensor, fakes: Tensor | None, item_emb: Tensor) -> Tensor:
+        """Dual-channel scores [B, T, N]: <task_i, e_n> + sum_l s_il cos(e_n, centroid_l)."""
+        semantic = tasks @ item_emb.T
+        if self.fake is None:
+            return semantic
+        T, Fn = tasks.shape[1], fakes.shape[1]
+        pairs = torch.cat([tasks[:, :, None].expand(-1, -1, Fn, -1), fakes[:, None].expand(-1, T, -1, -1)], dim=-1)
+        s = self.preference(pairs).squeeze(-1)                      # [B, T, F]
+        return semantic + s @ self.fake.item_affinity(item_emb).T
+
+
+class RDecoder(nn.Module):
+    """Step 3: a ranking token plus n candidates cross-attend to the passed-through Step-1
+    states (and Step-2 outputs), then self-attend so that each candidate sees the ranking token
+    and itself only; an MLP maps each candidate to a score."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.rank_token = nn.Parameter(torch.randn(1, d) * 0.02)
+        self.cand_type = nn.Parameter(torch.zeros(d))
+        self.blocks = nn.ModuleList(CrossSelfBlock(d, cfg.n_heads, cfg.mlp_ratio, cfg.dropout)
+                                    for _ in range(cfg.step3_layers))
+        self.norm = nn.LayerNorm(d)
+        self.score = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 1))
+
+    def memory_kv(self, memory: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """K/V of the memory for every layer: computed once per request, reused for any
+        number of candidates (the point of K/V pass-through)."""
+        return [b.project_memory(memory) for b in self.blocks]
+
+    def forward(self, cand_emb: Tensor, memory: Tensor | None, memory_pad: Tensor,
+                cache: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
+        B, C, _ = cand_emb.shape
+        x = torch.cat([self.rank_token[None].expand(B, -1, -1), cand_emb + self.cand_type], dim=1)
+        cross = Mask(dense=memory_pad[:, None, :])
+        self_mask = Mask(dense=masks.step3_dense(C).to(cand_emb.device)[None])
+        for i, block in enumerate(self.blocks):
+            x = block(x, memory, cross, self_mask, cached_kv=None if cache is None else cache[i])
+        return self.score(self.norm(x[:, 1:])).squeeze(-1)
+
+
+class OneRanker(nn.Module):
+    """The whole model. ``encode`` runs Steps 1-2 once per request; ``generator_scores`` gives
+    the heads' catalogue scores; ``rank`` runs Step 3 on any candidate set."""
+
+    def __init__(self, cfg: ModelConfig, vocab: Vocab, sid_codes: np.ndarray, max_history_len: int) -> None:
+        super().__init__()
+        self.cfg, self.vocab = cfg, vocab
+        d = cfg.d_model
+        self.items = ItemEmbedding(sid_codes, vocab.sid_digits, d)
+        self.embed = TokenEmbedding(vocab, d, vocab.prefix_len + max_history_len)
+        self.step1 = GDecoder(cfg)
+        self.step2 = Step2(cfg) if cfg.use_step2 else None
+        self.rdecoder = RDecoder(cfg) if cfg.use_ranker else None
+        self.drop = nn.Dropout(cfg.dropout)
+
+    # ---------------------------------------------------------------- Steps 1 and 2
+    def encode(self, batch: dict[str, Tensor]) -> State:
+        tok_type = batch["tok_type"]
+        B, L = tok_type.shape
+        lengths, prefix = batch["length"], batch["prefix_len"]
+        x = self.drop(self.embed(tok_type, batch["tok_id"], batch["tok_action"], self.items))
+        h1 = self.step1(x, Mask(dense=masks.step1_dense(lengths, prefix, L)))
+        key_pad = masks.key_padding(lengths, L)
+        last = h1[torch.arange(B, device=h1.device), lengths - 1]
+        tasks = fakes = None
+        if self.step2 is not None:
+            tasks, fakes = self.step2(h1, key_pad)
+        return State(h1=h1, key_pad=key_pad, last=last, tasks=tasks, fakes=fakes)
+
+    def generator_scores(self, state: State) -> tuple[Tensor, Tensor]:
+        """(interest [B, n_interest, N], value [B, n_value, N]) catalogue scores. Without Step 2
+        every head is the plain Step-1 next-item score <h1_last, e_n>."""
+        item_emb = self.items()
+        c = self.cfg
+        if self.step2 is None:
+            s = (state.last @ item_emb.T)[:, None]
+            return s.expand(-1, c.n_interest_tasks, -1), s.expand(-1, c.n_value_tasks, -1)
+        scores = self.step2.scores(state.tasks, state.fakes, item_emb)
+        interest_idx, value_idx = self.step2.head_tokens()
+        return scores[:, interest_idx], scores[:, value_idx]
+
+    @staticmethod
+    def retrieval_score(interest: Tensor, value: Tensor) -> Tensor:
+        """One generator score per ad [B, N]: the bagged value heads' mean. Used as the
+        generator's distribution in L_DC and for ordering generated candidates."""
+        return value.mean(1)
+
+    # ---------------------------------------------------------------- Step 3
+    def ranker_memory(self, state: State) -> tuple[Tensor, Tensor]:
+        """K/V pass-through: the R-Decoder attends to H1 (and the Step-2 outputs), never a
+        re-encoded history."""
+        if self.cfg.ranker_kv == "step1" or state.tasks is None:
+            return state.h1, state.key_pad
+        extra = [state.tasks] + ([state.fakes] if state.fakes is not None else [])
+        extra = torch.cat(extra, dim=1)
+        ones = torch.ones(extra.shape[:2], dtype=torch.bool, device=extra.device)
+        return torch.cat([state.h1, extra], dim=1), torch.cat([state.key_pad, ones], dim=1)
+
+    def rank(self, state: State, candidates: Tensor, cache: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
+        """R-Decoder scores [B, C] of candidate ads [B, C] (ids >= 0)."""
+        if self.rdecoder is None:
+            raise RuntimeError("this model has no ranker (model.use_ranker=False)")
+        memory, pad = self.ranker_memory(state)
+        return self.rdecoder(self.items(candidates), None if cache is not None else memory, pad, cache)
+
+    def refresh_fake_items(self, seed: int) -> None:
+        if self.step2 is not None and self.step2.fake is not None:
+            self.step2.fake.refresh(self.items(), seed)

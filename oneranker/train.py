@@ -1,0 +1,242 @@
+"""Training: the OneRanker objective on request batches, AdamW with warm-up and cosine decay,
+early stopping on the validation split, bf16 autocast on CUDA, and atomic, resumable
+checkpoints.
+
+Determinism is by construction rather than by saving RNG states: the order of an epoch's
+batches, the dropout noise and the sampled targets/negatives of step ``t`` are all seeded by
+``(seed, epoch)`` and ``(seed, t)``. A run killed after any step and resumed from its last
+checkpoint therefore continues exactly as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .config import Config, TrainConfig
+from .data import Collator, Prepared
+from .losses import bpr_loss, catalogue_nll, dc_loss, realised_value, value_weighted_targets
+from .model import OneRanker
+
+FUNNEL = ("impression", "click", "conversion")
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} requested but CUDA is not available")
+    return torch.device(device)
+
+
+def funnel_level(head: int, n_heads: int) -> str:
+    """Interest heads are laid out along the funnel: the first third predicts impressions,
+    the next clicks, the last conversions (paper: task tokens ordered impression -> click ->
+    conversion -> value)."""
+    return FUNNEL[head * len(FUNNEL) // n_heads]
+
+
+def build_model(cfg: Config, prepared: Prepared) -> OneRanker:
+    from .data import Vocab
+    torch.manual_seed(cfg.seed)
+    return OneRanker(cfg.model, Vocab.from_meta(prepared.meta), prepared.sid_codes, cfg.data.max_history_len)
+
+
+def loss_terms(model: OneRanker, batch: dict[str, torch.Tensor], tc: TrainConfig,
+               gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """L_MTP, L_rank, L_DC and their weighted total for one batch (paper, 'Training objective')."""
+    state = model.encode(batch)
+    interest, value = model.generator_scores(state)
+    items, mask = batch["imp_item"], batch["imp_mask"]
+    click, conv = batch["imp_click"].bool() & mask, batch["imp_conv"].bool() & mask
+    targets = {"impression": torch.where(mask, items, -1), "click": torch.where(click, items, -1),
+               "conversion": torch.where(conv, items, -1)}
+    v = realised_value(batch["imp_bid"], click, conv, tc.value_click_weight, tc.value_conv_weight) * mask
+    n_int, n_val = interest.shape[1], value.shape[1]
+    mtp = [catalogue_nll(interest[:, h], targets[funnel_level(h, n_int)]) for h in range(n_int)]
+    # Value heads: each draws its own value-weighted target (bagging over the value tokens).
+    mtp += [catalogue_nll(value[:, j], value_weighted_targets(items, v, mask, 1, tc.value_power, gen))
+            for j in range(n_val)]
+    out = {"mtp": torch.stack(mtp).mean()}
+    zero = out["mtp"] * 0.0
+    out["rank"] = out["dc"] = zero
+    if model.rdecoder is not None:
+        B = items.shape[0]
+        negatives = torch.randint(0, model.items.n_items, (B, tc.n_random_negatives), generator=gen).to(items.device)
+        cands = torch.cat([items.clamp(min=0), negatives], dim=1)
+        cand_mask = torch.cat([mask, torch.ones_like(negatives, dtype=torch.bool)], dim=1)
+        cand_value = torch.cat([v, torch.zeros(negatives.shape, device=v.device)], dim=1)
+        r = model.rank(state, cands)
+        out["rank"] = bpr_loss(r, cand_value, cand_mask)
+        if tc.gamma > 0:
+            g = model.retrieval_score(interest, value).gather(1, cands)
+            out["dc"] = dc_loss(r, g, cand_mask, tc.tau, tc.dc_detach_ranker)
+    out["total"] = tc.alpha * out["mtp"] + tc.beta * out["rank"] + tc.gamma * out["dc"]
+    return out
+
+
+def _step_seed(seed: int, *parts: int) -> int:
+    return int(np.random.SeedSequence([seed, *parts]).generate_state(1)[0])
+
+
+@dataclass
+class History:
+    """Per-epoch training and validation losses, and where training stopped."""
+
+    epochs: list[dict] = field(default_factory=list)
+    best_epoch: int = -1
+    best_valid: float = math.inf
+    stopped_early: bool = False
+
+
+class Trainer:
+    """Trains one model of one config on one prepared dataset, checkpointing to ``workdir``."""
+
+    def __init__(self, cfg: Config, prepared: Prepared, workdir: str | Path | None = None,
+                 device: str = "auto", progress: bool = True) -> None:
+        self.cfg, self.tc, self.prepared = cfg, cfg.train, prepared
+        self.device = resolve_device(device)
+        self.progress = progress
+        self.collate = Collator(prepared, cfg.data.max_history_len)
+        self.model = build_model(cfg, prepared).to(self.device)
+        self.optim = torch.optim.AdamW(self.model.parameters(), lr=self.tc.lr, weight_decay=self.tc.weight_decay)
+        n_train = len(prepared.requests["train"])
+        if self.tc.max_train_requests:
+            n_train = min(n_train, self.tc.max_train_requests)
+        self.n_train = n_train
+        self.steps_per_epoch = math.ceil(n_train / self.tc.batch_size)
+        self.total_steps = self.steps_per_epoch * self.tc.epochs
+        self.workdir = Path(workdir) if workdir is not None else None
+        self.step, self.history, self.best_state, self.bad_epochs = 0, History(), None, 0
+        self.epoch_losses: list[float] = []  # totals of the current epoch's steps (checkpointed)
+        if self.workdir is not None and (self.workdir / "checkpoint.pt").exists():
+            self._load(self.workdir / "checkpoint.pt")
+
+    # ---------------------------------------------------------------- schedule and batches
+    def lr_at(self, step: int) -> float:
+        """Linear warm-up, then cosine decay to 10% of the peak."""
+        if step < self.tc.warmup_steps:
+            return self.tc.lr * (step + 1) / self.tc.warmup_steps
+        t = (step - self.tc.warmup_steps) / max(1, self.total_steps - self.tc.warmup_steps)
+        return self.tc.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+    def batch(self, split: str, indices: np.ndarray) -> dict[str, torch.Tensor]:
+        cols = self.prepared.requests[split][indices.tolist()]
+        rows = [dict(zip(cols, vals)) for vals in zip(*cols.values())]
+        return {k: v.to(self.device) for k, v in self.collate(rows).items()}
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng(_step_seed(self.cfg.seed, 1, epoch))
+        return rng.permutation(len(self.prepared.requests["train"]))[: self.n_train]
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else \
+            torch.autocast("cpu", enabled=False)
+
+    # ---------------------------------------------------------------- training
+    def train_step(self, indices: np.ndarray) -> dict[str, float]:
+        self.model.train()
+        torch.manual_seed(_step_seed(self.cfg.seed, 2, self.step))  # dropout noise of this step
+        gen = torch.Generator().manual_seed(_step_seed(self.cfg.seed, 3, self.step))
+        for g in self.optim.param_groups:
+            g["lr"] = self.lr_at(self.step)
+        with self._autocast():
+            terms = loss_terms(self.model, self.batch("train", indices), self.tc, gen)
+        self.optim.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optim.step()
+        self.step += 1
+        return {k: float(v.detach()) for k, v in terms.items()}
+
+    @torch.no_grad()
+    def validation_loss(self) -> float:
+        """Mean total loss on (a fixed subset of) the validation split, with fixed sampling."""
+        self.model.eval()
+        n = len(self.prepared.requests["valid"])
+        idx = np.arange(n if not self.tc.eval_requests else min(n, self.tc.eval_requests))
+        gen = torch.Generator().manual_seed(_step_seed(self.cfg.seed, 4))
+        total, count = 0.0, 0
+        for start in range(0, len(idx), self.tc.batch_size):
+            chunk = idx[start:start + self.tc.batch_size]
+            with self._autocast():
+                total += float(loss_terms(self.model, self.batch("valid", chunk), self.tc, gen)["total"]) * len(chunk)
+            count += len(chunk)
+        return total / count
+
+    def fit(self, stop_after_steps: int | None = None) -> History:
+        """Train until ``epochs`` or early stopping; ``stop_after_steps`` simulates a killed run
+        (used by the resume test). Returns the history; the model holds the best weights."""
+        start_epoch = self.step // self.steps_per_epoch
+        for epoch in range(start_epoch, self.tc.epochs):
+            if self.history.stopped_early:
+                break
+            first = self.step - epoch * self.steps_per_epoch
+            if first == 0:
+                self.model.refresh_fake_items(_step_seed(self.cfg.seed, 5, epoch) % (2**31))
+            order = self.epoch_order(epoch)
+            bar = tqdm(range(first, self.steps_per_epoch), desc=f"epoch {epoch + 1}/{self.tc.epochs}",
+                       disable=not self.progress, leave=False)
+            for b in bar:
+                terms = self.train_step(order[b * self.tc.batch_size:(b + 1) * self.tc.batch_size])
+                self.epoch_losses.append(terms["total"])
+                bar.set_postfix(loss=f"{terms['total']:.3f}")
+                if stop_after_steps is not None and self.step >= stop_after_steps:
+                    self._save()
+                    return self.history
+            self._end_epoch(epoch)
+            self._save()
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        return self.history
+
+    def _end_epoch(self, epoch: int) -> None:
+        valid = self.validation_loss()
+        train = float(np.mean(self.epoch_losses)) if self.epoch_losses else float("nan")
+        self.epoch_losses = []
+        self.history.epochs.append({"epoch": epoch + 1, "train_loss": train, "valid_loss": valid})
+        if valid < self.history.best_valid:
+            self.history.best_valid, self.history.best_epoch, self.bad_epochs = valid, epoch + 1, 0
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:
+            self.bad_epochs += 1
+            if self.bad_epochs > self.tc.patience:
+                self.history.stopped_early = True
+
+    # ---------------------------------------------------------------- checkpoints
+    def _save(self) -> None:
+        """Write the checkpoint to a temporary file and rename it: never half-written."""
+        if self.workdir is None:
+            return
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        blob = {"config_hash": self.cfg.hash(), "config": json.dumps(self.cfg.to_dict(), sort_keys=True),
+                "step": self.step, "model": self.model.state_dict(), "optim": self.optim.state_dict(),
+                "best_state": self.best_state, "bad_epochs": self.bad_epochs,
+                "history": json.dumps(self.history.__dict__), "epoch_losses": list(self.epoch_losses)}
+        fd, tmp = tempfile.mkstemp(dir=self.workdir, prefix=".checkpoint.", suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save(blob, tmp)
+            os.replace(tmp, self.workdir / "checkpoint.pt")
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+    def _load(self, path: Path) -> None:
+        blob = torch.load(path, map_location=self.device, weights_only=True)
+        if blob.get("config_hash") != self.cfg.hash():
+            raise ValueError(f"checkpoint {path} was made by another config (hash {blob.get('config_hash')}, "
+                             f"this run {self.cfg.hash()}); use another workdir or delete it")
+        self.model.load_state_dict(blob["model"])
+        self.optim.load_state_dict(blob["optim"])
+        self.step, self.best_state, self.bad_epochs = blob["step"], blob["best_state"], blob["bad_epochs"]
+        self.history = History(**json.loads(blob["history"]))
+        self.epoch_losses = list(blob["epoch_losses"])

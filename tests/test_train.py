@@ -1,0 +1,41 @@
+"""Training: the loss falls, checkpoints are atomic, refused for another config, and resume exactly."""
+
+import torch
+import pytest
+
+from conftest import tiny_config
+from oneranker.train import Trainer, funnel_level
+
+
+def test_funnel_levels():
+    assert [funnel_level(h, 3) for h in range(3)] == ["impression", "click", "conversion"]
+    assert [funnel_level(h, 6) for h in range(6)] == ["impression"] * 2 + ["click"] * 2 + ["conversion"] * 2
+
+
+def test_loss_falls(tiny_prepared):
+    cfg = tiny_config(**{"train.epochs": 3, "train.max_train_requests": 256, "train.lr": 5e-3})
+    t = Trainer(cfg, tiny_prepared, progress=False)
+    hist = t.fit()
+    first, last = hist.epochs[0]["train_loss"], min(e["train_loss"] for e in hist.epochs)
+    assert last < first
+
+
+def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tiny_prepared, tmp_path):
+    cfg = tiny_config()
+    full = Trainer(cfg, tiny_prepared, workdir=tmp_path / "a", progress=False)
+    full.fit()
+    # killed mid-epoch (step 3 of 4 in epoch 1), then a fresh process resumes from the checkpoint
+    Trainer(cfg, tiny_prepared, workdir=tmp_path / "b", progress=False).fit(stop_after_steps=3)
+    resumed = Trainer(cfg, tiny_prepared, workdir=tmp_path / "b", progress=False)
+    assert resumed.step == 3
+    resumed.fit()
+    assert resumed.history.epochs == full.history.epochs
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["checkpoint.pt"]   # no temporary left
+
+
+def test_checkpoint_of_another_config_is_refused(tiny_prepared, tmp_path):
+    Trainer(tiny_config(), tiny_prepared, workdir=tmp_path, progress=False).fit(stop_after_steps=1)
+    with pytest.raises(ValueError, match="made by another config"):
+        Trainer(tiny_config(**{"train.gamma": 0.0}), tiny_prepared, workdir=tmp_path, progress=False)
