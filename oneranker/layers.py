@@ -9,6 +9,7 @@ is the R-Decoder's K/V pass-through.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -24,9 +25,18 @@ class Mask:
     block: object | None = None  # torch.nn.attention.flex_attention.BlockMask
 
 
-def _flex(q: Tensor, k: Tensor, v: Tensor, block_mask: object) -> Tensor:
+@functools.cache
+def _compiled_flex_attention():
     from torch.nn.attention.flex_attention import flex_attention
-    return flex_attention(q, k, v, block_mask=block_mask)
+    return torch.compile(flex_attention)
+
+
+def _flex(q: Tensor, k: Tensor, v: Tensor, block_mask: object) -> Tensor:
+    """FlexAttention: compiled on CUDA (its fast path); eager elsewhere (a slow reference
+    that exists so CPU tests can check parity)."""
+    from torch.nn.attention.flex_attention import flex_attention
+    fn = _compiled_flex_attention() if q.is_cuda else flex_attention
+    return fn(q, k, v, block_mask=block_mask)
 
 
 class Attention(nn.Module):

@@ -238,13 +238,23 @@ class OneRanker(nn.Module):
         B, L = tok_type.shape
         lengths, prefix = batch["length"], batch["prefix_len"]
         x = self.drop(self.embed(tok_type, batch["tok_id"], batch["tok_action"], self.items))
-        h1 = self.step1(x, Mask(dense=masks.step1_dense(lengths, prefix, L)))
+        h1 = self.step1(x, self.step1_mask(lengths, prefix, L))
         key_pad = masks.key_padding(lengths, L)
         last = h1[torch.arange(B, device=h1.device), lengths - 1]
         tasks = fakes = None
         if self.step2 is not None:
             tasks, fakes = self.step2(h1, key_pad)
         return State(h1=h1, key_pad=key_pad, last=last, tasks=tasks, fakes=fakes)
+
+    def step1_mask(self, lengths: Tensor, prefix: Tensor, L: int) -> Mask:
+        """The G-Decoder mask in the form of the configured kernel ('auto': FlexAttention on
+        CUDA, dense SDPA on CPU). Steps 2 and 3 attend over a few dozen tokens and keep SDPA."""
+        kernel = self.cfg.attention
+        if kernel == "auto":
+            kernel = "flex" if lengths.is_cuda else "sdpa"
+        if kernel == "flex":
+            return Mask(block=masks.step1_block_mask(lengths, prefix, L))
+        return Mask(dense=masks.step1_dense(lengths, prefix, L))
 
     def generator_scores(self, state: State) -> tuple[Tensor, Tensor]:
         """(interest [B, n_interest, N], value [B, n_value, N]) catalogue scores. Without Step 2

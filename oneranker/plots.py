@@ -93,3 +93,25 @@ def code_usage(codes: np.ndarray, digits: tuple[int, ...]) -> matplotlib.figure.
                ylabel="ads" if lvl == 0 else None)
     fig.tight_layout()
     return fig
+
+
+def mask_picture(allowed: np.ndarray, title: str, groups: list[tuple[str, int]] | None = None,
+                 ax: matplotlib.axes.Axes | None = None) -> matplotlib.figure.Figure:
+    """Draw a [Q, K] attention mask: dark = the query (row) may attend to the key (column).
+    ``groups`` [(label, size), ...] draws separators between token groups."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    else:
+        fig = ax.figure
+    ax.imshow(np.asarray(allowed, dtype=float), cmap="Greys", vmin=0, vmax=1, interpolation="nearest")
+    ax.set(title=title, xlabel="key", ylabel="query")
+    ax.grid(False)
+    if groups:
+        edges = np.cumsum([size for _, size in groups])[:-1] - 0.5
+        for e in edges:
+            ax.axhline(e, color="C3", lw=1)
+            ax.axvline(e, color="C3", lw=1)
+        centres = np.cumsum([0] + [size for _, size in groups])[:-1] + np.array([s for _, s in groups]) / 2 - 0.5
+        ax.set_xticks(centres, [g for g, _ in groups], rotation=45, ha="right")
+        ax.set_yticks(centres, [g for g, _ in groups])
+    return fig

@@ -240,3 +240,30 @@ class Trainer:
         self.step, self.best_state, self.bad_epochs = blob["step"], blob["best_state"], blob["bad_epochs"]
         self.history = History(**json.loads(blob["history"]))
         self.epoch_losses = list(blob["epoch_losses"])
+
+
+def train_or_load(cfg: Config, prepared: Prepared, cache_dir: str | Path = "cache", device: str = "auto",
+                  progress: bool = True) -> tuple[OneRanker, History]:
+    """The trained model of ``cfg``, from the cache (keyed by the config hash) or trained now.
+
+    Notebooks share models through this cache, so a variant trained in one notebook is not
+    trained again in the next. The checkpoint in the cache folder also makes a killed run
+    resume where it stopped.
+    """
+    folder = Path(cache_dir) / "models" / cfg.hash()
+    final = folder / "final.pt"
+    trainer = Trainer(cfg, prepared, workdir=None if final.exists() else folder, device=device, progress=progress)
+    if final.exists():
+        blob = torch.load(final, map_location=trainer.device, weights_only=True)
+        if blob["config_hash"] != cfg.hash():
+            raise ValueError(f"{final} was made by another config")
+        trainer.model.load_state_dict(blob["model"])
+        return trainer.model.eval(), History(**json.loads(blob["history"]))
+    history = trainer.fit()
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".final.", suffix=".tmp")
+    os.close(fd)
+    torch.save({"config_hash": cfg.hash(), "model": trainer.model.state_dict(),
+                "history": json.dumps(history.__dict__)}, tmp)
+    os.replace(tmp, final)
+    (folder / "checkpoint.pt").unlink(missing_ok=True)
+    return trainer.model.eval(), history

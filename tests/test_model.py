@@ -116,3 +116,14 @@ def test_fake_items_are_kmeans_centroids_of_item_embeddings(tiny_prepared):
     d = torch.cdist(emb, centroids).min(1).values
     assert d.mean() < torch.cdist(emb, emb.mean(0, keepdim=True)).mean()
     assert centroids.shape == (4, 16)
+
+
+def test_flex_and_sdpa_kernels_agree_through_the_model(tiny_prepared):
+    sdpa = build_model(tiny_config(**{"model.attention": "sdpa"}), tiny_prepared).eval()
+    flex = build_model(tiny_config(**{"model.attention": "flex"}), tiny_prepared).eval()
+    flex.load_state_dict(sdpa.state_dict())
+    batch = _batch(tiny_prepared, tiny_config())
+    with torch.no_grad():
+        a, b = sdpa.encode(batch), flex.encode(batch)
+    valid = batch["tok_type"] != 0
+    torch.testing.assert_close(a.h1[valid], b.h1[valid], rtol=1e-4, atol=1e-4)
