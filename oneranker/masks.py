@@ -387,3 +387,19 @@ def verify_by_perturbation(allowed: Tensor, n_trials: int = 3, seed: int = 0) ->
                                                base[i]))
     return {"queries_checked": Q * n_trials, "unchanged_by_hidden_keys": hidden_ok,
             "changed_by_a_visible_key": visible_ok}
+
+
+def kernel_parity(dense: Tensor, block_mask: BlockMask, seed: int = 0, head_dim: int = 16) -> float:
+    """Largest absolute difference between FlexAttention under ``block_mask`` and dense-mask
+    SDPA under ``dense`` ([B|1, Q, K]) on random queries, keys and values (2 heads)."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    g = torch.Generator().manual_seed(seed)
+    if dense.dim() == 2:
+        dense = dense[None]
+    B = block_mask.shape[0] if block_mask.shape[0] is not None else 1
+    Q, K = dense.shape[-2:]
+    q, k, v = (torch.randn(max(B, dense.shape[0]), 2, n, head_dim, generator=g) for n in (Q, K, K))
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=dense[:, None])
+    out = flex_attention(q, k, v, block_mask=block_mask)
+    return float((ref - out).abs().max())
