@@ -182,8 +182,9 @@ class DataConfig(Validated):
     """How logs become training examples (``oneranker.data``)."""
 
     _section = "data"
-    max_history_len: int = knob(64, "Most recent history tokens kept per example (quick: 64, above the median "
-                                       "history of 39; paper: 1,024).", ge=1)
+    max_history_len: int = knob(32, "Most recent history tokens kept per example (quick: 32, below the median "
+                                       "history of 39: a CPU budget that halves the step time against 64; "
+                                       "paper: 1,024).", ge=1)
     min_requests_per_user: int = knob(3, "Users with fewer requests are skipped (counted): one each for "
                                          "test and valid, at least one for train.", ge=3)
 
@@ -209,7 +210,7 @@ class ModelConfig(Validated):
     _section = "model"
     d_model: int = knob(32, "Token embedding size (paper: 128; quick: 32, so a model trains in about a minute "
                                  "on 2 CPU cores).", ge=8)
-    n_heads: int = knob(4, "Attention heads per layer.", ge=1)
+    n_heads: int = knob(2, "Attention heads per layer (quick: 2 of 16 dims; paper profile: 4 of 32).", ge=1)
     step1_layers: int = knob(2, "G-Decoder layers (paper: 4).", ge=1)
     step2_layers: int = knob(1, "Step-2 layers (paper: 2).", ge=1)
     step3_layers: int = knob(1, "R-Decoder layers (paper: 1).", ge=1)
@@ -217,7 +218,8 @@ class ModelConfig(Validated):
                                      "conversion targets (paper: 6, i.e. two per level).", ge=1)
     n_value_tasks: int = knob(2, "Value task tokens whose outputs are averaged (bagging; paper: 2).", ge=1)
     n_fake_items: int = knob(16, "Fake Item Tokens = k-means centroids of the item embeddings (paper: 32).", ge=1)
-    mlp_ratio: int = knob(4, "Hidden width of feed-forward layers, as a multiple of d_model.", ge=1)
+    mlp_ratio: int = knob(2, "Hidden width of feed-forward layers, as a multiple of d_model (quick: 2, "
+                                 "a CPU budget; paper profile: 4, the transformer default).", ge=1)
     dropout: float = knob(0.0, "Dropout on residual branches (quick trains a few hundred steps; early stopping "
                                    "guards it; paper: 0.1).", ge=0.0, lt=1.0)
     attention: str = knob("auto", "Attention kernel: 'sdpa' (dense mask, reference), 'flex' (FlexAttention "
@@ -256,7 +258,9 @@ class TrainConfig(Validated):
     n_random_negatives: int = knob(12, "Catalogue ads added to each request's impressions as ranker / DC "
                                        "candidates during training (value 0).", ge=0)
     batch_size: int = knob(256, "Requests per batch.", ge=1)
-    epochs: int = knob(4, "Maximum epochs (early stopping may end sooner).", ge=1)
+    epochs: int = knob(5, "Maximum epochs (early stopping may end sooner). Quick: 5, a CPU budget (the 33 "
+                             "models of notebooks 02-04 train in CI); the validation loss still falls "
+                             "after 5, so quick models are not converged.", ge=1)
     lr: float = knob(5e-3, "Peak AdamW learning rate.", gt=0.0)
     weight_decay: float = knob(0.01, "AdamW weight decay.", ge=0.0)
     warmup_steps: int = knob(20, "Linear warm-up steps, then cosine decay to 10% of the peak.", ge=0)
@@ -311,7 +315,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                   "organic_per_request": 6.0, "n_retrieval": 100},
         "data": {"max_history_len": 1024},
         "semantic_ids": {"levels": 3, "codebook_size": 256},
-        "model": {"d_model": 128, "step1_layers": 4, "step2_layers": 2, "step3_layers": 1,
+        "model": {"d_model": 128, "n_heads": 4, "mlp_ratio": 4, "step1_layers": 4, "step2_layers": 2, "step3_layers": 1,
                   "n_interest_tasks": 6, "n_value_tasks": 2, "n_fake_items": 32, "dropout": 0.1},
         "train": {"batch_size": 256, "lr": 2e-3, "warmup_steps": 200, "epochs": 2, "max_train_requests": 400_000,
                   "eval_requests": 5000},

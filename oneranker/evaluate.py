@@ -1,12 +1,14 @@
 """Evaluation on the test requests of the simulated market, against its ground truth.
 
 Logged clicks are sparse (about one test request in ten has one) and biased by the legacy
-policy, so each test request gets held-out positives drawn from the world's truth instead:
-an *interest* positive with probability proportional to the true pCTR of every ad (the ad
-this user would click next) and a *value* positive proportional to the true eCPM (the ad that
-would pay). Retrieval HR@K / NDCG@K ask whether the generated list finds them; the graded
-NDCG of the final list uses the true eCPM of its ads as gains (the paper's value-graded
-protocol on lists of 30).
+policy, so each test request is scored against held-out positives drawn from the world's
+truth instead: an *interest* positive with probability proportional to the true pCTR of every
+ad (the ad this user would click next) and a *value* positive proportional to the true eCPM
+(the ad that would pay). HR@K / NDCG@K (interest) and valueHR@K / valueNDCG@K ask whether the
+list finds them; they are computed as exact expectations over that draw
+(:func:`metrics.expected_hit_rate`), not from one sample per request. The graded NDCG of the
+list uses the true eCPM of its ads as gains (the paper's value-graded protocol on lists of
+30).
 """
 
 from __future__ import annotations
@@ -19,28 +21,21 @@ import torch
 from .config import Config
 from .data import Collator, Prepared
 from .generate import rank_candidates, topk_candidates
-from .metrics import KS, hit_ndcg, hit_rate, ndcg
+from .metrics import KS, expected_hit_ndcg, expected_hit_rate, ndcg
 from .model import OneRanker
 from .world import Truth, World
 
 
 @dataclass
-class TestSet:
+class TruthSet:
     """Test requests with their truth over the whole catalogue (evaluation only)."""
 
     indices: np.ndarray        # rows of the test split
     truth: Truth               # [R, N]
-    interest_pos: np.ndarray   # [R]
-    value_pos: np.ndarray      # [R]
 
 
-def _sample_rows(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    c = np.cumsum(p, axis=1)
-    return (rng.random((len(p), 1)) * c[:, -1:] > c).sum(1)
-
-
-def test_set(world: World, prepared: Prepared, n_requests: int | None = None, seed: int = 0) -> TestSet:
-    """Truth and truth-sampled positives for (the first ``n_requests``) test requests."""
+def truth_set(world: World, prepared: Prepared, n_requests: int | None = None) -> TruthSet:
+    """The truth over the catalogue for (the first ``n_requests``) test requests."""
     test = prepared.requests["test"]
     n = len(test) if not n_requests else min(n_requests, len(test))
     rows = test.select(range(n))
@@ -51,20 +46,24 @@ def test_set(world: World, prepared: Prepared, n_requests: int | None = None, se
     context = np.asarray(rows["context"])
     items = np.broadcast_to(np.arange(world.cfg.n_items), (n, world.cfg.n_items))
     truth = world.truth(users, items, active, context)
-    rng = np.random.default_rng(seed)
-    return TestSet(indices=np.arange(n), truth=truth, interest_pos=_sample_rows(truth.pctr, rng),
-                   value_pos=_sample_rows(truth.ecpm, rng))
+    return TruthSet(indices=np.arange(n), truth=truth)
 
 
 @torch.no_grad()
-def model_lists(model: OneRanker, cfg: Config, prepared: Prepared, ts: TestSet, n: int,
-                device: torch.device | str = "cpu", batch_size: int = 256) -> dict[str, np.ndarray]:
+def model_lists(model: OneRanker, cfg: Config, prepared: Prepared, ts: TruthSet, n: int,
+                device: torch.device | str = "cpu", batch_size: int = 256,
+                per_head: bool = False) -> dict[str, np.ndarray]:
     """The generated list (merged heads' top-n) and, with a ranker, the same candidates
-    reordered by the R-Decoder: ad ids [R, n], best first."""
+    reordered by the R-Decoder: ad ids [R, n], best first. ``per_head`` adds each head's own
+    top-n (``head: impression``, ``head: click``, ..., ``head: value`` for the bagged value
+    heads), to see which head a merged list's strengths and weaknesses come from."""
+    from .train import funnel_level
+
     model.eval()
     collate = Collator(prepared, cfg.data.max_history_len)
     test = prepared.requests["test"]
     generated, ranked = [], []
+    heads: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(ts.indices), batch_size):
         idx = ts.indices[start:start + batch_size]
         batch = {k: v.to(device) for k, v in collate([test[int(i)] for i in idx]).items()}
@@ -72,34 +71,92 @@ def model_lists(model: OneRanker, cfg: Config, prepared: Prepared, ts: TestSet, 
         interest, value = model.generator_scores(state)
         cands = topk_candidates(interest.float(), value.float(), n)
         generated.append(cands.cpu().numpy())
+        if per_head:
+            n_int = interest.shape[1]
+            for h in range(n_int):  # the first head of each funnel level
+                name = f"head: {funnel_level(h, n_int)}"
+                if h == 0 or funnel_level(h - 1, n_int) != funnel_level(h, n_int):
+                    heads.setdefault(name, []).append(interest[:, h].topk(n, dim=-1).indices.cpu().numpy())
+            heads.setdefault("head: value", []).append(value.mean(1).topk(n, dim=-1).indices.cpu().numpy())
         if model.rdecoder is not None:
             order = rank_candidates(model, state, cands).float().argsort(dim=1, descending=True)
             ranked.append(cands.gather(1, order).cpu().numpy())
     out = {"generated": np.concatenate(generated)}
     if ranked:
         out["ranked"] = np.concatenate(ranked)
+    out.update({name: np.concatenate(parts) for name, parts in heads.items()})
     return out
 
 
 def popularity_list(prepared: Prepared, n_requests: int, n: int) -> np.ndarray:
     """The n ads clicked most often in the training logs, for every request (the baseline a
     generator must beat)."""
-    train = prepared.requests["train"].with_format("numpy")
-    items = np.concatenate(train["imp_item"])
-    clicks = np.concatenate(train["imp_click"]).astype(float)
+    table = prepared.requests["train"].data   # Arrow: flattening list columns is instant there
+    items = table.column("imp_item").combine_chunks().flatten().to_numpy()
+    clicks = table.column("imp_click").combine_chunks().flatten().to_numpy().astype(float)
     n_items = prepared.meta["n_items"]
     counts = np.bincount(items, weights=clicks, minlength=n_items) + 1e-6 * np.bincount(items, minlength=n_items)
     return np.broadcast_to(np.argsort(-counts, kind="stable")[:n], (n_requests, n))
 
 
-def list_metrics(ranked: np.ndarray, ts: TestSet, ks: tuple[int, ...] = KS) -> dict[str, float]:
-    """HR@K and NDCG@K for both truth-sampled positives, and eCPM-graded NDCG@K of the list."""
+def list_metrics(ranked: np.ndarray, ts: TruthSet, ks: tuple[int, ...] = KS) -> dict[str, float]:
+    """Expected HR@K / NDCG@K of an interest (pCTR-drawn) and a value (eCPM-drawn) positive,
+    and the eCPM-graded NDCG@K of the list."""
     out = {}
     gains = np.take_along_axis(ts.truth.ecpm, ranked, axis=1)
     for k in ks:
-        out[f"HR@{k}"] = hit_rate(ranked, ts.interest_pos, k)
-        out[f"NDCG@{k}"] = hit_ndcg(ranked, ts.interest_pos, k)
-        out[f"valueHR@{k}"] = hit_rate(ranked, ts.value_pos, k)
+        out[f"HR@{k}"] = expected_hit_rate(ranked, ts.truth.pctr, k)
+        out[f"NDCG@{k}"] = expected_hit_ndcg(ranked, ts.truth.pctr, k)
+        out[f"valueHR@{k}"] = expected_hit_rate(ranked, ts.truth.ecpm, k)
+        out[f"valueNDCG@{k}"] = expected_hit_ndcg(ranked, ts.truth.ecpm, k)
         out[f"ecpmNDCG@{k}"] = ndcg(gains, k)
     out["mean_ecpm@5"] = float(gains[:, :5].mean())
     return out
+
+
+@torch.no_grad()
+def centroid_alignment(model: OneRanker, cfg: Config, prepared: Prepared, ts: TruthSet,
+                       device: torch.device | str = "cpu", batch_size: int = 256) -> dict[str, np.ndarray]:
+    """Do the per-centroid preferences s_il of the dual channel track the market's truth?
+
+    Every ad belongs to its nearest Fake Item Token (cosine, as in the dual-channel score);
+    the truth of a centroid for a request is the mean true pCTR (interest) or eCPM (value) of
+    its ads. Returns, per test request, the Spearman correlation across centroids between
+    the click head's s_il and the true mean pCTR (``interest_rho``) and between the value
+    heads' mean s_il and the true mean eCPM (``value_rho``), plus the raw arrays for one
+    request's picture: ``pref_click``/``pref_value`` [R, F], ``truth_pctr``/``truth_ecpm``
+    [R, F] and ``cluster`` [N].
+    """
+    from scipy.stats import spearmanr
+
+    from .train import funnel_level
+
+    step2 = model.step2
+    if step2 is None or step2.fake is None or not cfg.model.use_task_tokens:
+        raise ValueError("centroid preferences need Step 2 with task tokens and Fake Item Tokens")
+    model.eval()
+    item_emb = model.items()
+    cluster = step2.fake.item_affinity(item_emb).argmax(-1).cpu().numpy()           # [N]
+    F_ = step2.fake.centroids.shape[0]
+    interest_idx, value_idx = step2.head_tokens()
+    click = [h for h in range(len(interest_idx)) if funnel_level(h, len(interest_idx)) == "click"][0]
+    collate = Collator(prepared, cfg.data.max_history_len)
+    test = prepared.requests["test"]
+    prefs = []
+    for start in range(0, len(ts.indices), batch_size):
+        idx = ts.indices[start:start + batch_size]
+        batch = {k: v.to(device) for k, v in collate([test[int(i)] for i in idx]).items()}
+        state = model.encode(batch)
+        prefs.append(step2.centroid_preferences(state.tasks, state.fakes).float().cpu().numpy())
+    pref = np.concatenate(prefs)                                                    # [R, T, F]
+    members = np.eye(F_)[cluster]                                                   # [N, F]
+    size = members.sum(0)
+    used = size > 0
+    truth_pctr = (ts.truth.pctr @ members)[:, used] / size[used]
+    truth_ecpm = (ts.truth.ecpm @ members)[:, used] / size[used]
+    pref_click = pref[:, interest_idx[click]][:, used]
+    pref_value = pref[:, value_idx].mean(1)[:, used]
+    rho = lambda a, b: np.array([spearmanr(x, y).statistic for x, y in zip(a, b)])  # noqa: E731
+    return {"interest_rho": rho(pref_click, truth_pctr), "value_rho": rho(pref_value, truth_ecpm),
+            "pref_click": pref_click, "pref_value": pref_value, "truth_pctr": truth_pctr,
+            "truth_ecpm": truth_ecpm, "cluster": cluster}

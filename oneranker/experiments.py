@@ -9,15 +9,19 @@ list) with every metric as a column, ready for :func:`summarise`.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from tqdm import tqdm
 
-from .config import make_config
+from .config import Config, make_config
 from .data import cached_prepared
-from .evaluate import list_metrics, model_lists, popularity_list, test_set
+from .evaluate import list_metrics, model_lists, popularity_list, truth_set
 from .metrics import mean_ci
 from .train import resolve_device, train_or_load
 from .world import World
@@ -25,20 +29,68 @@ from .world import World
 POPULARITY = "popularity"
 
 
+def _train_in_worker(cfg_dict: dict, cache_dir: str) -> str:
+    """Train one config into the model cache (runs in a worker process, one CPU thread)."""
+    from .config import config_from_dict
+
+    torch.set_num_threads(1)
+    cfg = config_from_dict(cfg_dict)
+    train_or_load(cfg, cached_prepared(cfg, cache_dir), cache_dir, device="cpu", progress=False)
+    return cfg.hash()
+
+
+def default_workers(device: torch.device) -> int:
+    """CPU: one single-threaded training process per core (small models are overhead-bound, so
+    two 1-thread processes train ~1.4x faster than one 2-thread process); GPU: one process."""
+    return 1 if device.type != "cpu" else max(1, min(4, os.cpu_count() or 1))
+
+
+def train_all(cfgs: list[Config], cache_dir: str | Path, device: str = "auto", workers: int | None = None) -> None:
+    """Make sure every config has a trained model in the cache, training the missing ones in
+    worker processes on CPU (always, even with ``workers=1``, so that every CPU model is
+    trained single-threaded). Each model depends on its config only (seeded data order,
+    initialisation and sampling), so the result does not depend on how many workers ran or
+    in which order."""
+    dev = resolve_device(device)
+    missing = {c.hash(): c for c in cfgs if not (Path(cache_dir) / "models" / c.hash() / "final.pt").exists()}
+    if not missing:
+        return
+    for c in {c.data_hash(): c for c in missing.values()}.values():   # build datasets once, here
+        cached_prepared(c, cache_dir)
+    workers = workers or default_workers(dev)
+    bar = tqdm(total=len(missing), desc="training models", unit="model")
+    if dev.type != "cpu":
+        for c in missing.values():
+            train_or_load(c, cached_prepared(c, cache_dir), cache_dir, device=str(dev), progress=False)
+            bar.update()
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures = [pool.submit(_train_in_worker, c.to_dict(), str(cache_dir)) for c in missing.values()]
+            for f in as_completed(futures):
+                f.result()
+                bar.update()
+    bar.close()
+
+
 def run_grid(profile: str, variants: dict[str, dict], seeds: list[int] | tuple[int, ...], cache_dir: str | Path,
              device: str = "auto", n_candidates: int | None = None, eval_requests: int | None = 1000,
-             baselines: bool = False, progress: bool = False) -> pd.DataFrame:
+             baselines: bool = False, progress: bool = False, workers: int | None = None,
+             per_head: bool = False) -> pd.DataFrame:
     """Train (or load) and evaluate every variant for every seed.
 
     Returns a tidy frame: columns ``variant, seed, list`` (``generated`` or ``ranked``) and the
-    metrics of :func:`evaluate.list_metrics`. ``baselines=True`` adds the popularity list.
+    metrics of :func:`evaluate.list_metrics`. ``baselines=True`` adds the popularity list;
+    ``per_head=True`` adds each generator head's own list (``head: click``, ...).
     """
     rows = []
     dev = resolve_device(device)
+    train_all([make_config(profile, seed=s, **o) for s in seeds for o in variants.values()], cache_dir,
+              device=device, workers=workers)
     for seed in seeds:
         base = make_config(profile, seed=seed)
         prepared = cached_prepared(base, cache_dir, progress=progress)
-        ts = test_set(World(base.world, seed), prepared, n_requests=eval_requests, seed=seed)
+        ts = truth_set(World(base.world, seed), prepared, n_requests=eval_requests)
         n = n_candidates or base.train.n_candidates
         if baselines:
             rows.append({"variant": POPULARITY, "seed": seed, "list": "generated",
@@ -46,7 +98,7 @@ def run_grid(profile: str, variants: dict[str, dict], seeds: list[int] | tuple[i
         for name, overrides in variants.items():
             cfg = make_config(profile, seed=seed, **overrides)
             model, history = train_or_load(cfg, prepared, cache_dir, device=str(dev), progress=progress)
-            for list_name, ranked in model_lists(model, cfg, prepared, ts, n, device=dev).items():
+            for list_name, ranked in model_lists(model, cfg, prepared, ts, n, device=dev, per_head=per_head).items():
                 rows.append({"variant": name, "seed": seed, "list": list_name,
                              "epochs": len(history.epochs), **list_metrics(ranked, ts)})
             del model
@@ -77,6 +129,35 @@ def paired_difference(results: pd.DataFrame, metric: str, a: tuple[str, str], b:
         return sel.set_index("seed")[metric]
     diff = (by_seed(a) - by_seed(b)).dropna()
     return mean_ci(diff.values)
+
+
+def paired_table(results: pd.DataFrame, metrics: list[str], variants: list[str | tuple[str, str]],
+                 base: str | tuple[str, str], digits: int = 4) -> pd.DataFrame:
+    """``variant - base`` for each metric, paired by seed, as ``+mean ± ci`` strings. Variants
+    and base are names (their ``generated`` list) or (variant, list) pairs."""
+    def key(v: str | tuple[str, str]) -> tuple[str, str]:
+        return (v, "generated") if isinstance(v, str) else tuple(v)
+
+    rows = {}
+    for v in variants:
+        a = key(v)
+        label = a[0] if a[1] == "generated" else f"{a[0]} ({a[1]})"
+        rows[label] = {m: "{:+.{d}f} ± {:.{d}f}".format(*paired_difference(results, m, a, key(base)), d=digits)
+                       for m in metrics}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def mean_ci_columns(results: pd.DataFrame, by: str, metrics: list[str], list_name: str = "generated") -> pd.DataFrame:
+    """One row per value of ``by`` with ``<metric>_mean`` and ``<metric>_ci`` columns (for
+    sweeps and their plots)."""
+    sel = results[results.list == list_name]
+    rows = []
+    for value, group in sel.groupby(by, sort=True):
+        row = {by: value}
+        for m in metrics:
+            row[f"{m}_mean"], row[f"{m}_ci"] = mean_ci(group[m].values)
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def save_table(df: pd.DataFrame, profile: str, name: str, root: str | Path = "../results") -> None:

@@ -94,3 +94,18 @@ def rank_candidates(model: OneRanker, state: State, candidates: Tensor, use_cach
     step = chunk or candidates.shape[1]
     return torch.cat([model.rank(state, candidates[:, i:i + step], cache=cache)
                       for i in range(0, candidates.shape[1], step)], dim=1)
+
+
+def rank_reencoding(model: OneRanker, batch: dict[str, Tensor], candidates: Tensor,
+                    per_candidate: bool = False) -> Tensor:
+    """The same R-Decoder scores as :func:`rank_candidates`, paid for the way a separate
+    ranker pays: the history is encoded again (Steps 1-2) for ranking, once per request, or
+    with ``per_candidate`` once per candidate (a ranker that reads ``[history; candidate]``
+    as one sequence, like a cascade's target-attention ranker). Used to measure what K/V
+    pass-through saves (notebook 04); the scores are identical by construction (tested)."""
+    if not per_candidate:
+        return rank_candidates(model, model.encode(batch), candidates)
+    B, C = candidates.shape
+    repeated = {k: v.repeat_interleave(C, dim=0) for k, v in batch.items()}
+    state = model.encode(repeated)
+    return rank_candidates(model, state, candidates.reshape(B * C, 1)).view(B, C)

@@ -1,6 +1,11 @@
 """Ranking metrics and confidence intervals (pure functions, numpy in, floats out).
 
 HR@K: share of requests whose held-out positive is among the first K of the list.
+Expected HR@K / NDCG@K: the same metrics when the held-out positive is *drawn* from known
+weights (the simulated market's true pCTR or eCPM), computed in closed form instead of by
+sampling: E[1{pos in top K}] = (weight in the top K) / (total weight). Same expectation as
+sampling one positive per request, without its noise (which at our sizes is larger than
+the differences between variants).
 NDCG@K with graded gains: sum of gain / log2(rank + 1) over the first K, divided by the best
 possible ordering of the same gains (the paper's value-graded NDCG).
 """
@@ -32,6 +37,29 @@ def ndcg(ranked_gains: np.ndarray, k: int, ideal_gains: np.ndarray | None = None
 def hit_ndcg(ranked: np.ndarray, positive: np.ndarray, k: int) -> float:
     """NDCG@k with one relevant item (gain 1 at the positive)."""
     return ndcg((ranked == positive[:, None]).astype(float), k, np.ones((len(ranked), 1)))
+
+
+def _normalised_list_weights(ranked: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """weights [R, N] over the catalogue -> [R, n]: each listed item's share of the row total."""
+    if (weights < 0).any():
+        raise ValueError("weights must be non-negative")
+    for row in ranked[: min(len(ranked), 64)]:
+        if len(np.unique(row)) != len(row):
+            raise ValueError("expected metrics need lists without repeated items")
+    total = weights.sum(1, keepdims=True)
+    return np.take_along_axis(weights, ranked, axis=1) / np.where(total > 0, total, 1.0)
+
+
+def expected_hit_rate(ranked: np.ndarray, weights: np.ndarray, k: int) -> float:
+    """Expected HR@k of a positive drawn with probability proportional to ``weights`` [R, N]."""
+    return float(_normalised_list_weights(ranked[:, :k], weights).sum(1).mean())
+
+
+def expected_hit_ndcg(ranked: np.ndarray, weights: np.ndarray, k: int) -> float:
+    """Expected single-positive NDCG@k (gain 1 at the drawn positive, ideal DCG 1)."""
+    share = _normalised_list_weights(ranked[:, :k], weights)
+    discounts = 1.0 / np.log2(np.arange(2, share.shape[1] + 2))
+    return float((share * discounts).sum(1).mean())
 
 
 def mean_ci(values: np.ndarray | list[float], level: float = 0.95) -> tuple[float, float]:

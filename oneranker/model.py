@@ -175,14 +175,19 @@ class Step2(nn.Module):
         q = self.norm(q)
         return q[:, : self.n_tasks], (q[:, self.n_tasks:] if self.fake is not None else None)
 
+    def centroid_preferences(self, tasks: Tensor, fakes: Tensor) -> Tensor:
+        """s_il = MLP([task_i ; fake_l]) [B, T, F]: how much task i of this request likes the
+        catalogue region around centroid l (notebook 03 compares it with the market's truth)."""
+        T, Fn = tasks.shape[1], fakes.shape[1]
+        pairs = torch.cat([tasks[:, :, None].expand(-1, -1, Fn, -1), fakes[:, None].expand(-1, T, -1, -1)], dim=-1)
+        return self.preference(pairs).squeeze(-1)
+
     def scores(self, tasks: Tensor, fakes: Tensor | None, item_emb: Tensor) -> Tensor:
         """Dual-channel scores [B, T, N]: <task_i, e_n> + sum_l s_il cos(e_n, centroid_l)."""
         semantic = tasks @ item_emb.T
         if self.fake is None:
             return semantic
-        T, Fn = tasks.shape[1], fakes.shape[1]
-        pairs = torch.cat([tasks[:, :, None].expand(-1, -1, Fn, -1), fakes[:, None].expand(-1, T, -1, -1)], dim=-1)
-        s = self.preference(pairs).squeeze(-1)                      # [B, T, F]
+        s = self.centroid_preferences(tasks, fakes)                 # [B, T, F]
         return semantic + s @ self.fake.item_affinity(item_emb).T
 
 

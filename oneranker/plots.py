@@ -115,3 +115,44 @@ def mask_picture(allowed: np.ndarray, title: str, groups: list[tuple[str, int]] 
         ax.set_xticks(centres, [g for g, _ in groups], rotation=45, ha="right")
         ax.set_yticks(centres, [g for g, _ in groups])
     return fig
+
+
+def fake_items_projection(item_emb: np.ndarray, centroids: np.ndarray, category: np.ndarray) -> matplotlib.figure.Figure:
+    """Ads and Fake Item Tokens in the 2-D PCA plane of the learned item embeddings: the
+    centroids should sit inside the clouds of ads (coloured by their true category)."""
+    from sklearn.decomposition import PCA
+
+    pca = PCA(n_components=2, random_state=0).fit(item_emb)
+    xy, cxy = pca.transform(item_emb), pca.transform(centroids)
+    fig, ax = plt.subplots(figsize=(5.8, 4.6))
+    ax.scatter(xy[:, 0], xy[:, 1], c=category, cmap="tab20", s=6, alpha=0.5, linewidths=0)
+    ax.scatter(cxy[:, 0], cxy[:, 1], marker="*", s=180, c="black", edgecolors="white", label="Fake Item Tokens")
+    ev = pca.explained_variance_ratio_
+    ax.set(xlabel=f"PC 1 ({ev[0]:.0%})", ylabel=f"PC 2 ({ev[1]:.0%})",
+           title="Item embeddings (colour: true category) and centroids")
+    ax.legend(loc="best")
+    return fig
+
+
+def centroid_preference(pref: dict[str, np.ndarray], truth: dict[str, np.ndarray], rho: dict[str, float]) -> matplotlib.figure.Figure:
+    """One request: each centroid's preference s_il against the true mean of its ads, one
+    panel per channel (e.g. interest vs pCTR, value vs eCPM)."""
+    fig, axes = plt.subplots(1, len(pref), figsize=(4.6 * len(pref), 3.8))
+    for ax, name in zip(np.atleast_1d(axes), pref):
+        ax.scatter(truth[name], pref[name], s=30)
+        ax.set(xlabel=f"true mean {name} of the centroid's ads", ylabel="preference s_il",
+               title=f"{name}: Spearman rho = {rho[name]:.2f}")
+    fig.tight_layout()
+    return fig
+
+
+def metric_sweep(table: "pd.DataFrame", x: str, metrics: list[str]) -> matplotlib.figure.Figure:
+    """Mean and 95% CI over seeds of each metric against a swept setting. ``table`` holds
+    columns x, ``<metric>_mean`` and ``<metric>_ci``."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.3))
+    for ax, m in zip(np.atleast_1d(axes), metrics):
+        ax.errorbar(table[x], table[f"{m}_mean"], yerr=table[f"{m}_ci"], marker="o", capsize=3)
+        ax.set(xlabel=x, ylabel=m)
+        ax.set_xscale("log", base=2)
+    fig.tight_layout()
+    return fig

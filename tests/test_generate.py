@@ -59,3 +59,19 @@ def test_cached_kv_ranking_equals_recomputing(tiny_prepared):
         cached = rank_candidates(model, state, cands, use_cache=True, chunk=7)
         recomputed = rank_candidates(model, state, cands, use_cache=False)
     torch.testing.assert_close(cached, recomputed, rtol=1e-5, atol=1e-5)
+
+
+def test_reencoding_gives_the_pass_through_scores(tiny_prepared):
+    """What notebook 04 times must compute the same thing three ways."""
+    from oneranker.generate import rank_reencoding
+
+    cfg = tiny_config()
+    model = build_model(cfg, tiny_prepared).eval()
+    batch = Collator(tiny_prepared, cfg.data.max_history_len)([tiny_prepared.requests["test"][i] for i in range(3)])
+    cands = torch.randint(0, 120, (3, 6), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        passed = rank_candidates(model, model.encode(batch), cands)
+        once = rank_reencoding(model, batch, cands)
+        per_cand = rank_reencoding(model, batch, cands, per_candidate=True)
+    torch.testing.assert_close(once, passed, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(per_cand, passed, rtol=1e-5, atol=1e-5)

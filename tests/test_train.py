@@ -39,3 +39,25 @@ def test_checkpoint_of_another_config_is_refused(tiny_prepared, tmp_path):
     Trainer(tiny_config(), tiny_prepared, workdir=tmp_path, progress=False).fit(stop_after_steps=1)
     with pytest.raises(ValueError, match="made by another config"):
         Trainer(tiny_config(**{"train.gamma": 0.0}), tiny_prepared, workdir=tmp_path, progress=False)
+
+
+def test_resume_on_the_quick_profile_ends_with_the_same_metrics(tmp_path):
+    """The issue's check at the default profile's world, data and model (a short budget)."""
+    from oneranker.config import make_config
+    from oneranker.data import cached_prepared
+    from oneranker.evaluate import list_metrics, model_lists, truth_set
+    from oneranker.world import World
+
+    cfg = make_config("quick", **{"train.max_train_requests": 512, "train.epochs": 2, "train.eval_requests": 256})
+    prepared = cached_prepared(cfg, tmp_path / "cache")
+    ts = truth_set(World(cfg.world, cfg.seed), prepared, n_requests=200)
+    full = Trainer(cfg, prepared, workdir=tmp_path / "a", progress=False)
+    full.fit()
+    Trainer(cfg, prepared, workdir=tmp_path / "b", progress=False).fit(stop_after_steps=3)   # killed in epoch 2
+    resumed = Trainer(cfg, prepared, workdir=tmp_path / "b", progress=False)
+    resumed.fit()
+
+    def metrics(model):
+        return {name: list_metrics(lists, ts) for name, lists in model_lists(model, cfg, prepared, ts, 30).items()}
+
+    assert metrics(resumed.model) == metrics(full.model)

@@ -1,0 +1,63 @@
+"""Metrics on hand-computed cases."""
+
+import numpy as np
+import pytest
+
+from oneranker import metrics
+
+
+def test_hit_rate_by_hand():
+    ranked = np.array([[3, 1, 2], [0, 2, 1]])
+    positive = np.array([1, 1])
+    assert metrics.hit_rate(ranked, positive, 1) == 0.0
+    assert metrics.hit_rate(ranked, positive, 2) == 0.5      # row 0 finds 1 at rank 2
+    assert metrics.hit_rate(ranked, positive, 3) == 1.0
+
+
+def test_graded_ndcg_by_hand():
+    gains = np.array([[1.0, 3.0]])                          # list order: gain 1 then gain 3
+    dcg = 1 + 3 / np.log2(3)
+    idcg = 3 + 1 / np.log2(3)
+    assert metrics.ndcg(gains, 2) == pytest.approx(dcg / idcg)
+    assert metrics.ndcg(np.array([[3.0, 1.0]]), 2) == pytest.approx(1.0)
+    # gains available but not listed lower the score
+    assert metrics.ndcg(np.array([[1.0]]), 1, ideal_gains=np.array([[4.0, 1.0]])) == pytest.approx(0.25)
+
+
+def test_hit_ndcg_by_hand():
+    ranked = np.array([[5, 7, 9]])
+    assert metrics.hit_ndcg(ranked, np.array([7]), 3) == pytest.approx(1 / np.log2(3))
+    assert metrics.hit_ndcg(ranked, np.array([4]), 3) == 0.0
+
+
+def test_expected_hit_rate_by_hand():
+    weights = np.array([[1.0, 2.0, 3.0, 4.0]])              # total 10
+    ranked = np.array([[3, 0, 2]])
+    assert metrics.expected_hit_rate(ranked, weights, 1) == pytest.approx(0.4)
+    assert metrics.expected_hit_rate(ranked, weights, 2) == pytest.approx(0.5)
+    assert metrics.expected_hit_ndcg(ranked, weights, 2) == pytest.approx(0.4 + 0.1 / np.log2(3))
+
+
+def test_expected_metrics_are_the_mean_of_sampled_ones():
+    rng = np.random.default_rng(0)
+    weights = rng.random((1, 20)) ** 3
+    ranked = np.argsort(-rng.random((1, 20)), axis=1)[:, :8]
+    draws = rng.choice(20, size=200_000, p=weights[0] / weights.sum())
+    many = np.repeat(ranked, len(draws), axis=0)
+    assert metrics.hit_rate(many, draws, 5) == pytest.approx(metrics.expected_hit_rate(ranked, weights, 5), abs=4e-3)
+    assert metrics.hit_ndcg(many, draws, 5) == pytest.approx(metrics.expected_hit_ndcg(ranked, weights, 5), abs=4e-3)
+
+
+def test_expected_metrics_refuse_bad_input():
+    with pytest.raises(ValueError, match="non-negative"):
+        metrics.expected_hit_rate(np.array([[0]]), np.array([[-1.0, 1.0]]), 1)
+    with pytest.raises(ValueError, match="repeated"):
+        metrics.expected_hit_rate(np.array([[0, 0]]), np.array([[1.0, 1.0]]), 2)
+
+
+def test_mean_ci_by_hand():
+    mean, half = metrics.mean_ci([1.0, 2.0, 3.0])
+    assert mean == 2.0
+    assert half == pytest.approx(4.302652729911275 * 1.0 / np.sqrt(3))   # t(0.975, 2) * s / sqrt(n)
+    assert np.isnan(metrics.mean_ci([1.0])[1])
+    assert metrics.format_ci([1.0, 2.0, 3.0], digits=2) == "2.00 ± 2.48"

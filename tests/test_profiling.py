@@ -1,0 +1,27 @@
+"""FLOP counting on hand-computed cases; side-by-side timing returns every contender."""
+
+import pytest
+import torch
+
+from oneranker import profiling
+
+
+def test_count_flops_of_a_matmul_by_hand():
+    a, b = torch.randn(8, 16), torch.randn(16, 4)
+    assert profiling.count_flops(lambda: a @ b) == 2 * 8 * 16 * 4
+
+
+def test_count_flops_scales_with_the_work():
+    lin = torch.nn.Linear(32, 32, bias=False)
+    x = torch.randn(10, 32)
+    one = profiling.count_flops(lambda: lin(x))
+    assert one == 2 * 10 * 32 * 32
+    assert profiling.count_flops(lambda: lin(lin(x))) == 2 * one
+
+
+def test_time_side_by_side_reports_each_function():
+    out = profiling.time_side_by_side({"a": lambda: torch.ones(3).sum(), "b": lambda: torch.zeros(3)}, repeats=3)
+    assert set(out) == {"a", "b"}
+    assert all(v["median_s"] >= 0 and v["p90_s"] >= v["median_s"] for v in out.values())
+    with pytest.raises(ValueError, match="repeats"):
+        profiling.time_side_by_side({"a": lambda: None}, repeats=0)
