@@ -164,3 +164,34 @@ def save_table(df: pd.DataFrame, profile: str, name: str, root: str | Path = "..
     path = Path(root) / profile / f"{name}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(path)
+
+
+def centroid_alignment_by_seed(profile: str, overrides: dict, seeds: list[int] | tuple[int, ...],
+                               cache_dir: str | Path, eval_requests: int = 1000) -> pd.DataFrame:
+    """Mean Spearman rho (over test requests) of :func:`evaluate.centroid_alignment`, one row
+    per seed, for the (cached or trained) model of ``overrides``."""
+    from .evaluate import centroid_alignment
+
+    cfgs = [make_config(profile, seed=s, **overrides) for s in seeds]
+    train_all(cfgs, cache_dir)
+    rows = []
+    for cfg in cfgs:
+        prepared = cached_prepared(cfg, cache_dir)
+        model, _ = train_or_load(cfg, prepared, cache_dir, device="cpu", progress=False)
+        ts = truth_set(World(cfg.world, cfg.seed), prepared, n_requests=eval_requests)
+        a = centroid_alignment(model, cfg, prepared, ts)
+        rows.append({"seed": cfg.seed, "interest_rho": float(np.nanmean(a["interest_rho"])),
+                     "value_rho": float(np.nanmean(a["value_rho"]))})
+    return pd.DataFrame(rows)
+
+
+def learning_curves(profile: str, overrides: dict, seeds: list[int] | tuple[int, ...], cache_dir: str | Path) -> pd.DataFrame:
+    """Per-epoch training and validation loss of the (cached or trained) model of
+    ``overrides`` for every seed: is the training budget enough for the model to converge?"""
+    cfgs = [make_config(profile, seed=s, **overrides) for s in seeds]
+    train_all(cfgs, cache_dir)
+    rows = []
+    for cfg in cfgs:
+        _, history = train_or_load(cfg, cached_prepared(cfg, cache_dir), cache_dir, device="cpu", progress=False)
+        rows += [{"seed": cfg.seed, **e} for e in history.epochs]
+    return pd.DataFrame(rows)

@@ -20,7 +20,7 @@ DEFAULT_PROFILE = "quick"
 
 
 def notebook_paths(notebooks: list[str] | None = None) -> list[Path]:
-    paths = [Path(n) for n in notebooks] if notebooks else sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    paths = [Path(n).resolve() for n in notebooks] if notebooks else sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise FileNotFoundError(f"notebooks not found: {', '.join(missing)}")
@@ -50,9 +50,19 @@ def run_notebooks(profile: str, notebooks: list[str] | None = None, seed: int = 
                 os.remove(tmp)
         records.append({"notebook": path.name, "seconds": round(time.perf_counter() - start, 1)})
         print(f"    done in {records[-1]['seconds']} s -> {target.relative_to(ROOT)}", flush=True)
-    record = {"profile": profile, "seed": seed, "device": device, "python": platform.python_version(),
-              "machine": platform.platform(), "processor": platform.processor(), "runs": records}
+    import torch
+
     log = ROOT / "results" / profile / "run_record.json"
+    # A run of some notebooks updates their entries and keeps the others' (a record per notebook).
+    previous = json.loads(log.read_text()).get("runs", []) if log.exists() else []
+    ran = {r["notebook"] for r in records}
+    runs = sorted([r for r in previous if r["notebook"] not in ran] + records, key=lambda r: r["notebook"])
+    record = {"profile": profile, "seed": seed, "device": device, "python": platform.python_version(),
+              "torch": torch.__version__, "machine": platform.platform(), "processor": platform.processor(),
+              "cpu_count": os.cpu_count(), "runs": runs}
     log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text(json.dumps(record, indent=1))
+    fd, tmp = tempfile.mkstemp(suffix=".json", dir=log.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(record, indent=1))
+    os.replace(tmp, log)
     return records
