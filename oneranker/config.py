@@ -255,6 +255,10 @@ class TrainConfig(Validated):
     value_click_weight: float = knob(1.0, "Realised value of an impression = bid x (this x click + ...).", ge=0.0)
     value_conv_weight: float = knob(3.0, "... + this x conversion): conversion > click > impression.", ge=0.0)
     value_power: float = knob(1.0, "Value heads sample targets with probability ~ value^power.", ge=0.0)
+    mtp_weighting: str = knob("none", "'value': weight every interest head's targets by the impression's "
+                              "normalised bid x (1 + click_weight x click + conv_weight x conversion), "
+                              "the value-aware loss weighting of GPR (baselines); 'none': OneRanker's "
+                              "plain L_MTP.", choices=("none", "value"))
     n_random_negatives: int = knob(12, "Catalogue ads added to each request's impressions as ranker / DC "
                                        "candidates during training (value 0).", ge=0)
     batch_size: int = knob(256, "Requests per batch.", ge=1)

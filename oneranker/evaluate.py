@@ -160,3 +160,23 @@ def centroid_alignment(model: OneRanker, cfg: Config, prepared: Prepared, ts: Tr
     return {"interest_rho": rho(pref_click, truth_pctr), "value_rho": rho(pref_value, truth_ecpm),
             "pref_click": pref_click, "pref_value": pref_value, "truth_pctr": truth_pctr,
             "truth_ecpm": truth_ecpm, "cluster": cluster}
+
+
+def oracle_list(ts: TruthSet, n: int) -> np.ndarray:
+    """The n ads of highest true eCPM for every request: what a platform that knew the truth
+    would serve (the ceiling of the GMV-proxy table)."""
+    return np.argsort(-ts.truth.ecpm, axis=1, kind="stable")[:, :n]
+
+
+def slate_outcomes(ranked: np.ndarray, ts: TruthSet, slate_size: int, position_bias: float) -> dict[str, np.ndarray]:
+    """Expected GMV and advertiser cost per request [R] of serving the first ``slate_size``
+    ads of each list in order, each examined with probability 1 / position^eta (the world's
+    position model): GMV = sum exam * pCTR * pCVR * price, cost = sum exam * pCTR * pCVR * bid
+    (advertisers pay their bid per conversion)."""
+    if ranked.shape[1] < slate_size:
+        raise ValueError(f"lists of {ranked.shape[1]} ads cannot fill a slate of {slate_size}")
+    top = ranked[:, :slate_size]
+    exam = 1.0 / np.arange(1, slate_size + 1) ** position_bias
+    gmv = (np.take_along_axis(ts.truth.gmv, top, axis=1) * exam).sum(1)
+    cost = (np.take_along_axis(ts.truth.ecpm, top, axis=1) * exam).sum(1)
+    return {"gmv": gmv, "cost": cost}

@@ -19,9 +19,10 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from .baselines import Cascade, cascade_lists
 from .config import Config, make_config
 from .data import cached_prepared
-from .evaluate import list_metrics, model_lists, popularity_list, truth_set
+from .evaluate import TruthSet, list_metrics, model_lists, popularity_list, truth_set
 from .metrics import mean_ci
 from .train import resolve_device, train_or_load
 from .world import World
@@ -73,35 +74,53 @@ def train_all(cfgs: list[Config], cache_dir: str | Path, device: str = "auto", w
     bar.close()
 
 
-def run_grid(profile: str, variants: dict[str, dict], seeds: list[int] | tuple[int, ...], cache_dir: str | Path,
-             device: str = "auto", n_candidates: int | None = None, eval_requests: int | None = 1000,
-             baselines: bool = False, progress: bool = False, workers: int | None = None,
-             per_head: bool = False) -> pd.DataFrame:
+def _configs(profile: str, seed: int, variant: dict | Cascade) -> list[Config]:
+    if isinstance(variant, Cascade):
+        return [make_config(profile, seed=seed, **variant.generator), make_config(profile, seed=seed, **variant.ranker)]
+    return [make_config(profile, seed=seed, **variant)]
+
+
+def run_grid(profile: str, variants: dict[str, dict | Cascade], seeds: list[int] | tuple[int, ...],
+             cache_dir: str | Path, device: str = "auto", n_candidates: int | None = None,
+             eval_requests: int | None = 1000, baselines: bool = False, progress: bool = False,
+             workers: int | None = None, per_head: bool = False) -> pd.DataFrame:
     """Train (or load) and evaluate every variant for every seed.
 
-    Returns a tidy frame: columns ``variant, seed, list`` (``generated`` or ``ranked``) and the
-    metrics of :func:`evaluate.list_metrics`. ``baselines=True`` adds the popularity list;
-    ``per_head=True`` adds each generator head's own list (``head: click``, ...).
+    A variant is a dict of config overrides (one model) or a :class:`baselines.Cascade` (a
+    generator and a separate ranker). Variants may change the world or the data: each is
+    evaluated on its own dataset and truth. Returns a tidy frame: columns ``variant, seed,
+    list`` (``generated`` or ``ranked``) and the metrics of :func:`evaluate.list_metrics`.
+    ``baselines=True`` adds the popularity list of each dataset; ``per_head=True`` adds each
+    generator head's own list (``head: click``, ...).
     """
     rows = []
     dev = resolve_device(device)
-    train_all([make_config(profile, seed=s, **o) for s in seeds for o in variants.values()], cache_dir,
+    train_all([c for s in seeds for v in variants.values() for c in _configs(profile, s, v)], cache_dir,
               device=device, workers=workers)
     for seed in seeds:
-        base = make_config(profile, seed=seed)
-        prepared = cached_prepared(base, cache_dir, progress=progress)
-        ts = truth_set(World(base.world, seed), prepared, n_requests=eval_requests)
-        n = n_candidates or base.train.n_candidates
-        if baselines:
-            rows.append({"variant": POPULARITY, "seed": seed, "list": "generated",
-                         **list_metrics(popularity_list(prepared, len(ts.indices), n), ts)})
-        for name, overrides in variants.items():
-            cfg = make_config(profile, seed=seed, **overrides)
-            model, history = train_or_load(cfg, prepared, cache_dir, device=str(dev), progress=progress)
-            for list_name, ranked in model_lists(model, cfg, prepared, ts, n, device=dev, per_head=per_head).items():
-                rows.append({"variant": name, "seed": seed, "list": list_name,
-                             "epochs": len(history.epochs), **list_metrics(ranked, ts)})
-            del model
+        truths: dict[str, TruthSet] = {}
+        for name, variant in variants.items():
+            cfgs = _configs(profile, seed, variant)
+            cfg = cfgs[0]
+            prepared = cached_prepared(cfg, cache_dir, progress=progress)
+            key = cfg.data_hash()
+            if key not in truths:
+                truths[key] = truth_set(World(cfg.world, seed), prepared, n_requests=eval_requests)
+                if baselines:
+                    n_req = len(truths[key].indices)
+                    rows.append({"variant": POPULARITY, "seed": seed, "list": "generated", "data": key,
+                                 **list_metrics(popularity_list(prepared, n_req, n_candidates or cfg.train.n_candidates),
+                                                truths[key])})
+            ts, n = truths[key], n_candidates or cfg.train.n_candidates
+            models = [train_or_load(c, prepared, cache_dir, device=str(dev), progress=progress) for c in cfgs]
+            if isinstance(variant, Cascade):
+                lists = cascade_lists(models[0][0], models[1][0], cfg, prepared, ts, n, device=dev)
+            else:
+                lists = model_lists(models[0][0], cfg, prepared, ts, n, device=dev, per_head=per_head)
+            for list_name, ranked in lists.items():
+                rows.append({"variant": name, "seed": seed, "list": list_name, "data": key,
+                             "epochs": len(models[0][1].epochs), **list_metrics(ranked, ts)})
+            del models
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
     return pd.DataFrame(rows)

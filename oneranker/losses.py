@@ -46,7 +46,8 @@ def value_weighted_targets(items: Tensor, value: Tensor, mask: Tensor, n_samples
     w = torch.where(mask & (value > 0), value.float().clamp(min=0) ** power, torch.zeros_like(value, dtype=torch.float))
     has = w.sum(1) > 0
     w = torch.where(has[:, None], w, torch.ones_like(w))
-    idx = torch.multinomial(w, n_samples, replacement=True, generator=generator)
+    # Drawn on the CPU with the caller's CPU generator: the same targets on every device.
+    idx = torch.multinomial(w.detach().cpu(), n_samples, replacement=True, generator=generator).to(items.device)
     out = items.gather(1, idx)
     return torch.where(has[:, None], out, torch.full_like(out, -1))
 

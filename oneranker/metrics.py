@@ -62,6 +62,86 @@ def expected_hit_ndcg(ranked: np.ndarray, weights: np.ndarray, k: int) -> float:
     return float((share * discounts).sum(1).mean())
 
 
+def auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """ROC AUC of a ranker's scores for binary labels (scikit-learn); NaN with one class only."""
+    from sklearn.metrics import roc_auc_score
+
+    labels = np.asarray(labels)
+    if labels.min() == labels.max():
+        return float("nan")
+    return float(roc_auc_score(labels, scores))
+
+
+def gauc(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> float:
+    """Group AUC: the AUC within each group (a user, or a request), averaged with weights equal
+    to the group's number of examples, over the groups that hold both classes (the usual
+    definition in ad ranking: ordering across users does not count)."""
+    scores, labels, groups = map(np.asarray, (scores, labels, groups))
+    total, weight = 0.0, 0
+    for g in np.unique(groups):
+        sel = groups == g
+        a = auc(scores[sel], labels[sel])
+        if not np.isnan(a):
+            total += a * sel.sum()
+            weight += int(sel.sum())
+    return total / weight if weight else float("nan")
+
+
+def ranks(scores: np.ndarray) -> np.ndarray:
+    """0-based rank of each entry within its row, best (highest score) = 0; ties by position."""
+    order = np.argsort(-np.asarray(scores), axis=-1, kind="stable")
+    out = np.empty_like(order)
+    np.put_along_axis(out, order, np.arange(order.shape[-1])[None].repeat(order.shape[0], 0), axis=-1)
+    return out
+
+
+def rank_difference(generator_scores: np.ndarray, ranker_scores: np.ndarray) -> np.ndarray:
+    """|rank by the generator - rank by the ranker| of every candidate [R, n] (the paper's DC
+    analysis: consistency between the two stages on the same candidates)."""
+    return np.abs(ranks(generator_scores) - ranks(ranker_scores))
+
+
+def iqr(values: np.ndarray) -> float:
+    """Interquartile range (75th - 25th percentile)."""
+    q75, q25 = np.percentile(np.asarray(values, dtype=float).ravel(), [75, 25])
+    return float(q75 - q25)
+
+
+def topk_overlap(generator_scores: np.ndarray, ranker_scores: np.ndarray, k: int) -> float:
+    """Mean share of the generator's top k that is also in the ranker's top k."""
+    a = np.argsort(-generator_scores, axis=-1, kind="stable")[:, :k]
+    b = np.argsort(-ranker_scores, axis=-1, kind="stable")[:, :k]
+    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a.tolist(), b.tolist())]))
+
+
+def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """Mean and percentile-bootstrap (low, high) of the mean, resampling ``values`` (e.g.
+    per-request metrics) with replacement."""
+    x = np.asarray(values, dtype=float)
+    if len(x) == 0:
+        raise ValueError("bootstrap of an empty sample")
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(1)
+    lo, hi = np.percentile(means, [50 * (1 - level), 50 * (1 + level)])
+    return float(x.mean()), float(lo), float(hi)
+
+
+def lift(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """Relative lift ``sum(a) / sum(b) - 1`` of paired per-request outcomes (e.g. GMV of the
+    treatment's and the control's slate for the same requests), with a percentile-bootstrap
+    CI that resamples requests, keeping the pairs: the simulated A/B of notebook 06."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
+        raise ValueError(f"lift needs two paired 1-D samples of equal length, got {a.shape} and {b.shape}")
+    if b.sum() <= 0:
+        raise ValueError("lift against a control with zero total")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(a), size=(n_boot, len(a)))
+    boots = a[idx].sum(1) / b[idx].sum(1) - 1
+    lo, hi = np.percentile(boots, [50 * (1 - level), 50 * (1 + level)])
+    return float(a.sum() / b.sum() - 1), float(lo), float(hi)
+
+
 def mean_ci(values: np.ndarray | list[float], level: float = 0.95) -> tuple[float, float]:
     """Mean and half-width of the Student-t confidence interval over seeds."""
     x = np.asarray(values, dtype=float)

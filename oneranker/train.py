@@ -50,6 +50,16 @@ def build_model(cfg: Config, prepared: Prepared) -> OneRanker:
     return OneRanker(cfg.model, Vocab.from_meta(prepared.meta), prepared.sid_codes, cfg.data.max_history_len)
 
 
+def value_aware_weights(bid: torch.Tensor, click: torch.Tensor, conv: torch.Tensor, mask: torch.Tensor,
+                        tc: TrainConfig) -> torch.Tensor:
+    """GPR-style per-target weights [B, P]: the impression's bid divided by the batch's mean
+    bid (a normalised eCPM proxy) times its funnel grade, 1 + click_weight x click +
+    conv_weight x conversion, so that conversion > click > impression."""
+    grade = 1.0 + tc.value_click_weight * click.float() + tc.value_conv_weight * conv.float()
+    mean_bid = (bid * mask).sum() / mask.sum().clamp(min=1)
+    return bid / mean_bid.clamp(min=1e-12) * grade * mask
+
+
 def loss_terms(model: OneRanker, batch: dict[str, torch.Tensor], tc: TrainConfig,
                gen: torch.Generator) -> dict[str, torch.Tensor]:
     """L_MTP, L_rank, L_DC and their weighted total for one batch (paper, 'Training objective')."""
@@ -61,7 +71,8 @@ def loss_terms(model: OneRanker, batch: dict[str, torch.Tensor], tc: TrainConfig
                "conversion": torch.where(conv, items, -1)}
     v = realised_value(batch["imp_bid"], click, conv, tc.value_click_weight, tc.value_conv_weight) * mask
     n_int, n_val = interest.shape[1], value.shape[1]
-    mtp = [catalogue_nll(interest[:, h], targets[funnel_level(h, n_int)]) for h in range(n_int)]
+    weights = value_aware_weights(batch["imp_bid"], click, conv, mask, tc) if tc.mtp_weighting == "value" else None
+    mtp = [catalogue_nll(interest[:, h], targets[funnel_level(h, n_int)], weights) for h in range(n_int)]
     # Value heads: each draws its own value-weighted target (bagging over the value tokens).
     mtp += [catalogue_nll(value[:, j], value_weighted_targets(items, v, mask, 1, tc.value_power, gen))
             for j in range(n_val)]

@@ -47,3 +47,19 @@ def test_centroid_alignment_shapes_and_refusal(tmp_path):
     model2, _ = train_or_load(no_fake, prepared, tmp_path, device="cpu", progress=False)
     with pytest.raises(ValueError, match="Fake Item Tokens"):
         evaluate.centroid_alignment(model2, no_fake, prepared, ts)
+
+
+def test_grid_runs_baselines_and_a_cascade(tmp_path):
+    from conftest import TINY
+    from oneranker.baselines import CASCADE_RANKER, GPR, Cascade
+
+    variants = {"GPR-style": {**TINY, **GPR},
+                "cascade": Cascade(generator={**TINY, **GPR}, ranker={**TINY, **CASCADE_RANKER})}
+    res = experiments.run_grid("quick", variants, (0,), tmp_path, device="cpu", eval_requests=20,
+                               baselines=True, workers=2)
+    assert set(map(tuple, res[["variant", "list"]].values.tolist())) == {
+        ("popularity", "generated"), ("GPR-style", "generated"), ("cascade", "generated"), ("cascade", "ranked")}
+    # the cascade generates with the very GPR-style model: same candidates, same metrics
+    gen = res[res.list == "generated"].set_index("variant")
+    assert gen.loc["cascade", "HR@15"] == gen.loc["GPR-style", "HR@15"]
+    assert len(list((tmp_path / "models").iterdir())) == 2      # GPR-style shared, plus the ranker

@@ -86,3 +86,17 @@ def test_dc_is_minimal_when_generator_matches_ranker():
     assert matched < other
     with pytest.raises(ValueError, match="tau"):
         dc_loss(ranker, ranker, mask, tau=0.0)
+
+
+def test_value_aware_weights_by_hand():
+    from oneranker.config import make_config
+    from oneranker.train import value_aware_weights
+
+    tc = make_config("quick", **{"train.value_click_weight": 1.0, "train.value_conv_weight": 3.0}).train
+    bid = torch.tensor([[1.0, 3.0, 5.0]])
+    click = torch.tensor([[False, True, True]])
+    conv = torch.tensor([[False, False, True]])
+    mask = torch.tensor([[True, True, False]])                 # third impression is padding
+    w = value_aware_weights(bid, click, conv, mask, tc)
+    # mean bid over valid = 2; grades 1, 2, (5: masked)
+    torch.testing.assert_close(w, torch.tensor([[0.5, 3.0, 0.0]]))

@@ -61,3 +61,49 @@ def test_mean_ci_by_hand():
     assert half == pytest.approx(4.302652729911275 * 1.0 / np.sqrt(3))   # t(0.975, 2) * s / sqrt(n)
     assert np.isnan(metrics.mean_ci([1.0])[1])
     assert metrics.format_ci([1.0, 2.0, 3.0], digits=2) == "2.00 ± 2.48"
+
+
+def test_auc_and_gauc_by_hand():
+    scores = np.array([0.9, 0.8, 0.3, 0.1])
+    labels = np.array([1, 0, 1, 0])
+    # positive pairs (pos > neg): (0.9>0.8) (0.9>0.1) (0.3>0.1) of 4 -> 0.75
+    assert metrics.auc(scores, labels) == pytest.approx(0.75)
+    assert np.isnan(metrics.auc(scores, np.ones(4)))
+    groups = np.array([0, 0, 1, 1])                         # group 0: AUC 1 (2 ex.), group 1: AUC 1 (2 ex.)
+    assert metrics.gauc(scores, labels, groups) == pytest.approx(1.0)
+    groups3 = np.array([0, 0, 0, 1])                         # group 0 = [.9 .8 .3] labels [1 0 1]: 1/2; group 1 one class
+    assert metrics.gauc(scores, labels, groups3) == pytest.approx(0.5)
+
+
+def test_consistency_metrics_by_hand():
+    gen = np.array([[3.0, 2.0, 1.0, 0.0]])                  # ranks 0 1 2 3
+    rank = np.array([[0.0, 1.0, 2.0, 3.0]])                 # ranks 3 2 1 0
+    assert metrics.ranks(gen).tolist() == [[0, 1, 2, 3]]
+    assert metrics.rank_difference(gen, rank).tolist() == [[3, 1, 1, 3]]
+    assert metrics.iqr([3, 1, 1, 3]) == pytest.approx(2.0)   # percentiles 75: 3, 25: 1
+    assert metrics.topk_overlap(gen, rank, 2) == 0.0
+    assert metrics.topk_overlap(gen, rank, 3) == pytest.approx(2 / 3)
+    assert metrics.topk_overlap(gen, gen, 2) == 1.0
+
+
+def test_bootstrap_ci_covers_the_mean_and_is_seeded():
+    x = np.arange(100, dtype=float)
+    mean, lo, hi = metrics.bootstrap_ci(x, seed=1)
+    assert mean == 49.5 and lo < mean < hi
+    assert (hi - lo) == pytest.approx(2 * 1.96 * x.std() / 10, rel=0.15)   # ~ normal theory
+    assert metrics.bootstrap_ci(x, seed=1) == (mean, lo, hi)
+    with pytest.raises(ValueError, match="empty"):
+        metrics.bootstrap_ci([])
+
+
+def test_lift_by_hand():
+    a, b = np.array([2.0, 4.0]), np.array([2.0, 2.0])
+    value, lo, hi = metrics.lift(a, b)
+    assert value == pytest.approx(0.5)                     # 6 / 4 - 1
+    assert lo <= value <= hi
+    same = metrics.lift(b, b)
+    assert same == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="paired"):
+        metrics.lift(a, np.ones(3))
+    with pytest.raises(ValueError, match="zero total"):
+        metrics.lift(a, np.zeros(2))

@@ -107,6 +107,17 @@ def test_no_ranker_and_no_dc_switches(tiny_prepared):
     assert torch.isclose(with_dc["mtp"], without["mtp"])
 
 
+def test_value_aware_mtp_weighting_changes_the_interest_loss_only(tiny_prepared):
+    cfg = tiny_config()
+    batch = _batch(tiny_prepared, cfg, n=16)
+    model = build_model(cfg, tiny_prepared).eval()
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    plain = loss_terms(model, batch, cfg.train, gen())
+    weighted = loss_terms(model, batch, tiny_config(**{"train.mtp_weighting": "value"}).train, gen())
+    assert not torch.isclose(plain["mtp"], weighted["mtp"])
+    assert torch.isclose(plain["rank"], weighted["rank"])
+
+
 def test_fake_items_are_kmeans_centroids_of_item_embeddings(tiny_prepared):
     model = build_model(tiny_config(), tiny_prepared)
     model.refresh_fake_items(seed=0)
