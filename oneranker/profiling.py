@@ -29,11 +29,12 @@ def _sync(device: torch.device | None) -> None:
 
 
 def time_side_by_side(fns: dict[str, Callable[[], object]], repeats: int = 10, warmup: int = 2,
-                      device: torch.device | None = None) -> dict[str, dict[str, float]]:
-    """Median and p90 seconds per call of each function, repeats interleaved round-robin."""
+                      device: torch.device | None = None, grad: bool = False) -> dict[str, dict[str, float]]:
+    """Median and p90 seconds per call of each function, repeats interleaved round-robin.
+    ``grad=True`` keeps autograd on (for forward + backward contenders)."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
-    with torch.no_grad():
+    with torch.set_grad_enabled(grad):
         for _ in range(warmup):
             for fn in fns.values():
                 fn()

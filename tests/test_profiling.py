@@ -25,3 +25,11 @@ def test_time_side_by_side_reports_each_function():
     assert all(v["median_s"] >= 0 and v["p90_s"] >= v["median_s"] for v in out.values())
     with pytest.raises(ValueError, match="repeats"):
         profiling.time_side_by_side({"a": lambda: None}, repeats=0)
+
+
+def test_time_side_by_side_can_keep_autograd():
+    x = torch.randn(4, requires_grad=True)
+    seen = []
+    profiling.time_side_by_side({"f": lambda: seen.append(torch.is_grad_enabled())}, repeats=1, warmup=0, grad=True)
+    profiling.time_side_by_side({"f": lambda: seen.append(torch.is_grad_enabled())}, repeats=1, warmup=0)
+    assert seen == [True, False] and x.requires_grad
