@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from .config import Config
-from .data import Collator, Prepared
-from .evaluate import TruthSet
+from .data import Prepared
+from .evaluate import TruthSet, truth_batches
 from .generate import rank_candidates, topk_candidates
 from .model import OneRanker
 
@@ -65,12 +65,8 @@ def cascade_lists(generator: OneRanker, ranker: OneRanker, cfg: Config, prepared
     if ranker.rdecoder is None:
         raise ValueError("the cascade's ranker model has no R-Decoder (model.use_ranker=False)")
     generator.eval(), ranker.eval()
-    collate = Collator(prepared, cfg.data.max_history_len)
-    test = prepared.requests["test"]
     generated, ranked = [], []
-    for start in range(0, len(ts.indices), batch_size):
-        idx = ts.indices[start:start + batch_size]
-        batch = {k: v.to(device) for k, v in collate([test[int(i)] for i in idx]).items()}
+    for batch in truth_batches(cfg, prepared, ts, device, batch_size):
         cands = topk_candidates(*(s.float() for s in generator.generator_scores(generator.encode(batch))), n)
         order = rank_candidates(ranker, ranker.encode(batch), cands).float().argsort(dim=1, descending=True)
         generated.append(cands.cpu().numpy())

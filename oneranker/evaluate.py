@@ -13,6 +13,7 @@ list uses the true eCPM of its ads as gains (the paper's value-graded protocol o
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +50,16 @@ def truth_set(world: World, prepared: Prepared, n_requests: int | None = None) -
     return TruthSet(indices=np.arange(n), truth=truth)
 
 
+def truth_batches(cfg: Config, prepared: Prepared, ts: TruthSet, device: torch.device | str = "cpu",
+                  batch_size: int = 256) -> Iterator[dict[str, torch.Tensor]]:
+    """The truth set's test requests as collated batches on ``device``, in order."""
+    collate = Collator(prepared, cfg.data.max_history_len)
+    test = prepared.requests["test"]
+    for start in range(0, len(ts.indices), batch_size):
+        idx = ts.indices[start:start + batch_size]
+        yield {k: v.to(device) for k, v in collate([test[int(i)] for i in idx]).items()}
+
+
 @torch.no_grad()
 def model_lists(model: OneRanker, cfg: Config, prepared: Prepared, ts: TruthSet, n: int,
                 device: torch.device | str = "cpu", batch_size: int = 256,
@@ -60,13 +71,9 @@ def model_lists(model: OneRanker, cfg: Config, prepared: Prepared, ts: TruthSet,
     from .train import funnel_level
 
     model.eval()
-    collate = Collator(prepared, cfg.data.max_history_len)
-    test = prepared.requests["test"]
     generated, ranked = [], []
     heads: dict[str, list[np.ndarray]] = {}
-    for start in range(0, len(ts.indices), batch_size):
-        idx = ts.indices[start:start + batch_size]
-        batch = {k: v.to(device) for k, v in collate([test[int(i)] for i in idx]).items()}
+    for batch in truth_batches(cfg, prepared, ts, device, batch_size):
         state = model.encode(batch)
         interest, value = model.generator_scores(state)
         cands = topk_candidates(interest.float(), value.float(), n)
@@ -140,12 +147,8 @@ def centroid_alignment(model: OneRanker, cfg: Config, prepared: Prepared, ts: Tr
     F_ = step2.fake.centroids.shape[0]
     interest_idx, value_idx = step2.head_tokens()
     click = [h for h in range(len(interest_idx)) if funnel_level(h, len(interest_idx)) == "click"][0]
-    collate = Collator(prepared, cfg.data.max_history_len)
-    test = prepared.requests["test"]
     prefs = []
-    for start in range(0, len(ts.indices), batch_size):
-        idx = ts.indices[start:start + batch_size]
-        batch = {k: v.to(device) for k, v in collate([test[int(i)] for i in idx]).items()}
+    for batch in truth_batches(cfg, prepared, ts, device, batch_size):
         state = model.encode(batch)
         prefs.append(step2.centroid_preferences(state.tasks, state.fakes).float().cpu().numpy())
     pref = np.concatenate(prefs)                                                    # [R, T, F]
@@ -180,3 +183,48 @@ def slate_outcomes(ranked: np.ndarray, ts: TruthSet, slate_size: int, position_b
     gmv = (np.take_along_axis(ts.truth.gmv, top, axis=1) * exam).sum(1)
     cost = (np.take_along_axis(ts.truth.ecpm, top, axis=1) * exam).sum(1)
     return {"gmv": gmv, "cost": cost}
+
+
+@torch.no_grad()
+def generator_ranker_consistency(model: OneRanker, cfg: Config, prepared: Prepared, ts: TruthSet, n: int,
+                                 device: torch.device | str = "cpu", batch_size: int = 256) -> dict[str, np.ndarray]:
+    """The paper's DC analysis: on each request's n generated candidates, the generator's
+    score (the one L_DC trains, :meth:`OneRanker.retrieval_score`) and the ranker's score.
+    Returns ``rank_difference`` [R, n] (|generator rank - ranker rank|) and ``topk_overlap``
+    [n] (share of the generator's top k in the ranker's top k, for k = 1..n)."""
+    from .metrics import rank_difference, topk_overlap
+
+    if model.rdecoder is None:
+        raise ValueError("consistency needs a model with a ranker (model.use_ranker=True)")
+    model.eval()
+    gen_scores, rank_scores = [], []
+    for batch in truth_batches(cfg, prepared, ts, device, batch_size):
+        state = model.encode(batch)
+        interest, value = model.generator_scores(state)
+        cands = topk_candidates(interest.float(), value.float(), n)
+        gen_scores.append(model.retrieval_score(interest, value).float().gather(1, cands).cpu().numpy())
+        rank_scores.append(rank_candidates(model, state, cands).float().cpu().numpy())
+    g, r = np.concatenate(gen_scores), np.concatenate(rank_scores)
+    return {"rank_difference": rank_difference(g, r),
+            "topk_overlap": np.array([topk_overlap(g, r, k) for k in range(1, n + 1)])}
+
+
+@torch.no_grad()
+def ranker_auc(model: OneRanker, cfg: Config, prepared: Prepared, ts: TruthSet,
+               device: torch.device | str = "cpu", batch_size: int = 256) -> dict[str, float]:
+    """AUC and GAUC (grouped by user) of the ranker's scores of the logged test impressions
+    against their logged clicks: the usual offline check of a ranking model."""
+    from .metrics import auc, gauc
+
+    if model.rdecoder is None:
+        raise ValueError("AUC of the ranker needs a model with a ranker (model.use_ranker=True)")
+    model.eval()
+    scores, labels, users = [], [], []
+    for batch in truth_batches(cfg, prepared, ts, device, batch_size):
+        items, mask = batch["imp_item"], batch["imp_mask"]
+        s = model.rank(model.encode(batch), items.clamp(min=0)).float()
+        scores.append(s[mask].cpu().numpy())
+        labels.append(batch["imp_click"][mask].cpu().numpy())
+        users.append(batch["user"][:, None].expand_as(items)[mask].cpu().numpy())
+    s, y, u = np.concatenate(scores), np.concatenate(labels), np.concatenate(users)
+    return {"AUC": auc(s, y), "GAUC": gauc(s, y, u), "impressions": int(len(y)), "clicks": int(y.sum())}

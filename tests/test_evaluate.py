@@ -29,3 +29,23 @@ def test_popularity_list_orders_by_training_clicks(tiny_prepared):
     assert lists.shape == (3, 10) and (lists == lists[0]).all()
     assert (np.diff(counts[lists[0]]) <= 0).all()           # most clicked first
     assert counts[lists[0][-1]] >= np.sort(counts)[::-1][9]
+
+
+def test_consistency_and_ranker_auc_on_a_tiny_model(tiny_prepared):
+    from conftest import tiny_config
+    from oneranker.evaluate import generator_ranker_consistency, ranker_auc, truth_set
+    from oneranker.train import build_model
+    from oneranker.world import World
+
+    cfg = tiny_config()
+    model = build_model(cfg, tiny_prepared)
+    ts = truth_set(World(cfg.world, cfg.seed), tiny_prepared, n_requests=30)
+    c = generator_ranker_consistency(model, cfg, tiny_prepared, ts, n=10)
+    assert c["rank_difference"].shape == (30, 10) and c["topk_overlap"].shape == (10,)
+    assert c["topk_overlap"][-1] == 1.0                       # all n candidates: full overlap
+    assert ((c["rank_difference"] >= 0) & (c["rank_difference"] <= 9)).all()
+    a = ranker_auc(model, cfg, tiny_prepared, ts)
+    assert a["impressions"] > 0 and (np.isnan(a["AUC"]) or 0.0 <= a["AUC"] <= 1.0)
+    no_ranker = tiny_config(**{"model.use_ranker": False})
+    with pytest.raises(ValueError, match="ranker"):
+        generator_ranker_consistency(build_model(no_ranker, tiny_prepared), no_ranker, tiny_prepared, ts, n=10)
