@@ -29,7 +29,7 @@ def header() -> str:
     return f"# device: {dev} | torch {torch.__version__} | python {platform.python_version()}"
 
 
-def contenders(B: int, S: int, d: int, heads: int, device: torch.device) -> tuple[dict, dict]:
+def contenders(B: int, S: int, d: int, heads: int, device: torch.device, mode: str | None = None) -> tuple[dict, dict]:
     from torch.nn.attention.flex_attention import flex_attention
 
     g = torch.Generator(device="cpu").manual_seed(0)
@@ -38,7 +38,7 @@ def contenders(B: int, S: int, d: int, heads: int, device: torch.device) -> tupl
     q, k, v = (torch.randn(B, heads, S, hd, device=device, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
     dense = masks.step1_dense(lengths, PREFIX, S)[:, None]          # [B, 1, S, S] on the device
     block = masks.step1_block_mask(lengths, PREFIX, S, compile=True)
-    flex = torch.compile(flex_attention)
+    flex = torch.compile(flex_attention, mode=mode, dynamic=False)
 
     def step(out: torch.Tensor) -> None:
         out.float().sum().backward()
@@ -56,17 +56,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
     ap.add_argument("--tokens", type=int, default=32768, help="batch tokens per call (B = tokens // S)")
+    ap.add_argument("--mode", default=None, help="torch.compile mode for flex (e.g. max-autotune-no-cudagraphs)")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         sys.exit("this benchmark needs a CUDA GPU")
     device = torch.device("cuda")
-    print(header())
+    print(header() + f" | flex compile mode: {args.mode or 'default'}")
     print("d_model  heads  S     B   flex_ms  sdpa_mask_ms  flash_ms  sdpa/flex  flex_speed_vs_flash  build_ms")
     reps = 5 if args.quick else 20
     for d, heads in WIDTHS.items():
         for S in (1024, 2048, 4096):
             B = max(1, args.tokens // S)
-            fns, build = contenders(B, S, d, heads, device)
+            fns, build = contenders(B, S, d, heads, device, args.mode)
             t = time_side_by_side(fns, repeats=reps, warmup=3, device=device, grad=True)
             b = time_side_by_side(build, repeats=reps, warmup=2, device=device)
             ms = {k: v["median_s"] * 1e3 for k, v in {**t, **b}.items()}
