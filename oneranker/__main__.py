@@ -1,4 +1,4 @@
-"""Command line: ``python -m oneranker {prepare,reproduce} ...``.
+"""Command line: ``python -m oneranker {prepare,train,reproduce} ...``.
 
 Every argument is checked (config fields, paths, the output folder) before any work starts.
 """
@@ -44,6 +44,30 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     print(f"wrote {out}: {m['n_users']} users, {m['n_items']} ads, requests {m['n_requests']}, skips {m['skips']}")
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    """Train one config of the simulated market into the model cache (or report the cached
+    model), then print its learning curve and its test metrics against the market's truth."""
+    from .data import cached_prepared
+    from .evaluate import list_metrics, model_lists, truth_set
+    from .train import resolve_device, train_or_load
+    from .world import World
+
+    cfg = make_config(args.profile, seed=args.seed, **parse_overrides(args.set))
+    try:  # an unknown or unavailable device is refused before any work
+        device = resolve_device(args.device)
+    except (ValueError, RuntimeError) as e:
+        raise ConfigError(f"--device {args.device!r}: {e}") from None
+    prepared = cached_prepared(cfg, args.cache, progress=True)
+    model, history = train_or_load(cfg, prepared, args.cache, device=str(device), progress=True)
+    print(f"model {cfg.hash()} in {Path(args.cache) / 'models' / cfg.hash()}")
+    for e in history.epochs:
+        print(f"  epoch {e['epoch']}: train {e['train_loss']:.4f}  valid {e['valid_loss']:.4f}")
+    ts = truth_set(World(cfg.world, cfg.seed), prepared, n_requests=args.eval_requests)
+    for name, lists in model_lists(model, cfg, prepared, ts, cfg.train.n_candidates, device=device).items():
+        m = list_metrics(lists, ts)
+        print(f"  {name:9s} " + "  ".join(f"{k} {m[k]:.4f}" for k in ("HR@5", "NDCG@5", "valueHR@5", "ecpmNDCG@5")))
+
+
 def cmd_reproduce(args: argparse.Namespace) -> None:
     from .reproduce import run_notebooks
 
@@ -64,6 +88,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="override a config field, e.g. --set semantic_ids.codebook_size=8")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")
     p.set_defaults(func=cmd_prepare)
+    t = sub.add_parser("train", help="train one model of the simulated market (cached by config hash)")
+    t.add_argument("--profile", default="quick")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override a config field, e.g. --set model.use_ranker=False")
+    t.add_argument("--cache", default="cache", help="dataset and model cache folder")
+    t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    t.add_argument("--eval-requests", type=int, default=1000, help="test requests to evaluate on")
+    t.set_defaults(func=cmd_train)
     r = sub.add_parser("reproduce", help="execute the notebooks headlessly with papermill")
     r.add_argument("--profile", default="quick")
     r.add_argument("--seed", type=int, default=0)

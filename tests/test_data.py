@@ -143,3 +143,18 @@ def test_failure_midway_leaves_nothing(tmp_path, world_logs, monkeypatch):
         prepared.save(out)
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_train_cli_trains_caches_and_refuses_bad_devices(tmp_path, capsys):
+    from conftest import TINY
+    from oneranker.__main__ import main
+
+    args = ["train", "--cache", str(tmp_path), "--device", "cpu", "--eval-requests", "20"]
+    args += [a for k, v in TINY.items() for a in ("--set", f"{k}={v}")]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert "epoch 1:" in first and "generated" in first and "ranked" in first
+    assert main(args) == 0                                   # second time: from the cache, same numbers
+    assert capsys.readouterr().out == first
+    assert main(["train", "--cache", str(tmp_path), "--device", "tpu"]) == 2
+    assert "--device 'tpu'" in capsys.readouterr().err
