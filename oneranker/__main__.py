@@ -7,10 +7,16 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import sys
 from pathlib import Path
 
-from .config import ConfigError, make_config
+from typing import TYPE_CHECKING
+
+from .config import Config, ConfigError, make_config
+
+if TYPE_CHECKING:
+    import torch
 from .schema import DataError
 
 SOURCES = ("adworld", "movielens", "taobao")
@@ -47,18 +53,49 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     """Train one config of the simulated market into the model cache (or report the cached
     model), then print its learning curve and its test metrics against the market's truth."""
-    from .data import cached_prepared
-    from .evaluate import list_metrics, model_lists, truth_set
-    from .train import resolve_device, train_or_load
-    from .world import World
+    from .train import resolve_device
 
     cfg = make_config(args.profile, seed=args.seed, **parse_overrides(args.set))
     try:  # an unknown or unavailable device is refused before any work
         device = resolve_device(args.device)
     except (ValueError, RuntimeError) as e:
         raise ConfigError(f"--device {args.device!r}: {e}") from None
-    prepared = cached_prepared(cfg, args.cache, progress=True)
-    model, history = train_or_load(cfg, prepared, args.cache, device=str(device), progress=True)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:  # started by torchrun: one process per device, DDP over the global batch
+        import torch
+        import torch.distributed as dist
+
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        _train_and_report(cfg, args, device)
+    finally:
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _train_and_report(cfg: Config, args: argparse.Namespace, device: torch.device) -> None:
+    """Train (one process or one rank of several) and, on rank 0, print the report."""
+    from .data import cached_prepared
+    from .evaluate import list_metrics, model_lists, truth_set
+    from .train import train_or_load
+    from .world import World
+
+    rank = int(os.environ.get("RANK", "0"))
+    if rank == 0:  # rank 0 builds the dataset; the others then read it from the cache
+        cached_prepared(cfg, args.cache, progress=True)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+    prepared = cached_prepared(cfg, args.cache, progress=False)
+    model, history = train_or_load(cfg, prepared, args.cache, device=str(device), progress=rank == 0)
+    if rank != 0:
+        return
     print(f"model {cfg.hash()} in {Path(args.cache) / 'models' / cfg.hash()}")
     for e in history.epochs:
         print(f"  epoch {e['epoch']}: train {e['train_loss']:.4f}  valid {e['valid_loss']:.4f}")

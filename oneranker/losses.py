@@ -21,16 +21,25 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def catalogue_nll(logits: Tensor, targets: Tensor, weights: Tensor | None = None) -> Tensor:
+def catalogue_nll(logits: Tensor, targets: Tensor, weights: Tensor | None = None, norm: Tensor | None = None) -> Tensor:
     """Mean of ``-log softmax(logits)[target]`` over valid targets (``targets >= 0``).
 
     logits [B, N] over the whole catalogue; targets [B, P] ad ids, -1 = padding;
-    weights [B, P] optional non-negative per-target weights (a weighted mean).
+    weights [B, P] optional non-negative per-target weights (a weighted mean). ``norm``
+    replaces the denominator (the total weight): distributed training divides each rank's
+    sum by the total weight of the whole batch, so the ranks' losses add up to this mean.
     """
     valid = targets >= 0
     logp = F.log_softmax(logits.float(), dim=-1).gather(1, targets.clamp(min=0))
     w = valid.float() if weights is None else weights.float() * valid
-    return -(logp * w).sum() / w.sum().clamp(min=1e-12)
+    return -(logp * w).sum() / (w.sum().clamp(min=1e-12) if norm is None else norm)
+
+
+def nll_norm(targets: Tensor, weights: Tensor | None = None) -> Tensor:
+    """The denominator :func:`catalogue_nll` uses for these targets (their total weight)."""
+    valid = targets >= 0
+    w = valid.float() if weights is None else weights.float() * valid
+    return w.sum().clamp(min=1e-12)
 
 
 def realised_value(bid: Tensor, click: Tensor, conv: Tensor, click_weight: float, conv_weight: float) -> Tensor:
@@ -52,24 +61,31 @@ def value_weighted_targets(items: Tensor, value: Tensor, mask: Tensor, n_samples
     return torch.where(has[:, None], out, torch.full_like(out, -1))
 
 
-def bpr_loss(scores: Tensor, value: Tensor, mask: Tensor) -> Tensor:
-    """Mean ``-log sigmoid(s_i - s_j)`` over pairs of the same row with ``value_i > value_j``."""
-    pair = (value[:, :, None] > value[:, None, :]) & mask[:, :, None] & mask[:, None, :]
+def bpr_pairs(value: Tensor, mask: Tensor) -> Tensor:
+    """[B, C, C]: True where candidate i of a row should outrank candidate j (value_i > value_j)."""
+    return (value[:, :, None] > value[:, None, :]) & mask[:, :, None] & mask[:, None, :]
+
+
+def bpr_loss(scores: Tensor, value: Tensor, mask: Tensor, norm: Tensor | None = None) -> Tensor:
+    """Mean ``-log sigmoid(s_i - s_j)`` over pairs of the same row with ``value_i > value_j``
+    (``norm``: divide by this number of pairs instead, as in :func:`catalogue_nll`)."""
+    pair = bpr_pairs(value, mask)
     diff = scores[:, :, None] - scores[:, None, :]
-    n = pair.sum()
+    n = pair.sum() if norm is None else norm
     if n == 0:
         return scores.sum() * 0.0
     return -(F.logsigmoid(diff.float()) * pair).sum() / n
 
 
 def dc_loss(ranker_scores: Tensor, generator_scores: Tensor, mask: Tensor, tau: float,
-            detach_ranker: bool = True) -> Tensor:
+            detach_ranker: bool = True, norm: Tensor | None = None) -> Tensor:
     """Distribution Consistency: ``-sum_i softmax(r / tau)_i log pi_gen(i)`` over each row's
     candidates, with ``pi_gen`` the generator's softmax renormalised over the same set.
 
     ``detach_ranker=True`` (our default; the paper does not say) makes it a pure
     ranking -> generation signal: the ranker teaches, it is not pulled towards the generator.
-    Rows with fewer than two candidates carry no ordering and are skipped.
+    Rows with fewer than two candidates carry no ordering and are skipped (``norm``: divide
+    the sum over rows by this number of rows instead of taking the mean).
     """
     if tau <= 0:
         raise ValueError(f"dc tau must be > 0, got {tau}")
@@ -79,6 +95,7 @@ def dc_loss(ranker_scores: Tensor, generator_scores: Tensor, mask: Tensor, tau: 
     logq = F.log_softmax(torch.where(mask, generator_scores.float(), neg), dim=-1)
     per_row = -(p * torch.where(mask, logq, 0.0)).sum(-1)
     rows = mask.sum(-1) >= 2
-    if not rows.any():
+    n = rows.sum() if norm is None else norm
+    if n == 0:
         return generator_scores.sum() * 0.0
-    return per_row[rows].mean()
+    return per_row[rows].mean() if norm is None else per_row[rows].sum() / n

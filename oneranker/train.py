@@ -19,11 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch import nn
 from tqdm import tqdm
 
 from .config import Config, TrainConfig
 from .data import Collator, Prepared
-from .losses import bpr_loss, catalogue_nll, dc_loss, realised_value, value_weighted_targets
+from .losses import bpr_loss, bpr_pairs, catalogue_nll, dc_loss, nll_norm, realised_value, value_weighted_targets
 from .model import OneRanker
 
 FUNNEL = ("impression", "click", "conversion")
@@ -61,37 +63,76 @@ def value_aware_weights(bid: torch.Tensor, click: torch.Tensor, conv: torch.Tens
 
 
 def loss_terms(model: OneRanker, batch: dict[str, torch.Tensor], tc: TrainConfig,
-               gen: torch.Generator) -> dict[str, torch.Tensor]:
-    """L_MTP, L_rank, L_DC and their weighted total for one batch (paper, 'Training objective')."""
-    state = model.encode(batch)
-    interest, value = model.generator_scores(state)
+               gen: torch.Generator, rows: slice | None = None) -> dict[str, torch.Tensor]:
+    """L_MTP, L_rank, L_DC and their weighted total for one batch (paper, 'Training objective').
+
+    ``rows``: the loss of these rows only, normalised as the loss of the whole batch. Random
+    negatives and value targets are drawn for the whole batch first and then sliced, so the
+    losses of disjoint row ranges add up to the whole batch's loss: distributed training
+    gives every rank the same batch and its own rows (:class:`Trainer`).
+    """
     items, mask = batch["imp_item"], batch["imp_mask"]
     click, conv = batch["imp_click"].bool() & mask, batch["imp_conv"].bool() & mask
-    targets = {"impression": torch.where(mask, items, -1), "click": torch.where(click, items, -1),
-               "conversion": torch.where(conv, items, -1)}
+    by_level = {"impression": torch.where(mask, items, -1), "click": torch.where(click, items, -1),
+                "conversion": torch.where(conv, items, -1)}
     v = realised_value(batch["imp_bid"], click, conv, tc.value_click_weight, tc.value_conv_weight) * mask
-    n_int, n_val = interest.shape[1], value.shape[1]
+    n_int, n_val = model.cfg.n_interest_tasks, model.cfg.n_value_tasks
     weights = value_aware_weights(batch["imp_bid"], click, conv, mask, tc) if tc.mtp_weighting == "value" else None
-    mtp = [catalogue_nll(interest[:, h], targets[funnel_level(h, n_int)], weights) for h in range(n_int)]
+    int_targets = [by_level[funnel_level(h, n_int)] for h in range(n_int)]
     # Value heads: each draws its own value-weighted target (bagging over the value tokens).
-    mtp += [catalogue_nll(value[:, j], value_weighted_targets(items, v, mask, 1, tc.value_power, gen))
-            for j in range(n_val)]
-    out = {"mtp": torch.stack(mtp).mean()}
-    zero = out["mtp"] * 0.0
-    out["rank"] = out["dc"] = zero
+    val_targets = [value_weighted_targets(items, v, mask, 1, tc.value_power, gen) for _ in range(n_val)]
+    negatives = None
     if model.rdecoder is not None:
-        B = items.shape[0]
-        negatives = torch.randint(0, model.items.n_items, (B, tc.n_random_negatives), generator=gen).to(items.device)
+        negatives = torch.randint(0, model.items.n_items, (items.shape[0], tc.n_random_negatives),
+                                  generator=gen).to(items.device)
         cands = torch.cat([items.clamp(min=0), negatives], dim=1)
         cand_mask = torch.cat([mask, torch.ones_like(negatives, dtype=torch.bool)], dim=1)
         cand_value = torch.cat([v, torch.zeros(negatives.shape, device=v.device)], dim=1)
-        r = model.rank(state, cands)
-        out["rank"] = bpr_loss(r, cand_value, cand_mask)
+    split = rows is not None
+    sel = rows if split else slice(None)
+
+    def norm(fn, *full):  # the whole batch's denominator, when only some rows are computed here
+        return fn(*full) if split else None
+
+    state = model.encode({k: t[sel] for k, t in batch.items()} if split else batch)
+    interest, value = model.generator_scores(state)
+    w_sel = None if weights is None else weights[sel]
+    mtp = [catalogue_nll(interest[:, h], int_targets[h][sel], w_sel, norm(nll_norm, int_targets[h], weights))
+           for h in range(n_int)]
+    mtp += [catalogue_nll(value[:, j], val_targets[j][sel], None, norm(nll_norm, val_targets[j])) for j in range(n_val)]
+    out = {"mtp": torch.stack(mtp).mean()}
+    zero = out["mtp"] * 0.0
+    out["rank"] = out["dc"] = zero
+    if negatives is not None:
+        r = model.rank(state, cands[sel])
+        out["rank"] = bpr_loss(r, cand_value[sel], cand_mask[sel],
+                               norm(lambda a, b: bpr_pairs(a, b).sum(), cand_value, cand_mask))
         if tc.gamma > 0:
-            g = model.retrieval_score(interest, value).gather(1, cands)
-            out["dc"] = dc_loss(r, g, cand_mask, tc.tau, tc.dc_detach_ranker)
+            g = model.retrieval_score(interest, value).gather(1, cands[sel])
+            out["dc"] = dc_loss(r, g, cand_mask[sel], tc.tau, tc.dc_detach_ranker,
+                                norm(lambda m: (m.sum(-1) >= 2).sum(), cand_mask))
     out["total"] = tc.alpha * out["mtp"] + tc.beta * out["rank"] + tc.gamma * out["dc"]
     return out
+
+
+class _LossModule(nn.Module):
+    """The model with :func:`loss_terms` as its forward, so that DistributedDataParallel sees
+    one forward call per step (its gradient hooks are armed there)."""
+
+    def __init__(self, model: OneRanker) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict[str, torch.Tensor], tc: TrainConfig, gen: torch.Generator,
+                rows: slice | None) -> dict[str, torch.Tensor]:
+        return loss_terms(self.model, batch, tc, gen, rows)
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size) of an initialised torch.distributed process group, else (0, 1)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def _step_seed(seed: int, *parts: int) -> int:
@@ -118,6 +159,16 @@ class Trainer:
         self.progress = progress
         self.collate = Collator(prepared, cfg.data.max_history_len)
         self.model = build_model(cfg, prepared).to(self.device)
+        # Distributed (torchrun): every rank reads the same global batch and computes the loss of
+        # its share of the rows, normalised for the whole batch; DDP averages the gradients,
+        # so the loss is scaled by the world size and the step equals one process's step.
+        self.rank, self.world = _distributed()
+        self.ddp = None
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(_LossModule(self.model), device_ids=ids, find_unused_parameters=True)
         self.optim = torch.optim.AdamW(self.model.parameters(), lr=self.tc.lr, weight_decay=self.tc.weight_decay)
         n_train = len(prepared.requests["train"])
         if self.tc.max_train_requests:
@@ -159,13 +210,22 @@ class Trainer:
         gen = torch.Generator().manual_seed(_step_seed(self.cfg.seed, 3, self.step))
         for g in self.optim.param_groups:
             g["lr"] = self.lr_at(self.step)
+        batch = self.batch("train", indices)
         with self._autocast():
-            terms = loss_terms(self.model, self.batch("train", indices), self.tc, gen)
+            if self.ddp is None:
+                terms = loss_terms(self.model, batch, self.tc, gen)
+            else:
+                B = len(indices)
+                terms = self.ddp(batch, self.tc, gen, slice(B * self.rank // self.world, B * (self.rank + 1) // self.world))
         self.optim.zero_grad(set_to_none=True)
-        terms["total"].backward()
+        (terms["total"] * self.world).backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.optim.step()
         self.step += 1
+        if self.ddp is not None:  # the batch's loss is the sum of the ranks' shares
+            summed = torch.stack([v.detach().float() for v in terms.values()])
+            dist.all_reduce(summed)
+            return {k: float(x) for k, x in zip(terms, summed)}
         return {k: float(v.detach()) for k, v in terms.items()}
 
     @torch.no_grad()
@@ -225,7 +285,7 @@ class Trainer:
     # ---------------------------------------------------------------- checkpoints
     def _save(self) -> None:
         """Write the checkpoint to a temporary file and rename it: never half-written."""
-        if self.workdir is None:
+        if self.workdir is None or self.rank != 0:
             return
         self.workdir.mkdir(parents=True, exist_ok=True)
         blob = {"config_hash": self.cfg.hash(), "config": json.dumps(self.cfg.to_dict(), sort_keys=True),
@@ -271,10 +331,13 @@ def train_or_load(cfg: Config, prepared: Prepared, cache_dir: str | Path = "cach
         trainer.model.load_state_dict(blob["model"])
         return trainer.model.eval(), History(**json.loads(blob["history"]))
     history = trainer.fit()
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".final.", suffix=".tmp")
-    os.close(fd)
-    torch.save({"config_hash": cfg.hash(), "model": trainer.model.state_dict(),
-                "history": json.dumps(history.__dict__)}, tmp)
-    os.replace(tmp, final)
-    (folder / "checkpoint.pt").unlink(missing_ok=True)
+    if trainer.rank == 0:  # distributed: one writer; the others wait for the file
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".final.", suffix=".tmp")
+        os.close(fd)
+        torch.save({"config_hash": cfg.hash(), "model": trainer.model.state_dict(),
+                    "history": json.dumps(history.__dict__)}, tmp)
+        os.replace(tmp, final)
+        (folder / "checkpoint.pt").unlink(missing_ok=True)
+    if trainer.world > 1:
+        dist.barrier()
     return trainer.model.eval(), history
