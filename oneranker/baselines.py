@@ -14,7 +14,8 @@ Every baseline is trained by :class:`oneranker.train.Trainer` and evaluated by
   so interest and value compete in one output space (the dilemma the paper starts from).
 * ``cascade``: the online baseline of the paper: the GPR-style generator, and an
   independently trained ranker with its own encoder that re-encodes the history to score
-  the generator's candidates (:class:`Cascade`).
+  the generator's candidates (:class:`Cascade`; evaluated by
+  ``evaluate.model_lists(generator, ..., ranker=ranker)``).
 * ``OneRanker``: the full model (the profile's defaults).
 """
 
@@ -22,14 +23,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-import torch
-
-from .config import Config
-from .data import Prepared
-from .evaluate import TruthSet, truth_batches
-from .generate import rank_candidates, topk_candidates
-from .model import OneRanker
 
 HSTU = {"model.use_step2": False, "model.use_ranker": False}
 GPR = {"model.use_fake_items": False, "model.use_ranker": False, "train.mtp_weighting": "value"}
@@ -55,20 +48,3 @@ BASELINES: dict[str, dict | Cascade] = {
     "cascade": Cascade(),
     "OneRanker": {},
 }
-
-
-@torch.no_grad()
-def cascade_lists(generator: OneRanker, ranker: OneRanker, cfg: Config, prepared: Prepared, ts: TruthSet, n: int,
-                  device: torch.device | str = "cpu", batch_size: int = 256) -> dict[str, np.ndarray]:
-    """The cascade's generated list and the same candidates reordered by its separate ranker,
-    which encodes every request's history again (its own Step 1): ad ids [R, n]."""
-    if ranker.rdecoder is None:
-        raise ValueError("the cascade's ranker model has no R-Decoder (model.use_ranker=False)")
-    generator.eval(), ranker.eval()
-    generated, ranked = [], []
-    for batch in truth_batches(cfg, prepared, ts, device, batch_size):
-        cands = topk_candidates(*(s.float() for s in generator.generator_scores(generator.encode(batch))), n)
-        order = rank_candidates(ranker, ranker.encode(batch), cands).float().argsort(dim=1, descending=True)
-        generated.append(cands.cpu().numpy())
-        ranked.append(cands.gather(1, order).cpu().numpy())
-    return {"generated": np.concatenate(generated), "ranked": np.concatenate(ranked)}

@@ -63,14 +63,21 @@ def truth_batches(cfg: Config, prepared: Prepared, ts: TruthSet, device: torch.d
 @torch.no_grad()
 def model_lists(model: OneRanker, cfg: Config, prepared: Prepared, ts: TruthSet, n: int,
                 device: torch.device | str = "cpu", batch_size: int = 256,
-                per_head: bool = False) -> dict[str, np.ndarray]:
+                per_head: bool = False, ranker: OneRanker | None = None) -> dict[str, np.ndarray]:
     """The generated list (merged heads' top-n) and, with a ranker, the same candidates
     reordered by the R-Decoder: ad ids [R, n], best first. ``per_head`` adds each head's own
     top-n (``head: impression``, ``head: click``, ..., ``head: value`` for the bagged value
-    heads), to see which head a merged list's strengths and weaknesses come from."""
+    heads), to see which head a merged list's strengths and weaknesses come from.
+    ``ranker``: a separately trained model that encodes the history again and ranks the
+    candidates (the cascade of :mod:`oneranker.baselines`); by default the model's own
+    R-Decoder ranks them from the same forward pass."""
     from .train import funnel_level
 
+    if ranker is not None and ranker.rdecoder is None:
+        raise ValueError("the separate ranker model has no R-Decoder (model.use_ranker=False)")
     model.eval()
+    if ranker is not None:
+        ranker.eval()
     generated, ranked = [], []
     heads: dict[str, list[np.ndarray]] = {}
     for batch in truth_batches(cfg, prepared, ts, device, batch_size):
@@ -85,7 +92,10 @@ def model_lists(model: OneRanker, cfg: Config, prepared: Prepared, ts: TruthSet,
                 if h == 0 or funnel_level(h - 1, n_int) != funnel_level(h, n_int):
                     heads.setdefault(name, []).append(interest[:, h].topk(n, dim=-1).indices.cpu().numpy())
             heads.setdefault("head: value", []).append(value.mean(1).topk(n, dim=-1).indices.cpu().numpy())
-        if model.rdecoder is not None:
+        if ranker is not None:
+            order = rank_candidates(ranker, ranker.encode(batch), cands).float().argsort(dim=1, descending=True)
+            ranked.append(cands.gather(1, order).cpu().numpy())
+        elif model.rdecoder is not None:
             order = rank_candidates(model, state, cands).float().argsort(dim=1, descending=True)
             ranked.append(cands.gather(1, order).cpu().numpy())
     out = {"generated": np.concatenate(generated)}

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from .baselines import Cascade, cascade_lists
+from .baselines import Cascade
 from .config import Config, make_config
 from .data import cached_prepared
 from .evaluate import TruthSet, list_metrics, model_lists, popularity_list, truth_set
@@ -41,8 +41,9 @@ def _train_in_worker(cfg_dict: dict, cache_dir: str) -> str:
 
 
 def default_workers(device: torch.device) -> int:
-    """CPU: one single-threaded training process per core (small models are overhead-bound, so
-    two 1-thread processes train ~1.4x faster than one 2-thread process); GPU: one process."""
+    """CPU: one single-threaded training process per core, up to 4 (the quick models are small;
+    two such processes train a grid faster than one two-thread process did while the profile
+    was sized); GPU: one process."""
     return 1 if device.type != "cpu" else max(1, min(4, os.cpu_count() or 1))
 
 
@@ -113,10 +114,8 @@ def run_grid(profile: str, variants: dict[str, dict | Cascade], seeds: list[int]
                                                 truths[key])})
             ts, n = truths[key], n_candidates or cfg.train.n_candidates
             models = [train_or_load(c, prepared, cache_dir, device=str(dev), progress=progress) for c in cfgs]
-            if isinstance(variant, Cascade):
-                lists = cascade_lists(models[0][0], models[1][0], cfg, prepared, ts, n, device=dev)
-            else:
-                lists = model_lists(models[0][0], cfg, prepared, ts, n, device=dev, per_head=per_head)
+            ranker = models[1][0] if isinstance(variant, Cascade) else None
+            lists = model_lists(models[0][0], cfg, prepared, ts, n, device=dev, per_head=per_head, ranker=ranker)
             for list_name, ranked in lists.items():
                 rows.append({"variant": name, "seed": seed, "list": list_name, "data": key,
                              "epochs": len(models[0][1].epochs), **list_metrics(ranked, ts)})
@@ -185,18 +184,25 @@ def save_table(df: pd.DataFrame, profile: str, name: str, root: str | Path = "..
     df.to_csv(path)
 
 
+def _trained(profile: str, overrides: dict, seeds: list[int] | tuple[int, ...], cache_dir: str | Path):
+    """(config, dataset, model, history) of the variant ``overrides`` for every seed, from the
+    cache (the missing models are trained first, in parallel)."""
+    cfgs = [make_config(profile, seed=s, **overrides) for s in seeds]
+    train_all(cfgs, cache_dir)
+    for cfg in cfgs:
+        prepared = cached_prepared(cfg, cache_dir)
+        model, history = train_or_load(cfg, prepared, cache_dir, device="cpu", progress=False)
+        yield cfg, prepared, model, history
+
+
 def centroid_alignment_by_seed(profile: str, overrides: dict, seeds: list[int] | tuple[int, ...],
                                cache_dir: str | Path, eval_requests: int = 1000) -> pd.DataFrame:
     """Mean Spearman rho (over test requests) of :func:`evaluate.centroid_alignment`, one row
     per seed, for the (cached or trained) model of ``overrides``."""
     from .evaluate import centroid_alignment
 
-    cfgs = [make_config(profile, seed=s, **overrides) for s in seeds]
-    train_all(cfgs, cache_dir)
     rows = []
-    for cfg in cfgs:
-        prepared = cached_prepared(cfg, cache_dir)
-        model, _ = train_or_load(cfg, prepared, cache_dir, device="cpu", progress=False)
+    for cfg, prepared, model, _ in _trained(profile, overrides, seeds, cache_dir):
         ts = truth_set(World(cfg.world, cfg.seed), prepared, n_requests=eval_requests)
         a = centroid_alignment(model, cfg, prepared, ts)
         rows.append({"seed": cfg.seed, "interest_rho": float(np.nanmean(a["interest_rho"])),
@@ -207,10 +213,5 @@ def centroid_alignment_by_seed(profile: str, overrides: dict, seeds: list[int] |
 def learning_curves(profile: str, overrides: dict, seeds: list[int] | tuple[int, ...], cache_dir: str | Path) -> pd.DataFrame:
     """Per-epoch training and validation loss of the (cached or trained) model of
     ``overrides`` for every seed: is the training budget enough for the model to converge?"""
-    cfgs = [make_config(profile, seed=s, **overrides) for s in seeds]
-    train_all(cfgs, cache_dir)
-    rows = []
-    for cfg in cfgs:
-        _, history = train_or_load(cfg, cached_prepared(cfg, cache_dir), cache_dir, device="cpu", progress=False)
-        rows += [{"seed": cfg.seed, **e} for e in history.epochs]
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{"seed": cfg.seed, **e} for cfg, _, _, history in _trained(profile, overrides, seeds, cache_dir)
+                         for e in history.epochs])
