@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +23,14 @@ from tqdm import tqdm
 from .baselines import Cascade
 from .config import Config, make_config
 from .data import cached_prepared
-from .evaluate import TruthSet, list_metrics, model_lists, popularity_list, truth_set
+from .evaluate import TruthSet, list_metrics, model_lists, oracle_list, popularity_list, slate_outcomes, truth_set
 from .metrics import mean_ci
 from .train import resolve_device, train_or_load
 from .world import World
 
 POPULARITY = "popularity"
+ORACLE = "oracle"
+SERVED = "served"
 
 
 def _train_in_worker(cfg_dict: dict, cache_dir: str) -> str:
@@ -84,15 +87,17 @@ def _configs(profile: str, seed: int, variant: dict | Cascade) -> list[Config]:
 def run_grid(profile: str, variants: dict[str, dict | Cascade], seeds: list[int] | tuple[int, ...],
              cache_dir: str | Path, device: str = "auto", n_candidates: int | None = None,
              eval_requests: int | None = 1000, baselines: bool = False, progress: bool = False,
-             workers: int | None = None, per_head: bool = False) -> pd.DataFrame:
+             workers: int | None = None, per_head: bool = False, oracle: bool = False) -> pd.DataFrame:
     """Train (or load) and evaluate every variant for every seed.
 
     A variant is a dict of config overrides (one model) or a :class:`baselines.Cascade` (a
     generator and a separate ranker). Variants may change the world or the data: each is
     evaluated on its own dataset and truth. Returns a tidy frame: columns ``variant, seed,
-    list`` (``generated`` or ``ranked``) and the metrics of :func:`evaluate.list_metrics`.
-    ``baselines=True`` adds the popularity list of each dataset; ``per_head=True`` adds each
-    generator head's own list (``head: click``, ...).
+    list`` (``generated`` or ``ranked``), the metrics of :func:`evaluate.list_metrics` and the
+    slate's expected ``gmv`` and ``cost`` per request (:func:`evaluate.slate_outcomes`).
+    ``baselines=True`` adds the popularity list of each dataset, ``oracle=True`` the list of
+    highest true eCPM (the ceiling); ``per_head=True`` adds each generator head's own list
+    (``head: click``, ...).
     """
     rows = []
     dev = resolve_device(device)
@@ -107,22 +112,62 @@ def run_grid(profile: str, variants: dict[str, dict | Cascade], seeds: list[int]
             key = cfg.data_hash()
             if key not in truths:
                 truths[key] = truth_set(World(cfg.world, seed), prepared, n_requests=eval_requests)
-                if baselines:
-                    n_req = len(truths[key].indices)
-                    rows.append({"variant": POPULARITY, "seed": seed, "list": "generated", "data": key,
-                                 **list_metrics(popularity_list(prepared, n_req, n_candidates or cfg.train.n_candidates),
-                                                truths[key])})
+                n_req, n = len(truths[key].indices), n_candidates or cfg.train.n_candidates
+                reference = {POPULARITY: popularity_list(prepared, n_req, n) if baselines else None,
+                             ORACLE: oracle_list(truths[key], n) if oracle else None}
+                for ref_name, ref_list in reference.items():
+                    if ref_list is not None:
+                        rows.append({"variant": ref_name, "seed": seed, "list": "generated", "data": key,
+                                     **_row_metrics(ref_list, truths[key], cfg)})
             ts, n = truths[key], n_candidates or cfg.train.n_candidates
             models = [train_or_load(c, prepared, cache_dir, device=str(dev), progress=progress) for c in cfgs]
             ranker = models[1][0] if isinstance(variant, Cascade) else None
             lists = model_lists(models[0][0], cfg, prepared, ts, n, device=dev, per_head=per_head, ranker=ranker)
             for list_name, ranked in lists.items():
                 rows.append({"variant": name, "seed": seed, "list": list_name, "data": key,
-                             "epochs": len(models[0][1].epochs), **list_metrics(ranked, ts)})
+                             "epochs": len(models[0][1].epochs), **_row_metrics(ranked, ts, cfg)})
             del models
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
     return pd.DataFrame(rows)
+
+
+def _row_metrics(ranked: np.ndarray, ts: TruthSet, cfg: Config) -> dict[str, float]:
+    """List metrics plus the expected GMV and advertiser cost per request of the slate the
+    list's head fills (the world's slate size and position model)."""
+    slate = slate_outcomes(ranked, ts, cfg.world.slate_size, cfg.world.position_bias)
+    return {**list_metrics(ranked, ts), "gmv": float(slate["gmv"].mean()), "cost": float(slate["cost"].mean())}
+
+
+def served(results: pd.DataFrame) -> pd.DataFrame:
+    """The list each (variant, seed) would serve, relabelled ``served``: the ranked list where
+    the variant has a ranker (its own R-Decoder or a cascade's), the generated list
+    otherwise (generators and the reference lists)."""
+    keys = ["variant", "seed"]
+    has_ranked = results[results.list == "ranked"].set_index(keys).index
+    pick = results.list.eq("ranked") | (results.list.eq("generated") & ~results.set_index(keys).index.isin(has_ranked))
+    out = results[pick].copy()
+    out["list"] = SERVED
+    return out.reset_index(drop=True)
+
+
+def world_sweep(profile: str, variants: dict[str, dict | Cascade], knob: str, values: list | tuple,
+                seeds: list[int] | tuple[int, ...], cache_dir: str | Path, **grid_kwargs) -> pd.DataFrame:
+    """:func:`run_grid` once per value of a world (or data) knob, every variant at every
+    value; the frame gets a column named after the knob. All models are trained up front,
+    so the worker pool stays full across values."""
+    def at(value, variant: dict | Cascade) -> dict | Cascade:
+        if isinstance(variant, Cascade):
+            return Cascade({**variant.generator, knob: value}, {**variant.ranker, knob: value})
+        return {**variant, knob: value}
+
+    train_all([c for v in values for s in seeds for var in variants.values() for c in _configs(profile, s, at(v, var))],
+              cache_dir, device=grid_kwargs.get("device", "auto"), workers=grid_kwargs.get("workers"))
+    frames = []
+    for value in values:
+        grid = run_grid(profile, {name: at(value, var) for name, var in variants.items()}, seeds, cache_dir, **grid_kwargs)
+        frames.append(grid.assign(**{knob: value}))
+    return pd.concat(frames, ignore_index=True)
 
 
 def summarise(results: pd.DataFrame, metrics: list[str], by: tuple[str, ...] = ("variant", "list"),
@@ -139,20 +184,25 @@ def summarise(results: pd.DataFrame, metrics: list[str], by: tuple[str, ...] = (
     return out
 
 
-def paired_difference(results: pd.DataFrame, metric: str, a: tuple[str, str], b: tuple[str, str]) -> tuple[float, float]:
+def paired_difference(results: pd.DataFrame, metric: str, a: tuple[str, str], b: tuple[str, str],
+                      relative: bool = False) -> tuple[float, float]:
     """Mean and 95% CI of ``metric(a) - metric(b)`` paired by seed ((variant, list) pairs):
-    seeds share the world, so pairing removes the world-to-world variation."""
+    seeds share the world, so pairing removes the world-to-world variation. ``relative``:
+    ``metric(a) / metric(b) - 1`` instead (a lift, as an A/B test reports it)."""
     def by_seed(v: tuple[str, str]) -> pd.Series:
         sel = results[(results.variant == v[0]) & (results.list == v[1])]
+        if sel.empty:
+            raise KeyError(f"no rows for variant {v[0]!r}, list {v[1]!r}")
         return sel.set_index("seed")[metric]
-    diff = (by_seed(a) - by_seed(b)).dropna()
-    return mean_ci(diff.values)
+    diff = (by_seed(a) / by_seed(b) - 1) if relative else (by_seed(a) - by_seed(b))
+    return mean_ci(diff.dropna().values)
 
 
 def paired_table(results: pd.DataFrame, metrics: list[str], variants: list[str | tuple[str, str]],
-                 base: str | tuple[str, str], digits: int = 4) -> pd.DataFrame:
+                 base: str | tuple[str, str], digits: int = 4, relative: bool = False) -> pd.DataFrame:
     """``variant - base`` for each metric, paired by seed, as ``+mean ± ci`` strings. Variants
-    and base are names (their ``generated`` list) or (variant, list) pairs."""
+    and base are names (their ``generated`` list) or (variant, list) pairs. ``relative``:
+    lifts ``variant / base - 1`` in percent."""
     def key(v: str | tuple[str, str]) -> tuple[str, str]:
         return (v, "generated") if isinstance(v, str) else tuple(v)
 
@@ -160,8 +210,11 @@ def paired_table(results: pd.DataFrame, metrics: list[str], variants: list[str |
     for v in variants:
         a = key(v)
         label = a[0] if a[1] == "generated" else f"{a[0]} ({a[1]})"
-        rows[label] = {m: "{:+.{d}f} ± {:.{d}f}".format(*paired_difference(results, m, a, key(base)), d=digits)
-                       for m in metrics}
+        rows[label] = {}
+        for m in metrics:
+            mean, ci = paired_difference(results, m, a, key(base), relative=relative)
+            rows[label][m] = (f"{100 * mean:+.{digits}f}% ± {100 * ci:.{digits}f}%" if relative
+                              else f"{mean:+.{digits}f} ± {ci:.{digits}f}")
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
@@ -174,6 +227,20 @@ def mean_ci_columns(results: pd.DataFrame, by: str, metrics: list[str], list_nam
         row = {by: value}
         for m in metrics:
             row[f"{m}_mean"], row[f"{m}_ci"] = mean_ci(group[m].values)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def paired_sweep(results: pd.DataFrame, by: str, metrics: list[str], a: tuple[str, str], b: tuple[str, str],
+                 relative: bool = False) -> pd.DataFrame:
+    """For each value of the swept column ``by``: mean and 95% CI over seeds of the paired
+    difference (or lift) ``a - b``, as ``<metric>_mean`` / ``<metric>_ci`` columns (the
+    input of :func:`plots.metric_sweep`)."""
+    rows = []
+    for value, group in results.groupby(by, sort=True):
+        row = {by: value}
+        for m in metrics:
+            row[f"{m}_mean"], row[f"{m}_ci"] = paired_difference(group, m, a, b, relative=relative)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -208,6 +275,42 @@ def centroid_alignment_by_seed(profile: str, overrides: dict, seeds: list[int] |
         rows.append({"seed": cfg.seed, "interest_rho": float(np.nanmean(a["interest_rho"])),
                      "value_rho": float(np.nanmean(a["value_rho"]))})
     return pd.DataFrame(rows)
+
+
+@dataclass
+class Consistency:
+    """The paper's DC analysis for several variants over seeds: per-seed summaries of the
+    absolute generator-ranker rank difference on the generated candidates (``summary``:
+    variant, seed, IQR, median, mean), the top-K overlap for every K (``overlap``: variant,
+    seed, k, overlap) and the pooled rank differences of each variant (for box plots)."""
+
+    summary: pd.DataFrame
+    overlap: pd.DataFrame
+    differences: dict[str, np.ndarray]
+
+
+def consistency_by_seed(profile: str, variants: dict[str, dict], seeds: list[int] | tuple[int, ...],
+                        cache_dir: str | Path, eval_requests: int = 1000) -> Consistency:
+    """:func:`evaluate.generator_ranker_consistency` of every (cached or trained) variant and
+    seed on the test requests' ``train.n_candidates`` generated candidates."""
+    from .evaluate import generator_ranker_consistency
+    from .metrics import iqr
+
+    train_all([make_config(profile, seed=s, **v) for v in variants.values() for s in seeds], cache_dir)
+    summary, overlap, differences = [], [], {}
+    for name, overrides in variants.items():
+        pooled = []
+        for cfg, prepared, model, _ in _trained(profile, overrides, seeds, cache_dir):
+            ts = truth_set(World(cfg.world, cfg.seed), prepared, n_requests=eval_requests)
+            c = generator_ranker_consistency(model, cfg, prepared, ts, cfg.train.n_candidates)
+            d = c["rank_difference"]
+            summary.append({"variant": name, "seed": cfg.seed, "IQR": iqr(d), "median": float(np.median(d)),
+                            "mean": float(d.mean())})
+            overlap += [{"variant": name, "seed": cfg.seed, "k": k, "overlap": float(o)}
+                        for k, o in enumerate(c["topk_overlap"], start=1)]
+            pooled.append(d.ravel())
+        differences[name] = np.concatenate(pooled)
+    return Consistency(pd.DataFrame(summary), pd.DataFrame(overlap), differences)
 
 
 def learning_curves(profile: str, overrides: dict, seeds: list[int] | tuple[int, ...], cache_dir: str | Path) -> pd.DataFrame:

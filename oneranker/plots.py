@@ -146,13 +146,41 @@ def centroid_preference(pref: dict[str, np.ndarray], truth: dict[str, np.ndarray
     return fig
 
 
-def metric_sweep(table: "pd.DataFrame", x: str, metrics: list[str]) -> matplotlib.figure.Figure:
+def metric_sweep(table: "pd.DataFrame", x: str, metrics: list[str], logx: bool = True,
+                 zero_line: bool = False, ylabel: str = "{}") -> matplotlib.figure.Figure:
     """Mean and 95% CI over seeds of each metric against a swept setting. ``table`` holds
-    columns x, ``<metric>_mean`` and ``<metric>_ci``."""
+    columns x, ``<metric>_mean`` and ``<metric>_ci``. ``zero_line`` marks 0 (for paired
+    differences); ``ylabel`` formats each metric's axis label."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.3))
     for ax, m in zip(np.atleast_1d(axes), metrics):
         ax.errorbar(table[x], table[f"{m}_mean"], yerr=table[f"{m}_ci"], marker="o", capsize=3)
-        ax.set(xlabel=x, ylabel=m)
-        ax.set_xscale("log", base=2)
+        if zero_line:
+            ax.axhline(0.0, color="grey", lw=1, ls="--")
+        ax.set(xlabel=x, ylabel=ylabel.format(m))
+        if logx:
+            ax.set_xscale("log", base=2)
+    fig.tight_layout()
+    return fig
+
+
+def dc_analysis(differences: dict[str, np.ndarray], overlap: "pd.DataFrame") -> matplotlib.figure.Figure:
+    """The paper's DC figure: the absolute generator-ranker rank difference on the generated
+    candidates (box: quartiles, so its height is the IQR; whiskers 5-95%), and the top-K
+    overlap for every K (mean and 95% CI over seeds), one colour per variant."""
+    from .metrics import mean_ci
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [1, 1.6]})
+    names = list(differences)
+    left.boxplot([differences[n] for n in names], whis=(5, 95), showfliers=False)
+    left.set_xticks(range(1, len(names) + 1), names)
+    left.set(ylabel="|generator rank - ranker rank|", title="Rank difference")
+    for name, group in overlap.groupby("variant", sort=False):
+        stats = group.groupby("k")["overlap"].apply(lambda v: mean_ci(v.values))
+        k = stats.index.values
+        mean = np.array([m for m, _ in stats]); ci = np.array([c for _, c in stats])
+        right.plot(k, mean, label=name)
+        right.fill_between(k, mean - ci, mean + ci, alpha=0.25)
+    right.set(xlabel="K", ylabel="top-K overlap", title="Generator top-K in ranker top-K", ylim=(0, 1.02))
+    right.legend()
     fig.tight_layout()
     return fig

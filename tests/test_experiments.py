@@ -63,3 +63,48 @@ def test_grid_runs_baselines_and_a_cascade(tmp_path):
     gen = res[res.list == "generated"].set_index("variant")
     assert gen.loc["cascade", "HR@15"] == gen.loc["GPR-style", "HR@15"]
     assert len(list((tmp_path / "models").iterdir())) == 2      # GPR-style shared, plus the ranker
+
+
+def test_relative_lifts_and_sweeps_by_hand():
+    results = pd.DataFrame({"variant": ["a", "a", "b", "b"] * 2, "seed": [0, 1, 0, 1] * 2,
+                            "list": ["generated"] * 8, "corr": [-0.5] * 4 + [0.5] * 4,
+                            "gmv": [2.2, 3.3, 2.0, 3.0, 1.0, 2.0, 2.0, 2.0]})
+    low = results[results["corr"] == -0.5]
+    mean, half = experiments.paired_difference(low, "gmv", ("a", "generated"), ("b", "generated"), relative=True)
+    assert mean == pytest.approx(0.1) and half == pytest.approx(0.0, abs=1e-12)    # +10% in both seeds
+    table = experiments.paired_table(low, ["gmv"], ["a"], "b", digits=1, relative=True)
+    assert table.loc["a", "gmv"] == "+10.0% ± 0.0%"
+    sweep = experiments.paired_sweep(results, "corr", ["gmv"], ("a", "generated"), ("b", "generated"))
+    assert sweep["corr"].tolist() == [-0.5, 0.5]
+    assert sweep["gmv_mean"].round(6).tolist() == [0.25, -0.5]     # (0.2 + 0.3) / 2, (-1 + 0) / 2
+    with pytest.raises(KeyError, match="variant 'c'"):
+        experiments.paired_difference(low, "gmv", ("c", "generated"), ("b", "generated"))
+
+
+def test_served_takes_the_ranked_list_where_there_is_one():
+    results = pd.DataFrame({"variant": ["gen", "full", "full", "full", "popularity"], "seed": [0] * 5,
+                            "list": ["generated", "generated", "ranked", "head: click", "generated"],
+                            "HR@5": [0.1, 0.2, 0.3, 0.4, 0.5]})
+    out = experiments.served(results)
+    assert out.set_index("variant")["HR@5"].to_dict() == {"gen": 0.1, "full": 0.3, "popularity": 0.5}
+    assert (out.list == experiments.SERVED).all()
+
+
+def test_world_sweep_and_consistency_on_tiny_models(tmp_path):
+    from conftest import TINY
+
+    variants = {"full": dict(TINY), "no DC": {**TINY, "train.gamma": 0.0}}
+    res = experiments.world_sweep("quick", variants, "world.interest_value_corr", [-0.5, 0.5], (0,), tmp_path,
+                                  device="cpu", eval_requests=20, oracle=True, workers=2)
+    assert sorted(res["world.interest_value_corr"].unique()) == [-0.5, 0.5]
+    assert set(res.variant) == {"full", "no DC", "oracle"}
+    assert {"gmv", "cost"} <= set(res.columns)
+    # the oracle serves the highest true eCPM: no list of the same length costs advertisers more
+    for _, group in res.groupby("world.interest_value_corr"):
+        assert group.loc[group.variant == "oracle", "cost"].item() >= group["cost"].max() - 1e-12
+    c = experiments.consistency_by_seed("quick", variants, (0,), tmp_path, eval_requests=20)
+    assert set(c.summary.variant) == {"full", "no DC"} and (c.summary["IQR"] >= 0).all()
+    n = tiny_config().train.n_candidates
+    assert len(c.overlap) == 2 * n and c.overlap["overlap"].between(0, 1).all()
+    assert c.overlap[c.overlap.k == n]["overlap"].tolist() == [1.0, 1.0]   # the whole list is the same set
+    assert c.differences["full"].shape == (20 * n,)
