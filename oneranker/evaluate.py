@@ -50,14 +50,20 @@ def truth_set(world: World, prepared: Prepared, n_requests: int | None = None) -
     return TruthSet(indices=np.arange(n), truth=truth)
 
 
+def request_batches(cfg: Config, prepared: Prepared, indices: np.ndarray, device: torch.device | str = "cpu",
+                    batch_size: int = 256) -> Iterator[dict[str, torch.Tensor]]:
+    """The test requests ``indices`` as collated batches on ``device``, in order."""
+    collate = Collator(prepared, cfg.data.max_history_len)
+    test = prepared.requests["test"]
+    for start in range(0, len(indices), batch_size):
+        idx = indices[start:start + batch_size]
+        yield {k: v.to(device) for k, v in collate([test[int(i)] for i in idx]).items()}
+
+
 def truth_batches(cfg: Config, prepared: Prepared, ts: TruthSet, device: torch.device | str = "cpu",
                   batch_size: int = 256) -> Iterator[dict[str, torch.Tensor]]:
     """The truth set's test requests as collated batches on ``device``, in order."""
-    collate = Collator(prepared, cfg.data.max_history_len)
-    test = prepared.requests["test"]
-    for start in range(0, len(ts.indices), batch_size):
-        idx = ts.indices[start:start + batch_size]
-        yield {k: v.to(device) for k, v in collate([test[int(i)] for i in idx]).items()}
+    return request_batches(cfg, prepared, ts.indices, device, batch_size)
 
 
 @torch.no_grad()
@@ -220,17 +226,20 @@ def generator_ranker_consistency(model: OneRanker, cfg: Config, prepared: Prepar
 
 
 @torch.no_grad()
-def ranker_auc(model: OneRanker, cfg: Config, prepared: Prepared, ts: TruthSet,
+def ranker_auc(model: OneRanker, cfg: Config, prepared: Prepared, n_requests: int | None = None,
                device: torch.device | str = "cpu", batch_size: int = 256) -> dict[str, float]:
     """AUC and GAUC (grouped by user) of the ranker's scores of the logged test impressions
-    against their logged clicks: the usual offline check of a ranking model."""
+    of the first ``n_requests`` test requests (default all: clicks are sparse) against their
+    logged clicks: the usual offline check of a ranking model."""
     from .metrics import auc, gauc
 
     if model.rdecoder is None:
         raise ValueError("AUC of the ranker needs a model with a ranker (model.use_ranker=True)")
     model.eval()
+    n_test = len(prepared.requests["test"])
+    indices = np.arange(n_test if not n_requests else min(n_requests, n_test))
     scores, labels, users = [], [], []
-    for batch in truth_batches(cfg, prepared, ts, device, batch_size):
+    for batch in request_batches(cfg, prepared, indices, device, batch_size):
         items, mask = batch["imp_item"], batch["imp_mask"]
         s = model.rank(model.encode(batch), items.clamp(min=0)).float()
         scores.append(s[mask].cpu().numpy())

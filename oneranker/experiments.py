@@ -313,6 +313,21 @@ def consistency_by_seed(profile: str, variants: dict[str, dict], seeds: list[int
     return Consistency(pd.DataFrame(summary), pd.DataFrame(overlap), differences)
 
 
+def ranker_auc_by_seed(profile: str, rankers: dict[str, dict | Cascade], seeds: list[int] | tuple[int, ...],
+                       cache_dir: str | Path, n_requests: int | None = None) -> pd.DataFrame:
+    """AUC and GAUC of each variant's ranker (a model's own R-Decoder, or a cascade's separate
+    ranker) on the logged test impressions, one row per (variant, seed)."""
+    from .evaluate import ranker_auc
+
+    ranker_overrides = {name: (v.ranker if isinstance(v, Cascade) else v) for name, v in rankers.items()}
+    train_all([make_config(profile, seed=s, **v) for v in ranker_overrides.values() for s in seeds], cache_dir)
+    rows = []
+    for name, overrides in ranker_overrides.items():
+        for cfg, prepared, model, _ in _trained(profile, overrides, seeds, cache_dir):
+            rows.append({"variant": name, "seed": cfg.seed, **ranker_auc(model, cfg, prepared, n_requests)})
+    return pd.DataFrame(rows)
+
+
 def learning_curves(profile: str, overrides: dict, seeds: list[int] | tuple[int, ...], cache_dir: str | Path) -> pd.DataFrame:
     """Per-epoch training and validation loss of the (cached or trained) model of
     ``overrides`` for every seed: is the training budget enough for the model to converge?"""

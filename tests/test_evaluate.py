@@ -44,8 +44,11 @@ def test_consistency_and_ranker_auc_on_a_tiny_model(tiny_prepared):
     assert c["rank_difference"].shape == (30, 10) and c["topk_overlap"].shape == (10,)
     assert c["topk_overlap"][-1] == 1.0                       # all n candidates: full overlap
     assert ((c["rank_difference"] >= 0) & (c["rank_difference"] <= 9)).all()
-    a = ranker_auc(model, cfg, tiny_prepared, ts)
-    assert a["impressions"] > 0 and (np.isnan(a["AUC"]) or 0.0 <= a["AUC"] <= 1.0)
+    a = ranker_auc(model, cfg, tiny_prepared, n_requests=30)
+    test = tiny_prepared.requests["test"].select(range(30))
+    assert a["impressions"] == sum(map(len, test["imp_item"]))          # every logged impression, once
+    assert a["clicks"] == sum(map(sum, test["imp_click"]))
+    assert np.isnan(a["AUC"]) or 0.0 <= a["AUC"] <= 1.0
     no_ranker = tiny_config(**{"model.use_ranker": False})
     with pytest.raises(ValueError, match="ranker"):
         generator_ranker_consistency(build_model(no_ranker, tiny_prepared), no_ranker, tiny_prepared, ts, n=10)

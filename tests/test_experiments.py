@@ -108,3 +108,8 @@ def test_world_sweep_and_consistency_on_tiny_models(tmp_path):
     assert len(c.overlap) == 2 * n and c.overlap["overlap"].between(0, 1).all()
     assert c.overlap[c.overlap.k == n]["overlap"].tolist() == [1.0, 1.0]   # the whole list is the same set
     assert c.differences["full"].shape == (20 * n,)
+    from oneranker.baselines import CASCADE_RANKER, Cascade
+    aucs = experiments.ranker_auc_by_seed("quick", {"full": variants["full"],
+                                                    "cascade": Cascade(ranker={**TINY, **CASCADE_RANKER})},
+                                          (0,), tmp_path, n_requests=50)
+    assert aucs.variant.tolist() == ["full", "cascade"] and aucs["impressions"].nunique() == 1

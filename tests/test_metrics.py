@@ -107,3 +107,12 @@ def test_lift_by_hand():
         metrics.lift(a, np.ones(3))
     with pytest.raises(ValueError, match="zero total"):
         metrics.lift(a, np.zeros(2))
+
+
+def test_paper_tables_are_the_papers_numbers():
+    from oneranker import paper
+
+    t2 = paper.table2()
+    assert t2.loc["Step 2 only (no ranker)", "HR@5 vs full"] == pytest.approx(0.5448 - 0.6213)
+    assert paper.table1().loc["GPR", "HR@15"] == 0.8207
+    assert paper.AB.loc["20% traffic", "Costs"] == 1.15
