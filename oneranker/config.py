@@ -312,6 +312,15 @@ SECTIONS: dict[str, type] = {"world": WorldConfig, "data": DataConfig, "semantic
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     # The defaults: every notebook runs in minutes on 2 CPU cores.
     "quick": {},
+    # A smoke test of the notebooks' code, not of the method: a toy market and model, every
+    # notebook in about a minute (`make reproduce PROFILE=smoke`); its numbers mean nothing.
+    "smoke": {
+        "world": {"n_users": 300, "n_items": 200, "n_organic": 100, "n_categories": 8},
+        "semantic_ids": {"codebook_size": 4},
+        "data": {"max_history_len": 24},
+        "model": {"d_model": 16, "n_heads": 2, "n_fake_items": 4},
+        "train": {"epochs": 2, "max_train_requests": 256, "eval_requests": 64, "warmup_steps": 2},
+    },
     # Paper dimensions on a GPU: >= 100k users, 20k ads, histories up to 1,024 tokens.
     "paper": {
         "world": {"n_users": 100_000, "n_items": 20_000, "n_organic": 10_000, "n_categories": 100,

@@ -178,9 +178,13 @@ def summarise(results: pd.DataFrame, metrics: list[str], by: tuple[str, ...] = (
     for key, group in results.groupby(list(by), sort=False):
         table[key] = {m: "{:.{d}f} ± {:.{d}f}".format(*mean_ci(group[m].values), d=digits) for m in metrics}
     out = pd.DataFrame.from_dict(table, orient="index")
-    out.index = pd.MultiIndex.from_tuples(out.index, names=list(by))
+    if len(by) == 1:
+        out.index = pd.Index([k[0] for k in out.index], name=by[0])
+        order = [k[0] for k in order]
+    else:
+        out.index = pd.MultiIndex.from_tuples(out.index, names=list(by))
     out = out.loc[order]
-    out["seeds"] = [int((results[list(by)].apply(tuple, axis=1) == k).sum()) for k in order]
+    out["seeds"] = results.groupby(list(by), sort=False).size().reindex(out.index).astype(int).values
     return out
 
 
@@ -190,7 +194,9 @@ def paired_difference(results: pd.DataFrame, metric: str, a: tuple[str, str], b:
     seeds share the world, so pairing removes the world-to-world variation. ``relative``:
     ``metric(a) / metric(b) - 1`` instead (a lift, as an A/B test reports it)."""
     def by_seed(v: tuple[str, str]) -> pd.Series:
-        sel = results[(results.variant == v[0]) & (results.list == v[1])]
+        sel = results[results.variant == v[0]]
+        if "list" in sel:                           # per-seed frames without lists pair by variant
+            sel = sel[sel.list == v[1]]
         if sel.empty:
             raise KeyError(f"no rows for variant {v[0]!r}, list {v[1]!r}")
         return sel.set_index("seed")[metric]
@@ -199,17 +205,18 @@ def paired_difference(results: pd.DataFrame, metric: str, a: tuple[str, str], b:
 
 
 def paired_table(results: pd.DataFrame, metrics: list[str], variants: list[str | tuple[str, str]],
-                 base: str | tuple[str, str], digits: int = 4, relative: bool = False) -> pd.DataFrame:
+                 base: str | tuple[str, str], digits: int = 4, relative: bool = False,
+                 list_name: str = "generated") -> pd.DataFrame:
     """``variant - base`` for each metric, paired by seed, as ``+mean ± ci`` strings. Variants
-    and base are names (their ``generated`` list) or (variant, list) pairs. ``relative``:
+    and base are names (their ``list_name`` list) or (variant, list) pairs. ``relative``:
     lifts ``variant / base - 1`` in percent."""
     def key(v: str | tuple[str, str]) -> tuple[str, str]:
-        return (v, "generated") if isinstance(v, str) else tuple(v)
+        return (v, list_name) if isinstance(v, str) else tuple(v)
 
     rows = {}
     for v in variants:
         a = key(v)
-        label = a[0] if a[1] == "generated" else f"{a[0]} ({a[1]})"
+        label = a[0] if a[1] == list_name else f"{a[0]} ({a[1]})"
         rows[label] = {}
         for m in metrics:
             mean, ci = paired_difference(results, m, a, key(base), relative=relative)
@@ -311,6 +318,19 @@ def consistency_by_seed(profile: str, variants: dict[str, dict], seeds: list[int
             pooled.append(d.ravel())
         differences[name] = np.concatenate(pooled)
     return Consistency(pd.DataFrame(summary), pd.DataFrame(overlap), differences)
+
+
+def loss_sweep(profile: str, knob: str, values: list | tuple, seeds: list[int] | tuple[int, ...],
+               cache_dir: str | Path, metrics: list[str], device: str = "auto") -> pd.DataFrame:
+    """The full model at each value of the loss knob ``train.<knob>`` (e.g. tau, gamma): mean
+    and 95% CI over seeds of the served list's ``metrics`` and of the generator-ranker
+    rank-difference IQR (:func:`consistency_by_seed`), one row per value."""
+    grid = {f"{knob}={v:g}": {f"train.{knob}": v} for v in values}
+    res = served(run_grid(profile, grid, seeds, cache_dir, device=device))
+    dc = consistency_by_seed(profile, grid, seeds, cache_dir).summary
+    res = res.merge(dc[["variant", "seed", "IQR"]], on=["variant", "seed"])
+    res[knob] = res.variant.map({f"{knob}={v:g}": v for v in values})
+    return mean_ci_columns(res, knob, [*metrics, "IQR"], list_name=SERVED)
 
 
 def ranker_auc_by_seed(profile: str, rankers: dict[str, dict | Cascade], seeds: list[int] | tuple[int, ...],
