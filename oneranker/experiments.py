@@ -151,21 +151,33 @@ def served(results: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def with_knob(variant: dict | Cascade, knob: str, value) -> dict | Cascade:
+    """The variant with one more override (both models of a cascade get it)."""
+    if isinstance(variant, Cascade):
+        return Cascade({**variant.generator, knob: value}, {**variant.ranker, knob: value})
+    return {**variant, knob: value}
+
+
+def train_variants(profile: str, variants: list[dict | Cascade], seeds: list[int] | tuple[int, ...],
+                   cache_dir: str | Path, device: str = "auto", workers: int | None = None) -> None:
+    """Train every model of every variant and seed in one pool (call it once per notebook
+    with everything the notebook needs: the workers then never wait for a straggler between
+    grids); later grids find them in the cache."""
+    train_all([c for v in variants for s in seeds for c in _configs(profile, s, v)], cache_dir, device=device,
+              workers=workers)
+
+
 def world_sweep(profile: str, variants: dict[str, dict | Cascade], knob: str, values: list | tuple,
                 seeds: list[int] | tuple[int, ...], cache_dir: str | Path, **grid_kwargs) -> pd.DataFrame:
     """:func:`run_grid` once per value of a world (or data) knob, every variant at every
     value; the frame gets a column named after the knob. All models are trained up front,
     so the worker pool stays full across values."""
-    def at(value, variant: dict | Cascade) -> dict | Cascade:
-        if isinstance(variant, Cascade):
-            return Cascade({**variant.generator, knob: value}, {**variant.ranker, knob: value})
-        return {**variant, knob: value}
-
-    train_all([c for v in values for s in seeds for var in variants.values() for c in _configs(profile, s, at(v, var))],
-              cache_dir, device=grid_kwargs.get("device", "auto"), workers=grid_kwargs.get("workers"))
+    train_variants(profile, [with_knob(var, knob, v) for v in values for var in variants.values()], seeds, cache_dir,
+                   device=grid_kwargs.get("device", "auto"), workers=grid_kwargs.get("workers"))
     frames = []
     for value in values:
-        grid = run_grid(profile, {name: at(value, var) for name, var in variants.items()}, seeds, cache_dir, **grid_kwargs)
+        grid = run_grid(profile, {name: with_knob(var, knob, value) for name, var in variants.items()}, seeds,
+                        cache_dir, **grid_kwargs)
         frames.append(grid.assign(**{knob: value}))
     return pd.concat(frames, ignore_index=True)
 
@@ -239,15 +251,16 @@ def mean_ci_columns(results: pd.DataFrame, by: str, metrics: list[str], list_nam
 
 
 def paired_sweep(results: pd.DataFrame, by: str, metrics: list[str], a: tuple[str, str], b: tuple[str, str],
-                 relative: bool = False) -> pd.DataFrame:
+                 relative: bool = False, lift_metrics: list[str] = ()) -> pd.DataFrame:
     """For each value of the swept column ``by``: mean and 95% CI over seeds of the paired
-    difference (or lift) ``a - b``, as ``<metric>_mean`` / ``<metric>_ci`` columns (the
-    input of :func:`plots.metric_sweep`)."""
+    difference (or, with ``relative``, lift) ``a - b`` of each metric, plus the lift of each of
+    ``lift_metrics``, as ``<metric>_mean`` / ``<metric>_ci`` columns (the input of
+    :func:`plots.metric_sweep`)."""
     rows = []
     for value, group in results.groupby(by, sort=True):
         row = {by: value}
-        for m in metrics:
-            row[f"{m}_mean"], row[f"{m}_ci"] = paired_difference(group, m, a, b, relative=relative)
+        for m, rel in [*((m, relative) for m in metrics), *((m, True) for m in lift_metrics)]:
+            row[f"{m}_mean"], row[f"{m}_ci"] = paired_difference(group, m, a, b, relative=rel)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -320,17 +333,52 @@ def consistency_by_seed(profile: str, variants: dict[str, dict], seeds: list[int
     return Consistency(pd.DataFrame(summary), pd.DataFrame(overlap), differences)
 
 
+def loss_grid(knob: str, values: list | tuple) -> dict[str, dict]:
+    """The full model at each value of the loss knob ``train.<knob>``, named ``knob=value``."""
+    return {f"{knob}={v:g}": {f"train.{knob}": v} for v in values}
+
+
 def loss_sweep(profile: str, knob: str, values: list | tuple, seeds: list[int] | tuple[int, ...],
                cache_dir: str | Path, metrics: list[str], device: str = "auto") -> pd.DataFrame:
     """The full model at each value of the loss knob ``train.<knob>`` (e.g. tau, gamma): mean
     and 95% CI over seeds of the served list's ``metrics`` and of the generator-ranker
     rank-difference IQR (:func:`consistency_by_seed`), one row per value."""
-    grid = {f"{knob}={v:g}": {f"train.{knob}": v} for v in values}
+    grid = loss_grid(knob, values)
     res = served(run_grid(profile, grid, seeds, cache_dir, device=device))
     dc = consistency_by_seed(profile, grid, seeds, cache_dir).summary
     res = res.merge(dc[["variant", "seed", "IQR"]], on=["variant", "seed"])
     res[knob] = res.variant.map({f"{knob}={v:g}": v for v in values})
     return mean_ci_columns(res, knob, [*metrics, "IQR"], list_name=SERVED)
+
+
+@torch.no_grad()
+def validation_loss_terms(profile: str, variants: dict[str, dict], seeds: list[int] | tuple[int, ...],
+                          cache_dir: str | Path, reference: dict | None = None, n_requests: int = 1000) -> pd.DataFrame:
+    """Each loss term (L_MTP, L_rank, L_DC) of every (cached or trained) variant and seed on
+    the first ``n_requests`` validation requests, all measured with the losses of the
+    ``reference`` overrides (default: the full model's), so that a model trained without a
+    term (e.g. gamma = 0) is still scored on it. Random candidates and targets are drawn from
+    one fixed generator, the same for every variant."""
+    from .data import Collator
+    from .train import loss_terms
+
+    rows = []
+    for name, overrides in variants.items():
+        for cfg, prepared, model, _ in _trained(profile, overrides, seeds, cache_dir):
+            tc = make_config(profile, seed=cfg.seed, **(reference or {})).train
+            model.eval()
+            valid = prepared.requests["valid"]
+            idx = range(min(n_requests, len(valid)))
+            collate, gen = Collator(prepared, cfg.data.max_history_len), torch.Generator().manual_seed(cfg.seed)
+            sums, count = {}, 0
+            for start in range(0, len(idx), tc.batch_size):
+                rows_ = [valid[i] for i in idx[start:start + tc.batch_size]]
+                terms = loss_terms(model, collate(rows_), tc, gen)
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + float(v) * len(rows_)
+                count += len(rows_)
+            rows.append({"variant": name, "seed": cfg.seed, **{k: v / count for k, v in sums.items()}})
+    return pd.DataFrame(rows)
 
 
 def ranker_auc_by_seed(profile: str, rankers: dict[str, dict | Cascade], seeds: list[int] | tuple[int, ...],

@@ -13,11 +13,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
 from .model import OneRanker, State
-from .semantic_ids import PrefixTrie
+from .semantic_ids import PrefixTrie, TrieTensors
 
 
 def topk_candidates(interest: Tensor, value: Tensor, n: int) -> Tensor:
@@ -33,40 +35,106 @@ def topk_candidates(interest: Tensor, value: Tensor, n: int) -> Tensor:
         raise ValueError(f"n={n} candidates requested from a catalogue of {N} ads")
     top = heads.topk(n, dim=-1).indices                                       # [B, H, n]
     interleaved = top.transpose(1, 2).reshape(B, H * n)                       # rank-major
-    out = torch.empty(B, n, dtype=torch.long, device=heads.device)
-    for b in range(B):
-        out[b] = torch.tensor(list(dict.fromkeys(interleaved[b].tolist()))[:n], device=heads.device)
-    return out
+    return first_unique(interleaved, n)
 
 
-def beam_search(user: Tensor, level_tables: list[Tensor], trie: PrefixTrie, beam_size: int) -> tuple[Tensor, Tensor]:
+def first_unique(ids: Tensor, n: int) -> Tensor:
+    """The first ``n`` distinct values of each row, in order of first appearance [B, n].
+
+    Vectorised (no per-row Python, no host sync): a stable sort puts repeats after their first
+    occurrence, which marks the first occurrences; their positions, in row order, give the
+    output. Every row must hold at least ``n`` distinct values (one head's top-n does).
+    """
+    B, M = ids.shape
+    sorted_ids, order = ids.sort(dim=1, stable=True)
+    first_sorted = torch.ones_like(sorted_ids, dtype=torch.bool)
+    first_sorted[:, 1:] = sorted_ids[:, 1:] != sorted_ids[:, :-1]
+    first = torch.zeros_like(first_sorted).scatter(1, order, first_sorted)   # back to row order
+    pos = torch.arange(M, device=ids.device).expand(B, M)
+    keep = torch.where(first, pos, pos + M).sort(dim=1).values[:, :n]        # first occurrences first
+    return ids.gather(1, keep)
+
+
+def beam_search(user: Tensor | Callable[[int], Tensor], level_tables: list[Tensor], trie: PrefixTrie | TrieTensors,
+                beam_size: int) -> tuple[Tensor, Tensor]:
     """Top ``beam_size`` ads per user by ``sum_l <user, E_l[code_l]>``, over valid codes only.
 
-    user [B, d]; level_tables[l] [K_l, d] (the semantic-ID code embeddings, dedup digit last).
+    user [B, d], or a function giving each live beam its own user vector [B, b, d] from the
+    number of beams b (what a generator without a shared history pays: see
+    :func:`beam_generate`); level_tables[l] [K_l, d] (the semantic-ID code embeddings, dedup
+    digit last).
     Returns (ad ids [B, beam], scores [B, beam]), best first; ad id -1 only if fewer valid ads
-    exist than the beam.
+    exist than the beam. Every step runs on ``user``'s device with shapes fixed by (B, beam,
+    K_l): no host round trip, so the search can be captured in a CUDA graph
+    (:func:`graphed_beam_search`). Beams are prefixes kept as their mixed-radix encodings.
     """
-    if len(level_tables) != trie.depth:
-        raise ValueError(f"{len(level_tables)} code tables for a trie of depth {trie.depth}")
-    B = user.shape[0]
-    device = user.device
-    prefixes = torch.zeros(B, 1, 0, dtype=torch.long, device=device)
+    device = level_tables[0].device
+    t = trie.tensors(device) if isinstance(trie, PrefixTrie) else trie
+    if len(level_tables) != t.depth:
+        raise ValueError(f"{len(level_tables)} code tables for a trie of depth {t.depth}")
+    shared = None if callable(user) else user[:, None]                        # [B, 1, d]: one vector for all beams
+    B = shared.shape[0] if shared is not None else user(1).shape[0]
+    enc = torch.zeros(B, 1, dtype=torch.long, device=device)                  # the empty prefix
     scores = torch.zeros(B, 1, device=device)
     for level, table in enumerate(level_tables):
-        K = table.shape[0]
-        digit_scores = user @ table.T                                        # [B, K]
-        b = prefixes.shape[1]
-        valid = torch.as_tensor(trie.next_mask(prefixes.reshape(B * b, level).cpu().numpy(), K), device=device)
-        cand = scores[:, :, None] + digit_scores[:, None, :]                 # [B, b, K]
-        cand = cand.masked_fill(~valid.view(B, b, K), float("-inf"))
-        keep = min(beam_size, b * K)
-        scores, flat = cand.view(B, b * K).topk(keep, dim=-1)
-        parent, digit = flat // K, flat % K
-        prefixes = torch.cat([prefixes.gather(1, parent[:, :, None].expand(-1, -1, level)), digit[:, :, None]], -1)
-    items = torch.as_tensor(trie.items_of(prefixes.reshape(-1, trie.depth).cpu().numpy()), device=device)
-    items = items.view(B, -1)
-    items = torch.where(torch.isfinite(scores), items, torch.full_like(items, -1))
+        K, radix = table.shape[0], t.radix[level]
+        digits = torch.arange(K, device=device)
+        cand_enc = enc[:, :, None] * radix + digits                           # [B, b, K]
+        found, _ = t.member(level, cand_enc)
+        valid = found & (digits < radix)                                      # digits past the radix would alias
+        u = shared if shared is not None else user(enc.shape[1])
+        cand = scores[:, :, None] + (u @ table.T).float()
+        cand = cand.masked_fill(~valid, float("-inf"))
+        keep = min(beam_size, cand_enc.shape[1] * K)
+        scores, flat = cand.flatten(1).topk(keep, dim=-1)
+        enc = cand_enc.flatten(1).gather(1, flat)
+    found, pos = t.member(t.depth - 1, enc)
+    items = torch.where(found & torch.isfinite(scores), t.items[pos], -1)
     return items, scores
+
+
+def graphed_beam_search(user: Tensor, level_tables: list[Tensor], trie: PrefixTrie,
+                        beam_size: int) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+    """:func:`beam_search` captured once in a CUDA graph for users of ``user``'s shape: the
+    returned function copies its input into the graph's static buffer and replays the
+    recorded kernels (no Python or launch overhead per level). CUDA only."""
+    if user.device.type != "cuda":
+        raise ValueError("CUDA graphs need a CUDA device")
+    t = trie.tensors(user.device)
+    static = user.clone()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):                     # warm up kernels and the allocator off the capture
+            beam_search(static, level_tables, t, beam_size)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = beam_search(static, level_tables, t, beam_size)
+
+    def run(u: Tensor) -> tuple[Tensor, Tensor]:
+        static.copy_(u)
+        graph.replay()
+        return out
+    return run
+
+
+def beam_generate(model: OneRanker, batch: dict[str, Tensor], trie: PrefixTrie | TrieTensors, beam_size: int,
+                  per_beam_copies: bool = False) -> tuple[Tensor, Tensor]:
+    """Generation by beam search over the model's semantic IDs. The history is encoded once
+    per request and shared by every beam (the semantic score is additive over code levels,
+    so a beam needs no state of its own); ``per_beam_copies`` encodes a copy of the history
+    for every live beam at every level instead, as a generator without a shared history
+    cache would. Both give the same ads (tested); only the cost differs (benchmarks/)."""
+    tables = [t.weight for t in model.items.tables]
+    if not per_beam_copies:
+        return beam_search(semantic_user_vectors(model, model.encode(batch)), tables, trie, beam_size)
+    B = batch["tok_type"].shape[0]
+
+    def per_beam(n_beams: int) -> Tensor:
+        copies = {k: v.repeat_interleave(n_beams, dim=0) for k, v in batch.items()}
+        return semantic_user_vectors(model, model.encode(copies)).view(B, n_beams, -1)
+    return beam_search(per_beam, tables, trie, beam_size)
 
 
 def semantic_user_vectors(model: OneRanker, state: State) -> Tensor:

@@ -258,7 +258,8 @@ class OneRanker(nn.Module):
         if kernel == "auto":
             kernel = "flex" if lengths.is_cuda else "sdpa"
         if kernel == "flex":
-            return Mask(block=masks.step1_block_mask(lengths, prefix, L))
+            compile = self.cfg.compile_block_mask and lengths.is_cuda
+            return Mask(block=masks.step1_block_mask(lengths, prefix, L, compile=compile))
         return Mask(dense=masks.step1_dense(lengths, prefix, L))
 
     def generator_scores(self, state: State) -> tuple[Tensor, Tensor]:

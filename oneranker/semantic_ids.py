@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+import torch
 from sklearn.cluster import KMeans
 
 __all__ = [
@@ -355,6 +356,16 @@ class PrefixTrie:
                            f"(valid codes have {self.depth} digits)")
         return int(item)
 
+    def tensors(self, device: torch.device | str = "cpu") -> TrieTensors:
+        """The trie as tensors on ``device`` (made once per device and kept)."""
+        cache = self.__dict__.setdefault("_tensors", {})
+        key = str(torch.device(device))
+        if key not in cache:
+            cache[key] = TrieTensors(tuple(int(r) for r in self.radix),
+                                     [torch.as_tensor(k, device=device) for k in self._keys],
+                                     torch.as_tensor(self._full_items, device=device))
+        return cache[key]
+
     # -- batched queries (beam search)
     def items_of(self, codes: np.ndarray) -> np.ndarray:
         """Item index of each full code int [B, depth]; -1 where the code is not an item's."""
@@ -394,6 +405,28 @@ class PrefixTrie:
         mask = np.zeros((b, width), dtype=bool)
         mask[:, :radix] = (keys[pos] == candidates) & in_range[:, None]
         return mask
+
+
+@dataclass(eq=False)
+class TrieTensors:
+    """A :class:`PrefixTrie` as tensors on one device, so that a beam search runs there
+    without a host round trip per level (and can be captured in a CUDA graph): the mixed
+    radix of every position, the sorted prefix encodings of every length and the item of
+    every full code (in the order of the full-length encodings)."""
+
+    radix: tuple[int, ...]
+    keys: list[torch.Tensor]
+    items: torch.Tensor
+
+    @property
+    def depth(self) -> int:
+        return len(self.radix)
+
+    def member(self, level: int, enc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(found, position) of prefix encodings ``enc`` (any shape) of length ``level + 1``."""
+        keys = self.keys[level]
+        pos = torch.searchsorted(keys, enc.reshape(-1)).clamp(max=len(keys) - 1).view(enc.shape)
+        return keys[pos] == enc, pos
 
 
 # ---------------------------------------------------------------------------- all together

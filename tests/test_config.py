@@ -56,3 +56,9 @@ def test_int_accepted_for_float_and_lists_for_tuples():
 def test_every_knob_is_documented():
     for name, default, doc in describe(WorldConfig):
         assert len(doc) > 10, f"world.{name} has no documentation"
+
+
+def test_runtime_knobs_stay_out_of_the_hash_and_others_do_not():
+    base = make_config("quick")
+    assert make_config("quick", **{"model.compile_block_mask": True}).hash() == base.hash()
+    assert make_config("quick", **{"model.attention": "flex"}).hash() != base.hash()

@@ -77,6 +77,9 @@ def test_relative_lifts_and_sweeps_by_hand():
     sweep = experiments.paired_sweep(results, "corr", ["gmv"], ("a", "generated"), ("b", "generated"))
     assert sweep["corr"].tolist() == [-0.5, 0.5]
     assert sweep["gmv_mean"].round(6).tolist() == [0.25, -0.5]     # (0.2 + 0.3) / 2, (-1 + 0) / 2
+    both = experiments.paired_sweep(results, "corr", ["gmv"], ("a", "generated"), ("b", "generated"),
+                                    lift_metrics=["gmv"])
+    assert both["gmv_mean"].round(6).tolist() == [0.1, -0.25]      # the lifts: +10% twice; -50% and 0%
     with pytest.raises(KeyError, match="variant 'c'"):
         experiments.paired_difference(low, "gmv", ("c", "generated"), ("b", "generated"))
 
@@ -102,6 +105,9 @@ def test_world_sweep_and_consistency_on_tiny_models(tmp_path):
     # the oracle serves the highest true eCPM: no list of the same length costs advertisers more
     for _, group in res.groupby("world.interest_value_corr"):
         assert group.loc[group.variant == "oracle", "cost"].item() >= group["cost"].max() - 1e-12
+    terms = experiments.validation_loss_terms("quick", variants, (0,), tmp_path, reference=TINY, n_requests=30)
+    assert terms.variant.tolist() == ["full", "no DC"]
+    assert (terms[["mtp", "rank", "dc"]] > 0).all().all()       # L_DC scored for the gamma = 0 model too
     c = experiments.consistency_by_seed("quick", variants, (0,), tmp_path, eval_requests=20)
     assert set(c.summary.variant) == {"full", "no DC"} and (c.summary["IQR"] >= 0).all()
     n = tiny_config().train.n_candidates

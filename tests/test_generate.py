@@ -1,11 +1,12 @@
 """Generation: merged top-K, trie-constrained beam search vs exhaustive scoring, cached K/V ranking."""
 
 import numpy as np
+import pytest
 import torch
 
 from conftest import tiny_config
 from oneranker.data import Collator
-from oneranker.generate import beam_search, rank_candidates, topk_candidates
+from oneranker.generate import beam_generate, beam_search, rank_candidates, topk_candidates
 from oneranker.semantic_ids import PrefixTrie
 from oneranker.train import build_model
 
@@ -75,3 +76,45 @@ def test_reencoding_gives_the_pass_through_scores(tiny_prepared):
         per_cand = rank_reencoding(model, batch, cands, per_candidate=True)
     torch.testing.assert_close(once, passed, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(per_cand, passed, rtol=1e-5, atol=1e-5)
+
+
+def test_beam_generation_from_a_shared_history_equals_per_beam_copies(tiny_prepared):
+    cfg = tiny_config()
+    model = build_model(cfg, tiny_prepared).eval()
+    trie = PrefixTrie(model.items.codes.numpy())
+    test = tiny_prepared.requests["test"]
+    batch = Collator(tiny_prepared, cfg.data.max_history_len)([test[i] for i in range(5)])
+    with torch.no_grad():
+        shared = beam_generate(model, batch, trie, beam_size=16)
+        copies = beam_generate(model, batch, trie, beam_size=16, per_beam_copies=True)
+    assert torch.equal(shared[0], copies[0])
+    torch.testing.assert_close(shared[1], copies[1])
+    assert (shared[0] >= 0).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_graphed_beam_search_equals_eager():
+    from oneranker.generate import graphed_beam_search
+
+    rng = np.random.default_rng(2)
+    digits = (16, 16, 4)
+    trie = PrefixTrie(_random_trie(rng, 500, digits))
+    tables = [torch.randn(k, 32, device="cuda") for k in digits]
+    run = graphed_beam_search(torch.randn(8, 32, device="cuda"), tables, trie, beam_size=32)
+    for _ in range(3):
+        user = torch.randn(8, 32, device="cuda")
+        items, scores = run(user)
+        ref_items, ref_scores = beam_search(user, tables, trie, beam_size=32)
+        assert torch.equal(items, ref_items)
+        torch.testing.assert_close(scores, ref_scores)
+
+
+def test_first_unique_equals_the_python_definition_on_random_rows():
+    from oneranker.generate import first_unique
+
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        ids = torch.randint(0, 12, (6, 40), generator=g)
+        ids[:, :8] = torch.randperm(50, generator=g)[:8]        # at least 8 distinct per row
+        expected = torch.tensor([list(dict.fromkeys(r))[:8] for r in ids.tolist()])
+        assert torch.equal(first_unique(ids, 8), expected)

@@ -1,0 +1,233 @@
+"""The real model at paper structure: training step, block-mask construction, ranking with
+K/V pass-through, and one end-to-end request batch. Every ratio is measured side by side in
+this one process (interleaved repeats, :func:`oneranker.profiling.time_side_by_side`).
+
+Run on a GPU:   python benchmarks/model.py [--quick] [--only train,mask,rank,e2e]
+On a CPU (a smoke run at toy sizes):  python benchmarks/model.py --smoke
+
+* train: one optimiser step of L_MTP + L_rank + L_DC (bf16 autocast) at d = 512, history
+  2,048: the fast path (FlexAttention block mask, G-Decoder compiled) against the eager
+  dense-mask SDPA path. Tokens/s counts real (unpadded) history tokens. Model FLOP
+  utilisation = useful FLOPs / time / bf16 dense peak, where useful FLOPs are those counted by
+  torch's FLOP counter on the dense path minus the Step-1 attention work that the mask
+  discards (the dense kernel computes it, the flex kernel skips it).
+* mask: building the Step-1 block mask of a batch (eager and compiled ``create_block_mask``)
+  as a share of the fast training step.
+* rank: candidates scored per second by the R-Decoder from passed-through K/V, against
+  re-encoding the history with the candidates (the cascade's cost), n = 64, 256, 1024.
+* e2e: one batch of 8 requests: prefill (Steps 1-2), generation (top-n over the catalogue)
+  and ranking; median and p99 latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from common import header, paper_model, peak_flops, step1_mask_density, synthetic_batch
+from oneranker import masks
+from oneranker.config import make_config
+from oneranker.generate import rank_candidates, rank_reencoding, topk_candidates
+from oneranker.profiling import time_side_by_side
+from oneranker.train import loss_terms
+
+
+def _autocast(device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def train_step_fn(model, batch, device):
+    """One optimiser step of the full loss, as the trainer takes it."""
+    tc = make_config("paper").train
+    optim = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step() -> None:
+        gen = torch.Generator().manual_seed(0)
+        with _autocast(device):
+            loss = loss_terms(model, batch, tc, gen)["total"]
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+    return step
+
+
+def counted_flops(model, batch, device) -> int:
+    """Forward + backward FLOPs of the loss, counted by torch (dense path)."""
+    tc = make_config("paper").train
+    with FlopCounterMode(display=False) as fc:
+        with _autocast(device):
+            loss = loss_terms(model, batch, tc, torch.Generator().manual_seed(0))["total"]
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return int(fc.get_total_flops())
+
+
+def compiled_model(d: int, heads: int, S: int, device: torch.device, scope: str, state: dict):
+    """The fast path: FlexAttention in Step 1 and ``torch.compile`` over ``scope``: 'step1'
+    (the G-Decoder alone) or 'model' (encode, generator scores and the R-Decoder)."""
+    model = paper_model(d, heads, S, device, attention="flex" if device.type == "cuda" else "sdpa")
+    model.load_state_dict(state)
+    if device.type == "cuda":
+        if scope == "step1":
+            model.step1 = torch.compile(model.step1, dynamic=False)
+        else:
+            for name in ("encode", "generator_scores", "rank"):
+                setattr(model, name, torch.compile(getattr(model, name), dynamic=False))
+    return model
+
+
+def profile_step(step, device, label: str, rows: int = 12) -> None:
+    """The kernels that take the time of one step (torch.profiler), to see what limits it."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    key = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+    print(f"\n### profile of one {label} step (top {rows} by {key})")
+    print(prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60))
+
+
+def bench_train(args, device) -> float:
+    d, heads, S, B = args.d, args.heads, args.history, args.batch
+    eager = paper_model(d, heads, S, device, attention="sdpa")
+    fast = {f"fast ({scope} compiled)": compiled_model(d, heads, S, device, scope, eager.state_dict())
+            for scope in args.compile}
+    batch = synthetic_batch(eager, B, S, device)
+    flops = counted_flops(eager, batch, device)
+    density = step1_mask_density(batch)
+    L = batch["tok_type"].shape[1]
+    step1_attention = 12 * B * L * L * d * eager.cfg.step1_layers          # QK^T and PV, forward + backward
+    useful = flops - step1_attention * (1 - density)
+    steps = {name: train_step_fn(m, batch, device) for name, m in fast.items()}
+    steps["eager dense"] = train_step_fn(eager, batch, device)
+    t = time_side_by_side(steps, repeats=args.repeats, warmup=3, device=device, grad=True)
+    tokens = float((batch["length"] - batch["prefix_len"]).sum())
+    peak = peak_flops()
+    print(f"\n## training step: d={d}, heads={heads}, history={S}, batch={B}, real tokens={int(tokens)}, "
+          f"Step-1 mask density={density:.3f}")
+    print(f"counted FLOPs (dense path) {flops / 1e12:.2f} T, useful {useful / 1e12:.2f} T per step")
+    for name, v in t.items():
+        s = v["median_s"]
+        mfu = f"{useful / s / peak:.1%}" if peak else "n/a"
+        speed = t["eager dense"]["median_s"] / s
+        print(f"{name:24s} {s * 1e3:9.2f} ms/step  {tokens / s:12.0f} tokens/s  MFU {mfu:>6s}  {speed:.2f}x eager dense")
+    if args.profile:
+        for name, step in steps.items():
+            profile_step(step, device, name)
+    return min(t[name]["median_s"] for name in fast)
+
+
+def bench_mask(args, device, step_s: float | None) -> None:
+    S, B = args.history, args.batch
+    model = paper_model(args.d, args.heads, S, device)
+    batch = synthetic_batch(model, B, S, device)
+    L = batch["tok_type"].shape[1]
+    fns = {"eager create_block_mask": lambda: masks.step1_block_mask(batch["length"], batch["prefix_len"], L),
+           "compiled create_block_mask": lambda: masks.step1_block_mask(batch["length"], batch["prefix_len"], L,
+                                                                          compile=True)}
+    if device.type != "cuda":
+        fns.pop("compiled create_block_mask")
+    t = time_side_by_side(fns, repeats=args.repeats, warmup=2, device=device)
+    print(f"\n## Step-1 block-mask construction: batch={B}, L={L}")
+    for name, v in t.items():
+        share = f"  {v['median_s'] / step_s:.1%} of the fast training step" if step_s else ""
+        print(f"{name:28s} {v['median_s'] * 1e3:8.3f} ms{share}")
+
+
+@torch.no_grad()
+def bench_rank(args, device) -> None:
+    S, d = args.history, args.d
+    model = paper_model(d, args.heads, S, device, attention="flex" if device.type == "cuda" else "sdpa").eval()
+    B = args.rank_users
+    batch = synthetic_batch(model, B, S, device)
+    print(f"\n## ranking: d={d}, history={S}, users per batch={B} (bf16 autocast on GPU)")
+    print("    n  pass-through cands/s  re-encode cands/s  pass-through vs re-encode")
+    for n in args.candidates:
+        cands = torch.randint(0, model.items.n_items, (B, n), device=device)
+        with _autocast(device):
+            state = model.encode(batch)
+            fns = {"pass-through": lambda: rank_candidates(model, state, cands),
+                   "re-encode": lambda: rank_reencoding(model, batch, cands)}
+            t = time_side_by_side(fns, repeats=args.repeats, warmup=2, device=device)
+        rate = {k: B * n / v["median_s"] for k, v in t.items()}
+        print(f"{n:5d} {rate['pass-through']:21.0f} {rate['re-encode']:18.0f} "
+              f"{rate['pass-through'] / rate['re-encode']:26.1f}x")
+
+
+@torch.no_grad()
+def bench_e2e(args, device) -> None:
+    S, n = args.history, 30
+    ref = paper_model(args.d, args.heads, S, device)
+    batch = synthetic_batch(ref, 8, S, device)
+    print(f"\n## end to end: 8 requests, history={S}, d={args.d}, {ref.items.n_items} ads, {n} candidates ranked, "
+          f"bf16")
+    for scope in ["none", *args.compile]:
+        model = compiled_model(args.d, args.heads, S, device, scope, ref.state_dict()) if scope != "none" else \
+            paper_model(args.d, args.heads, S, device, attention="flex" if device.type == "cuda" else "sdpa")
+        model.eval()
+
+        def request() -> torch.Tensor:
+            with _autocast(device):
+                state = model.encode(batch)
+                interest, value = model.generator_scores(state)
+                cands = topk_candidates(interest.float(), value.float(), n)
+                return rank_candidates(model, state, cands)
+
+        for _ in range(5):
+            request()
+        times = []
+        for _ in range(args.e2e_repeats):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            request()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        times.sort()
+        med, p99 = statistics.median(times), times[min(len(times) - 1, int(0.99 * len(times)))]
+        label = "flex, eager model" if scope == "none" else f"flex, {scope} compiled"
+        print(f"{label:24s} median {med * 1e3:7.2f} ms, p99 {p99 * 1e3:7.2f} ms, p99/median {p99 / med:.2f} "
+              f"({len(times)} batches)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default="train,mask,rank,e2e")
+    ap.add_argument("--smoke", action="store_true", help="toy sizes on any device (checks the script runs)")
+    ap.add_argument("--quick", action="store_true", help="fewer repeats")
+    ap.add_argument("--d", type=int, default=512)
+    ap.add_argument("--heads", type=int, default=8)
+    ap.add_argument("--history", type=int, default=2048)
+    ap.add_argument("--batch", type=int, default=64, help="requests per training step")
+    ap.add_argument("--rank-users", type=int, default=128)
+    ap.add_argument("--candidates", type=int, nargs="+", default=[64, 256, 1024])
+    ap.add_argument("--compile", nargs="+", default=["step1", "model"], choices=["step1", "model"],
+                    help="what the fast training path compiles (one contender each)")
+    ap.add_argument("--profile", action="store_true", help="print the top kernels of one step of each contender")
+    args = ap.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.smoke:
+        args.d, args.heads, args.history, args.batch, args.rank_users, args.candidates = 32, 2, 64, 4, 4, [8, 16]
+    args.repeats = 3 if (args.quick or args.smoke) else 10
+    args.e2e_repeats = 20 if (args.quick or args.smoke) else 200
+    print(header())
+    only = set(args.only.split(","))
+    step_s = bench_train(args, device) if "train" in only else None
+    if "mask" in only:
+        bench_mask(args, device, step_s)
+    if "rank" in only:
+        bench_rank(args, device)
+    if "e2e" in only:
+        bench_e2e(args, device)
+
+
+if __name__ == "__main__":
+    main()
