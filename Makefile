@@ -23,8 +23,9 @@ $(STAMP): pyproject.toml constraints.txt
 reproduce: $(STAMP)
 	$(PY) -m oneranker reproduce --profile $(PROFILE) --seed $(SEED)
 
+PAPER_SEEDS ?= 0 1 2
 paper: $(STAMP)
-	$(PY) -m oneranker reproduce --profile paper --seed $(SEED) --device cuda
+	$(PY) -m oneranker reproduce --profile paper --seed $(SEED) --device cuda --seeds $(PAPER_SEEDS)
 
 test: $(STAMP)
 	$(PY) -m pytest -v --durations=10 tests notebooks --nbval-lax --nbval-current-env

@@ -109,7 +109,7 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     from .reproduce import run_notebooks
 
     make_config(args.profile)  # validate the profile before starting any kernel
-    run_notebooks(args.profile, notebooks=args.notebooks, seed=args.seed, device=args.device)
+    run_notebooks(args.profile, notebooks=args.notebooks, seed=args.seed, device=args.device, seeds=args.seeds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default="auto")
     r.add_argument("--notebooks", nargs="*", default=None, help="notebook files (default: all)")
+    r.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="replace the notebooks' seed lists (default: each notebook's own)")
     r.set_defaults(func=cmd_reproduce)
     args = parser.parse_args(argv)
     try:

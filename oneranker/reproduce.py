@@ -27,11 +27,18 @@ def notebook_paths(notebooks: list[str] | None = None) -> list[Path]:
     return paths
 
 
-def run_notebooks(profile: str, notebooks: list[str] | None = None, seed: int = 0, device: str = "auto") -> list[dict]:
-    """Run each notebook with papermill; return (and save) a record of the run."""
+def run_notebooks(profile: str, notebooks: list[str] | None = None, seed: int = 0, device: str = "auto",
+                  seeds: list[int] | None = None) -> list[dict]:
+    """Run each notebook with papermill; return (and save) a record of the run. ``seeds``
+    replaces the notebooks' own seed lists (e.g. fewer seeds for the costly paper profile)."""
     import papermill as pm
 
+    if seeds is not None and (len(seeds) < 2 or len(set(seeds)) != len(seeds) or min(seeds) < 0):
+        raise ValueError(f"seeds={seeds}: give at least two distinct non-negative seeds (a CI needs two)")
     paths = notebook_paths(notebooks)
+    parameters = {"profile": profile, "seed": seed, "device": device}
+    if seeds is not None:
+        parameters["seeds"] = list(seeds)
     out_dir = None if profile == DEFAULT_PROFILE else ROOT / "results" / profile / "notebooks"
     records = []
     for i, path in enumerate(paths, 1):
@@ -42,7 +49,7 @@ def run_notebooks(profile: str, notebooks: list[str] | None = None, seed: int = 
         os.close(fd)
         start = time.perf_counter()
         try:
-            pm.execute_notebook(str(path), tmp, parameters={"profile": profile, "seed": seed, "device": device},
+            pm.execute_notebook(str(path), tmp, parameters=parameters,
                                 cwd=str(path.parent), progress_bar=True, kernel_name="python3")
             os.replace(tmp, target)
         finally:
@@ -57,7 +64,9 @@ def run_notebooks(profile: str, notebooks: list[str] | None = None, seed: int = 
     previous = json.loads(log.read_text()).get("runs", []) if log.exists() else []
     ran = {r["notebook"] for r in records}
     runs = sorted([r for r in previous if r["notebook"] not in ran] + records, key=lambda r: r["notebook"])
-    record = {"profile": profile, "seed": seed, "device": device, "python": platform.python_version(),
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    record = {"profile": profile, "seed": seed, "seeds": list(seeds) if seeds is not None else "notebook defaults",
+              "device": device, "gpu": gpu, "python": platform.python_version(),
               "torch": torch.__version__, "machine": platform.platform(), "processor": platform.processor(),
               "cpu_count": os.cpu_count(), "runs": runs}
     log.parent.mkdir(parents=True, exist_ok=True)

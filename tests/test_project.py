@@ -4,6 +4,7 @@ import re
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,3 +42,11 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     assert "make reproduce" in readme and "make test" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_reproduce_refuses_seed_lists_without_a_ci_before_running_anything(tmp_path):
+    from oneranker.reproduce import run_notebooks
+
+    for bad in ([0], [1, 1], [-1, 2]):
+        with pytest.raises(ValueError, match="seeds"):
+            run_notebooks("smoke", notebooks=[], seeds=bad)
