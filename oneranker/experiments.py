@@ -101,8 +101,7 @@ def run_grid(profile: str, variants: dict[str, dict | Cascade], seeds: list[int]
     """
     rows = []
     dev = resolve_device(device)
-    train_all([c for s in seeds for v in variants.values() for c in _configs(profile, s, v)], cache_dir,
-              device=device, workers=workers)
+    train_variants(profile, list(variants.values()), seeds, cache_dir, device=device, workers=workers)
     for seed in seeds:
         truths: dict[str, TruthSet] = {}
         for name, variant in variants.items():
@@ -316,7 +315,7 @@ def consistency_by_seed(profile: str, variants: dict[str, dict], seeds: list[int
     from .evaluate import generator_ranker_consistency
     from .metrics import iqr
 
-    train_all([make_config(profile, seed=s, **v) for v in variants.values() for s in seeds], cache_dir)
+    train_variants(profile, list(variants.values()), seeds, cache_dir)
     summary, overlap, differences = [], [], {}
     for name, overrides in variants.items():
         pooled = []
@@ -388,7 +387,7 @@ def ranker_auc_by_seed(profile: str, rankers: dict[str, dict | Cascade], seeds: 
     from .evaluate import ranker_auc
 
     ranker_overrides = {name: (v.ranker if isinstance(v, Cascade) else v) for name, v in rankers.items()}
-    train_all([make_config(profile, seed=s, **v) for v in ranker_overrides.values() for s in seeds], cache_dir)
+    train_variants(profile, list(ranker_overrides.values()), seeds, cache_dir)
     rows = []
     for name, overrides in ranker_overrides.items():
         for cfg, prepared, model, _ in _trained(profile, overrides, seeds, cache_dir):
