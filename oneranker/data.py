@@ -247,6 +247,12 @@ def load_logs(source: str, cfg: Config, path: str | Path | None = None, progress
         loaders.load_taobao(path, seed=cfg.seed)
 
 
+def gpu_padding(device: torch.device | str) -> int:
+    """The ``Collator.pad_to`` for batches bound to ``device``: FlexAttention's block size on
+    CUDA (compiled kernels then see at most max_history_len / 128 shapes), none elsewhere."""
+    return 128 if torch.device(device).type == "cuda" else 1
+
+
 def cached_prepared(cfg: Config, cache_dir: str | Path = "cache", logs: Logs | None = None,
                     progress: bool = True) -> Prepared:
     """The simulated-market dataset of ``cfg``, built once (from ``logs`` if given) and cached
@@ -294,11 +300,16 @@ class Collator:
     max_history_len tokens of the user's stream before the request | pad]``. The prefix is
     GPR's bidirectional user/context block; ``tok_id`` indexes the table of the token's type
     (user-attribute and context ids are offset per field so that each field has its own rows).
+    ``pad_to``: pad the batch's length up to a multiple of this (never past the longest
+    possible example), so that compiled GPU kernels see a few shapes, not one per batch.
     """
 
-    def __init__(self, prepared: Prepared, max_history_len: int) -> None:
+    def __init__(self, prepared: Prepared, max_history_len: int, pad_to: int = 1) -> None:
         if max_history_len < 1:
             raise ValueError(f"max_history_len must be >= 1, got {max_history_len}")
+        if pad_to < 1:
+            raise ValueError(f"pad_to must be >= 1, got {pad_to}")
+        self.pad_to = pad_to
         self.vocab = Vocab.from_meta(prepared.meta)
         self.max_history_len = max_history_len
         self.stream_offsets, self.tok_type = _csr_numpy(prepared.users, "tok_type")
@@ -321,6 +332,7 @@ class Collator:
         P = self.vocab.prefix_len
         hists = [self.history(r["user"], r["hist_end"]) for r in rows]
         L = P + max(len(h[0]) for h in hists)
+        L = min(-(-L // self.pad_to) * self.pad_to, max(L, P + self.max_history_len))
         tok_type = np.zeros((B, L), np.int64)
         tok_id = np.zeros((B, L), np.int64)
         tok_action = np.zeros((B, L), np.int64)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .config import Config
-from .data import Collator, Prepared
+from .data import Collator, Prepared, gpu_padding
 from .generate import rank_candidates, topk_candidates
 from .metrics import KS, expected_hit_ndcg, expected_hit_rate, ndcg
 from .model import OneRanker
@@ -53,7 +53,7 @@ def truth_set(world: World, prepared: Prepared, n_requests: int | None = None) -
 def request_batches(cfg: Config, prepared: Prepared, indices: np.ndarray, device: torch.device | str = "cpu",
                     batch_size: int = 256) -> Iterator[dict[str, torch.Tensor]]:
     """The test requests ``indices`` as collated batches on ``device``, in order."""
-    collate = Collator(prepared, cfg.data.max_history_len)
+    collate = Collator(prepared, cfg.data.max_history_len, pad_to=gpu_padding(device))
     test = prepared.requests["test"]
     for start in range(0, len(indices), batch_size):
         idx = indices[start:start + batch_size]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,45 +34,81 @@ ORACLE = "oracle"
 SERVED = "served"
 
 
-def _train_in_worker(cfg_dict: dict, cache_dir: str) -> str:
-    """Train one config into the model cache (runs in a worker process, one CPU thread)."""
+def _train_in_worker(cfg_dict: dict, cache_dir: str, device: str = "cpu") -> str:
+    """Train one config into the model cache (runs in a worker process; on CPU with one thread)."""
     from .config import config_from_dict
 
-    torch.set_num_threads(1)
+    if device == "cpu":
+        torch.set_num_threads(1)
     cfg = config_from_dict(cfg_dict)
-    train_or_load(cfg, cached_prepared(cfg, cache_dir), cache_dir, device="cpu", progress=False)
+    train_or_load(cfg, cached_prepared(cfg, cache_dir, progress=False), cache_dir, device=device, progress=False)
     return cfg.hash()
+
+
+def _prepare_in_worker(cfg_dict: dict, cache_dir: str) -> str:
+    """Simulate and prepare one dataset into the cache (runs in a worker process)."""
+    from .config import config_from_dict
+
+    cfg = config_from_dict(cfg_dict)
+    cached_prepared(cfg, cache_dir, progress=False)
+    return cfg.data_hash()
+
+
+GPU_WORKERS_ENV = "ONERANKER_GPU_WORKERS"
 
 
 def default_workers(device: torch.device) -> int:
     """CPU: one single-threaded training process per core, up to 4 (the quick models are small;
     two such processes train a grid faster than one two-thread process did while the profile
-    was sized); GPU: one process."""
-    return 1 if device.type != "cpu" else max(1, min(4, os.cpu_count() or 1))
+    was sized). GPU: 4 processes share the device (``ONERANKER_GPU_WORKERS`` overrides): one
+    paper-scale model alone leaves it idle while Python builds its next batch and launches
+    kernels, so concurrent models fill those gaps."""
+    if device.type == "cpu":
+        return max(1, min(4, os.cpu_count() or 1))
+    return max(1, int(os.environ.get(GPU_WORKERS_ENV, "4")))
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def prepare_all(cfgs: list[Config], cache_dir: str | Path, workers: int | None = None) -> None:
+    """Make sure every config's dataset is in the cache, simulating the missing worlds in
+    parallel processes (each world is seeded on its own, so the result does not depend on
+    how many ran at once). At paper scale one world takes minutes of one core."""
+    missing = {c.data_hash(): c for c in cfgs
+               if not (Path(cache_dir) / "data" / f"adworld-{c.data_hash()}" / "meta.json").exists()}
+    workers = min(len(missing), workers or max(1, (os.cpu_count() or 1) // 2))
+    if workers <= 1:
+        for c in missing.values():
+            cached_prepared(c, cache_dir)
+        return
+    with _pool(workers) as pool:
+        futures = [pool.submit(_prepare_in_worker, c.to_dict(), str(cache_dir)) for c in missing.values()]
+        for f in tqdm(as_completed(futures), total=len(futures), desc="simulating worlds", unit="world"):
+            f.result()
 
 
 def train_all(cfgs: list[Config], cache_dir: str | Path, device: str = "auto", workers: int | None = None) -> None:
     """Make sure every config has a trained model in the cache, training the missing ones in
-    worker processes on CPU (always, even with ``workers=1``, so that every CPU model is
-    trained single-threaded). Each model depends on its config only (seeded data order,
-    initialisation and sampling), so the result does not depend on how many workers ran or
-    in which order."""
+    worker processes (on CPU always, even with ``workers=1``, so that every CPU model is
+    trained single-threaded; on a GPU, several processes share it). Each model depends on its
+    config only (seeded data order, initialisation and sampling), so the result does not
+    depend on how many workers ran or in which order."""
     dev = resolve_device(device)
     missing = {c.hash(): c for c in cfgs if not (Path(cache_dir) / "models" / c.hash() / "final.pt").exists()}
     if not missing:
         return
-    for c in {c.data_hash(): c for c in missing.values()}.values():   # build datasets once, here
-        cached_prepared(c, cache_dir)
+    prepare_all(list(missing.values()), cache_dir)
     workers = workers or default_workers(dev)
     bar = tqdm(total=len(missing), desc="training models", unit="model")
-    if dev.type != "cpu":
+    if dev.type != "cpu" and min(workers, len(missing)) == 1:
         for c in missing.values():
             train_or_load(c, cached_prepared(c, cache_dir), cache_dir, device=str(dev), progress=False)
             bar.update()
     else:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futures = [pool.submit(_train_in_worker, c.to_dict(), str(cache_dir)) for c in missing.values()]
+        with _pool(min(workers, len(missing))) as pool:
+            futures = [pool.submit(_train_in_worker, c.to_dict(), str(cache_dir), str(dev)) for c in missing.values()]
             for f in as_completed(futures):
                 f.result()
                 bar.update()
@@ -110,7 +147,7 @@ def run_grid(profile: str, variants: dict[str, dict | Cascade], seeds: list[int]
             prepared = cached_prepared(cfg, cache_dir, progress=progress)
             key = cfg.data_hash()
             if key not in truths:
-                truths[key] = truth_set(World(cfg.world, seed), prepared, n_requests=eval_requests)
+                truths[key] = cached_truth_set(cfg, prepared, eval_requests)
                 n_req, n = len(truths[key].indices), n_candidates or cfg.train.n_candidates
                 reference = {POPULARITY: popularity_list(prepared, n_req, n) if baselines else None,
                              ORACLE: oracle_list(truths[key], n) if oracle else None}
@@ -270,27 +307,45 @@ def save_table(df: pd.DataFrame, profile: str, name: str, root: str | Path = "..
     df.to_csv(path)
 
 
-def _trained(profile: str, overrides: dict, seeds: list[int] | tuple[int, ...], cache_dir: str | Path):
-    """(config, dataset, model, history) of the variant ``overrides`` for every seed, from the
-    cache (the missing models are trained first, in parallel)."""
+def _trained(profile: str, overrides: dict, seeds: list[int] | tuple[int, ...], cache_dir: str | Path,
+             device: str = "auto"):
+    """(config, dataset, model on ``device``, history) of the variant ``overrides`` for every
+    seed, from the cache (the missing models are trained first, in parallel)."""
     cfgs = [make_config(profile, seed=s, **overrides) for s in seeds]
-    train_all(cfgs, cache_dir)
+    train_all(cfgs, cache_dir, device=device)
     for cfg in cfgs:
         prepared = cached_prepared(cfg, cache_dir)
-        model, history = train_or_load(cfg, prepared, cache_dir, device="cpu", progress=False)
+        model, history = train_or_load(cfg, prepared, cache_dir, device=device, progress=False)
         yield cfg, prepared, model, history
 
 
+_TRUTHS: OrderedDict[tuple[str, int | None], TruthSet] = OrderedDict()
+
+
+def cached_truth_set(cfg: Config, prepared, n_requests: int | None) -> TruthSet:
+    """:func:`evaluate.truth_set` of ``cfg``'s world and test requests, memoised: at paper scale
+    one costs about 10 s and 640 MB (1,000 requests x 20k ads x 4 arrays), and a notebook asks
+    for the same few many times. The 4 most recent are kept."""
+    key = (cfg.data_hash(), n_requests)
+    if key in _TRUTHS:
+        _TRUTHS.move_to_end(key)
+    else:
+        _TRUTHS[key] = truth_set(World(cfg.world, cfg.seed), prepared, n_requests=n_requests)
+        while len(_TRUTHS) > 4:
+            _TRUTHS.popitem(last=False)
+    return _TRUTHS[key]
+
+
 def centroid_alignment_by_seed(profile: str, overrides: dict, seeds: list[int] | tuple[int, ...],
-                               cache_dir: str | Path, eval_requests: int = 1000) -> pd.DataFrame:
+                               cache_dir: str | Path, eval_requests: int = 1000, device: str = "auto") -> pd.DataFrame:
     """Mean Spearman rho (over test requests) of :func:`evaluate.centroid_alignment`, one row
     per seed, for the (cached or trained) model of ``overrides``."""
     from .evaluate import centroid_alignment
 
     rows = []
-    for cfg, prepared, model, _ in _trained(profile, overrides, seeds, cache_dir):
-        ts = truth_set(World(cfg.world, cfg.seed), prepared, n_requests=eval_requests)
-        a = centroid_alignment(model, cfg, prepared, ts)
+    for cfg, prepared, model, _ in _trained(profile, overrides, seeds, cache_dir, device):
+        ts = cached_truth_set(cfg, prepared, eval_requests)
+        a = centroid_alignment(model, cfg, prepared, ts, device=resolve_device(device))
         rows.append({"seed": cfg.seed, "interest_rho": float(np.nanmean(a["interest_rho"])),
                      "value_rho": float(np.nanmean(a["value_rho"]))})
     return pd.DataFrame(rows)
@@ -309,19 +364,20 @@ class Consistency:
 
 
 def consistency_by_seed(profile: str, variants: dict[str, dict], seeds: list[int] | tuple[int, ...],
-                        cache_dir: str | Path, eval_requests: int = 1000) -> Consistency:
+                        cache_dir: str | Path, eval_requests: int = 1000, device: str = "auto") -> Consistency:
     """:func:`evaluate.generator_ranker_consistency` of every (cached or trained) variant and
     seed on the test requests' ``train.n_candidates`` generated candidates."""
     from .evaluate import generator_ranker_consistency
     from .metrics import iqr
 
-    train_variants(profile, list(variants.values()), seeds, cache_dir)
+    train_variants(profile, list(variants.values()), seeds, cache_dir, device=device)
     summary, overlap, differences = [], [], {}
     for name, overrides in variants.items():
         pooled = []
-        for cfg, prepared, model, _ in _trained(profile, overrides, seeds, cache_dir):
-            ts = truth_set(World(cfg.world, cfg.seed), prepared, n_requests=eval_requests)
-            c = generator_ranker_consistency(model, cfg, prepared, ts, cfg.train.n_candidates)
+        for cfg, prepared, model, _ in _trained(profile, overrides, seeds, cache_dir, device):
+            ts = cached_truth_set(cfg, prepared, eval_requests)
+            c = generator_ranker_consistency(model, cfg, prepared, ts, cfg.train.n_candidates,
+                                             device=resolve_device(device))
             d = c["rank_difference"]
             summary.append({"variant": name, "seed": cfg.seed, "IQR": iqr(d), "median": float(np.median(d)),
                             "mean": float(d.mean())})
@@ -344,7 +400,7 @@ def loss_sweep(profile: str, knob: str, values: list | tuple, seeds: list[int] |
     rank-difference IQR (:func:`consistency_by_seed`), one row per value."""
     grid = loss_grid(knob, values)
     res = served(run_grid(profile, grid, seeds, cache_dir, device=device))
-    dc = consistency_by_seed(profile, grid, seeds, cache_dir).summary
+    dc = consistency_by_seed(profile, grid, seeds, cache_dir, device=device).summary
     res = res.merge(dc[["variant", "seed", "IQR"]], on=["variant", "seed"])
     res[knob] = res.variant.map({f"{knob}={v:g}": v for v in values})
     return mean_ci_columns(res, knob, [*metrics, "IQR"], list_name=SERVED)
@@ -352,27 +408,30 @@ def loss_sweep(profile: str, knob: str, values: list | tuple, seeds: list[int] |
 
 @torch.no_grad()
 def validation_loss_terms(profile: str, variants: dict[str, dict], seeds: list[int] | tuple[int, ...],
-                          cache_dir: str | Path, reference: dict | None = None, n_requests: int = 1000) -> pd.DataFrame:
+                          cache_dir: str | Path, reference: dict | None = None, n_requests: int = 1000,
+                          device: str = "auto") -> pd.DataFrame:
     """Each loss term (L_MTP, L_rank, L_DC) of every (cached or trained) variant and seed on
     the first ``n_requests`` validation requests, all measured with the losses of the
     ``reference`` overrides (default: the full model's), so that a model trained without a
     term (e.g. gamma = 0) is still scored on it. Random candidates and targets are drawn from
     one fixed generator, the same for every variant."""
-    from .data import Collator
+    from .data import Collator, gpu_padding
     from .train import loss_terms
 
     rows = []
     for name, overrides in variants.items():
-        for cfg, prepared, model, _ in _trained(profile, overrides, seeds, cache_dir):
+        for cfg, prepared, model, _ in _trained(profile, overrides, seeds, cache_dir, device):
             tc = make_config(profile, seed=cfg.seed, **(reference or {})).train
             model.eval()
             valid = prepared.requests["valid"]
             idx = range(min(n_requests, len(valid)))
-            collate, gen = Collator(prepared, cfg.data.max_history_len), torch.Generator().manual_seed(cfg.seed)
+            dev = resolve_device(device)
+            collate = Collator(prepared, cfg.data.max_history_len, pad_to=gpu_padding(dev))
+            gen = torch.Generator().manual_seed(cfg.seed)
             sums, count = {}, 0
             for start in range(0, len(idx), tc.batch_size):
                 rows_ = [valid[i] for i in idx[start:start + tc.batch_size]]
-                terms = loss_terms(model, collate(rows_), tc, gen)
+                terms = loss_terms(model, {k: v.to(dev) for k, v in collate(rows_).items()}, tc, gen)
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + float(v) * len(rows_)
                 count += len(rows_)
@@ -381,17 +440,18 @@ def validation_loss_terms(profile: str, variants: dict[str, dict], seeds: list[i
 
 
 def ranker_auc_by_seed(profile: str, rankers: dict[str, dict | Cascade], seeds: list[int] | tuple[int, ...],
-                       cache_dir: str | Path, n_requests: int | None = None) -> pd.DataFrame:
+                       cache_dir: str | Path, n_requests: int | None = None, device: str = "auto") -> pd.DataFrame:
     """AUC and GAUC of each variant's ranker (a model's own R-Decoder, or a cascade's separate
     ranker) on the logged test impressions, one row per (variant, seed)."""
     from .evaluate import ranker_auc
 
     ranker_overrides = {name: (v.ranker if isinstance(v, Cascade) else v) for name, v in rankers.items()}
-    train_variants(profile, list(ranker_overrides.values()), seeds, cache_dir)
+    train_variants(profile, list(ranker_overrides.values()), seeds, cache_dir, device=device)
     rows = []
     for name, overrides in ranker_overrides.items():
-        for cfg, prepared, model, _ in _trained(profile, overrides, seeds, cache_dir):
-            rows.append({"variant": name, "seed": cfg.seed, **ranker_auc(model, cfg, prepared, n_requests)})
+        for cfg, prepared, model, _ in _trained(profile, overrides, seeds, cache_dir, device):
+            rows.append({"variant": name, "seed": cfg.seed,
+                         **ranker_auc(model, cfg, prepared, n_requests, device=resolve_device(device))})
     return pd.DataFrame(rows)
 
 

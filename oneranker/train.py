@@ -24,7 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .config import Config, TrainConfig
-from .data import Collator, Prepared
+from .data import Collator, Prepared, gpu_padding
 from .losses import bpr_loss, bpr_pairs, catalogue_nll, dc_loss, nll_norm, realised_value, value_weighted_targets
 from .model import OneRanker
 
@@ -139,6 +139,19 @@ def _step_seed(seed: int, *parts: int) -> int:
     return int(np.random.SeedSequence([seed, *parts]).generate_state(1)[0])
 
 
+def length_grouped_batches(order: np.ndarray, lengths: np.ndarray, batch_size: int, window: int,
+                           rng: np.random.Generator) -> list[np.ndarray]:
+    """Batches of ``order`` whose members have similar ``lengths``: each window of ``window``
+    batches is sorted by length and cut into batches, then all batches are shuffled. Every
+    index appears once; a batch still mixes users, only their history lengths are alike."""
+    batches = []
+    for start in range(0, len(order), batch_size * window):
+        w = order[start:start + batch_size * window]
+        w = w[np.argsort(lengths[w], kind="stable")]
+        batches += [w[i:i + batch_size] for i in range(0, len(w), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
 @dataclass
 class History:
     """Per-epoch training and validation losses, and where training stopped."""
@@ -157,7 +170,7 @@ class Trainer:
         self.cfg, self.tc, self.prepared = cfg, cfg.train, prepared
         self.device = resolve_device(device)
         self.progress = progress
-        self.collate = Collator(prepared, cfg.data.max_history_len)
+        self.collate = Collator(prepared, cfg.data.max_history_len, pad_to=gpu_padding(self.device))
         self.model = build_model(cfg, prepared).to(self.device)
         # Distributed (torchrun): every rank reads the same global batch and computes the loss of
         # its share of the rows, normalised for the whole batch; DDP averages the gradients,
@@ -174,6 +187,7 @@ class Trainer:
         if self.tc.max_train_requests:
             n_train = min(n_train, self.tc.max_train_requests)
         self.n_train = n_train
+        self._train_lengths: np.ndarray | None = None  # history length per train request (grouping)
         self.steps_per_epoch = math.ceil(n_train / self.tc.batch_size)
         self.total_steps = self.steps_per_epoch * self.tc.epochs
         self.workdir = Path(workdir) if workdir is not None else None
@@ -198,6 +212,18 @@ class Trainer:
     def epoch_order(self, epoch: int) -> np.ndarray:
         rng = np.random.default_rng(_step_seed(self.cfg.seed, 1, epoch))
         return rng.permutation(len(self.prepared.requests["train"]))[: self.n_train]
+
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        """The epoch's batches of training-request indices, in order (a function of the seed and
+        the epoch only, so a resumed run continues with the same batches)."""
+        order, B = self.epoch_order(epoch), self.tc.batch_size
+        if not self.tc.length_grouping:
+            return [order[i:i + B] for i in range(0, len(order), B)]
+        if self._train_lengths is None:
+            hist_end = np.asarray(self.prepared.requests["train"].with_format("numpy")["hist_end"])
+            self._train_lengths = np.minimum(hist_end, self.cfg.data.max_history_len)
+        rng = np.random.default_rng(_step_seed(self.cfg.seed, 6, epoch))
+        return length_grouped_batches(order, self._train_lengths, B, self.tc.length_grouping, rng)
 
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else \
@@ -253,11 +279,11 @@ class Trainer:
             first = self.step - epoch * self.steps_per_epoch
             if first == 0:
                 self.model.refresh_fake_items(_step_seed(self.cfg.seed, 5, epoch) % (2**31))
-            order = self.epoch_order(epoch)
+            batches = self.epoch_batches(epoch)
             bar = tqdm(range(first, self.steps_per_epoch), desc=f"epoch {epoch + 1}/{self.tc.epochs}",
                        disable=not self.progress, leave=False)
             for b in bar:
-                terms = self.train_step(order[b * self.tc.batch_size:(b + 1) * self.tc.batch_size])
+                terms = self.train_step(batches[b])
                 self.epoch_losses.append(terms["total"])
                 bar.set_postfix(loss=f"{terms['total']:.3f}")
                 if stop_after_steps is not None and self.step >= stop_after_steps:

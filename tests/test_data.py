@@ -158,3 +158,19 @@ def test_train_cli_trains_caches_and_refuses_bad_devices(tmp_path, capsys):
     assert capsys.readouterr().out == first
     assert main(["train", "--cache", str(tmp_path), "--device", "tpu"]) == 2
     assert "--device 'tpu'" in capsys.readouterr().err
+
+
+def test_collator_pads_to_a_multiple_but_never_past_the_longest_example(prepared):
+    rows = [prepared.requests["train"][i] for i in range(5)]
+    plain = Collator(prepared, max_history_len=16)(rows)
+    padded = Collator(prepared, max_history_len=16, pad_to=8)(rows)
+    P = Collator(prepared, max_history_len=16).vocab.prefix_len
+    L = plain["tok_type"].shape[1]
+    assert padded["tok_type"].shape[1] == min(-(-L // 8) * 8, P + 16)
+    assert Collator(prepared, max_history_len=16, pad_to=1000)(rows)["tok_type"].shape[1] == P + 16
+    for k in plain:   # the padding is pad tokens: same lengths, same content where both have it
+        a, b = plain[k], padded[k]
+        assert torch.equal(a, b[:, :L] if k.startswith("tok_") else b), k
+    assert (padded["tok_type"][:, L:] == 0).all()
+    with pytest.raises(ValueError, match="pad_to"):
+        Collator(prepared, max_history_len=16, pad_to=0)

@@ -119,3 +119,24 @@ def test_world_sweep_and_consistency_on_tiny_models(tmp_path):
                                                     "cascade": Cascade(ranker={**TINY, **CASCADE_RANKER})},
                                           (0,), tmp_path, n_requests=50)
     assert aucs.variant.tolist() == ["full", "cascade"] and aucs["impressions"].nunique() == 1
+
+
+def test_worlds_simulated_in_parallel_equal_those_built_in_process(tmp_path):
+    cfgs = [tiny_config(seed=0), tiny_config(seed=1)]
+    experiments.prepare_all(cfgs, tmp_path / "pool", workers=2)
+    for cfg in cfgs:
+        a = cached_prepared(cfg, tmp_path / "pool")
+        b = cached_prepared(cfg, tmp_path / "here")
+        for split in ("train", "test"):
+            assert a.requests[split].to_dict() == b.requests[split].to_dict()
+
+
+def test_cached_truth_set_is_the_truth_set_and_is_reused(tmp_path):
+    cfg = tiny_config(seed=0)
+    prepared = cached_prepared(cfg, tmp_path)
+    a = experiments.cached_truth_set(cfg, prepared, 20)
+    b = evaluate.truth_set(World(cfg.world, cfg.seed), prepared, n_requests=20)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    for field in ("pctr", "pcvr", "bid", "price"):
+        np.testing.assert_array_equal(getattr(a.truth, field), getattr(b.truth, field))
+    assert experiments.cached_truth_set(cfg, prepared, 20) is a

@@ -1,10 +1,11 @@
 """Training: the loss falls, checkpoints are atomic, refused for another config, and resume exactly."""
 
-import torch
+import numpy as np
 import pytest
+import torch
 
 from conftest import tiny_config
-from oneranker.train import Trainer, funnel_level
+from oneranker.train import Trainer, funnel_level, length_grouped_batches
 
 
 def test_funnel_levels():
@@ -64,3 +65,31 @@ def test_resume_on_the_quick_profile_ends_with_the_same_metrics(tmp_path):
         return {name: list_metrics(lists, ts) for name, lists in model_lists(model, cfg, prepared, ts, 30).items()}
 
     assert metrics(resumed.model) == metrics(full.model)
+
+
+def test_length_grouped_batches_cover_every_request_once_and_group_by_length():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 1000, size=1000)
+    order = rng.permutation(1000)[:950]
+    batches = length_grouped_batches(order, lengths, 32, 4, np.random.default_rng(1))
+    assert sorted(np.concatenate(batches).tolist()) == sorted(order.tolist())
+    assert len(batches) == -(-950 // 32)   # as many steps as plain batches
+    # within a window of 4 batches the lengths are sorted: every batch spans a quarter of it
+    span = np.mean([np.ptp(lengths[b]) for b in batches])
+    plain = np.mean([np.ptp(lengths[order[i:i + 32]]) for i in range(0, 950, 32)])
+    assert span < 0.5 * plain
+    again = length_grouped_batches(order, lengths, 32, 4, np.random.default_rng(1))
+    assert all(np.array_equal(a, b) for a, b in zip(batches, again))
+
+
+def test_length_grouping_is_hashed_only_when_on_and_trains(tiny_prepared):
+    base = tiny_config()
+    assert tiny_config(**{"train.length_grouping": 0}).hash() == base.hash()   # older caches stay valid
+    cfg = tiny_config(**{"train.length_grouping": 2})
+    assert cfg.hash() != base.hash()
+    t = Trainer(cfg, tiny_prepared, progress=False)
+    batches = t.epoch_batches(0)
+    assert sorted(np.concatenate(batches).tolist()) == sorted(t.epoch_order(0).tolist())
+    assert len(batches) == t.steps_per_epoch
+    t.fit()
+    assert len(t.history.epochs) == cfg.train.epochs
