@@ -1,0 +1,91 @@
+"""Training throughput of the real Trainer on a real (cached) dataset: requests/s of one model
+alone against several models trained at once on the same device, with and without
+length-grouped batches. This is what sizes the paper profile's training budget.
+
+    python benchmarks/training_throughput.py --profile paper --runs 0x1 50x1 50x4 50x8
+
+Every contender runs in this one invocation, one after another, on the same dataset; each
+worker is a fresh process (as in ``experiments.train_all``) that trains ``--warmup`` steps,
+then waits for the others and times ``--steps`` more. The aggregate rate counts every worker's requests over the
+wall time from the first worker's first timed step to the last worker's last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import header  # noqa: E402
+from oneranker.config import config_from_dict, make_config  # noqa: E402
+from oneranker.data import cached_prepared  # noqa: E402
+
+
+def _worker(cfg_dict: dict, cache_dir: str, device: str, warmup: int, steps: int, barrier) -> dict:
+    import torch
+
+    from oneranker.train import Trainer
+
+    cfg = config_from_dict(cfg_dict)
+    trainer = Trainer(cfg, cached_prepared(cfg, cache_dir, progress=False), device=device, progress=False)
+    batches, epoch = [], 0
+    while len(batches) < warmup + steps:
+        batches += trainer.epoch_batches(epoch)
+        epoch += 1
+    hist_end = np.asarray(trainer.prepared.requests["train"].with_format("numpy")["hist_end"])
+    lengths = np.minimum(hist_end, cfg.data.max_history_len)        # history tokens (no padding)
+    for b in batches[:warmup]:       # compiles and allocator warm-up
+        trainer.train_step(b)
+    torch.cuda.synchronize() if trainer.device.type == "cuda" else None
+    barrier.wait()                   # the workers' timed windows start together
+    t0, tokens, requests = time.time(), 0, 0
+    for b in batches[warmup:warmup + steps]:
+        tokens += int(lengths[b].sum())
+        requests += len(b)
+        trainer.train_step(b)
+    torch.cuda.synchronize() if trainer.device.type == "cuda" else None
+    return {"t0": t0, "t1": time.time(), "requests": requests, "tokens": tokens}
+
+
+def run(cfg_dicts: list[dict], args) -> dict:
+    ctx = multiprocessing.get_context("spawn")
+    n = len(cfg_dicts)
+    with ctx.Manager() as manager, ProcessPoolExecutor(n, mp_context=ctx) as pool:
+        barrier = manager.Barrier(n)
+        out = list(pool.map(_worker, cfg_dicts, [args.cache] * n, [args.device] * n, [args.warmup] * n,
+                            [args.steps] * n, [barrier] * n))
+    wall = max(o["t1"] for o in out) - min(o["t0"] for o in out)
+    return {"requests_s": sum(o["requests"] for o in out) / wall, "tokens_s": sum(o["tokens"] for o in out) / wall,
+            "per_model_step_s": sum(o["t1"] - o["t0"] for o in out) / len(out) / args.steps}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="paper")
+    ap.add_argument("--cache", default="cache")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--runs", nargs="+", default=["0x1", "50x1", "50x4", "50x8"],
+                    help="contenders as GROUPINGxWORKERS: train.length_grouping, models trained at once")
+    ap.add_argument("--warmup", type=int, default=15)
+    ap.add_argument("--steps", type=int, default=40)
+    args = ap.parse_args()
+    print(header(f"profile {args.profile}"), flush=True)
+    cached_prepared(make_config(args.profile, seed=0), args.cache)
+    base = None
+    for run_spec in args.runs:
+        g, w = map(int, run_spec.split("x"))
+        r = run([make_config(args.profile, seed=0, **{"train.length_grouping": g}).to_dict()] * w, args)
+        base = base or r["requests_s"]
+        print(f"grouping {g:3d}, {w} model(s) at once: {r['requests_s']:8.0f} requests/s, "
+              f"{r['tokens_s'] / 1e6:6.2f} M history tokens/s, {1e3 * r['per_model_step_s']:6.1f} ms per step of one model, "
+              f"{r['requests_s'] / base:.2f}x the first row", flush=True)
+
+
+if __name__ == "__main__":
+    main()
