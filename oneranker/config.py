@@ -354,6 +354,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                   "n_interest_tasks": 6, "n_value_tasks": 2, "n_fake_items": 32, "dropout": 0.1,
                   "compile_block_mask": True},
         "train": {"batch_size": 256, "lr": 2e-3, "warmup_steps": 200, "epochs": 2, "max_train_requests": 400_000,
+                  "length_grouping": 50,
                   "eval_requests": 5000},
     },
 }
