@@ -32,6 +32,7 @@ def _worker(cfg_dict: dict, cache_dir: str, device: str, warmup: int, steps: int
 
     from oneranker.train import Trainer
 
+    t_start = time.time()
     cfg = config_from_dict(cfg_dict)
     trainer = Trainer(cfg, cached_prepared(cfg, cache_dir, progress=False), device=device, progress=False)
     batches, epoch = [], 0
@@ -40,17 +41,22 @@ def _worker(cfg_dict: dict, cache_dir: str, device: str, warmup: int, steps: int
         epoch += 1
     hist_end = np.asarray(trainer.prepared.requests["train"].with_format("numpy")["hist_end"])
     lengths = np.minimum(hist_end, cfg.data.max_history_len)        # history tokens (no padding)
+    t_init = time.time()
     for b in batches[:warmup]:       # compiles and allocator warm-up
         trainer.train_step(b)
     torch.cuda.synchronize() if trainer.device.type == "cuda" else None
+    t_warm = time.time()
     barrier.wait()                   # the workers' timed windows start together
     t0, tokens, requests = time.time(), 0, 0
+    padded = 0
     for b in batches[warmup:warmup + steps]:
         tokens += int(lengths[b].sum())
+        padded += len(b) * int(lengths[b].max())
         requests += len(b)
         trainer.train_step(b)
     torch.cuda.synchronize() if trainer.device.type == "cuda" else None
-    return {"t0": t0, "t1": time.time(), "requests": requests, "tokens": tokens}
+    return {"t0": t0, "t1": time.time(), "requests": requests, "tokens": tokens, "init_s": t_init - t_start,
+            "warmup_s": t_warm - t_init, "padded_tokens": padded}
 
 
 def run(cfg_dicts: list[dict], args) -> dict:
@@ -62,7 +68,9 @@ def run(cfg_dicts: list[dict], args) -> dict:
                             [args.steps] * n, [barrier] * n))
     wall = max(o["t1"] for o in out) - min(o["t0"] for o in out)
     return {"requests_s": sum(o["requests"] for o in out) / wall, "tokens_s": sum(o["tokens"] for o in out) / wall,
-            "per_model_step_s": sum(o["t1"] - o["t0"] for o in out) / len(out) / args.steps}
+            "per_model_step_s": sum(o["t1"] - o["t0"] for o in out) / len(out) / args.steps,
+            "init_s": max(o["init_s"] for o in out), "warmup_s": max(o["warmup_s"] for o in out),
+            "padding": sum(o["padded_tokens"] for o in out) / sum(o["tokens"] for o in out)}
 
 
 def main() -> None:
@@ -84,7 +92,8 @@ def main() -> None:
         base = base or r["requests_s"]
         print(f"grouping {g:3d}, {w} model(s) at once: {r['requests_s']:8.0f} requests/s, "
               f"{r['tokens_s'] / 1e6:6.2f} M history tokens/s, {1e3 * r['per_model_step_s']:6.1f} ms per step of one model, "
-              f"{r['requests_s'] / base:.2f}x the first row", flush=True)
+              f"{r['requests_s'] / base:.2f}x the first row (start {r['init_s']:.0f} s, warm-up "
+              f"{r['warmup_s']:.0f} s, padded / real history tokens {r['padding']:.2f})", flush=True)
 
 
 if __name__ == "__main__":

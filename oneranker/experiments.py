@@ -41,7 +41,12 @@ def _train_in_worker(cfg_dict: dict, cache_dir: str, device: str = "cpu") -> str
     if device == "cpu":
         torch.set_num_threads(1)
     cfg = config_from_dict(cfg_dict)
-    train_or_load(cfg, cached_prepared(cfg, cache_dir, progress=False), cache_dir, device=device, progress=False)
+    try:
+        train_or_load(cfg, cached_prepared(cfg, cache_dir, progress=False), cache_dir, device=device, progress=False)
+    except Exception:  # some errors (e.g. the compiler's) cannot be pickled back to the parent
+        import traceback
+
+        raise RuntimeError(f"training model {cfg.hash()} failed:\n{traceback.format_exc()}") from None
     return cfg.hash()
 
 

@@ -253,10 +253,11 @@ class OneRanker(nn.Module):
 
     def step1_mask(self, lengths: Tensor, prefix: Tensor, L: int) -> Mask:
         """The G-Decoder mask in the form of the configured kernel ('auto': FlexAttention on
-        CUDA, dense SDPA on CPU). Steps 2 and 3 attend over a few dozen tokens and keep SDPA."""
+        CUDA, dense SDPA on CPU and for heads narrower than 16, which compiled FlexAttention
+        does not support). Steps 2 and 3 attend over a few dozen tokens and keep SDPA."""
         kernel = self.cfg.attention
         if kernel == "auto":
-            kernel = "flex" if lengths.is_cuda else "sdpa"
+            kernel = "flex" if lengths.is_cuda and self.cfg.d_model // self.cfg.n_heads >= 16 else "sdpa"
         if kernel == "flex":
             compile = self.cfg.compile_block_mask and lengths.is_cuda
             return Mask(block=masks.step1_block_mask(lengths, prefix, L, compile=compile))
