@@ -27,7 +27,7 @@ from oneranker.config import config_from_dict, make_config  # noqa: E402
 from oneranker.data import cached_prepared  # noqa: E402
 
 
-def _worker(cfg_dict: dict, cache_dir: str, device: str, warmup: int, steps: int, barrier) -> dict:
+def _worker(cfg_dict: dict, cache_dir: str, device: str, warmup: int, steps: int, barrier, pad_to: int) -> dict:
     import torch
 
     from oneranker.train import Trainer
@@ -41,8 +41,16 @@ def _worker(cfg_dict: dict, cache_dir: str, device: str, warmup: int, steps: int
         epoch += 1
     hist_end = np.asarray(trainer.prepared.requests["train"].with_format("numpy")["hist_end"])
     lengths = np.minimum(hist_end, cfg.data.max_history_len)        # history tokens (no padding)
+    if pad_to:
+        trainer.collate.pad_to = pad_to
+    # Warm-up: one batch of every padded length the timed steps will see (each may compile),
+    # then ``warmup`` more.
+    P, pad = trainer.collate.vocab.prefix_len, trainer.collate.pad_to
+    padded_len = [min(-(-(P + int(lengths[b].max())) // pad) * pad, P + cfg.data.max_history_len)
+                  for b in batches[:warmup + steps]]
+    firsts = list({L: b for L, b in zip(padded_len, batches)}.values())
     t_init = time.time()
-    for b in batches[:warmup]:       # compiles and allocator warm-up
+    for b in firsts + batches[:warmup]:
         trainer.train_step(b)
     torch.cuda.synchronize() if trainer.device.type == "cuda" else None
     t_warm = time.time()
@@ -56,21 +64,23 @@ def _worker(cfg_dict: dict, cache_dir: str, device: str, warmup: int, steps: int
         trainer.train_step(b)
     torch.cuda.synchronize() if trainer.device.type == "cuda" else None
     return {"t0": t0, "t1": time.time(), "requests": requests, "tokens": tokens, "init_s": t_init - t_start,
-            "warmup_s": t_warm - t_init, "padded_tokens": padded}
+            "warmup_s": t_warm - t_init, "padded_tokens": padded,
+            "shapes": len(firsts)}
 
 
-def run(cfg_dicts: list[dict], args) -> dict:
+def run(cfg_dicts: list[dict], args, pad_to: int = 0) -> dict:
     ctx = multiprocessing.get_context("spawn")
     n = len(cfg_dicts)
     with ctx.Manager() as manager, ProcessPoolExecutor(n, mp_context=ctx) as pool:
         barrier = manager.Barrier(n)
         out = list(pool.map(_worker, cfg_dicts, [args.cache] * n, [args.device] * n, [args.warmup] * n,
-                            [args.steps] * n, [barrier] * n))
+                            [args.steps] * n, [barrier] * n, [pad_to] * n))
     wall = max(o["t1"] for o in out) - min(o["t0"] for o in out)
     return {"requests_s": sum(o["requests"] for o in out) / wall, "tokens_s": sum(o["tokens"] for o in out) / wall,
             "per_model_step_s": sum(o["t1"] - o["t0"] for o in out) / len(out) / args.steps,
             "init_s": max(o["init_s"] for o in out), "warmup_s": max(o["warmup_s"] for o in out),
-            "padding": sum(o["padded_tokens"] for o in out) / sum(o["tokens"] for o in out)}
+            "padding": sum(o["padded_tokens"] for o in out) / sum(o["tokens"] for o in out),
+            "shapes": out[0]["shapes"]}
 
 
 def main() -> None:
@@ -79,7 +89,8 @@ def main() -> None:
     ap.add_argument("--cache", default="cache")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--runs", nargs="+", default=["0x1", "50x1", "50x4", "50x8"],
-                    help="contenders as GROUPINGxWORKERS: train.length_grouping, models trained at once")
+                    help="contenders as GROUPINGxWORKERS[pPAD]: train.length_grouping, models trained at once, "
+                         "and optionally the Collator's pad_to (default: the Trainer's)")
     ap.add_argument("--warmup", type=int, default=15)
     ap.add_argument("--steps", type=int, default=40)
     args = ap.parse_args()
@@ -87,13 +98,14 @@ def main() -> None:
     cached_prepared(make_config(args.profile, seed=0), args.cache)
     base = None
     for run_spec in args.runs:
-        g, w = map(int, run_spec.split("x"))
-        r = run([make_config(args.profile, seed=0, **{"train.length_grouping": g}).to_dict()] * w, args)
+        spec, _, pad_to = run_spec.partition("p")
+        g, w = map(int, spec.split("x"))
+        r = run([make_config(args.profile, seed=0, **{"train.length_grouping": g}).to_dict()] * w, args, int(pad_to or 0))
         base = base or r["requests_s"]
-        print(f"grouping {g:3d}, {w} model(s) at once: {r['requests_s']:8.0f} requests/s, "
+        print(f"grouping {g:3d}, pad {pad_to or 'default':>7s}, {w} model(s) at once: {r['requests_s']:8.0f} requests/s, "
               f"{r['tokens_s'] / 1e6:6.2f} M history tokens/s, {1e3 * r['per_model_step_s']:6.1f} ms per step of one model, "
               f"{r['requests_s'] / base:.2f}x the first row (start {r['init_s']:.0f} s, warm-up "
-              f"{r['warmup_s']:.0f} s, padded / real history tokens {r['padding']:.2f})", flush=True)
+              f"{r['warmup_s']:.0f} s for {r['shapes']} shapes, padded / real history tokens {r['padding']:.2f})", flush=True)
 
 
 if __name__ == "__main__":
