@@ -39,7 +39,7 @@ def _worker(cfg_dict: dict, cache_dir: str, device: str, warmup: int, steps: int
     while len(batches) < warmup + steps:
         batches += trainer.epoch_batches(epoch)
         epoch += 1
-    hist_end = np.asarray(trainer.prepared.requests["train"].with_format("numpy")["hist_end"])
+    hist_end = trainer.prepared.requests["train"].data.column("hist_end").to_numpy()
     lengths = np.minimum(hist_end, cfg.data.max_history_len)        # history tokens (no padding)
     if pad_to:
         trainer.collate.pad_to = pad_to
