@@ -346,10 +346,12 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     # Paper dimensions on a GPU: the paper's model (embedding 128, 4/2/1 layers, 6 + 2 task
     # tokens, 32 Fake Items) over 20k ads and histories up to 1,024 tokens. Sized for `make
     # paper` on one H100 in under 20 minutes, before any paper-profile result existed:
-    # ~75 models over 9 worlds (3 seeds; notebook 06 adds two world settings). Each model
-    # sees 2 x 40k requests (314 steps of 256), so a world of 30k users (~830k training
-    # requests) already holds 10x more than any model reads; 100k users only tripled the
-    # simulation time (3 min per world on the H100 host's CPU).
+    # ~75 models over 9 worlds (3 seeds; notebook 06 adds two world settings). Measured there
+    # (benchmarks/training_throughput.py): 8 models trained at once reach ~7,200 requests/s
+    # in all, so each model gets 2 x 24k requests (188 steps of 256; quick trains 235 steps
+    # of 256): ~75 models in ~11 minutes. A world of 30k users (~830k training requests)
+    # already holds 17x more than any model reads; 100k users only tripled the simulation
+    # time (3 min per world on the H100 host's CPU).
     "paper": {
         "world": {"n_users": 30_000, "n_items": 20_000, "n_organic": 10_000, "n_categories": 100,
                   "latent_dim": 32, "content_dim": 64, "mean_requests": 30.0, "max_requests": 120,
@@ -359,9 +361,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "model": {"d_model": 128, "n_heads": 4, "mlp_ratio": 4, "step1_layers": 4, "step2_layers": 2, "step3_layers": 1,
                   "n_interest_tasks": 6, "n_value_tasks": 2, "n_fake_items": 32, "dropout": 0.1,
                   "compile_block_mask": True},
-        "train": {"batch_size": 256, "lr": 2e-3, "warmup_steps": 30, "epochs": 2, "max_train_requests": 40_000,
-                  "length_grouping": 20,
-                  "eval_requests": 5000},
+        "train": {"batch_size": 256, "lr": 2e-3, "warmup_steps": 30, "epochs": 2, "max_train_requests": 24_000,
+                  "length_grouping": 20, "eval_requests": 2000},
     },
 }
 
