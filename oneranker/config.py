@@ -347,9 +347,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     # tokens, 32 Fake Items) over 20k ads and histories up to 1,024 tokens. Sized for `make
     # paper` on one H100 in under 20 minutes, before any paper-profile result existed:
     # ~75 models over 9 worlds (3 seeds; notebook 06 adds two world settings). Measured there
-    # (benchmarks/training_throughput.py): 8 models trained at once reach ~7,200 requests/s
-    # in all, so each model gets 2 x 24k requests (188 steps of 256; quick trains 235 steps
-    # of 256): ~75 models in ~11 minutes. A world of 30k users (~830k training requests)
+    # (benchmarks/training_throughput.py): 4 to 8 models trained at once reach 6,400 to
+    # 7,200 requests/s in all, so each model gets 2 x 24k requests (188 steps of 256; quick
+    # trains 235): ~75 models in ~10-12 minutes of training. A world of 30k users (~830k training requests)
     # already holds 17x more than any model reads; 100k users only tripled the simulation
     # time (3 min per world on the H100 host's CPU).
     "paper": {

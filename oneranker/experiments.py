@@ -65,14 +65,14 @@ GPU_WORKERS_ENV = "ONERANKER_GPU_WORKERS"
 def default_workers(device: torch.device) -> int:
     """CPU: one single-threaded training process per core, up to 4 (the quick models are small;
     two such processes train a grid faster than one two-thread process did while the profile
-    was sized). GPU: 8 processes share the device (``ONERANKER_GPU_WORKERS`` overrides): one
+    was sized). GPU: 6 processes share the device (``ONERANKER_GPU_WORKERS`` overrides): one
     paper-scale model alone leaves it idle while Python builds its next batch and launches
     kernels, so concurrent models fill those gaps. On the H100, paper profile
     (benchmarks/training_throughput.py): 4 at once train 2.3x the requests/s of one, 8 at
-    once 2.6x; 8 paper models take under 10 GB each."""
+    once 2.6x; 6 keeps memory headroom (a notebook with 4 training processes held 39 GB)."""
     if device.type == "cpu":
         return max(1, min(4, os.cpu_count() or 1))
-    return max(1, int(os.environ.get(GPU_WORKERS_ENV, "8")))
+    return max(1, int(os.environ.get(GPU_WORKERS_ENV, "6")))
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
