@@ -236,6 +236,7 @@ class OneRanker(nn.Module):
         self.step2 = Step2(cfg) if cfg.use_step2 else None
         self.rdecoder = RDecoder(cfg) if cfg.use_ranker else None
         self.drop = nn.Dropout(cfg.dropout)
+        self.attention_override: str | None = None   # see profiling.count_flops
 
     # ---------------------------------------------------------------- Steps 1 and 2
     def encode(self, batch: dict[str, Tensor]) -> State:
@@ -255,7 +256,7 @@ class OneRanker(nn.Module):
         """The G-Decoder mask in the form of the configured kernel ('auto': FlexAttention on
         CUDA, dense SDPA on CPU and for heads narrower than 16, which compiled FlexAttention
         does not support). Steps 2 and 3 attend over a few dozen tokens and keep SDPA."""
-        kernel = self.cfg.attention
+        kernel = self.attention_override or self.cfg.attention
         if kernel == "auto":
             kernel = "flex" if lengths.is_cuda and self.cfg.d_model // self.cfg.n_heads >= 16 else "sdpa"
         if kernel == "flex":

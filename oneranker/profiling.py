@@ -15,11 +15,21 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 
-def count_flops(fn: Callable[[], object]) -> int:
+def count_flops(fn: Callable[[], object], model: torch.nn.Module | None = None) -> int:
     """Floating-point operations of one call of ``fn`` (matmuls and attention, as counted by
-    ``torch.utils.flop_counter``; elementwise work is not counted)."""
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        fn()
+    ``torch.utils.flop_counter``; elementwise work is not counted). ``model``: the OneRanker
+    that ``fn`` calls, run with the dense-mask attention while counting. The counter cannot
+    see inside FlexAttention (it raises), and the count is the model's arithmetic, the same
+    for every kernel that computes it."""
+    previous = getattr(model, "attention_override", None)
+    if model is not None:
+        model.attention_override = "sdpa"
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            fn()
+    finally:
+        if model is not None:
+            model.attention_override = previous
     return int(counter.get_total_flops())
 
 

@@ -33,3 +33,20 @@ def test_time_side_by_side_can_keep_autograd():
     profiling.time_side_by_side({"f": lambda: seen.append(torch.is_grad_enabled())}, repeats=1, warmup=0, grad=True)
     profiling.time_side_by_side({"f": lambda: seen.append(torch.is_grad_enabled())}, repeats=1, warmup=0)
     assert seen == [True, False] and x.requires_grad
+
+
+def test_count_flops_of_a_flex_attention_model_counts_its_dense_twin(tiny_prepared):
+    """The counter cannot see inside FlexAttention; with the model named, it counts the
+    dense-mask path, whose arithmetic is the same, and the model keeps its own kernel."""
+    from conftest import tiny_config
+    from oneranker.data import Collator
+    from oneranker.train import build_model
+
+    flex = build_model(tiny_config(**{"model.attention": "flex", "model.d_model": 32}), tiny_prepared).eval()
+    dense = build_model(tiny_config(**{"model.d_model": 32}), tiny_prepared).eval()
+    batch = Collator(tiny_prepared, 24)([tiny_prepared.requests["test"][i] for i in range(3)])
+    with pytest.raises(Exception):
+        profiling.count_flops(lambda: flex.encode(batch))
+    counted = profiling.count_flops(lambda: flex.encode(batch), flex)
+    assert counted == profiling.count_flops(lambda: dense.encode(batch)) > 0
+    assert flex.attention_override is None
