@@ -26,6 +26,8 @@ Only evaluation may call :meth:`World.truth`; models see the logs.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -201,34 +203,48 @@ class World:
         return np.minimum(c.min_requests - 1 + rng.geometric(p, size=c.n_users), c.max_requests)
 
     def _sample_in_category(self, cats: np.ndarray, members: tuple[np.ndarray, np.ndarray],
-                            rng: np.random.Generator) -> np.ndarray:
+                            uniform: np.ndarray) -> np.ndarray:
+        """A member of each category in ``cats``, picked by the uniforms ``uniform`` (same shape)."""
         offsets, order = members
         size = offsets[cats + 1] - offsets[cats]
-        return order[offsets[cats] + np.floor(rng.random(cats.shape) * size).astype(np.int64)]
+        return order[offsets[cats] + np.floor(uniform * size).astype(np.int64)]
 
-    def _serve(self, users: np.ndarray, active: np.ndarray, context: np.ndarray,
-               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The legacy cascade for one request per user: slate [B, S], clicks, conversions."""
+    def _serve_draws(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Every random number the legacy cascade needs for ``n`` requests, in the order the
+        simulation has always drawn them: drawing first lets the arithmetic of several chunks
+        of users run in parallel threads while the logs stay bit for bit the same."""
         c = self.cfg
         n_int = int(round(c.n_retrieval * c.retrieval_interest_share))
+        return {"interest": rng.random((n, n_int)),
+                "popular": rng.choice(c.n_items, size=(n, c.n_retrieval - n_int), p=self.item_popularity),
+                "ctr_noise": rng.standard_normal((n, c.n_retrieval)),
+                "cvr_noise": rng.standard_normal((n, c.n_retrieval)),
+                "click": rng.random((n, c.slate_size)), "conv": rng.random((n, c.slate_size))}
+
+    def _serve(self, users: np.ndarray, active: np.ndarray, context: np.ndarray,
+               draws: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The legacy cascade for one request per user, from its random numbers ``draws``
+        (:meth:`_serve_draws`): slate [B, S], clicks, conversions."""
+        c = self.cfg
+        n_int = draws["interest"].shape[1]
         cats = self.user_interest_cat[users, active]
         cand = np.concatenate([
-            self._sample_in_category(np.repeat(cats[:, None], n_int, axis=1), self._cat_items, rng),
-            rng.choice(c.n_items, size=(len(users), c.n_retrieval - n_int), p=self.item_popularity)], axis=1)
+            self._sample_in_category(np.repeat(cats[:, None], n_int, axis=1), self._cat_items, draws["interest"]),
+            draws["popular"]], axis=1)
         cand.sort(axis=1)
         dup = np.zeros(cand.shape, dtype=bool)
         dup[:, 1:] = cand[:, 1:] == cand[:, :-1]
         ctr_logit = self._ctr_logit(users, cand, active, context)
         cvr_logit = self._cvr_logit(users, cand)
-        est = (self.item_bid[cand] * _sigmoid(ctr_logit + c.logging_noise * rng.standard_normal(cand.shape))
-               * _sigmoid(cvr_logit + c.logging_noise * rng.standard_normal(cand.shape)))
+        est = (self.item_bid[cand] * _sigmoid(ctr_logit + c.logging_noise * draws["ctr_noise"])
+               * _sigmoid(cvr_logit + c.logging_noise * draws["cvr_noise"]))
         est[dup] = -np.inf
         top = np.argsort(-est, axis=1, kind="stable")[:, : c.slate_size]
         rows = np.arange(len(users))[:, None]
         slate = cand[rows, top]
         examine = 1.0 / np.arange(1, c.slate_size + 1) ** c.position_bias
-        click = rng.random(slate.shape) < examine * _sigmoid(ctr_logit[rows, top])
-        conv = click & (rng.random(slate.shape) < _sigmoid(cvr_logit[rows, top]))
+        click = draws["click"] < examine * _sigmoid(ctr_logit[rows, top])
+        conv = click & (draws["conv"] < _sigmoid(cvr_logit[rows, top]))
         return slate, click, conv
 
     def simulate(self, progress: bool = False) -> Logs:
@@ -239,25 +255,30 @@ class World:
         toks: dict[str, list[np.ndarray]] = {k: [] for k in ("user", "t", "order", "type", "item", "action")}
         reqs: dict[str, list[np.ndarray]] = {k: [] for k in ("user", "t", "n_org", "active", "context", "slate",
                                                               "click", "conv")}
-        for t in tqdm(range(int(n_req.max())), desc="simulating sessions", disable=not progress):
-            users = np.flatnonzero(n_req > t)
-            active = self.sample_active_interest(users, rng)
-            context = self.sample_context(len(users), rng)
-            org_items, org_users, org_order, n_org = self._organic_session(users, active, rng)
-            parts = [self._serve(users[s], active[s], context[s], rng) for s in _chunks(len(users))]
-            slate, click, conv = (np.concatenate(p) for p in zip(*parts))
-            action = np.where(conv, CONVERSION, np.where(click, CLICK, IMPRESSION))
-            S = c.slate_size
-            for key, val in (("user", np.concatenate([org_users, np.repeat(users, S)])),
-                             ("t", np.full(len(org_users) + len(users) * S, t)),
-                             ("order", np.concatenate([org_order, (n_org[:, None] + np.arange(S)).ravel()])),
-                             ("type", np.concatenate([np.full(len(org_users), ORGANIC), np.full(len(users) * S, AD)])),
-                             ("item", np.concatenate([org_items, slate.ravel()])),
-                             ("action", np.concatenate([np.full(len(org_users), VIEW), action.ravel()]))):
-                toks[key].append(val)
-            for key, val in (("user", users), ("t", np.full(len(users), t)), ("n_org", n_org), ("active", active),
-                             ("context", context), ("slate", slate), ("click", click), ("conv", conv)):
-                reqs[key].append(val)
+        # Threads for the chunks' arithmetic: numpy releases the GIL there; the draws stay in one stream.
+        with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+            for t in tqdm(range(int(n_req.max())), desc="simulating sessions", disable=not progress):
+                users = np.flatnonzero(n_req > t)
+                active = self.sample_active_interest(users, rng)
+                context = self.sample_context(len(users), rng)
+                org_items, org_users, org_order, n_org = self._organic_session(users, active, rng)
+                chunks = _chunks(len(users))
+                draws = [self._serve_draws(s.stop - s.start, rng) for s in chunks]
+                parts = list(pool.map(lambda sd: self._serve(users[sd[0]], active[sd[0]], context[sd[0]], sd[1]),
+                                      zip(chunks, draws)))
+                slate, click, conv = (np.concatenate(p) for p in zip(*parts))
+                action = np.where(conv, CONVERSION, np.where(click, CLICK, IMPRESSION))
+                S = c.slate_size
+                for key, val in (("user", np.concatenate([org_users, np.repeat(users, S)])),
+                                 ("t", np.full(len(org_users) + len(users) * S, t)),
+                                 ("order", np.concatenate([org_order, (n_org[:, None] + np.arange(S)).ravel()])),
+                                 ("type", np.concatenate([np.full(len(org_users), ORGANIC), np.full(len(users) * S, AD)])),
+                                 ("item", np.concatenate([org_items, slate.ravel()])),
+                                 ("action", np.concatenate([np.full(len(org_users), VIEW), action.ravel()]))):
+                    toks[key].append(val)
+                for key, val in (("user", users), ("t", np.full(len(users), t)), ("n_org", n_org), ("active", active),
+                                 ("context", context), ("slate", slate), ("click", click), ("conv", conv)):
+                    reqs[key].append(val)
         return self._assemble(toks, reqs)
 
     def _organic_session(self, users: np.ndarray, active: np.ndarray, rng: np.random.Generator):
@@ -265,7 +286,7 @@ class World:
         n_org = rng.poisson(self.cfg.organic_per_request, size=len(users))
         org_users = np.repeat(users, n_org)
         cats = np.repeat(self.user_interest_cat[users, active], n_org)
-        items = self._sample_in_category(cats, self._cat_organic, rng)
+        items = self._sample_in_category(cats, self._cat_organic, rng.random(cats.shape))
         explore = rng.random(len(items)) < 0.1   # a tenth of organic views are off-interest
         items[explore] = rng.integers(0, self.cfg.n_organic, size=int(explore.sum()))
         starts = np.repeat(np.cumsum(n_org) - n_org, n_org)
@@ -326,5 +347,8 @@ def _members(category: np.ndarray, n_categories: int) -> tuple[np.ndarray, np.nd
     return offsets, order
 
 
-def _chunks(n: int, size: int = _USER_CHUNK) -> list[slice]:
+def _chunks(n: int, size: int | None = None) -> list[slice]:
+    """Slices of at most ``size`` (default ``_USER_CHUNK``) users. The chunk size is part of
+    the simulation's definition: each chunk draws its random numbers in turn."""
+    size = size or _USER_CHUNK
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]

@@ -108,3 +108,24 @@ def test_active_interest_raises_its_categorys_ctr():
     on = w.truth(multi, items, np.zeros(len(multi), int), ctx).pctr
     off = w.truth(multi, items, np.ones(len(multi), int), ctx).pctr
     assert (on > off).mean() > 0.9
+
+
+def test_logs_do_not_depend_on_the_number_of_threads(monkeypatch):
+    """The chunks of users are served in parallel threads from random numbers drawn first,
+    in one stream: with one thread or several, the logs are the same."""
+    import dataclasses
+    import oneranker.world as world
+
+    cfg = make_config("quick", seed=5, **{"world.n_users": 600})
+    monkeypatch.setattr(world, "_USER_CHUNK", 64)          # ~10 chunks per time step
+
+    def logs() -> dict:
+        out = World(cfg.world, cfg.seed).simulate()
+        return {f.name: getattr(out, f.name) for f in dataclasses.fields(out)
+                if isinstance(getattr(out, f.name), np.ndarray)}
+
+    threaded = logs()
+    monkeypatch.setattr(world.os, "cpu_count", lambda: 1)  # one thread
+    sequential = logs()
+    for name, value in threaded.items():
+        np.testing.assert_array_equal(value, sequential[name], err_msg=name)
