@@ -135,6 +135,9 @@ def _distributed() -> tuple[int, int]:
     return 0, 1
 
 
+_SHOW_LOSS_EVERY = 25   # steps between progress-bar loss updates (each waits for the GPU)
+
+
 def _step_seed(seed: int, *parts: int) -> int:
     return int(np.random.SeedSequence([seed, *parts]).generate_state(1)[0])
 
@@ -192,7 +195,7 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * self.tc.epochs
         self.workdir = Path(workdir) if workdir is not None else None
         self.step, self.history, self.best_state, self.bad_epochs = 0, History(), None, 0
-        self.epoch_losses: list[float] = []  # totals of the current epoch's steps (checkpointed)
+        self.epoch_losses: list[float | torch.Tensor] = []  # the current epoch's step totals (checkpointed)
         if self.workdir is not None and (self.workdir / "checkpoint.pt").exists():
             self._load(self.workdir / "checkpoint.pt")
 
@@ -231,7 +234,10 @@ class Trainer:
             torch.autocast("cpu", enabled=False)
 
     # ---------------------------------------------------------------- training
-    def train_step(self, indices: np.ndarray) -> dict[str, float]:
+    def train_step(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
+        """One optimiser step on the training requests ``indices``. Returns the loss terms as
+        0-d tensors, still on the device: reading one waits for the GPU to finish the step,
+        so :meth:`fit` reads them rarely and the next batch is built while the GPU works."""
         self.model.train()
         torch.manual_seed(_step_seed(self.cfg.seed, 2, self.step))  # dropout noise of this step
         gen = torch.Generator().manual_seed(_step_seed(self.cfg.seed, 3, self.step))
@@ -252,8 +258,8 @@ class Trainer:
         if self.ddp is not None:  # the batch's loss is the sum of the ranks' shares
             summed = torch.stack([v.detach().float() for v in terms.values()])
             dist.all_reduce(summed)
-            return {k: float(x) for k, x in zip(terms, summed)}
-        return {k: float(v.detach()) for k, v in terms.items()}
+            return dict(zip(terms, summed))
+        return {k: v.detach() for k, v in terms.items()}
 
     @torch.no_grad()
     def validation_loss(self) -> float:
@@ -286,7 +292,8 @@ class Trainer:
             for b in bar:
                 terms = self.train_step(batches[b])
                 self.epoch_losses.append(terms["total"])
-                bar.set_postfix(loss=f"{terms['total']:.3f}")
+                if self.progress and b % _SHOW_LOSS_EVERY == 0:
+                    bar.set_postfix(loss=f"{float(terms['total']):.3f}")
                 if stop_after_steps is not None and self.step >= stop_after_steps:
                     self._save()
                     return self.history
@@ -298,7 +305,7 @@ class Trainer:
 
     def _end_epoch(self, epoch: int) -> None:
         valid = self.validation_loss()
-        train = float(np.mean(self.epoch_losses)) if self.epoch_losses else float("nan")
+        train = float(np.mean([float(x) for x in self.epoch_losses])) if self.epoch_losses else float("nan")
         self.epoch_losses = []
         self.history.epochs.append({"epoch": epoch + 1, "train_loss": train, "valid_loss": valid})
         if valid < self.history.best_valid:
@@ -318,7 +325,7 @@ class Trainer:
         blob = {"config_hash": self.cfg.hash(), "config": json.dumps(self.cfg.to_dict(), sort_keys=True),
                 "step": self.step, "model": self.model.state_dict(), "optim": self.optim.state_dict(),
                 "best_state": self.best_state, "bad_epochs": self.bad_epochs,
-                "history": json.dumps(self.history.__dict__), "epoch_losses": list(self.epoch_losses)}
+                "history": json.dumps(self.history.__dict__), "epoch_losses": [float(x) for x in self.epoch_losses]}
         fd, tmp = tempfile.mkstemp(dir=self.workdir, prefix=".checkpoint.", suffix=".tmp")
         os.close(fd)
         try:
