@@ -109,7 +109,10 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     from .reproduce import run_notebooks
 
     make_config(args.profile)  # validate the profile before starting any kernel
-    run_notebooks(args.profile, notebooks=args.notebooks, seed=args.seed, device=args.device, seeds=args.seeds)
+    try:
+        run_notebooks(args.profile, notebooks=args.notebooks, seed=args.seed, device=args.device, seeds=args.seeds)
+    except ValueError as e:  # bad --device or --seeds, raised before any notebook runs
+        raise ConfigError(str(e)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

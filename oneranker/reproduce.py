@@ -35,6 +35,9 @@ def run_notebooks(profile: str, notebooks: list[str] | None = None, seed: int = 
 
     if seeds is not None and (len(seeds) < 2 or len(set(seeds)) != len(seeds) or min(seeds) < 0):
         raise ValueError(f"seeds={seeds}: give at least two distinct non-negative seeds (a CI needs two)")
+    from .train import resolve_device
+
+    resolve_device(device)  # e.g. `make paper` on a machine without CUDA fails here, not in notebook 02
     paths = notebook_paths(notebooks)
     parameters = {"profile": profile, "seed": seed, "device": device}
     if seeds is not None:
