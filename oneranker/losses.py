@@ -2,10 +2,10 @@
 
 * :func:`catalogue_nll` — L_MTP for one head: negative log-likelihood of the head's target
   ads under a softmax over the **full catalogue** (paper, "Training objective").
-* :func:`value_weighted_targets` — the value heads' targets: ads drawn from a request's
-  impressions with probability rising with their realised value (the paper says
-  "value-weighted sampling" without the scheme; ours: probability proportional to
-  value^power, DESIGN.md).
+* :func:`value_weighted_targets` (one draw) and :func:`value_weighted_draws` (one per value
+  head) — the value heads' targets: ads drawn from a request's impressions with probability
+  rising with their realised value (the paper says "value-weighted sampling" without the
+  scheme; ours: probability proportional to value^power, DESIGN.md).
 * :func:`bpr_loss` — L_rank: pairwise BPR on ranker scores, each pair ordered by value.
 * :func:`dc_loss` — L_DC, Distribution Consistency: the ranker's softmax(s / tau) over a
   candidate set is a soft label for the generator's distribution over the *same* set.
@@ -52,13 +52,26 @@ def value_weighted_targets(items: Tensor, value: Tensor, mask: Tensor, n_samples
                            generator: torch.Generator | None = None) -> Tensor:
     """Draw ``n_samples`` target ads per row among the valid, positive-value impressions,
     with probability proportional to ``value ** power``; rows without any get -1."""
+    return value_weighted_draws(items, value, mask, n_samples, 1, power, generator)[0]
+
+
+def value_weighted_draws(items: Tensor, value: Tensor, mask: Tensor, n_samples: int, n_draws: int,
+                         power: float = 1.0, generator: torch.Generator | None = None) -> list[Tensor]:
+    """``n_draws`` independent :func:`value_weighted_targets` draws (one per value head).
+
+    The draws are made on the CPU with the caller's CPU generator, so every device gets the
+    same targets. The weights are copied to the CPU once for all the draws: that copy is the
+    one point of a training step where the host waits for the GPU.
+    """
     w = torch.where(mask & (value > 0), value.float().clamp(min=0) ** power, torch.zeros_like(value, dtype=torch.float))
     has = w.sum(1) > 0
-    w = torch.where(has[:, None], w, torch.ones_like(w))
-    # Drawn on the CPU with the caller's CPU generator: the same targets on every device.
-    idx = torch.multinomial(w.detach().cpu(), n_samples, replacement=True, generator=generator).to(items.device)
-    out = items.gather(1, idx)
-    return torch.where(has[:, None], out, torch.full_like(out, -1))
+    w = torch.where(has[:, None], w, torch.ones_like(w)).detach().cpu()
+    out = []
+    for _ in range(n_draws):
+        idx = torch.multinomial(w, n_samples, replacement=True, generator=generator).to(items.device)
+        drawn = items.gather(1, idx)
+        out.append(torch.where(has[:, None], drawn, torch.full_like(drawn, -1)))
+    return out
 
 
 def bpr_pairs(value: Tensor, mask: Tensor) -> Tensor:
@@ -72,9 +85,9 @@ def bpr_loss(scores: Tensor, value: Tensor, mask: Tensor, norm: Tensor | None = 
     pair = bpr_pairs(value, mask)
     diff = scores[:, :, None] - scores[:, None, :]
     n = pair.sum() if norm is None else norm
-    if n == 0:
-        return scores.sum() * 0.0
-    return -(F.logsigmoid(diff.float()) * pair).sum() / n
+    # No pairs: the sum is 0 and so is the loss. Clamping the count, rather than testing it
+    # with `if`, keeps the host from waiting for the GPU.
+    return -(F.logsigmoid(diff.float()) * pair).sum() / _at_least_one(n)
 
 
 def dc_loss(ranker_scores: Tensor, generator_scores: Tensor, mask: Tensor, tau: float,
@@ -96,6 +109,10 @@ def dc_loss(ranker_scores: Tensor, generator_scores: Tensor, mask: Tensor, tau: 
     per_row = -(p * torch.where(mask, logq, 0.0)).sum(-1)
     rows = mask.sum(-1) >= 2
     n = rows.sum() if norm is None else norm
-    if n == 0:
-        return generator_scores.sum() * 0.0
-    return per_row[rows].mean() if norm is None else per_row[rows].sum() / n
+    # Masking and dividing, not indexing by `rows` and testing `n`: no host-device sync.
+    return torch.where(rows, per_row, 0.0).sum() / _at_least_one(n)
+
+
+def _at_least_one(n: Tensor | int | float) -> Tensor | int | float:
+    """A count used as a denominator, raised to 1 when it is 0 (the numerator is then 0)."""
+    return n.clamp(min=1) if isinstance(n, Tensor) else max(n, 1)

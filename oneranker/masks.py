@@ -93,6 +93,21 @@ def _check_size(name: str, value: int, minimum: int = 0) -> None:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
+def _require(holds: Tensor, message: str, got: Callable[[], object] | None = None) -> None:
+    """Raise ``ValueError(message)`` unless the 0-d bool tensor ``holds`` is true.
+
+    Reading a GPU tensor's value makes the host wait for the GPU, and inside ``torch.compile``
+    it splits the graph. On CUDA and while compiling, the check is therefore a device-side
+    assertion (``torch._assert_async``): no wait and no graph break, and a failure surfaces as
+    a CUDA error carrying ``message`` at the next synchronisation. On the CPU it raises at
+    once, with the offending value (``got``) in the message.
+    """
+    if holds.is_cuda or torch.compiler.is_compiling():
+        torch._assert_async(holds, message)
+    elif not bool(holds):
+        raise ValueError(message if got is None else f"{message}, got {got()}")
+
+
 def _check_lengths(lengths: Tensor, seq_len: int | None = None, minimum: int = 1) -> None:
     """``lengths`` must be a 1-D integer tensor with ``minimum <= lengths <= seq_len``.
 
@@ -107,11 +122,10 @@ def _check_lengths(lengths: Tensor, seq_len: int | None = None, minimum: int = 1
         _check_size("seq_len", seq_len)
     if lengths.numel() == 0:
         return
-    lo, hi = int(lengths.min()), int(lengths.max())
-    if lo < minimum:
-        raise ValueError(f"lengths must be >= {minimum} (a row with no valid key would be empty), got {lo}")
-    if seq_len is not None and hi > seq_len:
-        raise ValueError(f"lengths must be <= seq_len={seq_len}, got {hi}")
+    _require((lengths >= minimum).all(), f"lengths must be >= {minimum} (a row with no valid key would be empty)",
+             lambda: int(lengths.min()))
+    if seq_len is not None:
+        _require((lengths <= seq_len).all(), f"lengths must be <= seq_len={seq_len}", lambda: int(lengths.max()))
 
 
 def _prefix_tensor(prefix_len: Tensor | int, lengths: Tensor) -> Tensor:
@@ -130,10 +144,8 @@ def _prefix_tensor(prefix_len: Tensor | int, lengths: Tensor) -> Tensor:
         _check_size("prefix_len", prefix_len)
         prefix = torch.full_like(lengths, prefix_len, dtype=torch.long)
     if prefix.numel():
-        if int(prefix.min()) < 0:
-            raise ValueError(f"prefix_len must be >= 0, got {int(prefix.min())}")
-        if bool((prefix > lengths).any()):
-            raise ValueError("prefix_len must be <= lengths (the prefix is part of the valid tokens)")
+        _require((prefix >= 0).all(), "prefix_len must be >= 0", lambda: int(prefix.min()))
+        _require((prefix <= lengths).all(), "prefix_len must be <= lengths (the prefix is part of the valid tokens)")
     return prefix
 
 

@@ -216,7 +216,7 @@ class RDecoder(nn.Module):
         B, C, _ = cand_emb.shape
         x = torch.cat([self.rank_token[None].expand(B, -1, -1), cand_emb + self.cand_type], dim=1)
         cross = Mask(dense=memory_pad[:, None, :])
-        self_mask = Mask(dense=masks.step3_dense(C).to(cand_emb.device)[None])
+        self_mask = Mask(dense=masks.step3_dense(C, cand_emb.device)[None])
         for i, block in enumerate(self.blocks):
             x = block(x, memory, cross, self_mask, cached_kv=None if cache is None else cache[i])
         return self.score(self.norm(x[:, 1:])).squeeze(-1)

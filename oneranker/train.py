@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from .config import Config, TrainConfig
 from .data import Collator, Prepared, gpu_padding
-from .losses import bpr_loss, bpr_pairs, catalogue_nll, dc_loss, nll_norm, realised_value, value_weighted_targets
+from .losses import bpr_loss, bpr_pairs, catalogue_nll, dc_loss, nll_norm, realised_value, value_weighted_draws
 from .model import OneRanker
 
 FUNNEL = ("impression", "click", "conversion")
@@ -37,6 +37,15 @@ def resolve_device(device: str) -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} requested but CUDA is not available")
     return torch.device(device)
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy a CPU tensor to ``device``. To CUDA the copy goes through pinned memory and does
+    not block: a plain copy makes the host wait until the GPU has finished all the work
+    queued before it (the previous step's backward pass, say) instead of queuing more."""
+    if device.type != "cuda" or t.device.type != "cpu":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 def funnel_level(head: int, n_heads: int) -> str:
@@ -80,11 +89,12 @@ def loss_terms(model: OneRanker, batch: dict[str, torch.Tensor], tc: TrainConfig
     weights = value_aware_weights(batch["imp_bid"], click, conv, mask, tc) if tc.mtp_weighting == "value" else None
     int_targets = [by_level[funnel_level(h, n_int)] for h in range(n_int)]
     # Value heads: each draws its own value-weighted target (bagging over the value tokens).
-    val_targets = [value_weighted_targets(items, v, mask, 1, tc.value_power, gen) for _ in range(n_val)]
+    val_targets = value_weighted_draws(items, v, mask, 1, n_val, tc.value_power, gen)
     negatives = None
     if model.rdecoder is not None:
         negatives = torch.randint(0, model.items.n_items, (items.shape[0], tc.n_random_negatives),
-                                  generator=gen).to(items.device)
+                                  generator=gen)
+        negatives = to_device(negatives, items.device)
         cands = torch.cat([items.clamp(min=0), negatives], dim=1)
         cand_mask = torch.cat([mask, torch.ones_like(negatives, dtype=torch.bool)], dim=1)
         cand_value = torch.cat([v, torch.zeros(negatives.shape, device=v.device)], dim=1)
@@ -210,7 +220,7 @@ class Trainer:
     def batch(self, split: str, indices: np.ndarray) -> dict[str, torch.Tensor]:
         cols = self.prepared.requests[split][indices.tolist()]
         rows = [dict(zip(cols, vals)) for vals in zip(*cols.values())]
-        return {k: v.to(self.device) for k, v in self.collate(rows).items()}
+        return {k: to_device(v, self.device) for k, v in self.collate(rows).items()}
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         rng = np.random.default_rng(_step_seed(self.cfg.seed, 1, epoch))

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from oneranker.losses import bpr_loss, catalogue_nll, dc_loss, realised_value, value_weighted_targets
+from oneranker.losses import bpr_loss, catalogue_nll, dc_loss, realised_value, value_weighted_draws, value_weighted_targets
 
 
 def test_catalogue_nll_hand_computed():
@@ -100,3 +100,30 @@ def test_value_aware_weights_by_hand():
     w = value_aware_weights(bid, click, conv, mask, tc)
     # mean bid over valid = 2; grades 1, 2, (5: masked)
     torch.testing.assert_close(w, torch.tensor([[0.5, 3.0, 0.0]]))
+
+
+def test_rank_and_dc_losses_trace_without_graph_breaks():
+    """No `if` on a tensor's value (a host-device wait on a GPU, a split graph when compiled),
+    and an empty batch still gives 0."""
+    scores, gen_scores = torch.randn(3, 5), torch.randn(3, 5)
+    value = torch.tensor([[3.0, 1, 0, 0, 2], [0, 0, 0, 0, 0], [1, 1, 1, 1, 1]])
+    mask = torch.tensor([[1, 1, 1, 0, 1], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+
+    def both(s, g, v, m):
+        return bpr_loss(s, v, m) + dc_loss(s, g, m, tau=1.0)
+
+    torch._dynamo.reset()
+    report = torch._dynamo.explain(both)(scores, gen_scores, value, mask)
+    assert (report.graph_count, report.graph_break_count) == (1, 0), [r.reason for r in report.break_reasons]
+    nothing = torch.zeros(3, 5, dtype=torch.bool)
+    assert float(both(scores, gen_scores, value, nothing)) == 0.0
+
+
+def test_value_weighted_draws_equal_one_call_per_head():
+    """One copy of the weights for all the value heads draws exactly what one call per head drew."""
+    items = torch.randint(0, 50, (6, 8))
+    value, mask = torch.rand(6, 8) * (torch.rand(6, 8) < 0.5), torch.rand(6, 8) < 0.8
+    together = value_weighted_draws(items, value, mask, 3, 4, 1.5, torch.Generator().manual_seed(7))
+    g = torch.Generator().manual_seed(7)
+    apart = [value_weighted_targets(items, value, mask, 3, 1.5, g) for _ in range(4)]
+    assert all(torch.equal(a, b) for a, b in zip(together, apart)) and len(together) == 4

@@ -138,3 +138,57 @@ def test_flex_and_sdpa_kernels_agree_through_the_model(tiny_prepared):
         a, b = sdpa.encode(batch), flex.encode(batch)
     valid = batch["tok_type"] != 0
     torch.testing.assert_close(a.h1[valid], b.h1[valid], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "flex"])
+def test_encode_and_rank_compile_to_one_graph_each(tiny_prepared, attention):
+    """Nothing in the forward pass reads a tensor's value on the host: such a read splits a
+    torch.compile graph (and, on a GPU, makes the host wait for it). The input checks are
+    device-side assertions while compiling."""
+    model = build_model(tiny_config(**{"model.attention": attention}), tiny_prepared).eval()
+    batch = _batch(tiny_prepared, tiny_config())
+    torch._dynamo.reset()
+    with torch.no_grad():   # eager FlexAttention has no backward on the CPU
+        enc = torch._dynamo.explain(model.encode)(batch)
+        state = model.encode(batch)
+        rank = torch._dynamo.explain(model.rank)(state, torch.randint(0, 120, (6, 5)))
+    assert (enc.graph_count, enc.graph_break_count) == (1, 0), [r.reason for r in enc.break_reasons]
+    assert (rank.graph_count, rank.graph_break_count) == (1, 0), [r.reason for r in rank.break_reasons]
+
+
+def test_input_checks_still_raise_on_the_cpu(tiny_prepared):
+    model = build_model(tiny_config(), tiny_prepared).eval()
+    batch = _batch(tiny_prepared, tiny_config())
+    bad = {**batch, "prefix_len": batch["length"] + 1}
+    with pytest.raises(ValueError, match="prefix_len must be <= lengths"):
+        model.encode(bad)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="host-device synchronisation exists on a GPU only")
+def test_a_training_step_waits_for_the_gpu_once(tiny_prepared, monkeypatch):
+    """On CUDA, the forward and backward passes of the loss never make the host wait for the
+    GPU; the one wait of a step is the copy of the value-target weights to the CPU generator."""
+    import oneranker.train as train_module
+
+    cfg = tiny_config()
+    device = torch.device("cuda")
+    model = build_model(cfg, tiny_prepared).to(device)
+    batch = {k: v.to(device) for k, v in _batch(tiny_prepared, cfg).items()}
+    real, calls = train_module.value_weighted_draws, []
+
+    def draws_allowed_to_wait(*args, **kwargs):
+        calls.append(1)
+        torch.cuda.set_sync_debug_mode(0)
+        try:
+            return real(*args, **kwargs)
+        finally:
+            torch.cuda.set_sync_debug_mode("error")
+
+    monkeypatch.setattr(train_module, "value_weighted_draws", draws_allowed_to_wait)
+    torch.cuda.set_sync_debug_mode("error")      # any other wait raises
+    try:
+        loss = loss_terms(model, batch, cfg.train, torch.Generator().manual_seed(0))["total"]
+        loss.backward()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert calls == [1]
