@@ -33,22 +33,23 @@ from oneranker import masks
 from oneranker.config import make_config
 from oneranker.generate import rank_candidates, rank_reencoding, topk_candidates
 from oneranker.profiling import time_side_by_side
-from oneranker.train import loss_terms
+from oneranker.train import draw_loss_samples, loss_from_draws, loss_terms
 
 
 def _autocast(device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
-def train_step_fn(model, batch, device):
-    """One optimiser step of the full loss, as the trainer takes it."""
+def train_step_fn(model, batch, device, loss_fn=loss_from_draws):
+    """One optimiser step of the full loss, as the trainer takes it (``loss_fn``: the loss
+    given the step's random draws, compiled whole in the 'loss' contender)."""
     tc = make_config("paper").train
     optim = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def step() -> None:
         gen = torch.Generator().manual_seed(0)
         with _autocast(device):
-            loss = loss_terms(model, batch, tc, gen)["total"]
+            loss = loss_fn(model, batch, tc, draw_loss_samples(model, batch, tc, gen))["total"]
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()
@@ -68,13 +69,15 @@ def counted_flops(model, batch, device) -> int:
 
 def compiled_model(d: int, heads: int, S: int, device: torch.device, scope: str, state: dict):
     """The fast path: FlexAttention in Step 1 and ``torch.compile`` over ``scope``: 'step1'
-    (the G-Decoder alone) or 'model' (encode, generator scores and the R-Decoder)."""
+    (the G-Decoder alone), 'model' (encode, generator scores and the R-Decoder, each its own
+    graph) or 'loss' (nothing here: the training step compiles the whole loss, the model's
+    forward pass included, as one graph; see :func:`bench_train`)."""
     model = paper_model(d, heads, S, device, attention="flex" if device.type == "cuda" else "sdpa")
     model.load_state_dict(state)
     if device.type == "cuda":
         if scope == "step1":
             model.step1 = torch.compile(model.step1, dynamic=False)
-        else:
+        elif scope == "model":
             for name in ("encode", "generator_scores", "rank"):
                 setattr(model, name, torch.compile(getattr(model, name), dynamic=False))
     return model
@@ -105,7 +108,9 @@ def bench_train(args, device) -> float:
     L = batch["tok_type"].shape[1]
     step1_attention = 12 * B * L * L * d * eager.cfg.step1_layers          # QK^T and PV, forward + backward
     useful = flops - step1_attention * (1 - density)
-    steps = {name: train_step_fn(m, batch, device) for name, m in fast.items()}
+    whole_loss = torch.compile(loss_from_draws, dynamic=False) if device.type == "cuda" else loss_from_draws
+    steps = {name: train_step_fn(m, batch, device, whole_loss if name == "fast (loss compiled)" else loss_from_draws)
+             for name, m in fast.items()}
     steps["eager dense"] = train_step_fn(eager, batch, device)
     t = time_side_by_side(steps, repeats=args.repeats, warmup=3, device=device, grad=True)
     tokens = float((batch["length"] - batch["prefix_len"]).sum())
@@ -168,7 +173,7 @@ def bench_e2e(args, device) -> None:
     batch = synthetic_batch(ref, 8, S, device)
     print(f"\n## end to end: 8 requests, history={S}, d={args.d}, {ref.items.n_items} ads, {n} candidates ranked, "
           f"bf16")
-    for scope in ["none", *args.compile]:
+    for scope in ["none", *[c for c in args.compile if c != "loss"]]:    # serving has no loss
         model = compiled_model(args.d, args.heads, S, device, scope, ref.state_dict()) if scope != "none" else \
             paper_model(args.d, args.heads, S, device, attention="flex" if device.type == "cuda" else "sdpa")
         model.eval()
@@ -209,7 +214,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64, help="requests per training step")
     ap.add_argument("--rank-users", type=int, default=128)
     ap.add_argument("--candidates", type=int, nargs="+", default=[64, 256, 1024])
-    ap.add_argument("--compile", nargs="+", default=["step1", "model"], choices=["step1", "model"],
+    ap.add_argument("--compile", nargs="+", default=["step1", "model", "loss"], choices=["step1", "model", "loss"],
                     help="what the fast training path compiles (one contender each)")
     ap.add_argument("--profile", action="store_true", help="print the top kernels of one step of each contender")
     args = ap.parse_args()

@@ -71,6 +71,37 @@ def value_aware_weights(bid: torch.Tensor, click: torch.Tensor, conv: torch.Tens
     return bid / mean_bid.clamp(min=1e-12) * grade * mask
 
 
+@dataclass
+class LossDraws:
+    """The random part of one step's loss, drawn with the step's CPU generator: a target per
+    value head and the ranker's random negatives. Drawn apart from the loss itself, so that
+    :func:`loss_from_draws` is a pure tensor function (one ``torch.compile`` graph)."""
+
+    value_targets: list[torch.Tensor]      # per value head, [B, 1] ad ids (-1: nothing to draw)
+    negatives: torch.Tensor | None         # [B, n_random_negatives], None without a ranker
+
+
+def draw_loss_samples(model: OneRanker, batch: dict[str, torch.Tensor], tc: TrainConfig,
+                      gen: torch.Generator) -> LossDraws:
+    """Draw a step's value targets, then its negatives, for the whole batch (in this order:
+    the generator's stream, and so every trained model, depends on it)."""
+    items, mask = batch["imp_item"], batch["imp_mask"]
+    # Value heads: each draws its own value-weighted target (bagging over the value tokens).
+    targets = value_weighted_draws(items, _logged_value(batch, tc), mask, 1, model.cfg.n_value_tasks,
+                                   tc.value_power, gen)
+    negatives = None
+    if model.rdecoder is not None:
+        negatives = torch.randint(0, model.items.n_items, (items.shape[0], tc.n_random_negatives), generator=gen)
+        negatives = to_device(negatives, items.device)
+    return LossDraws(targets, negatives)
+
+
+def _logged_value(batch: dict[str, torch.Tensor], tc: TrainConfig) -> torch.Tensor:
+    mask = batch["imp_mask"]
+    click, conv = batch["imp_click"].bool() & mask, batch["imp_conv"].bool() & mask
+    return realised_value(batch["imp_bid"], click, conv, tc.value_click_weight, tc.value_conv_weight) * mask
+
+
 def loss_terms(model: OneRanker, batch: dict[str, torch.Tensor], tc: TrainConfig,
                gen: torch.Generator, rows: slice | None = None) -> dict[str, torch.Tensor]:
     """L_MTP, L_rank, L_DC and their weighted total for one batch (paper, 'Training objective').
@@ -80,21 +111,23 @@ def loss_terms(model: OneRanker, batch: dict[str, torch.Tensor], tc: TrainConfig
     losses of disjoint row ranges add up to the whole batch's loss: distributed training
     gives every rank the same batch and its own rows (:class:`Trainer`).
     """
+    return loss_from_draws(model, batch, tc, draw_loss_samples(model, batch, tc, gen), rows)
+
+
+def loss_from_draws(model: OneRanker, batch: dict[str, torch.Tensor], tc: TrainConfig, draws: LossDraws,
+                    rows: slice | None = None) -> dict[str, torch.Tensor]:
+    """:func:`loss_terms` given the step's random draws: no randomness and no host-device
+    wait, so it can be compiled whole, the model's forward pass included."""
     items, mask = batch["imp_item"], batch["imp_mask"]
     click, conv = batch["imp_click"].bool() & mask, batch["imp_conv"].bool() & mask
     by_level = {"impression": torch.where(mask, items, -1), "click": torch.where(click, items, -1),
                 "conversion": torch.where(conv, items, -1)}
-    v = realised_value(batch["imp_bid"], click, conv, tc.value_click_weight, tc.value_conv_weight) * mask
+    v = _logged_value(batch, tc)
     n_int, n_val = model.cfg.n_interest_tasks, model.cfg.n_value_tasks
     weights = value_aware_weights(batch["imp_bid"], click, conv, mask, tc) if tc.mtp_weighting == "value" else None
     int_targets = [by_level[funnel_level(h, n_int)] for h in range(n_int)]
-    # Value heads: each draws its own value-weighted target (bagging over the value tokens).
-    val_targets = value_weighted_draws(items, v, mask, 1, n_val, tc.value_power, gen)
-    negatives = None
-    if model.rdecoder is not None:
-        negatives = torch.randint(0, model.items.n_items, (items.shape[0], tc.n_random_negatives),
-                                  generator=gen)
-        negatives = to_device(negatives, items.device)
+    val_targets, negatives = draws.value_targets, draws.negatives
+    if negatives is not None:
         cands = torch.cat([items.clamp(min=0), negatives], dim=1)
         cand_mask = torch.cat([mask, torch.ones_like(negatives, dtype=torch.bool)], dim=1)
         cand_value = torch.cat([v, torch.zeros(negatives.shape, device=v.device)], dim=1)

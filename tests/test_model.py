@@ -6,7 +6,7 @@ import torch
 
 from conftest import tiny_config
 from oneranker.data import Collator
-from oneranker.train import build_model, loss_terms
+from oneranker.train import build_model, draw_loss_samples, loss_from_draws, loss_terms
 
 
 def _batch(prepared, cfg, n=6, split="train"):
@@ -154,6 +154,35 @@ def test_encode_and_rank_compile_to_one_graph_each(tiny_prepared, attention):
         rank = torch._dynamo.explain(model.rank)(state, torch.randint(0, 120, (6, 5)))
     assert (enc.graph_count, enc.graph_break_count) == (1, 0), [r.reason for r in enc.break_reasons]
     assert (rank.graph_count, rank.graph_break_count) == (1, 0), [r.reason for r in rank.break_reasons]
+
+
+def test_the_whole_loss_compiles_to_one_graph_and_matches_eager(tiny_prepared):
+    """Given the step's random draws, the loss (model forward included) is one graph, and
+    the traced graph computes the eager loss and gradients (``aot_eager``: the trace and its
+    autograd, without code generation, which the GPU benchmark exercises)."""
+    cfg = tiny_config()
+    model = build_model(cfg, tiny_prepared)
+    batch = _batch(tiny_prepared, cfg, n=8)
+    draws = draw_loss_samples(model, batch, cfg.train, torch.Generator().manual_seed(3))
+    torch._dynamo.reset()
+    report = torch._dynamo.explain(loss_from_draws)(model, batch, cfg.train, draws)
+    assert (report.graph_count, report.graph_break_count) == (1, 0), [r.reason for r in report.break_reasons]
+
+    def loss_and_grads(fn):
+        model.zero_grad(set_to_none=True)
+        terms = fn(model, batch, cfg.train, draws)
+        terms["total"].backward()
+        return terms, [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    eager, eager_grads = loss_and_grads(loss_from_draws)
+    traced, traced_grads = loss_and_grads(torch.compile(loss_from_draws, backend="aot_eager"))
+    for k in ("mtp", "rank", "dc", "total"):
+        torch.testing.assert_close(traced[k], eager[k], rtol=1e-5, atol=1e-6)
+    assert len(traced_grads) == len(eager_grads) > 0
+    for a, b in zip(traced_grads, eager_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    whole = loss_terms(model, batch, cfg.train, torch.Generator().manual_seed(3))
+    assert float(whole["total"]) == float(eager["total"])       # loss_terms = the draws, then this loss
 
 
 def test_input_checks_still_raise_on_the_cpu(tiny_prepared):
