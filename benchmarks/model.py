@@ -16,7 +16,12 @@ On a CPU (a smoke run at toy sizes):  python benchmarks/model.py --smoke
 * rank: candidates scored per second by the R-Decoder from passed-through K/V, against
   re-encoding the history with the candidates (the cascade's cost), n = 64, 256, 1024.
 * e2e: one batch of 8 requests: prefill (Steps 1-2), generation (top-n over the catalogue)
-  and ranking; median and p99 latency.
+  and ranking; median and p99 latency. Contenders: the eager model, the ``--compile``
+  scopes, the whole request compiled as one graph, and that graph replayed as a CUDA graph
+  (``mode="reduce-overhead"``).
+* train contenders: eager dense-mask, and per ``--compile`` scope: ``step1``, ``model``
+  (encode, generator, R-Decoder) or ``loss`` (the model's forward pass and the loss as one
+  graph).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from common import header, paper_model, peak_flops, step1_mask_density, syntheti
 from oneranker import masks
 from oneranker.config import make_config
 from oneranker.generate import rank_candidates, rank_reencoding, topk_candidates
+from oneranker.model import OneRanker
 from oneranker.profiling import time_side_by_side
 from oneranker.train import draw_loss_samples, loss_from_draws, loss_terms
 
@@ -173,17 +179,26 @@ def bench_e2e(args, device) -> None:
     batch = synthetic_batch(ref, 8, S, device)
     print(f"\n## end to end: 8 requests, history={S}, d={args.d}, {ref.items.n_items} ads, {n} candidates ranked, "
           f"bf16")
-    for scope in ["none", *[c for c in args.compile if c != "loss"]]:    # serving has no loss
-        model = compiled_model(args.d, args.heads, S, device, scope, ref.state_dict()) if scope != "none" else \
+    contenders = ["none", *[c for c in args.compile if c != "loss"], "request", "request+graph"]
+    for scope in contenders:               # serving has no loss; 'request': the whole request as one graph
+        compiled = scope in args.compile
+        model = compiled_model(args.d, args.heads, S, device, scope, ref.state_dict()) if compiled else \
             paper_model(args.d, args.heads, S, device, attention="flex" if device.type == "cuda" else "sdpa")
         model.eval()
 
-        def request() -> torch.Tensor:
+        def serve(model: OneRanker, batch: dict[str, torch.Tensor]) -> torch.Tensor:
             with _autocast(device):
                 state = model.encode(batch)
                 interest, value = model.generator_scores(state)
                 cands = topk_candidates(interest.float(), value.float(), n)
                 return rank_candidates(model, state, cands)
+
+        if device.type == "cuda" and scope.startswith("request"):
+            # One graph (no host reads in the request); "+graph" also replays it as a CUDA graph.
+            serve = torch.compile(serve, dynamic=False, mode="reduce-overhead" if scope.endswith("graph") else None)
+
+        def request() -> torch.Tensor:
+            return serve(model, batch)
 
         for _ in range(5):
             request()
@@ -198,8 +213,9 @@ def bench_e2e(args, device) -> None:
             times.append(time.perf_counter() - t0)
         times.sort()
         med, p99 = statistics.median(times), times[min(len(times) - 1, int(0.99 * len(times)))]
-        label = "flex, eager model" if scope == "none" else f"flex, {scope} compiled"
-        print(f"{label:24s} median {med * 1e3:7.2f} ms, p99 {p99 * 1e3:7.2f} ms, p99/median {p99 / med:.2f} "
+        label = {"none": "flex, eager model", "request+graph": "flex, request compiled, CUDA graph"}.get(
+            scope, f"flex, {scope} compiled")
+        print(f"{label:36s} median {med * 1e3:7.2f} ms, p99 {p99 * 1e3:7.2f} ms, p99/median {p99 / med:.2f} "
               f"({len(times)} batches)")
 
 

@@ -185,6 +185,25 @@ def test_the_whole_loss_compiles_to_one_graph_and_matches_eager(tiny_prepared):
     assert float(whole["total"]) == float(eager["total"])       # loss_terms = the draws, then this loss
 
 
+def test_a_whole_serving_request_compiles_to_one_graph(tiny_prepared):
+    """Prefill, generation (top-n over the catalogue) and ranking with passed-through K/V
+    trace as one graph: the compiled (and CUDA-graphed) request of benchmarks/model.py."""
+    from oneranker.generate import rank_candidates, topk_candidates
+
+    model = build_model(tiny_config(), tiny_prepared).eval()
+    batch = _batch(tiny_prepared, tiny_config())
+
+    def serve(batch):
+        state = model.encode(batch)
+        interest, value = model.generator_scores(state)
+        return rank_candidates(model, state, topk_candidates(interest, value, 10))
+
+    torch._dynamo.reset()
+    with torch.no_grad():
+        report = torch._dynamo.explain(serve)(batch)
+    assert (report.graph_count, report.graph_break_count) == (1, 0), [r.reason for r in report.break_reasons]
+
+
 def test_input_checks_still_raise_on_the_cpu(tiny_prepared):
     model = build_model(tiny_config(), tiny_prepared).eval()
     batch = _batch(tiny_prepared, tiny_config())
