@@ -106,7 +106,9 @@ def profile_step(step, device, label: str, rows: int = 12) -> None:
 def bench_train(args, device) -> float:
     d, heads, S, B = args.d, args.heads, args.history, args.batch
     eager = paper_model(d, heads, S, device, attention="sdpa")
-    fast = {f"fast ({scope} compiled)": compiled_model(d, heads, S, device, scope, eager.state_dict())
+    whole_loss = torch.compile(loss_from_draws, dynamic=False) if device.type == "cuda" else loss_from_draws
+    fast = {f"fast ({scope} compiled)": (compiled_model(d, heads, S, device, scope, eager.state_dict()),
+                                         whole_loss if scope == "loss" else loss_from_draws)
             for scope in args.compile}
     batch = synthetic_batch(eager, B, S, device)
     flops = counted_flops(eager, batch, device)
@@ -114,9 +116,7 @@ def bench_train(args, device) -> float:
     L = batch["tok_type"].shape[1]
     step1_attention = 12 * B * L * L * d * eager.cfg.step1_layers          # QK^T and PV, forward + backward
     useful = flops - step1_attention * (1 - density)
-    whole_loss = torch.compile(loss_from_draws, dynamic=False) if device.type == "cuda" else loss_from_draws
-    steps = {name: train_step_fn(m, batch, device, whole_loss if name == "fast (loss compiled)" else loss_from_draws)
-             for name, m in fast.items()}
+    steps = {name: train_step_fn(m, batch, device, loss_fn) for name, (m, loss_fn) in fast.items()}
     steps["eager dense"] = train_step_fn(eager, batch, device)
     t = time_side_by_side(steps, repeats=args.repeats, warmup=3, device=device, grad=True)
     tokens = float((batch["length"] - batch["prefix_len"]).sum())

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .config import Config
-from .data import Collator, Prepared, gpu_padding
+from .data import Collator, Prepared, batch_to_device, gpu_padding
 from .generate import rank_candidates, topk_candidates
 from .metrics import KS, expected_hit_ndcg, expected_hit_rate, ndcg
 from .model import OneRanker
@@ -57,7 +57,7 @@ def request_batches(cfg: Config, prepared: Prepared, indices: np.ndarray, device
     test = prepared.requests["test"]
     for start in range(0, len(indices), batch_size):
         idx = indices[start:start + batch_size]
-        yield {k: v.to(device) for k, v in collate([test[int(i)] for i in idx]).items()}
+        yield batch_to_device(collate([test[int(i)] for i in idx]), device)
 
 
 def truth_batches(cfg: Config, prepared: Prepared, ts: TruthSet, device: torch.device | str = "cpu",

@@ -422,7 +422,7 @@ def validation_loss_terms(profile: str, variants: dict[str, dict], seeds: list[i
     ``reference`` overrides (default: the full model's), so that a model trained without a
     term (e.g. gamma = 0) is still scored on it. Random candidates and targets are drawn from
     one fixed generator, the same for every variant."""
-    from .data import Collator, gpu_padding
+    from .data import Collator, batch_to_device, gpu_padding
     from .train import loss_terms
 
     rows = []
@@ -438,7 +438,7 @@ def validation_loss_terms(profile: str, variants: dict[str, dict], seeds: list[i
             sums, count = {}, 0
             for start in range(0, len(idx), tc.batch_size):
                 rows_ = [valid[i] for i in idx[start:start + tc.batch_size]]
-                terms = loss_terms(model, {k: v.to(dev) for k, v in collate(rows_).items()}, tc, gen)
+                terms = loss_terms(model, batch_to_device(collate(rows_), dev), tc, gen)
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + float(v) * len(rows_)
                 count += len(rows_)

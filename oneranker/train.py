@@ -24,7 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .config import Config, TrainConfig
-from .data import Collator, Prepared, gpu_padding
+from .data import Collator, Prepared, batch_to_device, gpu_padding, to_device
 from .losses import bpr_loss, bpr_pairs, catalogue_nll, dc_loss, nll_norm, realised_value, value_weighted_draws
 from .model import OneRanker
 
@@ -37,15 +37,6 @@ def resolve_device(device: str) -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} requested but CUDA is not available")
     return torch.device(device)
-
-
-def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Copy a CPU tensor to ``device``. To CUDA the copy goes through pinned memory and does
-    not block: a plain copy makes the host wait until the GPU has finished all the work
-    queued before it (the previous step's backward pass, say) instead of queuing more."""
-    if device.type != "cuda" or t.device.type != "cpu":
-        return t.to(device)
-    return t.pin_memory().to(device, non_blocking=True)
 
 
 def funnel_level(head: int, n_heads: int) -> str:
@@ -96,10 +87,15 @@ def draw_loss_samples(model: OneRanker, batch: dict[str, torch.Tensor], tc: Trai
     return LossDraws(targets, negatives)
 
 
-def _logged_value(batch: dict[str, torch.Tensor], tc: TrainConfig) -> torch.Tensor:
+def _outcomes(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logged clicks and conversions of the batch's valid impressions."""
     mask = batch["imp_mask"]
-    click, conv = batch["imp_click"].bool() & mask, batch["imp_conv"].bool() & mask
-    return realised_value(batch["imp_bid"], click, conv, tc.value_click_weight, tc.value_conv_weight) * mask
+    return batch["imp_click"].bool() & mask, batch["imp_conv"].bool() & mask
+
+
+def _logged_value(batch: dict[str, torch.Tensor], tc: TrainConfig) -> torch.Tensor:
+    click, conv = _outcomes(batch)
+    return realised_value(batch["imp_bid"], click, conv, tc.value_click_weight, tc.value_conv_weight) * batch["imp_mask"]
 
 
 def loss_terms(model: OneRanker, batch: dict[str, torch.Tensor], tc: TrainConfig,
@@ -119,7 +115,7 @@ def loss_from_draws(model: OneRanker, batch: dict[str, torch.Tensor], tc: TrainC
     """:func:`loss_terms` given the step's random draws: no randomness and no host-device
     wait, so it can be compiled whole, the model's forward pass included."""
     items, mask = batch["imp_item"], batch["imp_mask"]
-    click, conv = batch["imp_click"].bool() & mask, batch["imp_conv"].bool() & mask
+    click, conv = _outcomes(batch)
     by_level = {"impression": torch.where(mask, items, -1), "click": torch.where(click, items, -1),
                 "conversion": torch.where(conv, items, -1)}
     v = _logged_value(batch, tc)
@@ -253,7 +249,7 @@ class Trainer:
     def batch(self, split: str, indices: np.ndarray) -> dict[str, torch.Tensor]:
         cols = self.prepared.requests[split][indices.tolist()]
         rows = [dict(zip(cols, vals)) for vals in zip(*cols.values())]
-        return {k: to_device(v, self.device) for k, v in self.collate(rows).items()}
+        return batch_to_device(self.collate(rows), self.device)
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         rng = np.random.default_rng(_step_seed(self.cfg.seed, 1, epoch))

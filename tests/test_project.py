@@ -5,6 +5,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,9 +53,10 @@ def test_reproduce_refuses_seed_lists_without_a_ci_before_running_anything(tmp_p
             run_notebooks("smoke", notebooks=[], seeds=bad)
 
 
-@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
 def test_reproduce_on_cuda_without_a_gpu_fails_before_any_notebook(capsys):
     from oneranker.__main__ import main
 
-    assert main(["reproduce", "--profile", "smoke", "--device", "cuda", "--notebooks", str(ROOT / "notebooks" / "01_data_prep.ipynb")]) == 2
+    notebook = str(ROOT / "notebooks" / "01_data_prep.ipynb")
+    assert main(["reproduce", "--profile", "smoke", "--device", "cuda", "--notebooks", notebook]) == 2
     assert "CUDA is not available" in capsys.readouterr().err
