@@ -134,7 +134,12 @@ class WorldConfig(Validated):
     n_context_values: tuple[int, ...] = knob((4, 6), "Cardinality of each request-context field "
                                                      "(surface- and hour-like).", ge=1)
     # --- response model ----------------------------------------------------------------
-    affinity_weight: float = knob(4.0, "pCTR logit per unit of best user-interest/item similarity.", ge=0.0)
+    affinity_weight: float = knob(8.0, "pCTR logit per unit of best user-interest/item similarity. Chosen by "
+                                       "headroom alone (notebook 01, reference.market_headroom): at 4 the truth "
+                                       "was as flat as ~570 equally likely ads of 1,500 and the interest oracle "
+                                       "only 2.5x popularity; 8, the first setting tried, gives 6.6x and a "
+                                       "popularity->oracle gap 15 seed-CIs wide (criteria: >= 4x, >= 10 CIs).",
+                                  ge=0.0)
     popularity_weight: float = knob(0.5, "pCTR logit per std of log-popularity.", ge=0.0)
     session_boost: float = knob(0.5, "Similarity bonus of the interest active in the current session "
                                      "(recent behaviour tells which interest is active).", ge=0.0)
@@ -236,6 +241,20 @@ class ModelConfig(Validated):
                                            "only): about 10x faster at paper lengths, but each new sequence "
                                            "length costs a compile, too much for the short quick runs.",
                                     runtime=True)
+    item_representation: str = knob("sid+id", "An ad's embedding: 'sid' = the sum of its semantic-ID code "
+                                    "embeddings only (the paper's tokenisation, and this project's model "
+                                    "before the learnability work); 'id' = a per-ad embedding and output "
+                                    "bias only; 'sid+id' = both, so that popularity and an ad's own appeal, "
+                                    "which content does not hold, can be learned.",
+                                    choices=("sid", "id", "sid+id"))
+    positions: str = knob("recency", "Position embeddings: 'recency' counts history tokens back from the "
+                                     "newest (the current session sits at the same positions in every "
+                                     "example); 'absolute' counts from the sequence start.",
+                          choices=("recency", "absolute"))
+    value_features: bool = knob(True, "The value heads and the ranker see each ad's standardised log bid "
+                                      "(a value head adds w x log bid to its scores; the ranker adds a "
+                                      "projection of it to each candidate). False: ads are content and ID "
+                                      "only.")
     # --- ablation switches (paper Tables 2 and 3) ----------------------------------------
     use_step2: bool = knob(True, "False: 'ranker on Step 1 only' - no Step 2; a Step-1 next-item head generates.")
     use_task_tokens: bool = knob(True, "False: 'without Fake Items and task tokens' - one shared query token.")

@@ -111,17 +111,6 @@ def model_lists(model: OneRanker, cfg: Config, prepared: Prepared, ts: TruthSet,
     return out
 
 
-def popularity_list(prepared: Prepared, n_requests: int, n: int) -> np.ndarray:
-    """The n ads clicked most often in the training logs, for every request (the baseline a
-    generator must beat)."""
-    table = prepared.requests["train"].data   # Arrow: flattening list columns is instant there
-    items = table.column("imp_item").combine_chunks().flatten().to_numpy()
-    clicks = table.column("imp_click").combine_chunks().flatten().to_numpy().astype(float)
-    n_items = prepared.meta["n_items"]
-    counts = np.bincount(items, weights=clicks, minlength=n_items) + 1e-6 * np.bincount(items, minlength=n_items)
-    return np.broadcast_to(np.argsort(-counts, kind="stable")[:n], (n_requests, n))
-
-
 def list_metrics(ranked: np.ndarray, ts: TruthSet, ks: tuple[int, ...] = KS) -> dict[str, float]:
     """Expected HR@K / NDCG@K of an interest (pCTR-drawn) and a value (eCPM-drawn) positive,
     and the eCPM-graded NDCG@K of the list."""
@@ -179,12 +168,6 @@ def centroid_alignment(model: OneRanker, cfg: Config, prepared: Prepared, ts: Tr
     return {"interest_rho": rho(pref_click, truth_pctr), "value_rho": rho(pref_value, truth_ecpm),
             "pref_click": pref_click, "pref_value": pref_value, "truth_pctr": truth_pctr,
             "truth_ecpm": truth_ecpm, "cluster": cluster}
-
-
-def oracle_list(ts: TruthSet, n: int) -> np.ndarray:
-    """The n ads of highest true eCPM for every request: what a platform that knew the truth
-    would serve (the ceiling of the GMV-proxy table)."""
-    return np.argsort(-ts.truth.ecpm, axis=1, kind="stable")[:, :n]
 
 
 def slate_outcomes(ranked: np.ndarray, ts: TruthSet, slate_size: int, position_bias: float) -> dict[str, np.ndarray]:

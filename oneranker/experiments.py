@@ -24,13 +24,12 @@ from tqdm import tqdm
 from .baselines import Cascade
 from .config import Config, make_config
 from .data import cached_prepared
-from .evaluate import TruthSet, list_metrics, model_lists, oracle_list, popularity_list, slate_outcomes, truth_set
+from .evaluate import TruthSet, list_metrics, model_lists, slate_outcomes, truth_set
 from .metrics import mean_ci
 from .train import resolve_device, train_or_load
 from .world import World
 
-POPULARITY = "popularity"
-ORACLE = "oracle"
+from .reference import INTEREST_ORACLE, POPULARITY, REFERENCES, VALUE_ORACLE, reference_lists
 SERVED = "served"
 
 
@@ -130,8 +129,8 @@ def _configs(profile: str, seed: int, variant: dict | Cascade) -> list[Config]:
 
 def run_grid(profile: str, variants: dict[str, dict | Cascade], seeds: list[int] | tuple[int, ...],
              cache_dir: str | Path, device: str = "auto", n_candidates: int | None = None,
-             eval_requests: int | None = 1000, baselines: bool = False, progress: bool = False,
-             workers: int | None = None, per_head: bool = False, oracle: bool = False) -> pd.DataFrame:
+             eval_requests: int | None = 1000, references: bool = True, progress: bool = False,
+             workers: int | None = None, per_head: bool = False) -> pd.DataFrame:
     """Train (or load) and evaluate every variant for every seed.
 
     A variant is a dict of config overrides (one model) or a :class:`baselines.Cascade` (a
@@ -139,8 +138,9 @@ def run_grid(profile: str, variants: dict[str, dict | Cascade], seeds: list[int]
     evaluated on its own dataset and truth. Returns a tidy frame: columns ``variant, seed,
     list`` (``generated`` or ``ranked``), the metrics of :func:`evaluate.list_metrics` and the
     slate's expected ``gmv`` and ``cost`` per request (:func:`evaluate.slate_outcomes`).
-    ``baselines=True`` adds the popularity list of each dataset, ``oracle=True`` the list of
-    highest true eCPM (the ceiling); ``per_head=True`` adds each generator head's own list
+    ``references`` (default) adds the reference lists of each dataset (random, popularity,
+    co-occurrence, interest and value oracles: :mod:`oneranker.reference`), the scale every
+    model row is read against; ``per_head=True`` adds each generator head's own list
     (``head: click``, ...).
     """
     rows = []
@@ -155,11 +155,9 @@ def run_grid(profile: str, variants: dict[str, dict | Cascade], seeds: list[int]
             key = cfg.data_hash()
             if key not in truths:
                 truths[key] = cached_truth_set(cfg, prepared, eval_requests)
-                n_req, n = len(truths[key].indices), n_candidates or cfg.train.n_candidates
-                reference = {POPULARITY: popularity_list(prepared, n_req, n) if baselines else None,
-                             ORACLE: oracle_list(truths[key], n) if oracle else None}
-                for ref_name, ref_list in reference.items():
-                    if ref_list is not None:
+                if references:
+                    n = n_candidates or cfg.train.n_candidates
+                    for ref_name, ref_list in reference_lists(prepared, truths[key], n, seed).items():
                         rows.append({"variant": ref_name, "seed": seed, "list": "generated", "data": key,
                                      **_row_metrics(ref_list, truths[key], cfg)})
             ts, n = truths[key], n_candidates or cfg.train.n_candidates

@@ -1,6 +1,6 @@
 """OneRanker: generation and ranking in one forward pass of three steps (PAPER.md).
 
-Reading order: :class:`ItemEmbedding` (ads as sums of semantic-ID code embeddings),
+Reading order: :class:`ItemEmbedding` (ads as semantic-ID code embeddings plus an ID embedding),
 :class:`TokenEmbedding` (the user journey), :class:`GDecoder` (Step 1), :class:`FakeItemTokens`
 and :class:`Step2` (value-aware multi-task decoupling with the dual-channel score),
 :class:`RDecoder` (Step 3, with K/V pass-through), and :class:`OneRanker` tying them together.
@@ -23,17 +23,52 @@ from . import masks
 from .config import ModelConfig
 from .data import Vocab
 from .layers import CrossSelfBlock, DecoderBlock, Mask, MLP
-from .schema import AD, CONTEXT, ORGANIC, USER
+from .schema import ACTIONS, AD, CONTEXT, ORGANIC, TOKEN_TYPES, USER
+
+
+EMBEDDING_INIT_STD = 0.02
+"""Initial std of every embedding table (GPT-2's choice). With unit-variance tables a
+catalogue score <task, e_n> starts at several units and the first softmax over the catalogue
+is far from uniform (a first loss of ~44 nats against ln(1,682) = 7.4 on MovieLens); at 0.02
+the first loss is that of a uniform guess."""
+
+
+def _small_embedding(n: int, d_model: int) -> nn.Embedding:
+    emb = nn.Embedding(n, d_model)
+    nn.init.normal_(emb.weight, std=EMBEDDING_INIT_STD)
+    return emb
 
 
 class ItemEmbedding(nn.Module):
-    """An ad's embedding = the sum of its semantic-ID code embeddings (one table per level,
-    plus the dedup digit), so ads sharing a code prefix share parameters (DESIGN.md)."""
+    """An ad's embedding, from the parts ``representation`` names:
 
-    def __init__(self, sid_codes: np.ndarray, digits: tuple[int, ...], d_model: int) -> None:
+    * ``sid``: the sum of its semantic-ID code embeddings (one table per level, plus the dedup
+      digit), so ads sharing a code prefix share parameters (the paper's tokenisation);
+    * ``id``: a per-ad embedding and a per-ad output bias, so that what content does not
+      hold (an ad's popularity, its own appeal) can still be learned;
+    * ``sid+id`` (default): both.
+
+    It also holds each ad's standardised log bid (:meth:`bid_feature`), a feature the value
+    heads and the ranker read (``model.value_features``)."""
+
+    def __init__(self, sid_codes: np.ndarray, digits: tuple[int, ...], d_model: int,
+                 representation: str = "sid+id", item_bid: np.ndarray | None = None) -> None:
         super().__init__()
-        self.register_buffer("codes", torch.tensor(np.asarray(sid_codes), dtype=torch.long), persistent=False)
-        self.tables = nn.ModuleList(nn.Embedding(n, d_model) for n in digits)
+        if representation not in ("sid", "id", "sid+id"):
+            raise ValueError(f"item representation {representation!r}: choose sid, id or sid+id")
+        codes = torch.tensor(np.asarray(sid_codes), dtype=torch.long)
+        self.register_buffer("codes", codes, persistent=False)
+        self.representation = representation
+        use_sid, use_id = "sid" in representation, "id" in representation.split("+")
+        self.tables = nn.ModuleList(_small_embedding(n, d_model) for n in digits) if use_sid else nn.ModuleList()
+        self.ids = _small_embedding(codes.shape[0], d_model) if use_id else None
+        self.output_bias = nn.Parameter(torch.zeros(codes.shape[0])) if use_id else None
+        log_bid = np.zeros(codes.shape[0]) if item_bid is None else np.log(np.asarray(item_bid, dtype=np.float64))
+        if len(log_bid) != codes.shape[0]:
+            raise ValueError(f"item_bid has {len(log_bid)} entries for {codes.shape[0]} ads")
+        std = log_bid.std()
+        z = (log_bid - log_bid.mean()) / (std if std > 0 else 1.0)
+        self.register_buffer("log_bid", torch.tensor(z, dtype=torch.float32), persistent=False)
 
     @property
     def n_items(self) -> int:
@@ -41,26 +76,60 @@ class ItemEmbedding(nn.Module):
 
     def forward(self, items: Tensor | None = None) -> Tensor:
         """Embeddings of ``items`` (any shape of ad ids), or of the whole catalogue."""
-        codes = self.codes if items is None else self.codes[items.clamp(min=0)]
-        return sum(t(codes[..., lvl]) for lvl, t in enumerate(self.tables))
+        idx = None if items is None else items.clamp(min=0)
+        out = 0
+        if len(self.tables):
+            codes = self.codes if idx is None else self.codes[idx]
+            out = sum(t(codes[..., lvl]) for lvl, t in enumerate(self.tables))
+        if self.ids is not None:
+            out = out + (self.ids.weight if idx is None else self.ids(idx))
+        return out
+
+    def bias(self, items: Tensor | None = None) -> Tensor | float:
+        """Per-ad output bias (0 without ID embeddings): popularity as one learned number."""
+        if self.output_bias is None:
+            return 0.0
+        return self.output_bias if items is None else self.output_bias[items.clamp(min=0)]
+
+    def bid_feature(self, items: Tensor | None = None) -> Tensor:
+        """Standardised log bid of ``items`` (or of the catalogue)."""
+        return self.log_bid if items is None else self.log_bid[items.clamp(min=0)]
 
 
 class TokenEmbedding(nn.Module):
     """Embeds ``[user attributes | context | history]``: a table per token type (ads through
-    :class:`ItemEmbedding`), plus action (impression/click/conversion), type and position."""
+    :class:`ItemEmbedding`), plus action (impression/click/conversion), type and position.
 
-    def __init__(self, vocab: Vocab, d_model: int, max_len: int) -> None:
+    ``positions="recency"`` (default) numbers history tokens back from the newest one (0 = the
+    token just before the request), so that "the current session" is the same positions in
+    every example whatever the history's length; the prefix tokens get positions of their own
+    after the history's. ``"absolute"`` numbers tokens from the start of the sequence."""
+
+    def __init__(self, vocab: Vocab, d_model: int, max_len: int, positions: str = "recency") -> None:
         super().__init__()
-        self.user = nn.Embedding(vocab.n_user_tokens, d_model)
-        self.context = nn.Embedding(vocab.n_context_tokens, d_model)
-        self.organic = nn.Embedding(max(1, vocab.n_organic), d_model)
-        self.action = nn.Embedding(5, d_model)
-        self.type_emb = nn.Embedding(5, d_model)
-        self.position = nn.Embedding(max_len, d_model)
-        self.max_len = max_len
+        if positions not in ("recency", "absolute"):
+            raise ValueError(f"positions {positions!r}: choose recency or absolute")
+        self.user = _small_embedding(vocab.n_user_tokens, d_model)
+        self.context = _small_embedding(vocab.n_context_tokens, d_model)
+        self.organic = _small_embedding(max(1, vocab.n_organic), d_model)
+        self.action = _small_embedding(len(ACTIONS), d_model)
+        self.type_emb = _small_embedding(len(TOKEN_TYPES), d_model)
+        self.position = _small_embedding(max_len, d_model)
+        self.max_len, self.positions = max_len, positions
 
-    def forward(self, tok_type: Tensor, tok_id: Tensor, tok_action: Tensor, items: ItemEmbedding) -> Tensor:
-        L = tok_type.shape[1]
+    def position_ids(self, lengths: Tensor, prefix: Tensor, L: int) -> Tensor:
+        """[B, L] position of every token (see the class docstring); padding gets 0."""
+        i = torch.arange(L, device=lengths.device)[None]
+        if self.positions == "absolute":
+            return i.expand(lengths.shape[0], -1)
+        back = lengths[:, None] - 1 - i                     # 0 = newest history token
+        in_prefix = i < prefix[:, None]
+        prefix_pos = self.max_len - prefix[:, None] + i     # the table's last rows
+        return torch.where(in_prefix, prefix_pos, back.clamp(min=0))
+
+    def forward(self, tok_type: Tensor, tok_id: Tensor, tok_action: Tensor, items: ItemEmbedding,
+                lengths: Tensor | None = None, prefix: Tensor | None = None) -> Tensor:
+        B, L = tok_type.shape
         if L > self.max_len:
             raise ValueError(f"sequence of {L} tokens exceeds the model's max_len={self.max_len}")
         by_type = {USER: self.user, CONTEXT: self.context, ORGANIC: self.organic}
@@ -70,8 +139,11 @@ class TokenEmbedding(nn.Module):
             x = torch.where(sel[..., None], table(torch.where(sel, tok_id, 0)), x)
         ad = tok_type == AD
         x = torch.where(ad[..., None], items(torch.where(ad, tok_id, 0)), x)
-        pos = torch.arange(L, device=tok_type.device)
-        return x + self.action(tok_action) + self.type_emb(tok_type) + self.position(pos)[None]
+        if lengths is None:
+            lengths = (tok_type != 0).sum(1)
+        if prefix is None:
+            prefix = torch.zeros_like(lengths)
+        return x + self.action(tok_action) + self.type_emb(tok_type) + self.position(self.position_ids(lengths, prefix, L))
 
 
 @dataclass
@@ -205,6 +277,7 @@ class RDecoder(nn.Module):
                                     for _ in range(cfg.step3_layers))
         self.norm = nn.LayerNorm(d)
         self.score = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 1))
+        self.bid_proj = nn.Linear(1, d) if cfg.value_features else None
 
     def memory_kv(self, memory: Tensor) -> list[tuple[Tensor, Tensor]]:
         """K/V of the memory for every layer: computed once per request, reused for any
@@ -226,12 +299,16 @@ class OneRanker(nn.Module):
     """The whole model. ``encode`` runs Steps 1-2 once per request; ``generator_scores`` gives
     the heads' catalogue scores; ``rank`` runs Step 3 on any candidate set."""
 
-    def __init__(self, cfg: ModelConfig, vocab: Vocab, sid_codes: np.ndarray, max_history_len: int) -> None:
+    def __init__(self, cfg: ModelConfig, vocab: Vocab, sid_codes: np.ndarray, max_history_len: int,
+                 item_bid: np.ndarray | None = None) -> None:
         super().__init__()
         self.cfg, self.vocab = cfg, vocab
         d = cfg.d_model
-        self.items = ItemEmbedding(sid_codes, vocab.sid_digits, d)
-        self.embed = TokenEmbedding(vocab, d, vocab.prefix_len + max_history_len)
+        self.items = ItemEmbedding(sid_codes, vocab.sid_digits, d, cfg.item_representation, item_bid)
+        self.embed = TokenEmbedding(vocab, d, vocab.prefix_len + max_history_len, cfg.positions)
+        # model.value_features: the value heads add w_j x standardised log bid to their scores
+        # (bid is part of what pays), the ranker adds a projection of it to each candidate.
+        self.value_bid_weight = nn.Parameter(torch.zeros(cfg.n_value_tasks)) if cfg.value_features else None
         self.step1 = GDecoder(cfg)
         self.step2 = Step2(cfg) if cfg.use_step2 else None
         self.rdecoder = RDecoder(cfg) if cfg.use_ranker else None
@@ -243,8 +320,9 @@ class OneRanker(nn.Module):
         tok_type = batch["tok_type"]
         B, L = tok_type.shape
         lengths, prefix = batch["length"], batch["prefix_len"]
-        x = self.drop(self.embed(tok_type, batch["tok_id"], batch["tok_action"], self.items))
-        h1 = self.step1(x, self.step1_mask(lengths, prefix, L))
+        mask = self.step1_mask(lengths, prefix, L)   # first: it checks lengths and prefix
+        x = self.drop(self.embed(tok_type, batch["tok_id"], batch["tok_action"], self.items, lengths, prefix))
+        h1 = self.step1(x, mask)
         key_pad = masks.key_padding(lengths, L)
         last = h1[torch.arange(B, device=h1.device), lengths - 1]
         tasks = fakes = None
@@ -268,13 +346,18 @@ class OneRanker(nn.Module):
         """(interest [B, n_interest, N], value [B, n_value, N]) catalogue scores. Without Step 2
         every head is the plain Step-1 next-item score <h1_last, e_n>."""
         item_emb = self.items()
+        bias = self.items.bias()
         c = self.cfg
         if self.step2 is None:
-            s = (state.last @ item_emb.T)[:, None]
-            return s.expand(-1, c.n_interest_tasks, -1), s.expand(-1, c.n_value_tasks, -1)
-        scores = self.step2.scores(state.tasks, state.fakes, item_emb)
-        interest_idx, value_idx = self.step2.head_tokens()
-        return scores[:, interest_idx], scores[:, value_idx]
+            s = (state.last @ item_emb.T + bias)[:, None]
+            interest, value = s.expand(-1, c.n_interest_tasks, -1), s.expand(-1, c.n_value_tasks, -1)
+        else:
+            scores = self.step2.scores(state.tasks, state.fakes, item_emb) + bias
+            interest_idx, value_idx = self.step2.head_tokens()
+            interest, value = scores[:, interest_idx], scores[:, value_idx]
+        if self.value_bid_weight is not None:
+            value = value + self.value_bid_weight[:, None] * self.items.bid_feature()
+        return interest, value
 
     @staticmethod
     def retrieval_score(interest: Tensor, value: Tensor) -> Tensor:
@@ -298,7 +381,10 @@ class OneRanker(nn.Module):
         if self.rdecoder is None:
             raise RuntimeError("this model has no ranker (model.use_ranker=False)")
         memory, pad = self.ranker_memory(state)
-        return self.rdecoder(self.items(candidates), None if cache is not None else memory, pad, cache)
+        cand = self.items(candidates)
+        if self.cfg.value_features:
+            cand = cand + self.rdecoder.bid_proj(self.items.bid_feature(candidates)[..., None])
+        return self.rdecoder(cand, None if cache is not None else memory, pad, cache)
 
     def refresh_fake_items(self, seed: int) -> None:
         if self.step2 is not None and self.step2.fake is not None:

@@ -49,7 +49,9 @@ def funnel_level(head: int, n_heads: int) -> str:
 def build_model(cfg: Config, prepared: Prepared) -> OneRanker:
     from .data import Vocab
     torch.manual_seed(cfg.seed)
-    return OneRanker(cfg.model, Vocab.from_meta(prepared.meta), prepared.sid_codes, cfg.data.max_history_len)
+    bids = np.asarray(prepared.items.data.column("bid").to_numpy(), dtype=np.float64)
+    return OneRanker(cfg.model, Vocab.from_meta(prepared.meta), prepared.sid_codes, cfg.data.max_history_len,
+                     item_bid=bids)
 
 
 def value_aware_weights(bid: torch.Tensor, click: torch.Tensor, conv: torch.Tensor, mask: torch.Tensor,

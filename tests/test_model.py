@@ -71,13 +71,18 @@ SWITCHES = [
     ({"model.use_step2": False}, "generator"),
     ({"model.ranker_kv": "step1"}, "ranker"),
     ({"model.use_step2": False, "model.ranker_kv": "step1"}, "ranker"),
+    ({"model.item_representation": "sid"}, "generator"),
+    ({"model.item_representation": "id"}, "generator"),
+    ({"model.positions": "absolute"}, "generator"),
+    ({"model.value_features": False}, "generator"),
+    ({"model.value_features": False}, "ranker"),
 ]
 
 
 @pytest.mark.parametrize("switch, part", SWITCHES)
 def test_every_ablation_switch_changes_the_computation(tiny_prepared, switch, part):
     base_cfg, cfg = tiny_config(), tiny_config(**switch)
-    base = build_model(base_cfg, tiny_prepared)
+    base = _trained_like(build_model(base_cfg, tiny_prepared))
     variant = build_model(cfg, tiny_prepared)
     # Same weights wherever the two share a parameter, so a difference comes from the switch.
     variant.load_state_dict({k: v for k, v in base.state_dict().items() if k in variant.state_dict()
@@ -240,3 +245,80 @@ def test_the_loss_forward_waits_for_the_gpu_once(tiny_prepared, monkeypatch):
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert calls == [1] and torch.isfinite(loss)
+
+
+def _trained_like(model):
+    """Give every parameter a non-trivial value (zero-initialised biases and bid weights
+    would hide a switch that only matters once trained)."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return model
+
+
+def test_first_catalogue_loss_is_that_of_a_uniform_guess(tiny_prepared):
+    """Small embedding initialisation: the softmax over the catalogue starts near uniform
+    (the old unit-variance tables started tens of nats above ln N)."""
+    import math
+
+    from oneranker.losses import catalogue_nll
+    cfg = tiny_config()
+    model = build_model(cfg, tiny_prepared).eval()
+    batch = _batch(tiny_prepared, cfg, n=16)
+    with torch.no_grad():
+        interest, _ = model.generator_scores(model.encode(batch))
+    targets = batch["imp_item"]
+    nll = float(catalogue_nll(interest[:, 0], targets))
+    assert abs(nll - math.log(120)) < 0.25       # unit-variance tables: tens of nats above
+
+
+@pytest.mark.parametrize("representation", ["sid", "id", "sid+id"])
+def test_item_representation_parts(tiny_prepared, representation):
+    model = build_model(tiny_config(**{"model.item_representation": representation}), tiny_prepared)
+    items = model.items
+    assert (len(items.tables) > 0) == ("sid" in representation)
+    assert (items.ids is not None) == (representation != "sid")
+    ids = torch.tensor([0, 5, 7])
+    parts = 0
+    if items.tables:
+        parts = sum(t.weight[items.codes[ids, lvl]] for lvl, t in enumerate(items.tables))
+    if items.ids is not None:
+        parts = parts + items.ids.weight[ids]
+    torch.testing.assert_close(items(ids), parts)
+    torch.testing.assert_close(items()[ids], items(ids))
+
+
+def test_an_ad_only_id_embedding_separates_ads_with_the_same_semantic_id(tiny_prepared):
+    """Two ads with the same codes but the dedup digit are one vector short of identical under
+    'sid'; an ID embedding and bias tell any two ads apart."""
+    model = _trained_like(build_model(tiny_config(), tiny_prepared))
+    items = model.items
+    assert not torch.allclose(items.bias(torch.tensor([0])), items.bias(torch.tensor([1])))
+
+
+def test_recency_positions_count_back_from_the_newest_token(tiny_prepared):
+    cfg = tiny_config()
+    model = build_model(cfg, tiny_prepared)
+    lengths, prefix = torch.tensor([9, 6]), torch.tensor([5, 5])
+    pos = model.embed.position_ids(lengths, prefix, 10)
+    max_len = model.embed.max_len
+    assert pos[0].tolist() == [max_len - 5 + i for i in range(5)] + [3, 2, 1, 0, 0]
+    assert pos[1].tolist() == [max_len - 5 + i for i in range(5)] + [0, 0, 0, 0, 0]
+    absolute = build_model(tiny_config(**{"model.positions": "absolute"}), tiny_prepared)
+    assert absolute.embed.position_ids(lengths, prefix, 10)[1].tolist() == list(range(10))
+
+
+def test_value_features_add_the_bid_to_value_heads_only(tiny_prepared):
+    cfg = tiny_config()
+    model = _trained_like(build_model(cfg, tiny_prepared)).eval()
+    batch = _batch(tiny_prepared, cfg)
+    with torch.no_grad():
+        state = model.encode(batch)
+        interest, value = model.generator_scores(state)
+        model.value_bid_weight.zero_()
+        interest0, value0 = model.generator_scores(state)
+    torch.testing.assert_close(interest, interest0)
+    assert not torch.allclose(value, value0)
+    bids = np.asarray(tiny_prepared.items["bid"])
+    z = (np.log(bids) - np.log(bids).mean()) / np.log(bids).std()
+    np.testing.assert_allclose(model.items.bid_feature().numpy(), z, rtol=1e-5, atol=1e-6)

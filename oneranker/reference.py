@@ -1,0 +1,243 @@
+"""Reference lists: the scale every model result is read against.
+
+A number such as HR@5 = 0.05 means nothing alone. Every results table of the project puts
+beside its models:
+
+* ``random``: ads drawn uniformly (the floor);
+* ``popularity``: the ads clicked most in the training logs, the same list for every request
+  (what a generator must beat to have learned anything personal);
+* ``co-occurrence``: a non-learned history baseline, an item-to-item count model: an ad scores
+  by how often it was clicked (or shown) right after the items of the request's current
+  session in the training logs, smoothed towards popularity. No parameter is fitted;
+* ``interest oracle``: the top-K ads by the market's true pCTR at the request (the ceiling of
+  HR@K: nothing can find the held-out interest positive more often);
+* ``value oracle``: the top-K ads by true eCPM (the ceiling of valueHR@K and of the eCPM
+  graded NDCG).
+
+:func:`gap_closed` turns a metric into the share of the popularity -> interest-oracle gap that
+a list closes: 0 = popularity, 1 = the oracle. :func:`effective_ads` measures how concentrated
+the truth is (the number of equally likely ads with the same entropy as a request's true pCTR
+distribution): a flat truth leaves no headroom for any model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+
+from .schema import AD, CLICK, IMPRESSION, ORGANIC
+
+RANDOM = "random"
+POPULARITY = "popularity"
+COOCCURRENCE = "co-occurrence"
+INTEREST_ORACLE = "interest oracle"
+VALUE_ORACLE = "value oracle"
+REFERENCES = (RANDOM, POPULARITY, COOCCURRENCE, INTEREST_ORACLE, VALUE_ORACLE)
+
+
+def random_list(n_items: int, n_requests: int, n: int, seed: int) -> np.ndarray:
+    """``n`` distinct ads drawn uniformly for each request [R, n] (seeded)."""
+    rng = np.random.default_rng(seed)
+    return np.argsort(rng.random((n_requests, n_items)), axis=1)[:, :n]
+
+
+def click_counts(imp_item: np.ndarray, imp_click: np.ndarray, n_items: int) -> np.ndarray:
+    """Clicks per ad in logged impressions, with a 1e-6 tie-break by impressions."""
+    return (np.bincount(imp_item, weights=imp_click.astype(float), minlength=n_items)
+            + 1e-6 * np.bincount(imp_item, minlength=n_items))
+
+
+def top_n(scores: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the ``n`` highest scores of each row, best first (stable for ties)."""
+    scores = np.atleast_2d(scores)
+    if n < scores.shape[1]:
+        part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    else:
+        part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)
+
+
+def interest_oracle_list(pctr: np.ndarray, n: int) -> np.ndarray:
+    """The ``n`` ads of highest true pCTR at each request [R, n]."""
+    return top_n(pctr, n)
+
+
+def value_oracle_list(ecpm: np.ndarray, n: int) -> np.ndarray:
+    """The ``n`` ads of highest true eCPM at each request [R, n]."""
+    return top_n(ecpm, n)
+
+
+def session_tokens(tok_type: np.ndarray, tok_item: np.ndarray, n_organic: int) -> np.ndarray:
+    """Token keys of a request's *current session*: the organic items consumed after the last
+    ad impression (the run of organic tokens that ends the history). Organic item ``o`` has
+    key ``o``; an ad would be ``n_organic + ad`` (none appear in a session by definition)."""
+    is_ad = tok_type == AD
+    start = len(tok_type) - int(np.argmax(is_ad[::-1])) if is_ad.any() else 0
+    sel = tok_type[start:] == ORGANIC
+    return tok_item[start:][sel].astype(np.int64)
+
+
+class CooccurrenceModel:
+    """Item-to-item counts from session items to the ads logged right after them.
+
+    ``fit``: for every training request, each item of its current session (organic items
+    since the last ad slot) counts each ad of the request's slate with weight
+    ``impression_weight`` if only shown and 1 if clicked. ``scores``: for a request, the mean
+    over its session items of ``(count[item, ad] + smoothing * p_pop(ad)) / (n[item] +
+    smoothing)``, where ``p_pop`` is the popularity distribution: a session without items,
+    or with items never seen, falls back to popularity. Counting only, nothing is trained.
+    """
+
+    def __init__(self, n_keys: int, n_items: int, impression_weight: float = 0.1, smoothing: float = 5.0) -> None:
+        self.n_keys, self.n_items = n_keys, n_items
+        self.impression_weight, self.smoothing = impression_weight, smoothing
+        self.counts: sparse.csr_matrix | None = None
+        self.popularity: np.ndarray | None = None
+
+    def fit(self, sessions: list[np.ndarray], slates: list[np.ndarray], clicks: list[np.ndarray]) -> "CooccurrenceModel":
+        rows, cols, vals = [], [], []
+        pop = np.zeros(self.n_items)
+        for keys, items, click in zip(sessions, slates, clicks):
+            w = np.where(click > 0, 1.0, self.impression_weight)
+            np.add.at(pop, items, w)
+            if len(keys):
+                rows.append(np.repeat(keys, len(items)))
+                cols.append(np.tile(items, len(keys)))
+                vals.append(np.tile(w, len(keys)))
+        cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
+        self.counts = sparse.csr_matrix((cat(vals, float), (cat(rows, np.int64), cat(cols, np.int64))),
+                                        shape=(self.n_keys, self.n_items))
+        self.popularity = pop / max(pop.sum(), 1e-12)
+        return self
+
+    def scores(self, sessions: list[np.ndarray]) -> np.ndarray:
+        """[R, n_items] scores of the requests whose current sessions are ``sessions``."""
+        if self.counts is None:
+            raise RuntimeError("CooccurrenceModel.scores before fit")
+        totals = np.asarray(self.counts.sum(axis=1)).ravel()
+        out = np.empty((len(sessions), self.n_items))
+        lam = self.smoothing
+        for r, keys in enumerate(sessions):
+            if len(keys) == 0:
+                out[r] = self.popularity
+                continue
+            counts = np.asarray(self.counts[keys].todense())
+            out[r] = ((counts + lam * self.popularity) / (totals[keys, None] + lam)).mean(0)
+        return out
+
+
+def gap_closed(value: float | np.ndarray, popularity: float | np.ndarray,
+               oracle: float | np.ndarray) -> float | np.ndarray:
+    """Share of the popularity -> oracle gap closed: (value - popularity) / (oracle -
+    popularity). 0 = popularity, 1 = the oracle, negative = below popularity."""
+    return (np.asarray(value) - popularity) / np.where(np.asarray(oracle) - popularity == 0, np.nan,
+                                                        np.asarray(oracle) - popularity)
+
+
+def effective_ads(pctr: np.ndarray) -> np.ndarray:
+    """Per request, exp(entropy) of the true pCTR normalised over the catalogue [R]: the
+    number of equally likely ads that would spread the held-out positive as widely."""
+    p = pctr / pctr.sum(axis=1, keepdims=True)
+    return np.exp(-(p * np.log(np.clip(p, 1e-300, None))).sum(axis=1))
+
+
+def request_sessions(stream_offsets: np.ndarray, tok_type: np.ndarray, tok_item: np.ndarray,
+                     users: np.ndarray, hist_ends: np.ndarray, n_organic: int) -> list[np.ndarray]:
+    """:func:`session_tokens` of each request (user, history end) of a token stream."""
+    out = []
+    for u, end in zip(users, hist_ends):
+        lo = stream_offsets[u]
+        out.append(session_tokens(tok_type[lo:lo + end], tok_item[lo:lo + end], n_organic))
+    return out
+
+
+def market_headroom(cfg, n_test: int = 1000, k: int = 5) -> dict[str, float]:
+    """How much room a market leaves for learning, from its logs and truth alone (no model):
+    HR@k of the random, popularity, co-occurrence and interest-oracle lists on the first
+    ``n_test`` test requests, the share of the gap the co-occurrence list closes, and the
+    median effective number of ads of the truth. ``cfg``: a :class:`~oneranker.config.Config`."""
+    from .data import split_requests
+    from .metrics import expected_hit_rate
+    from .world import World
+
+    world = World(cfg.world, cfg.seed)
+    logs = world.simulate()
+    splits, _ = split_requests(logs)
+    train, test = splits["train"], splits["test"][:n_test]
+    n_items = logs.n_items
+
+    def sessions(idx: np.ndarray) -> list[np.ndarray]:
+        return request_sessions(logs.stream_offsets, logs.tok_type, logs.tok_item, logs.req_user[idx],
+                                logs.req_hist_end[idx], logs.n_organic)
+
+    def slates(idx: np.ndarray, col: np.ndarray) -> list[np.ndarray]:
+        return [col[logs.imp_offsets[i]:logs.imp_offsets[i + 1]] for i in idx]
+
+    truth = world.truth(logs.req_user[test], np.broadcast_to(np.arange(n_items), (len(test), n_items)),
+                        logs.req_oracle[test], logs.req_context[test])
+    sel = np.concatenate([np.arange(logs.imp_offsets[i], logs.imp_offsets[i + 1]) for i in train])
+    pop = click_counts(logs.imp_item[sel], logs.imp_click[sel], n_items)
+    cooc = CooccurrenceModel(logs.n_organic, n_items).fit(sessions(train), slates(train, logs.imp_item),
+                                                          slates(train, logs.imp_click))
+    lists = {RANDOM: random_list(n_items, len(test), k, cfg.seed),
+             POPULARITY: np.broadcast_to(top_n(pop, k), (len(test), k)),
+             COOCCURRENCE: top_n(cooc.scores(sessions(test)), k),
+             INTEREST_ORACLE: interest_oracle_list(truth.pctr, k)}
+    out = {f"{name} HR@{k}": expected_hit_rate(lst, truth.pctr, k) for name, lst in lists.items()}
+    out["oracle / popularity"] = out[f"{INTEREST_ORACLE} HR@{k}"] / out[f"{POPULARITY} HR@{k}"]
+    out["co-occurrence gap closed"] = float(gap_closed(out[f"{COOCCURRENCE} HR@{k}"], out[f"{POPULARITY} HR@{k}"],
+                                                       out[f"{INTEREST_ORACLE} HR@{k}"]))
+    out["effective ads (median)"] = float(np.median(effective_ads(truth.pctr)))
+    out["ctr"] = float(logs.imp_click.mean())
+    return out
+
+
+# ---------------------------------------------------------------------------- on prepared data
+def popularity_list(prepared, n_requests: int, n: int) -> np.ndarray:
+    """The n ads clicked most often in the training logs, for every request [R, n] (the
+    baseline a generator must beat)."""
+    table = prepared.requests["train"].data   # Arrow: flattening list columns is instant there
+    items = table.column("imp_item").combine_chunks().flatten().to_numpy()
+    clicks = table.column("imp_click").combine_chunks().flatten().to_numpy()
+    counts = click_counts(items, clicks, prepared.meta["n_items"])
+    return np.broadcast_to(top_n(counts, n)[0], (n_requests, n))
+
+
+def _prepared_sessions(prepared, split: str, rows: np.ndarray | None = None) -> list[np.ndarray]:
+    from .data import _csr_numpy
+
+    offsets, tok_type = _csr_numpy(prepared.users, "tok_type")
+    _, tok_item = _csr_numpy(prepared.users, "tok_item")
+    table = prepared.requests[split].data
+    users = table.column("user").to_numpy()
+    ends = table.column("hist_end").to_numpy()
+    if rows is not None:
+        users, ends = users[rows], ends[rows]
+    return request_sessions(offsets, tok_type, tok_item, users, ends, prepared.meta["n_organic"])
+
+
+def _prepared_slates(prepared, split: str, column: str) -> list[np.ndarray]:
+    arr = prepared.requests[split].data.column(column).combine_chunks()
+    offsets = arr.offsets.to_numpy()
+    values = arr.values.to_numpy()
+    return [values[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
+
+
+def cooccurrence_list(prepared, n_requests: int, n: int, split: str = "test") -> np.ndarray:
+    """The co-occurrence baseline's top n for the first ``n_requests`` requests of ``split``
+    [R, n], its counts taken from the training split (:class:`CooccurrenceModel`)."""
+    model = CooccurrenceModel(max(1, prepared.meta["n_organic"]), prepared.meta["n_items"]).fit(
+        _prepared_sessions(prepared, "train"), _prepared_slates(prepared, "train", "imp_item"),
+        _prepared_slates(prepared, "train", "imp_click"))
+    return top_n(model.scores(_prepared_sessions(prepared, split, np.arange(n_requests))), n)
+
+
+def reference_lists(prepared, ts, n: int, seed: int) -> dict[str, np.ndarray]:
+    """Every reference list of the module docstring for the truth set ``ts`` [R, n] each."""
+    R = len(ts.indices)
+    return {RANDOM: random_list(prepared.meta["n_items"], R, n, seed),
+            POPULARITY: popularity_list(prepared, R, n),
+            COOCCURRENCE: cooccurrence_list(prepared, R, n),
+            INTEREST_ORACLE: interest_oracle_list(ts.truth.pctr, n),
+            VALUE_ORACLE: value_oracle_list(ts.truth.ecpm, n)}

@@ -1,0 +1,81 @@
+"""Reference lists (random, popularity, co-occurrence, oracles), gap closed and the truth's
+concentration: hand-computed cases."""
+
+import numpy as np
+import pytest
+
+from oneranker import reference
+from oneranker.evaluate import TruthSet
+from oneranker.schema import AD, ORGANIC
+from oneranker.world import Truth
+
+
+def test_oracles_pick_the_highest_truth():
+    truth = Truth(pctr=np.array([[0.1, 0.2, 0.4]]), pcvr=np.array([[0.5, 0.5, 0.5]]),
+                  bid=np.array([[1.0, 4.0, 1.0]]), price=np.ones((1, 3)))
+    assert reference.interest_oracle_list(truth.pctr, 2).tolist() == [[2, 1]]
+    assert reference.value_oracle_list(truth.ecpm, 2).tolist() == [[1, 2]]   # ecpm .05, .4, .2
+
+
+def test_top_n_is_stable_and_best_first():
+    assert reference.top_n(np.array([[1.0, 3.0, 3.0, 2.0]]), 3).tolist() == [[1, 2, 3]]
+    assert reference.top_n(np.array([[1.0, 3.0]]), 2).tolist() == [[1, 0]]
+
+
+def test_random_list_is_distinct_and_seeded():
+    a, b = reference.random_list(50, 4, 10, seed=3), reference.random_list(50, 4, 10, seed=3)
+    assert (a == b).all() and all(len(set(r)) == 10 for r in a)
+    assert not (a == reference.random_list(50, 4, 10, seed=4)).all()
+
+
+def test_popularity_list_orders_by_training_clicks(tiny_prepared):
+    table = tiny_prepared.requests["train"].data
+    items = table.column("imp_item").combine_chunks().flatten().to_numpy()
+    clicks = table.column("imp_click").combine_chunks().flatten().to_numpy()
+    counts = np.bincount(items, weights=clicks, minlength=tiny_prepared.meta["n_items"])
+    lists = reference.popularity_list(tiny_prepared, 3, 10)
+    assert lists.shape == (3, 10) and (lists == lists[0]).all()
+    assert (np.diff(counts[lists[0]]) <= 0).all()           # most clicked first
+    assert counts[lists[0][-1]] >= np.sort(counts)[::-1][9]
+
+
+def test_session_is_the_organic_run_after_the_last_ad():
+    types = np.array([ORGANIC, AD, AD, ORGANIC, ORGANIC])
+    items = np.array([7, 1, 2, 3, 4])
+    assert reference.session_tokens(types, items, n_organic=10).tolist() == [3, 4]
+    assert reference.session_tokens(np.array([ORGANIC, ORGANIC]), np.array([5, 6]), 10).tolist() == [5, 6]
+    assert reference.session_tokens(np.array([ORGANIC, AD]), np.array([5, 6]), 10).tolist() == []
+
+
+def test_cooccurrence_scores_by_hand():
+    # two organic items, three ads; item 0 was followed by a click on ad 2 and an impression of ad 1
+    model = reference.CooccurrenceModel(n_keys=2, n_items=3, impression_weight=0.5, smoothing=1.0)
+    model.fit([np.array([0]), np.array([1])], [np.array([2, 1]), np.array([0])], [np.array([1, 0]), np.array([0])])
+    pop = np.array([0.5, 0.5, 1.0]) / 2.0
+    np.testing.assert_allclose(model.popularity, pop)
+    s = model.scores([np.array([0]), np.array([], dtype=np.int64)])
+    np.testing.assert_allclose(s[0], (np.array([0.0, 0.5, 1.0]) + pop) / (1.5 + 1.0))
+    np.testing.assert_allclose(s[1], pop)       # an empty session falls back to popularity
+    assert reference.top_n(s, 1)[0, 0] == 2
+
+
+def test_gap_closed_and_effective_ads():
+    assert reference.gap_closed(0.3, 0.1, 0.5) == pytest.approx(0.5)
+    assert reference.gap_closed(0.05, 0.1, 0.5) == pytest.approx(-0.125)
+    np.testing.assert_allclose(reference.effective_ads(np.array([[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0]])),
+                               [4.0, 1.0])
+
+
+def test_reference_lists_on_a_tiny_world(tiny_prepared):
+    from conftest import tiny_config
+    from oneranker.evaluate import truth_set
+    from oneranker.metrics import expected_hit_rate
+    from oneranker.world import World
+
+    cfg = tiny_config()
+    ts = truth_set(World(cfg.world, cfg.seed), tiny_prepared, n_requests=50)
+    lists = reference.reference_lists(tiny_prepared, ts, 10, seed=0)
+    assert set(lists) == set(reference.REFERENCES)
+    hr = {k: expected_hit_rate(v, ts.truth.pctr, 5) for k, v in lists.items()}
+    assert hr[reference.INTEREST_ORACLE] == max(hr.values())   # nothing beats the interest oracle
+    assert all(v.shape == (50, 10) for v in lists.values())
