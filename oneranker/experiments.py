@@ -29,7 +29,9 @@ from .metrics import mean_ci
 from .train import resolve_device, train_or_load
 from .world import World
 
-from .reference import INTEREST_ORACLE, POPULARITY, REFERENCES, VALUE_ORACLE, reference_lists
+from .reference import POPULARITY, popularity_list, reference_lists, value_oracle_list
+
+ORACLE = "oracle"   # the value oracle under the name the committed notebooks use
 SERVED = "served"
 
 
@@ -129,8 +131,9 @@ def _configs(profile: str, seed: int, variant: dict | Cascade) -> list[Config]:
 
 def run_grid(profile: str, variants: dict[str, dict | Cascade], seeds: list[int] | tuple[int, ...],
              cache_dir: str | Path, device: str = "auto", n_candidates: int | None = None,
-             eval_requests: int | None = 1000, references: bool = True, progress: bool = False,
-             workers: int | None = None, per_head: bool = False) -> pd.DataFrame:
+             eval_requests: int | None = 1000, baselines: bool = False, progress: bool = False,
+             workers: int | None = None, per_head: bool = False, oracle: bool = False,
+             references: bool = False) -> pd.DataFrame:
     """Train (or load) and evaluate every variant for every seed.
 
     A variant is a dict of config overrides (one model) or a :class:`baselines.Cascade` (a
@@ -138,10 +141,11 @@ def run_grid(profile: str, variants: dict[str, dict | Cascade], seeds: list[int]
     evaluated on its own dataset and truth. Returns a tidy frame: columns ``variant, seed,
     list`` (``generated`` or ``ranked``), the metrics of :func:`evaluate.list_metrics` and the
     slate's expected ``gmv`` and ``cost`` per request (:func:`evaluate.slate_outcomes`).
-    ``references`` (default) adds the reference lists of each dataset (random, popularity,
+    ``references=True`` adds every reference list of each dataset (random, popularity,
     co-occurrence, interest and value oracles: :mod:`oneranker.reference`), the scale every
-    model row is read against; ``per_head=True`` adds each generator head's own list
-    (``head: click``, ...).
+    model row is read against; ``baselines=True`` only the popularity list and ``oracle=True``
+    only the value oracle (named ``oracle``), as the committed notebooks use them;
+    ``per_head=True`` adds each generator head's own list (``head: click``, ...).
     """
     rows = []
     dev = resolve_device(device)
@@ -155,11 +159,15 @@ def run_grid(profile: str, variants: dict[str, dict | Cascade], seeds: list[int]
             key = cfg.data_hash()
             if key not in truths:
                 truths[key] = cached_truth_set(cfg, prepared, eval_requests)
-                if references:
-                    n = n_candidates or cfg.train.n_candidates
-                    for ref_name, ref_list in reference_lists(prepared, truths[key], n, seed).items():
-                        rows.append({"variant": ref_name, "seed": seed, "list": "generated", "data": key,
-                                     **_row_metrics(ref_list, truths[key], cfg)})
+                n_req, n = len(truths[key].indices), n_candidates or cfg.train.n_candidates
+                refs = dict(reference_lists(prepared, truths[key], n, seed)) if references else {}
+                if baselines and not references:
+                    refs[POPULARITY] = popularity_list(prepared, n_req, n)
+                if oracle:
+                    refs[ORACLE] = value_oracle_list(truths[key].truth.ecpm, n)
+                for ref_name, ref_list in refs.items():
+                    rows.append({"variant": ref_name, "seed": seed, "list": "generated", "data": key,
+                                 **_row_metrics(ref_list, truths[key], cfg)})
             ts, n = truths[key], n_candidates or cfg.train.n_candidates
             models = [train_or_load(c, prepared, cache_dir, device=str(dev), progress=progress) for c in cfgs]
             ranker = models[1][0] if isinstance(variant, Cascade) else None

@@ -26,16 +26,13 @@ from .layers import CrossSelfBlock, DecoderBlock, Mask, MLP
 from .schema import ACTIONS, AD, CONTEXT, ORGANIC, TOKEN_TYPES, USER
 
 
-EMBEDDING_INIT_STD = 0.02
-"""Initial std of every embedding table (GPT-2's choice). With unit-variance tables a
-catalogue score <task, e_n> starts at several units and the first softmax over the catalogue
-is far from uniform (a first loss of ~44 nats against ln(1,682) = 7.4 on MovieLens); at 0.02
-the first loss is that of a uniform guess."""
-
-
-def _small_embedding(n: int, d_model: int) -> nn.Embedding:
+def _embedding(n: int, d_model: int, std: float) -> nn.Embedding:
+    """An embedding table initialised N(0, std^2) (``model.embedding_init_std``). At std 1,
+    PyTorch's own initialisation is kept as it is (no second draw), so that models of the
+    default config are bit for bit those trained before the knob existed."""
     emb = nn.Embedding(n, d_model)
-    nn.init.normal_(emb.weight, std=EMBEDDING_INIT_STD)
+    if std != 1.0:
+        nn.init.normal_(emb.weight, std=std)
     return emb
 
 
@@ -46,13 +43,13 @@ class ItemEmbedding(nn.Module):
       digit), so ads sharing a code prefix share parameters (the paper's tokenisation);
     * ``id``: a per-ad embedding and a per-ad output bias, so that what content does not
       hold (an ad's popularity, its own appeal) can still be learned;
-    * ``sid+id`` (default): both.
+    * ``sid+id``: both.
 
     It also holds each ad's standardised log bid (:meth:`bid_feature`), a feature the value
     heads and the ranker read (``model.value_features``)."""
 
     def __init__(self, sid_codes: np.ndarray, digits: tuple[int, ...], d_model: int,
-                 representation: str = "sid+id", item_bid: np.ndarray | None = None) -> None:
+                 representation: str = "sid", item_bid: np.ndarray | None = None, init_std: float = 1.0) -> None:
         super().__init__()
         if representation not in ("sid", "id", "sid+id"):
             raise ValueError(f"item representation {representation!r}: choose sid, id or sid+id")
@@ -60,8 +57,8 @@ class ItemEmbedding(nn.Module):
         self.register_buffer("codes", codes, persistent=False)
         self.representation = representation
         use_sid, use_id = "sid" in representation, "id" in representation.split("+")
-        self.tables = nn.ModuleList(_small_embedding(n, d_model) for n in digits) if use_sid else nn.ModuleList()
-        self.ids = _small_embedding(codes.shape[0], d_model) if use_id else None
+        self.tables = nn.ModuleList(_embedding(n, d_model, init_std) for n in digits) if use_sid else nn.ModuleList()
+        self.ids = _embedding(codes.shape[0], d_model, init_std) if use_id else None
         self.output_bias = nn.Parameter(torch.zeros(codes.shape[0])) if use_id else None
         log_bid = np.zeros(codes.shape[0]) if item_bid is None else np.log(np.asarray(item_bid, dtype=np.float64))
         if len(log_bid) != codes.shape[0]:
@@ -100,21 +97,22 @@ class TokenEmbedding(nn.Module):
     """Embeds ``[user attributes | context | history]``: a table per token type (ads through
     :class:`ItemEmbedding`), plus action (impression/click/conversion), type and position.
 
-    ``positions="recency"`` (default) numbers history tokens back from the newest one (0 = the
+    ``positions="recency"`` numbers history tokens back from the newest one (0 = the
     token just before the request), so that "the current session" is the same positions in
     every example whatever the history's length; the prefix tokens get positions of their own
-    after the history's. ``"absolute"`` numbers tokens from the start of the sequence."""
+    after the history's. ``"absolute"`` (default) numbers tokens from the start of the sequence."""
 
-    def __init__(self, vocab: Vocab, d_model: int, max_len: int, positions: str = "recency") -> None:
+    def __init__(self, vocab: Vocab, d_model: int, max_len: int, positions: str = "absolute",
+                 init_std: float = 1.0) -> None:
         super().__init__()
         if positions not in ("recency", "absolute"):
             raise ValueError(f"positions {positions!r}: choose recency or absolute")
-        self.user = _small_embedding(vocab.n_user_tokens, d_model)
-        self.context = _small_embedding(vocab.n_context_tokens, d_model)
-        self.organic = _small_embedding(max(1, vocab.n_organic), d_model)
-        self.action = _small_embedding(len(ACTIONS), d_model)
-        self.type_emb = _small_embedding(len(TOKEN_TYPES), d_model)
-        self.position = _small_embedding(max_len, d_model)
+        self.user = _embedding(vocab.n_user_tokens, d_model, init_std)
+        self.context = _embedding(vocab.n_context_tokens, d_model, init_std)
+        self.organic = _embedding(max(1, vocab.n_organic), d_model, init_std)
+        self.action = _embedding(len(ACTIONS), d_model, init_std)
+        self.type_emb = _embedding(len(TOKEN_TYPES), d_model, init_std)
+        self.position = _embedding(max_len, d_model, init_std)
         self.max_len, self.positions = max_len, positions
 
     def position_ids(self, lengths: Tensor, prefix: Tensor, L: int) -> Tensor:
@@ -143,7 +141,11 @@ class TokenEmbedding(nn.Module):
             lengths = (tok_type != 0).sum(1)
         if prefix is None:
             prefix = torch.zeros_like(lengths)
-        return x + self.action(tok_action) + self.type_emb(tok_type) + self.position(self.position_ids(lengths, prefix, L))
+        if self.positions == "absolute":   # one row per position, broadcast over the batch
+            pos = self.position(torch.arange(L, device=tok_type.device))[None]
+        else:
+            pos = self.position(self.position_ids(lengths, prefix, L))
+        return x + self.action(tok_action) + self.type_emb(tok_type) + pos
 
 
 @dataclass
@@ -304,8 +306,9 @@ class OneRanker(nn.Module):
         super().__init__()
         self.cfg, self.vocab = cfg, vocab
         d = cfg.d_model
-        self.items = ItemEmbedding(sid_codes, vocab.sid_digits, d, cfg.item_representation, item_bid)
-        self.embed = TokenEmbedding(vocab, d, vocab.prefix_len + max_history_len, cfg.positions)
+        std = cfg.embedding_init_std
+        self.items = ItemEmbedding(sid_codes, vocab.sid_digits, d, cfg.item_representation, item_bid, std)
+        self.embed = TokenEmbedding(vocab, d, vocab.prefix_len + max_history_len, cfg.positions, std)
         # model.value_features: the value heads add w_j x standardised log bid to their scores
         # (bid is part of what pays), the ranker adds a projection of it to each candidate.
         self.value_bid_weight = nn.Parameter(torch.zeros(cfg.n_value_tasks)) if cfg.value_features else None

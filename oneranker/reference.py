@@ -48,14 +48,9 @@ def click_counts(imp_item: np.ndarray, imp_click: np.ndarray, n_items: int) -> n
 
 
 def top_n(scores: np.ndarray, n: int) -> np.ndarray:
-    """Indices of the ``n`` highest scores of each row, best first (stable for ties)."""
-    scores = np.atleast_2d(scores)
-    if n < scores.shape[1]:
-        part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
-    else:
-        part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
-    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1)
+    """Indices of the ``n`` highest scores of each row, best first; ties go to the lower index
+    (a full stable sort: a partial one could pick another member of a tie at the cut)."""
+    return np.argsort(-np.atleast_2d(scores), axis=1, kind="stable")[:, :n]
 
 
 def interest_oracle_list(pctr: np.ndarray, n: int) -> np.ndarray:

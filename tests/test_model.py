@@ -71,11 +71,11 @@ SWITCHES = [
     ({"model.use_step2": False}, "generator"),
     ({"model.ranker_kv": "step1"}, "ranker"),
     ({"model.use_step2": False, "model.ranker_kv": "step1"}, "ranker"),
-    ({"model.item_representation": "sid"}, "generator"),
+    ({"model.item_representation": "sid+id"}, "generator"),
     ({"model.item_representation": "id"}, "generator"),
-    ({"model.positions": "absolute"}, "generator"),
-    ({"model.value_features": False}, "generator"),
-    ({"model.value_features": False}, "ranker"),
+    ({"model.positions": "recency"}, "generator"),
+    ({"model.value_features": True}, "generator"),
+    ({"model.value_features": True}, "ranker"),
 ]
 
 
@@ -87,6 +87,10 @@ def test_every_ablation_switch_changes_the_computation(tiny_prepared, switch, pa
     # Same weights wherever the two share a parameter, so a difference comes from the switch.
     variant.load_state_dict({k: v for k, v in base.state_dict().items() if k in variant.state_dict()
                              and variant.state_dict()[k].shape == v.shape}, strict=False)
+    with torch.no_grad():   # parameters only the variant has: non-trivial values too
+        for k, p in variant.named_parameters():
+            if k not in base.state_dict():
+                p.add_(torch.randn_like(p) * 0.1)
     batch = _batch(tiny_prepared, base_cfg)
     cands = torch.randint(0, 120, (6, 5))
     out_base, out_var = _outputs(base, batch, cands), _outputs(variant, batch, cands)
@@ -262,14 +266,16 @@ def test_first_catalogue_loss_is_that_of_a_uniform_guess(tiny_prepared):
     import math
 
     from oneranker.losses import catalogue_nll
-    cfg = tiny_config()
-    model = build_model(cfg, tiny_prepared).eval()
-    batch = _batch(tiny_prepared, cfg, n=16)
-    with torch.no_grad():
-        interest, _ = model.generator_scores(model.encode(batch))
-    targets = batch["imp_item"]
-    nll = float(catalogue_nll(interest[:, 0], targets))
-    assert abs(nll - math.log(120)) < 0.25       # unit-variance tables: tens of nats above
+    def first_loss(std):
+        cfg = tiny_config(**{"model.embedding_init_std": std})
+        model = build_model(cfg, tiny_prepared).eval()
+        batch = _batch(tiny_prepared, cfg, n=16)
+        with torch.no_grad():
+            interest, _ = model.generator_scores(model.encode(batch))
+        return float(catalogue_nll(interest[:, 0], batch["imp_item"]))
+
+    assert abs(first_loss(0.02) - math.log(120)) < 0.25
+    assert first_loss(1.0) > 2 * math.log(120)      # PyTorch's unit-variance tables
 
 
 @pytest.mark.parametrize("representation", ["sid", "id", "sid+id"])
@@ -291,13 +297,13 @@ def test_item_representation_parts(tiny_prepared, representation):
 def test_an_ad_only_id_embedding_separates_ads_with_the_same_semantic_id(tiny_prepared):
     """Two ads with the same codes but the dedup digit are one vector short of identical under
     'sid'; an ID embedding and bias tell any two ads apart."""
-    model = _trained_like(build_model(tiny_config(), tiny_prepared))
+    model = _trained_like(build_model(tiny_config(**{"model.item_representation": "sid+id"}), tiny_prepared))
     items = model.items
     assert not torch.allclose(items.bias(torch.tensor([0])), items.bias(torch.tensor([1])))
 
 
 def test_recency_positions_count_back_from_the_newest_token(tiny_prepared):
-    cfg = tiny_config()
+    cfg = tiny_config(**{"model.positions": "recency"})
     model = build_model(cfg, tiny_prepared)
     lengths, prefix = torch.tensor([9, 6]), torch.tensor([5, 5])
     pos = model.embed.position_ids(lengths, prefix, 10)
@@ -309,7 +315,7 @@ def test_recency_positions_count_back_from_the_newest_token(tiny_prepared):
 
 
 def test_value_features_add_the_bid_to_value_heads_only(tiny_prepared):
-    cfg = tiny_config()
+    cfg = tiny_config(**{"model.value_features": True})
     model = _trained_like(build_model(cfg, tiny_prepared)).eval()
     batch = _batch(tiny_prepared, cfg)
     with torch.no_grad():
