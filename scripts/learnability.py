@@ -1,0 +1,123 @@
+"""Do the models learn the market? The defaults against ``config.LEARNABLE``, with every reference.
+
+For each setting (the profile's defaults; the learnability settings; the learnability
+settings with one change taken back at a time), over seeds: the Step-1 generator
+(HSTU-style: next-ad head on the G-Decoder) and the full OneRanker (generated and served
+lists), beside the random, popularity, co-occurrence and oracle lists of the same world.
+Prints HR@5 and the share of the popularity -> interest-oracle gap closed (mean ± 95% CI over
+seeds), the epochs trained, the per-head top-10 overlap of the full model's interest and
+value heads, and writes the per-seed rows to ``--out``.
+
+    python scripts/learnability.py --seeds 0 1 2 3 4 --device cuda --out results/quick/learnability.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from oneranker import baselines, config, experiments, reference
+from oneranker.data import cached_prepared
+from oneranker.evaluate import model_lists
+from oneranker.metrics import mean_ci
+from oneranker.train import resolve_device, train_or_load
+
+TAKE_BACK = {  # one learnability change undone at a time (the codes-only item is the paper's own)
+    "codes-only ads": {"model.item_representation": "sid"},
+    "absolute positions": {"model.positions": "absolute"},
+    "no bid features": {"model.value_features": False},
+    "unit-variance init": {"model.embedding_init_std": 1.0},
+    "5-epoch budget": {"train.epochs": 5, "train.patience": 1},
+}
+
+
+def settings(extra: dict) -> dict[str, dict]:
+    learnable = {**config.LEARNABLE, **extra}
+    out = {"defaults": dict(extra), "learnable": learnable}
+    out.update({f"learnable, {name}": {**learnable, **change} for name, change in TAKE_BACK.items()})
+    return out
+
+
+def head_overlap(profile: str, overrides: dict, seeds: list[int], cache: str, device: str, k: int = 10) -> pd.DataFrame:
+    """Mean pairwise top-k overlap between the full model's per-head lists, per seed."""
+    rows = []
+    for seed in seeds:
+        cfg = config.make_config(profile, seed=seed, **overrides)
+        prepared = cached_prepared(cfg, cache, progress=False)
+        ts = experiments.cached_truth_set(cfg, prepared, 1000)
+        model, _ = train_or_load(cfg, prepared, cache, device=device, progress=False)
+        lists = {n: v[:, :k] for n, v in model_lists(model, cfg, prepared, ts, k, device=resolve_device(device),
+                                                     per_head=True).items() if n.startswith("head")}
+        for a, b in itertools.combinations(sorted(lists), 2):
+            overlap = np.mean([len(set(x) & set(y)) / k for x, y in zip(lists[a], lists[b])])
+            rows.append({"seed": seed, "pair": f"{a} / {b}", "overlap": overlap})
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="quick")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--cache", default="cache")
+    ap.add_argument("--out", default=None, help="CSV of the per-seed rows")
+    ap.add_argument("--attention", default=None, help="model.attention override (e.g. sdpa on a GPU)")
+    ap.add_argument("--only", nargs="*", default=None, help="settings to run (default: all)")
+    args = ap.parse_args()
+    extra = {"model.attention": args.attention} if args.attention else {}
+    frames = []
+    for name, overrides in settings(extra).items():
+        if args.only and name not in args.only:
+            continue
+        variants = {"Step-1 generator": {**overrides, **baselines.HSTU}, "OneRanker": overrides}
+        if name.startswith("learnable, "):
+            variants = {"OneRanker": overrides}
+        t0 = time.time()
+        res = experiments.run_grid(args.profile, variants, args.seeds, args.cache, device=args.device,
+                                   references=not name.startswith("learnable, "))
+        res["setting"], res["seconds"] = name, time.time() - t0
+        frames.append(res)
+        print(f"[{name}] {time.time() - t0:.0f} s", flush=True)
+        report(pd.concat(frames, ignore_index=True), args.out)
+        if name in ("defaults", "learnable"):
+            ov = head_overlap(args.profile, overrides, args.seeds, args.cache, args.device)
+            print(f"[{name}] per-head top-10 overlap of the full model (mean ± CI over seeds)")
+            for pair, g in ov.groupby("pair"):
+                mean, ci = mean_ci(g.groupby("seed").overlap.mean().values)
+                print(f"  {pair}: {mean:.3f} ± {ci:.3f}", flush=True)
+
+
+def report(res: pd.DataFrame, out: str | None) -> None:
+    """Gap closed per row (against its own world and seed), the CSV, and the summary table."""
+    # gap closed against the references of the same world and seed
+    refs = res[res.variant.isin([reference.POPULARITY, reference.INTEREST_ORACLE])]
+    world = {s: ("defaults" if s == "defaults" else "learnable") for s in res.setting.unique()}
+    res["world"] = res.setting.map(world)
+    refs = refs.assign(world=refs.setting.map(world)).pivot_table(index=["world", "seed"], columns="variant",
+                                                                  values="HR@5")
+    key = pd.MultiIndex.from_frame(res[["world", "seed"]])
+    res["gap closed HR@5"] = reference.gap_closed(res["HR@5"].values,
+                                                  refs[reference.POPULARITY].reindex(key).values,
+                                                  refs[reference.INTEREST_ORACLE].reindex(key).values)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        res.to_csv(out, index=False)
+    pd.set_option("display.width", 200)
+    rows = []
+    for (setting, variant, lst), g in res.groupby(["setting", "variant", "list"], sort=False):
+        row = {"setting": setting, "list": f"{variant} ({lst})"}
+        for m in ("HR@5", "gap closed HR@5", "valueHR@5"):
+            mean, ci = mean_ci(g[m].values)
+            row[m] = f"{mean:.4f} ± {ci:.4f}" if m != "gap closed HR@5" else f"{100 * mean:.1f}% ± {100 * ci:.1f}%"
+        row["epochs"] = g["epochs"].mean() if "epochs" in g and g["epochs"].notna().any() else ""
+        rows.append(row)
+    print(pd.DataFrame(rows).to_string(index=False), flush=True)
+
+
+if __name__ == "__main__":
+    main()
