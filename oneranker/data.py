@@ -123,6 +123,13 @@ def _items_table(logs: Logs, sids: SemanticIds) -> pa.Table:
     })
 
 
+def _dataset(table: pa.Table, fingerprint: str) -> Dataset:
+    """A ``datasets.Dataset`` over an Arrow table, with the fingerprint given: otherwise
+    ``datasets`` hashes the whole table through dill, which is slow at paper scale and fails
+    on some Python / pyarrow pairs (3.12 with pyarrow 26: "Can't pickle MonthDayNano")."""
+    return Dataset(table, fingerprint=fingerprint)
+
+
 def build_prepared(logs: Logs, cfg: Config) -> "Prepared":
     """Validate logs, compute semantic IDs, split and convert to datasets (in memory)."""
     logs.validate()
@@ -136,7 +143,9 @@ def build_prepared(logs: Logs, cfg: Config) -> "Prepared":
     if any(len(v) == 0 for v in splits.values()):
         raise DataError(f"source {logs.source!r} leaves an empty split ({ {k: len(v) for k, v in splits.items()} }); "
                         f"every user needs at least 3 requests")
-    requests = DatasetDict({name: Dataset(_requests_table(logs, idx)) for name, idx in splits.items()})
+    key = cfg.data_hash()
+    requests = DatasetDict({name: _dataset(_requests_table(logs, idx), f"{key}-{name}")
+                            for name, idx in splits.items()})
     meta = {
         "schema_version": SCHEMA_VERSION,
         "source": logs.source,
@@ -151,7 +160,8 @@ def build_prepared(logs: Logs, cfg: Config) -> "Prepared":
         "skips": {**skips, **{k: v for k, v in logs.notes.items() if k.startswith("skipped")}},
         "notes": {k: v for k, v in logs.notes.items() if not k.startswith("skipped")},
     }
-    return Prepared(requests=requests, users=Dataset(_users_table(logs)), items=Dataset(_items_table(logs, sids)),
+    return Prepared(requests=requests, users=_dataset(_users_table(logs), f"{key}-users"),
+                    items=_dataset(_items_table(logs, sids), f"{key}-items"),
                     meta=meta)
 
 
