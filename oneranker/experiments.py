@@ -174,7 +174,9 @@ def run_grid(profile: str, variants: dict[str, dict | Cascade], seeds: list[int]
             lists = model_lists(models[0][0], cfg, prepared, ts, n, device=dev, per_head=per_head, ranker=ranker)
             for list_name, ranked in lists.items():
                 rows.append({"variant": name, "seed": seed, "list": list_name, "data": key,
-                             "epochs": len(models[0][1].epochs), **_row_metrics(ranked, ts, cfg)})
+                             "epochs": len(models[0][1].epochs),
+                             "train_seconds": sum(e.get("seconds", np.nan) for e in models[0][1].epochs),
+                             **_row_metrics(ranked, ts, cfg)})
             del models
             if dev.type == "cuda":
                 torch.cuda.empty_cache()

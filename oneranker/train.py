@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -328,6 +329,7 @@ class Trainer:
             if first == 0:
                 self.model.refresh_fake_items(_step_seed(self.cfg.seed, 5, epoch) % (2**31))
             batches = self.epoch_batches(epoch)
+            self._epoch_started = time.perf_counter()   # wall time of the epoch (a measurement, not a result)
             bar = tqdm(range(first, self.steps_per_epoch), desc=f"epoch {epoch + 1}/{self.tc.epochs}",
                        disable=not self.progress, leave=False)
             for b in bar:
@@ -348,7 +350,8 @@ class Trainer:
         valid = self.validation_loss()
         train = float(np.mean([float(x) for x in self.epoch_losses])) if self.epoch_losses else float("nan")
         self.epoch_losses = []
-        self.history.epochs.append({"epoch": epoch + 1, "train_loss": train, "valid_loss": valid})
+        self.history.epochs.append({"epoch": epoch + 1, "train_loss": train, "valid_loss": valid,
+                                    "seconds": round(time.perf_counter() - self._epoch_started, 2)})
         if valid < self.history.best_valid:
             self.history.best_valid, self.history.best_epoch, self.bad_epochs = valid, epoch + 1, 0
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import time
 from pathlib import Path
 
@@ -68,8 +69,11 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="CSV of the per-seed rows")
     ap.add_argument("--attention", default=None, help="model.attention override (e.g. sdpa on a GPU)")
     ap.add_argument("--only", nargs="*", default=None, help="settings to run (default: all)")
+    ap.add_argument("--extra", default="{}", help="JSON overrides applied to every setting (e.g. a market size)")
+    ap.add_argument("--workers", type=int, default=None, help="training processes (default: the package's)")
     args = ap.parse_args()
     extra = {"model.attention": args.attention} if args.attention else {}
+    extra.update(json.loads(args.extra))
     frames = []
     for name, overrides in settings(extra).items():
         if args.only and name not in args.only:
@@ -79,7 +83,7 @@ def main() -> None:
             variants = {"OneRanker": overrides}
         t0 = time.time()
         res = experiments.run_grid(args.profile, variants, args.seeds, args.cache, device=args.device,
-                                   references=not name.startswith("learnable, "))
+                                   references=not name.startswith("learnable, "), workers=args.workers)
         res["setting"], res["seconds"] = name, time.time() - t0
         frames.append(res)
         print(f"[{name}] {time.time() - t0:.0f} s", flush=True)
@@ -115,6 +119,8 @@ def report(res: pd.DataFrame, out: str | None) -> None:
             mean, ci = mean_ci(g[m].values)
             row[m] = f"{mean:.4f} ± {ci:.4f}" if m != "gap closed HR@5" else f"{100 * mean:.1f}% ± {100 * ci:.1f}%"
         row["epochs"] = g["epochs"].mean() if "epochs" in g and g["epochs"].notna().any() else ""
+        if "train_seconds" in g and g["train_seconds"].notna().any():
+            row["train s/model"] = round(g["train_seconds"].mean(), 1)
         rows.append(row)
     print(pd.DataFrame(rows).to_string(index=False), flush=True)
 
