@@ -1,4 +1,4 @@
-"""Command line: ``python -m oneranker {prepare,train,reproduce} ...``.
+"""Command line: ``python -m oneranker {prepare,train,evaluate,reproduce} ...``.
 
 Every argument is checked (config fields, paths, the output folder) before any work starts.
 """
@@ -70,7 +70,10 @@ def cmd_train(args: argparse.Namespace) -> None:
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
-        _train_and_report(cfg, args, device)
+        if args.data:
+            _train_real_and_report(cfg, args, device)
+        else:
+            _train_and_report(cfg, args, device)
     finally:
         if world > 1:
             import torch.distributed as dist
@@ -105,6 +108,63 @@ def _train_and_report(cfg: Config, args: argparse.Namespace, device: torch.devic
         print(f"  {name:9s} " + "  ".join(f"{k} {m[k]:.4f}" for k in ("HR@5", "NDCG@5", "valueHR@5", "ecpmNDCG@5")))
 
 
+def _real_data(folder: str | None) -> tuple:
+    """(prepared dataset, fingerprint) of a folder written by ``prepare``; a clear error
+    naming the folder if it is missing or incomplete."""
+    from .data import load_prepared
+    from .realdata import dataset_fingerprint
+
+    if folder is None:
+        raise ConfigError("--data is required: a folder written by `python -m oneranker prepare`")
+    prepared = load_prepared(folder)   # raises DataError naming the folder and what is missing
+    return prepared, dataset_fingerprint(folder)
+
+
+def _print_real(rows: list[dict]) -> None:
+    print(f"  {'list':28s} " + "  ".join(f"{k:>8s}" for k in ("HR@10", "NDCG@10", "HR@20")))
+    for r in rows:
+        print(f"  {r['list']:28s} " + "  ".join(f"{r.get(k, float('nan')):8.4f}" for k in ("HR@10", "NDCG@10", "HR@20")))
+    print(f"  ({rows[0]['requests']} test requests: each user's last, full ranking over all items, seen items kept)")
+
+
+def _train_real_and_report(cfg: Config, args: argparse.Namespace, device: torch.device) -> None:
+    """``train --data DIR``: train on a prepared real-data folder, then print the protocol's
+    metrics beside popularity and random."""
+    from .realdata import evaluate_real
+    from .train import model_folder, train_or_load
+
+    prepared, fingerprint = _real_data(args.data)
+    rank = int(os.environ.get("RANK", "0"))
+    model, history = train_or_load(cfg, prepared, args.cache, device=str(device), progress=rank == 0,
+                                   fingerprint=fingerprint)
+    if rank != 0:
+        return
+    print(f"model {cfg.hash()} of dataset {fingerprint} in {model_folder(cfg, args.cache, fingerprint)}")
+    for e in history.epochs:
+        print(f"  epoch {e['epoch']}: train {e['train_loss']:.4f}  valid {e['valid_loss']:.4f}")
+    _print_real(evaluate_real({"model": (model, cfg)}, prepared, seed=cfg.seed, device=str(device)))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    """``evaluate --data DIR``: the cached model of this config and dataset (trained by
+    ``train --data DIR`` with the same --profile/--seed/--set) on the test split."""
+    from .realdata import evaluate_real
+    from .train import model_folder, resolve_device, train_or_load
+
+    cfg = make_config(args.profile, seed=args.seed, **parse_overrides(args.set))
+    try:
+        device = resolve_device(args.device)
+    except (ValueError, RuntimeError) as e:
+        raise ConfigError(f"--device {args.device!r}: {e}") from None
+    prepared, fingerprint = _real_data(args.data)
+    folder = model_folder(cfg, args.cache, fingerprint)
+    if not (folder / "final.pt").exists():
+        raise ConfigError(f"no trained model of config {cfg.hash()} for dataset {fingerprint} in {args.cache}; "
+                          f"train it first: python -m oneranker train --data {args.data} (same --profile/--seed/--set)")
+    model, _ = train_or_load(cfg, prepared, args.cache, device=str(device), progress=False, fingerprint=fingerprint)
+    _print_real(evaluate_real({"model": (model, cfg)}, prepared, seed=cfg.seed, device=str(device)))
+
+
 def cmd_reproduce(args: argparse.Namespace) -> None:
     from .reproduce import run_notebooks
 
@@ -136,7 +196,17 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--cache", default="cache", help="dataset and model cache folder")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     t.add_argument("--eval-requests", type=int, default=1000, help="test requests to evaluate on")
+    t.add_argument("--data", default=None, help="a prepared folder of real logs (prepare --source movielens|taobao); "
+                                                "default: the simulated market of the config")
     t.set_defaults(func=cmd_train)
+    e = sub.add_parser("evaluate", help="evaluate a trained model on a prepared real-data folder (full ranking)")
+    e.add_argument("--data", required=True, help="a folder written by prepare")
+    e.add_argument("--profile", default="quick")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE")
+    e.add_argument("--cache", default="cache", help="model cache folder")
+    e.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    e.set_defaults(func=cmd_evaluate)
     r = sub.add_parser("reproduce", help="execute the notebooks headlessly with papermill")
     r.add_argument("--profile", default="quick")
     r.add_argument("--seed", type=int, default=0)

@@ -28,6 +28,10 @@ HSTU = {"model.use_step2": False, "model.use_ranker": False}
 GPR = {"model.use_fake_items": False, "model.use_ranker": False, "train.mtp_weighting": "value"}
 FUSION = {"model.use_task_tokens": False, "model.use_fake_items": False, "model.use_ranker": False,
           "train.mtp_weighting": "value"}
+# SASRec-style: one ID embedding per item, a causal transformer, the next item scored over
+# the whole catalogue (SASRec's architecture with a full softmax; the reference baseline of
+# sequential recommendation on real logs, oneranker.realdata).
+SASREC = {**HSTU, "model.item_representation": "id"}
 # The cascade's ranker: its own G-Decoder and an R-Decoder over it, trained with L_rank only.
 CASCADE_RANKER = {"model.use_step2": False, "train.alpha": 0.0, "train.gamma": 0.0}
 

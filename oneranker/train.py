@@ -391,30 +391,44 @@ class Trainer:
         self.epoch_losses = list(blob["epoch_losses"])
 
 
+def model_folder(cfg: Config, cache_dir: str | Path = "cache", fingerprint: str | None = None) -> Path:
+    """Where the model of ``cfg`` lives in the cache: keyed by the config hash and, for a
+    dataset given as a folder (real logs), by that dataset's fingerprint too
+    (:func:`realdata.dataset_fingerprint`), so a re-prepared dataset never loads a stale model."""
+    return Path(cache_dir) / "models" / (cfg.hash() if fingerprint is None else f"{cfg.hash()}-{fingerprint}")
+
+
 def train_or_load(cfg: Config, prepared: Prepared, cache_dir: str | Path = "cache", device: str = "auto",
-                  progress: bool = True) -> tuple[OneRanker, History]:
-    """The trained model of ``cfg``, from the cache (keyed by the config hash) or trained now.
+                  progress: bool = True, fingerprint: str | None = None) -> tuple[OneRanker, History]:
+    """The trained model of ``cfg``, from the cache (:func:`model_folder`) or trained now.
 
     Notebooks share models through this cache, so a variant trained in one notebook is not
     trained again in the next. The checkpoint in the cache folder also makes a killed run
     resume where it stopped.
     """
-    folder = Path(cache_dir) / "models" / cfg.hash()
+    folder = model_folder(cfg, cache_dir, fingerprint)
     final = folder / "final.pt"
     trainer = Trainer(cfg, prepared, workdir=None if final.exists() else folder, device=device, progress=progress)
     if final.exists():
         blob = torch.load(final, map_location=trainer.device, weights_only=True)
-        if blob["config_hash"] != cfg.hash():
-            raise ValueError(f"{final} was made by another config")
+        if blob["config_hash"] != cfg.hash() or blob.get("fingerprint") != fingerprint:
+            raise ValueError(f"{final} was made by another config or dataset")
         trainer.model.load_state_dict(blob["model"])
         return trainer.model.eval(), History(**json.loads(blob["history"]))
     history = trainer.fit()
     if trainer.rank == 0:  # distributed: one writer; the others wait for the file
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".final.", suffix=".tmp")
         os.close(fd)
-        torch.save({"config_hash": cfg.hash(), "model": trainer.model.state_dict(),
-                    "history": json.dumps(history.__dict__)}, tmp)
-        os.replace(tmp, final)
+        record = {"config_hash": cfg.hash(), "model": trainer.model.state_dict(),
+                  "history": json.dumps(history.__dict__)}
+        if fingerprint is not None:
+            record["fingerprint"] = fingerprint
+        try:
+            torch.save(record, tmp)
+            os.replace(tmp, final)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
         (folder / "checkpoint.pt").unlink(missing_ok=True)
     if trainer.world > 1:
         dist.barrier()
