@@ -1,6 +1,7 @@
 """Semantic IDs: residual structure, dedup, statistics by hand, the prefix trie, errors."""
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -277,3 +278,17 @@ def test_trie_enumerates_exactly_the_codes():
     assert sorted(walk(())) == sorted(map(tuple, HAND.tolist()))
     all_codes = itertools.product(range(4), repeat=3)
     assert {c for c in all_codes if t.contains(c)} == set(map(tuple, HAND.tolist()))
+
+
+def test_building_warns_when_many_items_share_a_semantic_id():
+    from oneranker.semantic_ids import SemanticIdWarning, build_semantic_ids
+
+    rng = np.random.default_rng(0)
+    distinct = rng.standard_normal((64, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SemanticIdWarning)           # well spread content: no warning
+        build_semantic_ids(distinct, levels=3, codebook_size=8, seed=0)
+    repeated = np.repeat(distinct[:8], 8, axis=0)                  # 8 distinct vectors for 64 items
+    with pytest.warns(SemanticIdWarning, match=r"share their semantic ID \(\d+ distinct codes; 8 distinct content"):
+        ids = build_semantic_ids(repeated, levels=3, codebook_size=8, seed=0)
+    assert ids.stats.collision_rate > 0.2
