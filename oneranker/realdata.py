@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .config import Config
 from .data import Prepared
@@ -103,3 +107,75 @@ def evaluate_real(models: dict[str, tuple], prepared: Prepared, n: int = 20, see
 def prepared_config(folder: str | Path) -> dict:
     """The config a prepared folder was made with (its meta.json), as a dict."""
     return json.loads((Path(folder) / "meta.json").read_text())["config"]
+
+
+def comparison_variants() -> dict[str, dict]:
+    """The models compared on real logs, with the learnability settings of ``config.LEARNABLE``
+    (its model and training sections; the simulated world's knobs do not apply): a
+    SASRec-style baseline, the Step-1 generator and the full OneRanker."""
+    from . import baselines
+    from .config import LEARNABLE
+
+    learnable = {k: v for k, v in LEARNABLE.items() if not k.startswith("world.")}
+    return {"SASRec-style": {**learnable, **baselines.SASREC}, "Step-1 generator": {**learnable, **baselines.HSTU},
+            "OneRanker": learnable}
+
+
+def _train_and_evaluate(data: str, cache: str, name: str, overrides: dict, profile: str, seed: int,
+                        device: str, references: bool) -> list[dict]:
+    """One (model, seed) of :func:`compare`, in a worker process (single-threaded on CPU)."""
+    import torch
+
+    from .config import make_config
+    from .data import load_prepared
+    from .train import train_or_load
+
+    if device == "cpu":
+        torch.set_num_threads(1)
+    cfg = make_config(profile, seed=seed, **overrides)
+    prepared = load_prepared(data)
+    model, history = train_or_load(cfg, prepared, cache, device=device, progress=False,
+                                   fingerprint=dataset_fingerprint(data))
+    rows = evaluate_real({name: (model, cfg)}, prepared, seed=seed, device=device)
+    if not references:
+        rows = [r for r in rows if r["list"] not in ("random", "popularity")]
+    curve = [{"epoch": e["epoch"], "train_loss": e["train_loss"], "valid_loss": e["valid_loss"]} for e in history.epochs]
+    return [{**r, "seed": seed, "model": name, "epochs": len(history.epochs),
+             "train_seconds": sum(e.get("seconds", float("nan")) for e in history.epochs),
+             "curve": json.dumps(curve)} for r in rows]
+
+
+def compare(data: str | Path, seeds: list[int] | tuple[int, ...], cache: str | Path = "cache",
+            variants: dict[str, dict] | None = None, profile: str = "quick", device: str = "cpu",
+            workers: int = 2) -> pd.DataFrame:
+    """Train (or load from the cache) every variant for every seed on the prepared folder
+    ``data`` and evaluate it with the protocol above. One row per (list, seed): the references
+    (once per seed) and each model's served list (and a ranker's generated list), with the
+    epochs trained, the training time and the learning curve (JSON). A seed changes the
+    models' initialisation, batches and sampling; the data are the folder's."""
+    variants = variants or comparison_variants()
+    jobs = [(str(data), str(cache), name, overrides, profile, s, device, i == 0)
+            for s in seeds for i, (name, overrides) in enumerate(variants.items())]
+    if workers <= 1:
+        parts = [_train_and_evaluate(*job) for job in jobs]
+    else:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            parts = list(pool.map(_train_and_evaluate, *zip(*jobs)))
+    return pd.DataFrame([r for part in parts for r in part])
+
+
+def summary(results: pd.DataFrame, metrics: tuple[str, ...] = ("HR@10", "NDCG@10", "HR@20")) -> pd.DataFrame:
+    """Mean ± 95% CI over seeds of each list's metrics, its HR@10 relative to popularity's
+    (paired by seed), the epochs trained and the training seconds per model."""
+    from .metrics import mean_ci
+
+    pop = results[results.list == "popularity"].set_index("seed")["HR@10"]
+    table = {}
+    for name, g in results.groupby("list", sort=False):
+        row = {m: "{:.4f} ± {:.4f}".format(*mean_ci(g[m].values)) for m in metrics}
+        row["HR@10 / popularity"] = "{:.2f} ± {:.2f}".format(*mean_ci((g.set_index("seed")["HR@10"] / pop).values))
+        row["epochs"] = f"{g['epochs'].mean():.1f}" if name not in ("random", "popularity") else ""
+        row["train s"] = f"{g['train_seconds'].mean():.0f}" if name not in ("random", "popularity") else ""
+        row["seeds"] = len(g)
+        table[name] = row
+    return pd.DataFrame.from_dict(table, orient="index")
