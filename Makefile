@@ -27,8 +27,14 @@ PAPER_SEEDS ?= 0 1 2
 paper: $(STAMP)
 	$(PY) -m oneranker reproduce --profile paper --seed $(SEED) --device cuda --seeds $(PAPER_SEEDS)
 
+# Notebook 07 needs real MovieLens-100k (GroupLens' files, not shipped): without them it is not
+# verified, and the run says so.
+ML100K ?= $(or $(ONERANKER_ML100K),../shared/data/ml-100k)
+NB_SKIP := $(if $(wildcard $(ML100K)/u.data),,--ignore=notebooks/07_real_data.ipynb)
+
 test: $(STAMP)
-	$(PY) -m pytest -v --durations=10 tests notebooks --nbval-lax --nbval-current-env
+	@$(if $(NB_SKIP),echo "notebooks/07_real_data.ipynb not verified: MovieLens-100k not found at $(ML100K); get ml-100k.zip from https://grouplens.org/datasets/movielens/100k/ and set ONERANKER_ML100K")
+	$(PY) -m pytest -v --durations=10 tests notebooks --nbval-lax --nbval-current-env $(NB_SKIP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -v tests

@@ -125,7 +125,16 @@ def beam_generate(model: OneRanker, batch: dict[str, Tensor], trie: PrefixTrie |
     per request and shared by every beam (the semantic score is additive over code levels,
     so a beam needs no state of its own); ``per_beam_copies`` encodes a copy of the history
     for every live beam at every level instead, as a generator without a shared history
-    cache would. Both give the same ads (tested); only the cost differs (benchmarks/)."""
+    cache would. Both give the same ads (tested); only the cost differs (benchmarks/).
+
+    The search is exact for scores that are sums over code levels, i.e. ads made of their
+    semantic-ID codes alone; an ID embedding, an output bias or a bid term is no such sum, so
+    such a model is refused rather than searched approximately."""
+    cfg = model.cfg
+    if cfg.item_representation != "sid" or (cfg.value_features and model.has_value_heads):
+        raise ValueError("beam search over semantic IDs needs ads made of their codes alone "
+                         f"(model.item_representation='sid' and no value_features; got "
+                         f"{cfg.item_representation!r}, value_features={cfg.value_features})")
     tables = [t.weight for t in model.items.tables]
     if not per_beam_copies:
         return beam_search(semantic_user_vectors(model, model.encode(batch)), tables, trie, beam_size)

@@ -309,8 +309,9 @@ class OneRanker(nn.Module):
         std = cfg.embedding_init_std
         self.items = ItemEmbedding(sid_codes, vocab.sid_digits, d, cfg.item_representation, item_bid, std)
         self.embed = TokenEmbedding(vocab, d, vocab.prefix_len + max_history_len, cfg.positions, std)
-        # model.value_features: the value heads add w_j x standardised log bid to their scores
-        # (bid is part of what pays), the ranker adds a projection of it to each candidate.
+        # model.value_features: the value heads (where they have outputs of their own) add
+        # w_j x standardised log bid to their scores (bid is part of what pays); the ranker adds
+        # a projection of it to each candidate.
         self.value_bid_weight = nn.Parameter(torch.zeros(cfg.n_value_tasks)) if cfg.value_features else None
         self.step1 = GDecoder(cfg)
         self.step2 = Step2(cfg) if cfg.use_step2 else None
@@ -358,9 +359,16 @@ class OneRanker(nn.Module):
             scores = self.step2.scores(state.tasks, state.fakes, item_emb) + bias
             interest_idx, value_idx = self.step2.head_tokens()
             interest, value = scores[:, interest_idx], scores[:, value_idx]
-        if self.value_bid_weight is not None:
+        if self.value_bid_weight is not None and self.has_value_heads:
             value = value + self.value_bid_weight[:, None] * self.items.bid_feature()
         return interest, value
+
+    @property
+    def has_value_heads(self) -> bool:
+        """Whether the value heads have outputs of their own (Step 2 with task tokens). A
+        single-head generator (no Step 2, or one shared query) has one output space: the bid
+        feature would only tilt its one next-item list towards expensive ads."""
+        return self.step2 is not None and self.cfg.use_task_tokens
 
     @staticmethod
     def retrieval_score(interest: Tensor, value: Tensor) -> Tensor:

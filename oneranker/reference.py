@@ -219,13 +219,13 @@ def _prepared_slates(prepared, split: str, column: str) -> list[np.ndarray]:
     return [values[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
 
 
-def cooccurrence_list(prepared, n_requests: int, n: int, split: str = "test") -> np.ndarray:
-    """The co-occurrence baseline's top n for the first ``n_requests`` requests of ``split``
-    [R, n], its counts taken from the training split (:class:`CooccurrenceModel`)."""
+def cooccurrence_list(prepared, rows: np.ndarray, n: int, split: str = "test") -> np.ndarray:
+    """The co-occurrence baseline's top n for the requests ``rows`` of ``split`` [R, n], its
+    counts taken from the training split (:class:`CooccurrenceModel`)."""
     model = CooccurrenceModel(max(1, prepared.meta["n_organic"]), prepared.meta["n_items"]).fit(
         _prepared_sessions(prepared, "train"), _prepared_slates(prepared, "train", "imp_item"),
         _prepared_slates(prepared, "train", "imp_click"))
-    return top_n(model.scores(_prepared_sessions(prepared, split, np.arange(n_requests))), n)
+    return top_n(model.scores(_prepared_sessions(prepared, split, np.asarray(rows))), n)
 
 
 def reference_lists(prepared, ts, n: int, seed: int) -> dict[str, np.ndarray]:
@@ -233,6 +233,6 @@ def reference_lists(prepared, ts, n: int, seed: int) -> dict[str, np.ndarray]:
     R = len(ts.indices)
     return {RANDOM: random_list(prepared.meta["n_items"], R, n, seed),
             POPULARITY: popularity_list(prepared, R, n),
-            COOCCURRENCE: cooccurrence_list(prepared, R, n),
+            COOCCURRENCE: cooccurrence_list(prepared, ts.indices, n),
             INTEREST_ORACLE: interest_oracle_list(ts.truth.pctr, n),
             VALUE_ORACLE: value_oracle_list(ts.truth.ecpm, n)}

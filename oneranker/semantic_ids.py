@@ -481,4 +481,4 @@ def warn_on_collisions(stats: SemanticIdStats, n_distinct_content: int) -> None:
         warnings.warn(f"{100 * stats.collision_rate:.0f}% of {stats.n_items} items share their semantic ID "
                       f"({stats.n_unique_codes} distinct codes; {n_distinct_content} distinct content vectors): "
                       f"items told apart only by the dedup digit; consider model.item_representation='sid+id'",
-                      SemanticIdWarning, stacklevel=2)
+                      SemanticIdWarning, stacklevel=3)

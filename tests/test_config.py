@@ -67,3 +67,19 @@ def test_runtime_knobs_stay_out_of_the_hash_and_others_do_not():
     base = make_config("quick")
     assert make_config("quick", **{"model.compile_block_mask": True}).hash() == base.hash()
     assert make_config("quick", **{"model.attention": "flex"}).hash() != base.hash()
+
+
+# The config hashes of the profiles before the learnability switches existed (commit 41c59d2):
+# the switches' defaults are left out of the hash, so every cached model stays valid.
+HASHES_BEFORE = {"quick": "21530975374e", "smoke": "436b825d7e04", "paper": "fe1470a7f067"}
+
+
+@pytest.mark.parametrize("profile", sorted(HASHES_BEFORE))
+def test_default_config_hashes_are_unchanged_by_the_new_switches(profile):
+    assert make_config(profile).hash() == HASHES_BEFORE[profile]
+
+
+@pytest.mark.parametrize("field, value", [("model.item_representation", "sid+id"), ("model.positions", "recency"),
+                                          ("model.value_features", True), ("model.embedding_init_std", 0.02)])
+def test_each_new_switch_changes_the_hash_when_set(field, value):
+    assert make_config("quick", **{field: value}).hash() != make_config("quick").hash()

@@ -118,3 +118,12 @@ def test_first_unique_equals_the_python_definition_on_random_rows():
         ids[:, :8] = torch.randperm(50, generator=g)[:8]        # at least 8 distinct per row
         expected = torch.tensor([list(dict.fromkeys(r))[:8] for r in ids.tolist()])
         assert torch.equal(first_unique(ids, 8), expected)
+
+
+@pytest.mark.parametrize("switch", [{"model.item_representation": "sid+id"}, {"model.value_features": True}])
+def test_beam_generation_refuses_scores_that_are_not_sums_over_codes(tiny_prepared, switch):
+    cfg = tiny_config(**switch)
+    model = build_model(cfg, tiny_prepared).eval()
+    batch = Collator(tiny_prepared, cfg.data.max_history_len)([tiny_prepared.requests["test"][0]])
+    with pytest.raises(ValueError, match="codes alone"):
+        beam_generate(model, batch, PrefixTrie(model.items.codes.numpy()), beam_size=4)

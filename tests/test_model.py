@@ -294,12 +294,20 @@ def test_item_representation_parts(tiny_prepared, representation):
     torch.testing.assert_close(items()[ids], items(ids))
 
 
-def test_an_ad_only_id_embedding_separates_ads_with_the_same_semantic_id(tiny_prepared):
-    """Two ads with the same codes but the dedup digit are one vector short of identical under
-    'sid'; an ID embedding and bias tell any two ads apart."""
-    model = _trained_like(build_model(tiny_config(**{"model.item_representation": "sid+id"}), tiny_prepared))
-    items = model.items
-    assert not torch.allclose(items.bias(torch.tensor([0])), items.bias(torch.tensor([1])))
+def test_an_id_embedding_separates_ads_that_share_their_codes(tiny_prepared):
+    """Under 'sid' two ads with the same level codes differ only by their dedup-digit row;
+    with the same codes everywhere they are the same vector. An ID embedding and output bias
+    give every ad parameters of its own."""
+    for representation, separable in (("sid", False), ("sid+id", True)):
+        model = build_model(tiny_config(**{"model.item_representation": representation}), tiny_prepared)
+        items = model.items
+        items.codes[1] = items.codes[0]                        # ad 1 now has ad 0's full code
+        with torch.no_grad():
+            if items.ids is not None:
+                items.output_bias[1] = 1.0
+        same = torch.equal(items(torch.tensor([0])), items(torch.tensor([1])))
+        assert same != separable
+        assert (float(items.bias(torch.tensor([1]))) != float(items.bias(torch.tensor([0])))) == separable
 
 
 def test_recency_positions_count_back_from_the_newest_token(tiny_prepared):
@@ -312,6 +320,17 @@ def test_recency_positions_count_back_from_the_newest_token(tiny_prepared):
     assert pos[1].tolist() == [max_len - 5 + i for i in range(5)] + [0, 0, 0, 0, 0]
     absolute = build_model(tiny_config(**{"model.positions": "absolute"}), tiny_prepared)
     assert absolute.embed.position_ids(lengths, prefix, 10)[1].tolist() == list(range(10))
+
+
+def test_a_single_head_generator_gets_no_bid_term(tiny_prepared):
+    """Without Step 2 (or with one shared query) the value 'heads' are the one next-item
+    output: the bid feature must not tilt it."""
+    for switch in ({"model.use_step2": False}, {"model.use_task_tokens": False}):
+        cfg = tiny_config(**{"model.value_features": True, **switch})
+        model = _trained_like(build_model(cfg, tiny_prepared)).eval()
+        with torch.no_grad():
+            interest, value = model.generator_scores(model.encode(_batch(tiny_prepared, cfg)))
+        torch.testing.assert_close(value, interest[:, :1].expand_as(value))
 
 
 def test_value_features_add_the_bid_to_value_heads_only(tiny_prepared):

@@ -51,6 +51,20 @@ def test_fingerprint_tells_two_preparations_apart(tmp_path):
     a, b = _prepare(tmp_path, "a", seed=0), _prepare(tmp_path, "b", seed=1)   # other bids and slates
     assert dataset_fingerprint(a) == dataset_fingerprint(a)
     assert dataset_fingerprint(a) != dataset_fingerprint(b)
+    # same shapes, same meta.json, other content: two ratings swap their movies
+    raw = tmp_path / "raw-swapped"
+    raw.mkdir()
+    write_ml100k(raw)
+    lines = (raw / "u.data").read_text().splitlines()
+    u0, m0, r0, t0 = lines[0].split("\t")
+    u1, m1, r1, t1 = lines[1].split("\t")
+    lines[0], lines[1] = "\t".join((u0, m1, r0, t0)), "\t".join((u1, m0, r1, t1))
+    (raw / "u.data").write_text("\n".join(lines) + "\n")
+    c = tmp_path / "swapped"
+    assert main(["prepare", "--source", "movielens", "--path", str(raw), "--out", str(c),
+                 "--set", "semantic_ids.codebook_size=2"]) == 0
+    assert (a / "meta.json").read_bytes() == (c / "meta.json").read_bytes()
+    assert dataset_fingerprint(a) != dataset_fingerprint(c)
 
 
 def test_train_and_evaluate_cli_on_real_logs(tmp_path, capsys):
