@@ -108,11 +108,6 @@ def evaluate_real(models: dict[str, tuple], prepared: Prepared, n: int = 20, see
             for name, lst in lists.items()]
 
 
-def prepared_config(folder: str | Path) -> dict:
-    """The config a prepared folder was made with (its meta.json), as a dict."""
-    return json.loads((Path(folder) / "meta.json").read_text())["config"]
-
-
 def comparison_variants() -> dict[str, dict]:
     """The models compared on real logs, with the learnability settings of ``config.LEARNABLE``
     (its model and training sections; the simulated world's knobs do not apply): a
@@ -188,3 +183,42 @@ def summary(results: pd.DataFrame, metrics: tuple[str, ...] = ("HR@10", "NDCG@10
         row["seeds"] = len(g)
         table[name] = row
     return pd.DataFrame.from_dict(table, orient="index")
+
+
+def stopping_table(results: pd.DataFrame, models: list[str], cap: int) -> pd.DataFrame:
+    """Per (model, seed): epochs trained, whether early stopping or the epoch cap ended the
+    run, and how much the validation loss still moved over its last five epochs (a run still
+    falling by more than a fraction of a percent had not flattened)."""
+    rows = []
+    for _, row in results[results.list.isin(models)].iterrows():
+        v = pd.DataFrame(json.loads(row["curve"])).valid_loss.values
+        rows.append({"model": row["list"], "seed": row["seed"], "epochs": len(v),
+                     "ended by": "early stopping" if len(v) < cap else f"the {cap}-epoch cap",
+                     "last 5 epochs: change of validation loss":
+                         f"{100 * (v[-1] / v[-6] - 1):+.2f}%" if len(v) >= 6 else "(fewer than 6 epochs)"})
+    return pd.DataFrame(rows).set_index(["model", "seed"])
+
+
+def verdicts(results: pd.DataFrame, at_least: list[tuple[str, str]], models: list[str],
+             ratio_target: float = 2.5, metric: str = "HR@10") -> list[str]:
+    """The stated targets as sentences, from the per-seed rows: ``a`` at least matches ``b``
+    (paired by seed) for each pair of ``at_least``, and each of ``models`` reaches
+    ``ratio_target`` x popularity. A target holds when its CI is on the right side, is missed
+    when its CI is on the wrong side, and is otherwise not separated by these seeds."""
+    from .metrics import mean_ci
+
+    def by_seed(name: str) -> pd.Series:
+        return results[results.list == name].set_index("seed")[metric]
+
+    lines = []
+    for a, b in at_least:
+        m, ci = mean_ci((by_seed(a) - by_seed(b)).values)
+        verdict = ("holds" if m - ci > 0 else "missed" if m + ci < 0 else
+                   f"not separated: the CI crosses zero, mean {'above' if m >= 0 else 'below'}")
+        lines.append(f"- {a} minus {b}: {metric} {m:+.4f} ± {ci:.4f} ({verdict}).")
+    for name in models:
+        m, ci = mean_ci((by_seed(name) / by_seed("popularity")).values)
+        verdict = ("met" if m - ci >= ratio_target else "missed" if m + ci < ratio_target else
+                   f"not separated: the CI contains {ratio_target:g}")
+        lines.append(f"- {name}: {m:.2f} ± {ci:.2f} x popularity's {metric} (target {ratio_target:g}x: {verdict}).")
+    return lines

@@ -99,3 +99,40 @@ def test_real_movielens_100k_protocol(tmp_path):
     assert len(rows) == 943                                       # leave-last-out: one test request per user
     pop = real_metrics(popularity_list(prepared, len(rows), 20), positives)
     assert 0.02 < pop["HR@10"] < 0.10                             # popularity on ml-100k, seen items kept
+
+
+def _rows(hr: dict[str, list[float]], curves: dict[str, list[float]] | None = None):
+    import json
+
+    import pandas as pd
+    rows = []
+    for name, values in hr.items():
+        for seed, v in enumerate(values):
+            curve = [{"epoch": i + 1, "valid_loss": x} for i, x in enumerate((curves or {}).get(name, []))]
+            rows.append({"list": name, "seed": seed, "HR@10": v, "curve": json.dumps(curve)})
+    return pd.DataFrame(rows)
+
+
+def test_verdicts_by_hand():
+    from oneranker.realdata import verdicts
+
+    res = _rows({"popularity": [0.1, 0.1, 0.1], "a": [0.30, 0.31, 0.29], "b": [0.20, 0.21, 0.19],
+                 "c": [0.25, 0.35, 0.15]})
+    lines = verdicts(res, at_least=[("a", "b"), ("b", "a"), ("c", "a")], models=["a", "b"])
+    assert "a minus b: HR@10 +0.1000 ± 0.0000 (holds)" in lines[0]
+    assert "(missed)" in lines[1]
+    assert "not separated: the CI crosses zero, mean below" in lines[2]     # c - a: -0.05, +0.04, -0.14
+    assert "a: 3.00 ± 0.25 x popularity's HR@10 (target 2.5x: met)" in lines[3]
+    assert "(target 2.5x: missed)" in lines[4]
+
+
+def test_stopping_table_by_hand():
+    from oneranker.realdata import stopping_table
+
+    curves = {"m": [2.0, 1.5, 1.2, 1.1, 1.05, 1.0, 0.99]}
+    table = stopping_table(_rows({"m": [0.1]}, curves), ["m"], cap=7)
+    row = table.loc[("m", 0)]
+    assert row["epochs"] == 7 and row["ended by"] == "the 7-epoch cap"
+    assert row["last 5 epochs: change of validation loss"] == f"{100 * (0.99 / 1.5 - 1):+.2f}%"
+    short = stopping_table(_rows({"m": [0.1]}, {"m": [2.0, 1.5]}), ["m"], cap=7).loc[("m", 0)]
+    assert short["ended by"] == "early stopping" and short["last 5 epochs: change of validation loss"] == "(fewer than 6 epochs)"
