@@ -1,4 +1,4 @@
-"""Command line: ``python -m oneranker {prepare,train,evaluate,reproduce} ...``.
+"""Command line: ``python -m oneranker {prepare,train,evaluate,pretrain,reproduce} ...``.
 
 Every argument is checked (config fields, paths, the output folder) before any work starts.
 """
@@ -165,11 +165,23 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     _print_real(evaluate_real({"model": (model, cfg)}, prepared, seed=cfg.seed, device=str(device)))
 
 
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    from .experiments import train_notebook_models
+
+    make_config(args.profile)
+    n = train_notebook_models(args.profile, args.cache, device=args.device, workers=args.workers, seeds=args.seeds)
+    print(f"{n} notebook models of profile {args.profile} are in {args.cache}")
+
+
 def cmd_reproduce(args: argparse.Namespace) -> None:
-    from .reproduce import run_notebooks
+    from .experiments import train_notebook_models
+    from .reproduce import ROOT, run_notebooks
 
     make_config(args.profile)  # validate the profile before starting any kernel
     try:
+        if not args.notebooks:   # every model of the series first, in one pool (oneranker.studies)
+            train_notebook_models(args.profile, ROOT / "cache", device=args.device, workers=args.workers,
+                                  seeds=args.seeds)
         run_notebooks(args.profile, notebooks=args.notebooks, seed=args.seed, device=args.device, seeds=args.seeds)
     except ValueError as e:  # bad --device or --seeds, raised before any notebook runs
         raise ConfigError(str(e)) from None
@@ -214,7 +226,16 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--notebooks", nargs="*", default=None, help="notebook files (default: all)")
     r.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="replace the notebooks' seed lists (default: each notebook's own)")
+    r.add_argument("--workers", type=int, default=None,
+                   help="training processes of the up-front pool (default: one per core up to 4 on CPU)")
     r.set_defaults(func=cmd_reproduce)
+    w = sub.add_parser("pretrain", help="train every model the notebooks use, in one pool (oneranker.studies)")
+    w.add_argument("--profile", default="quick")
+    w.add_argument("--cache", default="cache", help="model cache folder (the notebooks read ../cache)")
+    w.add_argument("--device", default="auto")
+    w.add_argument("--workers", type=int, default=None, help="training processes (default: one per core up to 4 on CPU)")
+    w.add_argument("--seeds", type=int, nargs="+", default=None, help="replace the notebooks' seed lists")
+    w.set_defaults(func=cmd_pretrain)
     args = parser.parse_args(argv)
     try:
         args.func(args)

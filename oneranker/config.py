@@ -25,15 +25,11 @@ class ConfigError(ValueError):
 
 def knob(default: Any, doc: str, *, ge: float | None = None, gt: float | None = None,
          le: float | None = None, lt: float | None = None, choices: tuple | None = None,
-         runtime: bool = False, added: bool = False) -> Any:
+         runtime: bool = False) -> Any:
     """A documented config field with an allowed range (checked in ``__post_init__``).
     ``runtime``: the field changes how fast results come, never what they are (e.g. whether a
-    mask is built by compiled code); it is left out of the config hash, so caches survive it.
-    ``added``: the field came after models were cached, and its default reproduces what the
-    code did before it existed; at the default it is left out of the hash (those caches stay
-    valid), at any other value it is hashed like every other field."""
-    meta = {"doc": doc, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "runtime": runtime,
-            "added": added}
+    mask is built by compiled code); it is left out of the config hash, so caches survive it."""
+    meta = {"doc": doc, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "runtime": runtime}
     if isinstance(default, (list, tuple)):
         return field(default_factory=lambda: tuple(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -134,11 +130,12 @@ class WorldConfig(Validated):
     n_context_values: tuple[int, ...] = knob((4, 6), "Cardinality of each request-context field "
                                                      "(surface- and hour-like).", ge=1)
     # --- response model ----------------------------------------------------------------
-    affinity_weight: float = knob(4.0, "pCTR logit per unit of best user-interest/item similarity. At 4 the "
-                                       "truth is as flat as ~570 equally likely ads of 1,500 and the interest "
-                                       "oracle only 2.5x popularity (reference.market_headroom); 8, the first "
-                                       "setting tried by headroom alone, gives 6.6x and a gap 15 seed-CIs wide "
-                                       "(LEARNABLE below; becomes the default once the notebooks are re-run).",
+    affinity_weight: float = knob(8.0, "pCTR logit per unit of best user-interest/item similarity. Chosen by "
+                                       "the headroom criteria alone (interest oracle >= 4x popularity, gap >= "
+                                       "10 seed-CIs; scripts/headroom.py): 8, the first setting tried, gives "
+                                       "6.6x and a gap 15 seed-CIs wide in quick; the earlier 4 left the truth "
+                                       "as flat as ~570 equally likely ads of 1,500 and the oracle 2.5x "
+                                       "popularity.",
                                   ge=0.0)
     popularity_weight: float = knob(0.5, "pCTR logit per std of log-popularity.", ge=0.0)
     session_boost: float = knob(0.5, "Similarity bonus of the interest active in the current session "
@@ -241,25 +238,25 @@ class ModelConfig(Validated):
                                            "only): about 10x faster at paper lengths, but each new sequence "
                                            "length costs a compile, too much for the short quick runs.",
                                     runtime=True)
-    item_representation: str = knob("sid", "An ad's embedding: 'sid' = the sum of its semantic-ID code "
+    item_representation: str = knob("sid+id", "An ad's embedding: 'sid' = the sum of its semantic-ID code "
                                     "embeddings only (the paper's tokenisation, and this project's model "
                                     "before the learnability work); 'id' = a per-ad embedding and output "
                                     "bias only; 'sid+id' = both, so that popularity and an ad's own appeal, "
                                     "which content does not hold, can be learned.",
-                                    choices=("sid", "id", "sid+id"), added=True)
-    positions: str = knob("absolute", "Position embeddings: 'recency' counts history tokens back from the "
+                                    choices=("sid", "id", "sid+id"))
+    positions: str = knob("recency", "Position embeddings: 'recency' counts history tokens back from the "
                                      "newest (the current session sits at the same positions in every "
                                      "example); 'absolute' counts from the sequence start.",
-                          choices=("recency", "absolute"), added=True)
-    value_features: bool = knob(False, "The value heads and the ranker see each ad's standardised log bid "
+                          choices=("recency", "absolute"))
+    value_features: bool = knob(True, "The value heads and the ranker see each ad's standardised log bid "
                                       "(a value head adds w x log bid to its scores; the ranker adds a "
                                       "projection of it to each candidate). False: ads are content and ID "
-                                      "only.", added=True)
-    embedding_init_std: float = knob(1.0, "Initial std of every embedding table. 1 (PyTorch's default) starts "
+                                      "only.")
+    embedding_init_std: float = knob(0.02, "Initial std of every embedding table. 1 (PyTorch's default) starts "
                                           "catalogue scores at several units, so the first softmax over the "
                                           "catalogue is far from uniform (a first loss of ~44 nats against "
                                           "ln 1,682 = 7.4 on MovieLens); 0.02 (GPT-2's choice) starts at a "
-                                          "uniform guess.", gt=0.0, added=True)
+                                          "uniform guess.", gt=0.0)
     # --- ablation switches (paper Tables 2 and 3) ----------------------------------------
     use_step2: bool = knob(True, "False: 'ranker on Step 1 only' - no Step 2; a Step-1 next-item head generates.")
     use_task_tokens: bool = knob(True, "False: 'without Fake Items and task tokens' - one shared query token.")
@@ -297,20 +294,23 @@ class TrainConfig(Validated):
     n_random_negatives: int = knob(12, "Catalogue ads added to each request's impressions as ranker / DC "
                                        "candidates during training (value 0).", ge=0)
     batch_size: int = knob(256, "Requests per batch.", ge=1)
-    epochs: int = knob(5, "Maximum epochs (early stopping may end sooner). Quick: 5, a CPU budget (the 33 "
-                             "models of notebooks 02-04 train in CI); the validation loss still falls "
-                             "after 5, so quick models are not converged.", ge=1)
+    epochs: int = knob(30, "Maximum epochs: a cap, not a budget. Models train until the validation loss "
+                              "stops improving (patience); in quick a Step-1 generator stops after ~8 "
+                              "epochs and the full model after ~17, and 5 epochs (the earlier budget) "
+                              "left the full model closing 13% of the popularity -> oracle gap instead "
+                              "of ~57% (scripts/learnability.py).", ge=1)
     lr: float = knob(5e-3, "Peak AdamW learning rate.", gt=0.0)
     weight_decay: float = knob(0.01, "AdamW weight decay.", ge=0.0)
     warmup_steps: int = knob(20, "Linear warm-up steps, then cosine decay to 10% of the peak.", ge=0)
-    patience: int = knob(1, "Epochs without validation improvement before early stopping.", ge=0)
+    patience: int = knob(2, "Epochs without validation improvement before early stopping (2: one noisy "
+                            "epoch does not end training).", ge=0)
     length_grouping: int = knob(0, "Batches of similar history length: each epoch's shuffled order is cut "
                                    "into windows of this many batches, each window sorted by history length "
                                    "and cut into batches, and the batches shuffled (0 = off, plain shuffled "
                                    "batches). Padding is then a few tokens instead of up to the longest "
                                    "history: about 3x fewer tokens per step at paper lengths, whose mean "
                                    "history is a quarter of the 1,024 cap. Off in quick (short histories).",
-                                ge=0, added=True)
+                                ge=0)
     max_train_requests: int = knob(12_000, "Training requests per epoch, a fresh random subset each "
                                                 "epoch (0 = all). Quick: half the 24k, a CPU budget.", ge=0)
     eval_requests: int = knob(1000, "Validation requests used for early stopping (0 = all).", ge=0)
@@ -340,7 +340,7 @@ class Config(Validated):
         d = self.to_dict()
         for name, cls in SECTIONS.items():
             for f in dataclasses.fields(cls):
-                if f.metadata.get("runtime") or (f.metadata.get("added") and d[name][f.name] == f.default):
+                if f.metadata.get("runtime"):
                     del d[name][f.name]
         if sections is not None:
             d = {k: d[k] for k in ("seed", *sections)}
@@ -352,18 +352,15 @@ class Config(Validated):
         return self.hash(("world", "data", "semantic_ids"))
 
 
-# The settings of the learnability work (issue "Models that demonstrably learn"), measured by
-# scripts/learnability.py against the defaults above: a market with headroom (chosen by the
-# headroom criteria alone: interest-oracle HR@5 >= 4x popularity and a popularity -> oracle
-# gap >= 10 seed-CIs), ads with an ID embedding and bid features, recency positions, small
-# embedding initialisation, and training until the validation loss stops improving. They
-# become the defaults once every notebook is re-executed on them; until then the committed
-# results stay those of the defaults.
-LEARNABLE: dict[str, Any] = {
-    "world.affinity_weight": 8.0,
-    "model.item_representation": "sid+id", "model.positions": "recency", "model.value_features": True,
-    "model.embedding_init_std": 0.02,
-    "train.epochs": 30, "train.patience": 2,
+# The defaults before the learnability work (issue "Models that demonstrably learn", commit
+# 41c59d2): a flat market, ads as semantic-ID codes only, absolute positions, no bid features,
+# unit-variance embeddings and a 5-epoch budget. scripts/learnability.py measures them beside
+# today's defaults; nothing else uses them.
+BEFORE_LEARNABILITY: dict[str, Any] = {
+    "world.affinity_weight": 4.0,
+    "model.item_representation": "sid", "model.positions": "absolute", "model.value_features": False,
+    "model.embedding_init_std": 1.0,
+    "train.epochs": 5, "train.patience": 1,
 }
 
 SECTIONS: dict[str, type] = {"world": WorldConfig, "data": DataConfig, "semantic_ids": SemanticIdConfig,
@@ -383,7 +380,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     },
     # Paper dimensions on a GPU: the paper's model (embedding 128, 4/2/1 layers, 6 + 2 task
     # tokens, 32 Fake Items) over 20k ads and histories up to 1,024 tokens. Sized for `make
-    # paper` on one H100 in under 20 minutes, before any paper-profile result existed:
+    # paper` on one H100 in under 20 minutes, before any paper-profile result existed (and
+    # before training ran to convergence: its former 2-epoch budget is gone, so its GPU time
+    # is now set by early stopping and must be re-measured):
     # ~75 models over 9 worlds (3 seeds; notebook 06 adds two world settings). Measured there
     # (benchmarks/training_throughput.py): 4 to 8 models trained at once reach 6,400 to
     # 7,200 requests/s in all, so each model gets 2 x 24k requests (188 steps of 256; quick
@@ -399,7 +398,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "model": {"d_model": 128, "n_heads": 4, "mlp_ratio": 4, "step1_layers": 4, "step2_layers": 2, "step3_layers": 1,
                   "n_interest_tasks": 6, "n_value_tasks": 2, "n_fake_items": 32, "dropout": 0.1,
                   "compile_block_mask": True},
-        "train": {"batch_size": 256, "lr": 2e-3, "warmup_steps": 30, "epochs": 2, "max_train_requests": 24_000,
+        "train": {"batch_size": 256, "lr": 2e-3, "warmup_steps": 30, "max_train_requests": 24_000,
                   "length_grouping": 20, "eval_requests": 2000},
     },
 }

@@ -29,6 +29,8 @@ from .metrics import mean_ci
 from .train import resolve_device, train_or_load
 from .world import World
 
+from . import studies
+from .studies import configs, loss_grid, with_knob
 from .reference import POPULARITY, popularity_list, reference_lists, value_oracle_list
 
 ORACLE = "oracle"   # the value oracle under the name the committed notebooks use
@@ -123,12 +125,6 @@ def train_all(cfgs: list[Config], cache_dir: str | Path, device: str = "auto", w
     bar.close()
 
 
-def _configs(profile: str, seed: int, variant: dict | Cascade) -> list[Config]:
-    if isinstance(variant, Cascade):
-        return [make_config(profile, seed=seed, **variant.generator), make_config(profile, seed=seed, **variant.ranker)]
-    return [make_config(profile, seed=seed, **variant)]
-
-
 def run_grid(profile: str, variants: dict[str, dict | Cascade], seeds: list[int] | tuple[int, ...],
              cache_dir: str | Path, device: str = "auto", n_candidates: int | None = None,
              eval_requests: int | None = 1000, baselines: bool = False, progress: bool = False,
@@ -153,7 +149,7 @@ def run_grid(profile: str, variants: dict[str, dict | Cascade], seeds: list[int]
     for seed in seeds:
         truths: dict[str, TruthSet] = {}
         for name, variant in variants.items():
-            cfgs = _configs(profile, seed, variant)
+            cfgs = configs(variant, profile, seed)
             cfg = cfgs[0]
             prepared = cached_prepared(cfg, cache_dir, progress=progress)
             key = cfg.data_hash()
@@ -202,11 +198,15 @@ def served(results: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def with_knob(variant: dict | Cascade, knob: str, value) -> dict | Cascade:
-    """The variant with one more override (both models of a cascade get it)."""
-    if isinstance(variant, Cascade):
-        return Cascade({**variant.generator, knob: value}, {**variant.ranker, knob: value})
-    return {**variant, knob: value}
+def train_notebook_models(profile: str, cache_dir: str | Path, device: str = "auto", workers: int | None = None,
+                          seeds: list[int] | tuple[int, ...] | None = None) -> int:
+    """Train every model of notebooks 02-06 (:mod:`oneranker.studies`) missing from the cache, in
+    one pool; returns how many configs the notebooks use. Full models first, so that the pool
+    does not end waiting on one long model."""
+    cfgs = studies.all_configs(profile, seeds)
+    cfgs.sort(key=lambda c: (not (c.model.use_ranker and c.model.use_step2), not c.model.use_ranker))
+    train_all(cfgs, cache_dir, device=device, workers=workers)
+    return len(cfgs)
 
 
 def train_variants(profile: str, variants: list[dict | Cascade], seeds: list[int] | tuple[int, ...],
@@ -214,7 +214,7 @@ def train_variants(profile: str, variants: list[dict | Cascade], seeds: list[int
     """Train every model of every variant and seed in one pool (call it once per notebook
     with everything the notebook needs: the workers then never wait for a straggler between
     grids); later grids find them in the cache."""
-    train_all([c for v in variants for s in seeds for c in _configs(profile, s, v)], cache_dir, device=device,
+    train_all([c for v in variants for s in seeds for c in configs(v, profile, s)], cache_dir, device=device,
               workers=workers)
 
 
@@ -401,11 +401,6 @@ def consistency_by_seed(profile: str, variants: dict[str, dict], seeds: list[int
             pooled.append(d.ravel())
         differences[name] = np.concatenate(pooled)
     return Consistency(pd.DataFrame(summary), pd.DataFrame(overlap), differences)
-
-
-def loss_grid(knob: str, values: list | tuple) -> dict[str, dict]:
-    """The full model at each value of the loss knob ``train.<knob>``, named ``knob=value``."""
-    return {f"{knob}={v:g}": {f"train.{knob}": v} for v in values}
 
 
 def loss_sweep(profile: str, knob: str, values: list | tuple, seeds: list[int] | tuple[int, ...],

@@ -109,15 +109,11 @@ def evaluate_real(models: dict[str, tuple], prepared: Prepared, n: int = 20, see
 
 
 def comparison_variants() -> dict[str, dict]:
-    """The models compared on real logs, with the learnability settings of ``config.LEARNABLE``
-    (its model and training sections; the simulated world's knobs do not apply): a
+    """The models compared on real logs, at the profile's model and training settings: a
     SASRec-style baseline, the Step-1 generator and the full OneRanker."""
     from . import baselines
-    from .config import LEARNABLE
 
-    learnable = {k: v for k, v in LEARNABLE.items() if not k.startswith("world.")}
-    return {"SASRec-style": {**learnable, **baselines.SASREC}, "Step-1 generator": {**learnable, **baselines.HSTU},
-            "OneRanker": learnable}
+    return {"SASRec-style": dict(baselines.SASREC), "Step-1 generator": dict(baselines.HSTU), "OneRanker": {}}
 
 
 def _train_and_evaluate(data: str, cache: str, name: str, overrides: dict, profile: str, seed: int,

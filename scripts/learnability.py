@@ -1,7 +1,8 @@
-"""Do the models learn the market? The defaults against ``config.LEARNABLE``, with every reference.
+"""Do the models learn the market? Today's defaults against those before the learnability work
+(``config.BEFORE_LEARNABILITY``), with every reference.
 
-For each setting (the profile's defaults; the learnability settings; the learnability
-settings with one change taken back at a time), over seeds: the Step-1 generator
+For each setting (the defaults before the learnability work; today's defaults; today's
+defaults with one learnability change taken back at a time), over seeds: the Step-1 generator
 (HSTU-style: next-ad head on the G-Decoder) and the full OneRanker (generated and served
 lists), beside the random, popularity, co-occurrence and oracle lists of the same world.
 Prints HR@5 and the share of the popularity -> interest-oracle gap closed (mean ± 95% CI over
@@ -28,6 +29,7 @@ from oneranker.evaluate import model_lists
 from oneranker.metrics import mean_ci
 from oneranker.train import resolve_device, train_or_load
 
+BEFORE, DEFAULTS = "before learnability", "defaults"
 TAKE_BACK = {  # one learnability change undone at a time (the codes-only item is the paper's own)
     "codes-only ads": {"model.item_representation": "sid"},
     "absolute positions": {"model.positions": "absolute"},
@@ -38,9 +40,10 @@ TAKE_BACK = {  # one learnability change undone at a time (the codes-only item i
 
 
 def settings(extra: dict) -> dict[str, dict]:
-    learnable = {**config.LEARNABLE, **extra}
-    out = {"defaults": dict(extra), "learnable": learnable}
-    out.update({f"learnable, {name}": {**learnable, **change} for name, change in TAKE_BACK.items()})
+    """The defaults before the learnability work, today's defaults, and today's defaults with
+    one learnability change taken back at a time."""
+    out = {BEFORE: {**config.BEFORE_LEARNABILITY, **extra}, DEFAULTS: dict(extra)}
+    out.update({f"{DEFAULTS}, {name}": {**extra, **change} for name, change in TAKE_BACK.items()})
     return out
 
 
@@ -79,16 +82,16 @@ def main() -> None:
         if args.only and name not in args.only:
             continue
         variants = {"Step-1 generator": {**overrides, **baselines.HSTU}, "OneRanker": overrides}
-        if name.startswith("learnable, "):
+        if name.startswith(f"{DEFAULTS}, "):
             variants = {"OneRanker": overrides}
         t0 = time.time()
         res = experiments.run_grid(args.profile, variants, args.seeds, args.cache, device=args.device,
-                                   references=not name.startswith("learnable, "), workers=args.workers)
+                                   references=not name.startswith(f"{DEFAULTS}, "), workers=args.workers)
         res["setting"], res["seconds"] = name, time.time() - t0
         frames.append(res)
         print(f"[{name}] {time.time() - t0:.0f} s", flush=True)
         report(pd.concat(frames, ignore_index=True), args.out)
-        if name in ("defaults", "learnable"):
+        if name in (BEFORE, DEFAULTS):
             ov = head_overlap(args.profile, overrides, args.seeds, args.cache, args.device)
             print(f"[{name}] per-head top-10 overlap of the full model (mean ± CI over seeds)")
             for pair, g in ov.groupby("pair"):
@@ -100,7 +103,7 @@ def report(res: pd.DataFrame, out: str | None) -> None:
     """Gap closed per row (against its own world and seed), the CSV, and the summary table."""
     # gap closed against the references of the same world and seed
     refs = res[res.variant.isin([reference.POPULARITY, reference.INTEREST_ORACLE])]
-    world = {s: ("defaults" if s == "defaults" else "learnable") for s in res.setting.unique()}
+    world = {s: (BEFORE if s == BEFORE else DEFAULTS) for s in res.setting.unique()}
     res["world"] = res.setting.map(world)
     refs = refs.assign(world=refs.setting.map(world)).pivot_table(index=["world", "seed"], columns="variant",
                                                                   values="HR@5")

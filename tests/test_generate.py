@@ -78,8 +78,12 @@ def test_reencoding_gives_the_pass_through_scores(tiny_prepared):
     torch.testing.assert_close(per_cand, passed, rtol=1e-5, atol=1e-5)
 
 
+# Beam search scores an ad as a sum over its codes: the paper's codes-only ads, no bid term.
+CODES_ONLY = {"model.item_representation": "sid", "model.value_features": False}
+
+
 def test_beam_generation_from_a_shared_history_equals_per_beam_copies(tiny_prepared):
-    cfg = tiny_config()
+    cfg = tiny_config(**CODES_ONLY)
     model = build_model(cfg, tiny_prepared).eval()
     trie = PrefixTrie(model.items.codes.numpy())
     test = tiny_prepared.requests["test"]
@@ -122,7 +126,7 @@ def test_first_unique_equals_the_python_definition_on_random_rows():
 
 @pytest.mark.parametrize("switch", [{"model.item_representation": "sid+id"}, {"model.value_features": True}])
 def test_beam_generation_refuses_scores_that_are_not_sums_over_codes(tiny_prepared, switch):
-    cfg = tiny_config(**switch)
+    cfg = tiny_config(**{**CODES_ONLY, **switch})
     model = build_model(cfg, tiny_prepared).eval()
     batch = Collator(tiny_prepared, cfg.data.max_history_len)([tiny_prepared.requests["test"][0]])
     with pytest.raises(ValueError, match="codes alone"):

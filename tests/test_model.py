@@ -71,11 +71,11 @@ SWITCHES = [
     ({"model.use_step2": False}, "generator"),
     ({"model.ranker_kv": "step1"}, "ranker"),
     ({"model.use_step2": False, "model.ranker_kv": "step1"}, "ranker"),
-    ({"model.item_representation": "sid+id"}, "generator"),
+    ({"model.item_representation": "sid"}, "generator"),
     ({"model.item_representation": "id"}, "generator"),
-    ({"model.positions": "recency"}, "generator"),
-    ({"model.value_features": True}, "generator"),
-    ({"model.value_features": True}, "ranker"),
+    ({"model.positions": "absolute"}, "generator"),
+    ({"model.value_features": False}, "generator"),
+    ({"model.value_features": False}, "ranker"),
 ]
 
 
