@@ -31,7 +31,8 @@ from .world import World
 
 from . import studies
 from .studies import configs, loss_grid, with_knob
-from .reference import POPULARITY, popularity_list, reference_lists, value_oracle_list
+from .reference import (INTEREST_ORACLE, POPULARITY, gap_closed, popularity_list, reference_lists,
+                        value_oracle_list)
 
 ORACLE = "oracle"   # the value oracle under the name the committed notebooks use
 SERVED = "served"
@@ -231,6 +232,23 @@ def world_sweep(profile: str, variants: dict[str, dict | Cascade], knob: str, va
                         cache_dir, **grid_kwargs)
         frames.append(grid.assign(**{knob: value}))
     return pd.concat(frames, ignore_index=True)
+
+
+def with_gap_closed(results: pd.DataFrame, metric: str = "HR@5") -> pd.DataFrame:
+    """``results`` with a column ``gap closed <metric>``: each row's share of the popularity ->
+    interest-oracle gap of its own dataset and seed (:func:`reference.gap_closed`; 0 =
+    popularity, 1 = the oracle). Needs the reference rows (``run_grid(..., references=True)``)."""
+    refs = results[results.variant.isin([POPULARITY, INTEREST_ORACLE])]
+    missing = {POPULARITY, INTEREST_ORACLE} - set(refs.variant)
+    if missing:
+        raise ValueError(f"gap closed needs the reference rows {sorted(missing)}: run the grid with references=True")
+    ends = refs.drop_duplicates(["data", "seed", "variant"]).pivot(index=["data", "seed"], columns="variant",
+                                                                  values=metric)
+    key = pd.MultiIndex.from_frame(results[["data", "seed"]])
+    out = results.copy()
+    out[f"gap closed {metric}"] = gap_closed(results[metric].to_numpy(), ends[POPULARITY].reindex(key).to_numpy(),
+                                             ends[INTEREST_ORACLE].reindex(key).to_numpy())
+    return out
 
 
 def summarise(results: pd.DataFrame, metrics: list[str], by: tuple[str, ...] = ("variant", "list"),

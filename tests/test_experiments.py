@@ -7,6 +7,7 @@ import torch
 
 from conftest import tiny_config
 from oneranker import evaluate, experiments
+from oneranker.config import make_config
 from oneranker.data import cached_prepared
 from oneranker.train import train_or_load
 from oneranker.world import World
@@ -140,3 +141,33 @@ def test_cached_truth_set_is_the_truth_set_and_is_reused(tmp_path):
     for field in ("pctr", "pcvr", "bid", "price"):
         np.testing.assert_array_equal(getattr(a.truth, field), getattr(b.truth, field))
     assert experiments.cached_truth_set(cfg, prepared, 20) is a
+
+
+def test_gap_closed_column_by_hand():
+    from oneranker.experiments import with_gap_closed
+
+    rows = pd.DataFrame({
+        "variant": ["popularity", "interest oracle", "model", "popularity", "interest oracle", "model"],
+        "seed": [0, 0, 0, 1, 1, 1], "data": ["a", "a", "a", "b", "b", "b"], "list": ["generated"] * 6,
+        "HR@5": [0.02, 0.10, 0.06, 0.01, 0.05, 0.00]})
+    out = with_gap_closed(rows)
+    # seed 0: (0.06 - 0.02) / (0.10 - 0.02) = 0.5; seed 1: (0 - 0.01) / (0.05 - 0.01) = -0.25
+    np.testing.assert_allclose(out["gap closed HR@5"], [0.0, 1.0, 0.5, 0.0, 1.0, -0.25])
+    with pytest.raises(ValueError, match="references=True"):
+        with_gap_closed(rows[rows.variant != "interest oracle"])
+
+
+def test_studies_name_each_notebook_model_once():
+    from oneranker import studies
+
+    cfgs = studies.all_configs("smoke", seeds=[0])
+    hashes = [c.hash() for c in cfgs]
+    assert len(hashes) == len(set(hashes))
+    # the full model is shared by notebooks 04, 05 and 06, and the cascade brings a ranker of its own
+    assert make_config("smoke", seed=0).hash() in hashes
+    assert make_config("smoke", seed=0, **studies.baselines.CASCADE_RANKER).hash() in hashes
+    # notebook 06's world sweep trains both models of the pair at every correlation
+    for c in studies.CORR_SWEEP:
+        assert make_config("smoke", seed=0, **{studies.CORR_KNOB: c}).hash() in hashes
+    with pytest.raises(ValueError, match="unknown notebook"):
+        studies.notebook_variants("08")
