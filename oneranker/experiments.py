@@ -306,6 +306,33 @@ def paired_table(results: pd.DataFrame, metrics: list[str], variants: list[str |
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def verdict(mean: float, ci: float, paper: float | None = None) -> str:
+    """The project's verdict rule as words, for a paired difference ``mean ± ci`` (95% CI over
+    seeds): with the paper's difference, *reproduced* when the CI excludes zero on the paper's
+    side, *opposite to the paper* when it excludes zero on the other side, otherwise *not
+    separated* (a null result at these seeds); without it, only whether the CI excludes zero."""
+    side = "above" if mean >= 0 else "below"
+    if mean - ci <= 0 <= mean + ci:
+        return f"not separated (the CI contains 0; mean {side} 0)"
+    if paper is None or paper == 0:
+        return f"{side} 0 (the CI excludes 0)"
+    return "reproduced (the paper's sign, the CI excludes 0)" if (mean > 0) == (paper > 0) else \
+        "opposite to the paper (the CI excludes 0)"
+
+
+def paired_sentence(results: pd.DataFrame, metric: str, a: str | tuple[str, str], b: str | tuple[str, str],
+                    paper: float | None = None, list_name: str = "generated", digits: int = 4) -> str:
+    """One markdown line, rendered from the per-seed rows: ``a - b`` on ``metric``, paired by
+    seed, with the paper's difference beside it when given, and its :func:`verdict`. Notebooks
+    quote results through this, never by typing numbers into prose."""
+    key = (lambda v: (v, list_name) if isinstance(v, str) else tuple(v))
+    mean, ci = paired_difference(results, metric, key(a), key(b))
+    name = lambda v: key(v)[0] if key(v)[1] == list_name else f"{key(v)[0]} ({key(v)[1]})"
+    ours = f"{mean:+.{digits}f} ± {ci:.{digits}f}"
+    theirs = "" if paper is None else f" (paper: {paper:+.{digits}f})"
+    return f"- {name(a)} minus {name(b)}, {metric}: {ours}{theirs}: {verdict(mean, ci, paper)}."
+
+
 def mean_ci_columns(results: pd.DataFrame, by: str, metrics: list[str], list_name: str = "generated") -> pd.DataFrame:
     """One row per value of ``by`` with ``<metric>_mean`` and ``<metric>_ci`` columns (for
     sweeps and their plots)."""

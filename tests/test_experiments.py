@@ -171,3 +171,18 @@ def test_studies_name_each_notebook_model_once():
         assert make_config("smoke", seed=0, **{studies.CORR_KNOB: c}).hash() in hashes
     with pytest.raises(ValueError, match="unknown notebook"):
         studies.notebook_variants("08")
+
+
+@pytest.mark.parametrize("mean, ci, paper, expected", [
+    (0.02, 0.01, 0.03, "reproduced"), (-0.02, 0.01, 0.03, "opposite"), (0.005, 0.01, 0.03, "not separated"),
+    (-0.02, 0.01, None, "below 0"), (0.0, 0.0, -0.01, "not separated")])
+def test_verdict_rule_by_hand(mean, ci, paper, expected):
+    assert experiments.verdict(mean, ci, paper).startswith(expected)
+
+
+def test_paired_sentence_renders_the_paired_difference():
+    rows = pd.DataFrame({"variant": ["a", "a", "b", "b"], "list": ["generated"] * 4, "seed": [0, 1, 0, 1],
+                         "HR@5": [0.3, 0.5, 0.1, 0.1]})
+    # differences 0.2 and 0.4: mean 0.3, CI = t(0.975, 1) x std / sqrt(2) = 12.706 x 0.1414 / 1.414 = 1.2706
+    line = experiments.paired_sentence(rows, "HR@5", "a", "b", paper=-0.01)
+    assert line == "- a minus b, HR@5: +0.3000 ± 1.2706 (paper: -0.0100): not separated (the CI contains 0; mean above 0)."
