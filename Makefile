@@ -1,6 +1,6 @@
 # The two commands of the README:
 #   make reproduce   executes every notebook (default profile) headlessly with papermill
-#   make test        runs pytest: unit tests and nbval over the committed notebooks
+#   make test        runs pytest: unit tests and every notebook at the smoke profile
 # Both create the virtual environment first if it is missing or out of date.
 PYTHON ?= python3
 VENV   ?= .venv
@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 PROFILE ?= quick
 SEED    ?= 0
 
-.PHONY: setup reproduce paper test test-fast clean-cache
+.PHONY: setup reproduce paper test test-notebooks smoke-tables test-fast clean-cache
 
 setup: $(STAMP)
 
@@ -32,12 +32,24 @@ paper: $(STAMP)
 ML100K ?= $(or $(ONERANKER_ML100K),../shared/data/ml-100k)
 NB_SKIP := $(if $(wildcard $(ML100K)/u.data),,--ignore=notebooks/07_real_data.ipynb)
 
+# make test: the unit tests and every notebook top to bottom at the toy `smoke` profile, its
+# tables compared with tests/smoke_tables (minutes; what CI runs). make test-notebooks: nbval
+# re-executes the committed default-profile notebooks and checks their outputs exactly (over an
+# hour on 2 cores from an empty cache). make smoke-tables: record the smoke tables again, after
+# a change meant to move results.
 test: $(STAMP)
+	$(PY) -m pytest -v --durations=10 tests
+
+test-notebooks: $(STAMP)
 	@$(if $(NB_SKIP),echo "notebooks/07_real_data.ipynb not verified: MovieLens-100k not found at $(ML100K); get ml-100k.zip from https://grouplens.org/datasets/movielens/100k/ and set ONERANKER_ML100K")
-	$(PY) -m pytest -v --durations=10 tests notebooks --nbval-lax --nbval-current-env $(NB_SKIP)
+	$(PY) -m oneranker pretrain --profile $(PROFILE)
+	$(PY) -m pytest -v --durations=10 notebooks --nbval-lax --nbval-current-env $(NB_SKIP)
+
+smoke-tables: $(STAMP)
+	$(PY) -c "from oneranker.reproduce import record_smoke_tables; print(record_smoke_tables())"
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -v tests
+	$(PY) -m pytest -v tests --deselect tests/test_notebooks.py::test_every_notebook_runs_at_smoke_and_writes_the_recorded_tables
 
 clean-cache:
 	rm -rf cache

@@ -78,3 +78,101 @@ def run_notebooks(profile: str, notebooks: list[str] | None = None, seed: int = 
         f.write(json.dumps(record, indent=1))
     os.replace(tmp, log)
     return records
+
+
+# --- the notebook suite as a regression test (``make test``) ---------------------------------
+# Executing every notebook at the default profile takes over an hour on 2 cores once the
+# models train to convergence, so ``make test`` runs the whole series top to bottom at the toy
+# ``smoke`` profile instead, in a scratch copy (its own cache, results and figures), and
+# compares every table it writes with the tables recorded in ``tests/smoke_tables``
+# (``make smoke-tables`` records them). The exact check of the committed default-profile
+# notebooks is nbval's, in ``make test-notebooks``.
+SMOKE_SEEDS = (0, 1)
+SMOKE_TABLES = ROOT / "tests" / "smoke_tables"
+# Columns that measure this machine rather than the code (wall times): never compared.
+_MACHINE_COLUMNS = ("seconds", "time", "train s", " ms", "speed")
+
+
+def execute_copies(workdir: Path, profile: str = "smoke", seeds: tuple[int, ...] = SMOKE_SEEDS,
+                   notebooks: list[str] | None = None, workers: int | None = None) -> Path:
+    """Execute copies of the notebooks inside ``workdir`` (``workdir/notebooks``, with
+    ``../cache``, ``../results`` and ``../figures`` of its own, so the repository's files are
+    never touched), after training every notebook model in one pool. Returns the folder of
+    the tables they wrote (``workdir/results/<profile>``). Raises on the first failing cell."""
+    import shutil
+
+    import papermill as pm
+
+    from .experiments import train_notebook_models
+
+    workdir = Path(workdir)
+    nb_dir = workdir / "notebooks"
+    nb_dir.mkdir(parents=True, exist_ok=True)
+    paths = notebook_paths(notebooks)
+    train_notebook_models(profile, workdir / "cache", device="cpu", workers=workers, seeds=seeds)
+    for path in paths:
+        copy = nb_dir / path.name
+        shutil.copy(path, copy)
+        print(f"executing {path.name} (profile={profile}, seeds={list(seeds)})", flush=True)
+        pm.execute_notebook(str(copy), str(copy), parameters={"profile": profile, "seeds": list(seeds), "device": "cpu"},
+                            cwd=str(nb_dir), progress_bar=False, kernel_name="python3")
+    return workdir / "results" / profile
+
+
+def _numbers(cell: object) -> list[float]:
+    """Every number in a table cell ("0.1234 ± 0.0056", "+1.2% ± 0.3%", 0.5, "") in order."""
+    import re
+
+    if isinstance(cell, (int, float)):
+        return [] if cell != cell else [float(cell)]   # NaN: no number
+    return [float(x) for x in re.findall(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?", str(cell))]
+
+
+def compare_tables(got: Path, expected: Path, rtol: float = 0.02, atol: float = 0.005) -> list[str]:
+    """Differences between the CSV tables of two folders, as sentences (none = they agree).
+    Same files, same row and column labels, the same words in every cell, and every number
+    within ``atol + rtol * |expected|`` (a regression check: another CPU's last digits pass,
+    a changed result does not); wall-time columns are skipped."""
+    import pandas as pd
+
+    problems = []
+    got_names = {p.name for p in Path(got).glob("*.csv")}
+    want_names = {p.name for p in Path(expected).glob("*.csv")}
+    for name in sorted(want_names - got_names):
+        problems.append(f"{name}: not written by the notebooks")
+    for name in sorted(got_names - want_names):
+        problems.append(f"{name}: written but not recorded in {expected} (make smoke-tables)")
+    for name in sorted(got_names & want_names):
+        a = pd.read_csv(Path(got) / name, dtype=str, keep_default_na=False)
+        b = pd.read_csv(Path(expected) / name, dtype=str, keep_default_na=False)
+        if list(a.columns) != list(b.columns) or a.shape != b.shape:
+            problems.append(f"{name}: columns or shape differ ({list(a.columns)} {a.shape} vs {list(b.columns)} {b.shape})")
+            continue
+        for col in a.columns:
+            if any(m in col.lower() for m in _MACHINE_COLUMNS):
+                continue
+            for i, (x, y) in enumerate(zip(a[col], b[col])):
+                nx, ny = _numbers(x), _numbers(y)
+                words_x, words_y = [w for w in str(x).split() if not _numbers(w)], [w for w in str(y).split() if not _numbers(w)]
+                if len(nx) != len(ny) or words_x != words_y or any(abs(p - q) > atol + rtol * abs(q) for p, q in zip(nx, ny)):
+                    problems.append(f"{name}, row {i}, column {col!r}: {x!r} (recorded: {y!r})")
+    return problems
+
+
+def record_smoke_tables(workers: int | None = None) -> Path:
+    """Execute the notebook copies at ``smoke`` and record their tables in ``tests/smoke_tables``
+    (replaced as a whole, only once every notebook ran): ``make smoke-tables``, after a change
+    that is meant to move the notebooks' results."""
+    import shutil
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tables = execute_copies(Path(tmp), workers=workers)
+        staged = SMOKE_TABLES.with_name(SMOKE_TABLES.name + ".new")
+        shutil.rmtree(staged, ignore_errors=True)
+        shutil.copytree(tables, staged, ignore=shutil.ignore_patterns("notebooks", "*.json"))
+        old = SMOKE_TABLES.with_name(SMOKE_TABLES.name + ".old")
+        if SMOKE_TABLES.exists():
+            os.replace(SMOKE_TABLES, old)
+        os.replace(staged, SMOKE_TABLES)
+        shutil.rmtree(old, ignore_errors=True)
+    return SMOKE_TABLES
