@@ -32,7 +32,7 @@ import torch
 from datasets import Dataset, DatasetDict, load_from_disk
 
 from .config import Config
-from .schema import AD, CLICK, CONTEXT, USER, DataError, Logs
+from .schema import AD, CLICK, CONTEXT, USER, DataError, Logs, Vocab  # noqa: F401  (Vocab: re-exported)
 from .semantic_ids import SemanticIds, build_semantic_ids
 
 SCHEMA_VERSION = 1
@@ -290,34 +290,6 @@ def cached_prepared(cfg: Config, cache_dir: str | Path = "cache", logs: Logs | N
 
 
 # ---------------------------------------------------------------------------- batching
-@dataclass(frozen=True)
-class Vocab:
-    """Sizes of every embedding table the model needs, read from ``meta``."""
-
-    n_items: int
-    n_organic: int
-    user_attr_cardinality: tuple[int, ...]
-    context_cardinality: tuple[int, ...]
-    sid_digits: tuple[int, ...]
-
-    @classmethod
-    def from_meta(cls, meta: dict) -> "Vocab":
-        return cls(meta["n_items"], meta["n_organic"], tuple(meta["user_attr_cardinality"]),
-                   tuple(meta["context_cardinality"]), tuple(meta["sid_digits"]))
-
-    @property
-    def prefix_len(self) -> int:
-        return len(self.user_attr_cardinality) + len(self.context_cardinality)
-
-    @property
-    def n_user_tokens(self) -> int:
-        return int(sum(self.user_attr_cardinality))
-
-    @property
-    def n_context_tokens(self) -> int:
-        return int(sum(self.context_cardinality))
-
-
 class Collator:
     """Turns request rows into padded tensors.
 

@@ -21,9 +21,8 @@ from torch import Tensor, nn
 
 from . import masks
 from .config import ModelConfig
-from .data import Vocab
 from .layers import CrossSelfBlock, DecoderBlock, Mask, MLP
-from .schema import ACTIONS, AD, CONTEXT, ORGANIC, TOKEN_TYPES, USER
+from .schema import ACTIONS, AD, CONTEXT, ORGANIC, TOKEN_TYPES, USER, Vocab
 
 
 def _embedding(n: int, d_model: int, std: float) -> nn.Embedding:

@@ -125,3 +125,31 @@ def _csr(name: str, offsets: np.ndarray, n_rows: int, n_values: int) -> None:
 def _in_range(name: str, ids: np.ndarray, n: int) -> None:
     if ids.size and (ids.min() < 0 or ids.max() >= n):
         raise DataError(f"{name} ids must lie in [0, {n}); found {int(ids.min())}..{int(ids.max())}")
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """Sizes of every embedding table the model needs, read from ``meta``."""
+
+    n_items: int
+    n_organic: int
+    user_attr_cardinality: tuple[int, ...]
+    context_cardinality: tuple[int, ...]
+    sid_digits: tuple[int, ...]
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> "Vocab":
+        return cls(meta["n_items"], meta["n_organic"], tuple(meta["user_attr_cardinality"]),
+                   tuple(meta["context_cardinality"]), tuple(meta["sid_digits"]))
+
+    @property
+    def prefix_len(self) -> int:
+        return len(self.user_attr_cardinality) + len(self.context_cardinality)
+
+    @property
+    def n_user_tokens(self) -> int:
+        return int(sum(self.user_attr_cardinality))
+
+    @property
+    def n_context_tokens(self) -> int:
+        return int(sum(self.context_cardinality))

@@ -347,3 +347,14 @@ def test_value_features_add_the_bid_to_value_heads_only(tiny_prepared):
     bids = np.asarray(tiny_prepared.items["bid"])
     z = (np.log(bids) - np.log(bids).mean()) / np.log(bids).std()
     np.testing.assert_allclose(model.items.bid_feature().numpy(), z, rtol=1e-5, atol=1e-6)
+
+
+def test_importing_the_model_does_not_import_the_data_stack():
+    """The model needs table sizes only (schema.Vocab): not datasets, pyarrow or scikit-learn."""
+    import subprocess
+    import sys
+
+    code = ("import sys, oneranker.model; "
+            "print(sorted(m for m in ('datasets', 'pyarrow', 'sklearn', 'oneranker.data') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
