@@ -515,3 +515,59 @@ def learning_curves(profile: str, overrides: dict, seeds: list[int] | tuple[int,
     ``overrides`` for every seed: is the training budget enough for the model to converge?"""
     return pd.DataFrame([{"seed": cfg.seed, **e} for cfg, _, _, history in _trained(profile, overrides, seeds, cache_dir)
                          for e in history.epochs])
+
+
+def top_k_overlap(a: np.ndarray, b: np.ndarray, k: int | None = None) -> float:
+    """Mean over requests (rows) of ``|top-k of a ∩ top-k of b| / k`` for two lists of ad ids
+    [R, >= k], best first (``k`` defaults to the lists' width): 1 = the same ads, 0 = none in
+    common. Two generator heads whose lists overlap almost fully add little to each other
+    when their lists are merged."""
+    a, b = np.atleast_2d(a), np.atleast_2d(b)
+    k = k or a.shape[1]
+    return float(np.mean([len(set(x[:k].tolist()) & set(y[:k].tolist())) / k for x, y in zip(a, b)]))
+
+
+def head_overlap_by_seed(profile: str, overrides: dict, seeds: list[int] | tuple[int, ...], cache_dir: str | Path,
+                         device: str = "auto", k: int = 10, eval_requests: int = 1000) -> pd.DataFrame:
+    """Pairwise :func:`top_k_overlap` of the per-head top-k lists (``model_lists(per_head=True)``)
+    of the (cached or trained) model of ``overrides`` on the test requests, one row per
+    (seed, pair of heads): do the interest and value heads retrieve different ads?"""
+    import itertools
+
+    rows = []
+    for cfg, prepared, model, _ in _trained(profile, overrides, seeds, cache_dir, device):
+        ts = cached_truth_set(cfg, prepared, eval_requests)
+        lists = {n: v for n, v in model_lists(model, cfg, prepared, ts, k, device=resolve_device(device),
+                                              per_head=True).items() if n.startswith("head")}
+        rows += [{"seed": cfg.seed, "pair": f"{a} / {b}", "overlap": top_k_overlap(lists[a], lists[b], k)}
+                 for a, b in itertools.combinations(sorted(lists), 2)]
+    return pd.DataFrame(rows)
+
+
+def stopping_summary(curves: pd.DataFrame, cap: int) -> pd.DataFrame:
+    """Per (variant, seed) of :func:`learning_curves` rows (with a ``variant`` column): epochs
+    trained, the epoch of lowest validation loss (the weights kept) and what ended the run:
+    early stopping (fewer epochs than the ``cap``: the validation loss had stopped improving)
+    or the cap (the model may not have converged)."""
+    rows = []
+    for (variant, seed), g in curves.groupby(["variant", "seed"], sort=False):
+        epochs = int(g.epoch.max())
+        rows.append({"variant": variant, "seed": seed, "epochs": epochs,
+                     "best epoch": int(g.epoch.loc[g.valid_loss.idxmin()]),
+                     "ended by": "early stopping" if epochs < cap else f"the {cap}-epoch cap"})
+    return pd.DataFrame(rows).set_index(["variant", "seed"])
+
+
+def loss_sweep_by_seed(profile: str, knob: str, values: list | tuple, seeds: list[int] | tuple[int, ...],
+                       cache_dir: str | Path, device: str = "auto") -> pd.DataFrame:
+    """:func:`loss_sweep` before averaging: one served row per (value, seed) of the full model
+    at each value of ``train.<knob>``, with the generator-ranker rank-difference ``IQR`` and a
+    column named ``knob``. Kept per seed so that two values can be compared *paired* by seed
+    (:func:`paired_sentence`), which the averaged sweep cannot; :func:`mean_ci_columns` of it
+    (``list_name="served"``) is :func:`loss_sweep`'s table."""
+    grid = loss_grid(knob, values)
+    res = served(run_grid(profile, grid, seeds, cache_dir, device=device))
+    dc = consistency_by_seed(profile, grid, seeds, cache_dir, device=device).summary
+    res = res.merge(dc[["variant", "seed", "IQR"]], on=["variant", "seed"])
+    res[knob] = res.variant.map({f"{knob}={v:g}": v for v in values})
+    return res

@@ -184,3 +184,47 @@ def dc_analysis(differences: dict[str, np.ndarray], overlap: "pd.DataFrame") -> 
     right.legend()
     fig.tight_layout()
     return fig
+
+
+def truth_concentration(effective: dict[str, np.ndarray], n_items: int) -> matplotlib.figure.Figure:
+    """Distribution over requests of the truth's effective number of ads
+    (:func:`oneranker.reference.effective_ads`), one histogram per market setting, with each
+    median dashed: the fewer ads the truth spreads over, the more a model that knows the
+    user can gain over popularity. ``n_items`` (a uniform truth) bounds the axis."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    bins = np.linspace(1, n_items, 60)
+    for i, (name, values) in enumerate(effective.items()):
+        med = float(np.median(values))
+        ax.hist(values, bins=bins, histtype="step", lw=1.6, color=f"C{i}", label=f"{name} (median {med:.0f})")
+        ax.axvline(med, color=f"C{i}", ls="--", lw=1)
+    ax.set(xlim=(0, n_items), xlabel=f"effective number of ads (of {n_items:,}; {n_items:,} = uniform truth)",
+           ylabel="test requests", title="How concentrated is the truth?")
+    ax.legend()
+    return fig
+
+
+def learning_curves(curves: "pd.DataFrame") -> matplotlib.figure.Figure:
+    """Training (dashed) and validation (solid) loss per epoch, one panel per variant and one
+    colour per seed, with a dot on the epoch of lowest validation loss (the weights kept).
+    ``curves``: rows of :func:`oneranker.experiments.learning_curves` with a ``variant``
+    column. Each variant sums different loss terms, so each panel has its own y axis."""
+    from matplotlib.lines import Line2D
+
+    variants = list(dict.fromkeys(curves["variant"]))
+    fig, axes = plt.subplots(1, len(variants), figsize=(3.6 * len(variants), 3.4), squeeze=False)
+    for ax, name in zip(axes[0], variants):
+        for i, (seed, g) in enumerate(curves[curves["variant"] == name].groupby("seed")):
+            colour = f"C{i}"
+            ax.plot(g["epoch"], g["train_loss"], ls="--", color=colour)
+            ax.plot(g["epoch"], g["valid_loss"], color=colour, label=f"seed {seed}")
+            best = g.loc[g["valid_loss"].idxmin()]
+            ax.plot(best["epoch"], best["valid_loss"], "o", color=colour)
+        ax.set(title=name, xlabel="epoch")
+    axes[0][0].set_ylabel("loss")
+    handles, _ = axes[0][0].get_legend_handles_labels()
+    handles += [Line2D([], [], color="grey", ls="--", label="training"),
+                Line2D([], [], color="grey", label="validation"),
+                Line2D([], [], color="grey", marker="o", ls="", label="best validation")]
+    axes[0][-1].legend(handles=handles, loc="upper right", fontsize="small")
+    fig.tight_layout()
+    return fig

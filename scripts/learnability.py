@@ -15,19 +15,15 @@ value heads, and writes the per-seed rows to ``--out``.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from oneranker import baselines, config, experiments, reference
-from oneranker.data import cached_prepared
-from oneranker.evaluate import model_lists
+from oneranker.experiments import head_overlap_by_seed
 from oneranker.metrics import mean_ci
-from oneranker.train import resolve_device, train_or_load
 
 BEFORE, DEFAULTS = "before learnability", "defaults"
 TAKE_BACK = {  # one learnability change undone at a time (the codes-only item is the paper's own)
@@ -45,22 +41,6 @@ def settings(extra: dict) -> dict[str, dict]:
     out = {BEFORE: {**config.BEFORE_LEARNABILITY, **extra}, DEFAULTS: dict(extra)}
     out.update({f"{DEFAULTS}, {name}": {**extra, **change} for name, change in TAKE_BACK.items()})
     return out
-
-
-def head_overlap(profile: str, overrides: dict, seeds: list[int], cache: str, device: str, k: int = 10) -> pd.DataFrame:
-    """Mean pairwise top-k overlap between the full model's per-head lists, per seed."""
-    rows = []
-    for seed in seeds:
-        cfg = config.make_config(profile, seed=seed, **overrides)
-        prepared = cached_prepared(cfg, cache, progress=False)
-        ts = experiments.cached_truth_set(cfg, prepared, 1000)
-        model, _ = train_or_load(cfg, prepared, cache, device=device, progress=False)
-        lists = {n: v[:, :k] for n, v in model_lists(model, cfg, prepared, ts, k, device=resolve_device(device),
-                                                     per_head=True).items() if n.startswith("head")}
-        for a, b in itertools.combinations(sorted(lists), 2):
-            overlap = np.mean([len(set(x) & set(y)) / k for x, y in zip(lists[a], lists[b])])
-            rows.append({"seed": seed, "pair": f"{a} / {b}", "overlap": overlap})
-    return pd.DataFrame(rows)
 
 
 def main() -> None:
@@ -92,7 +72,7 @@ def main() -> None:
         print(f"[{name}] {time.time() - t0:.0f} s", flush=True)
         report(pd.concat(frames, ignore_index=True), args.out)
         if name in (BEFORE, DEFAULTS):
-            ov = head_overlap(args.profile, overrides, args.seeds, args.cache, args.device)
+            ov = head_overlap_by_seed(args.profile, overrides, args.seeds, args.cache, args.device)
             print(f"[{name}] per-head top-10 overlap of the full model (mean ± CI over seeds)")
             for pair, g in ov.groupby("pair"):
                 mean, ci = mean_ci(g.groupby("seed").overlap.mean().values)
