@@ -60,3 +60,17 @@ def test_reproduce_on_cuda_without_a_gpu_fails_before_any_notebook(capsys):
     notebook = str(ROOT / "notebooks" / "01_data_prep.ipynb")
     assert main(["reproduce", "--profile", "smoke", "--device", "cuda", "--notebooks", notebook]) == 2
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_readme_numbers_are_rendered_from_the_committed_results():
+    """Every number block of the README equals what scripts/render_readme.py renders from
+    results/: a changed result with a stale README fails here."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    run = subprocess.run([sys.executable, str(root / "scripts" / "render_readme.py"), "--check"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "<!-- BEGIN rendered: table2 -->" in (root / "README.md").read_text()

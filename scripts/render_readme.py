@@ -1,0 +1,248 @@
+"""Render the README's result tables and verdict lines from the committed result files.
+
+The README quotes numbers only inside blocks marked ``<!-- BEGIN rendered: NAME -->`` ...
+``<!-- END rendered: NAME -->``; this script rewrites each block from ``results/`` (the CSVs the
+notebooks and scripts write), so the prose around them can never drift from the outputs.
+``--check`` only compares (``tests/test_project.py`` runs it): it fails when a block differs
+from what the files give, i.e. when results changed and the README was not re-rendered.
+
+    python scripts/render_readme.py            # rewrite the blocks in place
+    python scripts/render_readme.py --check    # exit 1 and name the stale blocks
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from oneranker import experiments, paper, realdata, reference  # noqa: E402
+from oneranker.metrics import mean_ci  # noqa: E402
+
+QUICK = ROOT / "results" / "quick"
+BLOCK = re.compile(r"(<!-- BEGIN rendered: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- END rendered: (?P=name) -->)", re.S)
+
+
+def markdown_table(df: pd.DataFrame, index: bool = True) -> str:
+    """A pipe table of the frame's cells as they are (strings are written unchanged)."""
+    df = df.reset_index() if index else df
+    cells = [[str(c) for c in df.columns]] + [["" if pd.isna(v) else str(v) for v in row] for row in df.values]
+    lines = ["| " + " | ".join(r) + " |" for r in cells]
+    lines.insert(1, "|" + "---|" * len(df.columns))
+    return "\n".join(lines) + "\n"
+
+
+def _pm(values, digits: int = 4, percent: bool = False) -> str:
+    mean, ci = mean_ci(values)
+    if percent:
+        return f"{100 * mean:.1f}% ± {100 * ci:.1f}%"
+    return f"{mean:.{digits}f} ± {ci:.{digits}f}"
+
+
+# --- blocks --------------------------------------------------------------------------------
+LEARNABILITY_NAMES = {"defaults": "before (41c59d2's defaults)", "learnable": "today's defaults"}
+
+
+def learnability() -> str:
+    """scripts/learnability.py's two H200 runs: the defaults before the learnability work and
+    today's, every reference of their worlds, and each change taken back (run 1)."""
+    rows = []
+    for run, name in ((1, "learnability_h200.csv"), (2, "learnability_learnable_h200.csv")):
+        res = pd.read_csv(QUICK / name)
+        if run == 2:
+            res = res[~res.variant.isin(reference.REFERENCES)]
+        for (setting, variant, lst), g in res.groupby(["setting", "variant", "list"], sort=False):
+            label = LEARNABILITY_NAMES.get(setting, setting.replace("learnable, ", "today's defaults, "))
+            shown = {"generated": variant, "ranked": f"{variant} (served)"}[lst]
+            if variant == "OneRanker" and lst == "generated":
+                shown = "OneRanker (generated)"
+            rows.append({"run": run, "setting": label, "list": shown, "HR@5": _pm(g["HR@5"]),
+                         "gap closed": _pm(g["gap closed HR@5"], percent=True), "valueHR@5": _pm(g["valueHR@5"]),
+                         "epochs": f"{g['epochs'].mean():.1f}" if g["epochs"].notna().any() else ""})
+    return markdown_table(pd.DataFrame(rows), index=False)
+
+
+def real_data() -> str:
+    """MovieLens-100k over 5 seeds (scripts/real_data.py): realdata.summary, wall times aside."""
+    res = pd.read_csv(QUICK / "real_ml100k_5seeds.csv")
+    table = realdata.summary(res).drop(columns=["seeds"]).rename(columns={"train s": "train s (one core each)"})
+    return markdown_table(table.rename_axis("list"))
+
+
+def real_data_verdicts() -> str:
+    res = pd.read_csv(QUICK / "real_ml100k_5seeds.csv")
+    lines = realdata.verdicts(res, at_least=[("Step-1 generator", "SASRec-style"), ("OneRanker", "Step-1 generator")],
+                              models=["SASRec-style", "Step-1 generator"])
+    return "\n".join(lines) + "\n"
+
+
+def _parse_pm(cell: str) -> tuple[float, float]:
+    """(mean, ci) of a "+0.0123 ± 0.0045" (or "%") table cell."""
+    mean, ci = str(cell).replace("%", "").split("±")
+    return float(mean), float(ci)
+
+
+def _csv(name: str) -> pd.DataFrame:
+    return pd.read_csv(QUICK / f"{name}.csv", index_col=0, keep_default_na=False)
+
+
+def table2() -> str:
+    """Notebook 05: the paper's Table 2 on served lists, with the references, the gap closed,
+    each row minus the full model (absolute and relative) and the paper's own differences."""
+    t, d, r = _csv("05_table2"), _csv("05_table2_vs_full"), _csv("05_table2_vs_full_relative")
+    out = pd.DataFrame({"HR@5": t["HR@5"], "gap closed HR@5 (%)": t["gap closed HR@5 (%)"],
+                        "valueHR@5": t["valueHR@5"], "ecpmNDCG@5": t["ecpmNDCG@5"]})
+    out["HR@5 − full"] = d["HR@5"].reindex(out.index).fillna("")
+    out["relative to full"] = r["HR@5"].reindex(out.index).fillna("")
+    out["paper: relative to full"] = r["paper HR@5"].reindex(out.index).fillna("")
+    out["verdict"] = [experiments.verdict(*_parse_pm(d.loc[v, "HR@5"]), float(d.loc[v, "paper HR@5"]))
+                      if v in d.index else "" for v in out.index]
+    return markdown_table(out.rename_axis("served list"))
+
+
+def table3() -> str:
+    """Notebook 02: the Step-2 attention designs against the paper's design, paired by seed."""
+    d = _csv("02_table3_paired")
+    design = paper.TABLE3_HR5["Step 2 only (paper design)"]
+    lines = []
+    for variant in d.index:
+        mean, ci = _parse_pm(d.loc[variant, "HR@5"])
+        theirs = paper.TABLE3_HR5[variant] - design
+        lines.append(f"- {variant}: HR@5 {mean:+.4f} ± {ci:.4f} (paper {theirs:+.4f}): "
+                     f"{experiments.verdict(mean, ci, theirs)}.")
+    return "\n".join(lines) + "\n"
+
+
+def headroom() -> str:
+    """Notebook 01: the headroom criteria for the default market and the one before it."""
+    return markdown_table(_csv("01_headroom").rename_axis("5 seeds, no model"))
+
+
+def stopping() -> str:
+    """Notebook 04: epochs trained per variant (3 seeds), and what ended each run."""
+    st = pd.read_csv(QUICK / "04_stopping.csv")
+    rows = {v: {"epochs (min-max)": f"{g['epochs'].min()}-{g['epochs'].max()}",
+                "best epoch (min-max)": f"{g['best epoch'].min()}-{g['best epoch'].max()}",
+                "ended by early stopping": f"{(g['ended by'] == 'early stopping').sum()} of {len(g)}"}
+            for v, g in st.groupby("variant", sort=False)}
+    return markdown_table(pd.DataFrame.from_dict(rows, orient="index").rename_axis("model (quick)"))
+
+
+def paper_curves() -> str:
+    """results/paper/learning_curves_h200.log: one seed of the paper profile on an H200."""
+    text = (ROOT / "results" / "paper" / "learning_curves_h200.log").read_text()
+    rows = []
+    for part in re.split(r"\n(?=\S.*\(config )", text)[1:]:
+        head, _, rest = part.partition("\n")
+        curve = pd.read_csv(__import__("io").StringIO("\n".join(l for l in rest.splitlines() if re.match(r"^(epoch|\d)", l))))
+        gen = re.search(r"generated HR@5 ([\d.]+)", rest).group(1)
+        ranked = re.search(r"ranked +HR@5 ([\d.]+)", rest)
+        rows.append({"model (paper, seed 0)": head.split(" (config")[0], "epochs": len(curve),
+                     "ended by": "early stopping" if "stopped early" in head else "the 30-epoch cap",
+                     "valid loss, epoch 1 → best": f"{curve.valid_loss.iloc[0]:.2f} → {curve.valid_loss.min():.2f}",
+                     "s per epoch (median)": f"{curve.seconds.median():.1f}",
+                     "HR@5 generated": gen, "HR@5 served": ranked.group(1) if ranked else ""})
+    return markdown_table(pd.DataFrame(rows), index=False)
+
+
+def table1() -> str:
+    """Notebook 06: the paper's Table 1 on served lists, with the references and the gap closed."""
+    t = _csv("06_table1_hr").drop(columns=["seeds"])
+    return markdown_table(t.rename_axis("served list (5 seeds)"))
+
+
+def table1_verdicts() -> str:
+    """Notebook 06: OneRanker minus each pipeline on HR@5, with the paper's difference where
+    Table 1 has the pipeline (HSTU, GPR)."""
+    d = _csv("06_oneranker_vs_baselines")
+    paper_diff = {"HSTU-style": paper.TABLE1_HR["OneRanker"][2] - paper.TABLE1_HR["HSTU"][2],
+                  "GPR-style": paper.TABLE1_HR["OneRanker"][2] - paper.TABLE1_HR["GPR"][2]}
+    lines = []
+    for other in d.index:
+        for metric in ("HR@5", "valueHR@5"):
+            mean, ci = _parse_pm(d.loc[other, metric])
+            theirs = paper_diff.get(other) if metric == "HR@5" else None
+            shown = f" (paper {theirs:+.4f})" if theirs is not None else ""
+            lines.append(f"- OneRanker minus {other}, {metric}: {mean:+.4f} ± {ci:.4f}{shown}: "
+                         f"{experiments.verdict(mean, ci, theirs)}.")
+    return "\n".join(lines) + "\n"
+
+
+def ab() -> str:
+    """Notebook 06: expected GMV and cost of each arm's 4-ad slate, lifts paired by seed."""
+    t = pd.read_csv(QUICK / "06_ab_gmv_cost.csv", header=[0, 1], index_col=0, keep_default_na=False)
+    t.columns = [f"{a}: {b}" for a, b in t.columns]
+    return markdown_table(t.rename_axis("arm (5 seeds)"))
+
+
+def targets() -> str:
+    """The issue's quick-profile targets, from notebook 06's 5 seeds: the Step-1 generator
+    (HSTU-style) closes >= 40% and OneRanker's served list >= 50% of the gap."""
+    t = _csv("06_table1_hr")
+    lines = []
+    for name, shown, target in (("HSTU-style", "Step-1 generator (HSTU-style)", 40), ("OneRanker", "OneRanker, served", 50)):
+        mean, ci = _parse_pm(t.loc[name, "gap closed HR@5 (%)"])
+        state = "met" if mean - ci >= target else "missed" if mean + ci < target else "met in the mean, not by the CI"
+        lines.append(f"- {shown}: {mean:.1f}% ± {ci:.1f}% of the popularity → interest-oracle HR@5 gap "
+                     f"(target ≥ {target}%: {state}).")
+    return "\n".join(lines) + "\n"
+
+
+BLOCKS: dict[str, Callable[[], str]] = {
+    "targets": targets,
+    "headroom": headroom,
+    "stopping": stopping,
+    "paper-curves": paper_curves,
+    "table1": table1,
+    "table1-verdicts": table1_verdicts,
+    "ab": ab,
+    "table2": table2,
+    "table3": table3,
+    "learnability": learnability,
+    "real-data": real_data,
+    "real-data-verdicts": real_data_verdicts,
+}
+
+
+def render(text: str) -> tuple[str, list[str]]:
+    """The README with every block re-rendered, and the names of the blocks that changed."""
+    changed = []
+
+    def one(m: re.Match) -> str:
+        name = m.group("name")
+        if name not in BLOCKS:
+            raise KeyError(f"README block {name!r} has no renderer in scripts/render_readme.py")
+        body = BLOCKS[name]()
+        if body != m.group("body"):
+            changed.append(name)
+        return m.group(1) + body + m.group(4)
+
+    return BLOCK.sub(one, text), changed
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="compare only; exit 1 when a block is stale")
+    args = ap.parse_args()
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    new, changed = render(text)
+    if args.check:
+        if changed:
+            print(f"README blocks out of date with results/: {', '.join(changed)} (run scripts/render_readme.py)")
+            return 1
+        return 0
+    readme.write_text(new)
+    print(f"re-rendered: {', '.join(changed) or 'nothing changed'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
