@@ -131,7 +131,8 @@ def _train_real_and_report(cfg: Config, args: argparse.Namespace, device: torch.
     """``train --data DIR``: train on a prepared real-data folder, then print the protocol's
     metrics beside popularity and random."""
     from .realdata import evaluate_real
-    from .train import model_folder, train_or_load
+    from .cache import model_folder
+    from .train import train_or_load
 
     prepared, fingerprint = _real_data(args.data)
     rank = int(os.environ.get("RANK", "0"))
@@ -149,7 +150,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     """``evaluate --data DIR``: the cached model of this config and dataset (trained by
     ``train --data DIR`` with the same --profile/--seed/--set) on the test split."""
     from .realdata import evaluate_real
-    from .train import model_folder, resolve_device, train_or_load
+    from .cache import model_folder
+    from .train import resolve_device, train_or_load
 
     cfg = make_config(args.profile, seed=args.seed, **parse_overrides(args.set))
     try:

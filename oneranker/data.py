@@ -281,8 +281,11 @@ def batch_to_device(batch: dict[str, torch.Tensor], device: torch.device | str) 
 def cached_prepared(cfg: Config, cache_dir: str | Path = "cache", logs: Logs | None = None,
                     progress: bool = True) -> Prepared:
     """The simulated-market dataset of ``cfg``, built once (from ``logs`` if given) and cached
-    under a hash of the config, so that a stale cache is never reused."""
-    folder = Path(cache_dir) / "data" / f"adworld-{cfg.data_hash()}"
+    under the data sections' hash and the data code's version (:mod:`oneranker.cache`), so
+    that a stale dataset is never reused."""
+    from .cache import dataset_folder
+
+    folder = dataset_folder(cfg, cache_dir)
     if not (folder / "meta.json").exists():
         logs = logs if logs is not None else load_logs("adworld", cfg, progress=progress)
         build_prepared(logs, cfg).save(folder, overwrite=True)

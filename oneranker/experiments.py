@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from .baselines import Cascade
+from .cache import has_dataset, has_model
 from .config import Config, make_config
 from .data import cached_prepared
 from .evaluate import TruthSet, list_metrics, model_lists, slate_outcomes, truth_set
@@ -87,8 +88,7 @@ def prepare_all(cfgs: list[Config], cache_dir: str | Path, workers: int | None =
     """Make sure every config's dataset is in the cache, simulating the missing worlds in
     parallel processes (each world is seeded on its own, so the result does not depend on
     how many ran at once). At paper scale one world takes minutes of one core."""
-    missing = {c.data_hash(): c for c in cfgs
-               if not (Path(cache_dir) / "data" / f"adworld-{c.data_hash()}" / "meta.json").exists()}
+    missing = {c.data_hash(): c for c in cfgs if not has_dataset(c, cache_dir)}
     workers = min(len(missing), workers or max(1, (os.cpu_count() or 1) // 2))
     if workers <= 1:
         for c in missing.values():
@@ -107,7 +107,7 @@ def train_all(cfgs: list[Config], cache_dir: str | Path, device: str = "auto", w
     config only (seeded data order, initialisation and sampling), so the result does not
     depend on how many workers ran or in which order."""
     dev = resolve_device(device)
-    missing = {c.hash(): c for c in cfgs if not (Path(cache_dir) / "models" / c.hash() / "final.pt").exists()}
+    missing = {c.hash(): c for c in cfgs if not has_model(c, cache_dir)}
     if not missing:
         return
     prepare_all(list(missing.values()), cache_dir)

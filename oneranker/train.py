@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
+from .cache import atomic_save, load_entry, model_folder
 from .config import Config, TrainConfig
 from .data import Collator, Prepared, batch_to_device, gpu_padding, to_device
 from .losses import bpr_loss, bpr_pairs, catalogue_nll, dc_loss, nll_norm, realised_value, value_weighted_draws
@@ -48,7 +47,7 @@ def funnel_level(head: int, n_heads: int) -> str:
 
 
 def build_model(cfg: Config, prepared: Prepared) -> OneRanker:
-    from .data import Vocab
+    from .schema import Vocab
     torch.manual_seed(cfg.seed)
     bids = np.asarray(prepared.items.data.column("bid").to_numpy(), dtype=np.float64)
     return OneRanker(cfg.model, Vocab.from_meta(prepared.meta), prepared.sid_codes, cfg.data.max_history_len,
@@ -238,7 +237,7 @@ class Trainer:
         self.workdir = Path(workdir) if workdir is not None else None
         self.step, self.history, self.best_state, self.bad_epochs = 0, History(), None, 0
         self.epoch_losses: list[float | torch.Tensor] = []  # the current epoch's step totals (checkpointed)
-        if self.workdir is not None and (self.workdir / "checkpoint.pt").exists():
+        if self.workdir is not None:
             self._load(self.workdir / "checkpoint.pt")
 
     # ---------------------------------------------------------------- schedule and batches
@@ -365,22 +364,18 @@ class Trainer:
         """Write the checkpoint to a temporary file and rename it: never half-written."""
         if self.workdir is None or self.rank != 0:
             return
-        self.workdir.mkdir(parents=True, exist_ok=True)
         blob = {"config_hash": self.cfg.hash(), "config": json.dumps(self.cfg.to_dict(), sort_keys=True),
                 "step": self.step, "model": self.model.state_dict(), "optim": self.optim.state_dict(),
                 "best_state": self.best_state, "bad_epochs": self.bad_epochs,
                 "history": json.dumps(self.history.__dict__), "epoch_losses": [float(x) for x in self.epoch_losses]}
-        fd, tmp = tempfile.mkstemp(dir=self.workdir, prefix=".checkpoint.", suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(blob, tmp)
-            os.replace(tmp, self.workdir / "checkpoint.pt")
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        atomic_save(blob, self.workdir / "checkpoint.pt")
 
     def _load(self, path: Path) -> None:
-        blob = torch.load(path, map_location=self.device, weights_only=True)
+        """Resume from the checkpoint at ``path`` if there is a readable one (a damaged one is
+        set aside and named by :func:`cache.load_entry`, and training starts afresh)."""
+        blob = load_entry(path, map_location=self.device, expect=("step", "model", "optim", "history"))
+        if blob is None:
+            return
         if blob.get("config_hash") != self.cfg.hash():
             raise ValueError(f"checkpoint {path} was made by another config (hash {blob.get('config_hash')}, "
                              f"this run {self.cfg.hash()}); use another workdir or delete it")
@@ -391,44 +386,34 @@ class Trainer:
         self.epoch_losses = list(blob["epoch_losses"])
 
 
-def model_folder(cfg: Config, cache_dir: str | Path = "cache", fingerprint: str | None = None) -> Path:
-    """Where the model of ``cfg`` lives in the cache: keyed by the config hash and, for a
-    dataset given as a folder (real logs), by that dataset's fingerprint too
-    (:func:`realdata.dataset_fingerprint`), so a re-prepared dataset never loads a stale model."""
-    return Path(cache_dir) / "models" / (cfg.hash() if fingerprint is None else f"{cfg.hash()}-{fingerprint}")
-
-
 def train_or_load(cfg: Config, prepared: Prepared, cache_dir: str | Path = "cache", device: str = "auto",
                   progress: bool = True, fingerprint: str | None = None) -> tuple[OneRanker, History]:
-    """The trained model of ``cfg``, from the cache (:func:`model_folder`) or trained now.
+    """The trained model of ``cfg``, from the cache (:func:`cache.model_folder`) or trained now.
 
     Notebooks share models through this cache, so a variant trained in one notebook is not
     trained again in the next. The checkpoint in the cache folder also makes a killed run
-    resume where it stopped.
+    resume where it stopped. A cached model is loaded without building a trainer; a damaged
+    one is set aside (named in a :class:`cache.CacheWarning`) and trained again.
     """
     folder = model_folder(cfg, cache_dir, fingerprint)
     final = folder / "final.pt"
-    trainer = Trainer(cfg, prepared, workdir=None if final.exists() else folder, device=device, progress=progress)
-    if final.exists():
-        blob = torch.load(final, map_location=trainer.device, weights_only=True)
+    dev = resolve_device(device)
+    blob = load_entry(final, map_location=dev, expect=("config_hash", "model", "history"))
+    if blob is not None:
         if blob["config_hash"] != cfg.hash() or blob.get("fingerprint") != fingerprint:
-            raise ValueError(f"{final} was made by another config or dataset")
-        trainer.model.load_state_dict(blob["model"])
-        return trainer.model.eval(), History(**json.loads(blob["history"]))
+            raise ValueError(f"{final} was made by another config or dataset (config {blob['config_hash']}, "
+                             f"dataset {blob.get('fingerprint')}); delete it")
+        model = build_model(cfg, prepared).to(dev)
+        model.load_state_dict(blob["model"])
+        return model.eval(), History(**json.loads(blob["history"]))
+    trainer = Trainer(cfg, prepared, workdir=folder, device=device, progress=progress)
     history = trainer.fit()
     if trainer.rank == 0:  # distributed: one writer; the others wait for the file
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".final.", suffix=".tmp")
-        os.close(fd)
         record = {"config_hash": cfg.hash(), "model": trainer.model.state_dict(),
                   "history": json.dumps(history.__dict__)}
         if fingerprint is not None:
             record["fingerprint"] = fingerprint
-        try:
-            torch.save(record, tmp)
-            os.replace(tmp, final)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        atomic_save(record, final)
         (folder / "checkpoint.pt").unlink(missing_ok=True)
     if trainer.world > 1:
         dist.barrier()

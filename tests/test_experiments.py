@@ -7,6 +7,7 @@ import torch
 
 from conftest import tiny_config
 from oneranker import evaluate, experiments
+from oneranker.cache import model_folder
 from oneranker.config import make_config
 from oneranker.data import cached_prepared
 from oneranker.train import train_or_load
@@ -18,8 +19,8 @@ def test_models_do_not_depend_on_the_number_of_workers(tmp_path):
     experiments.train_all(cfgs, tmp_path / "two", device="cpu", workers=2)
     experiments.train_all(cfgs, tmp_path / "one", device="cpu", workers=1)
     for cfg in cfgs:
-        a = torch.load(tmp_path / "two" / "models" / cfg.hash() / "final.pt", weights_only=True)["model"]
-        b = torch.load(tmp_path / "one" / "models" / cfg.hash() / "final.pt", weights_only=True)["model"]
+        a = torch.load(model_folder(cfg, tmp_path / "two") / "final.pt", weights_only=True)["model"]
+        b = torch.load(model_folder(cfg, tmp_path / "one") / "final.pt", weights_only=True)["model"]
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 

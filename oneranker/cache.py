@@ -1,0 +1,139 @@
+"""The on-disk cache of prepared datasets and trained models: its layout, its keys, how entries
+are written and how damaged ones are handled, in one place.
+
+Layout under a cache folder (``cache/`` by default; the notebooks use ``../cache``)::
+
+    data/adworld-<data key>/        a prepared simulated dataset (``data.cached_prepared``)
+    models/<model key>/final.pt     a trained model: weights, config hash, history
+    models/<model key>/checkpoint.pt  while it trains (atomic, resumable)
+
+A **model key** is the config hash, the version of the code that trains a model
+(:func:`code_version`) and, for a dataset given as a folder of real logs, the dataset's
+fingerprint (``realdata.dataset_fingerprint``). A **data key** is the hash of the config
+sections that decide a dataset plus the version of the code that simulates and prepares it.
+So an entry can never be served to another config, other data, or code that would compute it
+differently; a comment or docstring edit keeps the keys (the version hashes the code's syntax
+tree without docstrings).
+
+Every file is written to a temporary name and renamed into place (:func:`atomic_save`), so
+a killed run never leaves a half-written entry. A file that is damaged anyway (a truncated
+copy, a full disk) is named in a warning, moved aside as ``<name>.damaged`` and treated as
+missing: the model is retrained, or resumed from its last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import Config
+
+# The modules whose code decides a prepared dataset, and those that decide a trained model
+# given its dataset. Their syntax trees (docstrings left out) key the cache.
+DATA_CODE = ("config", "schema", "world", "loaders", "semantic_ids", "data")
+MODEL_CODE = DATA_CODE + ("masks", "layers", "model", "losses", "train")
+
+
+class CacheWarning(UserWarning):
+    """A cache entry could not be read and was set aside; it will be computed again."""
+
+
+def _without_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant) \
+                    and isinstance(first.value.value, str):
+                node.body = node.body[1:] or [ast.Pass()]
+    return tree
+
+
+@functools.lru_cache(maxsize=None)
+def code_version(modules: tuple[str, ...] = MODEL_CODE) -> str:
+    """Short hash of the syntax trees of ``modules`` of this package (docstrings and comments
+    left out): it changes when code that could change a cached result changes."""
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parent
+    for name in modules:
+        tree = _without_docstrings(ast.parse((root / f"{name}.py").read_text()))
+        digest.update(name.encode())
+        digest.update(ast.dump(tree, include_attributes=False).encode())
+    return digest.hexdigest()[:8]
+
+
+def dataset_folder(cfg: Config, cache_dir: str | Path) -> Path:
+    """Where the prepared simulated dataset of ``cfg`` lives."""
+    return Path(cache_dir) / "data" / f"adworld-{cfg.data_hash()}-{code_version(DATA_CODE)}"
+
+
+def model_folder(cfg: Config, cache_dir: str | Path, fingerprint: str | None = None) -> Path:
+    """Where the trained model of ``cfg`` (on the dataset ``fingerprint``, for real logs) lives."""
+    key = f"{cfg.hash()}-{code_version(MODEL_CODE)}" + ("" if fingerprint is None else f"-{fingerprint}")
+    return Path(cache_dir) / "models" / key
+
+
+def has_model(cfg: Config, cache_dir: str | Path, fingerprint: str | None = None) -> bool:
+    return (model_folder(cfg, cache_dir, fingerprint) / "final.pt").exists()
+
+
+def has_dataset(cfg: Config, cache_dir: str | Path) -> bool:
+    return (dataset_folder(cfg, cache_dir) / "meta.json").exists()
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename it into place: readers
+    see the old file or the new one, never a half-written one; the temporary file is removed
+    on failure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (see :func:`atomic_save`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_entry(path: Path, map_location: str | torch.device = "cpu", expect: tuple[str, ...] = ()) -> dict | None:
+    """The dict saved at ``path``, or None when there is none. A file that cannot be read, or
+    lacks one of the ``expect`` keys, is damaged: it is moved aside as ``<name>.damaged``, a
+    :class:`CacheWarning` names it, and None is returned (the caller computes it again)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        blob = torch.load(path, map_location=map_location, weights_only=True)
+        missing = [k for k in expect if k not in blob]
+        if missing:
+            raise KeyError(f"missing {missing}")
+    except Exception as e:   # a truncated zip, a wrong format, a partial dict: all mean "damaged"
+        aside = path.with_name(path.name + ".damaged")
+        os.replace(path, aside)
+        warnings.warn(f"cache entry {path} is damaged ({type(e).__name__}: {str(e)[:120]}); moved to {aside.name} "
+                      "and computed again", CacheWarning, stacklevel=2)
+        return None
+    return blob

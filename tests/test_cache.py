@@ -1,0 +1,100 @@
+"""The cache: keys that miss on other code or other data, atomic writes, damaged entries named,
+set aside and computed again (never a raw traceback)."""
+
+import ast
+import warnings
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from oneranker import cache
+from oneranker.train import train_or_load
+
+
+def _weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_code_version_ignores_docstrings_and_comments_only():
+    a = 'def f(x):\n    """Why."""\n    return x + 1  # note\n'
+    b = 'def f(x):\n    """Another why."""\n    return x + 1\n'
+    c = 'def f(x):\n    return x + 2\n'
+    dump = lambda src: ast.dump(cache._without_docstrings(ast.parse(src)), include_attributes=False)
+    assert dump(a) == dump(b) != dump(c)
+
+
+def test_keys_change_with_the_code_version_and_the_dataset(monkeypatch, tmp_path):
+    cfg = tiny_config()
+    base = cache.model_folder(cfg, tmp_path)
+    assert cache.model_folder(cfg, tmp_path, fingerprint="abc") != base
+    data = cache.dataset_folder(cfg, tmp_path)
+    monkeypatch.setattr(cache, "code_version", lambda modules=cache.MODEL_CODE: "other")
+    assert cache.model_folder(cfg, tmp_path) != base
+    assert cache.dataset_folder(cfg, tmp_path) != data
+
+
+def test_a_code_change_misses_the_model_cache(monkeypatch, tmp_path, tiny_prepared):
+    cfg = tiny_config(**{"train.epochs": 1})
+    train_or_load(cfg, tiny_prepared, tmp_path, device="cpu", progress=False)
+    monkeypatch.setattr(cache, "code_version", lambda modules=cache.MODEL_CODE: "changed")
+    assert not cache.has_model(cfg, tmp_path)
+    train_or_load(cfg, tiny_prepared, tmp_path, device="cpu", progress=False)
+    assert len(list((tmp_path / "models").iterdir())) == 2
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty-dict"])
+def test_a_damaged_final_model_is_named_set_aside_and_retrained(tmp_path, tiny_prepared, damage):
+    cfg = tiny_config(**{"train.epochs": 1})
+    first, _ = train_or_load(cfg, tiny_prepared, tmp_path, device="cpu", progress=False)
+    final = cache.model_folder(cfg, tmp_path) / "final.pt"
+    if damage == "truncate":
+        final.write_bytes(final.read_bytes()[:1000])
+    elif damage == "garbage":
+        final.write_bytes(b"not a checkpoint")
+    else:
+        torch.save({}, final)
+    with pytest.warns(cache.CacheWarning, match="final.pt is damaged"):
+        again, _ = train_or_load(cfg, tiny_prepared, tmp_path, device="cpu", progress=False)
+    assert (final.parent / "final.pt.damaged").exists() and final.exists()
+    assert _same(_weights(first), _weights(again))     # retrained from scratch: the same model
+
+
+def test_a_damaged_checkpoint_is_set_aside_and_training_starts_afresh(tmp_path, tiny_prepared):
+    from oneranker.train import Trainer
+
+    cfg = tiny_config(**{"train.epochs": 2})
+    reference, _ = train_or_load(cfg, tiny_prepared, tmp_path / "ref", device="cpu", progress=False)
+    folder = cache.model_folder(cfg, tmp_path / "run")
+    Trainer(cfg, tiny_prepared, workdir=folder, device="cpu", progress=False).fit(stop_after_steps=3)
+    ckpt = folder / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:500])
+    with pytest.warns(cache.CacheWarning, match="checkpoint.pt is damaged"):
+        model, _ = train_or_load(cfg, tiny_prepared, tmp_path / "run", device="cpu", progress=False)
+    assert _same(_weights(reference), _weights(model))
+
+
+def test_atomic_save_leaves_nothing_behind_on_failure(tmp_path):
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("cannot pickle")
+
+    target = tmp_path / "x.pt"
+    cache.atomic_save({"a": 1}, target)
+    with pytest.raises(RuntimeError):
+        cache.atomic_save({"a": Unpicklable()}, target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.pt"]
+    assert torch.load(target, weights_only=True) == {"a": 1}
+
+
+def test_a_good_cached_model_loads_without_a_warning(tmp_path, tiny_prepared):
+    cfg = tiny_config(**{"train.epochs": 1})
+    first, history = train_or_load(cfg, tiny_prepared, tmp_path, device="cpu", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", cache.CacheWarning)
+        again, history2 = train_or_load(cfg, tiny_prepared, tmp_path, device="cpu", progress=False)
+    assert _same(_weights(first), _weights(again)) and history2.epochs == history.epochs
