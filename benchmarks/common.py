@@ -13,7 +13,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from oneranker.config import make_config  # noqa: E402
-from oneranker.data import Vocab  # noqa: E402
+from oneranker.schema import Vocab  # noqa: E402
 from oneranker.model import OneRanker  # noqa: E402
 from oneranker.schema import AD, CONTEXT, ORGANIC, USER  # noqa: E402
 

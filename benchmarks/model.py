@@ -39,7 +39,7 @@ from oneranker.config import make_config
 from oneranker.generate import rank_candidates, rank_reencoding, topk_candidates
 from oneranker.model import OneRanker
 from oneranker.profiling import time_side_by_side
-from oneranker.train import draw_loss_samples, loss_from_draws, loss_terms
+from oneranker.losses import draw_loss_samples, loss_from_draws, loss_terms
 
 
 def _autocast(device: torch.device):

@@ -53,7 +53,7 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     """Train one config of the simulated market into the model cache (or report the cached
     model), then print its learning curve and its test metrics against the market's truth."""
-    from .train import resolve_device
+    from .runtime import resolve_device
 
     cfg = make_config(args.profile, seed=args.seed, **parse_overrides(args.set))
     try:  # an unknown or unavailable device is refused before any work
@@ -151,7 +151,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     ``train --data DIR`` with the same --profile/--seed/--set) on the test split."""
     from .realdata import evaluate_real
     from .cache import model_folder
-    from .train import resolve_device, train_or_load
+    from .runtime import resolve_device
+    from .train import train_or_load
 
     cfg = make_config(args.profile, seed=args.seed, **parse_overrides(args.set))
     try:

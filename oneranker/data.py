@@ -257,27 +257,6 @@ def load_logs(source: str, cfg: Config, path: str | Path | None = None, progress
         loaders.load_taobao(path, seed=cfg.seed)
 
 
-def gpu_padding(device: torch.device | str) -> int:
-    """The ``Collator.pad_to`` for batches bound to ``device``: FlexAttention's block size on
-    CUDA (compiled kernels then see at most max_history_len / 128 shapes), none elsewhere."""
-    return 128 if torch.device(device).type == "cuda" else 1
-
-
-def to_device(t: torch.Tensor, device: torch.device | str) -> torch.Tensor:
-    """Copy a CPU tensor to ``device``. To CUDA the copy goes through pinned memory and does
-    not block: a plain copy makes the host wait until the GPU has finished all the work
-    queued before it (the previous step's backward pass, say) instead of queuing more."""
-    device = torch.device(device)
-    if device.type != "cuda" or t.device.type != "cpu":
-        return t.to(device)
-    return t.pin_memory().to(device, non_blocking=True)
-
-
-def batch_to_device(batch: dict[str, torch.Tensor], device: torch.device | str) -> dict[str, torch.Tensor]:
-    """A collated batch on ``device`` (see :func:`to_device`)."""
-    return {k: to_device(v, device) for k, v in batch.items()}
-
-
 def cached_prepared(cfg: Config, cache_dir: str | Path = "cache", logs: Logs | None = None,
                     progress: bool = True) -> Prepared:
     """The simulated-market dataset of ``cfg``, built once (from ``logs`` if given) and cached

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from .config import Config
-from .data import Collator, Prepared, batch_to_device, gpu_padding
+from .data import Collator, Prepared
+from .runtime import batch_to_device, gpu_padding
 from .generate import rank_candidates, topk_candidates
 from .metrics import KS, expected_hit_ndcg, expected_hit_rate, ndcg
 from .model import OneRanker
@@ -77,7 +78,7 @@ def model_lists(model: OneRanker, cfg: Config, prepared: Prepared, ts: TruthSet,
     ``ranker``: a separately trained model that encodes the history again and ranks the
     candidates (the cascade of :mod:`oneranker.baselines`); by default the model's own
     R-Decoder ranks them from the same forward pass."""
-    from .train import funnel_level
+    from .losses import funnel_level
 
     if ranker is not None and ranker.rdecoder is None:
         raise ValueError("the separate ranker model has no R-Decoder (model.use_ranker=False)")
@@ -141,7 +142,7 @@ def centroid_alignment(model: OneRanker, cfg: Config, prepared: Prepared, ts: Tr
     """
     from scipy.stats import spearmanr
 
-    from .train import funnel_level
+    from .losses import funnel_level
 
     step2 = model.step2
     if step2 is None or step2.fake is None or not cfg.model.use_task_tokens:

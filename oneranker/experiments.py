@@ -27,7 +27,8 @@ from .config import Config, make_config
 from .data import cached_prepared
 from .evaluate import TruthSet, list_metrics, model_lists, slate_outcomes, truth_set
 from .metrics import mean_ci
-from .train import resolve_device, train_or_load
+from .runtime import resolve_device
+from .train import train_or_load
 from .world import World
 
 from . import studies
@@ -470,8 +471,9 @@ def validation_loss_terms(profile: str, variants: dict[str, dict], seeds: list[i
     ``reference`` overrides (default: the full model's), so that a model trained without a
     term (e.g. gamma = 0) is still scored on it. Random candidates and targets are drawn from
     one fixed generator, the same for every variant."""
-    from .data import Collator, batch_to_device, gpu_padding
-    from .train import loss_terms
+    from .data import Collator
+    from .runtime import batch_to_device, gpu_padding
+    from .losses import loss_terms
 
     rows = []
     for name, overrides in variants.items():

@@ -16,9 +16,18 @@ nothing to learn from contribute nothing (and a batch with nothing gives 0, not 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .config import TrainConfig
+from .runtime import to_device
+
+if TYPE_CHECKING:
+    from .model import OneRanker
 
 
 def catalogue_nll(logits: Tensor, targets: Tensor, weights: Tensor | None = None, norm: Tensor | None = None) -> Tensor:
@@ -116,3 +125,121 @@ def dc_loss(ranker_scores: Tensor, generator_scores: Tensor, mask: Tensor, tau: 
 def _at_least_one(n: Tensor | int | float) -> Tensor | int | float:
     """A count used as a denominator, raised to 1 when it is 0 (the numerator is then 0)."""
     return n.clamp(min=1) if isinstance(n, Tensor) else max(n, 1)
+
+
+# ------------------------------------------------------------------ the objective, assembled
+# The terms above, put together as the paper's training objective L = alpha L_MTP + beta L_rank
+# + gamma L_DC for one batch of logged requests: which targets each head learns (the funnel),
+# the value-aware weights of GPR-style training, the step's random draws, and the total.
+FUNNEL = ("impression", "click", "conversion")
+
+
+
+
+def funnel_level(head: int, n_heads: int) -> str:
+    """Interest heads are laid out along the funnel: the first third predicts impressions,
+    the next clicks, the last conversions (paper: task tokens ordered impression -> click ->
+    conversion -> value)."""
+    return FUNNEL[head * len(FUNNEL) // n_heads]
+
+
+def value_aware_weights(bid: torch.Tensor, click: torch.Tensor, conv: torch.Tensor, mask: torch.Tensor,
+                        tc: TrainConfig) -> torch.Tensor:
+    """GPR-style per-target weights [B, P]: the impression's bid divided by the batch's mean
+    bid (a normalised eCPM proxy) times its funnel grade, 1 + click_weight x click +
+    conv_weight x conversion, so that conversion > click > impression."""
+    grade = 1.0 + tc.value_click_weight * click.float() + tc.value_conv_weight * conv.float()
+    mean_bid = (bid * mask).sum() / mask.sum().clamp(min=1)
+    return bid / mean_bid.clamp(min=1e-12) * grade * mask
+
+
+@dataclass
+class LossDraws:
+    """The random part of one step's loss, drawn with the step's CPU generator: a target per
+    value head and the ranker's random negatives. Drawn apart from the loss itself, so that
+    :func:`loss_from_draws` is a pure tensor function (one ``torch.compile`` graph)."""
+
+    value_targets: list[torch.Tensor]      # per value head, [B, 1] ad ids (-1: nothing to draw)
+    negatives: torch.Tensor | None         # [B, n_random_negatives], None without a ranker
+
+
+def draw_loss_samples(model: OneRanker, batch: dict[str, torch.Tensor], tc: TrainConfig,
+                      gen: torch.Generator) -> LossDraws:
+    """Draw a step's value targets, then its negatives, for the whole batch (in this order:
+    the generator's stream, and so every trained model, depends on it)."""
+    items, mask = batch["imp_item"], batch["imp_mask"]
+    # Value heads: each draws its own value-weighted target (bagging over the value tokens).
+    targets = value_weighted_draws(items, _logged_value(batch, tc), mask, 1, model.cfg.n_value_tasks,
+                                   tc.value_power, gen)
+    negatives = None
+    if model.rdecoder is not None:
+        negatives = torch.randint(0, model.items.n_items, (items.shape[0], tc.n_random_negatives), generator=gen)
+        negatives = to_device(negatives, items.device)
+    return LossDraws(targets, negatives)
+
+
+def _outcomes(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logged clicks and conversions of the batch's valid impressions."""
+    mask = batch["imp_mask"]
+    return batch["imp_click"].bool() & mask, batch["imp_conv"].bool() & mask
+
+
+def _logged_value(batch: dict[str, torch.Tensor], tc: TrainConfig) -> torch.Tensor:
+    click, conv = _outcomes(batch)
+    return realised_value(batch["imp_bid"], click, conv, tc.value_click_weight, tc.value_conv_weight) * batch["imp_mask"]
+
+
+def loss_terms(model: OneRanker, batch: dict[str, torch.Tensor], tc: TrainConfig,
+               gen: torch.Generator, rows: slice | None = None) -> dict[str, torch.Tensor]:
+    """L_MTP, L_rank, L_DC and their weighted total for one batch (paper, 'Training objective').
+
+    ``rows``: the loss of these rows only, normalised as the loss of the whole batch. Random
+    negatives and value targets are drawn for the whole batch first and then sliced, so the
+    losses of disjoint row ranges add up to the whole batch's loss: distributed training
+    gives every rank the same batch and its own rows (:class:`Trainer`).
+    """
+    return loss_from_draws(model, batch, tc, draw_loss_samples(model, batch, tc, gen), rows)
+
+
+def loss_from_draws(model: OneRanker, batch: dict[str, torch.Tensor], tc: TrainConfig, draws: LossDraws,
+                    rows: slice | None = None) -> dict[str, torch.Tensor]:
+    """:func:`loss_terms` given the step's random draws: no randomness and no host-device
+    wait, so it can be compiled whole, the model's forward pass included."""
+    items, mask = batch["imp_item"], batch["imp_mask"]
+    click, conv = _outcomes(batch)
+    by_level = {"impression": torch.where(mask, items, -1), "click": torch.where(click, items, -1),
+                "conversion": torch.where(conv, items, -1)}
+    v = _logged_value(batch, tc)
+    n_int, n_val = model.cfg.n_interest_tasks, model.cfg.n_value_tasks
+    weights = value_aware_weights(batch["imp_bid"], click, conv, mask, tc) if tc.mtp_weighting == "value" else None
+    int_targets = [by_level[funnel_level(h, n_int)] for h in range(n_int)]
+    val_targets, negatives = draws.value_targets, draws.negatives
+    if negatives is not None:
+        cands = torch.cat([items.clamp(min=0), negatives], dim=1)
+        cand_mask = torch.cat([mask, torch.ones_like(negatives, dtype=torch.bool)], dim=1)
+        cand_value = torch.cat([v, torch.zeros(negatives.shape, device=v.device)], dim=1)
+    split = rows is not None
+    sel = rows if split else slice(None)
+
+    def norm(fn, *full):  # the whole batch's denominator, when only some rows are computed here
+        return fn(*full) if split else None
+
+    state = model.encode({k: t[sel] for k, t in batch.items()} if split else batch)
+    interest, value = model.generator_scores(state)
+    w_sel = None if weights is None else weights[sel]
+    mtp = [catalogue_nll(interest[:, h], int_targets[h][sel], w_sel, norm(nll_norm, int_targets[h], weights))
+           for h in range(n_int)]
+    mtp += [catalogue_nll(value[:, j], val_targets[j][sel], None, norm(nll_norm, val_targets[j])) for j in range(n_val)]
+    out = {"mtp": torch.stack(mtp).mean()}
+    zero = out["mtp"] * 0.0
+    out["rank"] = out["dc"] = zero
+    if negatives is not None:
+        r = model.rank(state, cands[sel])
+        out["rank"] = bpr_loss(r, cand_value[sel], cand_mask[sel],
+                               norm(lambda a, b: bpr_pairs(a, b).sum(), cand_value, cand_mask))
+        if tc.gamma > 0:
+            g = model.retrieval_score(interest, value).gather(1, cands[sel])
+            out["dc"] = dc_loss(r, g, cand_mask[sel], tc.tau, tc.dc_detach_ranker,
+                                norm(lambda m: (m.sum(-1) >= 2).sum(), cand_mask))
+    out["total"] = tc.alpha * out["mtp"] + tc.beta * out["rank"] + tc.gamma * out["dc"]
+    return out

@@ -12,6 +12,7 @@ Every row of the paper's ablation tables is a switch of :class:`~oneranker.confi
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -316,7 +317,21 @@ class OneRanker(nn.Module):
         self.step2 = Step2(cfg) if cfg.use_step2 else None
         self.rdecoder = RDecoder(cfg) if cfg.use_ranker else None
         self.drop = nn.Dropout(cfg.dropout)
-        self.attention_override: str | None = None   # see profiling.count_flops
+        self._kernel: str | None = None   # set only inside `with model.attention_kernel(...)`
+
+    @contextlib.contextmanager
+    def attention_kernel(self, kernel: str):
+        """Run the G-Decoder with ``kernel`` ('sdpa' or 'flex') instead of the configured one
+        inside the ``with`` block, and restore it after, also on error. The two compute the
+        same function; e.g. the FLOP counter cannot see inside FlexAttention
+        (``profiling.count_flops`` counts the dense twin)."""
+        if kernel not in ("sdpa", "flex"):
+            raise ValueError(f"attention kernel {kernel!r}: choose 'sdpa' or 'flex'")
+        previous, self._kernel = self._kernel, kernel
+        try:
+            yield self
+        finally:
+            self._kernel = previous
 
     # ---------------------------------------------------------------- Steps 1 and 2
     def encode(self, batch: dict[str, Tensor]) -> State:
@@ -337,7 +352,7 @@ class OneRanker(nn.Module):
         """The G-Decoder mask in the form of the configured kernel ('auto': FlexAttention on
         CUDA, dense SDPA on CPU and for heads narrower than 16, which compiled FlexAttention
         does not support). Steps 2 and 3 attend over a few dozen tokens and keep SDPA."""
-        kernel = self.attention_override or self.cfg.attention
+        kernel = self._kernel or self.cfg.attention
         if kernel == "auto":
             kernel = "flex" if lengths.is_cuda and self.cfg.d_model // self.cfg.n_heads >= 16 else "sdpa"
         if kernel == "flex":

@@ -7,6 +7,7 @@ deterministic, so notebooks check them under nbval and only show the timings.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from typing import Callable
@@ -21,15 +22,9 @@ def count_flops(fn: Callable[[], object], model: torch.nn.Module | None = None) 
     that ``fn`` calls, run with the dense-mask attention while counting. The counter cannot
     see inside FlexAttention (it raises), and the count is the model's arithmetic, the same
     for every kernel that computes it."""
-    previous = getattr(model, "attention_override", None)
-    if model is not None:
-        model.attention_override = "sdpa"
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            fn()
-    finally:
-        if model is not None:
-            model.attention_override = previous
+    dense = model.attention_kernel("sdpa") if model is not None else contextlib.nullcontext()
+    with dense, torch.no_grad(), FlopCounterMode(display=False) as counter:
+        fn()
     return int(counter.get_total_flops())
 
 

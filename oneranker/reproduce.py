@@ -35,7 +35,7 @@ def run_notebooks(profile: str, notebooks: list[str] | None = None, seed: int = 
 
     if seeds is not None and (len(seeds) < 2 or len(set(seeds)) != len(seeds) or min(seeds) < 0):
         raise ValueError(f"seeds={seeds}: give at least two distinct non-negative seeds (a CI needs two)")
-    from .train import resolve_device
+    from .runtime import resolve_device
 
     resolve_device(device)  # e.g. `make paper` on a machine without CUDA fails here, not in notebook 02
     paths = notebook_paths(notebooks)
@@ -88,6 +88,13 @@ def run_notebooks(profile: str, notebooks: list[str] | None = None, seed: int = 
 # (``make smoke-tables`` records them). The exact check of the committed default-profile
 # notebooks is nbval's, in ``make test-notebooks``.
 SMOKE_SEEDS = (0, 1)
+ML100K_ENV = "ONERANKER_ML100K"
+
+
+def ml100k_folder() -> Path:
+    """Where MovieLens-100k is looked for: ``$ONERANKER_ML100K``, else ``../shared/data/ml-100k``
+    beside the repository (notebook 07 and the real-data tests; it is not shipped)."""
+    return Path(os.environ.get(ML100K_ENV, ROOT.parent / "shared" / "data" / "ml-100k")).resolve()
 SMOKE_TABLES = ROOT / "tests" / "smoke_tables"
 # Columns that measure this machine rather than the code (wall times): never compared.
 _MACHINE_COLUMNS = ("seconds", "time", "train s", " ms", "speed")
@@ -107,15 +114,27 @@ def execute_copies(workdir: Path, profile: str = "smoke", seeds: tuple[int, ...]
 
     workdir = Path(workdir)
     nb_dir = workdir / "notebooks"
+    # the copies run outside the repository, where notebook 07's relative default path does not
+    # lead to MovieLens-100k: name the folder for their kernels (they inherit the environment)
+    before = os.environ.get(ML100K_ENV)
+    if (ml100k_folder() / "u.data").is_file():
+        os.environ[ML100K_ENV] = str(ml100k_folder())
     nb_dir.mkdir(parents=True, exist_ok=True)
     paths = notebook_paths(notebooks)
-    train_notebook_models(profile, workdir / "cache", device="cpu", workers=workers, seeds=seeds)
-    for path in paths:
-        copy = nb_dir / path.name
-        shutil.copy(path, copy)
-        print(f"executing {path.name} (profile={profile}, seeds={list(seeds)})", flush=True)
-        pm.execute_notebook(str(copy), str(copy), parameters={"profile": profile, "seeds": list(seeds), "device": "cpu"},
-                            cwd=str(nb_dir), progress_bar=False, kernel_name="python3")
+    try:
+        train_notebook_models(profile, workdir / "cache", device="cpu", workers=workers, seeds=seeds)
+        for path in paths:
+            copy = nb_dir / path.name
+            shutil.copy(path, copy)
+            print(f"executing {path.name} (profile={profile}, seeds={list(seeds)})", flush=True)
+            pm.execute_notebook(str(copy), str(copy),
+                                parameters={"profile": profile, "seeds": list(seeds), "device": "cpu"},
+                                cwd=str(nb_dir), progress_bar=False, kernel_name="python3")
+    finally:
+        if before is None:
+            os.environ.pop(ML100K_ENV, None)
+        else:
+            os.environ[ML100K_ENV] = before
     return workdir / "results" / profile
 
 

@@ -90,7 +90,7 @@ def test_dc_is_minimal_when_generator_matches_ranker():
 
 def test_value_aware_weights_by_hand():
     from oneranker.config import make_config
-    from oneranker.train import value_aware_weights
+    from oneranker.losses import value_aware_weights
 
     tc = make_config("quick", **{"train.value_click_weight": 1.0, "train.value_conv_weight": 3.0}).train
     bid = torch.tensor([[1.0, 3.0, 5.0]])

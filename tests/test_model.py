@@ -6,7 +6,8 @@ import torch
 
 from conftest import tiny_config
 from oneranker.data import Collator
-from oneranker.train import build_model, draw_loss_samples, loss_from_draws, loss_terms
+from oneranker.losses import draw_loss_samples, loss_from_draws, loss_terms
+from oneranker.train import build_model
 
 
 def _batch(prepared, cfg, n=6, split="train"):
@@ -358,3 +359,17 @@ def test_importing_the_model_does_not_import_the_data_stack():
             "print(sorted(m for m in ('datasets', 'pyarrow', 'sklearn', 'oneranker.data') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_attention_kernel_is_scoped_to_its_block(tiny_prepared):
+    model = build_model(tiny_config(), tiny_prepared)
+    lengths, prefix = torch.tensor([5]), torch.tensor([2])
+    with model.attention_kernel("flex"):
+        assert model.step1_mask(lengths, prefix, 8).block is not None
+    assert model.step1_mask(lengths, prefix, 8).dense is not None         # tiny config: sdpa
+    with pytest.raises(RuntimeError), model.attention_kernel("flex"):
+        raise RuntimeError("inside")
+    assert model._kernel is None
+    with pytest.raises(ValueError, match="choose"):
+        with model.attention_kernel("fast"):
+            pass

@@ -6,28 +6,16 @@ on 2 cores; nbval checks those exactly in ``make test-notebooks``. This test is 
 notebooks' code working in ``make test``, in minutes.
 """
 
-import os
-from pathlib import Path
-
 import pytest
 
 from oneranker import reproduce
 
-ML100K = Path(os.environ.get("ONERANKER_ML100K", reproduce.ROOT.parent / "shared" / "data" / "ml-100k"))
+ML100K = reproduce.ml100k_folder()
 
 
 @pytest.fixture(scope="module")
 def smoke_tables(tmp_path_factory):
-    before = os.environ.get("ONERANKER_ML100K")
-    if (ML100K / "u.data").is_file():
-        os.environ["ONERANKER_ML100K"] = str(ML100K.resolve())   # the copies run outside the repository
-    try:
-        yield reproduce.execute_copies(tmp_path_factory.mktemp("suite"), workers=2)
-    finally:
-        if before is None:
-            os.environ.pop("ONERANKER_ML100K", None)
-        else:
-            os.environ["ONERANKER_ML100K"] = before
+    return reproduce.execute_copies(tmp_path_factory.mktemp("suite"), workers=2)
 
 
 def test_every_notebook_runs_at_smoke_and_writes_the_recorded_tables(smoke_tables, tmp_path):

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from oneranker.train import Trainer, funnel_level, length_grouped_batches
+from oneranker.losses import funnel_level
+from oneranker.train import Trainer, length_grouped_batches
 
 
 def test_funnel_levels():
