@@ -32,7 +32,7 @@ import torch
 from datasets import Dataset, DatasetDict, load_from_disk
 
 from .config import Config
-from .schema import AD, CLICK, CONTEXT, USER, DataError, Logs, Vocab  # noqa: F401  (Vocab: re-exported)
+from .schema import AD, CLICK, CONTEXT, MIN_REQUESTS_PER_USER, USER, DataError, Logs, Vocab  # noqa: F401  (Vocab: re-exported)
 from .semantic_ids import SemanticIds, build_semantic_ids
 
 SCHEMA_VERSION = 1
@@ -60,17 +60,21 @@ def _csr_numpy(ds: Dataset, column: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------- building
-def split_requests(logs: Logs) -> tuple[dict[str, np.ndarray], dict[str, int]]:
-    """Request indices per split (time split per user) and the counted skips."""
+def split_requests(logs: Logs, min_requests: int = MIN_REQUESTS_PER_USER) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Request indices per split (time split per user) and the counted skips: users with fewer
+    than ``min_requests`` requests (``data.min_requests_per_user``) are skipped."""
+    if min_requests < MIN_REQUESTS_PER_USER:
+        raise DataError(f"min_requests={min_requests}: a time split needs at least {MIN_REQUESTS_PER_USER} "
+                        "requests per user (train, valid, test)")
     user = logs.req_user
     last = np.r_[user[1:] != user[:-1], True]
     second_last = np.r_[last[1:] & ~last[:-1], False]
     n_per_user = np.bincount(user, minlength=logs.n_users)
-    enough = n_per_user[user] >= 3
+    enough = n_per_user[user] >= min_requests
     empty = logs.req_hist_end == 0
     split = np.where(last, 2, np.where(second_last, 1, 0))
     keep = enough & ~empty
-    skips = {"requests_of_users_with_fewer_than_3_requests": int((~enough).sum()),
+    skips = {f"requests_of_users_with_fewer_than_{min_requests}_requests": int((~enough).sum()),
              "requests_with_empty_history": int((enough & empty).sum())}
     return {name: np.flatnonzero(keep & (split == k)) for k, name in enumerate(SPLITS)}, skips
 
@@ -139,7 +143,7 @@ def build_prepared(logs: Logs, cfg: Config) -> "Prepared":
                         f"source {logs.source!r}; choose a smaller codebook")
     sids = build_semantic_ids(logs.item_content, sc.levels, sc.codebook_size, seed=cfg.seed,
                               n_init=sc.kmeans_n_init, max_iter=sc.kmeans_max_iter)
-    splits, skips = split_requests(logs)
+    splits, skips = split_requests(logs, cfg.data.min_requests_per_user)
     if any(len(v) == 0 for v in splits.values()):
         raise DataError(f"source {logs.source!r} leaves an empty split ({ {k: len(v) for k, v in splits.items()} }); "
                         f"every user needs at least 3 requests")

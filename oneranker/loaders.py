@@ -73,9 +73,8 @@ from typing import BinaryIO, Iterator, NoReturn, Sequence
 import numpy as np
 import pandas as pd
 
-from .schema import AD, CLICK, CONVERSION, IMPRESSION, ORGANIC, VIEW, DataError, Logs
+from .schema import AD, CLICK, CONVERSION, IMPRESSION, MIN_REQUESTS_PER_USER, ORGANIC, VIEW, DataError, Logs
 
-MIN_REQUESTS_PER_USER = 3   # a time split needs one train, one valid and one test request
 BID_LOG_MEAN, BID_LOG_SIGMA = 0.0, 0.6
 PRICE_LOG_MEAN, PRICE_LOG_SIGMA = 3.0, 0.8
 HOURS_PER_BUCKET = 4

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-KS = (1, 3, 5, 10, 15)
+from .metrics import KS  # noqa: E402,F401  (the paper's cut-offs, at which every list is measured)
 
 # Table 1: HR@K of the offline comparison (NDCG@K is reported for OneRanker at every K and
 # for GPR at K = 1 and 5 only).

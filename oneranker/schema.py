@@ -15,6 +15,7 @@ import numpy as np
 
 # Token types (0 is padding). The prefix holds USER and CONTEXT tokens (GPR's layout).
 PAD, USER, CONTEXT, ORGANIC, AD = 0, 1, 2, 3, 4
+MIN_REQUESTS_PER_USER = 3   # a time split needs one train, one valid and one test request per user
 TOKEN_TYPES = {"pad": PAD, "user": USER, "context": CONTEXT, "organic": ORGANIC, "ad": AD}
 
 # Actions, ordered along the funnel so that a larger action implies the smaller ones.
