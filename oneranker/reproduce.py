@@ -62,6 +62,8 @@ def run_notebooks(profile: str, notebooks: list[str] | None = None, seed: int = 
         print(f"    done in {records[-1]['seconds']} s -> {target.relative_to(ROOT)}", flush=True)
     import torch
 
+    from .cache import atomic_write_text
+
     log = ROOT / "results" / profile / "run_record.json"
     # A run of some notebooks updates their entries and keeps the others' (a record per notebook).
     previous = json.loads(log.read_text()).get("runs", []) if log.exists() else []
@@ -72,11 +74,7 @@ def run_notebooks(profile: str, notebooks: list[str] | None = None, seed: int = 
               "device": device, "gpu": gpu, "python": platform.python_version(),
               "torch": torch.__version__, "machine": platform.platform(), "processor": platform.processor(),
               "cpu_count": os.cpu_count(), "runs": runs}
-    log.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".json", dir=log.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(record, indent=1))
-    os.replace(tmp, log)
+    atomic_write_text(log, json.dumps(record, indent=1))
     return records
 
 

@@ -267,6 +267,8 @@ class PrefixTrie:
         if code_space > _MAX_CODE_SPACE:
             raise ValueError(f"code space {code_space} (radices {self.radix.tolist()}) is too large to encode in int64")
 
+        # the trie as tensors, per device, made on first use by :meth:`tensors`
+        self._tensors: dict[str, TrieTensors] = {}
         # _keys[l]: sorted unique encodings of the prefixes of length l + 1.
         self._keys: list[np.ndarray] = []
         enc = np.zeros(n_items, dtype=np.int64)
@@ -360,13 +362,12 @@ class PrefixTrie:
 
     def tensors(self, device: torch.device | str = "cpu") -> TrieTensors:
         """The trie as tensors on ``device`` (made once per device and kept)."""
-        cache = self.__dict__.setdefault("_tensors", {})
         key = str(torch.device(device))
-        if key not in cache:
-            cache[key] = TrieTensors(tuple(int(r) for r in self.radix),
+        if key not in self._tensors:
+            self._tensors[key] = TrieTensors(tuple(int(r) for r in self.radix),
                                      [torch.as_tensor(k, device=device) for k in self._keys],
                                      torch.as_tensor(self._full_items, device=device))
-        return cache[key]
+        return self._tensors[key]
 
     # -- batched queries (beam search)
     def items_of(self, codes: np.ndarray) -> np.ndarray:

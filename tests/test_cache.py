@@ -98,3 +98,15 @@ def test_a_good_cached_model_loads_without_a_warning(tmp_path, tiny_prepared):
         warnings.simplefilter("error", cache.CacheWarning)
         again, history2 = train_or_load(cfg, tiny_prepared, tmp_path, device="cpu", progress=False)
     assert _same(_weights(first), _weights(again)) and history2.epochs == history.epochs
+
+
+def test_atomic_write_text_replaces_whole_and_cleans_up(tmp_path):
+    target = tmp_path / "record.json"
+    cache.atomic_write_text(target, "one")
+    cache.atomic_write_text(target, "two")
+    assert target.read_text() == "two"
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "inside").write_text("x")      # a non-empty folder cannot be replaced by a file
+    with pytest.raises(OSError):
+        cache.atomic_write_text(tmp_path / "dir", "three")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "record.json"]
