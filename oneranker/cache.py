@@ -63,9 +63,13 @@ def code_version(modules: tuple[str, ...] = MODEL_CODE) -> str:
     digest = hashlib.sha256()
     root = Path(__file__).resolve().parent
     for name in modules:
-        tree = _without_docstrings(ast.parse((root / f"{name}.py").read_text()))
-        digest.update(name.encode())
-        digest.update(ast.dump(tree, include_attributes=False).encode())
+        files = [root / f"{name}.py"] if (root / f"{name}.py").exists() else sorted((root / name).glob("*.py"))
+        if not files:
+            raise FileNotFoundError(f"cache.code_version: no module or package {name!r} in {root}")
+        for path in files:                      # a package: each of its files, in name order
+            tree = _without_docstrings(ast.parse(path.read_text()))
+            digest.update(path.relative_to(root).as_posix().encode())
+            digest.update(ast.dump(tree, include_attributes=False).encode())
     return digest.hexdigest()[:8]
 
 
