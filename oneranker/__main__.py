@@ -171,23 +171,37 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_pretrain(args: argparse.Namespace) -> None:
     from .experiments import train_notebook_models
 
+    from .reproduce import check_seeds
+    from .runtime import resolve_device
+
     make_config(args.profile)
+    try:   # bad --seeds or --device: an error before any work
+        check_seeds(args.seeds)
+        resolve_device(args.device)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     n = train_notebook_models(args.profile, args.cache, device=args.device, workers=args.workers, seeds=args.seeds)
     print(f"{n} notebook models of profile {args.profile} are in {args.cache}")
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
     from .experiments import train_notebook_models
-    from .reproduce import ROOT, run_notebooks
+    from .reproduce import ROOT, notebook_paths, run_notebooks
 
-    make_config(args.profile)  # validate the profile before starting any kernel
+    from .reproduce import check_seeds
+    from .runtime import resolve_device
+
+    make_config(args.profile)  # validate everything before training a model or starting a kernel
     try:
-        if not args.notebooks:   # every model of the series first, in one pool (oneranker.studies)
-            train_notebook_models(args.profile, ROOT / "cache", device=args.device, workers=args.workers,
-                                  seeds=args.seeds)
-        run_notebooks(args.profile, notebooks=args.notebooks, seed=args.seed, device=args.device, seeds=args.seeds)
-    except ValueError as e:  # bad --device or --seeds, raised before any notebook runs
+        check_seeds(args.seeds)
+        resolve_device(args.device)   # e.g. `make paper` on a machine without CUDA fails here
+        notebook_paths(args.notebooks)
+    except (ValueError, FileNotFoundError) as e:
         raise ConfigError(str(e)) from None
+    if not args.notebooks:   # every model of the series first, in one pool (oneranker.studies)
+        train_notebook_models(args.profile, ROOT / "cache", device=args.device, workers=args.workers,
+                              seeds=args.seeds)
+    run_notebooks(args.profile, notebooks=args.notebooks, seed=args.seed, device=args.device, seeds=args.seeds)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,9 +24,11 @@ missing: the model is retrained, or resumed from its last good checkpoint.
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import hashlib
 import os
+import pickle
 import tempfile
 import warnings
 from pathlib import Path
@@ -35,11 +37,12 @@ from typing import Any
 import torch
 
 from .config import Config
+from .runtime import distributed_rank
 
 # The modules whose code decides a prepared dataset, and those that decide a trained model
 # given its dataset. Their syntax trees (docstrings left out) key the cache.
 DATA_CODE = ("config", "schema", "world", "loaders", "semantic_ids", "data")
-MODEL_CODE = DATA_CODE + ("masks", "layers", "model", "losses", "train")
+MODEL_CODE = DATA_CODE + ("runtime", "masks", "layers", "model", "losses", "train")
 
 
 class CacheWarning(UserWarning):
@@ -63,7 +66,8 @@ def code_version(modules: tuple[str, ...] = MODEL_CODE) -> str:
     digest = hashlib.sha256()
     root = Path(__file__).resolve().parent
     for name in modules:
-        files = [root / f"{name}.py"] if (root / f"{name}.py").exists() else sorted((root / name).glob("*.py"))
+        # a package first, as Python's import finds it
+        files = sorted((root / name).glob("*.py")) if (root / name / "__init__.py").exists() else [root / f"{name}.py"]
         if not files:
             raise FileNotFoundError(f"cache.code_version: no module or package {name!r} in {root}")
         for path in files:                      # a package: each of its files, in name order
@@ -131,12 +135,19 @@ def load_entry(path: Path, map_location: str | torch.device = "cpu", expect: tup
         return None
     try:
         blob = torch.load(path, map_location=map_location, weights_only=True)
+        if not isinstance(blob, dict):
+            raise TypeError(f"a {type(blob).__name__}, not a dict")
         missing = [k for k in expect if k not in blob]
         if missing:
             raise KeyError(f"missing {missing}")
-    except Exception as e:   # a truncated zip, a wrong format, a partial dict: all mean "damaged"
+    except torch.OutOfMemoryError:
+        raise                       # the machine's problem, not the file's
+    except (RuntimeError, OSError, EOFError, ValueError, TypeError, KeyError, pickle.UnpicklingError) as e:
+        # a truncated zip, a wrong format, a partial dict: the file is damaged
         aside = path.with_name(path.name + ".damaged")
-        os.replace(path, aside)
+        if distributed_rank()[0] == 0:  # one process moves it; the others only skip it
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(path, aside)
         warnings.warn(f"cache entry {path} is damaged ({type(e).__name__}: {str(e)[:120]}); moved to {aside.name} "
                       "and computed again", CacheWarning, stacklevel=2)
         return None

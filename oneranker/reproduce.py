@@ -27,14 +27,19 @@ def notebook_paths(notebooks: list[str] | None = None) -> list[Path]:
     return paths
 
 
+def check_seeds(seeds: list[int] | tuple[int, ...] | None) -> None:
+    """A seed list replacing the notebooks' own must allow a CI: two or more distinct seeds >= 0."""
+    if seeds is not None and (len(seeds) < 2 or len(set(seeds)) != len(seeds) or min(seeds) < 0):
+        raise ValueError(f"seeds={list(seeds)}: give at least two distinct non-negative seeds (a CI needs two)")
+
+
 def run_notebooks(profile: str, notebooks: list[str] | None = None, seed: int = 0, device: str = "auto",
                   seeds: list[int] | None = None) -> list[dict]:
     """Run each notebook with papermill; return (and save) a record of the run. ``seeds``
     replaces the notebooks' own seed lists (e.g. fewer seeds for the costly paper profile)."""
     import papermill as pm
 
-    if seeds is not None and (len(seeds) < 2 or len(set(seeds)) != len(seeds) or min(seeds) < 0):
-        raise ValueError(f"seeds={seeds}: give at least two distinct non-negative seeds (a CI needs two)")
+    check_seeds(seeds)
     from .runtime import resolve_device
 
     resolve_device(device)  # e.g. `make paper` on a machine without CUDA fails here, not in notebook 02
@@ -145,11 +150,12 @@ def _numbers(cell: object) -> list[float]:
     return [float(x) for x in re.findall(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?", str(cell))]
 
 
-def compare_tables(got: Path, expected: Path, rtol: float = 0.02, atol: float = 0.005) -> list[str]:
+def compare_tables(got: Path, expected: Path, rtol: float = 1e-3, atol: float = 2e-4) -> list[str]:
     """Differences between the CSV tables of two folders, as sentences (none = they agree).
     Same files, same row and column labels, the same words in every cell, and every number
-    within ``atol + rtol * |expected|`` (a regression check: another CPU's last digits pass,
-    a changed result does not); wall-time columns are skipped."""
+    within ``atol + rtol * |expected|``: a flipped last printed digit passes, a changed
+    result does not (CPU training is deterministic for a machine and torch build; another
+    CPU may need ``make smoke-tables``). Wall-time columns are skipped."""
     import pandas as pd
 
     problems = []

@@ -47,7 +47,15 @@ def _pm(values, digits: int = 4, percent: bool = False) -> str:
 
 
 # --- blocks --------------------------------------------------------------------------------
-LEARNABILITY_NAMES = {"defaults": "before (41c59d2's defaults)", "learnable": "today's defaults"}
+# scripts/learnability.py's setting names: those of the committed runs (made while today's
+# defaults were still called "learnable") and those the script writes now.
+OLD_NAMES = {"defaults": "before (41c59d2's defaults)", "learnable": "today's defaults"}
+NEW_NAMES = {"before learnability": "before (41c59d2's defaults)", "defaults": "today's defaults"}
+
+
+def _setting_label(setting: str, names: dict[str, str]) -> str:
+    base, _, change = setting.partition(", ")
+    return names[base] + (f", {change}" if change else "")
 
 
 def learnability() -> str:
@@ -58,8 +66,9 @@ def learnability() -> str:
         res = pd.read_csv(QUICK / name)
         if run == 2:
             res = res[~res.variant.isin(reference.REFERENCES)]
+        names = OLD_NAMES if "learnable" in set(res.setting) else NEW_NAMES
         for (setting, variant, lst), g in res.groupby(["setting", "variant", "list"], sort=False):
-            label = LEARNABILITY_NAMES.get(setting, setting.replace("learnable, ", "today's defaults, "))
+            label = _setting_label(setting, names)
             shown = {"generated": variant, "ranked": f"{variant} (served)"}[lst]
             if variant == "OneRanker" and lst == "generated":
                 shown = "OneRanker (generated)"
@@ -224,7 +233,13 @@ def render(text: str) -> tuple[str, list[str]]:
             changed.append(name)
         return m.group(1) + body + m.group(4)
 
-    return BLOCK.sub(one, text), changed
+    out = BLOCK.sub(one, text)
+    begins = re.findall(r"<!-- BEGIN rendered: ([\w-]+) -->", text)
+    rendered = [m.group("name") for m in BLOCK.finditer(text)]
+    if sorted(begins) != sorted(rendered) or sorted(rendered) != sorted(BLOCKS):
+        raise ValueError(f"README blocks: markers {sorted(begins)}, complete blocks {sorted(rendered)}, "
+                         f"renderers {sorted(BLOCKS)}: each renderer needs exactly one complete block")
+    return out, changed
 
 
 def main() -> int:

@@ -110,3 +110,27 @@ def test_atomic_write_text_replaces_whole_and_cleans_up(tmp_path):
     with pytest.raises(OSError):
         cache.atomic_write_text(tmp_path / "dir", "three")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "record.json"]
+
+
+def test_the_code_version_covers_every_module_a_model_depends_on():
+    """Every package module that train, losses, model or data import (directly or through each
+    other) is hashed into the model key: otherwise a change there would serve stale models."""
+    import ast
+    from pathlib import Path
+
+    root = Path(cache.__file__).parent
+    deps, todo = set(), ["train"]
+    while todo:
+        name = todo.pop()
+        if name in deps:
+            continue
+        deps.add(name)
+        path = root / name / "__init__.py" if (root / name).is_dir() else root / f"{name}.py"
+        files = sorted((root / name).glob("*.py")) if (root / name).is_dir() else [path]
+        for f in files:
+            for node in ast.walk(ast.parse(f.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.level >= 1:
+                    tops = [node.module.split(".")[0]] if node.module else [a.name for a in node.names]
+                    todo += [t for t in tops if (root / f"{t}.py").exists() or (root / t).is_dir()]
+    deps -= {"cache"}          # the keys themselves
+    assert deps <= set(cache.MODEL_CODE), sorted(deps - set(cache.MODEL_CODE))

@@ -36,9 +36,9 @@ def test_table_comparison_by_hand(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "t.csv").write_text(",HR@5,seconds\nx,0.1000 ± 0.0100,3.0\n")
-    (tmp_path / "a" / "t.csv").write_text(",HR@5,seconds\nx,0.1010 ± 0.0101,99.0\n")   # within tolerance; time skipped
+    (tmp_path / "a" / "t.csv").write_text(",HR@5,seconds\nx,0.1001 ± 0.0100,99.0\n")   # last digit; time skipped
     assert reproduce.compare_tables(tmp_path / "a", tmp_path / "b") == []
-    (tmp_path / "a" / "t.csv").write_text(",HR@5,seconds\nx,0.1200 ± 0.0100,3.0\n")   # 0.02 off: > 0.005 + 2%
+    (tmp_path / "a" / "t.csv").write_text(",HR@5,seconds\nx,0.1010 ± 0.0100,3.0\n")   # 0.001 off: > 2e-4 + 0.1%
     assert "row 0" in reproduce.compare_tables(tmp_path / "a", tmp_path / "b")[0]
     (tmp_path / "a" / "t.csv").write_text(",HR@5,seconds\nx,n/a,3.0\n")
     assert reproduce.compare_tables(tmp_path / "a", tmp_path / "b")
