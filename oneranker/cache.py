@@ -4,6 +4,7 @@ are written and how damaged ones are handled, in one place.
 Layout under a cache folder (``cache/`` by default; the notebooks use ``../cache``)::
 
     data/adworld-<data key>/        a prepared simulated dataset (``data.cached_prepared``)
+    real/<source>-<data key>/       a prepared folder of real logs (``data.cached_real_folder``)
     models/<model key>/final.pt     a trained model: weights, config hash, history
     models/<model key>/checkpoint.pt  while it trains (atomic, resumable)
 
@@ -80,6 +81,12 @@ def code_version(modules: tuple[str, ...] = MODEL_CODE) -> str:
 def dataset_folder(cfg: Config, cache_dir: str | Path) -> Path:
     """Where the prepared simulated dataset of ``cfg`` lives."""
     return Path(cache_dir) / "data" / f"adworld-{cfg.data_hash()}-{code_version(DATA_CODE)}"
+
+
+def real_data_folder(cfg: Config, cache_dir: str | Path, source: str) -> Path:
+    """Where the prepared folder of real logs of ``source`` (``movielens``, ``taobao``) under
+    ``cfg`` lives: keyed like a simulated dataset, so other loader code never reuses it."""
+    return Path(cache_dir) / "real" / f"{source}-{cfg.data_hash()}-{code_version(DATA_CODE)}"
 
 
 def model_folder(cfg: Config, cache_dir: str | Path, fingerprint: str | None = None) -> Path:

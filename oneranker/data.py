@@ -275,6 +275,19 @@ def cached_prepared(cfg: Config, cache_dir: str | Path = "cache", logs: Logs | N
     return load_prepared(folder)
 
 
+def cached_real_folder(cfg: Config, source: str, path: str | Path, cache_dir: str | Path = "cache") -> Path:
+    """The folder of the real logs of ``source`` (files in ``path``) prepared under ``cfg``, made
+    once and cached (:func:`cache.real_data_folder`, keyed by the data sections and the data
+    code's version), so that a change of the loaders or of the preparation prepares them again.
+    A folder, because real-data models are keyed by its fingerprint (``realdata``)."""
+    from .cache import real_data_folder
+
+    folder = real_data_folder(cfg, cache_dir, source)
+    if not (folder / "meta.json").exists():
+        build_prepared(load_logs(source, cfg, path, progress=False), cfg).save(folder, overwrite=True)
+    return folder
+
+
 # ---------------------------------------------------------------------------- batching
 class Collator:
     """Turns request rows into padded tensors.

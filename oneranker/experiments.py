@@ -26,7 +26,7 @@ from .cache import has_dataset, has_model
 from .config import Config, make_config
 from .data import cached_prepared
 from .evaluate import TruthSet, list_metrics, model_lists, slate_outcomes, truth_set
-from .metrics import mean_ci
+from .metrics import list_overlap, mean_ci
 from .runtime import resolve_device
 from .train import train_or_load
 from .world import World
@@ -449,19 +449,6 @@ def consistency_by_seed(profile: str, variants: dict[str, dict], seeds: list[int
     return Consistency(pd.DataFrame(summary), pd.DataFrame(overlap), differences)
 
 
-def loss_sweep(profile: str, knob: str, values: list | tuple, seeds: list[int] | tuple[int, ...],
-               cache_dir: str | Path, metrics: list[str], device: str = "auto") -> pd.DataFrame:
-    """The full model at each value of the loss knob ``train.<knob>`` (e.g. tau, gamma): mean
-    and 95% CI over seeds of the served list's ``metrics`` and of the generator-ranker
-    rank-difference IQR (:func:`consistency_by_seed`), one row per value."""
-    grid = loss_grid(knob, values)
-    res = served(run_grid(profile, grid, seeds, cache_dir, device=device))
-    dc = consistency_by_seed(profile, grid, seeds, cache_dir, device=device).summary
-    res = res.merge(dc[["variant", "seed", "IQR"]], on=["variant", "seed"])
-    res[knob] = res.variant.map({f"{knob}={v:g}": v for v in values})
-    return mean_ci_columns(res, knob, [*metrics, "IQR"], list_name=SERVED)
-
-
 @torch.no_grad()
 def validation_loss_terms(profile: str, variants: dict[str, dict], seeds: list[int] | tuple[int, ...],
                           cache_dir: str | Path, reference: dict | None = None, n_requests: int = 1000,
@@ -514,24 +501,15 @@ def ranker_auc_by_seed(profile: str, rankers: dict[str, dict | Cascade], seeds: 
 
 def learning_curves(profile: str, overrides: dict, seeds: list[int] | tuple[int, ...], cache_dir: str | Path) -> pd.DataFrame:
     """Per-epoch training and validation loss of the (cached or trained) model of
-    ``overrides`` for every seed: is the training budget enough for the model to converge?"""
-    return pd.DataFrame([{"seed": cfg.seed, **e} for cfg, _, _, history in _trained(profile, overrides, seeds, cache_dir)
-                         for e in history.epochs])
-
-
-def top_k_overlap(a: np.ndarray, b: np.ndarray, k: int | None = None) -> float:
-    """Mean over requests (rows) of ``|top-k of a ∩ top-k of b| / k`` for two lists of ad ids
-    [R, >= k], best first (``k`` defaults to the lists' width): 1 = the same ads, 0 = none in
-    common. Two generator heads whose lists overlap almost fully add little to each other
-    when their lists are merged."""
-    a, b = np.atleast_2d(a), np.atleast_2d(b)
-    k = k or a.shape[1]
-    return float(np.mean([len(set(x[:k].tolist()) & set(y[:k].tolist())) / k for x, y in zip(a, b)]))
+    ``overrides`` for every seed: is the training budget enough for the model to converge?
+    ``stopped_early`` (on every row of a run) says whether early stopping ended it."""
+    return pd.DataFrame([{"seed": cfg.seed, **e, "stopped_early": history.stopped_early}
+                         for cfg, _, _, history in _trained(profile, overrides, seeds, cache_dir) for e in history.epochs])
 
 
 def head_overlap_by_seed(profile: str, overrides: dict, seeds: list[int] | tuple[int, ...], cache_dir: str | Path,
                          device: str = "auto", k: int = 10, eval_requests: int = 1000) -> pd.DataFrame:
-    """Pairwise :func:`top_k_overlap` of the per-head top-k lists (``model_lists(per_head=True)``)
+    """Pairwise :func:`metrics.list_overlap` of the per-head top-k lists (``model_lists(per_head=True)``)
     of the (cached or trained) model of ``overrides`` on the test requests, one row per
     (seed, pair of heads): do the interest and value heads retrieve different ads?"""
     import itertools
@@ -541,32 +519,32 @@ def head_overlap_by_seed(profile: str, overrides: dict, seeds: list[int] | tuple
         ts = cached_truth_set(cfg, prepared, eval_requests)
         lists = {n: v for n, v in model_lists(model, cfg, prepared, ts, k, device=resolve_device(device),
                                               per_head=True).items() if n.startswith("head")}
-        rows += [{"seed": cfg.seed, "pair": f"{a} / {b}", "overlap": top_k_overlap(lists[a], lists[b], k)}
+        rows += [{"seed": cfg.seed, "pair": f"{a} / {b}", "overlap": list_overlap(lists[a], lists[b], k)}
                  for a, b in itertools.combinations(sorted(lists), 2)]
     return pd.DataFrame(rows)
 
 
 def stopping_summary(curves: pd.DataFrame, cap: int) -> pd.DataFrame:
     """Per (variant, seed) of :func:`learning_curves` rows (with a ``variant`` column): epochs
-    trained, the epoch of lowest validation loss (the weights kept) and what ended the run:
-    early stopping (fewer epochs than the ``cap``: the validation loss had stopped improving)
-    or the cap (the model may not have converged)."""
+    trained, the epoch of lowest validation loss (the weights kept) and what ended the run, as
+    the trainer recorded it (``stopped_early``): early stopping (the validation loss had
+    stopped improving) or the ``cap`` of epochs (the model may not have converged)."""
     rows = []
     for (variant, seed), g in curves.groupby(["variant", "seed"], sort=False):
         epochs = int(g.epoch.max())
         rows.append({"variant": variant, "seed": seed, "epochs": epochs,
                      "best epoch": int(g.epoch.loc[g.valid_loss.idxmin()]),
-                     "ended by": "early stopping" if epochs < cap else f"the {cap}-epoch cap"})
+                     "ended by": "early stopping" if g.stopped_early.iloc[0] else f"the {cap}-epoch cap"})
     return pd.DataFrame(rows).set_index(["variant", "seed"])
 
 
 def loss_sweep_by_seed(profile: str, knob: str, values: list | tuple, seeds: list[int] | tuple[int, ...],
                        cache_dir: str | Path, device: str = "auto") -> pd.DataFrame:
-    """:func:`loss_sweep` before averaging: one served row per (value, seed) of the full model
-    at each value of ``train.<knob>``, with the generator-ranker rank-difference ``IQR`` and a
+    """The full model at each value of the loss knob ``train.<knob>`` (e.g. tau, gamma): one
+    served row per (value, seed), with the generator-ranker rank-difference ``IQR`` and a
     column named ``knob``. Kept per seed so that two values can be compared *paired* by seed
-    (:func:`paired_sentence`), which the averaged sweep cannot; :func:`mean_ci_columns` of it
-    (``list_name="served"``) is :func:`loss_sweep`'s table."""
+    (:func:`paired_sentence`); :func:`mean_ci_columns` of it (``list_name="served"``) gives the
+    averaged sweep with its CIs."""
     grid = loss_grid(knob, values)
     res = served(run_grid(profile, grid, seeds, cache_dir, device=device))
     dc = consistency_by_seed(profile, grid, seeds, cache_dir, device=device).summary

@@ -107,11 +107,18 @@ def iqr(values: np.ndarray) -> float:
     return float(q75 - q25)
 
 
+def list_overlap(a: np.ndarray, b: np.ndarray, k: int | None = None) -> float:
+    """Mean over rows of ``|first k of a ∩ first k of b| / k`` for two ranked lists of ids
+    [R, >= k] (``k`` defaults to the lists' width): 1 = the same items, 0 = none in common."""
+    a, b = np.atleast_2d(a), np.atleast_2d(b)
+    k = k or a.shape[1]
+    return float(np.mean([len(set(x[:k].tolist()) & set(y[:k].tolist())) / k for x, y in zip(a, b)]))
+
+
 def topk_overlap(generator_scores: np.ndarray, ranker_scores: np.ndarray, k: int) -> float:
     """Mean share of the generator's top k that is also in the ranker's top k."""
-    a = np.argsort(-generator_scores, axis=-1, kind="stable")[:, :k]
-    b = np.argsort(-ranker_scores, axis=-1, kind="stable")[:, :k]
-    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a.tolist(), b.tolist())]))
+    top = lambda s: np.argsort(-s, axis=-1, kind="stable")[:, :k]  # noqa: E731
+    return list_overlap(top(generator_scores), top(ranker_scores), k)
 
 
 def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:

@@ -236,3 +236,24 @@ def reference_lists(prepared, ts, n: int, seed: int) -> dict[str, np.ndarray]:
             COOCCURRENCE: cooccurrence_list(prepared, ts.indices, n),
             INTEREST_ORACLE: interest_oracle_list(ts.truth.pctr, n),
             VALUE_ORACLE: value_oracle_list(ts.truth.ecpm, n)}
+
+
+# The headroom criteria a market must meet before any model is compared on it, stated before
+# the first comparison: the interest oracle at least this many times popularity's HR@k ...
+HEADROOM_MIN_RATIO = 4.0
+# ... and the popularity -> oracle gap at least this many 95% seed-CIs wide.
+HEADROOM_MIN_GAP_CIS = 10.0
+
+
+def headroom_criteria(rows) -> dict[str, float | bool]:
+    """The criteria for one market from its :func:`market_headroom` rows over seeds (a frame with
+    one row per seed): the oracle / popularity ratio and the popularity -> oracle gap, each as
+    mean and 95% CI over seeds, the gap's width in CIs, and whether each criterion is met."""
+    from .metrics import mean_ci
+
+    ratio, ratio_ci = mean_ci(rows["oracle / popularity"])
+    gap, gap_ci = mean_ci(rows["interest oracle HR@5"] - rows["popularity HR@5"])
+    width = gap / gap_ci if gap_ci > 0 else float("inf")
+    return {"ratio": ratio, "ratio_ci": ratio_ci, "gap": gap, "gap_ci": gap_ci, "gap_cis": width,
+            "ratio_met": bool(ratio >= HEADROOM_MIN_RATIO), "gap_met": bool(width >= HEADROOM_MIN_GAP_CIS),
+            "met": bool(ratio >= HEADROOM_MIN_RATIO and width >= HEADROOM_MIN_GAP_CIS)}

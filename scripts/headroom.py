@@ -5,7 +5,7 @@ seeds, from the logs and the truth alone (no model): HR@5 of the random, popular
 co-occurrence and interest-oracle lists, the oracle / popularity ratio, the popularity ->
 oracle gap in units of its 95% CI over seeds, and the median effective number of ads of the
 truth (``reference.market_headroom``). The criteria, fixed before any model was compared:
-oracle HR@5 >= 4x popularity and a gap >= 10 CIs wide.
+oracle HR@5 >= 4x popularity and a gap >= 10 CIs wide (``reference.headroom_criteria``).
 
     python scripts/headroom.py --profile quick --seeds 0 1 2 3 4 --out results/quick/headroom.csv
 """
@@ -16,20 +16,18 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from oneranker import config, reference
-from oneranker.metrics import mean_ci
 
-SETTINGS = {"defaults": {}, "affinity 8": {"world.affinity_weight": 8.0}}
+SETTINGS = {"defaults": {}, "before (affinity 4)": {"world.affinity_weight": 4.0}}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    ap.add_argument("--settings", default=None, help="JSON {name: overrides} (default: defaults and affinity 8)")
+    ap.add_argument("--settings", default=None, help="JSON {name: overrides} (default: today's and the earlier affinity)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     settings = json.loads(args.settings) if args.settings else SETTINGS
@@ -41,14 +39,11 @@ def main() -> None:
         res.to_csv(args.out, index=False)
     summary = {}
     for name, g in res.groupby("setting", sort=False):
-        gap = (g["interest oracle HR@5"] - g["popularity HR@5"]).values
-        m, ci = mean_ci(gap)
-        summary[name] = {"oracle / popularity": round(float(g["oracle / popularity"].mean()), 2),
-                         "gap in CIs": round(float(m / ci), 1) if ci > 0 else np.inf,
+        c = reference.headroom_criteria(g)
+        summary[name] = {"oracle / popularity": round(c["ratio"], 2), "gap in CIs": round(c["gap_cis"], 1),
                          "effective ads (median)": round(float(g["effective ads (median)"].mean())),
                          "co-occurrence gap closed": round(float(g["co-occurrence gap closed"].mean()), 3),
-                         "logged CTR": round(float(g["ctr"].mean()), 4),
-                         "meets both criteria": bool(g["oracle / popularity"].mean() >= 4 and m / ci >= 10)}
+                         "logged CTR": round(float(g["ctr"].mean()), 4), "meets both criteria": c["met"]}
     print(pd.DataFrame.from_dict(summary, orient="index").to_string())
 
 

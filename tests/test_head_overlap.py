@@ -7,16 +7,16 @@ import pandas as pd
 import pytest
 
 from conftest import TINY
-from oneranker import experiments
+from oneranker import experiments, metrics
 
 
-def test_top_k_overlap_by_hand():
+def test_list_overlap_by_hand():
     a = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
-    assert experiments.top_k_overlap(a, a) == 1.0                       # a list with itself
-    assert experiments.top_k_overlap(a, a + 100) == 0.0                 # disjoint lists
+    assert metrics.list_overlap(a, a) == 1.0                       # a list with itself
+    assert metrics.list_overlap(a, a + 100) == 0.0                 # disjoint lists
     b = np.array([[4, 3, 9, 10], [8, 7, 6, 5]])                         # 2 of 4, then 4 of 4 (order ignored)
-    assert experiments.top_k_overlap(a, b) == pytest.approx((0.5 + 1.0) / 2)
-    assert experiments.top_k_overlap(a, b, k=2) == pytest.approx((0 / 2 + 0 / 2) / 2)
+    assert metrics.list_overlap(a, b) == pytest.approx((0.5 + 1.0) / 2)
+    assert metrics.list_overlap(a, b, k=2) == pytest.approx((0 / 2 + 0 / 2) / 2)
 
 
 def test_head_overlap_of_a_tiny_model(tmp_path):
@@ -29,7 +29,8 @@ def test_head_overlap_of_a_tiny_model(tmp_path):
 def test_stopping_summary_by_hand():
     curves = pd.DataFrame({"variant": ["a"] * 5 + ["b"] * 4, "seed": [0] * 9,
                            "epoch": [1, 2, 3, 4, 5, 1, 2, 3, 4],
-                           "valid_loss": [3.0, 2.0, 1.9, 1.8, 1.7, 3.0, 2.0, 2.1, 2.2]})
+                           "valid_loss": [3.0, 2.0, 1.9, 1.8, 1.7, 3.0, 2.0, 2.1, 2.2],
+                           "stopped_early": [False] * 5 + [True] * 4})       # as the trainer recorded it
     table = experiments.stopping_summary(curves, cap=5)
     assert table.loc[("a", 0)].tolist() == [5, 5, "the 5-epoch cap"]     # still improving at the cap
     assert table.loc[("b", 0)].tolist() == [4, 2, "early stopping"]      # two epochs without improvement

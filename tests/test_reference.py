@@ -79,3 +79,20 @@ def test_reference_lists_on_a_tiny_world(tiny_prepared):
     hr = {k: expected_hit_rate(v, ts.truth.pctr, 5) for k, v in lists.items()}
     assert hr[reference.INTEREST_ORACLE] == max(hr.values())   # nothing beats the interest oracle
     assert all(v.shape == (50, 10) for v in lists.values())
+
+
+def test_headroom_criteria_by_hand():
+    import pandas as pd
+
+    from oneranker.reference import headroom_criteria
+
+    rows = pd.DataFrame({"oracle / popularity": [5.0, 7.0], "interest oracle HR@5": [0.10, 0.12],
+                         "popularity HR@5": [0.02, 0.02]})
+    c = headroom_criteria(rows)
+    # ratio 6 ± t(0.975, 1) x 1.414 / 1.414 = 12.706; gap 0.09 ± 12.706 x 0.01414 / 1.414 = 0.127
+    assert c["ratio"] == pytest.approx(6.0) and c["ratio_ci"] == pytest.approx(12.706, abs=1e-3)
+    assert c["gap"] == pytest.approx(0.09) and c["gap_ci"] == pytest.approx(0.12706, abs=1e-5)
+    assert c["ratio_met"] and not c["gap_met"] and not c["met"]
+    steady = pd.DataFrame({"oracle / popularity": [5.0, 5.0], "interest oracle HR@5": [0.10, 0.10],
+                           "popularity HR@5": [0.02, 0.02]})
+    assert headroom_criteria(steady)["met"]            # no spread over seeds: the gap is infinitely many CIs wide
