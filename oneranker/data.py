@@ -257,8 +257,9 @@ def load_logs(source: str, cfg: Config, path: str | Path | None = None, progress
     if path is None or not Path(path).is_dir():
         raise DataError(f"source {source} needs an existing folder with its files (got {path})")
     from . import loaders
-    return loaders.load_movielens(path, seed=cfg.seed) if source == "movielens" else \
-        loaders.load_taobao(path, seed=cfg.seed)
+    value = loaders.SyntheticValue.of(cfg.world)
+    return loaders.load_movielens(path, seed=cfg.seed, value=value) if source == "movielens" else \
+        loaders.load_taobao(path, seed=cfg.seed, value=value)
 
 
 def cached_prepared(cfg: Config, cache_dir: str | Path = "cache", logs: Logs | None = None,

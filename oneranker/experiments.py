@@ -449,37 +449,27 @@ def consistency_by_seed(profile: str, variants: dict[str, dict], seeds: list[int
     return Consistency(pd.DataFrame(summary), pd.DataFrame(overlap), differences)
 
 
-@torch.no_grad()
 def validation_loss_terms(profile: str, variants: dict[str, dict], seeds: list[int] | tuple[int, ...],
                           cache_dir: str | Path, reference: dict | None = None, n_requests: int = 1000,
                           device: str = "auto") -> pd.DataFrame:
     """Each loss term (L_MTP, L_rank, L_DC) of every (cached or trained) variant and seed on
-    the first ``n_requests`` validation requests, all measured with the losses of the
-    ``reference`` overrides (default: the full model's), so that a model trained without a
-    term (e.g. gamma = 0) is still scored on it. Random candidates and targets are drawn from
-    one fixed generator, the same for every variant."""
+    the first ``n_requests`` validation requests (:func:`train.mean_loss_terms`), all measured
+    with the losses of the ``reference`` overrides (default: the full model's), so that a
+    model trained without a term (e.g. gamma = 0) is still scored on it. Random candidates and
+    targets are drawn from one fixed generator, the same for every variant."""
     from .data import Collator
-    from .runtime import batch_to_device, gpu_padding
-    from .losses import loss_terms
+    from .runtime import gpu_padding
+    from .train import mean_loss_terms
 
+    dev = resolve_device(device)
     rows = []
     for name, overrides in variants.items():
         for cfg, prepared, model, _ in _trained(profile, overrides, seeds, cache_dir, device):
             tc = make_config(profile, seed=cfg.seed, **(reference or {})).train
-            model.eval()
-            valid = prepared.requests["valid"]
-            idx = range(min(n_requests, len(valid)))
-            dev = resolve_device(device)
             collate = Collator(prepared, cfg.data.max_history_len, pad_to=gpu_padding(dev))
-            gen = torch.Generator().manual_seed(cfg.seed)
-            sums, count = {}, 0
-            for start in range(0, len(idx), tc.batch_size):
-                rows_ = [valid[i] for i in idx[start:start + tc.batch_size]]
-                terms = loss_terms(model, batch_to_device(collate(rows_), dev), tc, gen)
-                for k, v in terms.items():
-                    sums[k] = sums.get(k, 0.0) + float(v) * len(rows_)
-                count += len(rows_)
-            rows.append({"variant": name, "seed": cfg.seed, **{k: v / count for k, v in sums.items()}})
+            n = min(n_requests, len(prepared.requests["valid"]))
+            rows.append({"variant": name, "seed": cfg.seed,
+                         **mean_loss_terms(model, prepared, tc, n, cfg.seed, dev, collate)})
     return pd.DataFrame(rows)
 
 

@@ -10,14 +10,16 @@
 * :func:`dc_loss` — L_DC, Distribution Consistency: the ranker's softmax(s / tau) over a
   candidate set is a soft label for the generator's distribution over the *same* set.
 
-All functions take padded batches with explicit masks and return a scalar mean; rows with
-nothing to learn from contribute nothing (and a batch with nothing gives 0, not NaN).
+Each term comes as a :class:`Term`, a sum and the count it is averaged over (``*_term``), and
+as its mean (``catalogue_nll``, ``bpr_loss``, ``dc_loss``). All take padded batches with
+explicit masks; rows with nothing to learn from contribute nothing (and a batch with nothing
+gives 0, not NaN).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
@@ -30,25 +32,40 @@ if TYPE_CHECKING:
     from .model import OneRanker
 
 
-def catalogue_nll(logits: Tensor, targets: Tensor, weights: Tensor | None = None, norm: Tensor | None = None) -> Tensor:
-    """Mean of ``-log softmax(logits)[target]`` over valid targets (``targets >= 0``).
+@dataclass(frozen=True)
+class Term:
+    """A loss term as a sum and the count it is averaged over. Kept apart so that a share of
+    a batch's rows (one process of distributed training) can report its part of both and the
+    trainer can divide by the count of the whole batch (:func:`loss_from_draws`)."""
 
-    logits [B, N] over the whole catalogue; targets [B, P] ad ids, -1 = padding;
-    weights [B, P] optional non-negative per-target weights (a weighted mean). ``norm``
-    replaces the denominator (the total weight): distributed training divides each rank's
-    sum by the total weight of the whole batch, so the ranks' losses add up to this mean.
-    """
+    sum: Tensor
+    count: Tensor
+
+    def mean(self, count: Tensor | None = None) -> Tensor:
+        """``sum / count`` (``count``: another denominator, e.g. summed over processes); a
+        term with nothing to average is 0, never NaN."""
+        count = self.count if count is None else count.to(self.sum.dtype)
+        return self.sum / _at_least(count, self.floor)
+
+    @property
+    def floor(self) -> float:
+        """The smallest denominator: counts of pairs or rows are integers, weights are not."""
+        return 1e-12 if self.count.is_floating_point() else 1
+
+
+def catalogue_nll_term(logits: Tensor, targets: Tensor, weights: Tensor | None = None) -> Term:
+    """``-log softmax(logits)[target]`` summed over valid targets (``targets >= 0``), with
+    their total weight as the count. logits [B, N] over the whole catalogue; targets [B, P]
+    ad ids, -1 = padding; weights [B, P] optional non-negative per-target weights."""
     valid = targets >= 0
     logp = F.log_softmax(logits.float(), dim=-1).gather(1, targets.clamp(min=0))
     w = valid.float() if weights is None else weights.float() * valid
-    return -(logp * w).sum() / (w.sum().clamp(min=1e-12) if norm is None else norm)
+    return Term(-(logp * w).sum(), w.sum())
 
 
-def nll_norm(targets: Tensor, weights: Tensor | None = None) -> Tensor:
-    """The denominator :func:`catalogue_nll` uses for these targets (their total weight)."""
-    valid = targets >= 0
-    w = valid.float() if weights is None else weights.float() * valid
-    return w.sum().clamp(min=1e-12)
+def catalogue_nll(logits: Tensor, targets: Tensor, weights: Tensor | None = None) -> Tensor:
+    """L_MTP of one head: the (weighted) mean of :func:`catalogue_nll_term`."""
+    return catalogue_nll_term(logits, targets, weights).mean()
 
 
 def realised_value(bid: Tensor, click: Tensor, conv: Tensor, click_weight: float, conv_weight: float) -> Tensor:
@@ -88,26 +105,28 @@ def bpr_pairs(value: Tensor, mask: Tensor) -> Tensor:
     return (value[:, :, None] > value[:, None, :]) & mask[:, :, None] & mask[:, None, :]
 
 
-def bpr_loss(scores: Tensor, value: Tensor, mask: Tensor, norm: Tensor | None = None) -> Tensor:
-    """Mean ``-log sigmoid(s_i - s_j)`` over pairs of the same row with ``value_i > value_j``
-    (``norm``: divide by this number of pairs instead, as in :func:`catalogue_nll`)."""
+def bpr_term(scores: Tensor, value: Tensor, mask: Tensor) -> Term:
+    """``-log sigmoid(s_i - s_j)`` summed over pairs of the same row with ``value_i > value_j``,
+    with the number of pairs as the count."""
     pair = bpr_pairs(value, mask)
     diff = scores[:, :, None] - scores[:, None, :]
-    n = pair.sum() if norm is None else norm
-    # No pairs: the sum is 0 and so is the loss. Clamping the count, rather than testing it
-    # with `if`, keeps the host from waiting for the GPU.
-    return -(F.logsigmoid(diff.float()) * pair).sum() / _at_least_one(n)
+    return Term(-(F.logsigmoid(diff.float()) * pair).sum(), pair.sum())
 
 
-def dc_loss(ranker_scores: Tensor, generator_scores: Tensor, mask: Tensor, tau: float,
-            detach_ranker: bool = True, norm: Tensor | None = None) -> Tensor:
+def bpr_loss(scores: Tensor, value: Tensor, mask: Tensor) -> Tensor:
+    """L_rank: the mean of :func:`bpr_term` over its pairs (0 when there are none)."""
+    return bpr_term(scores, value, mask).mean()
+
+
+def dc_term(ranker_scores: Tensor, generator_scores: Tensor, mask: Tensor, tau: float,
+            detach_ranker: bool = True) -> Term:
     """Distribution Consistency: ``-sum_i softmax(r / tau)_i log pi_gen(i)`` over each row's
-    candidates, with ``pi_gen`` the generator's softmax renormalised over the same set.
+    candidates, with ``pi_gen`` the generator's softmax renormalised over the same set, summed
+    over rows, with the number of rows as the count.
 
     ``detach_ranker=True`` (our default; the paper does not say) makes it a pure
     ranking -> generation signal: the ranker teaches, it is not pulled towards the generator.
-    Rows with fewer than two candidates carry no ordering and are skipped (``norm``: divide
-    the sum over rows by this number of rows instead of taking the mean).
+    Rows with fewer than two candidates carry no ordering and are skipped.
     """
     if tau <= 0:
         raise ValueError(f"dc tau must be > 0, got {tau}")
@@ -117,14 +136,20 @@ def dc_loss(ranker_scores: Tensor, generator_scores: Tensor, mask: Tensor, tau: 
     logq = F.log_softmax(torch.where(mask, generator_scores.float(), neg), dim=-1)
     per_row = -(p * torch.where(mask, logq, 0.0)).sum(-1)
     rows = mask.sum(-1) >= 2
-    n = rows.sum() if norm is None else norm
-    # Masking and dividing, not indexing by `rows` and testing `n`: no host-device sync.
-    return torch.where(rows, per_row, 0.0).sum() / _at_least_one(n)
+    # Masking, not indexing by `rows` and testing the count: no host-device sync.
+    return Term(torch.where(rows, per_row, 0.0).sum(), rows.sum())
 
 
-def _at_least_one(n: Tensor | int | float) -> Tensor | int | float:
-    """A count used as a denominator, raised to 1 when it is 0 (the numerator is then 0)."""
-    return n.clamp(min=1) if isinstance(n, Tensor) else max(n, 1)
+def dc_loss(ranker_scores: Tensor, generator_scores: Tensor, mask: Tensor, tau: float,
+            detach_ranker: bool = True) -> Tensor:
+    """L_DC: the mean of :func:`dc_term` over the rows with at least two candidates."""
+    return dc_term(ranker_scores, generator_scores, mask, tau, detach_ranker).mean()
+
+
+def _at_least(n: Tensor, floor: float) -> Tensor:
+    """A count used as a denominator, raised to ``floor`` when it is 0 (the sum is then 0).
+    Clamping, rather than testing the count with ``if``, keeps the host from waiting for the GPU."""
+    return n.clamp(min=floor)
 
 
 # ------------------------------------------------------------------ the objective, assembled
@@ -189,20 +214,25 @@ def _logged_value(batch: dict[str, torch.Tensor], tc: TrainConfig) -> torch.Tens
     return realised_value(batch["imp_bid"], click, conv, tc.value_click_weight, tc.value_conv_weight) * batch["imp_mask"]
 
 
+CountTotal = Callable[[Tensor], Tensor]
+
+
 def loss_terms(model: OneRanker, batch: dict[str, torch.Tensor], tc: TrainConfig,
-               gen: torch.Generator, rows: slice | None = None) -> dict[str, torch.Tensor]:
+               gen: torch.Generator, rows: slice | None = None,
+               count_total: CountTotal | None = None) -> dict[str, torch.Tensor]:
     """L_MTP, L_rank, L_DC and their weighted total for one batch (paper, 'Training objective').
 
-    ``rows``: the loss of these rows only, normalised as the loss of the whole batch. Random
-    negatives and value targets are drawn for the whole batch first and then sliced, so the
-    losses of disjoint row ranges add up to the whole batch's loss: distributed training
-    gives every rank the same batch and its own rows (:class:`Trainer`).
+    ``rows`` and ``count_total``: the terms of these rows only, each divided by its count over
+    the whole batch, ``count_total`` summing the counts of the processes that share the batch.
+    Random negatives and value targets are drawn for the whole batch first and then sliced, so
+    the losses of disjoint row ranges add up to the whole batch's loss: distributed training
+    gives every rank the same batch and its own rows (:class:`~oneranker.train.Trainer`).
     """
-    return loss_from_draws(model, batch, tc, draw_loss_samples(model, batch, tc, gen), rows)
+    return loss_from_draws(model, batch, tc, draw_loss_samples(model, batch, tc, gen), rows, count_total)
 
 
 def loss_from_draws(model: OneRanker, batch: dict[str, torch.Tensor], tc: TrainConfig, draws: LossDraws,
-                    rows: slice | None = None) -> dict[str, torch.Tensor]:
+                    rows: slice | None = None, count_total: CountTotal | None = None) -> dict[str, torch.Tensor]:
     """:func:`loss_terms` given the step's random draws: no randomness and no host-device
     wait, so it can be compiled whole, the model's forward pass included."""
     items, mask = batch["imp_item"], batch["imp_mask"]
@@ -214,32 +244,34 @@ def loss_from_draws(model: OneRanker, batch: dict[str, torch.Tensor], tc: TrainC
     weights = value_aware_weights(batch["imp_bid"], click, conv, mask, tc) if tc.mtp_weighting == "value" else None
     int_targets = [by_level[funnel_level(h, n_int)] for h in range(n_int)]
     val_targets, negatives = draws.value_targets, draws.negatives
-    if negatives is not None:
-        cands = torch.cat([items.clamp(min=0), negatives], dim=1)
-        cand_mask = torch.cat([mask, torch.ones_like(negatives, dtype=torch.bool)], dim=1)
-        cand_value = torch.cat([v, torch.zeros(negatives.shape, device=v.device)], dim=1)
-    split = rows is not None
-    sel = rows if split else slice(None)
+    sel = slice(None) if rows is None else rows
 
-    def norm(fn, *full):  # the whole batch's denominator, when only some rows are computed here
-        return fn(*full) if split else None
-
-    state = model.encode({k: t[sel] for k, t in batch.items()} if split else batch)
+    state = model.encode(batch if rows is None else {k: t[sel] for k, t in batch.items()})
     interest, value = model.generator_scores(state)
     w_sel = None if weights is None else weights[sel]
-    mtp = [catalogue_nll(interest[:, h], int_targets[h][sel], w_sel, norm(nll_norm, int_targets[h], weights))
-           for h in range(n_int)]
-    mtp += [catalogue_nll(value[:, j], val_targets[j][sel], None, norm(nll_norm, val_targets[j])) for j in range(n_val)]
-    out = {"mtp": torch.stack(mtp).mean()}
-    zero = out["mtp"] * 0.0
-    out["rank"] = out["dc"] = zero
+    terms = {f"mtp{h}": catalogue_nll_term(interest[:, h], int_targets[h][sel], w_sel) for h in range(n_int)}
+    terms |= {f"mtp{n_int + j}": catalogue_nll_term(value[:, j], val_targets[j][sel]) for j in range(n_val)}
     if negatives is not None:
-        r = model.rank(state, cands[sel])
-        out["rank"] = bpr_loss(r, cand_value[sel], cand_mask[sel],
-                               norm(lambda a, b: bpr_pairs(a, b).sum(), cand_value, cand_mask))
+        cands = torch.cat([items.clamp(min=0), negatives], dim=1)[sel]
+        cand_mask = torch.cat([mask, torch.ones_like(negatives, dtype=torch.bool)], dim=1)[sel]
+        cand_value = torch.cat([v, torch.zeros(negatives.shape, device=v.device)], dim=1)[sel]
+        r = model.rank(state, cands)
+        terms["rank"] = bpr_term(r, cand_value, cand_mask)
         if tc.gamma > 0:
-            g = model.retrieval_score(interest, value).gather(1, cands[sel])
-            out["dc"] = dc_loss(r, g, cand_mask[sel], tc.tau, tc.dc_detach_ranker,
-                                norm(lambda m: (m.sum(-1) >= 2).sum(), cand_mask))
+            g = model.retrieval_score(interest, value).gather(1, cands)
+            terms["dc"] = dc_term(r, g, cand_mask, tc.tau, tc.dc_detach_ranker)
+    means = _means(terms, count_total)
+    out = {"mtp": torch.stack([means[f"mtp{h}"] for h in range(n_int + n_val)]).mean()}
+    zero = out["mtp"] * 0.0
+    out["rank"], out["dc"] = means.get("rank", zero), means.get("dc", zero)
     out["total"] = tc.alpha * out["mtp"] + tc.beta * out["rank"] + tc.gamma * out["dc"]
     return out
+
+
+def _means(terms: dict[str, Term], count_total: CountTotal | None) -> dict[str, Tensor]:
+    """Each term's mean; with ``count_total``, over the counts of every process (one call for
+    all the counts, so distributed training exchanges them once a step)."""
+    if count_total is None:
+        return {k: t.mean() for k, t in terms.items()}
+    counts = count_total(torch.stack([t.count.float() for t in terms.values()]))
+    return {k: t.mean(c) for (k, t), c in zip(terms.items(), counts)}

@@ -237,6 +237,17 @@ class Step2(nn.Module):
             return [0] * c.n_interest_tasks, [0] * c.n_value_tasks
         return list(range(c.n_interest_tasks)), list(range(c.n_interest_tasks, self.n_tasks))
 
+    def head_scores(self, scores: Tensor) -> tuple[Tensor, Tensor]:
+        """The task outputs' scores [B, T, N] as (interest [B, n_interest, N], value [B, n_value,
+        N]), as :meth:`head_tokens` assigns them. Sliced and expanded, not indexed by the token
+        lists: indexing a CUDA tensor by a Python list copies the list to the GPU and makes the
+        host wait, and the training step must not."""
+        c = self.cfg
+        if not c.use_task_tokens:
+            shared = scores[:, :1]
+            return shared.expand(-1, c.n_interest_tasks, -1), shared.expand(-1, c.n_value_tasks, -1)
+        return scores[:, :c.n_interest_tasks], scores[:, c.n_interest_tasks:self.n_tasks]
+
     def forward(self, h1: Tensor, key_pad: Tensor) -> tuple[Tensor, Tensor | None]:
         B = h1.shape[0]
         q = self.task_tokens[None].expand(B, -1, -1)
@@ -370,9 +381,7 @@ class OneRanker(nn.Module):
             s = (state.last @ item_emb.T + bias)[:, None]
             interest, value = s.expand(-1, c.n_interest_tasks, -1), s.expand(-1, c.n_value_tasks, -1)
         else:
-            scores = self.step2.scores(state.tasks, state.fakes, item_emb) + bias
-            interest_idx, value_idx = self.step2.head_tokens()
-            interest, value = scores[:, interest_idx], scores[:, value_idx]
+            interest, value = self.step2.head_scores(self.step2.scores(state.tasks, state.fakes, item_emb) + bias)
         if self.value_bid_weight is not None and self.has_value_heads:
             value = value + self.value_bid_weight[:, None] * self.items.bid_feature()
         return interest, value

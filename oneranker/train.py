@@ -27,8 +27,8 @@ from .config import Config, TrainConfig
 from .data import Collator, Prepared
 from .losses import loss_terms
 from .model import OneRanker
-# resolve_device is imported here for the notebooks that call train.resolve_device (issue 13 moves them to runtime)
-from .runtime import autocast, batch_to_device, distributed_rank, gpu_padding, resolve_device  # noqa: F401
+from .runtime import autocast, batch_to_device, distributed_rank, gpu_padding, resolve_device
+
 
 def build_model(cfg: Config, prepared: Prepared) -> OneRanker:
     from .schema import Vocab
@@ -48,7 +48,14 @@ class _LossModule(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor], tc: TrainConfig, gen: torch.Generator,
                 rows: slice | None) -> dict[str, torch.Tensor]:
-        return loss_terms(self.model, batch, tc, gen, rows)
+        return loss_terms(self.model, batch, tc, gen, rows, count_total=_summed_over_processes)
+
+
+def _summed_over_processes(counts: torch.Tensor) -> torch.Tensor:
+    """A loss term's counts summed over the processes of distributed training (all-reduce)."""
+    counts = counts.clone()
+    dist.all_reduce(counts)
+    return counts
 
 
 _SHOW_LOSS_EVERY = 25   # steps between progress-bar loss updates (each waits for the GPU)
@@ -176,20 +183,13 @@ class Trainer:
             return dict(zip(terms, summed))
         return {k: v.detach() for k, v in terms.items()}
 
-    @torch.no_grad()
     def validation_loss(self) -> float:
-        """Mean total loss on (a fixed subset of) the validation split, with fixed sampling."""
-        self.model.eval()
+        """Mean total loss on (a fixed subset of) the validation split, with fixed sampling:
+        the number early stopping watches."""
         n = len(self.prepared.requests["valid"])
-        idx = np.arange(n if not self.tc.eval_requests else min(n, self.tc.eval_requests))
-        gen = torch.Generator().manual_seed(_step_seed(self.cfg.seed, 4))
-        total, count = 0.0, 0
-        for start in range(0, len(idx), self.tc.batch_size):
-            chunk = idx[start:start + self.tc.batch_size]
-            with self._autocast():
-                total += float(loss_terms(self.model, self.batch("valid", chunk), self.tc, gen)["total"]) * len(chunk)
-            count += len(chunk)
-        return total / count
+        n = n if not self.tc.eval_requests else min(n, self.tc.eval_requests)
+        return mean_loss_terms(self.model, self.prepared, self.tc, n, _step_seed(self.cfg.seed, 4),
+                               self.device, self.collate)["total"]
 
     def fit(self, stop_after_steps: int | None = None) -> History:
         """Train until ``epochs`` or early stopping; ``stop_after_steps`` simulates a killed run
@@ -258,6 +258,29 @@ class Trainer:
         self.step, self.best_state, self.bad_epochs = blob["step"], blob["best_state"], blob["bad_epochs"]
         self.history = History(**json.loads(blob["history"]))
         self.epoch_losses = list(blob["epoch_losses"])
+
+
+@torch.no_grad()
+def mean_loss_terms(model: OneRanker, prepared: Prepared, tc: TrainConfig, n_requests: int, seed: int,
+                    device: torch.device, collate: Collator) -> dict[str, float]:
+    """Each loss term of ``model`` (``mtp``, ``rank``, ``dc``, ``total``), under the objective
+    ``tc``, averaged over the first ``n_requests`` validation requests in batches of
+    ``tc.batch_size``, the random targets and negatives drawn from a generator seeded by
+    ``seed``. Early stopping watches its ``total``; notebook 05 scores models trained without
+    a term on that term by passing the full model's ``tc``."""
+    model.eval()
+    valid = prepared.requests["valid"]
+    gen = torch.Generator().manual_seed(seed)
+    sums: dict[str, float] = {}
+    for start in range(0, n_requests, tc.batch_size):
+        chunk = range(start, min(start + tc.batch_size, n_requests))
+        cols = valid[list(chunk)]
+        batch = batch_to_device(collate([dict(zip(cols, vals)) for vals in zip(*cols.values())]), device)
+        with autocast(device):
+            terms = loss_terms(model, batch, tc, gen)
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + float(v) * len(chunk)
+    return {k: v / n_requests for k, v in sums.items()}
 
 
 def train_or_load(cfg: Config, prepared: Prepared, cache_dir: str | Path = "cache", device: str = "auto",

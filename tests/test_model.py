@@ -227,13 +227,13 @@ def test_the_loss_forward_waits_for_the_gpu_once(tiny_prepared, monkeypatch):
     """On CUDA, the loss's forward pass (model and losses) never makes the host wait for the
     GPU; its one wait is the copy of the value-target weights to the CPU generator. (The
     backward pass runs torch's own kernels only, so it is not checked here.)"""
-    import oneranker.train as train_module
+    import oneranker.losses as losses_module
 
     cfg = tiny_config()
     device = torch.device("cuda")
     model = build_model(cfg, tiny_prepared).to(device)
     batch = {k: v.to(device) for k, v in _batch(tiny_prepared, cfg).items()}
-    real, calls = train_module.value_weighted_draws, []
+    real, calls = losses_module.value_weighted_draws, []
 
     def draws_allowed_to_wait(*args, **kwargs):
         calls.append(1)
@@ -243,7 +243,7 @@ def test_the_loss_forward_waits_for_the_gpu_once(tiny_prepared, monkeypatch):
         finally:
             torch.cuda.set_sync_debug_mode("error")
 
-    monkeypatch.setattr(train_module, "value_weighted_draws", draws_allowed_to_wait)
+    monkeypatch.setattr(losses_module, "value_weighted_draws", draws_allowed_to_wait)
     torch.cuda.set_sync_debug_mode("error")      # any other wait raises
     try:
         loss = loss_terms(model, batch, cfg.train, torch.Generator().manual_seed(0))["total"]

@@ -12,6 +12,7 @@ in ``logs.notes`` (keys starting with ``skipped`` are counts of dropped users).
 """
 
 from .movielens import load_movielens
+from .tables import SyntheticValue
 from .taobao import load_taobao
 
-__all__ = ["load_movielens", "load_taobao"]
+__all__ = ["SyntheticValue", "load_movielens", "load_taobao"]

@@ -37,10 +37,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..config import WorldConfig
 from ..schema import AD, CLICK, CONVERSION, DataError, Logs
-from .tables import BID_LOG_MEAN, BID_LOG_SIGMA, HOURS_PER_BUCKET, _Table, _folder, _require, _read_table, _ints, _floats, _binary, _unique_ids, _lookup, _standardize, _user_attributes, _hour_bucket, _keep_active_users
+from .tables import HOURS_PER_BUCKET, SyntheticValue, _Table, _folder, _require, _read_table, _ints, _floats, _binary, _unique_ids, _lookup, _standardize, _user_attributes, _hour_bucket, _keep_active_users
 
-PRICE_LOG_MEAN, PRICE_LOG_SIGMA = 3.0, 0.8
 
 
 ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
@@ -76,8 +76,10 @@ class _Ratings:
 _ML_LAYOUTS = {"ml-100k": ("u.data", "u.item", "u.user"), "ml-1m": ("ratings.dat", "movies.dat", "users.dat")}
 
 
-def load_movielens(path: str | Path, seed: int = 0, slate_size: int = 4) -> Logs:
-    """MovieLens ml-100k / ml-1m files in ``path`` as semi-synthetic ad logs (module docstring)."""
+def load_movielens(path: str | Path, seed: int = 0, slate_size: int = 4,
+                   value: SyntheticValue | None = None) -> Logs:
+    """MovieLens ml-100k / ml-1m files in ``path`` as semi-synthetic ad logs (module docstring);
+    ``value``: how bids and prices are drawn (default: the default world's distributions)."""
     if slate_size < 1:
         raise ValueError(f"slate_size must be >= 1, got {slate_size}")
     folder = _folder(path)
@@ -92,7 +94,8 @@ def load_movielens(path: str | Path, seed: int = 0, slate_size: int = 4) -> Logs
         ratings = _ml_ratings(ratings_file, "::", movies)
         profile = _ml1m_users(users_file) if users_file.is_file() else None
     notes = {"layout": layout, "user_profile": users_file.name if profile else "absent (one attribute field)"}
-    logs = _movielens_logs(movies, ratings, profile, np.random.default_rng(seed), slate_size, notes)
+    value = value or SyntheticValue.of(WorldConfig())
+    logs = _movielens_logs(movies, ratings, profile, np.random.default_rng(seed), slate_size, notes, value)
     logs.validate()
     return logs
 
@@ -166,11 +169,11 @@ def _ml100k_users(path: Path) -> tuple[np.ndarray, list[pd.Series]]:
 
 
 def _movielens_logs(movies: _Movies, ratings: _Ratings, profile: tuple[np.ndarray, list[pd.Series]] | None,
-                    rng: np.random.Generator, slate_size: int, notes: dict) -> Logs:
+                    rng: np.random.Generator, slate_size: int, notes: dict, value: SyntheticValue) -> Logs:
     n_items = len(movies.raw_id)
     # Semi-synthetic value layer: MovieLens has no money in it, so bids and prices come from the seed.
-    bid = rng.lognormal(BID_LOG_MEAN, BID_LOG_SIGMA, n_items)
-    price = rng.lognormal(PRICE_LOG_MEAN, PRICE_LOG_SIGMA, n_items)
+    bid = value.bids(rng, n_items)
+    price = value.prices(rng, n_items)
     popularity = np.bincount(ratings.movie, minlength=n_items) + 1.0   # over all users, kept or not
 
     kept_users, dense_user, skipped = _keep_active_users(ratings.user)
@@ -195,8 +198,7 @@ def _movielens_logs(movies: _Movies, ratings: _Ratings, profile: tuple[np.ndarra
         "requests": "one per rating; history = earlier ratings (timestamp order, ties in file order)",
         "actions": "rating >= 4 -> CONVERSION, else CLICK",
         "slates": f"rated movie at a random slot + {slate_size - 1} unrated movies sampled by popularity (+1)",
-        "value_layer": f"semi-synthetic: bid ~ LogNormal({BID_LOG_MEAN}, {BID_LOG_SIGMA}), "
-                       f"price ~ LogNormal({PRICE_LOG_MEAN}, {PRICE_LOG_SIGMA}) per movie, seeded",
+        "value_layer": f"semi-synthetic: {value.bid_note()}, {value.price_note()} per movie, seeded",
         "context": "weekday, 4-hour bucket of the timestamp in UTC",
     })
     genres = movies.genres

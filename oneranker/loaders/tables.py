@@ -15,9 +15,37 @@ from typing import BinaryIO, Iterator, NoReturn, Sequence
 import numpy as np
 import pandas as pd
 
+from ..config import WorldConfig
 from ..schema import MIN_REQUESTS_PER_USER, DataError
 
-BID_LOG_MEAN, BID_LOG_SIGMA = 0.0, 0.6
+
+@dataclass(frozen=True)
+class SyntheticValue:
+    """What the real logs lack and the loaders draw, seeded: a bid per ad (neither data set
+    logs bids) and, for MovieLens, a price per movie. Both log-normal with the simulated
+    world's parameters (:meth:`of`), so real and simulated markets share one value scale and
+    the numbers have one home, :class:`~oneranker.config.WorldConfig`."""
+
+    bid_log_mean: float
+    bid_log_sigma: float
+    price_log_mean: float
+    price_log_sigma: float
+
+    @classmethod
+    def of(cls, world: WorldConfig) -> "SyntheticValue":
+        return cls(world.bid_log_mean, world.bid_log_sigma, world.price_log_mean, world.price_log_sigma)
+
+    def bids(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return rng.lognormal(self.bid_log_mean, self.bid_log_sigma, n)
+
+    def prices(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return rng.lognormal(self.price_log_mean, self.price_log_sigma, n)
+
+    def bid_note(self) -> str:
+        return f"bid ~ LogNormal({self.bid_log_mean}, {self.bid_log_sigma})"
+
+    def price_note(self) -> str:
+        return f"price ~ LogNormal({self.price_log_mean}, {self.price_log_sigma})"
 
 
 HOURS_PER_BUCKET = 4

@@ -35,8 +35,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..config import WorldConfig
 from ..schema import AD, CLICK, CONVERSION, IMPRESSION, ORGANIC, VIEW, Logs
-from .tables import BID_LOG_MEAN, BID_LOG_SIGMA, HOURS_PER_BUCKET, _Table, _folder, _require, _read_table, _ints, _floats, _binary, _unique_ids, _lookup, _standardize, _user_attributes, _hour_bucket, _keep_active_users
+from .tables import HOURS_PER_BUCKET, SyntheticValue, _Table, _folder, _require, _read_table, _ints, _floats, _binary, _unique_ids, _lookup, _standardize, _user_attributes, _hour_bucket, _keep_active_users
 
 CONVERSION_WINDOW_S = 72 * 3600
 
@@ -105,8 +106,10 @@ class _Behaviour:
     cate: np.ndarray
 
 
-def load_taobao(path: str | Path, seed: int = 0, max_requests_per_user: int | None = None) -> Logs:
-    """Alibaba's Taobao display-ad click files in ``path`` as ad logs (module docstring)."""
+def load_taobao(path: str | Path, seed: int = 0, max_requests_per_user: int | None = None,
+                value: SyntheticValue | None = None) -> Logs:
+    """Alibaba's Taobao display-ad click files in ``path`` as ad logs (module docstring);
+    ``value``: how bids are drawn (default: the default world's distribution)."""
     if max_requests_per_user is not None and max_requests_per_user < 1:
         raise ValueError(f"max_requests_per_user must be >= 1 or None, got {max_requests_per_user}")
     folder = _folder(path)
@@ -116,7 +119,9 @@ def load_taobao(path: str | Path, seed: int = 0, max_requests_per_user: int | No
     profile = _taobao_profile(files["user_profile.csv"])
     behaviour_file = folder / "behavior_log.csv"
     behaviour = _taobao_behaviour(behaviour_file) if behaviour_file.is_file() else None
-    logs = _taobao_logs(ads, impressions, profile, behaviour, np.random.default_rng(seed), max_requests_per_user)
+    value = value or SyntheticValue.of(WorldConfig())
+    logs = _taobao_logs(ads, impressions, profile, behaviour, np.random.default_rng(seed), max_requests_per_user,
+                        value)
     logs.validate()
     return logs
 
@@ -197,7 +202,8 @@ def _most_recent(user: np.ndarray, limit: int | None) -> np.ndarray:
 
 
 def _taobao_logs(ads: _Ads, imp: _Impressions, profile: tuple[np.ndarray, list[pd.Series]],
-                 behaviour: _Behaviour | None, rng: np.random.Generator, max_requests: int | None) -> Logs:
+                 behaviour: _Behaviour | None, rng: np.random.Generator, max_requests: int | None,
+                 value: SyntheticValue) -> Logs:
     requests = _taobao_requests(imp, max_requests)
     # Impressions of kept users in request order, then slot. All of them are history tokens,
     # those of the requests kept as examples (is_example) also their slates.
@@ -218,7 +224,7 @@ def _taobao_logs(ads: _Ads, imp: _Impressions, profile: tuple[np.ndarray, list[p
     user, ts = requests.user[examples], requests.ts[examples]
     imp_sizes = np.bincount(row_request[shown], minlength=len(requests.order))[requests.is_example]
     attrs, attr_card, no_profile = _user_attributes(requests.kept_users, *profile)
-    bid = rng.lognormal(BID_LOG_MEAN, BID_LOG_SIGMA, len(used_ads))   # the data set logs no bids
+    bid = value.bids(rng, len(used_ads))   # the data set logs no bids
     _, category = np.unique(ads.cate[used_ads], return_inverse=True)
     return Logs(
         source="taobao",
@@ -245,7 +251,7 @@ def _taobao_logs(ads: _Ads, imp: _Impressions, profile: tuple[np.ndarray, list[p
             "conversions": ("clicked impression + buy of the ad's cate_id by the user within 72 h"
                             if behaviour is not None else "all 0: no behavior_log.csv"),
             "history": "earlier requests' impressions interleaved by time with behaviour events (VIEW)",
-            "value_layer": f"real price; semi-synthetic bid ~ LogNormal({BID_LOG_MEAN}, {BID_LOG_SIGMA}) per ad, seeded",
+            "value_layer": f"real price; semi-synthetic {value.bid_note()} per ad, seeded",
             "context": "pid, 4-hour bucket of the hour of day in UTC+8",
         })
 
