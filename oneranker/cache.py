@@ -44,6 +44,11 @@ from .runtime import distributed_rank
 # given its dataset. Their syntax trees (docstrings left out) key the cache.
 DATA_CODE = ("config", "schema", "world", "loaders", "semantic_ids", "data")
 MODEL_CODE = DATA_CODE + ("runtime", "masks", "layers", "model", "losses", "train")
+# Module-level tables of values that reach a result only as config values, which the config's
+# own hash already keys: the named profiles. Left out of the code version, so that re-sizing
+# the paper profile does not throw away every quick model; a change of what the values *mean*
+# is a change of the classes and functions around them, which stay in.
+VALUES_KEYED_BY_CONFIG = {"config.py": ("PROFILES", "BEFORE_LEARNABILITY")}
 
 
 class CacheWarning(UserWarning):
@@ -51,12 +56,23 @@ class CacheWarning(UserWarning):
 
 
 def _without_docstrings(tree: ast.AST) -> ast.AST:
+    """The tree without its docstrings (and any other string statement opening a body)."""
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
             first = node.body[0]
             if isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant) \
                     and isinstance(first.value.value, str):
                 node.body = node.body[1:] or [ast.Pass()]
+    return tree
+
+
+def _without_values(tree: ast.Module, names: tuple[str, ...]) -> ast.Module:
+    """The module without its top-level assignments to ``names`` (see VALUES_KEYED_BY_CONFIG)."""
+    def assigns(node: ast.stmt) -> set[str]:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        return {t.id for t in targets if isinstance(t, ast.Name)}
+
+    tree.body = [node for node in tree.body if not assigns(node) & set(names)]
     return tree
 
 
@@ -72,7 +88,8 @@ def code_version(modules: tuple[str, ...] = MODEL_CODE) -> str:
         if not files:
             raise FileNotFoundError(f"cache.code_version: no module or package {name!r} in {root}")
         for path in files:                      # a package: each of its files, in name order
-            tree = _without_docstrings(ast.parse(path.read_text()))
+            tree = _without_values(_without_docstrings(ast.parse(path.read_text())),
+                                   VALUES_KEYED_BY_CONFIG.get(path.relative_to(root).as_posix(), ()))
             digest.update(path.relative_to(root).as_posix().encode())
             digest.update(ast.dump(tree, include_attributes=False).encode())
     return digest.hexdigest()[:8]

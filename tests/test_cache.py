@@ -28,6 +28,17 @@ def test_code_version_ignores_docstrings_and_comments_only():
     assert dump(a) == dump(b) != dump(c)
 
 
+def test_code_version_leaves_out_the_profile_tables_only():
+    """A profile table's values reach a model only through the config hash, so editing it keeps
+    the code version; any other top-level statement, or a class, still changes it."""
+    src = "PROFILES = {'paper': {'n': 1}}\nOTHER = 1\nclass C:\n    x = 1\n"
+    dump = lambda s: ast.dump(cache._without_values(ast.parse(s), ("PROFILES",)), include_attributes=False)
+    assert dump(src) == dump(src.replace("'n': 1", "'n': 2"))
+    assert dump(src) != dump(src.replace("OTHER = 1", "OTHER = 2"))
+    assert dump(src) != dump(src.replace("x = 1", "x = 2"))
+    assert set(cache.VALUES_KEYED_BY_CONFIG["config.py"]) <= set(vars(__import__("oneranker.config").config))
+
+
 def test_keys_change_with_the_code_version_and_the_dataset(monkeypatch, tmp_path):
     cfg = tiny_config()
     base = cache.model_folder(cfg, tmp_path)
