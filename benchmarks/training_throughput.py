@@ -5,7 +5,7 @@ length-grouped batches. This is what sizes the paper profile's training budget.
     python benchmarks/training_throughput.py --profile paper --runs 0x1 50x1 50x4 50x8
 
 Every contender runs in this one invocation, one after another, on the same dataset; each
-worker is a fresh process (as in ``experiments.train_all``) that trains ``--warmup`` steps,
+worker is a fresh process (as in ``pool.train_all``) that trains ``--warmup`` steps,
 then waits for the others and times ``--steps`` more. The aggregate rate counts every worker's requests over the
 wall time from the first worker's first timed step to the last worker's last.
 """

@@ -169,7 +169,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
-    from .experiments import train_notebook_models
+    from .pool import train_notebook_models
 
     from .reproduce import check_seeds
     from .runtime import resolve_device
@@ -185,7 +185,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
-    from .experiments import train_notebook_models
+    from .pool import train_notebook_models
     from .reproduce import ROOT, notebook_paths, run_notebooks
 
     from .reproduce import check_seeds

@@ -25,6 +25,8 @@ missing: the model is retrained, or resumed from its last good checkpoint.
 from __future__ import annotations
 
 import ast
+import io
+import tokenize
 import contextlib
 import functools
 import hashlib
@@ -55,31 +57,43 @@ class CacheWarning(UserWarning):
     """A cache entry could not be read and was set aside; it will be computed again."""
 
 
-def _without_docstrings(tree: ast.AST) -> ast.AST:
-    """The tree without its docstrings (and any other string statement opening a body)."""
+def _left_out(tree: ast.Module, names: tuple[str, ...]) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Source spans (start, end) that do not key the cache: every docstring (a string statement
+    opening a module, class or function body) and the top-level assignments to ``names``."""
+    spans = []
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
             first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant) \
-                    and isinstance(first.value.value, str):
-                node.body = node.body[1:] or [ast.Pass()]
-    return tree
-
-
-def _without_values(tree: ast.Module, names: tuple[str, ...]) -> ast.Module:
-    """The module without its top-level assignments to ``names`` (see VALUES_KEYED_BY_CONFIG)."""
-    def assigns(node: ast.stmt) -> set[str]:
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                spans.append(first)
+    for node in tree.body:
         targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
-        return {t.id for t in targets if isinstance(t, ast.Name)}
+        if any(isinstance(t, ast.Name) and t.id in names for t in targets):
+            spans.append(node)
+    return [((n.lineno, n.col_offset), (n.end_lineno, n.end_col_offset)) for n in spans]
 
-    tree.body = [node for node in tree.body if not assigns(node) & set(names)]
-    return tree
+
+def code_tokens(source: str, names: tuple[str, ...] = ()) -> list[str]:
+    """The tokens of ``source`` that decide what it computes: comments, blank lines, docstrings
+    and the assignments to ``names`` left out, indentation kept as structure. Tokens, not a
+    syntax-tree dump, because ``ast.dump`` changes between Python versions (a model trained
+    under Python 3.12 would not be found under 3.11); Python's tokens do not."""
+    spans = _left_out(ast.parse(source), names)
+    out = []
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type in (tokenize.COMMENT, tokenize.NL, tokenize.ENDMARKER):
+            continue
+        if any(start <= tok.start <= end for start, end in spans):   # the span and its NEWLINE
+            continue
+        out.append(tokenize.tok_name[tok.type] if tok.type in (tokenize.INDENT, tokenize.DEDENT, tokenize.NEWLINE)
+                   else tok.string)
+    return out
 
 
 @functools.lru_cache(maxsize=None)
 def code_version(modules: tuple[str, ...] = MODEL_CODE) -> str:
-    """Short hash of the syntax trees of ``modules`` of this package (docstrings and comments
-    left out): it changes when code that could change a cached result changes."""
+    """Short hash of the code of ``modules`` of this package (:func:`code_tokens`: docstrings and
+    comments left out): it changes when code that could change a cached result changes."""
     digest = hashlib.sha256()
     root = Path(__file__).resolve().parent
     for name in modules:
@@ -88,10 +102,9 @@ def code_version(modules: tuple[str, ...] = MODEL_CODE) -> str:
         if not files:
             raise FileNotFoundError(f"cache.code_version: no module or package {name!r} in {root}")
         for path in files:                      # a package: each of its files, in name order
-            tree = _without_values(_without_docstrings(ast.parse(path.read_text())),
-                                   VALUES_KEYED_BY_CONFIG.get(path.relative_to(root).as_posix(), ()))
-            digest.update(path.relative_to(root).as_posix().encode())
-            digest.update(ast.dump(tree, include_attributes=False).encode())
+            rel = path.relative_to(root).as_posix()
+            digest.update(rel.encode())
+            digest.update("\x00".join(code_tokens(path.read_text(), VALUES_KEYED_BY_CONFIG.get(rel, ()))).encode())
     return digest.hexdigest()[:8]
 
 

@@ -10,16 +10,20 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
+from .outputs import output_dir
 from .schema import Logs
 
 sns.set_theme(style="whitegrid", context="notebook")
 
 
-def save(fig: matplotlib.figure.Figure, name: str, profile: str, root: str | Path = "../figures") -> None:
-    """Write ``figures/<profile>/<name>.png`` (folders created as needed); the notebook shows it."""
-    path = Path(root) / profile / f"{name}.png"
+def save(fig: matplotlib.figure.Figure, name: str, profile: str, root: str | Path = "..") -> Path:
+    """Write ``<name>.png`` into the profile's figures folder (:func:`outputs.output_dir`: the
+    committed ``figures/<profile>`` under ``make reproduce``, else ``scratch/figures/<profile>``),
+    folders created as needed; the notebook shows the figure itself. Returns the path."""
+    path = output_dir("figures", profile, root) / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
 
 
 def popularity(logs: Logs) -> matplotlib.figure.Figure:
@@ -206,7 +210,7 @@ def truth_concentration(effective: dict[str, np.ndarray], n_items: int) -> matpl
 def learning_curves(curves: "pd.DataFrame") -> matplotlib.figure.Figure:
     """Training (dashed) and validation (solid) loss per epoch, one panel per variant and one
     colour per seed, with a dot on the epoch of lowest validation loss (the weights kept).
-    ``curves``: rows of :func:`oneranker.experiments.learning_curves` with a ``variant``
+    ``curves``: rows of :meth:`oneranker.study.Study.learning_curves` with a ``variant``
     column. Each variant sums different loss terms, so each panel has its own y axis."""
     from matplotlib.lines import Line2D
 

@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .outputs import writing_committed_outputs
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PROFILE = "quick"
 
@@ -57,8 +59,9 @@ def run_notebooks(profile: str, notebooks: list[str] | None = None, seed: int = 
         os.close(fd)
         start = time.perf_counter()
         try:
-            pm.execute_notebook(str(path), tmp, parameters=parameters,
-                                cwd=str(path.parent), progress_bar=True, kernel_name="python3")
+            with writing_committed_outputs():
+                pm.execute_notebook(str(path), tmp, parameters=parameters,
+                                    cwd=str(path.parent), progress_bar=True, kernel_name="python3")
             os.replace(tmp, target)
         finally:
             if os.path.exists(tmp):
@@ -113,7 +116,7 @@ def execute_copies(workdir: Path, profile: str = "smoke", seeds: tuple[int, ...]
 
     import papermill as pm
 
-    from .experiments import train_notebook_models
+    from .pool import train_notebook_models
 
     workdir = Path(workdir)
     nb_dir = workdir / "notebooks"
@@ -130,9 +133,10 @@ def execute_copies(workdir: Path, profile: str = "smoke", seeds: tuple[int, ...]
             copy = nb_dir / path.name
             shutil.copy(path, copy)
             print(f"executing {path.name} (profile={profile}, seeds={list(seeds)})", flush=True)
-            pm.execute_notebook(str(copy), str(copy),
-                                parameters={"profile": profile, "seeds": list(seeds), "device": "cpu"},
-                                cwd=str(nb_dir), progress_bar=False, kernel_name="python3")
+            with writing_committed_outputs():     # the copy's own figures/ and results/
+                pm.execute_notebook(str(copy), str(copy),
+                                    parameters={"profile": profile, "seeds": list(seeds), "device": "cpu"},
+                                    cwd=str(nb_dir), progress_bar=False, kernel_name="python3")
     finally:
         if before is None:
             os.environ.pop(ML100K_ENV, None)

@@ -3,7 +3,7 @@
 Each notebook compares variants of the same model (a dict of config overrides, or a
 :class:`~oneranker.baselines.Cascade`). They are defined here rather than in the notebooks
 because many are shared: the full OneRanker of seeds 0-2 is trained once and read by
-notebooks 03, 04, 05 and 06 from the model cache. :func:`oneranker.experiments.train_notebook_models` trains every
+notebooks 03, 04, 05 and 06 from the model cache. :func:`oneranker.pool.train_notebook_models` trains every
 model of every notebook in one pool of worker processes (``python -m oneranker pretrain``;
 ``make reproduce`` runs it first): with converged models the notebooks train about a
 hundred of them, and one pool keeps every core busy where per-notebook pools would wait

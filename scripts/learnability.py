@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from oneranker import baselines, config, experiments, reference
-from oneranker.experiments import head_overlap_by_seed
+from oneranker import baselines, config, tables
+from oneranker.study import Study
 from oneranker.metrics import mean_ci
 
 BEFORE, DEFAULTS = "before learnability", "defaults"
@@ -58,6 +58,7 @@ def main() -> None:
     extra = {"model.attention": args.attention} if args.attention else {}
     extra.update(json.loads(args.extra))
     frames = []
+    study = Study(args.profile, tuple(args.seeds), args.cache, args.device, workers=args.workers)
     for name, overrides in settings(extra).items():
         if args.only and name not in args.only:
             continue
@@ -65,14 +66,13 @@ def main() -> None:
         if name.startswith(f"{DEFAULTS}, "):
             variants = {"OneRanker": overrides}
         t0 = time.time()
-        res = experiments.run_grid(args.profile, variants, args.seeds, args.cache, device=args.device,
-                                   references=not name.startswith(f"{DEFAULTS}, "), workers=args.workers)
+        res = study.grid(variants, references=not name.startswith(f"{DEFAULTS}, "))
         res["setting"], res["seconds"] = name, time.time() - t0
         frames.append(res)
         print(f"[{name}] {time.time() - t0:.0f} s", flush=True)
         report(pd.concat(frames, ignore_index=True), args.out)
         if name in (BEFORE, DEFAULTS):
-            ov = head_overlap_by_seed(args.profile, overrides, args.seeds, args.cache, args.device)
+            ov = study.head_overlap(overrides)
             print(f"[{name}] per-head top-10 overlap of the full model (mean ± CI over seeds)")
             for pair, g in ov.groupby("pair"):
                 mean, ci = mean_ci(g.groupby("seed").overlap.mean().values)
@@ -81,16 +81,7 @@ def main() -> None:
 
 def report(res: pd.DataFrame, out: str | None) -> None:
     """Gap closed per row (against its own world and seed), the CSV, and the summary table."""
-    # gap closed against the references of the same world and seed
-    refs = res[res.variant.isin([reference.POPULARITY, reference.INTEREST_ORACLE])]
-    world = {s: (BEFORE if s == BEFORE else DEFAULTS) for s in res.setting.unique()}
-    res["world"] = res.setting.map(world)
-    refs = refs.assign(world=refs.setting.map(world)).pivot_table(index=["world", "seed"], columns="variant",
-                                                                  values="HR@5")
-    key = pd.MultiIndex.from_frame(res[["world", "seed"]])
-    res["gap closed HR@5"] = reference.gap_closed(res["HR@5"].values,
-                                                  refs[reference.POPULARITY].reindex(key).values,
-                                                  refs[reference.INTEREST_ORACLE].reindex(key).values)
+    res = tables.with_gap_closed(res)   # against the references of the row's own dataset and seed
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         res.to_csv(out, index=False)

@@ -23,7 +23,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from oneranker import experiments, paper, realdata, reference  # noqa: E402
+from oneranker import paper, realdata, reference, tables  # noqa: E402
 from oneranker.metrics import mean_ci  # noqa: E402
 
 QUICK = ROOT / "results" / "quick"
@@ -111,7 +111,7 @@ def table2() -> str:
     out["HR@5 − full"] = d["HR@5"].reindex(out.index).fillna("")
     out["relative to full"] = r["HR@5"].reindex(out.index).fillna("")
     out["paper: relative to full"] = r["paper HR@5"].reindex(out.index).fillna("")
-    out["verdict"] = [experiments.verdict(*_parse_pm(d.loc[v, "HR@5"]), float(d.loc[v, "paper HR@5"]))
+    out["verdict"] = [tables.verdict(*_parse_pm(d.loc[v, "HR@5"]), float(d.loc[v, "paper HR@5"]))
                       if v in d.index else "" for v in out.index]
     return markdown_table(out.rename_axis("served list"))
 
@@ -125,7 +125,7 @@ def table3() -> str:
         mean, ci = _parse_pm(d.loc[variant, "HR@5"])
         theirs = paper.TABLE3_HR5[variant] - design
         lines.append(f"- {variant}: HR@5 {mean:+.4f} ± {ci:.4f} (paper {theirs:+.4f}): "
-                     f"{experiments.verdict(mean, ci, theirs)}.")
+                     f"{tables.verdict(mean, ci, theirs)}.")
     return "\n".join(lines) + "\n"
 
 
@@ -192,7 +192,7 @@ def table1_verdicts() -> str:
             theirs = paper_diff.get(other) if metric == "HR@5" else None
             shown = f" (paper {theirs:+.4f})" if theirs is not None else ""
             lines.append(f"- OneRanker minus {other}, {metric}: {mean:+.4f} ± {ci:.4f}{shown}: "
-                         f"{experiments.verdict(mean, ci, theirs)}.")
+                         f"{tables.verdict(mean, ci, theirs)}.")
     return "\n".join(lines) + "\n"
 
 

@@ -6,15 +6,16 @@ from oneranker.config import make_config
 from oneranker.data import build_prepared
 from oneranker.world import World
 
-TINY = {"world.n_users": 200, "world.n_items": 120, "world.n_organic": 60, "world.n_categories": 6,
-        "semantic_ids.codebook_size": 4, "data.max_history_len": 24,
-        "model.d_model": 16, "model.n_heads": 2, "model.n_fake_items": 4, "model.dropout": 0.0,
-        "model.attention": "sdpa", "train.batch_size": 32, "train.epochs": 2, "train.max_train_requests": 128,
-        "train.eval_requests": 64, "train.warmup_steps": 2, "train.n_random_negatives": 4}
+# The unit tests' models: the `smoke` profile (a toy market and model) with what the tests need
+# on top of it: no dropout (parity tests compare outputs exactly), the SDPA kernel (FlexAttention
+# has no backward on the CPU), epochs of several small steps and few random negatives.
+PROFILE = "smoke"
+TINY = {"model.dropout": 0.0, "model.attention": "sdpa", "train.batch_size": 32, "train.max_train_requests": 128,
+        "train.n_random_negatives": 4}
 
 
 def tiny_config(**overrides):
-    return make_config("quick", **{**TINY, **overrides})
+    return make_config(PROFILE, **{**TINY, **overrides})
 
 
 @pytest.fixture(scope="session")

@@ -146,10 +146,10 @@ def test_failure_midway_leaves_nothing(tmp_path, world_logs, monkeypatch):
 
 
 def test_train_cli_trains_caches_and_refuses_bad_devices(tmp_path, capsys):
-    from conftest import TINY
+    from conftest import PROFILE, TINY
     from oneranker.__main__ import main
 
-    args = ["train", "--cache", str(tmp_path), "--device", "cpu", "--eval-requests", "20"]
+    args = ["train", "--profile", PROFILE, "--cache", str(tmp_path), "--device", "cpu", "--eval-requests", "20"]
     args += [a for k, v in TINY.items() for a in ("--set", f"{k}={v}")]
     assert main(args) == 0
     first = capsys.readouterr().out

@@ -66,10 +66,10 @@ def test_torchrun_trains_through_the_cli(tmp_path):
     import subprocess
     import sys
 
-    from conftest import TINY
+    from conftest import PROFILE, TINY
 
     sets = [a for k, v in {**TINY, **OVERRIDES}.items() for a in ("--set", f"{k}={v}")]
-    common = ["-m", "oneranker", "train", "--device", "cpu", "--eval-requests", "20", *sets]
+    common = ["-m", "oneranker", "train", "--profile", PROFILE, "--device", "cpu", "--eval-requests", "20", *sets]
     env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                           *common, "--cache", str(tmp_path / "two")], capture_output=True, text=True, env=env)

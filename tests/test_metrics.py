@@ -116,3 +116,12 @@ def test_paper_tables_are_the_papers_numbers():
     assert t2.loc["Step 2 only (no ranker)", "HR@5 vs full"] == pytest.approx(0.5448 - 0.6213)
     assert paper.table1().loc["GPR", "HR@15"] == 0.8207
     assert paper.AB.loc["20% traffic", "Costs"] == 1.15
+
+
+def test_list_overlap_by_hand():
+    a = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
+    assert metrics.list_overlap(a, a) == 1.0                       # a list with itself
+    assert metrics.list_overlap(a, a + 100) == 0.0                 # disjoint lists
+    b = np.array([[4, 3, 9, 10], [8, 7, 6, 5]])                         # 2 of 4, then 4 of 4 (order ignored)
+    assert metrics.list_overlap(a, b) == pytest.approx((0.5 + 1.0) / 2)
+    assert metrics.list_overlap(a, b, k=2) == pytest.approx((0 / 2 + 0 / 2) / 2)

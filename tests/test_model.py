@@ -30,8 +30,8 @@ def test_shapes(tiny_prepared):
     batch = _batch(tiny_prepared, cfg)
     cands = torch.randint(0, 120, (6, 7))
     interest, value, ranked = _outputs(model, batch, cands)
-    assert interest.shape == (6, cfg.model.n_interest_tasks, 120)
-    assert value.shape == (6, cfg.model.n_value_tasks, 120)
+    assert interest.shape == (6, cfg.model.n_interest_tasks, cfg.world.n_items)
+    assert value.shape == (6, cfg.model.n_value_tasks, cfg.world.n_items)
     assert ranked.shape == (6, 7)
 
 
@@ -275,8 +275,9 @@ def test_first_catalogue_loss_is_that_of_a_uniform_guess(tiny_prepared):
             interest, _ = model.generator_scores(model.encode(batch))
         return float(catalogue_nll(interest[:, 0], batch["imp_item"]))
 
-    assert abs(first_loss(0.02) - math.log(120)) < 0.25
-    assert first_loss(1.0) > 2 * math.log(120)      # PyTorch's unit-variance tables
+    n_items = tiny_config().world.n_items
+    assert abs(first_loss(0.02) - math.log(n_items)) < 0.25
+    assert first_loss(1.0) > 2 * math.log(n_items)      # PyTorch's unit-variance tables
 
 
 @pytest.mark.parametrize("representation", ["sid", "id", "sid+id"])

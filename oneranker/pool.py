@@ -1,0 +1,121 @@
+"""Models and datasets made in parallel worker processes, into the cache.
+
+Each dataset and each model depends on its config only (seeded simulation, data order,
+initialisation and sampling), so what the pool makes does not depend on how many workers
+ran or in which order: a model trained here is bit-identical to one trained in the notebook.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from .cache import has_dataset, has_model
+from .config import Config
+from .data import cached_prepared
+from .runtime import resolve_device
+from .train import train_or_load
+from . import studies
+
+
+def _train_in_worker(cfg_dict: dict, cache_dir: str, device: str = "cpu") -> str:
+    """Train one config into the model cache (runs in a worker process; on CPU with one thread)."""
+    from .config import config_from_dict
+
+    if device == "cpu":
+        torch.set_num_threads(1)
+    cfg = config_from_dict(cfg_dict)
+    try:
+        train_or_load(cfg, cached_prepared(cfg, cache_dir, progress=False), cache_dir, device=device, progress=False)
+    except Exception:  # some errors (e.g. the compiler's) cannot be pickled back to the parent
+        import traceback
+
+        raise RuntimeError(f"training model {cfg.hash()} failed:\n{traceback.format_exc()}") from None
+    return cfg.hash()
+
+
+def _prepare_in_worker(cfg_dict: dict, cache_dir: str) -> str:
+    """Simulate and prepare one dataset into the cache (runs in a worker process)."""
+    from .config import config_from_dict
+
+    cfg = config_from_dict(cfg_dict)
+    cached_prepared(cfg, cache_dir, progress=False)
+    return cfg.data_hash()
+
+
+GPU_WORKERS_ENV = "ONERANKER_GPU_WORKERS"
+
+
+def default_workers(device: torch.device) -> int:
+    """CPU: one single-threaded training process per core, up to 4 (the quick models are small;
+    two such processes train a grid faster than one two-thread process did while the profile
+    was sized). GPU: 6 processes share the device (``ONERANKER_GPU_WORKERS`` overrides): one
+    paper-scale model alone leaves it idle while Python builds its next batch and launches
+    kernels, so concurrent models fill those gaps. On the H100, paper profile
+    (benchmarks/training_throughput.py): 4 at once train 2.3x the requests/s of one, 8 at
+    once 2.6x; 6 keeps memory headroom (a notebook with 4 training processes held 39 GB)."""
+    if device.type == "cpu":
+        return max(1, min(4, os.cpu_count() or 1))
+    return max(1, int(os.environ.get(GPU_WORKERS_ENV, "6")))
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def prepare_all(cfgs: list[Config], cache_dir: str | Path, workers: int | None = None) -> None:
+    """Make sure every config's dataset is in the cache, simulating the missing worlds in
+    parallel processes (each world is seeded on its own, so the result does not depend on
+    how many ran at once). At paper scale one world takes minutes of one core."""
+    missing = {c.data_hash(): c for c in cfgs if not has_dataset(c, cache_dir)}
+    workers = min(len(missing), workers or max(1, (os.cpu_count() or 1) // 2))
+    if workers <= 1:
+        for c in missing.values():
+            cached_prepared(c, cache_dir)
+        return
+    with _pool(workers) as pool:
+        futures = [pool.submit(_prepare_in_worker, c.to_dict(), str(cache_dir)) for c in missing.values()]
+        for f in tqdm(as_completed(futures), total=len(futures), desc="simulating worlds", unit="world"):
+            f.result()
+
+
+def train_all(cfgs: list[Config], cache_dir: str | Path, device: str = "auto", workers: int | None = None) -> None:
+    """Make sure every config has a trained model in the cache, training the missing ones in
+    worker processes (on CPU always, even with ``workers=1``, so that every CPU model is
+    trained single-threaded; on a GPU, several processes share it). Each model depends on its
+    config only (seeded data order, initialisation and sampling), so the result does not
+    depend on how many workers ran or in which order."""
+    dev = resolve_device(device)
+    missing = {c.hash(): c for c in cfgs if not has_model(c, cache_dir)}
+    if not missing:
+        return
+    prepare_all(list(missing.values()), cache_dir)
+    workers = workers or default_workers(dev)
+    bar = tqdm(total=len(missing), desc="training models", unit="model")
+    if dev.type != "cpu" and min(workers, len(missing)) == 1:
+        for c in missing.values():
+            train_or_load(c, cached_prepared(c, cache_dir), cache_dir, device=str(dev), progress=False)
+            bar.update()
+    else:
+        with _pool(min(workers, len(missing))) as pool:
+            futures = [pool.submit(_train_in_worker, c.to_dict(), str(cache_dir), str(dev)) for c in missing.values()]
+            for f in as_completed(futures):
+                f.result()
+                bar.update()
+    bar.close()
+
+
+def train_notebook_models(profile: str, cache_dir: str | Path, device: str = "auto", workers: int | None = None,
+                          seeds: list[int] | tuple[int, ...] | None = None) -> int:
+    """Train every model of notebooks 02-06 (:mod:`oneranker.studies`) missing from the cache, in
+    one pool; returns how many configs the notebooks use. Full models first, so that the pool
+    does not end waiting on one long model."""
+    cfgs = studies.all_configs(profile, seeds)
+    cfgs.sort(key=lambda c: (not (c.model.use_ranker and c.model.use_step2), not c.model.use_ranker))
+    train_all(cfgs, cache_dir, device=device, workers=workers)
+    return len(cfgs)

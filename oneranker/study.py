@@ -1,0 +1,266 @@
+"""A study: variants x seeds trained (or read from the cache) and evaluated into tidy tables.
+
+A *variant* is a name and a dict of config overrides (every ablation is a config switch) or a
+:class:`~oneranker.baselines.Cascade`; a *seed* changes the world, the data split, the
+initialisation and the training order. A :class:`Study` holds what every experiment of a
+notebook shares (the profile, the seeds, the model cache, the device and the test requests
+evaluated), so each call names only what differs: the variants. Each (variant, seed) is
+trained once (:func:`oneranker.train.train_or_load`) and evaluated on the test requests
+against the simulated market's truth; results are one row per (variant, seed, list) with
+every metric as a column, the input of :mod:`oneranker.tables`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .baselines import Cascade
+from .config import Config, make_config
+from .data import Collator, Prepared, cached_prepared
+from .evaluate import (TruthSet, centroid_alignment, generator_ranker_consistency, list_metrics, model_lists,
+                       ranker_auc, slate_outcomes, truth_set)
+from .metrics import iqr, list_overlap
+from .model import OneRanker
+from .pool import train_all
+from .reference import reference_lists
+from .runtime import gpu_padding, resolve_device
+from .studies import Variant, configs, loss_grid, with_knob
+from .tables import served
+from .train import History, mean_loss_terms, train_or_load
+from .world import World
+
+Trained = tuple[Config, Prepared, OneRanker, History]
+
+
+@dataclass
+class Consistency:
+    """The paper's DC analysis for several variants over seeds: per-seed summaries of the
+    absolute generator-ranker rank difference on the generated candidates (``summary``:
+    variant, seed, IQR, median, mean), the top-K overlap for every K (``overlap``: variant,
+    seed, k, overlap) and the pooled rank differences of each variant (for box plots)."""
+
+    summary: pd.DataFrame
+    overlap: pd.DataFrame
+    differences: dict[str, np.ndarray]
+
+
+@dataclass
+class Study:
+    """The shared setting of a notebook's experiments.
+
+    ``eval_requests`` test requests are scored against the truth (``None``: all of them);
+    ``workers`` training processes fill the cache (``None``: :func:`pool.default_workers`).
+    The truth sets computed so far are kept (at paper scale one costs about 10 s and 640 MB,
+    and a notebook asks for the same few many times): the ``truths_kept`` most recent.
+    """
+
+    profile: str
+    seeds: tuple[int, ...]
+    cache_dir: str | Path = "cache"
+    device: str = "auto"
+    eval_requests: int | None = 1000
+    workers: int | None = None
+    truths_kept: int = 4
+    _truths: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.seeds = tuple(self.seeds)
+        if not self.seeds:
+            raise ValueError("a study needs at least one seed")
+
+    @property
+    def dev(self) -> torch.device:
+        return resolve_device(self.device)
+
+    # ------------------------------------------------------------------ models
+    def configs(self, variant: Variant, seed: int) -> list[Config]:
+        """The model configs of one variant and seed (two for a cascade: generator, ranker)."""
+        return configs(variant, self.profile, seed)
+
+    def train(self, variants: list[Variant]) -> None:
+        """Train every model of every variant and seed in one pool (call it once per notebook
+        with everything the notebook needs: the workers then never wait for a straggler between
+        grids); later calls find them in the cache."""
+        train_all([c for v in variants for s in self.seeds for c in self.configs(v, s)], self.cache_dir,
+                  device=self.device, workers=self.workers)
+
+    def trained(self, overrides: dict) -> Iterator[Trained]:
+        """(config, dataset, model on the study's device, history) of the one-model variant
+        ``overrides`` for every seed, the missing models trained first, in parallel."""
+        cfgs = [make_config(self.profile, seed=s, **overrides) for s in self.seeds]
+        train_all(cfgs, self.cache_dir, device=self.device, workers=self.workers)
+        for cfg in cfgs:
+            prepared = cached_prepared(cfg, self.cache_dir)
+            model, history = train_or_load(cfg, prepared, self.cache_dir, device=self.device, progress=False)
+            yield cfg, prepared, model, history
+
+    def truth_set(self, cfg: Config, prepared: Prepared) -> TruthSet:
+        """:func:`evaluate.truth_set` of ``cfg``'s world on the study's test requests (kept)."""
+        key = (cfg.data_hash(), self.eval_requests)
+        if key in self._truths:
+            self._truths.move_to_end(key)
+        else:
+            self._truths[key] = truth_set(World(cfg.world, cfg.seed), prepared, n_requests=self.eval_requests)
+            while len(self._truths) > self.truths_kept:
+                self._truths.popitem(last=False)
+        return self._truths[key]
+
+    # ------------------------------------------------------------------ grids
+    def grid(self, variants: dict[str, Variant], references: bool = True, per_head: bool = False,
+             n_candidates: int | None = None) -> pd.DataFrame:
+        """Train (or load) and evaluate every variant for every seed.
+
+        Variants may change the world or the data: each is evaluated on its own dataset and
+        truth. Returns a tidy frame: columns ``variant, seed, list`` (``generated`` or
+        ``ranked``; with ``per_head``, each generator head's own list, ``head: click``, ...),
+        ``data`` (the dataset's hash), the metrics of :func:`evaluate.list_metrics` and the
+        slate's expected ``gmv`` and ``cost`` per request (:func:`evaluate.slate_outcomes`).
+        ``references`` adds every reference list of each dataset (random, popularity,
+        co-occurrence, interest and value oracles: :mod:`oneranker.reference`), the scale every
+        model row is read against (:func:`tables.with_gap_closed` needs them).
+        """
+        self.train(list(variants.values()))
+        rows = []
+        for seed in self.seeds:
+            seen: set[str] = set()
+            for name, variant in variants.items():
+                cfgs = self.configs(variant, seed)
+                cfg = cfgs[0]
+                prepared = cached_prepared(cfg, self.cache_dir, progress=False)
+                ts, n = self.truth_set(cfg, prepared), n_candidates or cfg.train.n_candidates
+                key = cfg.data_hash()
+                if references and key not in seen:
+                    for ref_name, ref_list in reference_lists(prepared, ts, n, seed).items():
+                        rows.append({"variant": ref_name, "seed": seed, "list": "generated", "data": key,
+                                     **_row_metrics(ref_list, ts, cfg)})
+                seen.add(key)
+                models = [train_or_load(c, prepared, self.cache_dir, device=str(self.dev), progress=False)
+                          for c in cfgs]
+                ranker = models[1][0] if isinstance(variant, Cascade) else None
+                lists = model_lists(models[0][0], cfg, prepared, ts, n, device=self.dev, per_head=per_head,
+                                    ranker=ranker)
+                history = models[0][1]
+                for list_name, ranked in lists.items():
+                    rows.append({"variant": name, "seed": seed, "list": list_name, "data": key,
+                                 "epochs": len(history.epochs),
+                                 "train_seconds": sum(e.get("seconds", np.nan) for e in history.epochs),
+                                 **_row_metrics(ranked, ts, cfg)})
+                del models
+                if self.dev.type == "cuda":
+                    torch.cuda.empty_cache()
+        return pd.DataFrame(rows)
+
+    def world_sweep(self, variants: dict[str, Variant], knob: str, values: list | tuple,
+                    **grid_kwargs) -> pd.DataFrame:
+        """:meth:`grid` once per value of a world (or data) knob, every variant at every value;
+        the frame gets a column named after the knob. All models are trained up front, so the
+        worker pool stays full across values."""
+        self.train([with_knob(var, knob, v) for v in values for var in variants.values()])
+        frames = [self.grid({name: with_knob(var, knob, value) for name, var in variants.items()}, **grid_kwargs)
+                  .assign(**{knob: value}) for value in values]
+        return pd.concat(frames, ignore_index=True)
+
+    def loss_sweep(self, knob: str, values: list | tuple) -> pd.DataFrame:
+        """The full model at each value of the loss knob ``train.<knob>`` (e.g. tau, gamma): one
+        served row per (value, seed), with the generator-ranker rank-difference ``IQR`` and a
+        column named ``knob``. Kept per seed so that two values can be compared *paired* by seed
+        (:func:`tables.paired_sentence`); :func:`tables.mean_ci_columns` of it
+        (``list_name="served"``) gives the averaged sweep with its CIs."""
+        grid = loss_grid(knob, values)
+        res = served(self.grid(grid, references=False))
+        dc = self.consistency(grid).summary
+        res = res.merge(dc[["variant", "seed", "IQR"]], on=["variant", "seed"])
+        res[knob] = res.variant.map({f"{knob}={v:g}": v for v in values})
+        return res
+
+    # ------------------------------------------------------------------ analyses of one mechanism
+    def centroid_alignment(self, overrides: dict) -> pd.DataFrame:
+        """Mean Spearman rho (over test requests) of :func:`evaluate.centroid_alignment`, one row
+        per seed, for the model of ``overrides``."""
+        rows = []
+        for cfg, prepared, model, _ in self.trained(overrides):
+            a = centroid_alignment(model, cfg, prepared, self.truth_set(cfg, prepared), device=self.dev)
+            rows.append({"seed": cfg.seed, "interest_rho": float(np.nanmean(a["interest_rho"])),
+                         "value_rho": float(np.nanmean(a["value_rho"]))})
+        return pd.DataFrame(rows)
+
+    def consistency(self, variants: dict[str, dict]) -> Consistency:
+        """:func:`evaluate.generator_ranker_consistency` of every variant and seed on the test
+        requests' ``train.n_candidates`` generated candidates."""
+        self.train(list(variants.values()))
+        summary, overlap, differences = [], [], {}
+        for name, overrides in variants.items():
+            pooled = []
+            for cfg, prepared, model, _ in self.trained(overrides):
+                c = generator_ranker_consistency(model, cfg, prepared, self.truth_set(cfg, prepared),
+                                                 cfg.train.n_candidates, device=self.dev)
+                d = c["rank_difference"]
+                summary.append({"variant": name, "seed": cfg.seed, "IQR": iqr(d), "median": float(np.median(d)),
+                                "mean": float(d.mean())})
+                overlap += [{"variant": name, "seed": cfg.seed, "k": k, "overlap": float(o)}
+                            for k, o in enumerate(c["topk_overlap"], start=1)]
+                pooled.append(d.ravel())
+            differences[name] = np.concatenate(pooled)
+        return Consistency(pd.DataFrame(summary), pd.DataFrame(overlap), differences)
+
+    def validation_loss_terms(self, variants: dict[str, dict], reference: dict | None = None,
+                              n_requests: int = 1000) -> pd.DataFrame:
+        """Each loss term (L_MTP, L_rank, L_DC) of every variant and seed on the first
+        ``n_requests`` validation requests (:func:`train.mean_loss_terms`), all measured with
+        the losses of the ``reference`` overrides (default: the full model's), so that a model
+        trained without a term (e.g. gamma = 0) is still scored on it. Random candidates and
+        targets are drawn from one fixed generator per seed, the same for every variant."""
+        rows = []
+        for name, overrides in variants.items():
+            for cfg, prepared, model, _ in self.trained(overrides):
+                tc = make_config(self.profile, seed=cfg.seed, **(reference or {})).train
+                collate = Collator(prepared, cfg.data.max_history_len, pad_to=gpu_padding(self.dev))
+                n = min(n_requests, len(prepared.requests["valid"]))
+                rows.append({"variant": name, "seed": cfg.seed,
+                             **mean_loss_terms(model, prepared, tc, n, cfg.seed, self.dev, collate)})
+        return pd.DataFrame(rows)
+
+    def ranker_auc(self, rankers: dict[str, Variant], n_requests: int | None = None) -> pd.DataFrame:
+        """AUC and GAUC of each variant's ranker (a model's own R-Decoder, or a cascade's separate
+        ranker) on the logged test impressions, one row per (variant, seed)."""
+        ranker_overrides = {name: (v.ranker if isinstance(v, Cascade) else v) for name, v in rankers.items()}
+        self.train(list(ranker_overrides.values()))
+        return pd.DataFrame([{"variant": name, "seed": cfg.seed,
+                              **ranker_auc(model, cfg, prepared, n_requests, device=self.dev)}
+                             for name, overrides in ranker_overrides.items()
+                             for cfg, prepared, model, _ in self.trained(overrides)])
+
+    def learning_curves(self, overrides: dict) -> pd.DataFrame:
+        """Per-epoch training and validation loss of the model of ``overrides`` for every seed:
+        is the training budget enough for the model to converge? ``stopped_early`` (on every
+        row of a run) says whether early stopping ended it."""
+        return pd.DataFrame([{"seed": cfg.seed, **e, "stopped_early": history.stopped_early}
+                             for cfg, _, _, history in self.trained(overrides) for e in history.epochs])
+
+    def head_overlap(self, overrides: dict, k: int = 10) -> pd.DataFrame:
+        """Pairwise :func:`metrics.list_overlap` of the per-head top-k lists
+        (``model_lists(per_head=True)``) of the model of ``overrides`` on the test requests, one
+        row per (seed, pair of heads): do the interest and value heads retrieve different ads?"""
+        rows = []
+        for cfg, prepared, model, _ in self.trained(overrides):
+            lists = {n: v for n, v in model_lists(model, cfg, prepared, self.truth_set(cfg, prepared), k,
+                                                  device=self.dev, per_head=True).items() if n.startswith("head")}
+            rows += [{"seed": cfg.seed, "pair": f"{a} / {b}", "overlap": list_overlap(lists[a], lists[b], k)}
+                     for a, b in itertools.combinations(sorted(lists), 2)]
+        return pd.DataFrame(rows)
+
+
+def _row_metrics(ranked: np.ndarray, ts: TruthSet, cfg: Config) -> dict[str, float]:
+    """List metrics plus the expected GMV and advertiser cost per request of the slate the
+    list's head fills (the world's slate size and position model)."""
+    slate = slate_outcomes(ranked, ts, cfg.world.slate_size, cfg.world.position_bias)
+    return {**list_metrics(ranked, ts), "gmv": float(slate["gmv"].mean()), "cost": float(slate["cost"].mean())}
+

@@ -1,0 +1,168 @@
+"""Studies: parallel training gives the models of sequential training; grids, sweeps and the
+analyses of one mechanism on tiny models; the truth sets a study keeps."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import PROFILE, TINY, tiny_config
+from oneranker import evaluate, pool, reference
+from oneranker.baselines import CASCADE_RANKER, GPR, Cascade
+from oneranker.cache import model_folder
+from oneranker.config import make_config
+from oneranker.data import cached_prepared
+from oneranker.study import Study
+from oneranker.train import train_or_load
+from oneranker.world import World
+
+
+def _study(tmp_path, seeds=(0,), eval_requests=20):
+    return Study(PROFILE, seeds, tmp_path, device="cpu", eval_requests=eval_requests, workers=2)
+
+
+def test_models_do_not_depend_on_the_number_of_workers(tmp_path):
+    cfgs = [tiny_config(seed=0), tiny_config(seed=0, **{"model.use_ranker": False})]
+    pool.train_all(cfgs, tmp_path / "two", device="cpu", workers=2)
+    pool.train_all(cfgs, tmp_path / "one", device="cpu", workers=1)
+    for cfg in cfgs:
+        a = torch.load(model_folder(cfg, tmp_path / "two") / "final.pt", weights_only=True)["model"]
+        b = torch.load(model_folder(cfg, tmp_path / "one") / "final.pt", weights_only=True)["model"]
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_worlds_simulated_in_parallel_equal_those_built_in_process(tmp_path):
+    cfgs = [tiny_config(seed=0), tiny_config(seed=1)]
+    pool.prepare_all(cfgs, tmp_path / "pool", workers=2)
+    for cfg in cfgs:
+        a = cached_prepared(cfg, tmp_path / "pool")
+        b = cached_prepared(cfg, tmp_path / "here")
+        for split in ("train", "test"):
+            assert a.requests[split].to_dict() == b.requests[split].to_dict()
+
+
+def test_a_study_needs_a_seed():
+    with pytest.raises(ValueError, match="at least one seed"):
+        Study(PROFILE, ())
+
+
+def test_grid_runs_references_and_a_cascade(tmp_path):
+    variants = {"GPR-style": {**TINY, **GPR},
+                "cascade": Cascade(generator={**TINY, **GPR}, ranker={**TINY, **CASCADE_RANKER})}
+    res = _study(tmp_path).grid(variants)
+    assert set(map(tuple, res[["variant", "list"]].values.tolist())) == {
+        *((r, "generated") for r in reference.REFERENCES),
+        ("GPR-style", "generated"), ("cascade", "generated"), ("cascade", "ranked")}
+    # the cascade generates with the very GPR-style model: same candidates, same metrics
+    gen = res[res.list == "generated"].set_index("variant")
+    assert gen.loc["cascade", "HR@15"] == gen.loc["GPR-style", "HR@15"]
+    assert len(list((tmp_path / "models").iterdir())) == 2      # GPR-style shared, plus the ranker
+    # one world: every row is scored on the same dataset
+    assert res["data"].nunique() == 1
+    bare = _study(tmp_path).grid({"GPR-style": variants["GPR-style"]}, references=False)
+    assert bare.variant.tolist() == ["GPR-style"]
+
+
+def test_world_sweep_consistency_and_loss_terms_on_tiny_models(tmp_path):
+    variants = {"full": dict(TINY), "no DC": {**TINY, "train.gamma": 0.0}}
+    study = _study(tmp_path)
+    res = study.world_sweep(variants, "world.interest_value_corr", [-0.5, 0.5])
+    assert sorted(res["world.interest_value_corr"].unique()) == [-0.5, 0.5]
+    assert set(res.variant) == {"full", "no DC", *reference.REFERENCES}
+    assert {"gmv", "cost"} <= set(res.columns)
+    assert res.groupby("world.interest_value_corr")["data"].nunique().tolist() == [1, 1]   # a world per value
+    # the value oracle serves the highest true eCPM: no list of the same length costs advertisers more
+    for _, group in res.groupby("world.interest_value_corr"):
+        assert group.loc[group.variant == reference.VALUE_ORACLE, "cost"].item() >= group["cost"].max() - 1e-12
+    terms = study.validation_loss_terms(variants, reference=TINY, n_requests=30)
+    assert terms.variant.tolist() == ["full", "no DC"]
+    assert (terms[["mtp", "rank", "dc"]] > 0).all().all()       # L_DC scored for the gamma = 0 model too
+    # measured under the same objective, the full model's total is the weighted sum of its terms
+    tc = tiny_config().train
+    full = terms.set_index("variant").loc["full"]
+    assert full["total"] == pytest.approx(tc.alpha * full["mtp"] + tc.beta * full["rank"] + tc.gamma * full["dc"])
+    c = study.consistency(variants)
+    assert set(c.summary.variant) == {"full", "no DC"} and (c.summary["IQR"] >= 0).all()
+    n = tiny_config().train.n_candidates
+    assert len(c.overlap) == 2 * n and c.overlap["overlap"].between(0, 1).all()
+    assert c.differences["full"].shape == (20 * n,)
+    aucs = study.ranker_auc({"full": variants["full"], "cascade": Cascade(ranker={**TINY, **CASCADE_RANKER})},
+                            n_requests=50)
+    assert aucs.variant.tolist() == ["full", "cascade"] and aucs["impressions"].nunique() == 1
+
+
+def test_validation_loss_terms_match_the_trainers_early_stopping_number(tmp_path):
+    """One validation loss: the study's ``total`` under the model's own objective, seeded as
+    the trainer seeds it, is the loss the trainer's early stopping read at the kept epoch."""
+    from oneranker.data import Collator
+    from oneranker.train import _step_seed, mean_loss_terms
+
+    cfg = tiny_config()
+    prepared = cached_prepared(cfg, tmp_path)
+    model, history = train_or_load(cfg, prepared, tmp_path, device="cpu", progress=False)
+    n = min(len(prepared.requests["valid"]), cfg.train.eval_requests)
+    terms = mean_loss_terms(model, prepared, cfg.train, n, _step_seed(cfg.seed, 4), torch.device("cpu"),
+                            Collator(prepared, cfg.data.max_history_len))
+    assert terms["total"] == pytest.approx(history.best_valid, rel=1e-6)
+
+
+def test_head_overlap_of_a_tiny_model(tmp_path):
+    out = _study(tmp_path).head_overlap(TINY, k=5)
+    heads = ["head: click", "head: conversion", "head: impression", "head: value"]
+    assert sorted(out.pair) == sorted(f"{a} / {b}" for a, b in itertools.combinations(heads, 2))
+    assert out.overlap.between(0, 1).all() and (out.seed == 0).all()
+
+
+def test_centroid_alignment_shapes_and_refusal(tmp_path):
+    cfg = tiny_config(**{"model.use_ranker": False})
+    prepared = cached_prepared(cfg, tmp_path)
+    model, _ = train_or_load(cfg, prepared, tmp_path, device="cpu", progress=False)
+    ts = evaluate.truth_set(World(cfg.world, cfg.seed), prepared, n_requests=20)
+    out = evaluate.centroid_alignment(model, cfg, prepared, ts)
+    assert out["interest_rho"].shape == (20,) and out["cluster"].shape == (cfg.world.n_items,)
+    # each request's rho is the rank correlation of its own centroid preferences and truth
+    ranks = lambda x: np.argsort(np.argsort(x)).astype(float)  # noqa: E731  (no ties among floats here)
+    for r in range(3):
+        expected = np.corrcoef(ranks(out["pref_click"][r]), ranks(out["truth_pctr"][r]))[0, 1]
+        assert out["interest_rho"][r] == pytest.approx(expected, abs=1e-9)
+    by_seed = _study(tmp_path).centroid_alignment({**TINY, "model.use_ranker": False})
+    assert by_seed.seed.tolist() == [0]
+    assert by_seed["interest_rho"].item() == pytest.approx(float(np.nanmean(out["interest_rho"])))
+    no_fake = tiny_config(**{"model.use_ranker": False, "model.use_fake_items": False})
+    model2, _ = train_or_load(no_fake, prepared, tmp_path, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="Fake Item Tokens"):
+        evaluate.centroid_alignment(model2, no_fake, prepared, ts)
+
+
+def test_a_study_keeps_its_truth_sets_and_they_are_the_truth_sets(tmp_path):
+    study = _study(tmp_path)
+    study.truths_kept = 1
+    cfg = tiny_config(seed=0)
+    prepared = cached_prepared(cfg, tmp_path)
+    a = study.truth_set(cfg, prepared)
+    b = evaluate.truth_set(World(cfg.world, cfg.seed), prepared, n_requests=20)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    for field in ("pctr", "pcvr", "bid", "price"):
+        np.testing.assert_array_equal(getattr(a.truth, field), getattr(b.truth, field))
+    assert study.truth_set(cfg, prepared) is a
+    other = tiny_config(seed=1)
+    study.truth_set(other, cached_prepared(other, tmp_path))
+    assert study.truth_set(cfg, prepared) is not a                 # only the most recent one was kept
+    assert _study(tmp_path).truth_set(cfg, prepared) is not a      # each study keeps its own
+
+
+def test_studies_name_the_models_the_notebooks_share():
+    from oneranker import studies
+
+    cfgs = studies.all_configs("smoke", seeds=[0])
+    hashes = [c.hash() for c in cfgs]
+    # the full model is shared by notebooks 04, 05 and 06, and the cascade brings a ranker of its own
+    assert make_config("smoke", seed=0).hash() in hashes
+    assert make_config("smoke", seed=0, **studies.baselines.CASCADE_RANKER).hash() in hashes
+    # notebook 06's world sweep trains both models of the pair at every correlation
+    for c in studies.CORR_SWEEP:
+        for variant in studies.GMV_PAIR.values():
+            assert make_config("smoke", seed=0, **{**variant, studies.CORR_KNOB: c}).hash() in hashes
+    with pytest.raises(ValueError, match="unknown notebook"):
+        studies.notebook_variants("08")
