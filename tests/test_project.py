@@ -21,19 +21,45 @@ def _pyproject_deps() -> dict[str, str]:
     return {_name(r): r.replace(" ", "") for r in reqs}
 
 
-def test_environment_yml_names_the_same_dependencies_as_pyproject():
-    env = yaml.safe_load((ROOT / "environment.yml").read_text())
-    pip = next(d for d in env["dependencies"] if isinstance(d, dict))["pip"]
-    conda_reqs = {_name(r): r.replace(" ", "") for r in pip if not r.startswith("-")}
-    assert conda_reqs == _pyproject_deps()
+# pyproject name -> conda-forge name, where they differ (matplotlib-base: matplotlib without Qt)
+CONDA_FORGE_NAME = {"torch": "pytorch", "matplotlib": "matplotlib-base"}
 
 
-def test_every_dependency_is_pinned_in_constraints():
+def _pins() -> dict[str, str]:
     pins = {}
     for line in (ROOT / "constraints.txt").read_text().splitlines():
         if line and not line.startswith("#"):
             name, _, version = line.partition("==")
             pins[_name(name)] = version
+    return pins
+
+
+def test_environment_yml_installs_every_dependency_of_pyproject_from_conda_forge():
+    """environment.yml lists each dependency of pyproject.toml as a conda-forge package under its
+    conda-forge name, from pyproject's lower bound up to the version constraints.txt pins; pip
+    installs only the package itself."""
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert env["channels"][0] == "conda-forge"
+    conda = {}
+    for dep in env["dependencies"]:
+        if isinstance(dep, str):
+            name, spec = re.fullmatch(r"([A-Za-z0-9_.-]+)\s*(.*)", dep).groups()
+            conda[_name(name)] = spec.replace(" ", "")
+    pip = [d for d in env["dependencies"] if isinstance(d, dict)]
+    assert pip == [{"pip": ["-e ."]}], "pip should install only this package: its dependencies come from conda-forge"
+    assert conda.pop("python").startswith("=3.") and conda.pop("pip") == ""
+
+    pins = _pins()
+    expected = {}
+    for name, req in _pyproject_deps().items():
+        lower = req[len(name):]
+        assert re.fullmatch(r">=[0-9.]+", lower), f"{req}: only a lower bound is mapped to conda"
+        expected[CONDA_FORGE_NAME.get(name, name)] = f"{lower},<={pins[name]}"
+    assert conda == expected
+
+
+def test_every_dependency_is_pinned_in_constraints():
+    pins = _pins()
     for dep in _pyproject_deps():
         assert dep in pins, f"{dep} is not pinned in constraints.txt"
     assert pins["torch"] == "2.13.0"
