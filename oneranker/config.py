@@ -6,7 +6,7 @@ starts. A profile (``quick``, ``paper``) is a named set of overrides of the defa
 defaults themselves are the ``quick`` profile, the one CI and the notebooks use.
 
 Defaults are chosen for the reasons given in each field's ``doc``; none was tuned on model
-results (see DESIGN.md, "Honest science").
+results (see docs/design.md, "Honest science").
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ A request row stores where its history ends in its user's stream rather than a c
 history: at paper scale (3M requests, histories up to 1,024 tokens) copies would need
 billions of integers. :class:`Collator` cuts the history out at batch time.
 
-Split (DESIGN.md): per user, the last request is *test*, the one before *valid*, the rest
-*train*. Requests with an empty history are skipped and counted in ``meta["skips"]``.
+Split (docs/design.md, "The data split"): per user, the last request is *test*, the one
+before *valid*, the rest *train*. Requests with an empty history are skipped and counted in
+``meta["skips"]``.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@
 * :func:`value_weighted_targets` (one draw) and :func:`value_weighted_draws` (one per value
   head) — the value heads' targets: ads drawn from a request's impressions with probability
   rising with their realised value (the paper says "value-weighted sampling" without the
-  scheme; ours: probability proportional to value^power, DESIGN.md).
+  scheme; ours: probability proportional to value^power, docs/design.md,
+  "Value-weighted sampling").
 * :func:`bpr_loss` — L_rank: pairwise BPR on ranker scores, each pair ordered by value.
 * :func:`dc_loss` — L_DC, Distribution Consistency: the ranker's softmax(s / tau) over a
   candidate set is a soft label for the generator's distribution over the *same* set.

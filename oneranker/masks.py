@@ -13,7 +13,7 @@ The dense forms are written region by region, the way the paper describes them; 
 ``mask_mod`` forms are the same rules as one compact predicate. Keeping the two
 independent is what makes the parity tests meaningful.
 
-Step 1, G-Decoder self-attention (PAPER.md, "Step 1"): ``[prefix | history | padding]``,
+Step 1, G-Decoder self-attention (docs/paper.md, "Step 1"): ``[prefix | history | padding]``,
 right padded. Bidirectional inside the user/context prefix, causal over the behaviour
 history, padding never a key. Example: prefix 2, length 5, seq_len 6 (``P`` prefix,
 ``h`` history, ``.`` padding)::
@@ -26,7 +26,7 @@ history, padding never a key. Example: prefix 2, length 5, seq_len 6 (``P`` pref
        h          1 1 1 1 1 0
        .          1 1 1 1 1 0     <- padding queries see every valid key (no empty row)
 
-Step 2, task tokens + Fake Item Tokens (PAPER.md, "Step 2"): ``[interest | value | fake]``.
+Step 2, task tokens + Fake Item Tokens (docs/paper.md, "Step 2"): ``[interest | value | fake]``.
 Example: 2 interest (``I``), 1 value (``V``), 2 fake items (``F``)::
 
             keys  I I V F F
@@ -38,7 +38,7 @@ Example: 2 interest (``I``), 1 value (``V``), 2 fake items (``F``)::
 
 Without the heterogeneous mask (the paper's ablation) the Step-2 mask is all ones.
 
-Step 3, R-Decoder self-attention (PAPER.md, "Step 3"): ``[ranking token R | candidates c]``.
+Step 3, R-Decoder self-attention (docs/paper.md, "Step 3"): ``[ranking token R | candidates c]``.
 Example: 3 candidates::
 
             keys  R c c c
@@ -167,7 +167,7 @@ def _build_block_mask(mask_mod: MaskMod, B: int | None, H: int | None, q_len: in
 # --------------------------------------------------------------------------- Step 1
 
 def step1_dense(lengths: Tensor, prefix_len: Tensor | int, seq_len: int) -> Tensor:
-    """G-Decoder self-attention mask, BoolTensor[B, seq_len, seq_len] (PAPER.md, Step 1).
+    """G-Decoder self-attention mask, BoolTensor[B, seq_len, seq_len] (docs/paper.md, "Step 1").
 
     GPR's mask: causal over the behaviour sequence (no peeking at future behaviour), but
     bidirectional inside the user/context prefix (attributes and request context have no
@@ -217,10 +217,11 @@ def step2_dense(n_interest: int, n_value: int, n_fake: int, heterogeneous: bool 
                 device: DeviceLike = "cpu") -> Tensor:
     """Heterogeneous Step-2 self-attention mask, BoolTensor[T, T], T = n_interest + n_value + n_fake.
 
-    Why each block (PAPER.md, Step 2): task tokens follow the funnel under a causal mask, so
-    the value tasks see what the interest tasks learned but not the reverse (interest rows
-    see no value column); every task sees all Fake Item Tokens (coarse target awareness);
-    each fake item sees all tasks but only itself among fakes, so centroids stay distinct.
+    Why each block (docs/paper.md, "Step 2"): task tokens follow the funnel under a causal
+    mask, so the value tasks see what the interest tasks learned but not the reverse
+    (interest rows see no value column); every task sees all Fake Item Tokens (coarse target
+    awareness); each fake item sees all tasks but only itself among fakes, so centroids stay
+    distinct.
     ``heterogeneous=False`` is the paper's ablation: full attention.
     """
     _check_step2(n_interest, n_value, n_fake)
@@ -285,9 +286,9 @@ def step2_block_mask(n_interest: int, n_value: int, n_fake: int, heterogeneous: 
 def step3_dense(n_candidates: int, device: DeviceLike = "cpu") -> Tensor:
     """R-Decoder self-attention mask, BoolTensor[1 + n, 1 + n] over ``[ranking token; candidates]``.
 
-    PAPER.md, Step 3: candidates see the ranking token and themselves but never each other,
-    so each candidate's score does not depend on which other candidates share its list;
-    the ranking token sees itself only.
+    docs/paper.md, "Step 3": candidates see the ranking token and themselves but never each
+    other, so each candidate's score does not depend on which other candidates share its
+    list; the ranking token sees itself only.
     """
     _check_size("n_candidates", n_candidates)
     mask = torch.eye(1 + n_candidates, dtype=torch.bool, device=device)

@@ -1,4 +1,4 @@
-"""OneRanker: generation and ranking in one forward pass of three steps (PAPER.md).
+"""OneRanker: generation and ranking in one forward pass of three steps (docs/paper.md).
 
 Reading order: :class:`ItemEmbedding` (ads as semantic-ID code embeddings plus an ID embedding),
 :class:`TokenEmbedding` (the user journey), :class:`GDecoder` (Step 1), :class:`FakeItemTokens`

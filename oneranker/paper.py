@@ -1,4 +1,5 @@
-"""The numbers the OneRanker paper reports (PAPER.md), to print next to ours.
+"""The numbers the OneRanker paper reports (docs/paper.md, "Results reported"), to print
+next to ours.
 
 They come from Tencent's advertising data (not public) with sampled candidate lists, so only
 their *direction* and rough relative size can be compared with the simulated market's. The

@@ -1,7 +1,7 @@
 """The simulated ad market: a world whose ground truth we know.
 
 No public dataset has ad bids *and* true user response probabilities, so the default data
-comes from this market (DESIGN.md, "The simulated ad market"). Its parts, each driven by
+comes from this market (docs/design.md, "The simulated ad market"). Its parts, each driven by
 documented knobs of :class:`~oneranker.config.WorldConfig`:
 
 * **Catalogue.** Ads and organic items belong to categories of Zipf sizes and carry latent

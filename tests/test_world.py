@@ -25,7 +25,7 @@ def test_logs_are_valid(quick_world):
 
 
 def test_base_rates_fall_in_documented_ranges(quick_world):
-    # DESIGN.md: CTR a few percent, CVR ~10% of clicks.
+    # docs/design.md, "The simulated ad market": CTR a few percent, CVR ~10% of clicks.
     s = log_summary(quick_world[1])
     assert 0.01 <= s["ctr"] <= 0.10, s["ctr"]
     assert 0.05 <= s["cvr_per_click"] <= 0.20, s["cvr_per_click"]
