@@ -1,7 +1,9 @@
-# The two commands of the README:
+# The commands of the README:
 #   make reproduce   executes every notebook (default profile) headlessly with papermill
 #   make test        runs pytest: unit tests and every notebook at the smoke profile
-# Both create the virtual environment first if it is missing or out of date.
+#   make book        renders the executed notebooks to static HTML in book/ (book/index.html),
+#                    to read them, figures included, without running anything
+# Each creates the virtual environment first if it is missing or out of date.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -9,7 +11,7 @@ STAMP  := $(VENV)/.installed
 PROFILE ?= quick
 SEED    ?= 0
 
-.PHONY: setup reproduce paper test test-notebooks smoke-tables test-fast clean-cache
+.PHONY: setup reproduce paper book test test-notebooks smoke-tables test-fast clean-cache
 
 setup: $(STAMP)
 
@@ -26,6 +28,10 @@ reproduce: $(STAMP)
 PAPER_SEEDS ?= 0 1 2
 paper: $(STAMP)
 	$(PY) -m oneranker reproduce --profile paper --seed $(SEED) --device cuda --seeds $(PAPER_SEEDS)
+
+# The executed notebooks (notebooks/, and results/<profile>/notebooks/ of other profiles) as HTML.
+book: $(STAMP)
+	$(PY) scripts/book.py
 
 # Notebook 07 needs real MovieLens-100k (GroupLens' files, not shipped): without them it is not
 # verified, and the run says so.

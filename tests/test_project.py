@@ -21,8 +21,9 @@ def _pyproject_deps() -> dict[str, str]:
     return {_name(r): r.replace(" ", "") for r in reqs}
 
 
-# pyproject name -> conda-forge name, where they differ (matplotlib-base: matplotlib without Qt)
-CONDA_FORGE_NAME = {"torch": "pytorch", "matplotlib": "matplotlib-base"}
+# pyproject name -> conda-forge name, where they differ (matplotlib-base: matplotlib without Qt;
+# nbconvert-core: nbconvert without pandoc and TeX)
+CONDA_FORGE_NAME = {"torch": "pytorch", "matplotlib": "matplotlib-base", "nbconvert": "nbconvert-core"}
 
 
 def _pins() -> dict[str, str]:
