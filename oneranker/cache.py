@@ -73,26 +73,39 @@ def _left_out(tree: ast.Module, names: tuple[str, ...]) -> list[tuple[tuple[int,
     return [((n.lineno, n.col_offset), (n.end_lineno, n.end_col_offset)) for n in spans]
 
 
-def code_tokens(source: str, names: tuple[str, ...] = ()) -> list[str]:
-    """The tokens of ``source`` that decide what it computes: comments, blank lines, docstrings
-    and the assignments to ``names`` left out, indentation kept as structure. Tokens, not a
-    syntax-tree dump, because ``ast.dump`` changes between Python versions (a model trained
-    under Python 3.12 would not be found under 3.11); Python's tokens do not."""
-    spans = _left_out(ast.parse(source), names)
-    out = []
+def code_text(source: str, names: tuple[str, ...] = ()) -> str:
+    """The part of ``source`` that decides what it computes: its lines with comments,
+    docstrings, the assignments to ``names`` and blank lines taken out, trailing blanks
+    stripped, indentation kept. Built from the syntax tree's positions and the tokeniser's
+    comments, which every Python version reports alike; not from ``ast.dump`` or the token
+    stream, which change between versions (Python 3.12 splits f-strings into several tokens):
+    a model trained under one Python must be found under another."""
+    lines = source.splitlines()
+    cut: dict[int, list[tuple[int, int]]] = {}          # 1-based line -> [(start col, end col)]
+
+    def drop(start: tuple[int, int], end: tuple[int, int]) -> None:
+        for row in range(start[0], end[0] + 1):
+            lo = start[1] if row == start[0] else 0
+            hi = end[1] if row == end[0] else len(lines[row - 1])
+            cut.setdefault(row, []).append((lo, hi))
+
+    for start, end in _left_out(ast.parse(source), names):
+        drop(start, end)
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-        if tok.type in (tokenize.COMMENT, tokenize.NL, tokenize.ENDMARKER):
-            continue
-        if any(start <= tok.start <= end for start, end in spans):   # the span and its NEWLINE
-            continue
-        out.append(tokenize.tok_name[tok.type] if tok.type in (tokenize.INDENT, tokenize.DEDENT, tokenize.NEWLINE)
-                   else tok.string)
-    return out
+        if tok.type == tokenize.COMMENT:
+            drop(tok.start, tok.end)
+    kept = []
+    for row, line in enumerate(lines, start=1):
+        for lo, hi in sorted(cut.get(row, []), reverse=True):
+            line = line[:lo] + line[hi:]
+        if line.strip():
+            kept.append(line.rstrip())
+    return "\n".join(kept)
 
 
 @functools.lru_cache(maxsize=None)
 def code_version(modules: tuple[str, ...] = MODEL_CODE) -> str:
-    """Short hash of the code of ``modules`` of this package (:func:`code_tokens`: docstrings and
+    """Short hash of the code of ``modules`` of this package (:func:`code_text`: docstrings and
     comments left out): it changes when code that could change a cached result changes."""
     digest = hashlib.sha256()
     root = Path(__file__).resolve().parent
@@ -104,7 +117,7 @@ def code_version(modules: tuple[str, ...] = MODEL_CODE) -> str:
         for path in files:                      # a package: each of its files, in name order
             rel = path.relative_to(root).as_posix()
             digest.update(rel.encode())
-            digest.update("\x00".join(code_tokens(path.read_text(), VALUES_KEYED_BY_CONFIG.get(rel, ()))).encode())
+            digest.update(code_text(path.read_text(), VALUES_KEYED_BY_CONFIG.get(rel, ())).encode())
     return digest.hexdigest()[:8]
 
 

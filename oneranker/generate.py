@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -91,6 +92,29 @@ def beam_search(user: Tensor | Callable[[int], Tensor], level_tables: list[Tenso
     found, pos = t.member(t.depth - 1, enc)
     items = torch.where(found & torch.isfinite(scores), t.items[pos], -1)
     return items, scores
+
+
+def beam_trace(user: np.ndarray, level_tables: list[np.ndarray], trie: PrefixTrie, beam_size: int) -> "pd.DataFrame":
+    """:func:`beam_search` for one user, written out step by step for reading (notebook 04):
+    at each level, every kept prefix is extended by the digits the trie allows after it
+    (:meth:`PrefixTrie.children`), each extension scored ``prefix score + <user, E_l[digit]>``,
+    and the best ``beam_size`` are kept. Returns one row per extension considered: ``level``,
+    ``prefix`` (the digits before), ``digit``, ``score`` and ``kept``; the kept rows of the last
+    level, best first, are :func:`beam_search`'s ads (``item``). Numpy, one request: for
+    teaching and for checking the batched search, not for serving."""
+    import pandas as pd
+
+    beams: list[tuple[tuple[int, ...], float]] = [((), 0.0)]
+    rows = []
+    for level, table in enumerate(level_tables):
+        step = [(prefix + (int(d),), score + float(user @ table[d]))
+                for prefix, score in beams for d in trie.children(prefix)]
+        step.sort(key=lambda e: -e[1])
+        beams = step[:beam_size]
+        kept = {code for code, _ in beams}
+        rows += [{"level": level + 1, "prefix": code[:-1], "digit": code[-1], "score": score, "kept": code in kept,
+                  "item": trie.item_of(code) if level == len(level_tables) - 1 else -1} for code, score in step]
+    return pd.DataFrame(rows)
 
 
 def graphed_beam_search(user: Tensor, level_tables: list[Tensor], trie: PrefixTrie,

@@ -180,3 +180,28 @@ def stopping_summary(curves: pd.DataFrame, cap: int) -> pd.DataFrame:
                      "best epoch": int(g.epoch.loc[g.valid_loss.idxmin()]),
                      "ended by": "early stopping" if g.stopped_early.iloc[0] else f"the {cap}-epoch cap"})
     return pd.DataFrame(rows).set_index(["variant", "seed"])
+
+
+def paired_verdict(results: pd.DataFrame, metric: str, a: str | tuple[str, str], b: str | tuple[str, str],
+                   paper: float | None = None, list_name: str = "generated") -> str:
+    """:func:`verdict` of ``a - b`` on ``metric``, paired by seed (names or (variant, list) pairs)."""
+    key = (lambda v: (v, list_name) if isinstance(v, str) else tuple(v))
+    return verdict(*paired_difference(results, metric, key(a), key(b)), paper)
+
+
+def says(verdict_text: str, positive: str, negative: str, null: str) -> str:
+    """The words that match a :func:`verdict`: ``positive`` for the paper's sign (or above 0),
+    ``negative`` for the other sign, ``null`` when not separated; so that prose built around a
+    result can never claim more than its CI."""
+    if verdict_text.startswith(("reproduced", "above")):
+        return positive
+    if verdict_text.startswith(("opposite", "below")):
+        return negative
+    return null
+
+
+def tally(lines: list[str]) -> str:
+    """How many :func:`paired_sentence` lines reached each verdict ("2 not separated, 1
+    reproduced"): a group's headline, rendered from its lines, never typed."""
+    verdicts = pd.Series([line.rsplit(": ", 1)[-1].split(" (")[0].rstrip(".") for line in lines])
+    return ", ".join(f"{n} {v}" for v, n in verdicts.value_counts().items())

@@ -50,6 +50,28 @@ def test_beam_search_never_emits_an_invalid_code():
     assert all(trie.contains(codes[i]) for i in items.flatten().tolist())
 
 
+def test_the_step_by_step_beam_trace_is_the_batched_search():
+    """generate.beam_trace (numpy, one request, the trie's own children()) keeps the same beams
+    as the batched beam_search, also when the beam is narrower than the catalogue."""
+    from oneranker.generate import beam_trace
+
+    rng = np.random.default_rng(2)
+    digits = (4, 5, 3)
+    codes = _random_trie(rng, 40, digits)
+    trie = PrefixTrie(codes)
+    tables = [torch.randn(k, 8, dtype=torch.float64) for k in digits]
+    user = torch.randn(1, 8, dtype=torch.float64)
+    for beam in (3, 8):
+        items, scores = beam_search(user, tables, trie, beam_size=beam)
+        trace = beam_trace(user[0].numpy(), [t.numpy() for t in tables], trie, beam)
+        last = trace[(trace.level == len(digits)) & trace.kept]
+        assert last["item"].tolist() == items[0].tolist()
+        np.testing.assert_allclose(last["score"].to_numpy(), scores[0].numpy())
+        # every extension the trace considered is a valid prefix: the trie's children only
+        assert all(trie.is_prefix((*p, d)) for p, d in zip(trace.prefix, trace.digit))
+        assert trace.groupby("level").kept.sum().tolist() == [min(beam, len(trie.children(()))), beam, beam]
+
+
 def test_cached_kv_ranking_equals_recomputing(tiny_prepared):
     cfg = tiny_config()
     model = build_model(cfg, tiny_prepared).eval()

@@ -116,3 +116,16 @@ def test_loss_sweep_merges_the_iqr_and_names_the_knob(monkeypatch):
     assert tables.paired_difference(rows, "IQR", ("tau=2", "served"), ("tau=0.5", "served"))[0] == 3.5
     table = tables.mean_ci_columns(rows, "tau", ["HR@5", "IQR"], list_name="served")
     assert table["IQR_mean"].tolist() == [5.0, 8.5]
+
+
+def test_tally_says_and_paired_verdict_by_hand():
+    lines = ["- a minus b, HR@5: +0.1 ± 0.2: not separated (the CI contains 0; mean above 0).",
+             "- c minus b, HR@5: +0.3 ± 0.1 (paper: +0.0100): reproduced (the paper's sign, the CI excludes 0).",
+             "- d minus b, HR@5: +0.0 ± 0.1: not separated (the CI contains 0; mean above 0)."]
+    assert tables.tally(lines) == "2 not separated, 1 reproduced"
+    words = ("beats", "loses to", "ties")
+    assert tables.says("reproduced (...)", *words) == "beats" and tables.says("below 0 (...)", *words) == "loses to"
+    assert tables.says("not separated (...)", *words) == "ties"
+    rows = pd.DataFrame({"variant": ["a", "a", "b", "b"], "list": ["generated"] * 4, "seed": [0, 1, 0, 1],
+                         "HR@5": [0.3, 0.31, 0.1, 0.1]})
+    assert tables.paired_verdict(rows, "HR@5", "a", "b", paper=-0.1).startswith("opposite")
