@@ -66,7 +66,7 @@ def test_the_step_by_step_beam_trace_is_the_batched_search():
         trace = beam_trace(user[0].numpy(), [t.numpy() for t in tables], trie, beam)
         last = trace[(trace.level == len(digits)) & trace.kept]
         assert last["item"].tolist() == items[0].tolist()
-        np.testing.assert_allclose(last["score"].to_numpy(), scores[0].numpy())
+        np.testing.assert_allclose(last["score"].to_numpy(), scores[0].numpy(), rtol=1e-5)   # beam_search sums in float32
         # every extension the trace considered is a valid prefix: the trie's children only
         assert all(trie.is_prefix((*p, d)) for p, d in zip(trace.prefix, trace.digit))
         assert trace.groupby("level").kept.sum().tolist() == [min(beam, len(trie.children(()))), beam, beam]
