@@ -2,7 +2,8 @@
 anything.
 
 Every executed notebook is converted with nbconvert's ``HTMLExporter`` (JupyterLab's look; the
-figures are the PNG outputs the notebooks carry, embedded inline, so each page is one file):
+figures are the PNG outputs the notebooks carry, embedded inline, so each page is one file;
+progress bars show their last state, as in JupyterLab):
 the default profile's from ``notebooks/``, any other profile's from ``results/<profile>/notebooks/``
 where ``make paper`` (or ``oneranker reproduce --profile ...``) wrote them. The pages go to
 ``book/<profile>/<notebook>.html``, with ``book/index.html`` listing each profile's notebooks by
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import nbformat
 from nbconvert import HTMLExporter
+from traitlets.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -164,7 +166,9 @@ def build(out: Path = ROOT / "book", root: Path = ROOT, profiles: list[str] | No
 
     if out.exists():
         shutil.rmtree(out)
-    exporter = HTMLExporter(template_name="lab")
+    # Consecutive stream outputs merged and carriage returns applied, as JupyterLab shows them
+    # (a tqdm bar is its last state, not one line per refresh).
+    exporter = HTMLExporter(template_name="lab", config=Config({"CoalesceStreamsPreprocessor": {"enabled": True}}))
     for profile, pages in books.items():
         (out / profile).mkdir(parents=True)
         for page in pages:

@@ -71,7 +71,8 @@ PNG = base64.b64encode(bytes.fromhex(
 
 def _notebook(path: Path, title: str, error: bool = False) -> None:
     out = nbformat.v4.new_output("display_data", data={"image/png": PNG, "text/plain": "<Figure>"})
-    outputs = [out]
+    bar = [nbformat.v4.new_output("stream", name="stderr", text=f"\rbar: {pct}%|") for pct in (0, 50, 100)]
+    outputs = [*bar, nbformat.v4.new_output("stream", name="stderr", text="\n"), out]
     if error:
         outputs.append(nbformat.v4.new_output("error", ename="ValueError", evalue="boom",
                                               traceback=["Traceback (most recent call last)", "ValueError: boom"]))
@@ -96,3 +97,5 @@ def test_other_profiles_get_their_own_section_and_cross_links(tmp_path):
     first = (tmp_path / "book" / DEFAULT_PROFILE / "01_a.html").read_text()
     assert f'href="../{DEFAULT_PROFILE}/02_b.html"' in first and 'href="../paper/01_a.html"' in first
     assert f'href="../{DEFAULT_PROFILE}/01_a.html"' in (tmp_path / "book" / DEFAULT_PROFILE / "02_b.html").read_text()
+    # a progress bar shows its last state, as in JupyterLab, not one line per refresh
+    assert "bar: 100%" in first and "bar: 0%" not in first and "bar: 50%" not in first
