@@ -1,4 +1,4 @@
-"""Render the README's result tables and verdict lines from the committed result files.
+"""Render the README's (and docs/workshop.md's) tables and verdict lines from the committed result files.
 
 The README quotes numbers only inside blocks marked ``<!-- BEGIN rendered: NAME -->`` ...
 ``<!-- END rendered: NAME -->``; this script rewrites each block from ``results/`` (the CSVs the
@@ -216,6 +216,23 @@ def targets() -> str:
     return "\n".join(lines) + "\n"
 
 
+def workshop_times() -> str:
+    """scripts/notebook_costs.py: the models each notebook trains and how long it runs."""
+    costs = pd.read_csv(QUICK / "notebook_costs.csv", dtype={"notebook": str})
+    record = __import__("json").loads((QUICK / "run_record.json").read_text())
+    total = costs[["models first trained here", "training CPU-minutes"]].sum()
+    cold = total["training CPU-minutes"] / record["cpu_count"] + costs["run minutes, models cached"].sum()
+    note = (f"\n`training CPU-minutes`: the sum of the training times recorded in the models' histories (one "
+            f"single-threaded process per model, as `pretrain` trains them on a CPU; measured on the cores of the GPU "
+            f"host, which are of a laptop core's order). `run minutes, models cached`: each notebook's wall time in the "
+            f"last `make reproduce` on {record['cpu_count']} CPU cores ({record['machine']}), every model already in the "
+            f"cache, except notebook 07, which trains its models in the run. All {int(total['models first trained here'])} "
+            f"models take about {total['training CPU-minutes']:.0f} CPU-minutes, so `pretrain` on {record['cpu_count']} cores "
+            f"takes about {total['training CPU-minutes'] / record['cpu_count']:.0f} minutes, and a cold run of every "
+            f"notebook about {cold:.0f} minutes.\n")
+    return markdown_table(costs, index=False) + note
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
     "targets": targets,
     "headroom": headroom,
@@ -232,15 +249,19 @@ BLOCKS: dict[str, Callable[[], str]] = {
 }
 
 
-def render(text: str) -> tuple[str, list[str]]:
-    """The README with every block re-rendered, and the names of the blocks that changed."""
+WORKSHOP_BLOCKS: dict[str, Callable[[], str]] = {"workshop-times": workshop_times}
+DOCUMENTS: dict[str, dict[str, Callable[[], str]]] = {"README.md": BLOCKS, "docs/workshop.md": WORKSHOP_BLOCKS}
+
+
+def render(text: str, blocks: dict[str, Callable[[], str]] = BLOCKS) -> tuple[str, list[str]]:
+    """The document with every block re-rendered, and the names of the blocks that changed."""
     changed = []
 
     def one(m: re.Match) -> str:
         name = m.group("name")
-        if name not in BLOCKS:
-            raise KeyError(f"README block {name!r} has no renderer in scripts/render_readme.py")
-        body = BLOCKS[name]()
+        if name not in blocks:
+            raise KeyError(f"block {name!r} has no renderer in scripts/render_readme.py")
+        body = blocks[name]()
         if body != m.group("body"):
             changed.append(name)
         return m.group(1) + body + m.group(4)
@@ -248,9 +269,9 @@ def render(text: str) -> tuple[str, list[str]]:
     out = BLOCK.sub(one, text)
     begins = re.findall(r"<!-- BEGIN rendered: ([\w-]+) -->", text)
     rendered = [m.group("name") for m in BLOCK.finditer(text)]
-    if sorted(begins) != sorted(rendered) or sorted(rendered) != sorted(BLOCKS):
-        raise ValueError(f"README blocks: markers {sorted(begins)}, complete blocks {sorted(rendered)}, "
-                         f"renderers {sorted(BLOCKS)}: each renderer needs exactly one complete block")
+    if sorted(begins) != sorted(rendered) or sorted(rendered) != sorted(blocks):
+        raise ValueError(f"blocks: markers {sorted(begins)}, complete blocks {sorted(rendered)}, "
+                         f"renderers {sorted(blocks)}: each renderer needs exactly one complete block")
     return out, changed
 
 
@@ -258,16 +279,19 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="compare only; exit 1 when a block is stale")
     args = ap.parse_args()
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    new, changed = render(text)
+    stale = []
+    for name, blocks in DOCUMENTS.items():
+        path = ROOT / name
+        new, changed = render(path.read_text(), blocks)
+        stale += [f"{name}: {block}" for block in changed]
+        if not args.check:
+            path.write_text(new)
     if args.check:
-        if changed:
-            print(f"README blocks out of date with results/: {', '.join(changed)} (run scripts/render_readme.py)")
+        if stale:
+            print(f"blocks out of date with results/: {', '.join(stale)} (run scripts/render_readme.py)")
             return 1
         return 0
-    readme.write_text(new)
-    print(f"re-rendered: {', '.join(changed) or 'nothing changed'}")
+    print(f"re-rendered: {', '.join(stale) or 'nothing changed'}")
     return 0
 
 
