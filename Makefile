@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 PROFILE ?= quick
 SEED    ?= 0
 
-.PHONY: setup reproduce paper book test test-notebooks smoke-tables test-fast clean-cache
+.PHONY: setup reproduce paper book wheels test test-notebooks smoke-tables test-fast clean-cache
 
 setup: $(STAMP)
 
@@ -56,6 +56,13 @@ smoke-tables: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -v tests --deselect tests/test_notebooks.py::test_every_notebook_runs_at_smoke_and_writes_the_recorded_tables
+
+# make wheels: every dependency but PyTorch as wheels for a GPU machine with its own torch and no
+# package index (scripts/wheels.py; WHEEL_PYTHON is the target's Python). Install there with
+#   python -m pip install --no-index --find-links wheels/ "oneranker[notebooks,dev]"
+WHEEL_PYTHON ?= 3.12
+wheels: $(STAMP)
+	$(PY) scripts/wheels.py --out wheels --python $(WHEEL_PYTHON)
 
 clean-cache:
 	rm -rf cache

@@ -1,0 +1,72 @@
+"""The wheel set a machine with its own PyTorch needs to run the project offline (``make wheels``).
+
+GPU machines often come with PyTorch and CUDA installed and no package index. This writes every
+other dependency of the project (the core, ``notebooks`` and ``dev`` extras: datasets,
+papermill, nbval, ... and everything they need), pinned by ``constraints.txt``, as wheels for the
+target Python and platform, plus the project's own wheel, into one folder. Copy the folder to
+the machine and install without an index; its PyTorch satisfies ``torch>=...`` as it is:
+
+    python -m pip install --no-index --find-links wheels/ "oneranker[notebooks,dev]"
+
+    python scripts/wheels.py [--out wheels] [--python 3.12] [--platform TAG ...]
+
+PyTorch itself, its CUDA libraries (``nvidia-*``) and triton are left out on purpose: they are
+what the machine brings, and they are gigabytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MACHINE_PROVIDED = re.compile(r"^(torch|triton|nvidia[-_].*|cuda[-_].*)$", re.I)
+
+
+def requirements(pyproject: Path = ROOT / "pyproject.toml", extras: tuple[str, ...] = ("notebooks", "dev")) -> list[str]:
+    """The project's requirements (core and ``extras``) without what a GPU machine brings."""
+    project = tomllib.loads(pyproject.read_text())["project"]
+    reqs = list(project["dependencies"]) + [r for e in extras for r in project["optional-dependencies"][e]]
+    name = lambda r: re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0]  # noqa: E731
+    return [r for r in reqs if not MACHINE_PROVIDED.match(name(r))]
+
+
+# A manylinux_2_28 machine also runs wheels built for older glibc; pip takes the tags literally.
+PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux_2_5_x86_64",
+             "manylinux1_x86_64")
+
+
+def download(out: Path, python: str, platforms: tuple[str, ...] = PLATFORMS) -> list[Path]:
+    """Download the wheels of :func:`requirements` and their dependencies, and build the
+    project's own wheel, into ``out``; returns the wheels there."""
+    out.mkdir(parents=True, exist_ok=True)
+    target = ["--only-binary=:all:", *(a for p in platforms for a in ("--platform", p)), "--python-version", python,
+              "--implementation", "cp"]
+    subprocess.run([sys.executable, "-m", "pip", "download", "--dest", str(out), "-c", str(ROOT / "constraints.txt"),
+                    *target, *requirements()], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(out), str(ROOT)], check=True)
+    for wheel in out.glob("*.whl"):               # a dependency may have pulled the machine's own packages in
+        if MACHINE_PROVIDED.match(wheel.name.split("-")[0]):
+            wheel.unlink()
+    return sorted(out.glob("*.whl"))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(ROOT / "wheels"))
+    ap.add_argument("--python", default="3.12", help="the target machine's Python (major.minor)")
+    ap.add_argument("--platform", nargs="+", default=list(PLATFORMS), help="the target's wheel platform tags")
+    args = ap.parse_args()
+    wheels = download(Path(args.out), args.python, tuple(args.platform))
+    size = sum(w.stat().st_size for w in wheels) / 2**20
+    print(f"{len(wheels)} wheels, {size:.0f} MiB, in {args.out}; install on the target with\n"
+          f"  python -m pip install --no-index --find-links {args.out} \"oneranker[notebooks,dev]\"")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
