@@ -21,6 +21,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from .baselines import Cascade
 from .config import Config, make_config
@@ -57,7 +58,9 @@ class Study:
     """The shared setting of a notebook's experiments.
 
     ``eval_requests`` test requests are scored against the truth (``None``: all of them);
-    ``workers`` training processes fill the cache (``None``: :func:`pool.default_workers`).
+    ``workers`` training processes fill the cache (``None``: :func:`pool.default_workers`);
+    ``progress`` shows a bar over the models each call evaluates (a notebook cell that scores
+    dozens of models must say how far it is).
     The truth sets computed so far are kept (at paper scale one costs about 10 s and 640 MB,
     and a notebook asks for the same few many times): the ``truths_kept`` most recent.
     """
@@ -69,6 +72,7 @@ class Study:
     eval_requests: int | None = 1000
     workers: int | None = None
     truths_kept: int = 4
+    progress: bool = True
     _truths: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -79,6 +83,12 @@ class Study:
     @property
     def dev(self) -> torch.device:
         return resolve_device(self.device)
+
+    def _bar(self, items, desc: str):
+        """A progress bar over ``items`` (an iterable, or a count for a manual bar)."""
+        if isinstance(items, int):
+            return tqdm(total=items, desc=desc, unit="model", disable=not self.progress, leave=False)
+        return tqdm(items, desc=desc, unit="model", disable=not self.progress, leave=False)
 
     # ------------------------------------------------------------------ models
     def configs(self, variant: Variant, seed: int) -> list[Config]:
@@ -97,7 +107,7 @@ class Study:
         ``overrides`` for every seed, the missing models trained first, in parallel."""
         cfgs = [make_config(self.profile, seed=s, **overrides) for s in self.seeds]
         train_all(cfgs, self.cache_dir, device=self.device, workers=self.workers)
-        for cfg in cfgs:
+        for cfg in self._bar(cfgs, "models"):
             prepared = cached_prepared(cfg, self.cache_dir)
             model, history = train_or_load(cfg, prepared, self.cache_dir, device=self.device, progress=False)
             yield cfg, prepared, model, history
@@ -129,9 +139,11 @@ class Study:
         """
         self.train(list(variants.values()))
         rows = []
+        bar = self._bar(len(self.seeds) * len(variants), "evaluating")
         for seed in self.seeds:
             seen: set[str] = set()
             for name, variant in variants.items():
+                bar.update()
                 cfgs = self.configs(variant, seed)
                 cfg = cfgs[0]
                 prepared = cached_prepared(cfg, self.cache_dir, progress=False)
@@ -156,6 +168,7 @@ class Study:
                 del models
                 if self.dev.type == "cuda":
                     torch.cuda.empty_cache()
+        bar.close()
         return pd.DataFrame(rows)
 
     def world_sweep(self, variants: dict[str, Variant], knob: str, values: list | tuple,
