@@ -223,8 +223,8 @@ def workshop_times() -> str:
     total = costs[["models first trained here", "training CPU-minutes"]].sum()
     cold = total["training CPU-minutes"] / record["cpu_count"] + costs["run minutes, models cached"].sum()
     note = (f"\n`training CPU-minutes`: the sum of the training times recorded in the models' histories (one "
-            f"single-threaded process per model, as `pretrain` trains them on a CPU; measured on the cores of the GPU "
-            f"host, which are of a laptop core's order). `run minutes, models cached`: each notebook's wall time in the "
+            f"single-threaded process per model, as `pretrain` trains them on a CPU; measured where each model was "
+            f"trained: for the committed cache, 103 models on the cores of the GPU host and 4 on this machine). `run minutes, models cached`: each notebook's wall time in the "
             f"last `make reproduce` on {record['cpu_count']} CPU cores ({record['machine']}), every model already in the "
             f"cache, except notebook 07, which trains its models in the run. All {int(total['models first trained here'])} "
             f"models take about {total['training CPU-minutes']:.0f} CPU-minutes, so `pretrain` on {record['cpu_count']} cores "
