@@ -16,14 +16,14 @@ from .schema import Logs
 sns.set_theme(style="whitegrid", context="notebook")
 
 
-def save(fig: matplotlib.figure.Figure, name: str, profile: str, root: str | Path = "..") -> Path:
+def save(fig: matplotlib.figure.Figure, name: str, profile: str, root: str | Path = "..") -> None:
     """Write ``<name>.png`` into the profile's figures folder (:func:`outputs.output_dir`: the
     committed ``figures/<profile>`` under ``make reproduce``, else ``scratch/figures/<profile>``),
-    folders created as needed; the notebook shows the figure itself. Returns the path."""
+    folders created as needed; the notebook shows the figure itself (so this returns nothing
+    that a cell would print under it)."""
     path = output_dir("figures", profile, root) / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path
 
 
 def popularity(logs: Logs) -> matplotlib.figure.Figure:
