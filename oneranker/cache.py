@@ -13,8 +13,8 @@ A **model key** is the config hash, the version of the code that trains a model
 fingerprint (``realdata.dataset_fingerprint``). A **data key** is the hash of the config
 sections that decide a dataset plus the version of the code that simulates and prepares it.
 So an entry can never be served to another config, other data, or code that would compute it
-differently; a comment or docstring edit keeps the keys (the version hashes the code's syntax
-tree without docstrings).
+differently; a comment or docstring edit keeps the keys (the version hashes the code's source
+text without docstrings, comments and blank lines: :func:`code_text`).
 
 Every file is written to a temporary name and renamed into place (:func:`atomic_save`), so
 a killed run never leaves a half-written entry. A file that is damaged anyway (a truncated
@@ -43,7 +43,7 @@ from .config import Config
 from .runtime import distributed_rank
 
 # The modules whose code decides a prepared dataset, and those that decide a trained model
-# given its dataset. Their syntax trees (docstrings left out) key the cache.
+# given its dataset. Their code (docstrings and comments left out: code_text) keys the cache.
 DATA_CODE = ("config", "schema", "world", "loaders", "semantic_ids", "data")
 MODEL_CODE = DATA_CODE + ("runtime", "masks", "layers", "model", "losses", "train")
 # Module-level tables of values that reach a result only as config values, which the config's
@@ -89,8 +89,11 @@ def code_text(source: str, names: tuple[str, ...] = ()) -> str:
             hi = end[1] if row == end[0] else len(lines[row - 1])
             cut.setdefault(row, []).append((lo, hi))
 
-    for start, end in _left_out(ast.parse(source), names):
-        drop(start, end)
+    def chars(row: int, col: int) -> int:      # ast columns count UTF-8 bytes; strings count characters
+        return len(lines[row - 1].encode()[:col].decode(errors="ignore")) if row <= len(lines) else col
+
+    for (r0, c0), (r1, c1) in _left_out(ast.parse(source), names):
+        drop((r0, chars(r0, c0)), (r1, chars(r1, c1)))
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
         if tok.type == tokenize.COMMENT:
             drop(tok.start, tok.end)

@@ -277,7 +277,7 @@ def architecture(n_interest: int = 3, n_value: int = 1, n_fake: int = 4, n_candi
 
     box(0.2, 0.3, 2.2, 0.7, "request prefix\n(user, context)", "#e8e8e8")
     box(0.2, 1.2, 2.2, 0.9, "history tokens\n(ads: semantic ID + ID;\norganic items; actions)", "#e8e8e8", 8)
-    box(3.0, 0.3, 2.4, 1.8, "Step 1: G-Decoder\ncausal self-attention\nover prefix + history\n(mask: notebook 02)", "#cfe2f3")
+    box(3.0, 0.3, 2.4, 1.8, "Step 1: G-Decoder\nself-attention over\nprefix + history, causal\nover the history\n(mask: notebook 02)", "#cfe2f3")
     arrow((2.4, 0.65), (3.0, 0.8))
     arrow((2.4, 1.65), (3.0, 1.5))
     tokens = f"{n_interest} interest tokens\n(impression → click\n→ conversion)\n{n_value} value token(s)\n{n_fake} Fake Item Tokens"
@@ -287,7 +287,7 @@ def architecture(n_interest: int = 3, n_value: int = 1, n_fake: int = 4, n_candi
     box(6.1, 3.7, 2.7, 1.4, "dual-channel scores over\nthe whole catalogue:\n⟨task, e⟩ + Σ s · cos(e, centroid)\n(notebook 03)",
         "#fff2cc", 8)
     arrow((5.4, 4.3), (6.1, 4.3))
-    box(6.1, 2.6, 2.7, 0.75, f"generated candidates\n(the heads' top lists merged)", "#fff2cc", 8)
+    box(6.1, 2.6, 2.7, 0.75, f"{n_candidates} generated candidates\n(the heads' top lists merged)", "#fff2cc", 8)
     arrow((7.45, 3.7), (7.45, 3.35))
     box(9.6, 0.3, 2.7, 2.5, "Step 3: R-Decoder\nranking token + candidates\ncross-attend to Steps 1-2;\n"
         "each candidate sees only\nthe ranking token and itself\n→ one score per candidate\n(notebook 04)", "#f4cccc", 8)

@@ -143,7 +143,6 @@ class Study:
         for seed in self.seeds:
             seen: set[str] = set()
             for name, variant in variants.items():
-                bar.update()
                 cfgs = self.configs(variant, seed)
                 cfg = cfgs[0]
                 prepared = cached_prepared(cfg, self.cache_dir, progress=False)
@@ -168,6 +167,7 @@ class Study:
                 del models
                 if self.dev.type == "cuda":
                     torch.cuda.empty_cache()
+                bar.update()
         bar.close()
         return pd.DataFrame(rows)
 

@@ -34,7 +34,7 @@ def served(results: pd.DataFrame) -> pd.DataFrame:
 def with_gap_closed(results: pd.DataFrame, metric: str = "HR@5") -> pd.DataFrame:
     """``results`` with a column ``gap closed <metric>``: each row's share of the popularity ->
     interest-oracle gap of its own dataset and seed (:func:`reference.gap_closed`; 0 =
-    popularity, 1 = the oracle). Needs the reference rows (``run_grid(..., references=True)``)."""
+    popularity, 1 = the oracle). Needs the reference rows (``Study.grid(..., references=True)``)."""
     refs = results[results.variant.isin([POPULARITY, INTEREST_ORACLE])]
     missing = {POPULARITY, INTEREST_ORACLE} - set(refs.variant)
     if missing:
@@ -88,9 +88,7 @@ def paired_table(results: pd.DataFrame, metrics: list[str], variants: list[str |
     """``variant - base`` for each metric, paired by seed, as ``+mean ± ci`` strings. Variants
     and base are names (their ``list_name`` list) or (variant, list) pairs. ``relative``:
     lifts ``variant / base - 1`` in percent."""
-    def key(v: str | tuple[str, str]) -> tuple[str, str]:
-        return (v, list_name) if isinstance(v, str) else tuple(v)
-
+    key = lambda v: _row_key(v, list_name)  # noqa: E731
     rows = {}
     for v in variants:
         a = key(v)
@@ -101,6 +99,11 @@ def paired_table(results: pd.DataFrame, metrics: list[str], variants: list[str |
             rows[label][m] = (f"{100 * mean:+.{digits}f}% ± {100 * ci:.{digits}f}%" if relative
                               else f"{mean:+.{digits}f} ± {ci:.{digits}f}")
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _row_key(v: str | tuple[str, str], list_name: str) -> tuple[str, str]:
+    """A (variant, list) pair: a bare variant name means its ``list_name`` list."""
+    return (v, list_name) if isinstance(v, str) else tuple(v)
 
 
 def verdict(mean: float, ci: float, paper: float | None = None) -> str:
@@ -122,7 +125,7 @@ def paired_sentence(results: pd.DataFrame, metric: str, a: str | tuple[str, str]
     """One markdown line, rendered from the per-seed rows: ``a - b`` on ``metric``, paired by
     seed, with the paper's difference beside it when given, and its :func:`verdict`. Notebooks
     quote results through this, never by typing numbers into prose."""
-    key = (lambda v: (v, list_name) if isinstance(v, str) else tuple(v))
+    key = lambda v: _row_key(v, list_name)  # noqa: E731
     mean, ci = paired_difference(results, metric, key(a), key(b))
     name = lambda v: key(v)[0] if key(v)[1] == list_name else f"{key(v)[0]} ({key(v)[1]})"
     ours = f"{mean:+.{digits}f} ± {ci:.{digits}f}"
@@ -169,7 +172,7 @@ def save_table(df: pd.DataFrame, profile: str, name: str, root: str | Path = "..
 
 
 def stopping_summary(curves: pd.DataFrame, cap: int) -> pd.DataFrame:
-    """Per (variant, seed) of :func:`learning_curves` rows (with a ``variant`` column): epochs
+    """Per (variant, seed) of :meth:`oneranker.study.Study.learning_curves` rows (with a ``variant`` column): epochs
     trained, the epoch of lowest validation loss (the weights kept) and what ended the run, as
     the trainer recorded it (``stopped_early``): early stopping (the validation loss had
     stopped improving) or the ``cap`` of epochs (the model may not have converged)."""
@@ -185,8 +188,7 @@ def stopping_summary(curves: pd.DataFrame, cap: int) -> pd.DataFrame:
 def paired_verdict(results: pd.DataFrame, metric: str, a: str | tuple[str, str], b: str | tuple[str, str],
                    paper: float | None = None, list_name: str = "generated") -> str:
     """:func:`verdict` of ``a - b`` on ``metric``, paired by seed (names or (variant, list) pairs)."""
-    key = (lambda v: (v, list_name) if isinstance(v, str) else tuple(v))
-    return verdict(*paired_difference(results, metric, key(a), key(b)), paper)
+    return verdict(*paired_difference(results, metric, _row_key(a, list_name), _row_key(b, list_name)), paper)
 
 
 def says(verdict_text: str, positive: str, negative: str, null: str) -> str:

@@ -47,6 +47,8 @@ def test_code_version_is_the_same_under_every_python():
     another Python. Pinned for one small source with an f-string."""
     src = 'def f(x):\n    """Doc."""\n\n    return {"a": f"{x!r:>4}"}  # c\n'
     assert cache.code_text(src) == 'def f(x):\n    return {"a": f"{x!r:>4}"}'
+    # the syntax tree counts columns in UTF-8 bytes: a docstring with non-ASCII text is cut whole
+    assert cache.code_text('def f():\n    """é→x"""; return 1\n') == "def f():\n    ; return 1"
 
 
 def test_keys_change_with_the_code_version_and_the_dataset(monkeypatch, tmp_path):

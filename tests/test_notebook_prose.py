@@ -39,7 +39,7 @@ def prose_numbers(text: str) -> set[float]:
         text = skip.sub(" ", text)
     text = re.sub(r"\b(?:notebooks?|Step|Steps|Table|Tables|stop|issue|level|levels|seed|seeds|epoch|head|heads)\s+\d+(?:\s*(?:-|–|and|,)\s*\d+)*",
                   " ", text, flags=re.I)
-    text = re.sub(r"[@\-–]\d+\b|\b\d+(?=-)|\b0\d\b|\b20[12]\d\b", " ", text)   # HR@5, top-10, 10-seed, 01, years
+    text = re.sub(r"(?<=\S)[@\-–]\d+\b|\b\d+(?=-)|\b0\d\b|\b20[12]\d\b", " ", text)  # HR@5, top-10, 10-seed, 01, years
     text = re.sub(r"\b95\s*%\s*(?=CI|confidence)", " ", text)                     # the CI level, a convention
     found = set()
     for m in _NUMBER.finditer(text):
@@ -88,8 +88,8 @@ def _decimals(value: float) -> int:
 
 def test_prose_numbers_are_read_by_hand():
     text = ("HR@5 of 0.0377 beside the paper's 0.6213 (Table 2, notebook 04); a cap of 128, 2.9× the FLOPs, "
-            "12.5% of the gap, top-10 lists, 1,024 tokens in 2026, `code 99`, $x^{42}$.")
-    assert prose_numbers(text) == {0.0377, 0.6213, 128, 2.9, 12.5, 1024}
+            "12.5% of the gap, top-10 lists, 1,024 tokens in 2026, `code 99`, $x^{42}$, at -0.3 and -12.5%.")
+    assert prose_numbers(text) == {0.0377, 0.6213, 128, 2.9, 12.5, 1024, 0.3}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
