@@ -33,7 +33,7 @@ import torch
 from datasets import Dataset, DatasetDict, load_from_disk
 
 from .config import Config
-from .schema import AD, CLICK, CONTEXT, MIN_REQUESTS_PER_USER, USER, DataError, Logs, Vocab  # noqa: F401  (Vocab: re-exported)
+from .schema import AD, CLICK, CONTEXT, MIN_REQUESTS_PER_USER, USER, DataError, Logs, Vocab
 from .semantic_ids import SemanticIds, build_semantic_ids
 
 SCHEMA_VERSION = 1

@@ -132,7 +132,8 @@ def _train_and_evaluate(data: str, cache: str, name: str, overrides: dict, profi
     model, history = train_or_load(cfg, prepared, cache, device=device, progress=False,
                                    fingerprint=dataset_fingerprint(data))
     rows = evaluate_real({name: (model, cfg)}, prepared, seed=seed, device=device)
-    curve = [{"epoch": e["epoch"], "train_loss": e["train_loss"], "valid_loss": e["valid_loss"]} for e in history.epochs]
+    curve = [{"epoch": e["epoch"], "train_loss": e["train_loss"], "valid_loss": e["valid_loss"],
+              "stopped_early": history.stopped_early} for e in history.epochs]
     trained = {"model": name, "epochs": len(history.epochs),
                "train_seconds": sum(e.get("seconds", float("nan")) for e in history.epochs), "curve": json.dumps(curve)}
     out = []
@@ -181,18 +182,45 @@ def summary(results: pd.DataFrame, metrics: tuple[str, ...] = ("HR@10", "NDCG@10
     return pd.DataFrame.from_dict(table, orient="index")
 
 
+def prepared_folder(cfg: Config, source: str, raw: str | Path, cache_dir: str | Path = "cache") -> Path:
+    """The real logs in the folder ``raw`` prepared under ``cfg`` (:func:`data.cached_real_folder`),
+    cached under a folder named by the raw files' fingerprint. ``data.cached_real_folder`` keys
+    its folder by the config, the source name and the data code only, so a second raw folder of
+    the same source (ml-1m after ml-100k) would be served the first one's preparation; keying
+    the cache folder by the raw bytes closes that gap until the key itself carries them (a
+    change to the data code, which retrains every model)."""
+    from .data import cached_real_folder
+
+    return cached_real_folder(cfg, source, raw, Path(cache_dir) / "real-src" / dataset_fingerprint(raw))
+
+
+def learning_curves(results: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+    """The per-epoch rows of ``models``' learning curves (the ``curve`` JSON of each result
+    row), one per (variant, seed, epoch): the input of :func:`plots.learning_curves` and
+    :func:`tables.stopping_summary`."""
+    return pd.DataFrame([{"variant": row["list"], "seed": row["seed"], **epoch}
+                         for _, row in results[results.list.isin(models)].iterrows()
+                         for epoch in json.loads(row["curve"])])
+
+
 def stopping_table(results: pd.DataFrame, models: list[str], cap: int) -> pd.DataFrame:
-    """Per (model, seed): epochs trained, whether early stopping or the epoch cap ended the
-    run, and how much the validation loss still moved over its last five epochs (a run still
-    falling by more than a fraction of a percent had not flattened)."""
-    rows = []
-    for _, row in results[results.list.isin(models)].iterrows():
-        v = pd.DataFrame(json.loads(row["curve"])).valid_loss.values
-        rows.append({"model": row["list"], "seed": row["seed"], "epochs": len(v),
-                     "ended by": "early stopping" if len(v) < cap else f"the {cap}-epoch cap",
-                     "last 5 epochs: change of validation loss":
-                         f"{100 * (v[-1] / v[-6] - 1):+.2f}%" if len(v) >= 6 else "(fewer than 6 epochs)"})
-    return pd.DataFrame(rows).set_index(["model", "seed"])
+    """Per (model, seed): :func:`tables.stopping_summary` (epochs trained, the best epoch and
+    what ended the run) and how much the validation loss still moved over its last five epochs
+    (a run still falling by more than a fraction of a percent had not flattened). Curves made
+    before the trainer's flag was recorded count as capped when they reached ``cap``."""
+    from .tables import stopping_summary
+
+    curves = learning_curves(results, models)
+    reached = curves.groupby(["variant", "seed"]).epoch.transform("max") >= cap
+    curves["stopped_early"] = curves["stopped_early"].fillna(~reached) if "stopped_early" in curves else ~reached
+    table = stopping_summary(curves, cap)
+
+    def last5(v: np.ndarray) -> str:
+        return f"{100 * (v[-1] / v[-6] - 1):+.2f}%" if len(v) >= 6 else "(fewer than 6 epochs)"
+
+    table["last 5 epochs: change of validation loss"] = [
+        last5(g.sort_values("epoch").valid_loss.to_numpy()) for _, g in curves.groupby(["variant", "seed"], sort=False)]
+    return table
 
 
 def verdicts(results: pd.DataFrame, at_least: list[tuple[str, str]], models: list[str],

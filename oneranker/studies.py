@@ -118,13 +118,23 @@ def configs(variant: Variant, profile: str, seed: int) -> list[Config]:
     return [make_config(profile, seed=seed, **variant)]
 
 
-def all_configs(profile: str, seeds: list[int] | tuple[int, ...] | None = None) -> list[Config]:
-    """Every distinct model config of notebooks 02-06 (``seeds`` replaces each notebook's own
-    seeds, as ``reproduce --seeds`` does), each once, in notebook order."""
-    out: dict[str, Config] = {}
+def configs_by_notebook(profile: str, seeds: list[int] | tuple[int, ...] | None = None) -> dict[str, list[Config]]:
+    """Each notebook's model configs that no earlier notebook uses, in notebook order
+    (``seeds`` replaces each notebook's own seeds, as ``reproduce --seeds`` does): where each
+    shared model is first trained, and so what each notebook costs from an empty cache."""
+    seen: set[str] = set()
+    out: dict[str, list[Config]] = {}
     for nb in sorted(SEEDS):
+        out[nb] = []
         for seed in seeds if seeds is not None else SEEDS[nb]:
             for variant in notebook_variants(nb):
                 for cfg in configs(variant, profile, seed):
-                    out.setdefault(cfg.hash(), cfg)
-    return list(out.values())
+                    if cfg.hash() not in seen:
+                        seen.add(cfg.hash())
+                        out[nb].append(cfg)
+    return out
+
+
+def all_configs(profile: str, seeds: list[int] | tuple[int, ...] | None = None) -> list[Config]:
+    """Every distinct model config of notebooks 02-06, each once, in notebook order."""
+    return [cfg for cfgs in configs_by_notebook(profile, seeds).values() for cfg in cfgs]

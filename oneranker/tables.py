@@ -185,6 +185,18 @@ def stopping_summary(curves: pd.DataFrame, cap: int) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["variant", "seed"])
 
 
+def capped_runs_sentence(stopping: pd.DataFrame, cap: int) -> str:
+    """One line on a :func:`stopping_summary` table: every run ended by early stopping, or
+    which runs reached the ``cap`` of epochs (their numbers may come from models that had not
+    converged, so what rests on them is provisional)."""
+    capped = stopping[stopping["ended by"] != "early stopping"]
+    if capped.empty:
+        return f"- All {len(stopping)} runs ended by early stopping before the {cap}-epoch cap."
+    runs = ", ".join(f"{v} (seed {s})" for v, s in capped.index)
+    return (f"- {len(capped)} of {len(stopping)} runs reached the {cap}-epoch cap: {runs}; they may not have "
+            f"converged, so the numbers resting on them are provisional.")
+
+
 def paired_verdict(results: pd.DataFrame, metric: str, a: str | tuple[str, str], b: str | tuple[str, str],
                    paper: float | None = None, list_name: str = "generated") -> str:
     """:func:`verdict` of ``a - b`` on ``metric``, paired by seed (names or (variant, list) pairs)."""

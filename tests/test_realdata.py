@@ -136,3 +136,21 @@ def test_stopping_table_by_hand():
     assert row["last 5 epochs: change of validation loss"] == f"{100 * (0.99 / 1.5 - 1):+.2f}%"
     short = stopping_table(_rows({"m": [0.1]}, {"m": [2.0, 1.5]}), ["m"], cap=7).loc[("m", 0)]
     assert short["ended by"] == "early stopping" and short["last 5 epochs: change of validation loss"] == "(fewer than 6 epochs)"
+
+
+def test_two_raw_folders_of_one_source_get_two_prepared_folders(tmp_path, monkeypatch):
+    """data.cached_real_folder keys by config, source and code only; realdata.prepared_folder
+    adds the raw files' fingerprint, so ml-1m is never served ml-100k's preparation."""
+    from oneranker import data, realdata
+    from oneranker.config import make_config
+
+    calls = []
+    monkeypatch.setattr(data, "cached_real_folder", lambda cfg, source, raw, cache_dir: calls.append(cache_dir) or cache_dir)
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, text in ((a, "1\t2\t5\t0\n"), (b, "1\t3\t4\t0\n")):
+        folder.mkdir()
+        (folder / "u.data").write_text(text)
+    cfg = make_config("smoke")
+    first = realdata.prepared_folder(cfg, "movielens", a, tmp_path / "cache")
+    assert realdata.prepared_folder(cfg, "movielens", b, tmp_path / "cache") != first
+    assert realdata.prepared_folder(cfg, "movielens", a, tmp_path / "cache") == first

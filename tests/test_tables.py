@@ -129,3 +129,11 @@ def test_tally_says_and_paired_verdict_by_hand():
     rows = pd.DataFrame({"variant": ["a", "a", "b", "b"], "list": ["generated"] * 4, "seed": [0, 1, 0, 1],
                          "HR@5": [0.3, 0.31, 0.1, 0.1]})
     assert tables.paired_verdict(rows, "HR@5", "a", "b", paper=-0.1).startswith("opposite")
+
+
+def test_capped_runs_sentence_by_hand():
+    stopping = pd.DataFrame({"epochs": [12, 30], "best epoch": [9, 30], "ended by": ["early stopping", "the 30-epoch cap"]},
+                            index=pd.MultiIndex.from_tuples([("a", 0), ("b", 2)], names=["variant", "seed"]))
+    line = tables.capped_runs_sentence(stopping, 30)
+    assert line.startswith("- 1 of 2 runs reached the 30-epoch cap: b (seed 2);") and "provisional" in line
+    assert tables.capped_runs_sentence(stopping.iloc[:1], 30) == "- All 1 runs ended by early stopping before the 30-epoch cap."
