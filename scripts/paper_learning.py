@@ -1,0 +1,156 @@
+"""Learning curves at the paper profile: how fast, and how far, each variant learns.
+
+Several variants of one seed train at the same time on one GPU (one process each, as
+``pool.train_all`` runs them). After every epoch each prints its training and validation loss,
+the epoch's wall time and the part of it spent building batches on the CPU; every
+``--eval-every`` epochs it also scores the current weights on ``--eval-requests`` test
+requests against the world's truth: HR@5 of the generated list, the served (ranked) list and
+each generator head, beside the random, popularity, co-occurrence and interest-oracle lists of
+the same requests, and the share of the popularity -> oracle gap closed. Early stopping is
+switched off (``--patience``) so that the whole curve is seen: this measures where a curve
+flattens, to choose the paper profile's stopping rule and budget from it, not a result.
+
+    python scripts/paper_learning.py --device cuda --minutes 8 --out results/paper/learning.jsonl
+
+One process (the first variant) also profiles three training steps after its first epoch:
+the top operators by GPU time and the CPU and GPU totals, to show what bounds a step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+VARIANTS: dict[str, dict] = {
+    "full, batch 256": {},
+    "full, batch 1024, lr 4e-3": {"train.batch_size": 1024, "train.lr": 4e-3, "train.warmup_steps": 10},
+    "Step 2 only, batch 256": {"model.use_ranker": False},
+    "Step-1 generator, batch 1024, lr 4e-3": {"model.use_step2": False, "model.use_ranker": False,
+                                              "train.batch_size": 1024, "train.lr": 4e-3,
+                                              "train.warmup_steps": 10},
+}
+
+
+def _emit(record: dict, out: str | None) -> None:
+    line = json.dumps(record)
+    print(line, flush=True)
+    if out:
+        with open(out, "a") as f:
+            f.write(line + "\n")
+
+
+def _profile_steps(trainer, batches, n: int = 3) -> dict:
+    """Top operators of ``n`` training steps by GPU time, and the CPU/GPU totals."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if trainer.device.type == "cuda" else [])
+    torch.cuda.synchronize() if trainer.device.type == "cuda" else None
+    t0 = time.perf_counter()
+    with profile(activities=acts) as prof:
+        for b in batches[:n]:
+            trainer.train_step(b)
+        torch.cuda.synchronize() if trainer.device.type == "cuda" else None
+    wall = time.perf_counter() - t0
+    events = prof.key_averages()
+    sort = "self_device_time_total" if trainer.device.type == "cuda" else "self_cpu_time_total"
+    gpu_us = sum(getattr(e, "self_device_time_total", 0) or 0 for e in events)
+    return {"wall_s_per_step": wall / n, "gpu_busy_s_per_step": gpu_us / 1e6 / n,
+            "kernels_per_step": sum(e.count for e in events if (getattr(e, "self_device_time_total", 0) or 0) > 0) / n,
+            "top": events.table(sort_by=sort, row_limit=12)}
+
+
+def run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline: float) -> str:
+    import numpy as np
+    import torch
+
+    from oneranker.config import make_config
+    from oneranker.data import cached_prepared
+    from oneranker.evaluate import list_metrics, model_lists, truth_set
+    from oneranker.train import Trainer
+    from oneranker.world import World
+
+    cfg = make_config(args.profile, seed=args.seed, **{"train.patience": args.patience,
+                                                        "train.epochs": args.epochs, **overrides})
+    prepared = cached_prepared(cfg, args.cache, progress=False)
+    ts = truth_set(World(cfg.world, cfg.seed), prepared, n_requests=args.eval_requests)
+
+    class Probe(Trainer):
+        """The trainer, timing its batch building and scoring the weights every few epochs."""
+
+        batch_seconds = 0.0
+
+        def batch(self, split, indices):
+            t = time.perf_counter()
+            out = super().batch(split, indices)
+            self.batch_seconds += time.perf_counter() - t
+            return out
+
+        def _end_epoch(self, epoch: int) -> None:
+            super()._end_epoch(epoch)
+            rec = {"variant": name, "config": cfg.hash(), **self.history.epochs[-1],
+                   "batch_build_s": round(self.batch_seconds, 2), "steps": self.step}
+            self.batch_seconds = 0.0
+            if (epoch + 1) % args.eval_every == 0 or time.time() > deadline:
+                t = time.perf_counter()
+                lists = model_lists(self.model, cfg, prepared, ts, cfg.train.n_candidates, device=self.device,
+                                    per_head=True)
+                rec.update({f"HR@5 {k}": round(list_metrics(v, ts, ks=(5,))["HR@5"], 5) for k, v in lists.items()})
+                rec["eval_s"] = round(time.perf_counter() - t, 1)
+            _emit(rec, args.out)
+            if epoch == 0 and name == next(iter(VARIANTS)) and self.device.type == "cuda":
+                prof = _profile_steps(self, self.epoch_batches(epoch + 1000))
+                print(prof.pop("top"), flush=True)
+                _emit({"variant": name, "profile": prof}, args.out)
+            if time.time() > deadline:
+                self.history.stopped_early = True   # the measurement's wall limit, recorded as such
+                _emit({"variant": name, "cut_by_wall_limit_after_epoch": epoch + 1}, args.out)
+
+    torch.manual_seed(cfg.seed)
+    trainer = Probe(cfg, prepared, workdir=None, device=args.device, progress=False)
+    trainer.fit()
+    return name
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="paper")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--cache", default="cache")
+    ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--epochs", type=int, default=40, help="epoch cap (the learning-rate schedule's length)")
+    ap.add_argument("--patience", type=int, default=1000, help="early-stopping patience (default: off)")
+    ap.add_argument("--eval-every", type=int, default=3)
+    ap.add_argument("--eval-requests", type=int, default=1000)
+    ap.add_argument("--minutes", type=float, default=8.0, help="wall limit of the measurement, from its start")
+    ap.add_argument("--out", default=None, help="JSON lines of every record")
+    args = ap.parse_args()
+    start = time.time()
+    deadline = start + 60 * args.minutes
+
+    from oneranker.config import make_config
+    from oneranker.data import cached_prepared
+    from oneranker.evaluate import list_metrics, truth_set
+    from oneranker.reference import reference_lists
+    from oneranker.world import World
+
+    cfg = make_config(args.profile, seed=args.seed)
+    prepared = cached_prepared(cfg, args.cache)
+    ts = truth_set(World(cfg.world, cfg.seed), prepared, n_requests=args.eval_requests)
+    refs = {k: round(list_metrics(v, ts, ks=(5,))["HR@5"], 5)
+            for k, v in reference_lists(prepared, ts, cfg.train.n_candidates, args.seed).items()}
+    _emit({"references HR@5": refs, "data": cfg.data_hash(), "prepared_s": round(time.time() - start, 1)}, args.out)
+    with ProcessPoolExecutor(len(args.variants), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(run_variant, v, VARIANTS[v], args, deadline) for v in args.variants]
+        for f in futures:
+            f.result()
+    _emit({"total_s": round(time.time() - start, 1)}, args.out)
+
+
+if __name__ == "__main__":
+    main()
