@@ -25,6 +25,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+BIG = {"train.batch_size": 1024, "train.lr": 4e-3, "train.warmup_steps": 10}
 VARIANTS: dict[str, dict] = {
     "full, batch 256": {},
     "full, batch 1024, lr 4e-3": {"train.batch_size": 1024, "train.lr": 4e-3, "train.warmup_steps": 10},
@@ -32,7 +33,43 @@ VARIANTS: dict[str, dict] = {
     "Step-1 generator, batch 1024, lr 4e-3": {"model.use_step2": False, "model.use_ranker": False,
                                               "train.batch_size": 1024, "train.lr": 4e-3,
                                               "train.warmup_steps": 10},
+    "Step 2 only, batch 1024, lr 4e-3": {"model.use_ranker": False, **BIG},
+    "Step 2 only, queries + last state, batch 1024, lr 4e-3": {"model.use_ranker": False, **BIG,
+                                                                "probe.queries_read_last": True},
+    "full, queries + last state, batch 1024, lr 4e-3": {**BIG, "probe.queries_read_last": True},
+    "Step 2 only, no Fake Items, batch 1024, lr 4e-3": {"model.use_ranker": False, "model.use_fake_items": False,
+                                                        **BIG},
+    # the same at the default (quick) profile's batch and learning rate
+    "quick: full": {},
+    "quick: full, queries + last state": {"probe.queries_read_last": True},
 }
+
+
+def _queries_read_last() -> None:
+    """A probe of one design choice the paper leaves open, patched in for this measurement only:
+    each Step-2 task token starts from its learned embedding *plus the Step-1 state at the newest
+    history token* (the state the Step-1 generator's head reads), instead of the learned
+    embedding alone, which must find the current session by cross-attention over the whole
+    history (hundreds of tokens at the paper profile, a few dozen in quick)."""
+    import torch
+
+    from oneranker.layers import Mask
+    from oneranker.model import Step2
+
+    def forward(self, h1, key_pad):
+        B = h1.shape[0]
+        last = h1[torch.arange(B, device=h1.device), key_pad.sum(1) - 1]
+        q = self.task_tokens[None] + last[:, None]
+        if self.fake is not None:
+            q = torch.cat([q, self.fake(B)], dim=1)
+        cross = Mask(dense=key_pad[:, None, :])
+        self_mask = Mask(dense=self.self_mask[None])
+        for block in self.blocks:
+            q = block(q, h1, cross, self_mask)
+        q = self.norm(q)
+        return q[:, : self.n_tasks], (q[:, self.n_tasks:] if self.fake is not None else None)
+
+    Step2.forward = forward
 
 
 def _emit(record: dict, out: str | None) -> None:
@@ -74,6 +111,9 @@ def run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline: 
     from oneranker.train import Trainer
     from oneranker.world import World
 
+    overrides = dict(overrides)
+    if overrides.pop("probe.queries_read_last", False):
+        _queries_read_last()
     cfg = make_config(args.profile, seed=args.seed, **{"train.patience": args.patience,
                                                         "train.epochs": args.epochs, **overrides})
     prepared = cached_prepared(cfg, args.cache, progress=False)
@@ -112,7 +152,11 @@ def run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline: 
 
     torch.manual_seed(cfg.seed)
     trainer = Probe(cfg, prepared, workdir=None, device=args.device, progress=False)
-    trainer.fit()
+    history = trainer.fit()   # the best epoch's weights
+    lists = model_lists(trainer.model, cfg, prepared, ts, cfg.train.n_candidates, device=trainer.device, per_head=True)
+    _emit({"variant": name, "final": True, "best_epoch": history.best_epoch, "epochs": len(history.epochs),
+           "stopped_early": history.stopped_early,
+           **{f"HR@5 {k}": round(list_metrics(v, ts, ks=(5,))["HR@5"], 5) for k, v in lists.items()}}, args.out)
     return name
 
 
@@ -122,12 +166,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--cache", default="cache")
-    ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--variants", nargs="*", default=list(VARIANTS)[:4], choices=list(VARIANTS))
     ap.add_argument("--epochs", type=int, default=40, help="epoch cap (the learning-rate schedule's length)")
     ap.add_argument("--patience", type=int, default=1000, help="early-stopping patience (default: off)")
     ap.add_argument("--eval-every", type=int, default=3)
     ap.add_argument("--eval-requests", type=int, default=1000)
     ap.add_argument("--minutes", type=float, default=8.0, help="wall limit of the measurement, from its start")
+    ap.add_argument("--workers", type=int, default=None, help="processes (default: one per variant)")
     ap.add_argument("--out", default=None, help="JSON lines of every record")
     args = ap.parse_args()
     start = time.time()
@@ -145,7 +190,8 @@ def main() -> None:
     refs = {k: round(list_metrics(v, ts, ks=(5,))["HR@5"], 5)
             for k, v in reference_lists(prepared, ts, cfg.train.n_candidates, args.seed).items()}
     _emit({"references HR@5": refs, "data": cfg.data_hash(), "prepared_s": round(time.time() - start, 1)}, args.out)
-    with ProcessPoolExecutor(len(args.variants), mp_context=multiprocessing.get_context("spawn")) as pool:
+    workers = args.workers or len(args.variants)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1) as pool:
         futures = [pool.submit(run_variant, v, VARIANTS[v], args, deadline) for v in args.variants]
         for f in futures:
             f.result()
