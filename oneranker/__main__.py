@@ -152,7 +152,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from .realdata import evaluate_real
     from .cache import model_folder
     from .runtime import resolve_device
-    from .train import train_or_load
+    from .train import load_trained
 
     cfg = make_config(args.profile, seed=args.seed, **parse_overrides(args.set))
     try:
@@ -161,10 +161,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         raise ConfigError(f"--device {args.device!r}: {e}") from None
     prepared, fingerprint = _real_data(args.data)
     folder = model_folder(cfg, args.cache, fingerprint)
-    if not (folder / "final.pt").exists():
-        raise ConfigError(f"no trained model of config {cfg.hash()} for dataset {fingerprint} in {args.cache}; "
+    cached = load_trained(cfg, prepared, args.cache, device=str(device), fingerprint=fingerprint)
+    if cached is None:      # none, or a damaged one that was just set aside: evaluate never trains
+        raise ConfigError(f"no usable trained model of config {cfg.hash()} for dataset {fingerprint} in {folder}; "
                           f"train it first: python -m oneranker train --data {args.data} (same --profile/--seed/--set)")
-    model, _ = train_or_load(cfg, prepared, args.cache, device=str(device), progress=False, fingerprint=fingerprint)
+    model, _ = cached
     _print_real(evaluate_real({"model": (model, cfg)}, prepared, seed=cfg.seed, device=str(device)))
 
 

@@ -144,7 +144,7 @@ class WorldConfig(Validated):
     cvr_dim: int = knob(8, "Dimension of the separate conversion latent space (pCVR is not pCTR).", ge=1)
     cvr_weight: float = knob(1.5, "pCVR logit per unit of user/item conversion similarity.", ge=0.0)
     base_ctr: float = knob(0.03, "Mean pCTR of a random (user, popularity-sampled ad) pair: CTR of a "
-                                 "few percent, as DESIGN.md asks.", gt=0.0, lt=1.0)
+                                 "few percent, as in display advertising (docs/design.md).", gt=0.0, lt=1.0)
     base_cvr: float = knob(0.10, "Mean pCVR (conversions per click): ~10% of clicks.", gt=0.0, lt=1.0)
     # --- value -------------------------------------------------------------------------
     interest_value_corr: float = knob(-0.3, "Correlation between an ad's appeal (what users click) and "
@@ -257,6 +257,15 @@ class ModelConfig(Validated):
                                           "catalogue is far from uniform (a first loss of ~44 nats against "
                                           "ln 1,682 = 7.4 on MovieLens); 0.02 (GPT-2's choice) starts at a "
                                           "uniform guess.", gt=0.0)
+    task_query: str = knob("learned", "What each Step-2 task token starts from (the paper does not say): "
+                                      "'learned' = its learned vector alone, the same for every request, "
+                                      "which must find the current session by cross-attention over the "
+                                      "whole history; 'learned+last' = that vector plus the Step-1 state "
+                                      "at the newest history token (the state the Step-1 generator's head "
+                                      "reads). Probed on one H200 at paper history lengths (hundreds of "
+                                      "tokens), learned queries alone stayed near popularity "
+                                      "(scripts/paper_learning.py, README).",
+                           choices=("learned", "learned+last"))
     # --- ablation switches (paper Tables 2 and 3) ----------------------------------------
     use_step2: bool = knob(True, "False: 'ranker on Step 1 only' - no Step 2; a Step-1 next-item head generates.")
     use_task_tokens: bool = knob(True, "False: 'without Fake Items and task tokens' - one shared query token.")

@@ -147,7 +147,8 @@ def build_prepared(logs: Logs, cfg: Config) -> "Prepared":
     splits, skips = split_requests(logs, cfg.data.min_requests_per_user)
     if any(len(v) == 0 for v in splits.values()):
         raise DataError(f"source {logs.source!r} leaves an empty split ({ {k: len(v) for k, v in splits.items()} }); "
-                        f"every user needs at least 3 requests")
+                        f"every user needs at least data.min_requests_per_user={cfg.data.min_requests_per_user} requests "
+                        f"(one each for test and validation, the rest for training)")
     key = cfg.data_hash()
     requests = DatasetDict({name: _dataset(_requests_table(logs, idx), f"{key}-{name}")
                             for name, idx in splits.items()})

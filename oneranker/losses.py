@@ -87,8 +87,10 @@ def value_weighted_draws(items: Tensor, value: Tensor, mask: Tensor, n_samples: 
     """``n_draws`` independent :func:`value_weighted_targets` draws (one per value head).
 
     The draws are made on the CPU with the caller's CPU generator, so every device gets the
-    same targets. The weights are copied to the CPU once for all the draws: that copy is the
-    one point of a training step where the host waits for the GPU.
+    same targets; they are returned on the device of ``items``. Given GPU tensors, the weights
+    are copied to the CPU once for all the draws, and the host waits for the GPU there; the
+    trainer passes the batch as collated on the CPU instead (``host`` of :func:`loss_terms`),
+    and nothing waits.
     """
     w = torch.where(mask & (value > 0), value.float().clamp(min=0) ** power, torch.zeros_like(value, dtype=torch.float))
     has = w.sum(1) > 0
@@ -190,13 +192,17 @@ class LossDraws:
 
 
 def draw_loss_samples(model: OneRanker, batch: dict[str, torch.Tensor], tc: TrainConfig,
-                      gen: torch.Generator) -> LossDraws:
+                      gen: torch.Generator, host: dict[str, torch.Tensor] | None = None) -> LossDraws:
     """Draw a step's value targets, then its negatives, for the whole batch (in this order:
-    the generator's stream, and so every trained model, depends on it)."""
-    items, mask = batch["imp_item"], batch["imp_mask"]
+    the generator's stream, and so every trained model, depends on it). ``host``: the same
+    batch on the CPU, as collated; the value targets are then drawn from it and copied to the
+    batch's device without the host waiting for the GPU."""
+    items = batch["imp_item"]
+    src = batch if host is None else host
     # Value heads: each draws its own value-weighted target (bagging over the value tokens).
-    targets = value_weighted_draws(items, _logged_value(batch, tc), mask, 1, model.cfg.n_value_tasks,
-                                   tc.value_power, gen)
+    targets = value_weighted_draws(src["imp_item"], _logged_value(src, tc), src["imp_mask"], 1,
+                                   model.cfg.n_value_tasks, tc.value_power, gen)
+    targets = [to_device(t, items.device) for t in targets]
     negatives = None
     if model.rdecoder is not None:
         negatives = torch.randint(0, model.items.n_items, (items.shape[0], tc.n_random_negatives), generator=gen)
@@ -220,7 +226,8 @@ CountTotal = Callable[[Tensor], Tensor]
 
 def loss_terms(model: OneRanker, batch: dict[str, torch.Tensor], tc: TrainConfig,
                gen: torch.Generator, rows: slice | None = None,
-               count_total: CountTotal | None = None) -> dict[str, torch.Tensor]:
+               count_total: CountTotal | None = None,
+               host: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """L_MTP, L_rank, L_DC and their weighted total for one batch (paper, 'Training objective').
 
     ``rows`` and ``count_total``: the terms of these rows only, each divided by its count over
@@ -228,8 +235,10 @@ def loss_terms(model: OneRanker, batch: dict[str, torch.Tensor], tc: TrainConfig
     Random negatives and value targets are drawn for the whole batch first and then sliced, so
     the losses of disjoint row ranges add up to the whole batch's loss: distributed training
     gives every rank the same batch and its own rows (:class:`~oneranker.train.Trainer`).
+    ``host``: the batch as collated on the CPU, before its copy to the GPU; given, the step
+    never makes the host wait for the GPU (:func:`draw_loss_samples`).
     """
-    return loss_from_draws(model, batch, tc, draw_loss_samples(model, batch, tc, gen), rows, count_total)
+    return loss_from_draws(model, batch, tc, draw_loss_samples(model, batch, tc, gen, host), rows, count_total)
 
 
 def loss_from_draws(model: OneRanker, batch: dict[str, torch.Tensor], tc: TrainConfig, draws: LossDraws,

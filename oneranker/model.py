@@ -248,9 +248,15 @@ class Step2(nn.Module):
             return shared.expand(-1, c.n_interest_tasks, -1), shared.expand(-1, c.n_value_tasks, -1)
         return scores[:, :c.n_interest_tasks], scores[:, c.n_interest_tasks:self.n_tasks]
 
-    def forward(self, h1: Tensor, key_pad: Tensor) -> tuple[Tensor, Tensor | None]:
+    def queries(self, last: Tensor) -> Tensor:
+        """The task tokens' inputs [B, T, d]: their learned vectors, plus the Step-1 state at the
+        newest history token ``last`` [B, d] when ``model.task_query='learned+last'``."""
+        q = self.task_tokens[None].expand(last.shape[0], -1, -1)
+        return q + last[:, None] if self.cfg.task_query == "learned+last" else q
+
+    def forward(self, h1: Tensor, key_pad: Tensor, last: Tensor) -> tuple[Tensor, Tensor | None]:
         B = h1.shape[0]
-        q = self.task_tokens[None].expand(B, -1, -1)
+        q = self.queries(last)
         if self.fake is not None:
             q = torch.cat([q, self.fake(B)], dim=1)
         cross = Mask(dense=key_pad[:, None, :])
@@ -356,7 +362,7 @@ class OneRanker(nn.Module):
         last = h1[torch.arange(B, device=h1.device), lengths - 1]
         tasks = fakes = None
         if self.step2 is not None:
-            tasks, fakes = self.step2(h1, key_pad)
+            tasks, fakes = self.step2(h1, key_pad, last)
         return State(h1=h1, key_pad=key_pad, last=last, tasks=tasks, fakes=fakes)
 
     def step1_mask(self, lengths: Tensor, prefix: Tensor, L: int) -> Mask:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from .cache import atomic_save, load_entry, model_folder
 from .config import Config, TrainConfig
@@ -47,8 +49,8 @@ class _LossModule(nn.Module):
         self.model = model
 
     def forward(self, batch: dict[str, torch.Tensor], tc: TrainConfig, gen: torch.Generator,
-                rows: slice | None) -> dict[str, torch.Tensor]:
-        return loss_terms(self.model, batch, tc, gen, rows, count_total=_summed_over_processes)
+                rows: slice | None, host: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        return loss_terms(self.model, batch, tc, gen, rows, count_total=_summed_over_processes, host=host)
 
 
 def _summed_over_processes(counts: torch.Tensor) -> torch.Tensor:
@@ -59,6 +61,13 @@ def _summed_over_processes(counts: torch.Tensor) -> torch.Tensor:
 
 
 _SHOW_LOSS_EVERY = 25   # steps between progress-bar loss updates (each waits for the GPU)
+
+
+def collated(prepared: Prepared, split: str, indices: np.ndarray, collate: Collator) -> dict[str, torch.Tensor]:
+    """The requests ``indices`` of ``split`` as one batch collated on the CPU (the trainer's
+    steps and the validation loss build their batches here)."""
+    cols = prepared.requests[split][np.asarray(indices).tolist()]
+    return collate([dict(zip(cols, vals)) for vals in zip(*cols.values())])
 
 
 def _step_seed(seed: int, *parts: int) -> int:
@@ -108,7 +117,10 @@ class Trainer:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = DistributedDataParallel(_LossModule(self.model), device_ids=ids, find_unused_parameters=True)
-        self.optim = torch.optim.AdamW(self.model.parameters(), lr=self.tc.lr, weight_decay=self.tc.weight_decay)
+        # fused: one kernel for the whole update on CUDA (a paper-profile step spent several
+        # milliseconds in the per-tensor updates); the CPU keeps the reference implementation
+        self.optim = torch.optim.AdamW(self.model.parameters(), lr=self.tc.lr, weight_decay=self.tc.weight_decay,
+                                       fused=self.device.type == "cuda")
         n_train = len(prepared.requests["train"])
         if self.tc.max_train_requests:
             n_train = min(n_train, self.tc.max_train_requests)
@@ -116,6 +128,8 @@ class Trainer:
         self._train_lengths: np.ndarray | None = None  # history length per train request (grouping)
         self.steps_per_epoch = math.ceil(n_train / self.tc.batch_size)
         self.total_steps = self.steps_per_epoch * self.tc.epochs
+        # collate the next batch in a thread while a step runs: on a GPU (see _prefetched)
+        self.prefetch = self.device.type != "cpu"
         self.workdir = Path(workdir) if workdir is not None else None
         self.step, self.history, self.best_state, self.bad_epochs = 0, History(), None, 0
         self.epoch_losses: list[float | torch.Tensor] = []  # the current epoch's step totals (checkpointed)
@@ -130,10 +144,13 @@ class Trainer:
         t = (step - self.tc.warmup_steps) / max(1, self.total_steps - self.tc.warmup_steps)
         return self.tc.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
+    def host_batch(self, split: str, indices: np.ndarray) -> dict[str, torch.Tensor]:
+        """The requests ``indices`` of ``split`` collated on the CPU (see :func:`collated`)."""
+        return collated(self.prepared, split, indices, self.collate)
+
     def batch(self, split: str, indices: np.ndarray) -> dict[str, torch.Tensor]:
-        cols = self.prepared.requests[split][indices.tolist()]
-        rows = [dict(zip(cols, vals)) for vals in zip(*cols.values())]
-        return batch_to_device(self.collate(rows), self.device)
+        """The requests ``indices`` of ``split`` collated and on the trainer's device."""
+        return batch_to_device(self.host_batch(split, indices), self.device)
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         rng = np.random.default_rng(_step_seed(self.cfg.seed, 1, epoch))
@@ -156,22 +173,26 @@ class Trainer:
         return autocast(self.device)
 
     # ---------------------------------------------------------------- training
-    def train_step(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
-        """One optimiser step on the training requests ``indices``. Returns the loss terms as
-        0-d tensors, still on the device: reading one waits for the GPU to finish the step,
-        so :meth:`fit` reads them rarely and the next batch is built while the GPU works."""
+    def train_step(self, indices: np.ndarray, host: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """One optimiser step on the training requests ``indices`` (``host``: their batch, already
+        collated on the CPU, e.g. by :meth:`fit`'s prefetching thread). Returns the loss terms
+        as 0-d tensors, still on the device: reading one waits for the GPU to finish the step,
+        so :meth:`fit` reads them rarely. Nothing else in the step waits for the GPU (the value
+        targets are drawn from the CPU batch), so the host queues the step and goes on."""
         self.model.train()
         torch.manual_seed(_step_seed(self.cfg.seed, 2, self.step))  # dropout noise of this step
         gen = torch.Generator().manual_seed(_step_seed(self.cfg.seed, 3, self.step))
         for g in self.optim.param_groups:
             g["lr"] = self.lr_at(self.step)
-        batch = self.batch("train", indices)
+        host = self.host_batch("train", indices) if host is None else host
+        batch = batch_to_device(host, self.device)
         with self._autocast():
             if self.ddp is None:
-                terms = loss_terms(self.model, batch, self.tc, gen)
+                terms = loss_terms(self.model, batch, self.tc, gen, host=host)
             else:
                 B = len(indices)
-                terms = self.ddp(batch, self.tc, gen, slice(B * self.rank // self.world, B * (self.rank + 1) // self.world))
+                terms = self.ddp(batch, self.tc, gen, slice(B * self.rank // self.world, B * (self.rank + 1) // self.world),
+                                 host)
         self.optim.zero_grad(set_to_none=True)
         (terms["total"] * self.world).backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -205,8 +226,9 @@ class Trainer:
             self._epoch_started = time.perf_counter()   # wall time of the epoch (a measurement, not a result)
             bar = tqdm(range(first, self.steps_per_epoch), desc=f"epoch {epoch + 1}/{self.tc.epochs}",
                        disable=not self.progress, leave=False)
+            hosts = self._prefetched(batches, first)
             for b in bar:
-                terms = self.train_step(batches[b])
+                terms = self.train_step(batches[b], next(hosts))
                 self.epoch_losses.append(terms["total"])
                 if self.progress and b % _SHOW_LOSS_EVERY == 0:
                     bar.set_postfix(loss=f"{float(terms['total']):.3f}")
@@ -218,6 +240,23 @@ class Trainer:
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         return self.history
+
+    def _prefetched(self, batches: list[np.ndarray], first: int) -> Iterator[dict[str, torch.Tensor] | None]:
+        """The CPU batches of ``batches[first:]`` in order. With ``prefetch`` (on a GPU) a thread
+        collates the next batch while the current step runs (collation is Python and numpy work
+        that would otherwise leave the GPU idle); without (on the CPU, where a second thread would
+        only compete with training for the cores) each is collated when its step asks (None).
+        The batches are the same either way, and so is the trained model."""
+        if not self.prefetch:
+            for _ in range(first, len(batches)):
+                yield None
+            return
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            ahead = pool.submit(self.host_batch, "train", batches[first]) if first < len(batches) else None
+            for b in range(first, len(batches)):
+                host = ahead.result()
+                ahead = pool.submit(self.host_batch, "train", batches[b + 1]) if b + 1 < len(batches) else None
+                yield host
 
     def _end_epoch(self, epoch: int) -> None:
         valid = self.validation_loss()
@@ -269,40 +308,50 @@ def mean_loss_terms(model: OneRanker, prepared: Prepared, tc: TrainConfig, n_req
     ``seed``. Early stopping watches its ``total``; notebook 05 scores models trained without
     a term on that term by passing the full model's ``tc``."""
     model.eval()
-    valid = prepared.requests["valid"]
     gen = torch.Generator().manual_seed(seed)
     sums: dict[str, float] = {}
     for start in range(0, n_requests, tc.batch_size):
         chunk = range(start, min(start + tc.batch_size, n_requests))
-        cols = valid[list(chunk)]
-        batch = batch_to_device(collate([dict(zip(cols, vals)) for vals in zip(*cols.values())]), device)
+        host = collated(prepared, "valid", np.asarray(chunk), collate)
         with autocast(device):
-            terms = loss_terms(model, batch, tc, gen)
+            terms = loss_terms(model, batch_to_device(host, device), tc, gen, host=host)
         for k, v in terms.items():
             sums[k] = sums.get(k, 0.0) + float(v) * len(chunk)
     return {k: v / n_requests for k, v in sums.items()}
 
 
+def load_trained(cfg: Config, prepared: Prepared, cache_dir: str | Path = "cache", device: str = "auto",
+                 fingerprint: str | None = None) -> tuple[OneRanker, History] | None:
+    """The cached trained model of ``cfg`` (on the dataset ``fingerprint``, for real logs) and
+    its history, or None when the cache has none. A damaged ``final.pt`` is set aside (named in
+    a :class:`cache.CacheWarning`) and None returned; one made by another config or dataset is
+    an error. Nothing is trained here: ``evaluate`` refuses where there is no model."""
+    final = model_folder(cfg, cache_dir, fingerprint) / "final.pt"
+    dev = resolve_device(device)
+    blob = load_entry(final, map_location=dev, expect=("config_hash", "model", "history"))
+    if blob is None:
+        return None
+    if blob["config_hash"] != cfg.hash() or blob.get("fingerprint") != fingerprint:
+        raise ValueError(f"{final} was made by another config or dataset (config {blob['config_hash']}, "
+                         f"dataset {blob.get('fingerprint')}); delete it")
+    model = build_model(cfg, prepared).to(dev)
+    model.load_state_dict(blob["model"])
+    return model.eval(), History(**json.loads(blob["history"]))
+
+
 def train_or_load(cfg: Config, prepared: Prepared, cache_dir: str | Path = "cache", device: str = "auto",
                   progress: bool = True, fingerprint: str | None = None) -> tuple[OneRanker, History]:
-    """The trained model of ``cfg``, from the cache (:func:`cache.model_folder`) or trained now.
+    """The trained model of ``cfg``, from the cache (:func:`load_trained`) or trained now.
 
     Notebooks share models through this cache, so a variant trained in one notebook is not
     trained again in the next. The checkpoint in the cache folder also makes a killed run
-    resume where it stopped. A cached model is loaded without building a trainer; a damaged
-    one is set aside (named in a :class:`cache.CacheWarning`) and trained again.
+    resume where it stopped. A damaged cached model is set aside and trained again.
     """
+    cached = load_trained(cfg, prepared, cache_dir, device, fingerprint)
+    if cached is not None:
+        return cached
     folder = model_folder(cfg, cache_dir, fingerprint)
     final = folder / "final.pt"
-    dev = resolve_device(device)
-    blob = load_entry(final, map_location=dev, expect=("config_hash", "model", "history"))
-    if blob is not None:
-        if blob["config_hash"] != cfg.hash() or blob.get("fingerprint") != fingerprint:
-            raise ValueError(f"{final} was made by another config or dataset (config {blob['config_hash']}, "
-                             f"dataset {blob.get('fingerprint')}); delete it")
-        model = build_model(cfg, prepared).to(dev)
-        model.load_state_dict(blob["model"])
-        return model.eval(), History(**json.loads(blob["history"]))
     trainer = Trainer(cfg, prepared, workdir=folder, device=device, progress=progress)
     history = trainer.fit()
     if trainer.rank == 0:  # distributed: one writer; the others wait for the file

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import brentq
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from .config import WorldConfig
 from .schema import AD, CLICK, CONVERSION, IMPRESSION, ORGANIC, VIEW, Logs

@@ -14,6 +14,11 @@ flattens, to choose the paper profile's stopping rule and budget from it, not a 
 
 One process (the first variant) also profiles three training steps after its first epoch:
 the top operators by GPU time and the CPU and GPU totals, to show what bounds a step.
+
+The committed runs (``results/paper/learning_probes_h200_run*.jsonl``, README) were made
+before ``model.task_query`` existed: their "queries + last state" variants patched the same
+computation into ``Step2.forward`` for the measurement, and their batch time included the
+copy to the GPU (the ``batch_build_s`` field; now it is the CPU collation alone).
 """
 
 from __future__ import annotations
@@ -35,41 +40,16 @@ VARIANTS: dict[str, dict] = {
                                               "train.warmup_steps": 10},
     "Step 2 only, batch 1024, lr 4e-3": {"model.use_ranker": False, **BIG},
     "Step 2 only, queries + last state, batch 1024, lr 4e-3": {"model.use_ranker": False, **BIG,
-                                                                "probe.queries_read_last": True},
-    "full, queries + last state, batch 1024, lr 4e-3": {**BIG, "probe.queries_read_last": True},
+                                                                "model.task_query": "learned+last"},
+    "full, queries + last state, batch 1024, lr 4e-3": {**BIG, "model.task_query": "learned+last"},
     "Step 2 only, no Fake Items, batch 1024, lr 4e-3": {"model.use_ranker": False, "model.use_fake_items": False,
                                                         **BIG},
     # the same at the default (quick) profile's batch and learning rate
     "quick: full": {},
-    "quick: full, queries + last state": {"probe.queries_read_last": True},
+    "quick: full, queries + last state": {"model.task_query": "learned+last"},
+    "quick: Step 2 only": {"model.use_ranker": False},
+    "quick: Step 2 only, queries + last state": {"model.use_ranker": False, "model.task_query": "learned+last"},
 }
-
-
-def _queries_read_last() -> None:
-    """A probe of one design choice the paper leaves open, patched in for this measurement only:
-    each Step-2 task token starts from its learned embedding *plus the Step-1 state at the newest
-    history token* (the state the Step-1 generator's head reads), instead of the learned
-    embedding alone, which must find the current session by cross-attention over the whole
-    history (hundreds of tokens at the paper profile, a few dozen in quick)."""
-    import torch
-
-    from oneranker.layers import Mask
-    from oneranker.model import Step2
-
-    def forward(self, h1, key_pad):
-        B = h1.shape[0]
-        last = h1[torch.arange(B, device=h1.device), key_pad.sum(1) - 1]
-        q = self.task_tokens[None] + last[:, None]
-        if self.fake is not None:
-            q = torch.cat([q, self.fake(B)], dim=1)
-        cross = Mask(dense=key_pad[:, None, :])
-        self_mask = Mask(dense=self.self_mask[None])
-        for block in self.blocks:
-            q = block(q, h1, cross, self_mask)
-        q = self.norm(q)
-        return q[:, : self.n_tasks], (q[:, self.n_tasks:] if self.fake is not None else None)
-
-    Step2.forward = forward
 
 
 def _emit(record: dict, out: str | None) -> None:
@@ -111,9 +91,8 @@ def run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline: 
     from oneranker.train import Trainer
     from oneranker.world import World
 
-    overrides = dict(overrides)
-    if overrides.pop("probe.queries_read_last", False):
-        _queries_read_last()
+    if args.device == "cpu":
+        torch.set_num_threads(1)   # one single-threaded process per core, as pool.train_all trains
     cfg = make_config(args.profile, seed=args.seed, **{"train.patience": args.patience,
                                                         "train.epochs": args.epochs, **overrides})
     prepared = cached_prepared(cfg, args.cache, progress=False)
@@ -124,9 +103,9 @@ def run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline: 
 
         batch_seconds = 0.0
 
-        def batch(self, split, indices):
+        def host_batch(self, split, indices):
             t = time.perf_counter()
-            out = super().batch(split, indices)
+            out = super().host_batch(split, indices)
             self.batch_seconds += time.perf_counter() - t
             return out
 

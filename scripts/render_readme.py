@@ -174,6 +174,60 @@ def paper_curves() -> str:
     return markdown_table(table, index=False)
 
 
+PROBE_RUNS = ("learning_probes_h200_run1", "learning_probes_h200_run2")
+
+
+def _probe_records(run: str) -> list[dict]:
+    return [json.loads(line) for line in (ROOT / "results" / "paper" / f"{run}.jsonl").read_text().splitlines()]
+
+
+def _gpu_busy(run: str) -> str:
+    """Mean nvidia-smi utilisation over the samples taken while the models held GPU memory."""
+    smi = pd.read_csv(ROOT / "results" / "paper" / f"{run}_nvidia_smi.csv", skipinitialspace=True)
+    util = smi.iloc[:, 1].str.rstrip(" %").astype(float)
+    loaded = smi.iloc[:, 2].str.rstrip(" MiB").astype(float) > 1000
+    return f"{util[loaded].mean():.0f}%"
+
+
+def paper_probes() -> str:
+    """scripts/paper_learning.py on one H200 (seed 0 of the paper profile, four models at once
+    per run, early stopping off, each run cut at its wall limit): how far each variant learned,
+    against the references of the same requests (gap closed by the served list where the
+    model has a ranker, else by the generated one)."""
+    rows = []
+    for i, run in enumerate(PROBE_RUNS, 1):
+        recs = _probe_records(run)
+        refs = recs[0]["references HR@5"]
+        pop, oracle = refs["popularity"], refs["interest oracle"]
+        closed = lambda v: f"{round(100 * (v - pop) / (oracle - pop)) + 0:.0f}%"  # noqa: E731  (+0: no "-0%")
+        busy = _gpu_busy(run)
+        epochs = [r for r in recs if "epoch" in r]
+        for name in dict.fromkeys(r["variant"] for r in epochs):
+            curve = [r for r in epochs if r["variant"] == name]
+            scored = [r for r in curve if "HR@5 generated" in r]
+            last, at12 = scored[-1], next((r for r in scored if r["epoch"] == 12), None)
+            shown = lambda r: r.get("HR@5 ranked", r["HR@5 generated"])  # noqa: E731
+            later = curve[1:]       # epoch 1 includes compilation
+            rows.append({"run": i, "variant (paper, seed 0)": name, "epochs": str(len(curve)),
+                         "s per epoch (median)": f"{pd.Series([r['seconds'] for r in later]).median():.1f}",
+                         "batch collation (share of epoch)":
+                             f"{sum(r['batch_build_s'] for r in later) / sum(r['seconds'] for r in later):.0%}",
+                         "gap closed, epoch 12": closed(shown(at12)) if at12 else "",
+                         "HR@5 generated, last epoch": f"{last['HR@5 generated']:.4f}",
+                         "HR@5 served, last epoch": f"{last['HR@5 ranked']:.4f}" if "HR@5 ranked" in last else "",
+                         "gap closed, last epoch": closed(shown(last)), "GPU busy (run)": busy})
+        for name in ("popularity", "co-occurrence", "interest oracle"):
+            rows.append({"run": i, "variant (paper, seed 0)": f"{name} (reference)",
+                         "HR@5 generated, last epoch": f"{refs[name]:.4f}", "gap closed, last epoch": closed(refs[name])})
+    prof = next(r for r in _probe_records(PROBE_RUNS[0]) if "profile" in r)
+    p = prof["profile"]
+    line = (f"\nRun 1's profile of three training steps of its first variant ({prof['variant']}, after epoch 1, "
+            f"the other three models training beside it): {1e3 * p['wall_s_per_step']:.0f} ms of wall time per step, "
+            f"{1e3 * p['gpu_busy_s_per_step']:.0f} ms of it in GPU kernels, {p['kernels_per_step']:.0f} kernels "
+            f"per step.\n")
+    return markdown_table(pd.DataFrame(rows).fillna(""), index=False) + line
+
+
 def table1() -> str:
     """Notebook 06: the paper's Table 1 on served lists, with the references and the gap closed."""
     t = _csv("06_table1_hr").drop(columns=["seeds"])
@@ -240,6 +294,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "headroom": headroom,
     "stopping": stopping,
     "paper-curves": paper_curves,
+    "paper-probes": paper_probes,
     "table1": table1,
     "table1-verdicts": table1_verdicts,
     "ab": ab,

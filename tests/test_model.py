@@ -252,6 +252,51 @@ def test_the_loss_forward_waits_for_the_gpu_once(tiny_prepared, monkeypatch):
     assert calls == [1] and torch.isfinite(loss)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_loss_forward_from_a_host_batch_never_waits_for_the_gpu(tiny_prepared):
+    """Given the batch as collated on the CPU (what the trainer passes), the loss's forward pass
+    draws the value targets from it and never makes the host wait for the GPU."""
+    from oneranker.runtime import batch_to_device
+
+    cfg = tiny_config()
+    device = torch.device("cuda")
+    model = build_model(cfg, tiny_prepared).to(device)
+    host = _batch(tiny_prepared, cfg)
+    batch = batch_to_device(host, device)
+    torch.cuda.set_sync_debug_mode("error")      # any wait raises
+    try:
+        loss = loss_terms(model, batch, cfg.train, torch.Generator().manual_seed(0), host=host)["total"]
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert torch.isfinite(loss)
+
+
+def test_task_queries_start_from_the_newest_step1_state(tiny_prepared, monkeypatch):
+    """model.task_query: 'learned' queries are the task vectors alone, the same for every
+    request; 'learned+last' adds the Step-1 state at each request's newest history token, the
+    one the Step-1 generator's head reads (State.last)."""
+    from oneranker.model import Step2
+
+    batch = _batch(tiny_prepared, tiny_config())
+    seen = {}
+    real = Step2.queries
+
+    def spy(self, last):
+        seen["last"], seen["q"] = last, real(self, last)
+        return seen["q"]
+
+    monkeypatch.setattr(Step2, "queries", spy)
+    for mode in ("learned", "learned+last"):
+        model = build_model(tiny_config(**{"model.task_query": mode}), tiny_prepared).eval()
+        with torch.no_grad():
+            state = model.encode(batch)
+        tokens = model.step2.task_tokens[None]
+        assert torch.equal(seen["last"], state.last)
+        expected = tokens + state.last[:, None] if mode == "learned+last" else tokens.expand_as(seen["q"])
+        assert torch.equal(seen["q"], expected)
+    assert not torch.equal(state.last[0], state.last[1])     # the requests' states differ, so the queries do
+
+
 def _trained_like(model):
     """Give every parameter a non-trivial value (zero-initialised biases and bid weights
     would hide a switch that only matters once trained)."""

@@ -77,6 +77,14 @@ def test_train_and_evaluate_cli_on_real_logs(tmp_path, capsys):
     assert "HR@10" in out and "popularity" in out and f"of dataset {dataset_fingerprint(data)}" in out
     assert main(["evaluate", *args]) == 0
     assert "model" in capsys.readouterr().out
+    # a damaged model is set aside and named; evaluate refuses instead of training a new one
+    from oneranker.cache import CacheWarning
+    final = next((cache / "models").glob("*/final.pt"))
+    final.write_bytes(b"not a checkpoint")
+    with pytest.warns(CacheWarning, match="final.pt is damaged"):
+        assert main(["evaluate", *args]) == 2
+    assert "no usable trained model" in capsys.readouterr().err
+    assert not final.exists() and final.with_name("final.pt.damaged").exists()
     # a re-prepared dataset misses the cache instead of loading the old model
     other = _prepare(tmp_path, "other", seed=1)
     assert main(["evaluate", "--data", str(other), "--cache", str(cache), "--device", "cpu", *SMALL]) == 2
