@@ -52,8 +52,10 @@ VARIANTS: dict[str, dict] = {
 }
 
 
-def _emit(record: dict, out: str | None) -> None:
-    line = json.dumps(record)
+def _emit(record: dict, args: argparse.Namespace) -> None:
+    """Print one JSON record (with the run's seed) and append it to ``--out``."""
+    line = json.dumps({"seed": args.seed, **record})
+    out = args.out
     print(line, flush=True)
     if out:
         with open(out, "a") as f:
@@ -120,14 +122,14 @@ def run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline: 
                                     per_head=True)
                 rec.update({f"HR@5 {k}": round(list_metrics(v, ts, ks=(5,))["HR@5"], 5) for k, v in lists.items()})
                 rec["eval_s"] = round(time.perf_counter() - t, 1)
-            _emit(rec, args.out)
+            _emit(rec, args)
             if epoch == 0 and name == next(iter(VARIANTS)) and self.device.type == "cuda":
                 prof = _profile_steps(self, self.epoch_batches(epoch + 1000))
                 print(prof.pop("top"), flush=True)
-                _emit({"variant": name, "profile": prof}, args.out)
+                _emit({"variant": name, "profile": prof}, args)
             if time.time() > deadline:
                 self.history.stopped_early = True   # the measurement's wall limit, recorded as such
-                _emit({"variant": name, "cut_by_wall_limit_after_epoch": epoch + 1}, args.out)
+                _emit({"variant": name, "cut_by_wall_limit_after_epoch": epoch + 1}, args)
 
     torch.manual_seed(cfg.seed)
     trainer = Probe(cfg, prepared, workdir=None, device=args.device, progress=False)
@@ -135,7 +137,7 @@ def run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline: 
     lists = model_lists(trainer.model, cfg, prepared, ts, cfg.train.n_candidates, device=trainer.device, per_head=True)
     _emit({"variant": name, "final": True, "best_epoch": history.best_epoch, "epochs": len(history.epochs),
            "stopped_early": history.stopped_early,
-           **{f"HR@5 {k}": round(list_metrics(v, ts, ks=(5,))["HR@5"], 5) for k, v in lists.items()}}, args.out)
+           **{f"HR@5 {k}": round(list_metrics(v, ts, ks=(5,))["HR@5"], 5) for k, v in lists.items()}}, args)
     return name
 
 
@@ -168,13 +170,13 @@ def main() -> None:
     ts = truth_set(World(cfg.world, cfg.seed), prepared, n_requests=args.eval_requests)
     refs = {k: round(list_metrics(v, ts, ks=(5,))["HR@5"], 5)
             for k, v in reference_lists(prepared, ts, cfg.train.n_candidates, args.seed).items()}
-    _emit({"references HR@5": refs, "data": cfg.data_hash(), "prepared_s": round(time.time() - start, 1)}, args.out)
+    _emit({"references HR@5": refs, "data": cfg.data_hash(), "prepared_s": round(time.time() - start, 1)}, args)
     workers = args.workers or len(args.variants)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1) as pool:
         futures = [pool.submit(run_variant, v, VARIANTS[v], args, deadline) for v in args.variants]
         for f in futures:
             f.result()
-    _emit({"total_s": round(time.time() - start, 1)}, args.out)
+    _emit({"total_s": round(time.time() - start, 1)}, args)
 
 
 if __name__ == "__main__":

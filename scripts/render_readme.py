@@ -228,6 +228,35 @@ def paper_probes() -> str:
     return markdown_table(pd.DataFrame(rows).fillna(""), index=False) + line
 
 
+def task_query_quick() -> str:
+    """results/quick/step2_queries_probe.jsonl (scripts/paper_learning.py at the quick profile,
+    early stopping as in the notebooks): learned task queries against queries that add the
+    newest Step-1 state, paired per seed, with the references of each seed's requests."""
+    recs = [json.loads(line) for line in (QUICK / "step2_queries_probe.jsonl").read_text().splitlines()]
+    refs = {r["seed"]: r["references HR@5"] for r in recs if "references HR@5" in r}
+    finals = pd.DataFrame([r for r in recs if r.get("final")])
+    finals["list"] = ["served" if pd.notna(r) else "generated" for r in finals.get("HR@5 ranked", pd.Series([None] * len(finals)))]
+    finals["HR@5 shown"] = finals["HR@5 ranked"].fillna(finals["HR@5 generated"])
+    finals["gap"] = [(v - refs[s]["popularity"]) / (refs[s]["interest oracle"] - refs[s]["popularity"])
+                     for v, s in zip(finals["HR@5 shown"], finals["seed"])]
+    rows = []
+    for model in ("Step 2 only", "full"):
+        base = finals[finals.variant == f"quick: {model}"].set_index("seed")
+        last = finals[finals.variant == f"quick: {model}, queries + last state"].set_index("seed")
+        seeds = sorted(set(base.index) & set(last.index))
+        for name, g in (("learned (default)", base), ("learned+last", last)):
+            g = g.loc[seeds]
+            rows.append({"model": f"{model} ({g['list'].iloc[0]} list)", "task_query": name,
+                         "HR@5": _pm(g["HR@5 shown"]), "gap closed": _pm(g["gap"], percent=True),
+                         "best epoch": _pm(g["best_epoch"], digits=1), "seeds": str(len(seeds))})
+        diff, ci = mean_ci(last.loc[seeds, "HR@5 shown"] - base.loc[seeds, "HR@5 shown"])
+        ep, ep_ci = mean_ci(last.loc[seeds, "best_epoch"] - base.loc[seeds, "best_epoch"])
+        rows.append({"model": f"{model}: learned+last − learned (paired)", "task_query": "",
+                     "HR@5": f"{diff:+.4f} ± {ci:.4f}: {tables.verdict(diff, ci)}", "gap closed": "",
+                     "best epoch": f"{ep:+.1f} ± {ep_ci:.1f}: {tables.verdict(ep, ep_ci)}", "seeds": str(len(seeds))})
+    return markdown_table(pd.DataFrame(rows), index=False)
+
+
 def table1() -> str:
     """Notebook 06: the paper's Table 1 on served lists, with the references and the gap closed."""
     t = _csv("06_table1_hr").drop(columns=["seeds"])
@@ -295,6 +324,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "stopping": stopping,
     "paper-curves": paper_curves,
     "paper-probes": paper_probes,
+    "task-query-quick": task_query_quick,
     "table1": table1,
     "table1-verdicts": table1_verdicts,
     "ab": ab,
