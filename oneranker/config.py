@@ -263,8 +263,10 @@ class ModelConfig(Validated):
                                       "whole history; 'learned+last' = that vector plus the Step-1 state "
                                       "at the newest history token (the state the Step-1 generator's head "
                                       "reads). Probed on one H200 at paper history lengths (hundreds of "
-                                      "tokens), learned queries alone stayed near popularity "
-                                      "(scripts/paper_learning.py, README).",
+                                      "tokens), Step 2 with learned queries alone learned slowly and the "
+                                      "full model stayed near popularity; at quick, 'learned+last' reached "
+                                      "the best epoch about twice as early (scripts/paper_learning.py, "
+                                      "README).",
                            choices=("learned", "learned+last"))
     # --- ablation switches (paper Tables 2 and 3) ----------------------------------------
     use_step2: bool = knob(True, "False: 'ranker on Step 1 only' - no Step 2; a Step-1 next-item head generates.")
