@@ -1,8 +1,10 @@
 """Training throughput of the real Trainer on a real (cached) dataset: requests/s of one model
 alone against several models trained at once on the same device, with and without
-length-grouped batches. This is what sizes the paper profile's training budget.
+length-grouped batches, and with and without the next batch collated in a thread while a step
+runs (``Trainer.host_batches``, what ``Trainer.fit`` does on a GPU). This is what sizes the
+paper profile's training budget.
 
-    python benchmarks/training_throughput.py --profile paper --runs 0x1 50x1 50x4 50x8
+    python benchmarks/training_throughput.py --profile paper --runs 0x1 50x1 50x1f 50x4 50x4f 50x8f
 
 Every contender runs in this one invocation, one after another, on the same dataset; each
 worker is a fresh process (as in ``pool.train_all``) that trains ``--warmup`` steps,
@@ -27,7 +29,8 @@ from oneranker.config import config_from_dict, make_config  # noqa: E402
 from oneranker.data import cached_prepared  # noqa: E402
 
 
-def _worker(cfg_dict: dict, cache_dir: str, device: str, warmup: int, steps: int, barrier, pad_to: int) -> dict:
+def _worker(cfg_dict: dict, cache_dir: str, device: str, warmup: int, steps: int, barrier, pad_to: int,
+            prefetch: bool = False) -> dict:
     import torch
 
     from oneranker.train import Trainer
@@ -57,24 +60,27 @@ def _worker(cfg_dict: dict, cache_dir: str, device: str, warmup: int, steps: int
     barrier.wait()                   # the workers' timed windows start together
     t0, tokens, requests = time.time(), 0, 0
     padded = 0
-    for b in batches[warmup:warmup + steps]:
+    timed = batches[warmup:warmup + steps]
+    trainer.prefetch = prefetch          # the next batch collated in a thread, as Trainer.fit does on a GPU
+    hosts = trainer.host_batches(timed, 0)
+    for b in timed:
         tokens += int(lengths[b].sum())
         padded += len(b) * int(lengths[b].max())
         requests += len(b)
-        trainer.train_step(b)
+        trainer.train_step(b, next(hosts))
     torch.cuda.synchronize() if trainer.device.type == "cuda" else None
     return {"t0": t0, "t1": time.time(), "requests": requests, "tokens": tokens, "init_s": t_init - t_start,
             "warmup_s": t_warm - t_init, "padded_tokens": padded,
             "shapes": len(firsts)}
 
 
-def run(cfg_dicts: list[dict], args, pad_to: int = 0) -> dict:
+def run(cfg_dicts: list[dict], args, pad_to: int = 0, prefetch: bool = False) -> dict:
     ctx = multiprocessing.get_context("spawn")
     n = len(cfg_dicts)
     with ctx.Manager() as manager, ProcessPoolExecutor(n, mp_context=ctx) as pool:
         barrier = manager.Barrier(n)
         out = list(pool.map(_worker, cfg_dicts, [args.cache] * n, [args.device] * n, [args.warmup] * n,
-                            [args.steps] * n, [barrier] * n, [pad_to] * n))
+                            [args.steps] * n, [barrier] * n, [pad_to] * n, [prefetch] * n))
     wall = max(o["t1"] for o in out) - min(o["t0"] for o in out)
     return {"requests_s": sum(o["requests"] for o in out) / wall, "tokens_s": sum(o["tokens"] for o in out) / wall,
             "per_model_step_s": sum(o["t1"] - o["t0"] for o in out) / len(out) / args.steps,
@@ -88,9 +94,10 @@ def main() -> None:
     ap.add_argument("--profile", default="paper")
     ap.add_argument("--cache", default="cache")
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--runs", nargs="+", default=["0x1", "50x1", "50x4", "50x8"],
-                    help="contenders as GROUPINGxWORKERS[pPAD]: train.length_grouping, models trained at once, "
-                         "and optionally the Collator's pad_to (default: the Trainer's)")
+    ap.add_argument("--runs", nargs="+", default=["0x1", "50x1", "50x1f", "50x4", "50x4f", "50x8f"],
+                    help="contenders as GROUPINGxWORKERS[pPAD][f]: train.length_grouping, models trained at once, "
+                         "optionally the Collator's pad_to (default: the Trainer's), and 'f' to collate the "
+                         "next batch in a thread while a step runs (Trainer.fit's GPU path)")
     ap.add_argument("--warmup", type=int, default=15)
     ap.add_argument("--steps", type=int, default=40)
     args = ap.parse_args()
@@ -98,11 +105,14 @@ def main() -> None:
     cached_prepared(make_config(args.profile, seed=0), args.cache)
     base = None
     for run_spec in args.runs:
-        spec, _, pad_to = run_spec.partition("p")
+        prefetch = run_spec.endswith("f")
+        spec, _, pad_to = run_spec.removesuffix("f").partition("p")
         g, w = map(int, spec.split("x"))
-        r = run([make_config(args.profile, seed=0, **{"train.length_grouping": g}).to_dict()] * w, args, int(pad_to or 0))
+        r = run([make_config(args.profile, seed=0, **{"train.length_grouping": g}).to_dict()] * w, args,
+                int(pad_to or 0), prefetch)
         base = base or r["requests_s"]
-        print(f"grouping {g:3d}, pad {pad_to or 'default':>7s}, {w} model(s) at once: {r['requests_s']:8.0f} requests/s, "
+        print(f"grouping {g:3d}, pad {pad_to or 'default':>7s}, prefetch {'on ' if prefetch else 'off'}, "
+              f"{w} model(s) at once: {r['requests_s']:8.0f} requests/s, "
               f"{r['tokens_s'] / 1e6:6.2f} M history tokens/s, {1e3 * r['per_model_step_s']:6.1f} ms per step of one model, "
               f"{r['requests_s'] / base:.2f}x the first row (start {r['init_s']:.0f} s, warm-up "
               f"{r['warmup_s']:.0f} s for {r['shapes']} shapes, padded / real history tokens {r['padding']:.2f})", flush=True)

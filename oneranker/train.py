@@ -128,7 +128,7 @@ class Trainer:
         self._train_lengths: np.ndarray | None = None  # history length per train request (grouping)
         self.steps_per_epoch = math.ceil(n_train / self.tc.batch_size)
         self.total_steps = self.steps_per_epoch * self.tc.epochs
-        # collate the next batch in a thread while a step runs: on a GPU (see _prefetched)
+        # collate the next batch in a thread while a step runs: on a GPU (see host_batches)
         self.prefetch = self.device.type != "cpu"
         self.workdir = Path(workdir) if workdir is not None else None
         self.step, self.history, self.best_state, self.bad_epochs = 0, History(), None, 0
@@ -226,7 +226,7 @@ class Trainer:
             self._epoch_started = time.perf_counter()   # wall time of the epoch (a measurement, not a result)
             bar = tqdm(range(first, self.steps_per_epoch), desc=f"epoch {epoch + 1}/{self.tc.epochs}",
                        disable=not self.progress, leave=False)
-            hosts = self._prefetched(batches, first)
+            hosts = self.host_batches(batches, first)
             for b in bar:
                 terms = self.train_step(batches[b], next(hosts))
                 self.epoch_losses.append(terms["total"])
@@ -241,7 +241,7 @@ class Trainer:
             self.model.load_state_dict(self.best_state)
         return self.history
 
-    def _prefetched(self, batches: list[np.ndarray], first: int) -> Iterator[dict[str, torch.Tensor] | None]:
+    def host_batches(self, batches: list[np.ndarray], first: int) -> Iterator[dict[str, torch.Tensor] | None]:
         """The CPU batches of ``batches[first:]`` in order. With ``prefetch`` (on a GPU) a thread
         collates the next batch while the current step runs (collation is Python and numpy work
         that would otherwise leave the GPU idle); without (on the CPU, where a second thread would

@@ -44,6 +44,12 @@ VARIANTS: dict[str, dict] = {
     "full, queries + last state, batch 1024, lr 4e-3": {**BIG, "model.task_query": "learned+last"},
     "Step 2 only, no Fake Items, batch 1024, lr 4e-3": {"model.use_ranker": False, "model.use_fake_items": False,
                                                         **BIG},
+    # why the full model lags Step 2 (the next probe): all with queries that read the newest state
+    "full, queries + last state, batch 256": {"model.task_query": "learned+last"},
+    "full, queries + last state, no DC, batch 256": {"model.task_query": "learned+last", "train.gamma": 0.0},
+    "full, queries + last state, 3 interest tasks, batch 256": {"model.task_query": "learned+last",
+                                                                "model.n_interest_tasks": 3},
+    "Step 2 only, queries + last state, batch 256": {"model.use_ranker": False, "model.task_query": "learned+last"},
     # the same at the default (quick) profile's batch and learning rate
     "quick: full": {},
     "quick: full, queries + last state": {"model.task_query": "learned+last"},
