@@ -262,11 +262,9 @@ class ModelConfig(Validated):
                                       "which must find the current session by cross-attention over the "
                                       "whole history; 'learned+last' = that vector plus the Step-1 state "
                                       "at the newest history token (the state the Step-1 generator's head "
-                                      "reads). Probed on one H200 at paper history lengths (hundreds of "
-                                      "tokens), Step 2 with learned queries alone learned slowly and the "
-                                      "full model stayed near popularity; at quick, 'learned+last' reached "
-                                      "the best epoch about twice as early (scripts/paper_learning.py, "
-                                      "README).",
+                                      "reads). What each does at the quick and paper profiles: "
+                                      "scripts/paper_learning.py and the README's blocks rendered from "
+                                      "its runs.",
                            choices=("learned", "learned+last"))
     # --- ablation switches (paper Tables 2 and 3) ----------------------------------------
     use_step2: bool = knob(True, "False: 'ranker on Step 1 only' - no Step 2; a Step-1 next-item head generates.")

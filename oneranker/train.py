@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .cache import atomic_save, load_entry, model_folder
 from .config import Config, TrainConfig
 from .data import Collator, Prepared
-from .losses import loss_terms
+from .losses import LossDraws, draw_loss_samples, loss_from_draws, loss_terms
 from .model import OneRanker
 from .runtime import autocast, batch_to_device, distributed_rank, gpu_padding, resolve_device
 
@@ -48,9 +48,9 @@ class _LossModule(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, batch: dict[str, torch.Tensor], tc: TrainConfig, gen: torch.Generator,
-                rows: slice | None, host: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        return loss_terms(self.model, batch, tc, gen, rows, count_total=_summed_over_processes, host=host)
+    def forward(self, batch: dict[str, torch.Tensor], tc: TrainConfig, draws: LossDraws,
+                rows: slice | None) -> dict[str, torch.Tensor]:
+        return loss_from_draws(self.model, batch, tc, draws, rows, count_total=_summed_over_processes)
 
 
 def _summed_over_processes(counts: torch.Tensor) -> torch.Tensor:
@@ -148,10 +148,6 @@ class Trainer:
         """The requests ``indices`` of ``split`` collated on the CPU (see :func:`collated`)."""
         return collated(self.prepared, split, indices, self.collate)
 
-    def batch(self, split: str, indices: np.ndarray) -> dict[str, torch.Tensor]:
-        """The requests ``indices`` of ``split`` collated and on the trainer's device."""
-        return batch_to_device(self.host_batch(split, indices), self.device)
-
     def epoch_order(self, epoch: int) -> np.ndarray:
         rng = np.random.default_rng(_step_seed(self.cfg.seed, 1, epoch))
         return rng.permutation(len(self.prepared.requests["train"]))[: self.n_train]
@@ -186,13 +182,15 @@ class Trainer:
             g["lr"] = self.lr_at(self.step)
         host = self.host_batch("train", indices) if host is None else host
         batch = batch_to_device(host, self.device)
+        # the step's random draws, from the CPU batch, before the forward pass: DDP moves every
+        # tensor of its inputs to the GPU, so the CPU batch is never handed to it
+        draws = draw_loss_samples(self.model, batch, self.tc, gen, host)
         with self._autocast():
             if self.ddp is None:
-                terms = loss_terms(self.model, batch, self.tc, gen, host=host)
+                terms = loss_from_draws(self.model, batch, self.tc, draws)
             else:
                 B = len(indices)
-                terms = self.ddp(batch, self.tc, gen, slice(B * self.rank // self.world, B * (self.rank + 1) // self.world),
-                                 host)
+                terms = self.ddp(batch, self.tc, draws, slice(B * self.rank // self.world, B * (self.rank + 1) // self.world))
         self.optim.zero_grad(set_to_none=True)
         (terms["total"] * self.world).backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)

@@ -15,10 +15,13 @@ flattens, to choose the paper profile's stopping rule and budget from it, not a 
 One process (the first variant) also profiles three training steps after its first epoch:
 the top operators by GPU time and the CPU and GPU totals, to show what bounds a step.
 
-The committed runs (``results/paper/learning_probes_h200_run*.jsonl``, README) were made
-before ``model.task_query`` existed: their "queries + last state" variants patched the same
-computation into ``Step2.forward`` for the measurement, and their batch time included the
-copy to the GPU (the ``batch_build_s`` field; now it is the CPU collation alone).
+The committed paper runs (``results/paper/learning_probes_h200_run*.jsonl``, README) were
+made by an earlier version: their "queries + last state" variants patched the computation of
+``model.task_query='learned+last'`` into ``Step2.forward``; their ``batch_build_s`` is the
+time to collate each batch and copy it to the GPU, in the step (now ``collate_s`` and
+``wait_s``); their profile made three extra training steps in the first variant's run (now
+undone) and its GPU time per step counted operators and their kernels twice (the profile
+table's "Self CUDA time total" is the right total).
 """
 
 from __future__ import annotations
@@ -69,10 +72,17 @@ def _emit(record: dict, args: argparse.Namespace) -> None:
 
 
 def _profile_steps(trainer, batches, n: int = 3) -> dict:
-    """Top operators of ``n`` training steps by GPU time, and the CPU/GPU totals."""
+    """Top operators of ``n`` training steps by GPU time, the wall time per step under the
+    profiler, and the GPU kernels' time and count per step (kernel events only: an operator's
+    device time is its kernels', and counting both would count it twice). The trainer's model,
+    optimiser and step are restored afterwards, so the profiled steps leave the run unchanged."""
+    import copy
+
     import torch
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
+    saved = copy.deepcopy(trainer.model.state_dict()), copy.deepcopy(trainer.optim.state_dict()), trainer.step
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if trainer.device.type == "cuda" else [])
     torch.cuda.synchronize() if trainer.device.type == "cuda" else None
     t0 = time.perf_counter()
@@ -81,15 +91,29 @@ def _profile_steps(trainer, batches, n: int = 3) -> dict:
             trainer.train_step(b)
         torch.cuda.synchronize() if trainer.device.type == "cuda" else None
     wall = time.perf_counter() - t0
-    events = prof.key_averages()
+    trainer.model.load_state_dict(saved[0])
+    trainer.optim.load_state_dict(saved[1])
+    trainer.step = saved[2]
+    kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
     sort = "self_device_time_total" if trainer.device.type == "cuda" else "self_cpu_time_total"
-    gpu_us = sum(getattr(e, "self_device_time_total", 0) or 0 for e in events)
-    return {"wall_s_per_step": wall / n, "gpu_busy_s_per_step": gpu_us / 1e6 / n,
-            "kernels_per_step": sum(e.count for e in events if (getattr(e, "self_device_time_total", 0) or 0) > 0) / n,
-            "top": events.table(sort_by=sort, row_limit=12)}
+    return {"wall_s_per_step_profiled": wall / n,
+            "gpu_kernel_s_per_step": sum(e.device_time_total for e in kernels) / 1e6 / n,
+            "gpu_kernels_per_step": len(kernels) / n,
+            "top": prof.key_averages().table(sort_by=sort, row_limit=12)}
 
 
 def run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline: float) -> str:
+    """Train and score one variant (in a worker process); errors come back as text, since some
+    (the compiler's) cannot be pickled."""
+    try:
+        return _run_variant(name, overrides, args, deadline)
+    except Exception:
+        import traceback
+
+        raise RuntimeError(f"variant {name!r} failed:\n{traceback.format_exc()}") from None
+
+
+def _run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline: float) -> str:
     import numpy as np
     import torch
 
@@ -107,21 +131,36 @@ def run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline: 
     ts = truth_set(World(cfg.world, cfg.seed), prepared, n_requests=args.eval_requests)
 
     class Probe(Trainer):
-        """The trainer, timing its batch building and scoring the weights every few epochs."""
+        """The trainer, timing its batch collation (``collate_s``: in the prefetching thread on a
+        GPU, overlapped with the steps) and the time the steps waited for their batches
+        (``wait_s``), and scoring the weights every few epochs."""
 
-        batch_seconds = 0.0
+        collate_seconds = wait_seconds = 0.0
+        cut_by_wall_limit = False
 
         def host_batch(self, split, indices):
             t = time.perf_counter()
             out = super().host_batch(split, indices)
-            self.batch_seconds += time.perf_counter() - t
+            self.collate_seconds += time.perf_counter() - t
             return out
+
+        def host_batches(self, batches, first):
+            inner = super().host_batches(batches, first)
+            while True:
+                t = time.perf_counter()
+                try:
+                    host = next(inner)
+                except StopIteration:
+                    return
+                self.wait_seconds += time.perf_counter() - t
+                yield host
 
         def _end_epoch(self, epoch: int) -> None:
             super()._end_epoch(epoch)
             rec = {"variant": name, "config": cfg.hash(), **self.history.epochs[-1],
-                   "batch_build_s": round(self.batch_seconds, 2), "steps": self.step}
-            self.batch_seconds = 0.0
+                   "collate_s": round(self.collate_seconds, 2), "wait_s": round(self.wait_seconds, 2),
+                   "steps": self.step}
+            self.collate_seconds = self.wait_seconds = 0.0
             if (epoch + 1) % args.eval_every == 0 or time.time() > deadline:
                 t = time.perf_counter()
                 lists = model_lists(self.model, cfg, prepared, ts, cfg.train.n_candidates, device=self.device,
@@ -134,7 +173,8 @@ def run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline: 
                 print(prof.pop("top"), flush=True)
                 _emit({"variant": name, "profile": prof}, args)
             if time.time() > deadline:
-                self.history.stopped_early = True   # the measurement's wall limit, recorded as such
+                self.cut_by_wall_limit = True
+                self.history.stopped_early = True   # ends fit(); the final row says it was the wall limit
                 _emit({"variant": name, "cut_by_wall_limit_after_epoch": epoch + 1}, args)
 
     torch.manual_seed(cfg.seed)
@@ -142,7 +182,8 @@ def run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline: 
     history = trainer.fit()   # the best epoch's weights
     lists = model_lists(trainer.model, cfg, prepared, ts, cfg.train.n_candidates, device=trainer.device, per_head=True)
     _emit({"variant": name, "final": True, "best_epoch": history.best_epoch, "epochs": len(history.epochs),
-           "stopped_early": history.stopped_early,
+           "cut_by_wall_limit": trainer.cut_by_wall_limit,
+           "stopped_early": history.stopped_early and not trainer.cut_by_wall_limit,
            **{f"HR@5 {k}": round(list_metrics(v, ts, ks=(5,))["HR@5"], 5) for k, v in lists.items()}}, args)
     return name
 
@@ -178,7 +219,7 @@ def main() -> None:
             for k, v in reference_lists(prepared, ts, cfg.train.n_candidates, args.seed).items()}
     _emit({"references HR@5": refs, "data": cfg.data_hash(), "prepared_s": round(time.time() - start, 1)}, args)
     workers = args.workers or len(args.variants)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1) as pool:
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(run_variant, v, VARIANTS[v], args, deadline) for v in args.variants]
         for f in futures:
             f.result()

@@ -22,13 +22,19 @@ def test_loss_falls(tiny_prepared):
     assert last < first
 
 
-def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tiny_prepared, tmp_path):
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tiny_prepared, tmp_path, prefetch):
+    """Also with the next batch collated in a thread (the GPU path): a resumed epoch must start
+    its batches at the step it stopped at, not at the epoch's first."""
     cfg = tiny_config()
     full = Trainer(cfg, tiny_prepared, workdir=tmp_path / "a", progress=False)
     full.fit()
     # killed mid-epoch (step 3 of 4 in epoch 1), then a fresh process resumes from the checkpoint
-    Trainer(cfg, tiny_prepared, workdir=tmp_path / "b", progress=False).fit(stop_after_steps=3)
+    killed = Trainer(cfg, tiny_prepared, workdir=tmp_path / "b", progress=False)
+    killed.prefetch = prefetch
+    killed.fit(stop_after_steps=3)
     resumed = Trainer(cfg, tiny_prepared, workdir=tmp_path / "b", progress=False)
+    resumed.prefetch = prefetch
     assert resumed.step == 3
     resumed.fit()
     results = lambda h: [{k: v for k, v in e.items() if k != "seconds"} for e in h.epochs]  # noqa: E731
@@ -121,9 +127,13 @@ def test_value_targets_drawn_from_the_host_batch_are_those_of_the_device_batch(t
     model = build_model(cfg, tiny_prepared)
     host = collated(tiny_prepared, "train", np.arange(12), Trainer(cfg, tiny_prepared, device="cpu",
                                                                    progress=False).collate)
+    a = draw_loss_samples(model, host, cfg.train, torch.Generator().manual_seed(3))
+    # the values of the batch given as `batch` are scrambled: the draws must follow `host`
     batch = {k: v.clone() for k, v in host.items()}
-    a = draw_loss_samples(model, batch, cfg.train, torch.Generator().manual_seed(3))
+    batch["imp_bid"], batch["imp_click"] = batch["imp_bid"].flip(1), 1 - batch["imp_click"]
     b = draw_loss_samples(model, batch, cfg.train, torch.Generator().manual_seed(3), host=host)
+    c = draw_loss_samples(model, batch, cfg.train, torch.Generator().manual_seed(3))
     assert all(torch.equal(x, y) for x, y in zip(a.value_targets, b.value_targets))
     assert torch.equal(a.negatives, b.negatives)
+    assert any(not torch.equal(x, y) for x, y in zip(a.value_targets, c.value_targets))   # the test can fail
     assert any((t >= 0).any() for t in a.value_targets)      # something was drawn
