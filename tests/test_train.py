@@ -137,3 +137,22 @@ def test_value_targets_drawn_from_the_host_batch_are_those_of_the_device_batch(t
     assert torch.equal(a.negatives, b.negatives)
     assert any(not torch.equal(x, y) for x, y in zip(a.value_targets, c.value_targets))   # the test can fail
     assert any((t >= 0).any() for t in a.value_targets)      # something was drawn
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="host-device synchronisation exists on a GPU only")
+def test_a_training_step_on_the_gpu_never_waits_for_it(tiny_prepared):
+    """Trainer.train_step on CUDA queues the whole step (value draws from the CPU batch, the
+    forward and backward passes, clipping, fused AdamW) without the host waiting for the GPU,
+    so that the next batch is collated while the GPU computes. The first step runs outside the
+    check (first-use initialisations may wait)."""
+    cfg = tiny_config()
+    trainer = Trainer(cfg, tiny_prepared, device="cuda", progress=False)
+    batches = trainer.epoch_batches(0)
+    trainer.train_step(batches[0])
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")      # any wait raises
+    try:
+        terms = trainer.train_step(batches[1], trainer.host_batch("train", batches[1]))
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert torch.isfinite(terms["total"])
