@@ -91,17 +91,19 @@ class CooccurrenceModel:
         self.popularity: np.ndarray | None = None
 
     def fit(self, sessions: list[np.ndarray], slates: list[np.ndarray], clicks: list[np.ndarray]) -> "CooccurrenceModel":
-        rows, cols, vals = [], [], []
-        pop = np.zeros(self.n_items)
-        for keys, items, click in zip(sessions, slates, clicks):
-            w = np.where(click > 0, 1.0, self.impression_weight)
-            np.add.at(pop, items, w)
-            if len(keys):
-                rows.append(np.repeat(keys, len(items)))
-                cols.append(np.tile(items, len(keys)))
-                vals.append(np.tile(w, len(keys)))
-        cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
-        self.counts = sparse.csr_matrix((cat(vals, float), (cat(rows, np.int64), cat(cols, np.int64))),
+        """Count every (session item, slate ad) pair of every request, without a Python loop over
+        requests (a paper-scale training split has about 830k of them). The pairs are listed
+        request by request, key-major within a request, so the summed counts are those of
+        adding them one request at a time."""
+        keys, k = _flat(sessions, np.int64)
+        items, s = _flat(slates, np.int64)
+        w = np.where(_flat(clicks, np.int64)[0] > 0, 1.0, self.impression_weight)
+        pop = np.bincount(items, weights=w, minlength=self.n_items).astype(float)
+        key_request = np.repeat(np.arange(len(k)), k)        # the request of each session item
+        reps = s[key_request]                                 # its slate's length
+        slate_start = (np.cumsum(s) - s)[key_request]         # its slate's first entry in `items`
+        pos = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps) + np.repeat(slate_start, reps)
+        self.counts = sparse.csr_matrix((w[pos], (np.repeat(keys, reps), items[pos])),
                                         shape=(self.n_keys, self.n_items))
         self.popularity = pop / max(pop.sum(), 1e-12)
         return self
@@ -139,12 +141,22 @@ def effective_ads(pctr: np.ndarray) -> np.ndarray:
 
 def request_sessions(stream_offsets: np.ndarray, tok_type: np.ndarray, tok_item: np.ndarray,
                      users: np.ndarray, hist_ends: np.ndarray, n_organic: int) -> list[np.ndarray]:
-    """:func:`session_tokens` of each request (user, history end) of a token stream."""
-    out = []
-    for u, end in zip(users, hist_ends):
-        lo = stream_offsets[u]
-        out.append(session_tokens(tok_type[lo:lo + end], tok_item[lo:lo + end], n_organic))
-    return out
+    """:func:`session_tokens` of each request (user, history end) of a token stream, for all
+    requests at once: each session starts after the last ad token of its history (found with a
+    running maximum over the whole stream) or at the stream's start."""
+    users, hist_ends = np.asarray(users, np.int64), np.asarray(hist_ends, np.int64)
+    lo = np.asarray(stream_offsets, np.int64)[users]
+    hi = lo + hist_ends
+    idx = np.arange(len(tok_type))
+    last_ad = np.maximum.accumulate(np.where(tok_type == AD, idx, -1)) if len(tok_type) else idx
+    after_ad = np.where(hist_ends > 0, last_ad[np.maximum(hi - 1, 0)] + 1, lo) if len(tok_type) else lo
+    start = np.maximum(after_ad, lo)
+    n = hi - start
+    pos = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n) + np.repeat(start, n)
+    organic = tok_type[pos] == ORGANIC
+    keys = tok_item[pos][organic].astype(np.int64)
+    counts = np.bincount(np.repeat(np.arange(len(users)), n)[organic], minlength=len(users))
+    return np.split(keys, np.cumsum(counts)[:-1]) if len(users) else []
 
 
 def market_headroom(cfg, n_test: int = 1000, k: int = 5) -> dict[str, float]:
@@ -197,6 +209,13 @@ def popularity_list(prepared, n_requests: int, n: int) -> np.ndarray:
     clicks = table.column("imp_click").combine_chunks().flatten().to_numpy()
     counts = click_counts(items, clicks, prepared.meta["n_items"])
     return np.broadcast_to(top_n(counts, n)[0], (n_requests, n))
+
+
+def _flat(arrays: list[np.ndarray], dtype) -> tuple[np.ndarray, np.ndarray]:
+    """A list of 1-d arrays as one concatenated array and their lengths."""
+    lengths = np.fromiter((len(a) for a in arrays), np.int64, len(arrays))
+    flat = np.concatenate(arrays).astype(dtype) if len(arrays) else np.zeros(0, dtype)
+    return flat, lengths
 
 
 def _prepared_sessions(prepared, split: str, rows: np.ndarray | None = None) -> list[np.ndarray]:
