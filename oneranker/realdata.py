@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
-import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 

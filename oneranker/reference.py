@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-from .schema import AD, CLICK, IMPRESSION, ORGANIC
+from .schema import AD, ORGANIC
 
 RANDOM = "random"
 POPULARITY = "popularity"
@@ -101,8 +101,7 @@ class CooccurrenceModel:
         pop = np.bincount(items, weights=w, minlength=self.n_items).astype(float)
         key_request = np.repeat(np.arange(len(k)), k)        # the request of each session item
         reps = s[key_request]                                 # its slate's length
-        slate_start = (np.cumsum(s) - s)[key_request]         # its slate's first entry in `items`
-        pos = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps) + np.repeat(slate_start, reps)
+        pos = _ragged_positions((np.cumsum(s) - s)[key_request], reps)   # its slate, in `items`
         self.counts = sparse.csr_matrix((w[pos], (np.repeat(keys, reps), items[pos])),
                                         shape=(self.n_keys, self.n_items))
         self.popularity = pop / max(pop.sum(), 1e-12)
@@ -152,7 +151,7 @@ def request_sessions(stream_offsets: np.ndarray, tok_type: np.ndarray, tok_item:
     after_ad = np.where(hist_ends > 0, last_ad[np.maximum(hi - 1, 0)] + 1, lo) if len(tok_type) else lo
     start = np.maximum(after_ad, lo)
     n = hi - start
-    pos = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n) + np.repeat(start, n)
+    pos = _ragged_positions(start, n)
     organic = tok_type[pos] == ORGANIC
     keys = tok_item[pos][organic].astype(np.int64)
     counts = np.bincount(np.repeat(np.arange(len(users)), n)[organic], minlength=len(users))
@@ -209,6 +208,11 @@ def popularity_list(prepared, n_requests: int, n: int) -> np.ndarray:
     clicks = table.column("imp_click").combine_chunks().flatten().to_numpy()
     counts = click_counts(items, clicks, prepared.meta["n_items"])
     return np.broadcast_to(top_n(counts, n)[0], (n_requests, n))
+
+
+def _ragged_positions(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(s, s + n) for s, n in zip(starts, lengths)])`` without the loop."""
+    return np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths) + np.repeat(starts, lengths)
 
 
 def _flat(arrays: list[np.ndarray], dtype) -> tuple[np.ndarray, np.ndarray]:

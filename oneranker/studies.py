@@ -12,7 +12,6 @@ for each notebook's slowest model. The notebooks then only evaluate.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from . import baselines
 from .baselines import Cascade

@@ -31,7 +31,6 @@ import json
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 BIG = {"train.batch_size": 1024, "train.lr": 4e-3, "train.warmup_steps": 10}
 VARIANTS: dict[str, dict] = {
@@ -114,7 +113,6 @@ def run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline: 
 
 
 def _run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline: float) -> str:
-    import numpy as np
     import torch
 
     from oneranker.config import make_config

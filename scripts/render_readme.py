@@ -271,7 +271,17 @@ def task_query_quick() -> str:
         rows.append({"model": f"{model}: learned+last − learned (paired)", "task_query": "",
                      "HR@5": f"{diff:+.4f} ± {ci:.4f}: {tables.verdict(diff, ci)}", "gap closed": "",
                      "best epoch": f"{ep:+.1f} ± {ep_ci:.1f}: {tables.verdict(ep, ep_ci)}", "seeds": str(len(seeds))})
-    return markdown_table(pd.DataFrame(rows), index=False)
+    for name in ("random", "popularity", "co-occurrence", "interest oracle"):
+        values = [refs[s][name] for s in sorted(refs)]
+        gaps = [(refs[s][name] - refs[s]["popularity"]) / (refs[s]["interest oracle"] - refs[s]["popularity"])
+                for s in sorted(refs)]
+        rows.append({"model": f"{name} (reference)", "task_query": "", "HR@5": _pm(values),
+                     "gap closed": _pm(gaps, percent=True), "best epoch": "", "seeds": str(len(refs))})
+    ended = int(finals["stopped_early"].sum())
+    line = (f"All {ended} runs ended by early stopping (the longest after {finals['epochs'].max()} epochs)."
+            if ended == len(finals) else
+            f"{len(finals) - ended} of {len(finals)} runs did not end by early stopping: they may not have converged.")
+    return markdown_table(pd.DataFrame(rows), index=False) + f"\n{line}\n"
 
 
 def table1() -> str:

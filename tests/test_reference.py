@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from oneranker import reference
-from oneranker.evaluate import TruthSet
 from oneranker.schema import AD, ORGANIC
 from oneranker.world import Truth
 
