@@ -266,6 +266,16 @@ class ModelConfig(Validated):
                                       "scripts/paper_learning.py and the README's blocks rendered from "
                                       "its runs.",
                            choices=("learned", "learned+last"))
+    step2_init: str = knob("default", "How Step 2's residual branches start (the paper does not say): "
+                                      "'default' = PyTorch's initialisation of every layer; 'zero' = the "
+                                      "output projection of each attention and MLP branch and the last layer "
+                                      "of the centroid-preference MLP start at 0, so that at the first step "
+                                      "each task output is the normalised task query itself and the dual "
+                                      "channel is the semantic match alone (zero-initialised residual "
+                                      "branches, as in Fixup, ReZero and DiT's adaLN-zero). With "
+                                      "task_query='learned+last' Step 2 then starts as the Step-1 generator "
+                                      "and learns what to add to it.",
+                           choices=("default", "zero"))
     # --- ablation switches (paper Tables 2 and 3) ----------------------------------------
     use_step2: bool = knob(True, "False: 'ranker on Step 1 only' - no Step 2; a Step-1 next-item head generates.")
     use_task_tokens: bool = knob(True, "False: 'without Fake Items and task tokens' - one shared query token.")

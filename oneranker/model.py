@@ -229,6 +229,23 @@ class Step2(nn.Module):
         n_fake = cfg.n_fake_items if cfg.use_fake_items else 0
         self.register_buffer("self_mask", masks.step2_dense(n_int, n_val, n_fake, cfg.heterogeneous_mask),
                              persistent=False)
+        if cfg.step2_init == "zero":
+            self.zero_residual_branches()
+
+    @torch.no_grad()
+    def zero_residual_branches(self) -> None:
+        """``model.step2_init='zero'``: every residual branch of the Step-2 blocks (the output
+        projections of both attentions and the MLP's last layer) and the preference MLP's last
+        layer start at 0. They still learn: a zero output layer gets the gradient of its
+        inputs, and the layers before it get theirs from the second step on. Done after the
+        default initialisation, so that the random stream, and every other weight, is the
+        same as with ``'default'``."""
+        layers = [lin for b in self.blocks for lin in (b.cross.out, b.self_attn.out, b.mlp[2])]
+        if self.preference is not None:
+            layers.append(self.preference[-1])
+        for lin in layers:
+            lin.weight.zero_()
+            lin.bias.zero_()
 
     def head_tokens(self) -> tuple[list[int], list[int]]:
         """Which task output feeds each interest head and each value head."""

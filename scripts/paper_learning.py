@@ -52,12 +52,45 @@ VARIANTS: dict[str, dict] = {
     "full, queries + last state, 3 interest tasks, batch 256": {"model.task_query": "learned+last",
                                                                 "model.n_interest_tasks": 3},
     "Step 2 only, queries + last state, batch 256": {"model.use_ranker": False, "model.task_query": "learned+last"},
+    # zero-initialised Step-2 branches (model.step2_init): Step 2 starts as its normalised queries
+    "full, queries + last state, zero-initialised branches": {"model.task_query": "learned+last",
+                                                              "model.step2_init": "zero"},
+    "full, zero-initialised branches": {"model.step2_init": "zero"},
+    "Step 2 only, queries + last state, zero-initialised branches": {
+        "model.use_ranker": False, "model.task_query": "learned+last", "model.step2_init": "zero"},
+    "Step 2 only, zero-initialised branches": {"model.use_ranker": False, "model.step2_init": "zero"},
+    "Step-1 generator": {"model.use_step2": False, "model.use_ranker": False},
     # the same at the default (quick) profile's batch and learning rate
     "quick: full": {},
     "quick: full, queries + last state": {"model.task_query": "learned+last"},
     "quick: Step 2 only": {"model.use_ranker": False},
     "quick: Step 2 only, queries + last state": {"model.use_ranker": False, "model.task_query": "learned+last"},
+    "quick: Step-1 generator": {"model.use_step2": False, "model.use_ranker": False},
+    "quick: Step 2 only, queries + last state, no Fake Items": {"model.use_ranker": False,
+                                                                "model.task_query": "learned+last",
+                                                                "model.use_fake_items": False},
+    "quick: Step 2 only, queries + last state, one shared query": {"model.use_ranker": False,
+                                                                   "model.task_query": "learned+last",
+                                                                   "model.use_task_tokens": False},
+    "quick: Step 2 only, queries + last state, zero-initialised branches": {
+        "model.use_ranker": False, "model.task_query": "learned+last", "model.step2_init": "zero"},
+    "quick: Step 2 only, zero-initialised branches": {"model.use_ranker": False, "model.step2_init": "zero"},
 }
+
+
+def base_overrides(args: argparse.Namespace) -> dict:
+    """``--set key=value`` as config overrides under every variant's (values parsed as JSON,
+    else kept as text): e.g. a quick-profile model over paper-length histories on a CPU."""
+    out = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: expected key=value, e.g. data.max_history_len=512")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def _emit(record: dict, args: argparse.Namespace) -> None:
@@ -123,7 +156,7 @@ def _run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline:
 
     if args.device == "cpu":
         torch.set_num_threads(1)   # one single-threaded process per core, as pool.train_all trains
-    cfg = make_config(args.profile, seed=args.seed, **{"train.patience": args.patience,
+    cfg = make_config(args.profile, seed=args.seed, **{**base_overrides(args), "train.patience": args.patience,
                                                         "train.epochs": args.epochs, **overrides})
     prepared = cached_prepared(cfg, args.cache, progress=False)
     ts = truth_set(World(cfg.world, cfg.seed), prepared, n_requests=args.eval_requests)
@@ -200,6 +233,8 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=8.0, help="wall limit of the measurement, from its start")
     ap.add_argument("--workers", type=int, default=None, help="processes (default: one per variant)")
     ap.add_argument("--out", default=None, help="JSON lines of every record")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="config overrides under every variant's, e.g. world.mean_requests=30")
     args = ap.parse_args()
     start = time.time()
     deadline = start + 60 * args.minutes
@@ -210,12 +245,12 @@ def main() -> None:
     from oneranker.reference import reference_lists
     from oneranker.world import World
 
-    cfg = make_config(args.profile, seed=args.seed)
+    cfg = make_config(args.profile, seed=args.seed, **base_overrides(args))
     prepared = cached_prepared(cfg, args.cache)
     ts = truth_set(World(cfg.world, cfg.seed), prepared, n_requests=args.eval_requests)
     refs = {k: round(list_metrics(v, ts, ks=(5,))["HR@5"], 5)
             for k, v in reference_lists(prepared, ts, cfg.train.n_candidates, args.seed).items()}
-    _emit({"references HR@5": refs, "data": cfg.data_hash(), "prepared_s": round(time.time() - start, 1)}, args)
+    _emit({"references HR@5": refs, "data": cfg.data_hash(), "set": base_overrides(args), "prepared_s": round(time.time() - start, 1)}, args)
     workers = args.workers or len(args.variants)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(run_variant, v, VARIANTS[v], args, deadline) for v in args.variants]

@@ -83,6 +83,6 @@ def test_profile_config_hashes_are_pinned(profile):
 
 @pytest.mark.parametrize("field, value", [("model.item_representation", "sid"), ("model.positions", "absolute"),
                                           ("model.value_features", False), ("model.embedding_init_std", 1.0),
-                                          ("model.task_query", "learned+last")])
+                                          ("model.task_query", "learned+last"), ("model.step2_init", "zero")])
 def test_each_new_switch_changes_the_hash_when_set(field, value):
     assert make_config("quick", **{field: value}).hash() != make_config("quick").hash()

@@ -297,6 +297,41 @@ def test_task_queries_start_from_the_newest_step1_state(tiny_prepared, monkeypat
     assert not torch.equal(state.last[0], state.last[1])     # the requests' states differ, so the queries do
 
 
+def test_zero_initialised_step2_starts_as_its_normalised_queries(tiny_prepared):
+    """model.step2_init='zero': every Step-2 residual branch and the preference MLP's last
+    layer start at 0, so each task output is LayerNorm(query) (with 'learned+last': of the
+    task vector plus the newest Step-1 state) and the dual-channel score is the semantic
+    match alone; the other weights are drawn exactly as with 'default'; and one optimiser
+    step moves the zeroed layers (they learn)."""
+    cfg = tiny_config(**{"model.task_query": "learned+last", "model.step2_init": "zero"})
+    batch = _batch(tiny_prepared, cfg)
+    torch.manual_seed(0)
+    model = build_model(cfg, tiny_prepared)
+    torch.manual_seed(0)
+    default = build_model(tiny_config(**{"model.task_query": "learned+last"}), tiny_prepared)
+    params, before = dict(model.named_parameters()), dict(default.named_parameters())
+    zeroed = {n for n, p in params.items() if not p.any() and before[n].any()}
+    layers = ["preference.2"] + [f"blocks.{i}.{layer}" for i in range(cfg.model.step2_layers)
+                                 for layer in ("cross.out", "self_attn.out", "mlp.2")]
+    assert zeroed == {f"step2.{layer}.{kind}" for layer in layers for kind in ("weight", "bias")}
+    for name, p in before.items():
+        if name not in zeroed:
+            assert torch.equal(p, params[name]) or not params[name].any(), name
+    model.eval()
+    with torch.no_grad():
+        state = model.encode(batch)
+        s2 = model.step2
+        assert torch.allclose(state.tasks, s2.norm(s2.queries(state.last)), atol=1e-6)
+        assert torch.allclose(state.fakes, s2.norm(s2.fake(batch["tok_type"].shape[0])), atol=1e-6)
+        item_emb = model.items()
+        assert torch.equal(s2.scores(state.tasks, state.fakes, item_emb), state.tasks @ item_emb.T)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    loss_terms(model, batch, cfg.train, torch.Generator().manual_seed(0))["total"].backward()
+    opt.step()
+    assert all(params[n].any() for n in zeroed)
+
+
 def _trained_like(model):
     """Give every parameter a non-trivial value (zero-initialised biases and bid weights
     would hide a switch that only matters once trained)."""
