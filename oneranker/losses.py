@@ -269,13 +269,22 @@ def loss_from_draws(model: OneRanker, batch: dict[str, torch.Tensor], tc: TrainC
         terms["rank"] = bpr_term(r, cand_value, cand_mask)
         if tc.gamma > 0:
             g = model.retrieval_score(interest, value).gather(1, cands)
-            terms["dc"] = dc_term(r, g, cand_mask, tc.tau, tc.dc_detach_ranker)
+            terms["dc"] = dc_term(r, g, dc_candidates(cand_mask, mask.shape[1], tc), tc.tau, tc.dc_detach_ranker)
     means = _means(terms, count_total)
     out = {"mtp": torch.stack([means[f"mtp{h}"] for h in range(n_int + n_val)]).mean()}
     zero = out["mtp"] * 0.0
     out["rank"], out["dc"] = means.get("rank", zero), means.get("dc", zero)
     out["total"] = tc.alpha * out["mtp"] + tc.beta * out["rank"] + tc.gamma * out["dc"]
     return out
+
+
+def dc_candidates(cand_mask: Tensor, n_impressions: int, tc: TrainConfig) -> Tensor:
+    """The candidates of L_DC among the ranker's [impressions | random negatives] columns
+    (``train.dc_candidates``): all of them, or the impressions alone."""
+    if tc.dc_candidates == "impressions+negatives":
+        return cand_mask
+    is_impression = torch.arange(cand_mask.shape[1], device=cand_mask.device) < n_impressions
+    return cand_mask & is_impression
 
 
 def _means(terms: dict[str, Term], count_total: CountTotal | None) -> dict[str, Tensor]:

@@ -60,6 +60,14 @@ VARIANTS: dict[str, dict] = {
         "model.use_ranker": False, "model.task_query": "learned+last", "model.step2_init": "zero"},
     "Step 2 only, zero-initialised branches": {"model.use_ranker": False, "model.step2_init": "zero"},
     "Step-1 generator": {"model.use_step2": False, "model.use_ranker": False},
+    # why the full model lags Step 2 alone: the DC loss, and the random negatives it is computed over
+    "full, queries + last state, zero-initialised branches, no DC": {
+        "model.task_query": "learned+last", "model.step2_init": "zero", "train.gamma": 0.0},
+    "full, queries + last state, zero-initialised branches, no random negatives": {
+        "model.task_query": "learned+last", "model.step2_init": "zero", "train.n_random_negatives": 0},
+    "full, queries + last state, no DC": {"model.task_query": "learned+last", "train.gamma": 0.0},
+    "full, queries + last state, zero-initialised branches, DC over impressions": {
+        "model.task_query": "learned+last", "model.step2_init": "zero", "train.dc_candidates": "impressions"},
     # the same at the default (quick) profile's batch and learning rate
     "quick: full": {},
     "quick: full, queries + last state": {"model.task_query": "learned+last"},

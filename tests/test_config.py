@@ -72,8 +72,9 @@ def test_runtime_knobs_stay_out_of_the_hash_and_others_do_not():
 # The profiles' config hashes, pinned: every cached model and committed result is keyed by them,
 # so a change of any default must be deliberate (update these, and re-run what they key).
 # Set when the learnability settings became the defaults; updated when model.task_query was
-# added (its default, 'learned', computes what the models did before, bit for bit on the CPU).
-PINNED_HASHES = {"quick": "dd1ef2a41d1f", "smoke": "0469c8bd895f", "paper": "8c043a19a627"}
+# added, and when model.step2_init and train.dc_candidates were added and these three became
+# 'learned+last', 'zero' and 'impressions' (the paper-scale learning probes, README).
+PINNED_HASHES = {"quick": "5676affdc3dd", "smoke": "da2ad5b5cd64", "paper": "ee88f01e9b3b"}
 
 
 @pytest.mark.parametrize("profile", sorted(PINNED_HASHES))
@@ -83,6 +84,7 @@ def test_profile_config_hashes_are_pinned(profile):
 
 @pytest.mark.parametrize("field, value", [("model.item_representation", "sid"), ("model.positions", "absolute"),
                                           ("model.value_features", False), ("model.embedding_init_std", 1.0),
-                                          ("model.task_query", "learned+last"), ("model.step2_init", "zero")])
+                                          ("model.task_query", "learned"), ("model.step2_init", "default"),
+                                          ("train.dc_candidates", "impressions+negatives")])
 def test_each_new_switch_changes_the_hash_when_set(field, value):
     assert make_config("quick", **{field: value}).hash() != make_config("quick").hash()

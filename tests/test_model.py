@@ -308,7 +308,8 @@ def test_zero_initialised_step2_starts_as_its_normalised_queries(tiny_prepared):
     torch.manual_seed(0)
     model = build_model(cfg, tiny_prepared)
     torch.manual_seed(0)
-    default = build_model(tiny_config(**{"model.task_query": "learned+last"}), tiny_prepared)
+    default = build_model(tiny_config(**{"model.task_query": "learned+last", "model.step2_init": "default"}),
+                          tiny_prepared)
     params, before = dict(model.named_parameters()), dict(default.named_parameters())
     zeroed = {n for n, p in params.items() if not p.any() and before[n].any()}
     layers = ["preference.2"] + [f"blocks.{i}.{layer}" for i in range(cfg.model.step2_layers)
