@@ -15,8 +15,14 @@ flattens, to choose the paper profile's stopping rule and budget from it, not a 
 One process (the first variant) also profiles three training steps after its first epoch:
 the top operators by GPU time and the CPU and GPU totals, to show what bounds a step.
 
-The committed paper runs (``results/paper/learning_probes_h200_run*.jsonl``, README) were
-made by an earlier version: their "queries + last state" variants patched the computation of
+``--set key=value`` changes the base config of every variant, e.g. a quick-profile model over
+paper-length histories, on a CPU (the "long-history lab" of the README):
+
+    python scripts/paper_learning.py --profile quick --device cpu --set world.mean_requests=30 \
+        world.max_requests=120 world.organic_per_request=6 data.max_history_len=512 --variants ...
+
+Runs 1 and 2 of the committed paper runs (``results/paper/learning_probes_h200_run*.jsonl``,
+README) were made by an earlier version: their "queries + last state" variants patched the computation of
 ``model.task_query='learned+last'`` into ``Step2.forward``; their ``batch_build_s`` is the
 time to collate each batch and copy it to the GPU, in the step (now ``collate_s`` and
 ``wait_s``); their profile made three extra training steps in the first variant's run (now
@@ -32,6 +38,12 @@ import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 
+# Every variant is written relative to the settings the probes started from (the paper's
+# literal reading: learned task queries, PyTorch's initialisation of Step 2, L_DC over all the
+# ranker's candidates), so that each name keeps its meaning, and the committed runs stay
+# reproducible, after the defaults changed (config.py: task_query, step2_init, dc_candidates).
+PROBE_BASE = {"model.task_query": "learned", "model.step2_init": "default",
+              "train.dc_candidates": "impressions+negatives"}
 BIG = {"train.batch_size": 1024, "train.lr": 4e-3, "train.warmup_steps": 10}
 VARIANTS: dict[str, dict] = {
     "full, batch 256": {},
@@ -68,6 +80,8 @@ VARIANTS: dict[str, dict] = {
     "full, queries + last state, no DC": {"model.task_query": "learned+last", "train.gamma": 0.0},
     "full, queries + last state, zero-initialised branches, DC over impressions": {
         "model.task_query": "learned+last", "model.step2_init": "zero", "train.dc_candidates": "impressions"},
+    "Step 2 only, today's defaults": {"model.use_ranker": False, "model.task_query": "learned+last",
+                                      "model.step2_init": "zero"},
     # the same at the default (quick) profile's batch and learning rate
     "quick: full": {},
     "quick: full, queries + last state": {"model.task_query": "learned+last"},
@@ -164,7 +178,8 @@ def _run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline:
 
     if args.device == "cpu":
         torch.set_num_threads(1)   # one single-threaded process per core, as pool.train_all trains
-    cfg = make_config(args.profile, seed=args.seed, **{**base_overrides(args), "train.patience": args.patience,
+    cfg = make_config(args.profile, seed=args.seed, **{**PROBE_BASE, **base_overrides(args),
+                                                        "train.patience": args.patience,
                                                         "train.epochs": args.epochs, **overrides})
     prepared = cached_prepared(cfg, args.cache, progress=False)
     ts = truth_set(World(cfg.world, cfg.seed), prepared, n_requests=args.eval_requests)

@@ -88,6 +88,25 @@ def test_dc_is_minimal_when_generator_matches_ranker():
         dc_loss(ranker, ranker, mask, tau=0.0)
 
 
+def test_dc_candidates_are_the_impressions_or_all_the_ranker_candidates():
+    """train.dc_candidates: the ranker's candidates are [impressions | random negatives]; with
+    'impressions' L_DC sees the first block only (padded impressions stay out either way), and
+    its value is the hand-computed one of test_dc_hand_computed, whatever the negatives score."""
+    from oneranker.config import make_config
+    from oneranker.losses import dc_candidates
+
+    cand_mask = torch.tensor([[True, True, False, True, True]])    # 3 impression slots (1 padded), 2 negatives
+    only = make_config("quick", **{"train.dc_candidates": "impressions"}).train
+    both = make_config("quick", **{"train.dc_candidates": "impressions+negatives"}).train
+    assert dc_candidates(cand_mask, 3, only).tolist() == [[True, True, False, False, False]]
+    assert torch.equal(dc_candidates(cand_mask, 3, both), cand_mask)
+    ranker = torch.tensor([[math.log(3.0), 0.0, 0.0, 9.0, -9.0]])
+    gen = torch.tensor([[0.0, math.log(3.0), 0.0, 4.0, 2.0]])
+    expect = -(0.75 * math.log(0.25) + 0.25 * math.log(0.75))
+    assert dc_loss(ranker, gen, dc_candidates(cand_mask, 3, only), tau=1.0).item() == pytest.approx(expect, rel=1e-6)
+    assert dc_loss(ranker, gen, cand_mask, tau=1.0).item() != pytest.approx(expect, rel=1e-3)
+
+
 def test_value_aware_weights_by_hand():
     from oneranker.config import make_config
     from oneranker.losses import value_aware_weights
