@@ -247,6 +247,34 @@ def _probe_profile_line() -> str:
             f"three batches and the Fake-Item refresh (the script now restores the model after profiling).\n")
 
 
+def long_history_lab() -> str:
+    """results/quick/long_history_lab.jsonl: the quick model over paper-length histories on
+    this 2-core CPU (scripts/paper_learning.py --set ..., seed 0, early stopping off): HR@5 of
+    the generated list at epoch 2 and at the last scored epoch, with the references of the
+    same requests."""
+    recs = [json.loads(line) for line in (QUICK / "long_history_lab.jsonl").read_text().splitlines()]
+    heads = [r for r in recs if "references HR@5" in r]
+    if len({json.dumps(r["set"], sort_keys=True) for r in heads}) != 1 or len({r["data"] for r in heads}) != 1:
+        raise ValueError("long_history_lab.jsonl: its runs are of different settings or data")
+    refs = heads[0]["references HR@5"]
+    pop, oracle = refs["popularity"], refs["interest oracle"]
+    closed = lambda v: f"{round(100 * (v - pop) / (oracle - pop)) + 0:.0f}%"  # noqa: E731
+    scored = [r for r in recs if "HR@5 generated" in r and "epoch" in r]
+    rows = []
+    for name in dict.fromkeys(r["variant"] for r in scored):
+        curve = [r for r in scored if r["variant"] == name]
+        at2, last = next(r for r in curve if r["epoch"] == 2), curve[-1]
+        rows.append({"variant (quick model, paper-length histories, seed 0)": name.removeprefix("quick: "),
+                     "HR@5, epoch 2": f"{at2['HR@5 generated']:.4f}", "gap closed, epoch 2": closed(at2["HR@5 generated"]),
+                     "last scored epoch": str(last["epoch"]), "HR@5, last scored epoch": f"{last['HR@5 generated']:.4f}",
+                     "gap closed, last scored epoch": closed(last["HR@5 generated"])})
+    for name in ("popularity", "co-occurrence", "interest oracle"):
+        rows.append({"variant (quick model, paper-length histories, seed 0)": f"{name} (reference)",
+                     "HR@5, epoch 2": f"{refs[name]:.4f}", "gap closed, epoch 2": closed(refs[name])})
+    settings = ", ".join(f"`{k}={v}`" for k, v in heads[0]["set"].items())
+    return markdown_table(pd.DataFrame(rows).fillna(""), index=False) + f"\nSettings over the quick profile: {settings}.\n"
+
+
 def task_query_quick() -> str:
     """results/quick/step2_queries_probe.jsonl (scripts/paper_learning.py at the quick profile,
     early stopping as in the notebooks): learned task queries against queries that add the
@@ -358,6 +386,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "stopping": stopping,
     "paper-curves": paper_curves,
     "paper-probes": paper_probes,
+    "long-history-lab": long_history_lab,
     "task-query-quick": task_query_quick,
     "table1": table1,
     "table1-verdicts": table1_verdicts,
