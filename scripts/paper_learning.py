@@ -108,6 +108,9 @@ def base_overrides(args: argparse.Namespace) -> dict:
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"--set {item!r}: expected key=value, e.g. data.max_history_len=512")
+        if key in PROBE_BASE:
+            raise SystemExit(f"--set {key}: every variant's name is relative to PROBE_BASE's {key}; "
+                             f"choose or add a variant that sets it instead")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:

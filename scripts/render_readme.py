@@ -50,8 +50,8 @@ def _pm(values, digits: int = 4, percent: bool = False) -> str:
 # --- blocks --------------------------------------------------------------------------------
 # scripts/learnability.py's setting names: those of the committed runs (made while today's
 # defaults were still called "learnable") and those the script writes now.
-OLD_NAMES = {"defaults": "before (41c59d2's defaults)", "learnable": "today's defaults"}
-NEW_NAMES = {"before learnability": "before (41c59d2's defaults)", "defaults": "today's defaults"}
+OLD_NAMES = {"defaults": "before (41c59d2's defaults)", "learnable": "the learnability defaults"}
+NEW_NAMES = {"before learnability": "before (41c59d2's defaults)", "defaults": "the learnability defaults"}
 
 
 def _setting_label(setting: str, names: dict[str, str]) -> str:

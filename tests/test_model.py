@@ -333,6 +333,38 @@ def test_zero_initialised_step2_starts_as_its_normalised_queries(tiny_prepared):
     assert all(params[n].any() for n in zeroed)
 
 
+@pytest.mark.parametrize("candidates", ["impressions", "impressions+negatives"])
+def test_dc_over_the_impressions_ignores_the_random_negatives(tiny_prepared, candidates):
+    """train.dc_candidates, through the whole loss: over the impressions alone, L_DC does not
+    change when the step's random negatives do (the ranker scores each candidate on its own,
+    so the impressions' scores stay); over impressions and negatives it does."""
+    cfg = tiny_config(**{"train.dc_candidates": candidates})
+    batch = _batch(tiny_prepared, cfg)
+    torch.manual_seed(0)
+    model = _trained_like(build_model(cfg, tiny_prepared)).eval()
+    draws = draw_loss_samples(model, batch, cfg.train, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        dc = loss_from_draws(model, batch, cfg.train, draws)["dc"]
+        draws.negatives = (draws.negatives + 7) % model.items.n_items
+        moved = loss_from_draws(model, batch, cfg.train, draws)["dc"]
+    assert dc > 0
+    if candidates == "impressions":
+        torch.testing.assert_close(moved, dc)
+    else:
+        assert not torch.isclose(moved, dc)
+
+
+def test_zero_initialised_step2_without_fake_items(tiny_prepared):
+    """step2_init='zero' without Fake Items (no preference MLP): the task outputs still start
+    as their normalised queries."""
+    cfg = tiny_config(**{"model.use_fake_items": False, "model.step2_init": "zero"})
+    model = build_model(cfg, tiny_prepared).eval()
+    with torch.no_grad():
+        state = model.encode(_batch(tiny_prepared, cfg))
+        assert state.fakes is None
+        torch.testing.assert_close(state.tasks, model.step2.norm(model.step2.queries(state.last)))
+
+
 def _trained_like(model):
     """Give every parameter a non-trivial value (zero-initialised biases and bid weights
     would hide a switch that only matters once trained)."""
