@@ -8,7 +8,12 @@ the machine and install without an index; its PyTorch satisfies ``torch>=...`` a
 
     python -m pip install --no-index --find-links wheels/ "oneranker[notebooks,dev]"
 
-    python scripts/wheels.py [--out wheels] [--python 3.12] [--platform TAG ...]
+    python scripts/wheels.py [--out wheels] [--python 3.12] [--platform TAG ...] [--have FILE]
+
+``--have FILE`` leaves out, too, every package the target already has (FILE: one name per line,
+or ``pip list --format=freeze`` output; ``#`` starts a comment): e.g. ``scripts/h200_image.txt``,
+the packages of the lent H200 machines' image, where the whole set would not fit what a command
+may carry. Install there without the constraints, so that the machine's own versions stand.
 
 PyTorch itself, its CUDA libraries (``nvidia-*``) and triton are left out on purpose: they are
 what the machine brings, and they are gigabytes.
@@ -40,9 +45,26 @@ PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x8
              "manylinux1_x86_64")
 
 
-def download(out: Path, python: str, platforms: tuple[str, ...] = PLATFORMS) -> list[Path]:
+def read_have(path: Path) -> set[str]:
+    """The normalised names of the packages a target already has (``--have``)."""
+    names = set()
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            names.add(normalise(re.split(r"[<>=!~\[; @]", line, maxsplit=1)[0]))
+    return names
+
+
+def normalise(name: str) -> str:
+    """A distribution name as pip compares them (PEP 503; a wheel's file name uses '_')."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def download(out: Path, python: str, platforms: tuple[str, ...] = PLATFORMS,
+             have: frozenset[str] = frozenset()) -> list[Path]:
     """Download the wheels of :func:`requirements` and their dependencies, and build the
-    project's own wheel, into ``out``; returns the wheels there."""
+    project's own wheel, into ``out``; returns the wheels there, without those of the packages
+    in ``have`` (normalised names the target already has)."""
     out.mkdir(parents=True, exist_ok=True)
     target = ["--only-binary=:all:", *(a for p in platforms for a in ("--platform", p)), "--python-version", python,
               "--implementation", "cp"]
@@ -50,7 +72,8 @@ def download(out: Path, python: str, platforms: tuple[str, ...] = PLATFORMS) -> 
                     *target, *requirements()], check=True)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(out), str(ROOT)], check=True)
     for wheel in out.glob("*.whl"):               # a dependency may have pulled the machine's own packages in
-        if MACHINE_PROVIDED.match(wheel.name.split("-")[0]):
+        name = wheel.name.split("-")[0]
+        if MACHINE_PROVIDED.match(name) or normalise(name) in have:
             wheel.unlink()
     return sorted(out.glob("*.whl"))
 
@@ -60,8 +83,13 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "wheels"))
     ap.add_argument("--python", default="3.12", help="the target machine's Python (major.minor)")
     ap.add_argument("--platform", nargs="+", default=list(PLATFORMS), help="the target's wheel platform tags")
+    ap.add_argument("--have", type=Path, default=None,
+                    help="a file naming the packages the target already has (left out too)")
     args = ap.parse_args()
-    wheels = download(Path(args.out), args.python, tuple(args.platform))
+    if args.have is not None and not args.have.is_file():
+        raise SystemExit(f"--have {args.have}: no such file")
+    have = frozenset(read_have(args.have)) if args.have else frozenset()
+    wheels = download(Path(args.out), args.python, tuple(args.platform), have)
     size = sum(w.stat().st_size for w in wheels) / 2**20
     print(f"{len(wheels)} wheels, {size:.0f} MiB, in {args.out}; install on the target with\n"
           f"  python -m pip install --no-index --find-links {args.out} \"oneranker[notebooks,dev]\"")

@@ -16,3 +16,15 @@ def test_the_wheel_set_is_the_project_without_the_machines_own_packages():
     assert "torch" not in names
     assert all(wheels.MACHINE_PROVIDED.match(n) for n in ("torch", "triton", "nvidia-cublas-cu12", "nvidia_cudnn_cu12"))
     assert not wheels.MACHINE_PROVIDED.match("torchmetrics") and not wheels.MACHINE_PROVIDED.match("datasets")
+
+
+def test_have_names_what_the_target_already_has(tmp_path):
+    """--have: names one per line or as `pip list --format=freeze` writes them, comments
+    skipped, compared as pip compares names (case, '-', '_' and '.' alike), as wheel file names
+    spell them; the committed H200 image list holds pyarrow and not papermill."""
+    listing = tmp_path / "have.txt"
+    listing.write_text("# a comment\nPyYAML==6.0.2\nscikit_learn\nzope.interface >= 5  # pinned\n\n")
+    assert wheels.read_have(listing) == {"pyyaml", "scikit-learn", "zope-interface"}
+    assert wheels.normalise("scikit_learn") == wheels.normalise("Scikit-Learn") == "scikit-learn"
+    image = wheels.read_have(ROOT / "scripts" / "h200_image.txt")
+    assert "pyarrow" in image and "papermill" not in image and "datasets" not in image
