@@ -435,7 +435,10 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     # 7,200 requests/s in all, so each model gets 2 x 24k requests (188 steps of 256; quick
     # trains 235): ~75 models in ~10-12 minutes of training. A world of 30k users (~830k training requests)
     # already holds 17x more than any model reads; 100k users only tripled the simulation
-    # time (3 min per world on the H100 host's CPU).
+    # time (3 min per world on the H100 host's CPU). On one H200 (seed 0, early stopping off),
+    # Step 2 and the full model learn at these history lengths only with the task queries,
+    # the Step-2 initialisation and the L_DC candidates that are now every profile's defaults,
+    # and need about thirty epochs (README, "Do the models learn?").
     "paper": {
         "world": {"n_users": 30_000, "n_items": 20_000, "n_organic": 10_000, "n_categories": 100,
                   "latent_dim": 32, "content_dim": 64, "mean_requests": 30.0, "max_requests": 120,
