@@ -174,6 +174,17 @@ def paper_curves() -> str:
     return markdown_table(table, index=False)
 
 
+def _gap(value: float, refs: dict) -> float:
+    """Share of the popularity -> interest-oracle HR@5 gap that ``value`` closes, against a
+    probe record's references (``refs``: list name -> HR@5 of the same requests)."""
+    return (value - refs["popularity"]) / (refs["interest oracle"] - refs["popularity"])
+
+
+def _gap_percent(value: float, refs: dict) -> str:
+    """:func:`_gap` as a whole percentage (never "-0%")."""
+    return f"{round(100 * _gap(value, refs)) + 0:.0f}%"
+
+
 PROBE_RUNS = tuple(f"learning_probes_h200_run{i}" for i in range(1, 6))
 
 
@@ -205,8 +216,7 @@ def paper_probes() -> str:
     for i, run in enumerate(PROBE_RUNS, 1):
         recs = _probe_records(run)
         refs = recs[0]["references HR@5"]
-        pop, oracle = refs["popularity"], refs["interest oracle"]
-        closed = lambda v: f"{round(100 * (v - pop) / (oracle - pop)) + 0:.0f}%"  # noqa: E731  (+0: no "-0%")
+        closed = lambda v: _gap_percent(v, refs)  # noqa: E731
         busy = _gpu_busy(run)
         epochs = [r for r in recs if "epoch" in r]
         for name in dict.fromkeys(r["variant"] for r in epochs):
@@ -223,7 +233,7 @@ def paper_probes() -> str:
                          "HR@5 generated, last epoch": f"{last['HR@5 generated']:.4f}",
                          "HR@5 served, last epoch": f"{last['HR@5 ranked']:.4f}" if "HR@5 ranked" in last else "",
                          "gap closed, last epoch": closed(shown(last)), "GPU busy (run)": busy})
-        for name in ("popularity", "co-occurrence", "interest oracle"):
+        for name in ("random", "popularity", "co-occurrence", "interest oracle"):
             rows.append({"run": i, "variant (paper, seed 0)": f"{name} (reference)",
                          "HR@5 generated, last epoch": f"{refs[name]:.4f}", "gap closed, last epoch": closed(refs[name])})
     return markdown_table(pd.DataFrame(rows).fillna(""), index=False) + _probe_profile_line()
@@ -257,8 +267,7 @@ def long_history_lab() -> str:
     if len({json.dumps(r["set"], sort_keys=True) for r in heads}) != 1 or len({r["data"] for r in heads}) != 1:
         raise ValueError("long_history_lab.jsonl: its runs are of different settings or data")
     refs = heads[0]["references HR@5"]
-    pop, oracle = refs["popularity"], refs["interest oracle"]
-    closed = lambda v: f"{round(100 * (v - pop) / (oracle - pop)) + 0:.0f}%"  # noqa: E731
+    closed = lambda v: _gap_percent(v, refs)  # noqa: E731
     scored = [r for r in recs if "HR@5 generated" in r and "epoch" in r]
     rows = []
     for name in dict.fromkeys(r["variant"] for r in scored):
@@ -268,7 +277,7 @@ def long_history_lab() -> str:
                      "HR@5, epoch 2": f"{at2['HR@5 generated']:.4f}", "gap closed, epoch 2": closed(at2["HR@5 generated"]),
                      "last scored epoch": str(last["epoch"]), "HR@5, last scored epoch": f"{last['HR@5 generated']:.4f}",
                      "gap closed, last scored epoch": closed(last["HR@5 generated"])})
-    for name in ("popularity", "co-occurrence", "interest oracle"):
+    for name in ("random", "popularity", "co-occurrence", "interest oracle"):
         rows.append({"variant (quick model, paper-length histories, seed 0)": f"{name} (reference)",
                      "HR@5, epoch 2": f"{refs[name]:.4f}", "gap closed, epoch 2": closed(refs[name])})
     settings = ", ".join(f"`{k}={v}`" for k, v in heads[0]["set"].items())
@@ -289,8 +298,7 @@ def task_query_quick() -> str:
         raise ValueError("step2_queries_probe.jsonl: a (seed, variant) has more than one final row")
     finals["list"] = ["served" if pd.notna(r) else "generated" for r in finals.get("HR@5 ranked", pd.Series([None] * len(finals)))]
     finals["HR@5 shown"] = finals["HR@5 ranked"].fillna(finals["HR@5 generated"])
-    finals["gap"] = [(v - refs[s]["popularity"]) / (refs[s]["interest oracle"] - refs[s]["popularity"])
-                     for v, s in zip(finals["HR@5 shown"], finals["seed"])]
+    finals["gap"] = [_gap(v, refs[s]) for v, s in zip(finals["HR@5 shown"], finals["seed"])]
     rows = []
     for model in ("Step 2 only", "full"):
         base = finals[finals.variant == f"quick: {model}"].set_index("seed")
@@ -308,8 +316,7 @@ def task_query_quick() -> str:
                      "best epoch": f"{ep:+.1f} ± {ep_ci:.1f}: {tables.verdict(ep, ep_ci)}", "seeds": str(len(seeds))})
     for name in ("random", "popularity", "co-occurrence", "interest oracle"):
         values = [refs[s][name] for s in sorted(refs)]
-        gaps = [(refs[s][name] - refs[s]["popularity"]) / (refs[s]["interest oracle"] - refs[s]["popularity"])
-                for s in sorted(refs)]
+        gaps = [_gap(refs[s][name], refs[s]) for s in sorted(refs)]
         rows.append({"model": f"{name} (reference)", "task_query": "", "HR@5": _pm(values),
                      "gap closed": _pm(gaps, percent=True), "best epoch": "", "seeds": str(len(refs))})
     ended = int(finals["stopped_early"].sum())

@@ -36,8 +36,12 @@ def requirements(pyproject: Path = ROOT / "pyproject.toml", extras: tuple[str, .
     """The project's requirements (core and ``extras``) without what a GPU machine brings."""
     project = tomllib.loads(pyproject.read_text())["project"]
     reqs = list(project["dependencies"]) + [r for e in extras for r in project["optional-dependencies"][e]]
-    name = lambda r: re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0]  # noqa: E731
-    return [r for r in reqs if not MACHINE_PROVIDED.match(name(r))]
+    return [r for r in reqs if not MACHINE_PROVIDED.match(requirement_name(r))]
+
+
+def requirement_name(line: str) -> str:
+    """The distribution name of a requirement or ``pip freeze`` line (``pandas>=2``, ``x==1``)."""
+    return re.split(r"[<>=!~\[; @]", line.strip(), maxsplit=1)[0]
 
 
 # A manylinux_2_28 machine also runs wheels built for older glibc; pip takes the tags literally.
@@ -51,7 +55,7 @@ def read_have(path: Path) -> set[str]:
     for line in path.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
-            names.add(normalise(re.split(r"[<>=!~\[; @]", line, maxsplit=1)[0]))
+            names.add(normalise(requirement_name(line)))
     return names
 
 
