@@ -185,6 +185,26 @@ def _gap_percent(value: float, refs: dict) -> str:
     return f"{round(100 * _gap(value, refs)) + 0:.0f}%"
 
 
+def paper_arithmetic() -> str:
+    """The paper series' training time at probe run 4's pace: its models' median seconds per
+    epoch (epoch 1, with compilation, left out) over the number of models sharing the GPU,
+    times the notebooks' paper configs (3 seeds) and the paper profile's epoch cap."""
+    from oneranker import studies
+    from oneranker.config import make_config
+
+    recs = _probe_records(PROBE_RUNS[3])
+    epochs = [r for r in recs if "epoch" in r and r["epoch"] > 1]
+    n_models = len({r["variant"] for r in epochs})
+    per_epoch = pd.Series([r["seconds"] for r in epochs]).median()
+    per_model = per_epoch / n_models
+    configs = len(studies.all_configs("paper", [0, 1, 2]))
+    cap = make_config("paper").train.epochs
+    hours = configs * cap * per_model / 3600
+    return (f"{n_models} models sharing the H200 took {per_epoch:.1f} s per epoch each (run 4, median), "
+            f"{per_model:.1f} s per model-epoch, so the {configs} configs at the {cap}-epoch cap would take "
+            f"about {configs} × {cap} × {per_model:.1f} s ≈ {hours:.1f} hours.\n")
+
+
 PROBE_RUNS = tuple(f"learning_probes_h200_run{i}" for i in range(1, 6))
 
 
@@ -394,6 +414,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "paper-curves": paper_curves,
     "paper-probes": paper_probes,
     "long-history-lab": long_history_lab,
+    "paper-arithmetic": paper_arithmetic,
     "task-query-quick": task_query_quick,
     "table1": table1,
     "table1-verdicts": table1_verdicts,
