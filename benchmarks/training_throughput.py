@@ -1,10 +1,15 @@
 """Training throughput of the real Trainer on a real (cached) dataset: requests/s of one model
 alone against several models trained at once on the same device, with and without
-length-grouped batches, and with and without the next batch collated in a thread while a step
-runs (``Trainer.host_batches``, what ``Trainer.fit`` does on a GPU). This is what sizes the
-paper profile's training budget.
+length-grouped batches, with and without the next batch collated in a thread while a step
+runs (``Trainer.host_batches``, what ``Trainer.fit`` does on a GPU), eager or compiled
+(``train.compile``), and at other batch sizes. This is what sizes the paper profile's training
+budget.
 
-    python benchmarks/training_throughput.py --profile paper --runs 0x1 50x1 50x1f 50x4 50x4f 50x8f
+    python benchmarks/training_throughput.py --profile paper --runs 20x1f 20x1fc 20x4f 20x4fc 20x8fc
+
+On CUDA, ``nvidia-smi`` is sampled every 100 ms and each contender's line gives the mean GPU
+utilisation over its timed window (the share of time a kernel was running: below 100% the
+host, not the GPU, sets the pace).
 
 Every contender runs in this one invocation, one after another, on the same dataset; each
 worker is a fresh process (as in ``pool.train_all``) that trains ``--warmup`` steps,
@@ -16,7 +21,11 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import re
+import shutil
+import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -74,6 +83,50 @@ def _worker(cfg_dict: dict, cache_dir: str, device: str, warmup: int, steps: int
             "shapes": len(firsts)}
 
 
+class GpuSampler:
+    """``nvidia-smi`` utilisation samples, stamped with this host's clock as they arrive, so
+    that a contender's timed window can be matched to them (nothing on a machine without it)."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []
+        self.proc = None
+        if shutil.which("nvidia-smi"):
+            self.proc = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+                                          "-lms", "100"], stdout=subprocess.PIPE, text=True)
+            threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            try:
+                self.samples.append((time.time(), float(line.split(",")[0])))
+            except ValueError:
+                pass
+
+    def mean(self, t0: float, t1: float) -> float | None:
+        """Mean utilisation (%) of the samples between ``t0`` and ``t1``, None without samples."""
+        window = [u for t, u in self.samples if t0 <= t <= t1]
+        return sum(window) / len(window) if window else None
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+
+
+RUN_SPEC = re.compile(r"^(?P<grouping>\d+)x(?P<workers>\d+)(?:p(?P<pad>\d+))?(?P<prefetch>f?)(?P<compile>c?)"
+                      r"(?:b(?P<batch>\d+))?$")
+
+
+def parse_run(spec: str) -> dict:
+    """A contender ``GROUPINGxWORKERS[pPAD][f][c][bBATCH]`` as its parts; a malformed one is
+    refused before anything runs."""
+    m = RUN_SPEC.match(spec)
+    if m is None:
+        raise SystemExit(f"--runs {spec!r}: expected GROUPINGxWORKERS[pPAD][f][c][bBATCH], e.g. 20x4fc or 20x1fb1024")
+    return {"grouping": int(m["grouping"]), "workers": int(m["workers"]), "pad_to": int(m["pad"] or 0),
+            "prefetch": bool(m["prefetch"]), "compile": bool(m["compile"]),
+            "batch": int(m["batch"]) if m["batch"] else None}
+
+
 def run(cfg_dicts: list[dict], args, pad_to: int = 0, prefetch: bool = False) -> dict:
     ctx = multiprocessing.get_context("spawn")
     n = len(cfg_dicts)
@@ -82,7 +135,8 @@ def run(cfg_dicts: list[dict], args, pad_to: int = 0, prefetch: bool = False) ->
         out = list(pool.map(_worker, cfg_dicts, [args.cache] * n, [args.device] * n, [args.warmup] * n,
                             [args.steps] * n, [barrier] * n, [pad_to] * n, [prefetch] * n))
     wall = max(o["t1"] for o in out) - min(o["t0"] for o in out)
-    return {"requests_s": sum(o["requests"] for o in out) / wall, "tokens_s": sum(o["tokens"] for o in out) / wall,
+    return {"t0": min(o["t0"] for o in out), "t1": max(o["t1"] for o in out),
+            "requests_s": sum(o["requests"] for o in out) / wall, "tokens_s": sum(o["tokens"] for o in out) / wall,
             "per_model_step_s": sum(o["t1"] - o["t0"] for o in out) / len(out) / args.steps,
             "init_s": max(o["init_s"] for o in out), "warmup_s": max(o["warmup_s"] for o in out),
             "padding": sum(o["padded_tokens"] for o in out) / sum(o["tokens"] for o in out),
@@ -94,28 +148,39 @@ def main() -> None:
     ap.add_argument("--profile", default="paper")
     ap.add_argument("--cache", default="cache")
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--runs", nargs="+", default=["0x1", "50x1", "50x1f", "50x4", "50x4f", "50x8f"],
-                    help="contenders as GROUPINGxWORKERS[pPAD][f]: train.length_grouping, models trained at once, "
-                         "optionally the Collator's pad_to (default: the Trainer's), and 'f' to collate the "
-                         "next batch in a thread while a step runs (Trainer.fit's GPU path)")
+    ap.add_argument("--runs", nargs="+", default=["20x1f", "20x1fc", "20x4f", "20x4fc", "20x8fc"],
+                    help="contenders as GROUPINGxWORKERS[pPAD][f][c][bBATCH]: train.length_grouping, models "
+                         "trained at once, optionally the Collator's pad_to (default: the Trainer's), 'f' to "
+                         "collate the next batch in a thread while a step runs (Trainer.fit's GPU path), 'c' for "
+                         "the compiled step (train.compile) and bBATCH for another train.batch_size")
     ap.add_argument("--warmup", type=int, default=15)
     ap.add_argument("--steps", type=int, default=40)
     args = ap.parse_args()
+    runs = [(spec, parse_run(spec)) for spec in args.runs]
     print(header(f"profile {args.profile}"), flush=True)
     cached_prepared(make_config(args.profile, seed=0), args.cache)
+    gpu = GpuSampler() if args.device.startswith("cuda") else None
     base = None
-    for run_spec in args.runs:
-        prefetch = run_spec.endswith("f")
-        spec, _, pad_to = run_spec.removesuffix("f").partition("p")
-        g, w = map(int, spec.split("x"))
-        r = run([make_config(args.profile, seed=0, **{"train.length_grouping": g}).to_dict()] * w, args,
-                int(pad_to or 0), prefetch)
-        base = base or r["requests_s"]
-        print(f"grouping {g:3d}, pad {pad_to or 'default':>7s}, prefetch {'on ' if prefetch else 'off'}, "
-              f"{w} model(s) at once: {r['requests_s']:8.0f} requests/s, "
-              f"{r['tokens_s'] / 1e6:6.2f} M history tokens/s, {1e3 * r['per_model_step_s']:6.1f} ms per step of one model, "
-              f"{r['requests_s'] / base:.2f}x the first row (start {r['init_s']:.0f} s, warm-up "
-              f"{r['warmup_s']:.0f} s for {r['shapes']} shapes, padded / real history tokens {r['padding']:.2f})", flush=True)
+    try:
+        for spec, c in runs:
+            over = {"train.length_grouping": c["grouping"], "train.compile": c["compile"]}
+            if c["batch"]:
+                over["train.batch_size"] = c["batch"]
+            r = run([make_config(args.profile, seed=0, **over).to_dict()] * c["workers"], args, c["pad_to"],
+                    c["prefetch"])
+            base = base or r["requests_s"]
+            util = gpu.mean(r["t0"], r["t1"]) if gpu else None
+            print(f"{spec:>10s}: grouping {c['grouping']:3d}, pad {c['pad_to'] or 'default'}, prefetch "
+                  f"{'on' if c['prefetch'] else 'off'}, {'compiled' if c['compile'] else 'eager'}, batch "
+                  f"{c['batch'] or 'default'}, {c['workers']} model(s) at once: {r['requests_s']:8.0f} requests/s, "
+                  f"{r['tokens_s'] / 1e6:6.2f} M history tokens/s, {1e3 * r['per_model_step_s']:6.1f} ms per step "
+                  f"of one model, {r['requests_s'] / base:.2f}x the first row, GPU busy "
+                  f"{'n/a' if util is None else f'{util:.0f}%'} (start {r['init_s']:.0f} s, warm-up "
+                  f"{r['warmup_s']:.0f} s for {r['shapes']} shapes, padded / real history tokens "
+                  f"{r['padding']:.2f})", flush=True)
+    finally:
+        if gpu:
+            gpu.close()
 
 
 if __name__ == "__main__":

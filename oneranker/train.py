@@ -10,10 +10,11 @@ checkpoint therefore continues exactly as the uninterrupted run would have.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,21 @@ class _LossModule(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor], tc: TrainConfig, draws: LossDraws,
                 rows: slice | None) -> dict[str, torch.Tensor]:
         return loss_from_draws(self.model, batch, tc, draws, rows, count_total=_summed_over_processes)
+
+
+@functools.cache
+def compiled_loss_from_draws() -> Callable[..., dict[str, torch.Tensor]]:
+    """:func:`loss_from_draws` compiled as one graph (``train.compile``): made once per process
+    and shared by its trainers. The first batch compiles a graph for its shape; a batch of
+    another padded length (or the epoch's last, smaller batch) compiles one more, with those
+    sizes symbolic (torch's automatic dynamic shapes), which then serves every shape: two
+    compilations per process instead of one per length. The recompile limit is raised above
+    torch's default of 8 all the same, so that dynamo never falls back to eager without a
+    word (e.g. for a new model in the same process)."""
+    import torch._dynamo
+
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    return torch.compile(loss_from_draws)
 
 
 def _summed_over_processes(counts: torch.Tensor) -> torch.Tensor:
@@ -119,6 +135,10 @@ class Trainer:
             self.ddp = DistributedDataParallel(_LossModule(self.model), device_ids=ids, find_unused_parameters=True)
         # fused: one kernel for the whole update on CUDA (a paper-profile step spent several
         # milliseconds in the per-tensor updates); the CPU keeps the reference implementation
+        # train.compile: the step's forward pass and loss as one compiled graph, on CUDA and in a
+        # single process (the distributed path keeps DDP's eager forward)
+        compiled = self.tc.compile and self.device.type == "cuda" and self.ddp is None
+        self.loss_fn = compiled_loss_from_draws() if compiled else loss_from_draws
         self.optim = torch.optim.AdamW(self.model.parameters(), lr=self.tc.lr, weight_decay=self.tc.weight_decay,
                                        fused=self.device.type == "cuda")
         n_train = len(prepared.requests["train"])
@@ -187,7 +207,7 @@ class Trainer:
         draws = draw_loss_samples(self.model, batch, self.tc, gen, host)
         with self._autocast():
             if self.ddp is None:
-                terms = loss_from_draws(self.model, batch, self.tc, draws)
+                terms = self.loss_fn(self.model, batch, self.tc, draws)
             else:
                 B = len(indices)
                 terms = self.ddp(batch, self.tc, draws, slice(B * self.rank // self.world, B * (self.rank + 1) // self.world))

@@ -12,7 +12,7 @@ flattens, to choose the paper profile's stopping rule and budget from it, not a 
 
     python scripts/paper_learning.py --device cuda --minutes 8 --out results/paper/learning.jsonl
 
-One process (the first variant) also profiles three training steps after its first epoch:
+One process (the first variant asked for) also profiles three training steps after its first epoch:
 the top operators by GPU time and the CPU and GPU totals, to show what bounds a step.
 
 ``--set key=value`` changes the base config of every variant, e.g. a quick-profile model over
@@ -225,7 +225,7 @@ def _run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline:
                 rec.update({f"HR@5 {k}": round(list_metrics(v, ts, ks=(5,))["HR@5"], 5) for k, v in lists.items()})
                 rec["eval_s"] = round(time.perf_counter() - t, 1)
             _emit(rec, args)
-            if epoch == 0 and name == next(iter(VARIANTS)) and self.device.type == "cuda":
+            if epoch == 0 and name == args.variants[0] and self.device.type == "cuda":
                 prof = _profile_steps(self, self.epoch_batches(epoch + 1000))
                 print(prof.pop("top"), flush=True)
                 _emit({"variant": name, "profile": prof}, args)
