@@ -7,9 +7,13 @@ budget.
 
     python benchmarks/training_throughput.py --profile paper --runs 20x1f 20x1fc 20x4f 20x4fc 20x8fc
 
-On CUDA, ``nvidia-smi`` is sampled every 100 ms and each contender's line gives the mean GPU
-utilisation over its timed window (the share of time a kernel was running: below 100% the
-host, not the GPU, sets the pace).
+With ``--sample-ms N`` on CUDA, ``nvidia-smi`` is sampled every N ms and each contender's line
+gives the mean GPU utilisation over its timed window (the share of time a kernel was running:
+below 100% the host, not the GPU, sets the pace). Off by default: on the H200 the same eager
+contender ran at 494 ms per step while sampled every 100 ms and at 167 ms every 500 ms
+(two machines, not side by side; results/paper/training_throughput_h200.txt), against about
+70 ms per step in training runs sampled every 2-3 s, so frequent sampling may itself slow
+the host.
 
 Every contender runs in this one invocation, one after another, on the same dataset; each
 worker is a fresh process (as in ``pool.train_all``) that trains ``--warmup`` steps,
@@ -87,12 +91,12 @@ class GpuSampler:
     """``nvidia-smi`` utilisation samples, stamped with this host's clock as they arrive, so
     that a contender's timed window can be matched to them (nothing on a machine without it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, every_ms: int) -> None:
         self.samples: list[tuple[float, float]] = []
         self.proc = None
         if shutil.which("nvidia-smi"):
             self.proc = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
-                                          "-lms", "100"], stdout=subprocess.PIPE, text=True)
+                                          "-lms", str(every_ms)], stdout=subprocess.PIPE, text=True)
             threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -155,11 +159,13 @@ def main() -> None:
                          "the compiled step (train.compile) and bBATCH for another train.batch_size")
     ap.add_argument("--warmup", type=int, default=15)
     ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--sample-ms", type=int, default=0,
+                    help="sample the GPU's utilisation with nvidia-smi every this many ms (0: off; see above)")
     args = ap.parse_args()
     runs = [(spec, parse_run(spec)) for spec in args.runs]
     print(header(f"profile {args.profile}"), flush=True)
     cached_prepared(make_config(args.profile, seed=0), args.cache)
-    gpu = GpuSampler() if args.device.startswith("cuda") else None
+    gpu = GpuSampler(args.sample_ms) if args.device.startswith("cuda") and args.sample_ms > 0 else None
     base = None
     try:
         for spec, c in runs:

@@ -259,6 +259,37 @@ def paper_probes() -> str:
     return markdown_table(pd.DataFrame(rows).fillna(""), index=False) + _probe_profile_line()
 
 
+SEEDS_RUN = "learning_probes_h200_run6"
+
+
+def paper_seeds() -> str:
+    """Run 6 (scripts/paper_learning.py, one process per seed, three models sharing the H200,
+    early stopping off, cut at the wall limit): the full model under today's defaults on seeds
+    0-2 of the paper profile, the share of each seed's popularity -> oracle gap that its
+    served and generated lists close at every scored epoch, beside that seed's co-occurrence."""
+    recs = _probe_records(SEEDS_RUN)
+    refs = {r["seed"]: r["references HR@5"] for r in recs if "references HR@5" in r}
+    rows = []
+    for seed in sorted(refs):
+        scored = [r for r in recs if r["seed"] == seed and "epoch" in r and "HR@5 generated" in r]
+        curve = [r for r in recs if r["seed"] == seed and "epoch" in r]
+        final = next(r for r in recs if r["seed"] == seed and r.get("final"))
+        row = {"seed": str(seed), "epochs (cut)": str(final["epochs"]),
+               "best validation epoch": str(final["best_epoch"]),
+               "validation loss, epoch 1 → last": f"{curve[0]['valid_loss']:.2f} → {curve[-1]['valid_loss']:.2f}"}
+        row |= {f"served, epoch {r['epoch']}": _gap_percent(r["HR@5 ranked"], refs[seed]) for r in scored}
+        row |= {"generated, last": _gap_percent(scored[-1]["HR@5 generated"], refs[seed]),
+                "co-occurrence": _gap_percent(refs[seed]["co-occurrence"], refs[seed]),
+                "popularity HR@5": f"{refs[seed]['popularity']:.4f}",
+                "oracle HR@5": f"{refs[seed]['interest oracle']:.4f}"}
+        rows.append(row)
+    median = pd.Series([r["seconds"] for r in recs if "epoch" in r and r["epoch"] > 1]).median()
+    return (markdown_table(pd.DataFrame(rows).fillna(""), index=False)
+            + f"\nGap closed (%, each seed's own popularity → interest-oracle gap on its 1,000 test requests); "
+              f"{median:.1f} s per epoch per model (median, three models at once); GPU busy {_gpu_busy(SEEDS_RUN)} "
+              f"(nvidia-smi every 2 s while the models held memory).\n")
+
+
 def _probe_profile_line() -> str:
     """Run 1's profile of three steps: GPU kernel time per step (the profile table's own total;
     the JSON record's GPU figure of that run counted operators and kernels twice) against the
@@ -413,6 +444,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "stopping": stopping,
     "paper-curves": paper_curves,
     "paper-probes": paper_probes,
+    "paper-seeds": paper_seeds,
     "long-history-lab": long_history_lab,
     "paper-arithmetic": paper_arithmetic,
     "task-query-quick": task_query_quick,

@@ -189,7 +189,13 @@ def test_a_compiled_training_run_on_the_gpu_follows_the_eager_one(tiny_prepared)
         cfg = tiny_config(**{"train.compile": flag, "model.dropout": 0.0})
         trainer = Trainer(cfg, tiny_prepared, device="cuda", progress=False)
         assert (trainer.loss_fn is compiled_loss_from_draws()) == flag
+        start = torch.cat([p.detach().float().flatten() for p in trainer.model.parameters()])
         losses = [float(trainer.train_step(b)["total"]) for b in trainer.epoch_batches(0)[:4]]
-        runs[flag] = losses, torch.cat([p.detach().float().flatten() for p in trainer.model.parameters()])
+        runs[flag] = losses, torch.cat([p.detach().float().flatten() for p in trainer.model.parameters()]) - start
     np.testing.assert_allclose(runs[True][0], runs[False][0], rtol=2e-2)
-    assert torch.allclose(runs[True][1], runs[False][1], rtol=0, atol=5e-3)
+    # AdamW moves every weight by about the learning rate whatever its gradient's size, so a
+    # rounding difference that flips a tiny gradient's sign moves that weight the other way:
+    # the updates are compared as wholes, relative to the eager run's
+    drift = float((runs[True][1] - runs[False][1]).norm() / runs[False][1].norm())
+    print(f"compiled vs eager: losses {runs[True][0]} vs {runs[False][0]}, update drift {drift:.3f}")
+    assert drift < 0.25
