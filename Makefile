@@ -59,9 +59,9 @@ test-fast: $(STAMP)
 
 # make wheels: every dependency but PyTorch as wheels for a GPU machine with its own torch and no
 # package index (scripts/wheels.py; WHEEL_PYTHON is the target's Python). Install there with
-#   python -m pip install --no-index --find-links wheels/ "oneranker[notebooks,dev]"
+#   python -m pip install --no-index --find-links wheels/ -e ".[notebooks,dev]"
 # WHEEL_HAVE: a file naming the packages the target already has, left out too (e.g.
-# scripts/h200_image.txt, the lent H200 machines' image: 85 wheels, 47 MiB instead of 133 and 204).
+# scripts/h200_image.txt, the lent H200 machines' image: 84 wheels, 47 MiB instead of 132 and 204).
 WHEEL_PYTHON ?= 3.12
 WHEEL_HAVE ?=
 wheels: $(STAMP)

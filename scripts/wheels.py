@@ -3,17 +3,23 @@
 GPU machines often come with PyTorch and CUDA installed and no package index. This writes every
 other dependency of the project (the core, ``notebooks`` and ``dev`` extras: datasets,
 papermill, nbval, ... and everything they need), pinned by ``constraints.txt``, as wheels for the
-target Python and platform, plus the project's own wheel, into one folder. Copy the folder to
-the machine and install without an index; its PyTorch satisfies ``torch>=...`` as it is:
+target Python and platform, into one folder. The project itself is not among them: it runs from
+the checkout copied beside the folder (a wheel of it, made when the set was, would go stale at
+the next commit, and where it came first on the path it would run instead of the checkout).
+Copy both to the machine and install without an index; its PyTorch satisfies ``torch>=...``:
 
-    python -m pip install --no-index --find-links wheels/ "oneranker[notebooks,dev]"
+    python -m pip install --no-index --find-links wheels/ -e ".[notebooks,dev]"
 
     python scripts/wheels.py [--out wheels] [--python 3.12] [--platform TAG ...] [--have FILE]
 
 ``--have FILE`` leaves out, too, every package the target already has (FILE: one name per line,
 or ``pip list --format=freeze`` output; ``#`` starts a comment): e.g. ``scripts/h200_image.txt``,
 the packages of the lent H200 machines' image, where the whole set would not fit what a command
-may carry. Install there without the constraints, so that the machine's own versions stand.
+may carry. Install there without the constraints, so that the machine's own versions stand;
+where pip cannot build the checkout (no setuptools offline), put the wheels on the path instead:
+
+    python -m pip install --no-index --no-deps --target /tmp/site wheels/*.whl
+    export PYTHONPATH=$PWD:/tmp/site
 
 PyTorch itself, its CUDA libraries (``nvidia-*``) and triton are left out on purpose: they are
 what the machine brings, and they are gigabytes.
@@ -66,18 +72,18 @@ def normalise(name: str) -> str:
 
 def download(out: Path, python: str, platforms: tuple[str, ...] = PLATFORMS,
              have: frozenset[str] = frozenset()) -> list[Path]:
-    """Download the wheels of :func:`requirements` and their dependencies, and build the
-    project's own wheel, into ``out``; returns the wheels there, without those of the packages
-    in ``have`` (normalised names the target already has)."""
+    """Download the wheels of :func:`requirements` and their dependencies into ``out``;
+    returns the wheels there, without those of the packages in ``have`` (normalised names the
+    target already has) and without a wheel of the project itself (see the module's doc)."""
     out.mkdir(parents=True, exist_ok=True)
     target = ["--only-binary=:all:", *(a for p in platforms for a in ("--platform", p)), "--python-version", python,
               "--implementation", "cp"]
     subprocess.run([sys.executable, "-m", "pip", "download", "--dest", str(out), "-c", str(ROOT / "constraints.txt"),
                     *target, *requirements()], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(out), str(ROOT)], check=True)
+    project = normalise(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["name"])
     for wheel in out.glob("*.whl"):               # a dependency may have pulled the machine's own packages in
         name = wheel.name.split("-")[0]
-        if MACHINE_PROVIDED.match(name) or normalise(name) in have:
+        if MACHINE_PROVIDED.match(name) or normalise(name) in have | {project}:
             wheel.unlink()
     return sorted(out.glob("*.whl"))
 
@@ -96,7 +102,7 @@ def main() -> int:
     wheels = download(Path(args.out), args.python, tuple(args.platform), have)
     size = sum(w.stat().st_size for w in wheels) / 2**20
     print(f"{len(wheels)} wheels, {size:.0f} MiB, in {args.out}; install on the target with\n"
-          f"  python -m pip install --no-index --find-links {args.out} \"oneranker[notebooks,dev]\"")
+          f"  python -m pip install --no-index --find-links {args.out} -e \".[notebooks,dev]\"")
     return 0
 
 

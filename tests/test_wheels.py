@@ -28,3 +28,21 @@ def test_have_names_what_the_target_already_has(tmp_path):
     assert wheels.normalise("scikit_learn") == wheels.normalise("Scikit-Learn") == "scikit-learn"
     image = wheels.read_have(ROOT / "scripts" / "h200_image.txt")
     assert "pyarrow" in image and "papermill" not in image and "datasets" not in image
+
+
+def test_the_set_leaves_out_the_machines_packages_what_it_has_and_the_project(tmp_path, monkeypatch):
+    """download(): of what pip fetched, only the wheels the target lacks stay. The project's own
+    wheel is never among them: the checkout runs (a stale wheel of it first on the path ran
+    instead of the checkout on the H200)."""
+    fetched = ["oneranker-0.1.0-py3-none-any.whl", "torch-2.11.0-cp312-cp312-manylinux_2_28_x86_64.whl",
+               "nvidia_cublas-13.0-py3-none-manylinux_2_28_x86_64.whl", "numpy-2.3.0-cp312-cp312-manylinux_2_28_x86_64.whl",
+               "papermill-2.6.0-py3-none-any.whl"]
+
+    def fake_pip(cmd, check):
+        assert "wheel" not in cmd[3:4]          # the project is not built
+        for name in fetched:
+            (tmp_path / name).write_bytes(b"")
+
+    monkeypatch.setattr(wheels.subprocess, "run", fake_pip)
+    kept = wheels.download(tmp_path, "3.12", have=frozenset({"numpy"}))
+    assert [w.name for w in kept] == ["papermill-2.6.0-py3-none-any.whl"]
