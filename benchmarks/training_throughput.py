@@ -5,7 +5,7 @@ runs (``Trainer.host_batches``, what ``Trainer.fit`` does on a GPU), eager or co
 (``train.compile``), and at other batch sizes. This is what sizes the paper profile's training
 budget.
 
-    python benchmarks/training_throughput.py --profile paper --runs 20x1f 20x1fc 20x4f 20x4fc 20x8fc
+    python benchmarks/training_throughput.py --profile paper --runs 20x1f 20x1fcb 20x4f 20x4fcb 20x8fcb
 
 With ``--sample-ms N`` on CUDA, ``nvidia-smi`` is sampled every N ms and each contender's line
 gives the mean GPU utilisation over its timed window (the share of time a kernel was running:
@@ -116,18 +116,19 @@ class GpuSampler:
             self.proc.terminate()
 
 
-RUN_SPEC = re.compile(r"^(?P<grouping>\d+)x(?P<workers>\d+)(?:p(?P<pad>\d+))?(?P<prefetch>f?)(?P<compile>c?)"
+RUN_SPEC = re.compile(r"^(?P<grouping>\d+)x(?P<workers>\d+)(?:p(?P<pad>\d+))?(?P<prefetch>f?)(?:c(?P<compile>[bl]))?"
                       r"(?:b(?P<batch>\d+))?$")
 
 
 def parse_run(spec: str) -> dict:
-    """A contender ``GROUPINGxWORKERS[pPAD][f][c][bBATCH]`` as its parts; a malformed one is
+    """A contender ``GROUPINGxWORKERS[pPAD][f][cb|cl][bBATCH]`` as its parts; a malformed one is
     refused before anything runs."""
     m = RUN_SPEC.match(spec)
     if m is None:
-        raise SystemExit(f"--runs {spec!r}: expected GROUPINGxWORKERS[pPAD][f][c][bBATCH], e.g. 20x4fc or 20x1fb1024")
+        raise SystemExit(f"--runs {spec!r}: expected GROUPINGxWORKERS[pPAD][f][cb|cl][bBATCH], e.g. 20x4fcb or 20x1fb1024")
     return {"grouping": int(m["grouping"]), "workers": int(m["workers"]), "pad_to": int(m["pad"] or 0),
-            "prefetch": bool(m["prefetch"]), "compile": bool(m["compile"]),
+            "prefetch": bool(m["prefetch"]),
+            "compile": {"b": "blocks", "l": "loss", None: "off"}[m["compile"]],
             "batch": int(m["batch"]) if m["batch"] else None}
 
 
@@ -152,11 +153,11 @@ def main() -> None:
     ap.add_argument("--profile", default="paper")
     ap.add_argument("--cache", default="cache")
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--runs", nargs="+", default=["20x1f", "20x1fc", "20x4f", "20x4fc", "20x8fc"],
-                    help="contenders as GROUPINGxWORKERS[pPAD][f][c][bBATCH]: train.length_grouping, models "
+    ap.add_argument("--runs", nargs="+", default=["20x1f", "20x1fcb", "20x4f", "20x4fcb", "20x8fcb"],
+                    help="contenders as GROUPINGxWORKERS[pPAD][f][cb|cl][bBATCH]: train.length_grouping, models "
                          "trained at once, optionally the Collator's pad_to (default: the Trainer's), 'f' to "
                          "collate the next batch in a thread while a step runs (Trainer.fit's GPU path), 'c' for "
-                         "the compiled step (train.compile) and bBATCH for another train.batch_size")
+                         "train.compile='blocks' (cb) or 'loss' (cl), and bBATCH for another train.batch_size")
     ap.add_argument("--warmup", type=int, default=15)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--sample-ms", type=int, default=0,
@@ -177,7 +178,7 @@ def main() -> None:
             base = base or r["requests_s"]
             util = gpu.mean(r["t0"], r["t1"]) if gpu else None
             print(f"{spec:>10s}: grouping {c['grouping']:3d}, pad {c['pad_to'] or 'default'}, prefetch "
-                  f"{'on' if c['prefetch'] else 'off'}, {'compiled' if c['compile'] else 'eager'}, batch "
+                  f"{'on' if c['prefetch'] else 'off'}, {'eager' if c['compile'] == 'off' else 'compiled ' + c['compile']}, batch "
                   f"{c['batch'] or 'default'}, {c['workers']} model(s) at once: {r['requests_s']:8.0f} requests/s, "
                   f"{r['tokens_s'] / 1e6:6.2f} M history tokens/s, {1e3 * r['per_model_step_s']:6.1f} ms per step "
                   f"of one model, {r['requests_s'] / base:.2f}x the first row, GPU busy "

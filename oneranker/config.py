@@ -359,13 +359,14 @@ class TrainConfig(Validated):
     eval_requests: int = knob(1000, "Validation requests used for early stopping (0 = all).", ge=0)
     n_candidates: int = knob(30, "Candidates generated per request for the ranker (the paper's lists of 30).",
                              ge=1)
-    compile: bool = knob(False, "Compile a training step's forward pass and loss (the model, its heads, "
-                                "the R-Decoder and the three losses) as one torch.compile graph, on CUDA "
-                                "only; the CPU always runs eager, exactly. Fused kernels change bf16 "
-                                "rounding, never the computation (tests/test_train.py compares the two), "
-                                "so the field is left out of the config hash. Two compilations per "
-                                "process: the first batch's shape, then one graph with symbolic sizes.",
-                         runtime=True)
+    compile: str = knob("off", "What of a training step torch.compile fuses, on CUDA only (the CPU always "
+                               "runs eager, exactly): 'blocks' = each transformer block of the three steps, "
+                               "one graph per block class shared by its layers (regional compilation: "
+                               "short compile times); 'loss' = the whole forward pass and the three losses "
+                               "as one graph (its first compilation outlasted 5.5 minutes on the H200); "
+                               "'off' = eager. Fused kernels change bf16 rounding, never the computation "
+                               "(tests/test_train.py compares each with eager), so the field is left out of "
+                               "the config hash.", choices=("off", "blocks", "loss"), runtime=True)
 
 
 @dataclass(frozen=True)

@@ -178,24 +178,55 @@ def test_the_loss_is_one_graph_for_the_compiler(tiny_prepared):
     assert explained.graph_count == 1
 
 
+def test_every_transformer_block_is_one_graph_for_the_compiler(tiny_prepared):
+    """train.compile='blocks' compiles each block of the three steps (compile_blocks); each
+    must trace without a graph break, here with the masks and inputs of a real forward pass
+    (tracing only, seconds on a CPU)."""
+    import torch._dynamo
+
+    from oneranker.data import Collator
+    from oneranker.train import build_model, collated, transformer_blocks
+
+    cfg = tiny_config()
+    model = build_model(cfg, tiny_prepared).eval()
+    batch = collated(tiny_prepared, "train", np.arange(8), Collator(tiny_prepared, cfg.data.max_history_len))
+    blocks = transformer_blocks(model)
+    assert len(blocks) == cfg.model.step1_layers + cfg.model.step2_layers + cfg.model.step3_layers
+    calls = []
+    for b in blocks:
+        b.register_forward_pre_hook(lambda mod, args, kwargs: calls.append((mod, args, kwargs)), with_kwargs=True)
+    with torch.no_grad():
+        state = model.encode(batch)
+        model.rank(state, batch["imp_item"].clamp(min=0))
+        seen = []
+        for block, args, kwargs in calls:
+            out = torch._dynamo.explain(block.forward)(*args, **kwargs)
+            seen.append((type(block).__name__, out.graph_count, [r.reason for r in out.break_reasons]))
+    assert {id(b) for b, _, _ in calls} == {id(b) for b in blocks}
+    assert all(graphs == 1 and breaks == [] for _, graphs, breaks in seen), seen
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="train.compile compiles on CUDA only")
-def test_a_compiled_training_run_on_the_gpu_follows_the_eager_one(tiny_prepared):
+@pytest.mark.parametrize("scope", ["blocks", "loss"])
+def test_a_compiled_training_run_on_the_gpu_follows_the_eager_one(tiny_prepared, scope):
     """With train.compile the Trainer takes the compiled step on CUDA, and a few of its steps
     (bf16 autocast, so not bit for bit) give the eager run's losses and weights."""
     from oneranker.train import compiled_loss_from_draws
 
     runs = {}
-    for flag in (False, True):
-        cfg = tiny_config(**{"train.compile": flag, "model.dropout": 0.0})
+    for mode in ("off", scope):
+        cfg = tiny_config(**{"train.compile": mode, "model.dropout": 0.0})
         trainer = Trainer(cfg, tiny_prepared, device="cuda", progress=False)
-        assert (trainer.loss_fn is compiled_loss_from_draws()) == flag
+        assert (trainer.loss_fn is compiled_loss_from_draws()) == (mode == "loss")
+        compiled_blocks = [b for b in trainer.model.step1.blocks if getattr(b, "_compiled_call_impl", None)]
+        assert len(compiled_blocks) == (len(trainer.model.step1.blocks) if mode == "blocks" else 0)
         start = torch.cat([p.detach().float().flatten() for p in trainer.model.parameters()])
         losses = [float(trainer.train_step(b)["total"]) for b in trainer.epoch_batches(0)[:4]]
-        runs[flag] = losses, torch.cat([p.detach().float().flatten() for p in trainer.model.parameters()]) - start
-    np.testing.assert_allclose(runs[True][0], runs[False][0], rtol=2e-2)
+        runs[mode] = losses, torch.cat([p.detach().float().flatten() for p in trainer.model.parameters()]) - start
+    np.testing.assert_allclose(runs[scope][0], runs["off"][0], rtol=2e-2)
     # AdamW moves every weight by about the learning rate whatever its gradient's size, so a
     # rounding difference that flips a tiny gradient's sign moves that weight the other way:
     # the updates are compared as wholes, relative to the eager run's
-    drift = float((runs[True][1] - runs[False][1]).norm() / runs[False][1].norm())
-    print(f"compiled vs eager: losses {runs[True][0]} vs {runs[False][0]}, update drift {drift:.3f}")
+    drift = float((runs[scope][1] - runs["off"][1]).norm() / runs["off"][1].norm())
+    print(f"compiled ({scope}) vs eager: losses {runs[scope][0]} vs {runs['off'][0]}, update drift {drift:.3f}")
     assert drift < 0.25
