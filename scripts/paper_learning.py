@@ -47,6 +47,10 @@ from concurrent.futures import ProcessPoolExecutor
 # reproducible, after the defaults changed (config.py: task_query, step2_init, dc_candidates).
 PROBE_BASE = {"model.task_query": "learned", "model.step2_init": "default",
               "train.dc_candidates": "impressions+negatives"}
+# A probe-only switch, not a config field: the variant trains without bf16 autocast (fp32 on
+# the GPU), to tell a precision effect from an optimisation one. Its records say "fp32": true;
+# their config hash is that of the same variant in bf16.
+PROBE_AUTOCAST = "probe.autocast"
 TODAY = {"model.task_query": "learned+last", "model.step2_init": "zero", "train.dc_candidates": "impressions"}
 BIG = {"train.batch_size": 1024, "train.lr": 4e-3, "train.warmup_steps": 10}
 VARIANTS: dict[str, dict] = {
@@ -92,6 +96,7 @@ VARIANTS: dict[str, dict] = {
     "today's defaults, lr 1e-3": {**TODAY, "train.lr": 1e-3},
     "today's defaults, warm-up 3 epochs": {**TODAY, "train.warmup_steps": 282},
     "today's defaults, lr 1e-3, warm-up 3 epochs": {**TODAY, "train.lr": 1e-3, "train.warmup_steps": 282},
+    "today's defaults, fp32 (no autocast)": {**TODAY, PROBE_AUTOCAST: False},
     # the same at the default (quick) profile's batch and learning rate
     "quick: full": {},
     "quick: full, queries + last state": {"model.task_query": "learned+last"},
@@ -191,6 +196,8 @@ def _run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline:
 
     if args.device == "cpu":
         torch.set_num_threads(1)   # one single-threaded process per core, as pool.train_all trains
+    overrides = dict(overrides)
+    fp32 = not overrides.pop(PROBE_AUTOCAST, True)
     cfg = make_config(args.profile, seed=args.seed, **{**PROBE_BASE, **base_overrides(args),
                                                         "train.patience": args.patience,
                                                         "train.epochs": args.epochs, **overrides})
@@ -204,6 +211,10 @@ def _run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline:
 
         collate_seconds = wait_seconds = 0.0
         cut_by_wall_limit = False
+
+        def _autocast(self):
+            """bf16 autocast as the Trainer has it, or none for a probe-only fp32 variant."""
+            return torch.autocast(self.device.type, enabled=False) if fp32 else super()._autocast()
 
         def host_batch(self, split, indices):
             t = time.perf_counter()
@@ -224,7 +235,7 @@ def _run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline:
 
         def _end_epoch(self, epoch: int) -> None:
             super()._end_epoch(epoch)
-            rec = {"variant": name, "config": cfg.hash(), **self.history.epochs[-1],
+            rec = {"variant": name, "config": cfg.hash(), **({"fp32": True} if fp32 else {}), **self.history.epochs[-1],
                    "collate_s": round(self.collate_seconds, 2), "wait_s": round(self.wait_seconds, 2),
                    "steps": self.step}
             self.collate_seconds = self.wait_seconds = 0.0
