@@ -290,6 +290,32 @@ def paper_seeds() -> str:
               f"(nvidia-smi every 2 s while the models held memory).\n")
 
 
+SMALL_MODEL_RUN = "paper_world_small_model_cpu"
+
+
+def paper_world_small_model() -> str:
+    """results/paper/paper_world_small_model_cpu.jsonl beside run 6: the full model under
+    today's defaults on the paper profile's worlds (seeds 0 and 1), at the quick model's size
+    on this 2-core CPU (fp32, dense attention) and at the paper's size on the H200 (bf16,
+    FlexAttention): the validation loss and the served list's share of the popularity ->
+    oracle gap at the epochs both scored."""
+    small, big = _probe_records(SMALL_MODEL_RUN), _probe_records(SEEDS_RUN)
+    sizes = {r["seed"]: r["set"] for r in small if "references HR@5" in r}
+    rows = []
+    for seed in sorted(sizes):
+        for label, recs in (("quick-sized, CPU", small), ("paper-sized, H200 (run 6)", big)):
+            refs = next(r["references HR@5"] for r in recs if r.get("seed") == seed and "references HR@5" in r)
+            curve = {r["epoch"]: r for r in recs if r.get("seed") == seed and "epoch" in r}
+            row = {"seed": str(seed), "model": label}
+            row |= {f"validation loss, epoch {e}": f"{curve[e]['valid_loss']:.2f}" for e in (1, 2, 3, 4)}
+            row["served, epoch 4"] = _gap_percent(curve[4]["HR@5 ranked"], refs) if "HR@5 ranked" in curve[4] else ""
+            rows.append(row)
+    size = ", ".join(f"`{k}={v}`" for k, v in next(iter(sizes.values())).items())
+    return (markdown_table(pd.DataFrame(rows).fillna(""), index=False)
+            + f"\nThe quick-sized model: the paper profile with {size}. Gap closed: each seed's own "
+              f"popularity → interest-oracle gap on its 1,000 test requests.\n")
+
+
 def _probe_profile_line() -> str:
     """Run 1's profile of three steps: GPU kernel time per step (the profile table's own total;
     the JSON record's GPU figure of that run counted operators and kernels twice) against the
@@ -445,6 +471,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "paper-curves": paper_curves,
     "paper-probes": paper_probes,
     "paper-seeds": paper_seeds,
+    "paper-world-small-model": paper_world_small_model,
     "long-history-lab": long_history_lab,
     "paper-arithmetic": paper_arithmetic,
     "task-query-quick": task_query_quick,
