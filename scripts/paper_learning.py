@@ -47,9 +47,10 @@ from concurrent.futures import ProcessPoolExecutor
 # reproducible, after the defaults changed (config.py: task_query, step2_init, dc_candidates).
 PROBE_BASE = {"model.task_query": "learned", "model.step2_init": "default",
               "train.dc_candidates": "impressions+negatives"}
-# A probe-only switch, not a config field: the variant trains without bf16 autocast (fp32 on
-# the GPU), to tell a precision effect from an optimisation one. Its records say "fp32": true;
-# their config hash is that of the same variant in bf16.
+# A probe-only switch, not a config field: the variant trains in fp32 (no autocast, also on
+# the GPU) or under bf16 autocast (also on the CPU), to tell a precision effect from an
+# optimisation one. Its records name the precision; their config hash is the same variant's
+# at the Trainer's own precision (bf16 autocast on CUDA, fp32 on the CPU).
 PROBE_AUTOCAST = "probe.autocast"
 TODAY = {"model.task_query": "learned+last", "model.step2_init": "zero", "train.dc_candidates": "impressions"}
 BIG = {"train.batch_size": 1024, "train.lr": 4e-3, "train.warmup_steps": 10}
@@ -96,7 +97,8 @@ VARIANTS: dict[str, dict] = {
     "today's defaults, lr 1e-3": {**TODAY, "train.lr": 1e-3},
     "today's defaults, warm-up 3 epochs": {**TODAY, "train.warmup_steps": 282},
     "today's defaults, lr 1e-3, warm-up 3 epochs": {**TODAY, "train.lr": 1e-3, "train.warmup_steps": 282},
-    "today's defaults, fp32 (no autocast)": {**TODAY, PROBE_AUTOCAST: False},
+    "today's defaults, fp32 (no autocast)": {**TODAY, PROBE_AUTOCAST: "fp32"},
+    "today's defaults, bf16 autocast (also on a CPU)": {**TODAY, PROBE_AUTOCAST: "bf16"},
     # the same at the default (quick) profile's batch and learning rate
     "quick: full": {},
     "quick: full, queries + last state": {"model.task_query": "learned+last"},
@@ -197,7 +199,7 @@ def _run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline:
     if args.device == "cpu":
         torch.set_num_threads(1)   # one single-threaded process per core, as pool.train_all trains
     overrides = dict(overrides)
-    fp32 = not overrides.pop(PROBE_AUTOCAST, True)
+    precision = overrides.pop(PROBE_AUTOCAST, "default")
     cfg = make_config(args.profile, seed=args.seed, **{**PROBE_BASE, **base_overrides(args),
                                                         "train.patience": args.patience,
                                                         "train.epochs": args.epochs, **overrides})
@@ -213,8 +215,12 @@ def _run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline:
         cut_by_wall_limit = False
 
         def _autocast(self):
-            """bf16 autocast as the Trainer has it, or none for a probe-only fp32 variant."""
-            return torch.autocast(self.device.type, enabled=False) if fp32 else super()._autocast()
+            """The Trainer's autocast (bf16 on CUDA, none on the CPU), or a probe-only precision."""
+            if precision == "fp32":
+                return torch.autocast(self.device.type, enabled=False)
+            if precision == "bf16":
+                return torch.autocast(self.device.type, dtype=torch.bfloat16)
+            return super()._autocast()
 
         def host_batch(self, split, indices):
             t = time.perf_counter()
@@ -235,7 +241,7 @@ def _run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline:
 
         def _end_epoch(self, epoch: int) -> None:
             super()._end_epoch(epoch)
-            rec = {"variant": name, "config": cfg.hash(), **({"fp32": True} if fp32 else {}), **self.history.epochs[-1],
+            rec = {"variant": name, "config": cfg.hash(), **({"precision": precision} if precision != "default" else {}), **self.history.epochs[-1],
                    "collate_s": round(self.collate_seconds, 2), "wait_s": round(self.wait_seconds, 2),
                    "steps": self.step}
             self.collate_seconds = self.wait_seconds = 0.0
