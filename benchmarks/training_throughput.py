@@ -126,6 +126,8 @@ def parse_run(spec: str) -> dict:
     m = RUN_SPEC.match(spec)
     if m is None:
         raise SystemExit(f"--runs {spec!r}: expected GROUPINGxWORKERS[pPAD][f][cb|cl][bBATCH], e.g. 20x4fcb or 20x1fb1024")
+    if int(m["workers"]) < 1 or (m["batch"] is not None and int(m["batch"]) < 1):
+        raise SystemExit(f"--runs {spec!r}: the number of models and the batch size must be at least 1")
     return {"grouping": int(m["grouping"]), "workers": int(m["workers"]), "pad_to": int(m["pad"] or 0),
             "prefetch": bool(m["prefetch"]),
             "compile": {"b": "blocks", "l": "loss", None: "off"}[m["compile"]],

@@ -361,12 +361,13 @@ class TrainConfig(Validated):
                              ge=1)
     compile: str = knob("off", "What of a training step torch.compile fuses, on CUDA only (the CPU always "
                                "runs eager, exactly): 'blocks' = each transformer block of the three steps, "
-                               "one graph per block class shared by its layers (regional compilation: "
-                               "short compile times); 'loss' = the whole forward pass and the three losses "
-                               "as one graph (its first compilation outlasted 5.5 minutes on the H200); "
-                               "'off' = eager. Fused kernels change bf16 rounding, never the computation "
-                               "(tests/test_train.py compares each with eager), so the field is left out of "
-                               "the config hash.", choices=("off", "blocks", "loss"), runtime=True)
+                               "compiled in place (regional compilation; not yet measured on a GPU); "
+                               "'loss' = the whole forward pass and the three losses as one graph (its "
+                               "first compilation outlasted 5.5 minutes on the H200; not with "
+                               "distributed training); 'off' = eager. Dropout draws the eager random "
+                               "stream; fused kernels change bf16 rounding, never the computation "
+                               "(tests/test_train.py compares each with eager on CUDA), so the field is "
+                               "left out of the config hash.", choices=("off", "blocks", "loss"), runtime=True)
 
 
 @dataclass(frozen=True)

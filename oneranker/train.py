@@ -54,18 +54,29 @@ class _LossModule(nn.Module):
         return loss_from_draws(self.model, batch, tc, draws, rows, count_total=_summed_over_processes)
 
 
+def _prepare_compiler() -> None:
+    """Settings every ``train.compile`` scope needs. Dropout in compiled code draws from the
+    same random generator, in the same order, as eager (inductor's ``fallback_random``):
+    otherwise a compiled run would draw other dropout masks and train another model, which a
+    field left out of the config hash must never do. And the recompile limit is raised above
+    torch's default of 8, so that dynamo never falls back to eager without a word (one graph
+    per padded batch shape, and per mode: training and evaluation)."""
+    import torch._dynamo
+    import torch._inductor.config
+
+    torch._inductor.config.fallback_random = True
+    cfg = torch._dynamo.config
+    name = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"   # torch < 2.7
+    setattr(cfg, name, max(getattr(cfg, name), 64))
+
+
 @functools.cache
 def compiled_loss_from_draws() -> Callable[..., dict[str, torch.Tensor]]:
-    """:func:`loss_from_draws` compiled as one graph (``train.compile``): made once per process
-    and shared by its trainers. The first batch compiles a graph for its shape; a batch of
-    another padded length (or the epoch's last, smaller batch) compiles one more, with those
-    sizes symbolic (torch's automatic dynamic shapes), which then serves every shape: two
-    compilations per process instead of one per length. The recompile limit is raised above
-    torch's default of 8 all the same, so that dynamo never falls back to eager without a
-    word (e.g. for a new model in the same process)."""
-    import torch._dynamo
-
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    """:func:`loss_from_draws` compiled as one graph (``train.compile='loss'``): made once
+    per process and shared by its trainers. Shapes are left to torch's automatic dynamic
+    shapes (the first batch's shape is compiled as it is, a second shape makes its sizes
+    symbolic)."""
+    _prepare_compiler()
     return torch.compile(loss_from_draws)
 
 
@@ -76,13 +87,11 @@ def transformer_blocks(model: OneRanker) -> list[nn.Module]:
 
 def compile_blocks(model: OneRanker) -> list[nn.Module]:
     """``train.compile='blocks'``: compile each transformer block of the model in place
-    (regional compilation). The blocks of one class share their code, so dynamo compiles one
-    graph per block class and shape and reuses it for every layer, in a fraction of the time
-    of the whole step's graph; the steps' glue (embeddings, heads, losses) stays eager.
-    Returns the compiled blocks."""
-    import torch._dynamo
-
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    (regional compilation; nothing compiles until a block first runs). The blocks of one
+    class share their code, so dynamo can reuse one graph for all the layers of a step instead
+    of compiling the whole step as one graph; the steps' glue (embeddings, heads, losses)
+    stays eager. Returns the blocks."""
+    _prepare_compiler()
     blocks = transformer_blocks(model)
     for block in blocks:
         block.compile()
@@ -153,15 +162,18 @@ class Trainer:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = DistributedDataParallel(_LossModule(self.model), device_ids=ids, find_unused_parameters=True)
-        # fused: one kernel for the whole update on CUDA (a paper-profile step spent several
-        # milliseconds in the per-tensor updates); the CPU keeps the reference implementation
-        # train.compile, on CUDA: the transformer blocks, or the step's forward pass and loss as
-        # one graph (in a single process: the distributed path keeps DDP's eager forward)
+        # train.compile, on CUDA only: the transformer blocks, or the step's forward pass and
+        # loss as one graph (refused with DDP, whose forward is the eager loss module)
+        if self.tc.compile == "loss" and self.ddp is not None:
+            raise ValueError("train.compile='loss' cannot run under distributed training (DDP wraps the eager "
+                             "loss); use train.compile='blocks' or 'off'")
         self.loss_fn = loss_from_draws
         if self.device.type == "cuda" and self.tc.compile == "blocks":
             compile_blocks(self.model)
-        elif self.device.type == "cuda" and self.tc.compile == "loss" and self.ddp is None:
+        elif self.device.type == "cuda" and self.tc.compile == "loss":
             self.loss_fn = compiled_loss_from_draws()
+        # fused: one kernel for the whole update on CUDA (a paper-profile step spent several
+        # milliseconds in the per-tensor updates); the CPU keeps the reference implementation
         self.optim = torch.optim.AdamW(self.model.parameters(), lr=self.tc.lr, weight_decay=self.tc.weight_decay,
                                        fused=self.device.type == "cuda")
         n_train = len(prepared.requests["train"])

@@ -1,6 +1,6 @@
 """Learning curves at the paper profile: how fast, and how far, each variant learns.
 
-Several variants of one seed train at the same time on one GPU (one process each, as
+Several variants (of one seed, or of each of ``--seeds``) train at the same time on one GPU (one process each, as
 ``pool.train_all`` runs them). After every epoch each prints its training and validation loss,
 the epoch's wall time and the part of it spent building batches on the CPU; every
 ``--eval-every`` epochs it also scores the current weights on ``--eval-requests`` test
@@ -50,8 +50,11 @@ PROBE_BASE = {"model.task_query": "learned", "model.step2_init": "default",
 # A probe-only switch, not a config field: the variant trains in fp32 (no autocast, also on
 # the GPU) or under bf16 autocast (also on the CPU), to tell a precision effect from an
 # optimisation one. Its records name the precision; their config hash is the same variant's
-# at the Trainer's own precision (bf16 autocast on CUDA, fp32 on the CPU).
+# at the Trainer's own precision (bf16 autocast on CUDA, fp32 on the CPU). Only the training
+# steps change: the validation loss (early stopping's number) and the scoring keep the
+# Trainer's precision, the same for every variant of a device, so they stay comparable.
 PROBE_AUTOCAST = "probe.autocast"
+PAPER_3_EPOCHS = 3 * 94      # warm-up steps: 3 epochs of the paper profile (24,000 requests, batch 256)
 TODAY = {"model.task_query": "learned+last", "model.step2_init": "zero", "train.dc_candidates": "impressions"}
 BIG = {"train.batch_size": 1024, "train.lr": 4e-3, "train.warmup_steps": 10}
 VARIANTS: dict[str, dict] = {
@@ -87,16 +90,14 @@ VARIANTS: dict[str, dict] = {
     "full, queries + last state, zero-initialised branches, no random negatives": {
         "model.task_query": "learned+last", "model.step2_init": "zero", "train.n_random_negatives": 0},
     "full, queries + last state, no DC": {"model.task_query": "learned+last", "train.gamma": 0.0},
-    "full, queries + last state, zero-initialised branches, DC over impressions": {
-        "model.task_query": "learned+last", "model.step2_init": "zero", "train.dc_candidates": "impressions"},
-    "Step 2 only, today's defaults": {"model.use_ranker": False, "model.task_query": "learned+last",
-                                      "model.step2_init": "zero"},
+    "full, queries + last state, zero-initialised branches, DC over impressions": TODAY,   # = today's defaults
+    "Step 2 only, today's defaults": {"model.use_ranker": False, **TODAY},
     # run 6: today's defaults learn on seed 0 only (seed 1 sits at popularity, seed 2 starts late);
     # the quick-sized model learns on seed 1 of the same world (CPU), so the next probe is the
     # paper-sized model's optimisation: a lower peak learning rate and a longer warm-up
     "today's defaults, lr 1e-3": {**TODAY, "train.lr": 1e-3},
-    "today's defaults, warm-up 3 epochs": {**TODAY, "train.warmup_steps": 282},
-    "today's defaults, lr 1e-3, warm-up 3 epochs": {**TODAY, "train.lr": 1e-3, "train.warmup_steps": 282},
+    "today's defaults, warm-up 3 epochs": {**TODAY, "train.warmup_steps": PAPER_3_EPOCHS},
+    "today's defaults, lr 1e-3, warm-up 3 epochs": {**TODAY, "train.lr": 1e-3, "train.warmup_steps": PAPER_3_EPOCHS},
     "today's defaults, fp32 (no autocast)": {**TODAY, PROBE_AUTOCAST: "fp32"},
     "today's defaults, bf16 autocast (also on a CPU)": {**TODAY, PROBE_AUTOCAST: "bf16"},
     # the same at the default (quick) profile's batch and learning rate
@@ -276,7 +277,7 @@ def _run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="paper")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=None, help="the seed (default 0); or --seeds")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--cache", default="cache")
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS)[:4], choices=list(VARIANTS))
@@ -293,6 +294,13 @@ def main() -> None:
                     help="run every variant on each of these seeds (instead of --seed), all at once")
     args = ap.parse_args()
     base_overrides(args)                 # a malformed --set is refused before any work
+    if args.seeds is not None and args.seed is not None:
+        raise SystemExit("give --seed or --seeds, not both")
+    if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
+        raise SystemExit(f"--seeds {args.seeds}: a seed is named twice")
+    if not args.variants:
+        raise SystemExit("--variants: name at least one variant")
+    args.seed = 0 if args.seed is None else args.seed
     start = time.time()
     deadline = start + 60 * args.minutes
     runs = [argparse.Namespace(**{**vars(args), "seed": s}) for s in (args.seeds or [args.seed])]

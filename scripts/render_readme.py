@@ -274,7 +274,8 @@ def paper_seeds() -> str:
         scored = [r for r in recs if r["seed"] == seed and "epoch" in r and "HR@5 generated" in r]
         curve = [r for r in recs if r["seed"] == seed and "epoch" in r]
         final = next(r for r in recs if r["seed"] == seed and r.get("final"))
-        row = {"seed": str(seed), "epochs (cut)": str(final["epochs"]),
+        row = {"seed": str(seed),
+               "epochs": f"{final['epochs']}" + (" (cut by the wall limit)" if final["cut_by_wall_limit"] else ""),
                "best validation epoch": str(final["best_epoch"]),
                "validation loss, epoch 1 → last": f"{curve[0]['valid_loss']:.2f} → {curve[-1]['valid_loss']:.2f}"}
         row |= {f"served, epoch {r['epoch']}": _gap_percent(r["HR@5 ranked"], refs[seed]) for r in scored}

@@ -29,3 +29,43 @@ def test_paper_learning_records_curves_scores_and_a_final_row(tmp_path):
         assert len(final) == 1 and final[0]["epochs"] == 2
     assert "HR@5 ranked" in next(r for r in recs if r.get("variant") == "quick: full" and r.get("final"))
     assert "total_s" in recs[-1]
+
+
+def test_paper_learning_runs_every_variant_on_each_seed(tmp_path):
+    """--seeds: each seed's references come before its variants' records, every variant has a
+    final row per seed, and a probe-precision variant names its precision in its records."""
+    out = tmp_path / "curves.jsonl"
+    variants = ["quick: Step-1 generator", "today's defaults, bf16 autocast (also on a CPU)"]
+    subprocess.run([sys.executable, "scripts/paper_learning.py", "--profile", "smoke", "--device", "cpu",
+                    "--seeds", "0", "1", "--epochs", "1", "--eval-every", "1", "--eval-requests", "50",
+                    "--cache", str(tmp_path / "cache"), "--out", str(out), "--workers", "2",
+                    "--variants", *variants], cwd=ROOT, check=True, capture_output=True, text=True)
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    for seed in (0, 1):
+        mine = [i for i, r in enumerate(recs) if r["seed"] == seed]
+        assert "references HR@5" in recs[mine[0]]
+        for v in variants:
+            assert len([r for r in recs if r["seed"] == seed and r.get("variant") == v and r.get("final")]) == 1
+    epochs = [r for r in recs if "epoch" in r]
+    assert all(r.get("precision") == "bf16" for r in epochs if r["variant"] == variants[1])
+    assert all("precision" not in r for r in epochs if r["variant"] == variants[0])
+
+
+def test_training_throughput_contenders_are_parsed_or_refused():
+    """benchmarks/training_throughput.py's contender grammar GROUPINGxWORKERS[pPAD][f][cb|cl][bBATCH]."""
+    import importlib.util
+
+    import pytest
+
+    spec = importlib.util.spec_from_file_location("throughput", ROOT / "benchmarks" / "training_throughput.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec.loader.exec_module(bench)
+    assert bench.parse_run("20x4fcb") == {"grouping": 20, "workers": 4, "pad_to": 0, "prefetch": True,
+                                          "compile": "blocks", "batch": None}
+    assert bench.parse_run("0x1p64clb1024") == {"grouping": 0, "workers": 1, "pad_to": 64, "prefetch": False,
+                                                "compile": "loss", "batch": 1024}
+    assert bench.parse_run("50x8")["compile"] == "off"
+    for bad in ("20x0f", "20x1b0", "20x1fc", "20x1cf", "x4"):
+        with pytest.raises(SystemExit, match="--runs"):
+            bench.parse_run(bad)
