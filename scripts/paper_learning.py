@@ -99,6 +99,7 @@ VARIANTS: dict[str, dict] = {
     "today's defaults, warm-up 3 epochs": {**TODAY, "train.warmup_steps": PAPER_3_EPOCHS},
     "today's defaults, lr 1e-3, warm-up 3 epochs": {**TODAY, "train.lr": 1e-3, "train.warmup_steps": PAPER_3_EPOCHS},
     "today's defaults, fp32 (no autocast)": {**TODAY, PROBE_AUTOCAST: "fp32"},
+    "today's defaults, dense attention (SDPA)": {**TODAY, "model.attention": "sdpa"},
     "today's defaults, bf16 autocast (also on a CPU)": {**TODAY, PROBE_AUTOCAST: "bf16"},
     # the same at the default (quick) profile's batch and learning rate
     "quick: full": {},
