@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -54,7 +55,15 @@ PROBE_BASE = {"model.task_query": "learned", "model.step2_init": "default",
 # steps change: the validation loss (early stopping's number) and the scoring keep the
 # Trainer's precision, the same for every variant of a device, so they stay comparable.
 PROBE_AUTOCAST = "probe.autocast"
-PAPER_3_EPOCHS = 3 * 94      # warm-up steps: 3 epochs of the paper profile (24,000 requests, batch 256)
+def _paper_steps_per_epoch() -> int:
+    """Optimiser steps in one epoch of the paper profile (its requests per epoch / batch size)."""
+    from oneranker.config import make_config
+
+    tc = make_config("paper").train
+    return math.ceil(tc.max_train_requests / tc.batch_size)
+
+
+PAPER_3_EPOCHS = 3 * _paper_steps_per_epoch()      # warm-up steps: three paper-profile epochs
 TODAY = {"model.task_query": "learned+last", "model.step2_init": "zero", "train.dc_candidates": "impressions"}
 BIG = {"train.batch_size": 1024, "train.lr": 4e-3, "train.warmup_steps": 10}
 VARIANTS: dict[str, dict] = {
@@ -254,8 +263,8 @@ def _run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline:
                 rec.update({f"HR@5 {k}": round(list_metrics(v, ts, ks=(5,))["HR@5"], 5) for k, v in lists.items()})
                 rec["eval_s"] = round(time.perf_counter() - t, 1)
             _emit(rec, args)
-            first_seed = (args.seeds or [args.seed])[0]
-            if epoch == 0 and name == args.variants[0] and args.seed == first_seed and self.device.type == "cuda":
+            first = epoch == 0 and name == args.variants[0] and args.seed == (args.seeds or [args.seed])[0]
+            if first and self.device.type == "cuda":
                 prof = _profile_steps(self, self.epoch_batches(epoch + 1000))
                 print(prof.pop("top"), flush=True)
                 _emit({"variant": name, "profile": prof}, args)
@@ -332,6 +341,7 @@ def emit_references(args: argparse.Namespace, start: float) -> None:
             for k, v in reference_lists(prepared, ts, cfg.train.n_candidates, args.seed).items()}
     _emit({"references HR@5": refs, "data": cfg.data_hash(), "set": base_overrides(args),
            "prepared_s": round(time.time() - start, 1)}, args)
+
 
 if __name__ == "__main__":
     main()

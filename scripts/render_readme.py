@@ -287,8 +287,46 @@ def paper_seeds() -> str:
     median = pd.Series([r["seconds"] for r in recs if "epoch" in r and r["epoch"] > 1]).median()
     return (markdown_table(pd.DataFrame(rows).fillna(""), index=False)
             + f"\nGap closed (%, each seed's own popularity → interest-oracle gap on its 1,000 test requests); "
-              f"{median:.1f} s per epoch per model (median, three models at once); GPU busy {_gpu_busy(SEEDS_RUN)} "
+              f"{median:.1f} s per epoch per model (median, {len(rows)} models at once); GPU busy {_gpu_busy(SEEDS_RUN)} "
               f"(nvidia-smi every 2 s while the models held memory).\n")
+
+
+STEP_KERNELS = {"FlexAttention backward": "triton_tem_fused_flex_attention_backward",
+                "LayerNorm backward": "aten::native_layer_norm_backward",
+                "embedding backward": "aten::embedding_dense_backward"}
+
+
+def _kernel_shares(table: str) -> dict[str, float]:
+    """Self-CUDA share (%) of each row of one torch.profiler table, by name (first row of a name;
+    the kernel names that the label table matches by prefix end in a compile-time index)."""
+    shares: dict[str, float] = {}
+    for line in table.splitlines():
+        cols = re.split(r"\s{2,}", line.strip())
+        if len(cols) == 11 and cols[7].endswith("%") and cols[0] != "Name":
+            shares.setdefault(cols[0], float(cols[7].rstrip("%")))
+    return shares
+
+
+def paper_step_profile() -> str:
+    """Run 6's profile of three training steps per seed (after epoch 1, the other models
+    training beside it): GPU kernel time and kernels per step against the profiled wall time
+    per step (the JSON records), and the largest kernels' shares of the kernel time (the
+    profile tables; a kernel outside a table's top rows is shown as below its smallest row)."""
+    recs = _probe_records(SEEDS_RUN)
+    profiles = {r["seed"]: r["profile"] for r in recs if "profile" in r}
+    text = (ROOT / "results" / "paper" / f"{SEEDS_RUN}_profile.txt").read_text()
+    tables = dict(zip(map(int, re.findall(r"^# seed (\d+)", text, re.M)), re.split(r"^# seed \d+\n", text, flags=re.M)[1:]))
+    rows = []
+    for seed in sorted(profiles):
+        prof, shares = profiles[seed], _kernel_shares(tables[seed])
+        row = {"seed": str(seed), "GPU kernel ms per step": f"{1e3 * prof['gpu_kernel_s_per_step']:.0f}",
+               "kernels per step": f"{prof['gpu_kernels_per_step']:,.0f}",
+               "wall ms per profiled step": f"{1e3 * prof['wall_s_per_step_profiled']:.0f}"}
+        for label, name in STEP_KERNELS.items():
+            share = next((v for k, v in shares.items() if k.startswith(name)), None)
+            row[f"{label}, share of kernel time"] = f"{share:.0f}%" if share is not None else f"< {min(shares.values()):.0f}%"
+        rows.append(row)
+    return markdown_table(pd.DataFrame(rows), index=False)
 
 
 SMALL_MODEL_RUN = "paper_world_small_model_cpu"
@@ -479,6 +517,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "paper-probes": paper_probes,
     "paper-seeds": paper_seeds,
     "paper-world-small-model": paper_world_small_model,
+    "paper-step-profile": paper_step_profile,
     "long-history-lab": long_history_lab,
     "paper-arithmetic": paper_arithmetic,
     "task-query-quick": task_query_quick,

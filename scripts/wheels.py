@@ -40,9 +40,14 @@ MACHINE_PROVIDED = re.compile(r"^(torch|triton|nvidia[-_].*|cuda[-_].*)$", re.I)
 
 def requirements(pyproject: Path = ROOT / "pyproject.toml", extras: tuple[str, ...] = ("notebooks", "dev")) -> list[str]:
     """The project's requirements (core and ``extras``) without what a GPU machine brings."""
-    project = tomllib.loads(pyproject.read_text())["project"]
+    project = _project(pyproject)
     reqs = list(project["dependencies"]) + [r for e in extras for r in project["optional-dependencies"][e]]
     return [r for r in reqs if not MACHINE_PROVIDED.match(requirement_name(r))]
+
+
+def _project(pyproject: Path = ROOT / "pyproject.toml") -> dict:
+    """The ``[project]`` table of pyproject.toml."""
+    return tomllib.loads(pyproject.read_text())["project"]
 
 
 def requirement_name(line: str) -> str:
@@ -80,7 +85,7 @@ def download(out: Path, python: str, platforms: tuple[str, ...] = PLATFORMS,
               "--implementation", "cp"]
     subprocess.run([sys.executable, "-m", "pip", "download", "--dest", str(out), "-c", str(ROOT / "constraints.txt"),
                     *target, *requirements()], check=True)
-    project = normalise(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["name"])
+    project = normalise(_project()["name"])
     for wheel in out.glob("*.whl"):               # a dependency may have pulled the machine's own packages in
         name = wheel.name.split("-")[0]
         if MACHINE_PROVIDED.match(name) or normalise(name) in have | {project}:
