@@ -206,15 +206,17 @@ def test_every_transformer_block_is_one_graph_for_the_compiler(tiny_prepared):
     assert all(graphs == 1 and breaks == [] for _, graphs, breaks in seen), seen
 
 
+def compiled(module: torch.nn.Module) -> bool:
+    """Whether ``module.compile()`` wrapped the module (torch's marker of an in-place compile)."""
+    return getattr(module, "_compiled_call_impl", None) is not None
+
+
 def test_compile_blocks_marks_every_block_and_a_cpu_trainer_stays_eager(tiny_prepared):
     """compile_blocks wraps every block of the three steps for compilation (lazily: nothing
     compiles until a block runs), and the Trainer does so only on CUDA: on a CPU train.compile
     leaves the model eager and the loss the eager function."""
     from oneranker.losses import loss_from_draws
     from oneranker.train import build_model, compile_blocks, transformer_blocks
-
-    def compiled(m):
-        return getattr(m, "_compiled_call_impl", None) is not None
 
     model = build_model(tiny_config(), tiny_prepared)
     assert not any(compiled(b) for b in transformer_blocks(model))
@@ -239,7 +241,7 @@ def test_a_compiled_training_run_on_the_gpu_follows_the_eager_one(tiny_prepared,
     for mode in ("off", scope):
         cfg = tiny_config(**{"train.compile": mode, "model.dropout": 0.1})
         trainer = Trainer(cfg, tiny_prepared, device="cuda", progress=False)
-        wrapped = [getattr(b, "_compiled_call_impl", None) is not None for b in transformer_blocks(trainer.model)]
+        wrapped = [compiled(b) for b in transformer_blocks(trainer.model)]
         assert all(wrapped) if mode == "blocks" else not any(wrapped)
         assert (trainer.loss_fn is compiled_loss_from_draws()) == (mode == "loss")
         batches = trainer.epoch_batches(0)[:4]
