@@ -48,6 +48,15 @@ from concurrent.futures import ProcessPoolExecutor
 # reproducible, after the defaults changed (config.py: task_query, step2_init, dc_candidates).
 PROBE_BASE = {"model.task_query": "learned", "model.step2_init": "default",
               "train.dc_candidates": "impressions+negatives"}
+# ... and, at the paper profile, its learning rate and warm-up before run 7 (config.py now
+# trains it at 1e-3 after three epochs of warm-up: "today's defaults, lr 1e-3, warm-up 3 epochs")
+PROBE_BASE_OF_PROFILE = {"paper": {"train.lr": 2e-3, "train.warmup_steps": 30}}
+
+
+def probe_base(profile: str) -> dict:
+    """The settings every variant's name is written against, at ``profile``."""
+    return {**PROBE_BASE, **PROBE_BASE_OF_PROFILE.get(profile, {})}
+
 # A probe-only switch, not a config field: the variant trains in fp32 (no autocast, also on
 # the GPU) or under bf16 autocast (also on the CPU), to tell a precision effect from an
 # optimisation one. Its records name the precision; their config hash is the same variant's
@@ -110,6 +119,11 @@ VARIANTS: dict[str, dict] = {
     "today's defaults, fp32 (no autocast)": {**TODAY, PROBE_AUTOCAST: "fp32"},
     "today's defaults, dense attention (SDPA)": {**TODAY, "model.attention": "sdpa"},
     "today's defaults, bf16 autocast (also on a CPU)": {**TODAY, PROBE_AUTOCAST: "bf16"},
+    # the CPU lab's quick-sized model (which learns seeds 1 and 2 of the paper worlds there) on the
+    # GPU's arithmetic (FlexAttention, padding, CUDA autocast): tells the model's size from the path
+    "today's defaults, quick-sized model": {**TODAY, "model.d_model": 32, "model.n_heads": 2,
+                                            "model.step1_layers": 2, "model.step2_layers": 1,
+                                            "model.n_fake_items": 16},
     # the same at the default (quick) profile's batch and learning rate
     "quick: full": {},
     "quick: full, queries + last state": {"model.task_query": "learned+last"},
@@ -136,8 +150,8 @@ def base_overrides(args: argparse.Namespace) -> dict:
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"--set {item!r}: expected key=value, e.g. data.max_history_len=512")
-        if key in PROBE_BASE:
-            raise SystemExit(f"--set {key}: every variant's name is relative to PROBE_BASE's {key}; "
+        if key in probe_base(args.profile):
+            raise SystemExit(f"--set {key}: every variant's name is relative to the probes' base {key}; "
                              f"choose or add a variant that sets it instead")
         try:
             out[key] = json.loads(value)
@@ -211,7 +225,7 @@ def _run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline:
         torch.set_num_threads(1)   # one single-threaded process per core, as pool.train_all trains
     overrides = dict(overrides)
     precision = overrides.pop(PROBE_AUTOCAST, "default")
-    cfg = make_config(args.profile, seed=args.seed, **{**PROBE_BASE, **base_overrides(args),
+    cfg = make_config(args.profile, seed=args.seed, **{**probe_base(args.profile), **base_overrides(args),
                                                         "train.patience": args.patience,
                                                         "train.epochs": args.epochs, **overrides})
     prepared = cached_prepared(cfg, args.cache, progress=False)

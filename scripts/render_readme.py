@@ -291,6 +291,83 @@ def paper_seeds() -> str:
               f"(nvidia-smi every 2 s while the models held memory).\n")
 
 
+LR_RUNS = ("learning_probes_h200_run7", "learning_probes_h200_run8", "learning_probes_h200_run8_apart")
+TODAY_PREFIX = "today's defaults, "
+
+
+def _variant_curves(run: str) -> pd.DataFrame:
+    """One row per (variant, seed) of a probe run: its epochs and how they ended, its validation
+    loss from the first epoch to the last, the share of the seed's popularity -> oracle gap its
+    served list closes at every regularly scored epoch and at the end (the best epoch's
+    weights, restored, where the run ended itself), its generated list there, and co-occurrence. A process still finishing its last epoch when the records
+    were collected has no final record; its row says so."""
+    recs = _probe_records(run)
+    refs = {r["seed"]: r["references HR@5"] for r in recs if "references HR@5" in r}
+    keys = dict.fromkeys((r["variant"], r["seed"]) for r in recs if "epoch" in r)
+    every = min(r["epoch"] for r in recs if "epoch" in r and "HR@5 ranked" in r)
+    rows = []
+    for variant, seed in keys:
+        mine = [r for r in recs if r.get("variant") == variant and r["seed"] == seed]
+        curve = [r for r in mine if "epoch" in r]
+        scored = [r for r in curve if "HR@5 ranked" in r]
+        final = next((r for r in mine if r.get("final")), None)
+        if final is None:
+            stop = "cut by the wall limit; not yet scored" if any("cut_by_wall_limit_after_epoch" in r for r in mine) \
+                else "still running when collected"
+            ended = f"{curve[-1]['epoch']} ({stop})"
+        else:
+            stop = "cut by the wall limit" if final["cut_by_wall_limit"] else \
+                "stopped early" if final["stopped_early"] else "the cap"
+            ended = f"{final['epochs']} ({stop}; best {final['best_epoch']})"
+        row = {"variant": variant.removeprefix(TODAY_PREFIX), "seed": str(seed), "epochs": ended,
+               "validation loss, epoch 1 → last": f"{curve[0]['valid_loss']:.2f} → {curve[-1]['valid_loss']:.2f}"}
+        row |= {f"served, epoch {r['epoch']}": _gap_percent(r["HR@5 ranked"], refs[seed])
+                for r in scored if r["epoch"] % every == 0}
+        # the final score is of the best epoch's weights (restored), else of the last scored epoch
+        last = final if final is not None else scored[-1]
+        epoch = final["best_epoch"] if final is not None else scored[-1]["epoch"]
+        row |= {"served, final (weights of epoch)": f"{_gap_percent(last['HR@5 ranked'], refs[seed])} ({epoch})",
+                "generated, final": _gap_percent(last["HR@5 generated"], refs[seed]),
+                "co-occurrence": _gap_percent(refs[seed]["co-occurrence"], refs[seed])}
+        rows.append(row)
+    df = pd.DataFrame(rows).sort_values(["variant", "seed"], kind="stable")
+    served = sorted((c for c in df.columns if c.startswith("served, epoch")), key=lambda c: int(c.rsplit(" ", 1)[1]))
+    rest = [c for c in df.columns if c not in served and c not in ("variant", "seed", "epochs",
+                                                                       "validation loss, epoch 1 → last")]
+    return df[["variant", "seed", "epochs", "validation loss, epoch 1 → last", *served, *rest]]
+
+
+def paper_lr_warmup() -> str:
+    """Runs 7 and 8 (scripts/paper_learning.py on the H200): the paper-sized model under today's
+    defaults with a lower peak learning rate, a three-epoch warm-up, both, fp32 training, dense
+    attention, or the CPU lab's quick size (run 7, seeds 1 and 2, early stopping off); then
+    both together, the paper profile's defaults since, on seeds 0-2 under the profile's own
+    stopping rule, and each alone on seed 1 (run 8)."""
+    run7 = _variant_curves(LR_RUNS[0])
+    run8 = pd.concat([_variant_curves(run) for run in LR_RUNS[1:]], ignore_index=True)
+    from oneranker import studies
+    from oneranker.config import make_config
+
+    epoch_s = {run: pd.Series([r["seconds"] for r in _probe_records(run) if r.get("epoch", 1) > 1]).median()
+               for run in LR_RUNS}
+    # run 8's pace: its two files' models all shared the GPU; epoch 1 (compilation) left out
+    sharing = len(run8)
+    per_model = pd.Series([r["seconds"] for run in LR_RUNS[1:] for r in _probe_records(run)
+                           if r.get("epoch", 1) > 1]).median() / sharing
+    configs = len(studies.all_configs("paper", [0, 1, 2]))
+    cap = make_config("paper").train.epochs
+    pace = (f" At run 8's pace ({per_model:.1f} s per model-epoch, {sharing} models sharing the GPU) the paper "
+            f"series' {configs} models would train for about {configs} × E × {per_model:.1f} s: "
+            f"{configs * 20 * per_model / 60:.0f} minutes at E = 20 epochs, {configs * cap * per_model / 60:.0f} "
+            f"at the {cap}-epoch cap.\n")
+    return ("Run 7 (8 models at once; early stopping off):\n\n" + markdown_table(run7.fillna(""), index=False)
+            + "\nRun 8 (5 models at once; patience 2, cap 30):\n\n" + markdown_table(run8.fillna(""), index=False)
+            + f"\nGap closed (%, each seed's own popularity → interest-oracle gap on its 1,000 test requests). "
+              f"Median seconds per epoch per model: {epoch_s[LR_RUNS[0]]:.1f} in run 7 (GPU busy "
+              f"{_gpu_busy(LR_RUNS[0])}), {epoch_s[LR_RUNS[1]]:.1f} in run 8 (GPU busy {_gpu_busy(LR_RUNS[1])}; "
+              f"nvidia-smi every 2 s while the models held memory)." + pace)
+
+
 STEP_KERNELS = {"FlexAttention backward": "triton_tem_fused_flex_attention_backward",
                 "LayerNorm backward": "aten::native_layer_norm_backward",
                 "embedding backward": "aten::embedding_dense_backward"}
@@ -518,6 +595,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "paper-seeds": paper_seeds,
     "paper-world-small-model": paper_world_small_model,
     "paper-step-profile": paper_step_profile,
+    "paper-lr-warmup": paper_lr_warmup,
     "long-history-lab": long_history_lab,
     "paper-arithmetic": paper_arithmetic,
     "task-query-quick": task_query_quick,

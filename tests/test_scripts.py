@@ -69,3 +69,28 @@ def test_training_throughput_contenders_are_parsed_or_refused():
     for bad in ("20x0f", "20x1b0", "20x1fc", "20x1cf", "x4"):
         with pytest.raises(SystemExit, match="--runs"):
             bench.parse_run(bad)
+
+
+def test_paper_probe_names_keep_their_meaning_after_the_paper_defaults_moved():
+    """Run 7 moved the paper profile to lr 1e-3 after three epochs of warm-up. The probes' base
+    pins the old rate and warm-up at the paper profile, so every variant name still means the
+    run it named, and "today's defaults, lr 1e-3, warm-up 3 epochs" is the profile's default."""
+    import argparse
+    import importlib.util
+
+    import pytest
+
+    from oneranker.config import make_config
+
+    spec = importlib.util.spec_from_file_location("paper_learning", ROOT / "scripts" / "paper_learning.py")
+    probes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probes)
+    paper = make_config("paper")
+    assert (paper.train.lr, paper.train.warmup_steps) == (1e-3, probes.PAPER_3_EPOCHS) == (1e-3, 282)
+    named = {**probes.probe_base("paper"), **probes.VARIANTS["today's defaults, lr 1e-3, warm-up 3 epochs"]}
+    assert make_config("paper", **named).hash() == paper.hash()
+    old = make_config("paper", **{**probes.probe_base("paper"), **probes.TODAY})
+    assert (old.train.lr, old.train.warmup_steps) == (2e-3, 30)
+    assert "train.lr" not in probes.probe_base("quick")          # quick's variants keep quick's rate
+    with pytest.raises(SystemExit, match="train.lr"):
+        probes.base_overrides(argparse.Namespace(profile="paper", set=["train.lr=0.01"]))
