@@ -368,6 +368,22 @@ def paper_lr_warmup() -> str:
               f"nvidia-smi every 2 s while the models held memory)." + pace)
 
 
+THROUGHPUT_LINE = re.compile(r"^\s*(?P<spec>\S+): .*?(?P<mode>eager|compiled \w+), batch \S+, (?P<models>\d+) model\(s\) "
+                             r"at once:\s+(?P<rps>\d+) requests/s.*?(?P<ms>[\d.]+) ms per step of one model, "
+                             r"(?P<ratio>[\d.]+)x the first row")
+
+
+def paper_compile_throughput() -> str:
+    """benchmarks/training_throughput.py on the H200, eager against train.compile='blocks'
+    side by side in one run, alone and four models at once, as its result lines print them."""
+    text = (ROOT / "results" / "paper" / "training_throughput_compile_h200.txt").read_text()
+    rows = [{"contender": m["spec"], "models at once": m["models"], "step": m["mode"],
+             "requests/s (all models)": f"{int(m['rps']):,}", "ms per step of one model": m["ms"],
+             "× the first row": m["ratio"]}
+            for m in map(THROUGHPUT_LINE.match, text.splitlines()) if m]
+    return markdown_table(pd.DataFrame(rows), index=False)
+
+
 STEP_KERNELS = {"FlexAttention backward": "triton_tem_fused_flex_attention_backward",
                 "LayerNorm backward": "aten::native_layer_norm_backward",
                 "embedding backward": "aten::embedding_dense_backward"}
@@ -596,6 +612,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "paper-world-small-model": paper_world_small_model,
     "paper-step-profile": paper_step_profile,
     "paper-lr-warmup": paper_lr_warmup,
+    "paper-compile-throughput": paper_compile_throughput,
     "long-history-lab": long_history_lab,
     "paper-arithmetic": paper_arithmetic,
     "task-query-quick": task_query_quick,
