@@ -26,10 +26,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import re
-import shutil
-import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -40,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import header  # noqa: E402
 from oneranker.config import config_from_dict, make_config  # noqa: E402
 from oneranker.data import cached_prepared  # noqa: E402
+from oneranker.gpu_usage import GpuSampler  # noqa: E402
 
 
 def _worker(cfg_dict: dict, cache_dir: str, device: str, warmup: int, steps: int, barrier, pad_to: int,
@@ -85,35 +83,6 @@ def _worker(cfg_dict: dict, cache_dir: str, device: str, warmup: int, steps: int
     return {"t0": t0, "t1": time.time(), "requests": requests, "tokens": tokens, "init_s": t_init - t_start,
             "warmup_s": t_warm - t_init, "padded_tokens": padded,
             "shapes": len(firsts)}
-
-
-class GpuSampler:
-    """``nvidia-smi`` utilisation samples, stamped with this host's clock as they arrive, so
-    that a contender's timed window can be matched to them (nothing on a machine without it)."""
-
-    def __init__(self, every_ms: int) -> None:
-        self.samples: list[tuple[float, float]] = []
-        self.proc = None
-        if shutil.which("nvidia-smi"):
-            self.proc = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
-                                          "-lms", str(every_ms)], stdout=subprocess.PIPE, text=True)
-            threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            try:
-                self.samples.append((time.time(), float(line.split(",")[0])))
-            except ValueError:
-                pass
-
-    def mean(self, t0: float, t1: float) -> float | None:
-        """Mean utilisation (%) of the samples between ``t0`` and ``t1``, None without samples."""
-        window = [u for t, u in self.samples if t0 <= t <= t1]
-        return sum(window) / len(window) if window else None
-
-    def close(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
 
 
 RUN_SPEC = re.compile(r"^(?P<grouping>\d+)x(?P<workers>\d+)(?:p(?P<pad>\d+))?(?P<prefetch>f?)(?:c(?P<compile>[bl]))?"
@@ -178,7 +147,8 @@ def main() -> None:
             r = run([make_config(args.profile, seed=0, **over).to_dict()] * c["workers"], args, c["pad_to"],
                     c["prefetch"])
             base = base or r["requests_s"]
-            util = gpu.mean(r["t0"], r["t1"]) if gpu else None
+            busy = gpu.summary(r["t0"], r["t1"]) if gpu else None
+            util = busy["gpu_busy_percent"] if busy else None
             print(f"{spec:>10s}: grouping {c['grouping']:3d}, pad {c['pad_to'] or 'default'}, prefetch "
                   f"{'on' if c['prefetch'] else 'off'}, {'eager' if c['compile'] == 'off' else 'compiled ' + c['compile']}, batch "
                   f"{c['batch'] or 'default'}, {c['workers']} model(s) at once: {r['requests_s']:8.0f} requests/s, "

@@ -11,14 +11,17 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from .gpu_usage import GpuSampler
 from .outputs import writing_committed_outputs
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PROFILE = "quick"
+GPU_SAMPLE_MS = 2000   # nvidia-smi's interval while notebooks run (gpu_usage: faster slows the host)
 
 
 def notebook_paths(notebooks: list[str] | None = None) -> list[Path]:
@@ -39,8 +42,6 @@ def run_notebooks(profile: str, notebooks: list[str] | None = None, seed: int = 
                   seeds: list[int] | None = None) -> list[dict]:
     """Run each notebook with papermill; return (and save) a record of the run. ``seeds``
     replaces the notebooks' own seed lists (e.g. fewer seeds for the costly paper profile)."""
-    import papermill as pm
-
     check_seeds(seeds)
     from .runtime import resolve_device
 
@@ -51,23 +52,67 @@ def run_notebooks(profile: str, notebooks: list[str] | None = None, seed: int = 
         parameters["seeds"] = list(seeds)
     out_dir = None if profile == DEFAULT_PROFILE else ROOT / "results" / profile / "notebooks"
     records = []
-    for i, path in enumerate(paths, 1):
-        print(f"[{i}/{len(paths)}] {path.name} (profile={profile}, seed={seed})", flush=True)
-        target = path if out_dir is None else out_dir / path.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".ipynb", prefix=f".{path.stem}.", dir=target.parent)
-        os.close(fd)
-        start = time.perf_counter()
-        try:
-            with writing_committed_outputs():
-                pm.execute_notebook(str(path), tmp, parameters=parameters,
-                                    cwd=str(path.parent), progress_bar=True, kernel_name="python3")
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        records.append({"notebook": path.name, "seconds": round(time.perf_counter() - start, 1)})
-        print(f"    done in {records[-1]['seconds']} s -> {target.relative_to(ROOT)}", flush=True)
+    gpu = GpuSampler(GPU_SAMPLE_MS) if device != "cpu" else None
+    try:
+        for i, path in enumerate(paths, 1):
+            records.append(_run_one(path, i, len(paths), parameters, out_dir, gpu))
+    finally:
+        if gpu is not None:
+            gpu.close()
+    _write_run_record(profile, seed, seeds, device, records)
+    return records
+
+
+def _run_one(path: Path, i: int, n: int, parameters: dict, out_dir: Path | None,
+             gpu: GpuSampler | None) -> dict:
+    """Execute one notebook into a temporary file, renamed into place only when it succeeded;
+    its run-record entry: wall time, when it ended, the code version it ran, and the GPU's
+    mean utilisation and peak memory while it ran (where nvidia-smi sampled them)."""
+    import papermill as pm
+
+    print(f"[{i}/{n}] {path.name} (profile={parameters['profile']}, seed={parameters['seed']})", flush=True)
+    target = path if out_dir is None else out_dir / path.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".ipynb", prefix=f".{path.stem}.", dir=target.parent)
+    os.close(fd)
+    start, t0 = time.perf_counter(), time.time()
+    try:
+        with writing_committed_outputs():
+            pm.execute_notebook(str(path), tmp, parameters=parameters,
+                                cwd=str(path.parent), progress_bar=True, kernel_name="python3")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    entry = {"notebook": path.name, "seconds": round(time.perf_counter() - start, 1),
+             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **provenance()}
+    busy = gpu.summary(t0, time.time()) if gpu is not None else None
+    entry |= busy or {}
+    print(f"    done in {entry['seconds']} s"
+          + (f", GPU busy {busy['gpu_busy_percent']:.0f}%" if busy else "") + f" -> {target.relative_to(ROOT)}",
+          flush=True)
+    return entry
+
+
+def provenance() -> dict:
+    """What a run-record entry ran on: the model code's version (the cache key's, so entries
+    from different code are told apart across sittings), the checkout's commit where git knows
+    it, and the machine."""
+    import torch
+
+    from .cache import MODEL_CODE, code_version
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.TimeoutExpired):
+        commit = None
+    return {"model_code": code_version(MODEL_CODE), "commit": commit, "torch": torch.__version__,
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+            "cpu_count": os.cpu_count()}
+
+
+def _write_run_record(profile: str, seed: int, seeds: list[int] | None, device: str, records: list[dict]) -> None:
     import torch
 
     from .cache import atomic_write_text
@@ -83,7 +128,12 @@ def run_notebooks(profile: str, notebooks: list[str] | None = None, seed: int = 
               "torch": torch.__version__, "machine": platform.platform(), "processor": platform.processor(),
               "cpu_count": os.cpu_count(), "runs": runs}
     atomic_write_text(log, json.dumps(record, indent=1))
-    return records
+
+
+def code_versions(record: dict) -> set[str]:
+    """The model-code versions a run record's notebook entries ran (entries older than this
+    field count as unknown): a series committed as one result must show exactly one."""
+    return {r.get("model_code", "unknown") for r in record.get("runs", [])}
 
 
 # --- the notebook suite as a regression test (``make test``) ---------------------------------

@@ -1,0 +1,73 @@
+"""The nvidia-smi sampler behind make paper's run record and the throughput benchmark, and the
+run record's per-notebook entries: checked against a fake nvidia-smi on any machine."""
+
+import json
+import os
+import stat
+import time
+
+import pytest
+
+from oneranker import reproduce
+from oneranker.gpu_usage import GpuSampler, parse_line
+
+# Two GPUs; each sample prints one line per GPU: (50%, 1000 MiB) and (70%, 3000 MiB).
+FAKE_SMI = """#!/bin/sh
+case "$1" in
+  --query-gpu=index) printf '0\\n1\\n' ;;
+  *) echo "a warning line"; while true; do printf '50, 1000\\n70, 3000\\n'; sleep 0.02; done ;;
+esac
+"""
+
+
+@pytest.fixture
+def fake_smi(tmp_path):
+    path = tmp_path / "nvidia-smi"
+    path.write_text(FAKE_SMI)
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return str(path)
+
+
+def test_lines_are_parsed_or_skipped():
+    assert parse_line("37, 81920\n") == (37.0, 81920.0)
+    assert parse_line("[N/A], 120") is None
+    assert parse_line("No devices were found") is None
+
+
+def test_a_sample_is_the_gpus_mean_utilisation_and_summed_memory(fake_smi):
+    with GpuSampler(every_ms=20, command=fake_smi) as gpu:
+        t0 = time.time()
+        deadline = t0 + 20
+        while len(gpu.samples) < 5 and time.time() < deadline:
+            time.sleep(0.02)
+        summary = gpu.summary(t0 - 1, time.time())
+    assert gpu.proc is None                      # closed: nvidia-smi is not left running
+    assert summary is not None and summary["gpu_samples"] >= 5
+    assert summary["gpu_busy_percent"] == 60.0 and summary["gpu_memory_peak_mib"] == 4000.0
+    assert gpu.summary(0.0, 1.0) is None         # a window without samples says so
+
+
+def test_without_nvidia_smi_nothing_is_sampled(tmp_path):
+    gpu = GpuSampler(command=str(tmp_path / "missing-nvidia-smi"))
+    assert not gpu.active and gpu.summary(0.0, time.time()) is None
+    with pytest.raises(ValueError, match="every_ms"):
+        GpuSampler(every_ms=0)
+
+
+def test_a_run_record_entry_names_its_code_and_keeps_the_other_notebooks(tmp_path, monkeypatch):
+    """Across sittings each notebook's entry keeps its own code version, so a series assembled
+    from several runs shows whether it is one code version."""
+    from oneranker.cache import MODEL_CODE, code_version
+
+    monkeypatch.setattr(reproduce, "ROOT", tmp_path)
+    log = tmp_path / "results" / "paper" / "run_record.json"
+    log.parent.mkdir(parents=True)
+    log.write_text(json.dumps({"runs": [{"notebook": "01_data_prep.ipynb", "seconds": 74.0, "model_code": "old"},
+                                        {"notebook": "02_task_token_mask.ipynb", "seconds": 350.0}]}))
+    entry = {"notebook": "02_task_token_mask.ipynb", "seconds": 94.0, **reproduce.provenance()}
+    reproduce._write_run_record("paper", 0, [0, 1, 2], "cuda", [entry])
+    record = json.loads(log.read_text())
+    assert [r["notebook"] for r in record["runs"]] == ["01_data_prep.ipynb", "02_task_token_mask.ipynb"]
+    assert record["runs"][1]["seconds"] == 94.0 and record["runs"][1]["model_code"] == code_version(MODEL_CODE)
+    assert reproduce.code_versions(record) == {"old", code_version(MODEL_CODE)}
+    assert not any(name.startswith(".") for name in os.listdir(log.parent))   # written atomically
