@@ -15,6 +15,12 @@ contender ran at 494 ms per step while sampled every 100 ms and at 167 ms every 
 70 ms per step in training runs sampled every 2-3 s, so frequent sampling may itself slow
 the host.
 
+``tTHREADS`` caps each worker's CPU threads: PyTorch gives every process a thread per core, so
+several models on one GPU host (8 workers on 16 cores in the series) may oversubscribe the CPU
+that builds their batches and launches their kernels; on the H200 a step's wall time has been
+several times its GPU kernel time (README, run 6's profile). ``20x4f`` against ``20x4ft4``
+measures whether that is why.
+
 Every contender runs in this one invocation, one after another, on the same dataset; each
 worker is a fresh process (as in ``pool.train_all``) that trains ``--warmup`` steps,
 then waits for the others and times ``--steps`` more. The aggregate rate counts every worker's requests over the
@@ -41,9 +47,11 @@ from oneranker.gpu_usage import GpuSampler  # noqa: E402
 
 
 def _worker(cfg_dict: dict, cache_dir: str, device: str, warmup: int, steps: int, barrier, pad_to: int,
-            prefetch: bool = False) -> dict:
+            prefetch: bool = False, threads: int | None = None) -> dict:
     import torch
 
+    if threads:   # the process's CPU threads (PyTorch's default: every core, in every worker)
+        torch.set_num_threads(threads)
     from oneranker.train import Trainer
 
     t_start = time.time()
@@ -86,30 +94,31 @@ def _worker(cfg_dict: dict, cache_dir: str, device: str, warmup: int, steps: int
 
 
 RUN_SPEC = re.compile(r"^(?P<grouping>\d+)x(?P<workers>\d+)(?:p(?P<pad>\d+))?(?P<prefetch>f?)(?:c(?P<compile>[bl]))?"
-                      r"(?:b(?P<batch>\d+))?$")
+                      r"(?:b(?P<batch>\d+))?(?:t(?P<threads>\d+))?$")
 
 
 def parse_run(spec: str) -> dict:
-    """A contender ``GROUPINGxWORKERS[pPAD][f][cb|cl][bBATCH]`` as its parts; a malformed one is
+    """A contender ``GROUPINGxWORKERS[pPAD][f][cb|cl][bBATCH][tTHREADS]`` as its parts; a malformed one is
     refused before anything runs."""
     m = RUN_SPEC.match(spec)
     if m is None:
-        raise SystemExit(f"--runs {spec!r}: expected GROUPINGxWORKERS[pPAD][f][cb|cl][bBATCH], e.g. 20x4fcb or 20x1fb1024")
-    if int(m["workers"]) < 1 or (m["batch"] is not None and int(m["batch"]) < 1):
-        raise SystemExit(f"--runs {spec!r}: the number of models and the batch size must be at least 1")
+        raise SystemExit(f"--runs {spec!r}: expected GROUPINGxWORKERS[pPAD][f][cb|cl][bBATCH][tTHREADS], e.g. 20x4fcb, 20x1fb1024 or 20x4ft4")
+    if int(m["workers"]) < 1 or any(m[k] is not None and int(m[k]) < 1 for k in ("batch", "threads")):
+        raise SystemExit(f"--runs {spec!r}: the number of models, the batch size and the threads must be at least 1")
     return {"grouping": int(m["grouping"]), "workers": int(m["workers"]), "pad_to": int(m["pad"] or 0),
             "prefetch": bool(m["prefetch"]),
             "compile": {"b": "blocks", "l": "loss", None: "off"}[m["compile"]],
-            "batch": int(m["batch"]) if m["batch"] else None}
+            "batch": int(m["batch"]) if m["batch"] else None,
+            "threads": int(m["threads"]) if m["threads"] else None}
 
 
-def run(cfg_dicts: list[dict], args, pad_to: int = 0, prefetch: bool = False) -> dict:
+def run(cfg_dicts: list[dict], args, pad_to: int = 0, prefetch: bool = False, threads: int | None = None) -> dict:
     ctx = multiprocessing.get_context("spawn")
     n = len(cfg_dicts)
     with ctx.Manager() as manager, ProcessPoolExecutor(n, mp_context=ctx) as pool:
         barrier = manager.Barrier(n)
         out = list(pool.map(_worker, cfg_dicts, [args.cache] * n, [args.device] * n, [args.warmup] * n,
-                            [args.steps] * n, [barrier] * n, [pad_to] * n, [prefetch] * n))
+                            [args.steps] * n, [barrier] * n, [pad_to] * n, [prefetch] * n, [threads] * n))
     wall = max(o["t1"] for o in out) - min(o["t0"] for o in out)
     return {"t0": min(o["t0"] for o in out), "t1": max(o["t1"] for o in out),
             "requests_s": sum(o["requests"] for o in out) / wall, "tokens_s": sum(o["tokens"] for o in out) / wall,
@@ -128,7 +137,9 @@ def main() -> None:
                     help="contenders as GROUPINGxWORKERS[pPAD][f][cb|cl][bBATCH]: train.length_grouping, models "
                          "trained at once, optionally the Collator's pad_to (default: the Trainer's), 'f' to "
                          "collate the next batch in a thread while a step runs (Trainer.fit's GPU path), 'c' for "
-                         "train.compile='blocks' (cb) or 'loss' (cl), and bBATCH for another train.batch_size")
+                         "train.compile='blocks' (cb) or 'loss' (cl), bBATCH for another train.batch_size, and "
+                         "tTHREADS for each worker's CPU threads (torch.set_num_threads; default: every core "
+                         "in every worker)")
     ap.add_argument("--warmup", type=int, default=15)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--sample-ms", type=int, default=0,
@@ -145,7 +156,7 @@ def main() -> None:
             if c["batch"]:
                 over["train.batch_size"] = c["batch"]
             r = run([make_config(args.profile, seed=0, **over).to_dict()] * c["workers"], args, c["pad_to"],
-                    c["prefetch"])
+                    c["prefetch"], c["threads"])
             base = base or r["requests_s"]
             busy = gpu.summary(r["t0"], r["t1"]) if gpu else None
             util = busy["gpu_busy_percent"] if busy else None
@@ -155,7 +166,7 @@ def main() -> None:
                   f"{r['tokens_s'] / 1e6:6.2f} M history tokens/s, {1e3 * r['per_model_step_s']:6.1f} ms per step "
                   f"of one model, {r['requests_s'] / base:.2f}x the first row, GPU busy "
                   f"{'n/a' if util is None else f'{util:.0f}%'} (start {r['init_s']:.0f} s, warm-up "
-                  f"{r['warmup_s']:.0f} s for {r['shapes']} shapes, padded / real history tokens "
+                  f"{r['warmup_s']:.0f} s for {r['shapes']} shapes, CPU threads per model {c['threads'] or 'default'}, padded / real history tokens "
                   f"{r['padding']:.2f})", flush=True)
     finally:
         if gpu:
