@@ -12,10 +12,12 @@ gives the mean GPU utilisation over its timed window (the share of time a kernel
 below 100% the host, not the GPU, sets the pace). Off by default: on the H200 the same eager
 contender ran at 494 ms per step while sampled every 100 ms and at 167 ms every 500 ms
 (two machines, not side by side; results/paper/training_throughput_h200.txt), against about
-70 ms per step in training runs sampled every 2-3 s, so frequent sampling may itself slow
-the host.
+70 ms per step in training runs sampled every 2-3 s, so frequent sampling may slow the host;
+but it also ran at 452 ms with no sampler, as the first contender of a later run
+(results/paper/training_throughput_compile_h200.txt), so that is a suspicion only.
 
-``tTHREADS`` caps each worker's CPU threads: PyTorch gives every process a thread per core, so
+``tTHREADS`` caps each worker's intra-op CPU threads (``torch.set_num_threads``; not the
+inter-op pool nor the collating thread): PyTorch gives every process a thread per core, so
 several models on one GPU host (8 workers on 16 cores in the series) may oversubscribe the CPU
 that builds their batches and launches their kernels; on the H200 a step's wall time has been
 several times its GPU kernel time (README, run 6's profile). ``20x4f`` against ``20x4ft4``
@@ -50,7 +52,7 @@ def _worker(cfg_dict: dict, cache_dir: str, device: str, warmup: int, steps: int
             prefetch: bool = False, threads: int | None = None) -> dict:
     import torch
 
-    if threads:   # the process's CPU threads (PyTorch's default: every core, in every worker)
+    if threads:   # the process's intra-op CPU threads (PyTorch's default: every core, in every worker)
         torch.set_num_threads(threads)
     from oneranker.train import Trainer
 
@@ -134,12 +136,12 @@ def main() -> None:
     ap.add_argument("--cache", default="cache")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--runs", nargs="+", default=["20x1f", "20x1fcb", "20x4f", "20x4fcb", "20x8fcb"],
-                    help="contenders as GROUPINGxWORKERS[pPAD][f][cb|cl][bBATCH]: train.length_grouping, models "
+                    help="contenders as GROUPINGxWORKERS[pPAD][f][cb|cl][bBATCH][tTHREADS]: train.length_grouping, models "
                          "trained at once, optionally the Collator's pad_to (default: the Trainer's), 'f' to "
                          "collate the next batch in a thread while a step runs (Trainer.fit's GPU path), 'c' for "
                          "train.compile='blocks' (cb) or 'loss' (cl), bBATCH for another train.batch_size, and "
-                         "tTHREADS for each worker's CPU threads (torch.set_num_threads; default: every core "
-                         "in every worker)")
+                         "tTHREADS for each worker's intra-op CPU threads (torch.set_num_threads; default: "
+                         "every core in every worker)")
     ap.add_argument("--warmup", type=int, default=15)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--sample-ms", type=int, default=0,

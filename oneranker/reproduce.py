@@ -96,20 +96,30 @@ def _run_one(path: Path, i: int, n: int, parameters: dict, out_dir: Path | None,
 
 def provenance() -> dict:
     """What a run-record entry ran on: the model code's version (the cache key's, so entries
-    from different code are told apart across sittings), the checkout's commit where git knows
-    it, and the machine."""
+    from different code are told apart across sittings), the checkout's commit and whether it
+    had uncommitted changes, where git knows them, and the machine."""
     import torch
 
     from .cache import MODEL_CODE, code_version
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True, timeout=10).stdout.strip() or None
-    except (OSError, subprocess.TimeoutExpired):
-        commit = None
-    return {"model_code": code_version(MODEL_CODE), "commit": commit, "torch": torch.__version__,
+    return {"model_code": code_version(MODEL_CODE), **_git_state(), "torch": torch.__version__,
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-            "cpu_count": os.cpu_count()}
+            "machine": platform.platform(), "cpu_count": os.cpu_count()}
+
+
+def _git_state() -> dict:
+    """The checkout's commit and whether tracked files differ from it (None where git, or the
+    repository, is missing: e.g. an unpacked archive)."""
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "--short", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"commit": commit, "uncommitted_changes": None if status is None else bool(status)}
 
 
 def _write_run_record(profile: str, seed: int, seeds: list[int] | None, device: str, records: list[dict]) -> None:

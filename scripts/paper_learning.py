@@ -353,7 +353,7 @@ def emit_references(args: argparse.Namespace, start: float) -> None:
     ts = truth_set(World(cfg.world, cfg.seed), prepared, n_requests=args.eval_requests)
     refs = {k: round(list_metrics(v, ts, ks=(5,))["HR@5"], 5)
             for k, v in reference_lists(prepared, ts, cfg.train.n_candidates, args.seed).items()}
-    _emit({"references HR@5": refs, "data": cfg.data_hash(), "set": base_overrides(args),
+    _emit({"references HR@5": refs, "eval_every": args.eval_every, "data": cfg.data_hash(), "set": base_overrides(args),
            "prepared_s": round(time.time() - start, 1)}, args)
 
 

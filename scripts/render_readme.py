@@ -304,13 +304,18 @@ def _variant_curves(run: str) -> pd.DataFrame:
     recs = _probe_records(run)
     refs = {r["seed"]: r["references HR@5"] for r in recs if "references HR@5" in r}
     keys = dict.fromkeys((r["variant"], r["seed"]) for r in recs if "epoch" in r)
-    every = min(r["epoch"] for r in recs if "epoch" in r and "HR@5 ranked" in r)
+    every = next((r["eval_every"] for r in recs if "eval_every" in r),        # recorded since run 8's script
+                 min((r["epoch"] for r in recs if "epoch" in r and "HR@5 ranked" in r), default=1))
     rows = []
     for variant, seed in keys:
         mine = [r for r in recs if r.get("variant") == variant and r["seed"] == seed]
         curve = [r for r in mine if "epoch" in r]
         scored = [r for r in curve if "HR@5 ranked" in r]
         final = next((r for r in mine if r.get("final")), None)
+        if not scored:
+            rows.append({"variant": variant.removeprefix(TODAY_PREFIX), "seed": str(seed),
+                         "epochs": f"{curve[-1]['epoch']} (never scored)"})
+            continue
         if final is None:
             stop = "cut by the wall limit; not yet scored" if any("cut_by_wall_limit_after_epoch" in r for r in mine) \
                 else "still running when collected"
@@ -345,11 +350,12 @@ def paper_lr_warmup() -> str:
     stopping rule, and each alone on seed 1 (run 8)."""
     run7 = _variant_curves(LR_RUNS[0])
     run8 = pd.concat([_variant_curves(run) for run in LR_RUNS[1:]], ignore_index=True)
+    runs = LR_RUNS[:2]
     from oneranker import studies
     from oneranker.config import make_config
 
     epoch_s = {run: pd.Series([r["seconds"] for r in _probe_records(run) if r.get("epoch", 1) > 1]).median()
-               for run in LR_RUNS}
+               for run in runs}
     # run 8's pace: its two files' models all shared the GPU; epoch 1 (compilation) left out
     sharing = len(run8)
     per_model = pd.Series([r["seconds"] for run in LR_RUNS[1:] for r in _probe_records(run)
@@ -360,8 +366,8 @@ def paper_lr_warmup() -> str:
             f"series' {configs} models would train for about {configs} × E × {per_model:.1f} s: "
             f"{configs * 20 * per_model / 60:.0f} minutes at E = 20 epochs, {configs * cap * per_model / 60:.0f} "
             f"at the {cap}-epoch cap.\n")
-    return ("Run 7 (8 models at once; early stopping off):\n\n" + markdown_table(run7.fillna(""), index=False)
-            + "\nRun 8 (5 models at once; patience 2, cap 30):\n\n" + markdown_table(run8.fillna(""), index=False)
+    return (f"Run 7 ({len(run7)} models at once; early stopping off):\n\n" + markdown_table(run7.fillna(""), index=False)
+            + f"\nRun 8 ({sharing} models at once; patience 2, cap 30):\n\n" + markdown_table(run8.fillna(""), index=False)
             + f"\nGap closed (%, each seed's own popularity → interest-oracle gap on its 1,000 test requests). "
               f"Median seconds per epoch per model: {epoch_s[LR_RUNS[0]]:.1f} in run 7 (GPU busy "
               f"{_gpu_busy(LR_RUNS[0])}), {epoch_s[LR_RUNS[1]]:.1f} in run 8 (GPU busy {_gpu_busy(LR_RUNS[1])}; "

@@ -2,7 +2,6 @@
 run record's per-notebook entries: checked against a fake nvidia-smi on any machine."""
 
 import json
-import os
 import stat
 import time
 
@@ -15,7 +14,7 @@ from oneranker.gpu_usage import GpuSampler, parse_line
 FAKE_SMI = """#!/bin/sh
 case "$1" in
   --query-gpu=index) printf '0\\n1\\n' ;;
-  *) echo "a warning line"; while true; do printf '50, 1000\\n70, 3000\\n'; sleep 0.02; done ;;
+  *) echo "a warning line"; while true; do printf '0, 50, 1000\\n1, 70, 3000\\n'; sleep 0.02; done ;;
 esac
 """
 
@@ -29,9 +28,22 @@ def fake_smi(tmp_path):
 
 
 def test_lines_are_parsed_or_skipped():
-    assert parse_line("37, 81920\n") == (37.0, 81920.0)
-    assert parse_line("[N/A], 120") is None
+    assert parse_line("0, 37, 81920\n") == (0, 37.0, 81920.0)
+    assert parse_line("1, [N/A], 120") == (1, None, 120.0)       # e.g. a MIG slice's utilisation
     assert parse_line("No devices were found") is None
+
+
+def test_lines_are_grouped_by_gpu_even_when_one_is_missing():
+    """A sample is one line per GPU: a GPU's line that did not come (or said [N/A]) must not
+    shift the next sample's lines into this one."""
+    gpu = GpuSampler.__new__(GpuSampler)
+    gpu._gpus = 2
+    pending: dict = {}
+    lines = ["0, 50, 1000", "1, [N/A], 3000",     # one sample, GPU 1 without utilisation
+             "0, 40, 1000",                         # GPU 1's line lost: cut short by ...
+             "0, 60, 2000", "1, 80, 4000"]          # ... the next sample's GPU 0
+    samples = [s for s in (gpu._add_line(parse_line(line), pending) for line in lines) if s is not None]
+    assert [(s.utilisation, s.memory_mib) for s in samples] == [(50.0, 4000.0), (40.0, 1000.0), (70.0, 6000.0)]
 
 
 def test_a_sample_is_the_gpus_mean_utilisation_and_summed_memory(fake_smi):
@@ -69,5 +81,5 @@ def test_a_run_record_entry_names_its_code_and_keeps_the_other_notebooks(tmp_pat
     record = json.loads(log.read_text())
     assert [r["notebook"] for r in record["runs"]] == ["01_data_prep.ipynb", "02_task_token_mask.ipynb"]
     assert record["runs"][1]["seconds"] == 94.0 and record["runs"][1]["model_code"] == code_version(MODEL_CODE)
+    assert {"commit", "uncommitted_changes", "machine", "gpu", "torch"} <= set(record["runs"][1])
     assert reproduce.code_versions(record) == {"old", code_version(MODEL_CODE)}
-    assert not any(name.startswith(".") for name in os.listdir(log.parent))   # written atomically
