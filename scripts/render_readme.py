@@ -591,6 +591,17 @@ def targets() -> str:
     return "\n".join(lines) + "\n"
 
 
+def code_version_check() -> str:
+    """scripts/compare_code_versions.py's comparison of the quick models retrained under today's
+    model code with those the committed results were computed with."""
+    r = json.loads((QUICK / "code_version_check.json").read_text())
+    verdict = ("all bitwise equal" if not r["differ"] else
+               f"{len(r['differ'])} differ: {', '.join(r['differ'])}")
+    return (f"Model code `{r['new']}` against `{r['old']}`: {r['compared']} quick models trained under both, "
+            f"{r['equal']} with bitwise equal weights and per-epoch losses ({verdict}); {r['only_old']} trained "
+            f"under `{r['old']}` only.\n")
+
+
 def workshop_times() -> str:
     """scripts/notebook_costs.py: the models each notebook trains and how long it runs."""
     costs = pd.read_csv(QUICK / "notebook_costs.csv", dtype={"notebook": str})
@@ -630,6 +641,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "learnability": learnability,
     "real-data": real_data,
     "real-data-verdicts": real_data_verdicts,
+    "code-version-check": code_version_check,
 }
 
 

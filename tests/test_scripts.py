@@ -95,3 +95,27 @@ def test_paper_probe_names_keep_their_meaning_after_the_paper_defaults_moved():
     assert "train.lr" not in probes.probe_base("quick")          # quick's variants keep quick's rate
     with pytest.raises(SystemExit, match="train.lr"):
         probes.base_overrides(argparse.Namespace(profile="paper", set=["train.lr=0.01"]))
+
+
+def test_code_version_comparison_tells_equal_models_from_different_ones(tmp_path):
+    """scripts/compare_code_versions.py: the same weights and losses (other seconds) are equal;
+    one changed weight or loss is not; configs trained under one version only are counted."""
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("compare_code_versions", ROOT / "scripts" / "compare_code_versions.py")
+    cmp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cmp)
+
+    def save(name: str, weight: float, loss: float, seconds: float) -> None:
+        (tmp_path / name).mkdir()
+        history = json.dumps({"epochs": [{"epoch": 1, "valid_loss": loss, "seconds": seconds}]})
+        torch.save({"model": {"w": torch.tensor([weight])}, "history": history}, tmp_path / name / "final.pt")
+
+    save("aaa-old", 1.0, 5.0, 8.0), save("aaa-new", 1.0, 5.0, 17.0)      # equal but for the seconds
+    save("bbb-old", 1.0, 5.0, 8.0), save("bbb-new", 1.0 + 1e-7, 5.0, 8.0)  # a weight moved
+    save("ccc-old", 1.0, 5.0, 8.0), save("ccc-new", 1.0, 5.1, 8.0)      # a loss moved
+    save("ddd-old", 1.0, 5.0, 8.0)                                       # not retrained
+    assert cmp.compare(tmp_path, "old", "new") == {"old": "old", "new": "new", "compared": 3, "equal": 1,
+                                                   "differ": ["bbb", "ccc"], "only_old": 1, "only_new": 0}
