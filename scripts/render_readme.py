@@ -185,20 +185,24 @@ def _gap_percent(value: float, refs: dict) -> str:
     return f"{round(100 * _gap(value, refs)) + 0:.0f}%"
 
 
+def _paper_series() -> tuple[int, int]:
+    """The paper series' model configs (notebooks 02-06, 3 seeds) and the paper profile's epoch cap."""
+    from oneranker import studies
+    from oneranker.config import make_config
+
+    return len(studies.all_configs("paper", [0, 1, 2])), make_config("paper").train.epochs
+
+
 def paper_arithmetic() -> str:
     """The paper series' training time at probe run 4's pace: its models' median seconds per
     epoch (epoch 1, with compilation, left out) over the number of models sharing the GPU,
     times the notebooks' paper configs (3 seeds) and the paper profile's epoch cap."""
-    from oneranker import studies
-    from oneranker.config import make_config
-
     recs = _probe_records(PROBE_RUNS[3])
     epochs = [r for r in recs if "epoch" in r and r["epoch"] > 1]
     n_models = len({r["variant"] for r in epochs})
     per_epoch = pd.Series([r["seconds"] for r in epochs]).median()
     per_model = per_epoch / n_models
-    configs = len(studies.all_configs("paper", [0, 1, 2]))
-    cap = make_config("paper").train.epochs
+    configs, cap = _paper_series()
     hours = configs * cap * per_model / 3600
     return (f"{n_models} models sharing the H200 took {per_epoch:.1f} s per epoch each (run 4, median), "
             f"{per_model:.1f} s per model-epoch, so the {configs} configs at the {cap}-epoch cap would take "
@@ -351,17 +355,13 @@ def paper_lr_warmup() -> str:
     run7 = _variant_curves(LR_RUNS[0])
     run8 = pd.concat([_variant_curves(run) for run in LR_RUNS[1:]], ignore_index=True)
     runs = LR_RUNS[:2]
-    from oneranker import studies
-    from oneranker.config import make_config
-
     epoch_s = {run: pd.Series([r["seconds"] for r in _probe_records(run) if r.get("epoch", 1) > 1]).median()
                for run in runs}
     # run 8's pace: its two files' models all shared the GPU; epoch 1 (compilation) left out
     sharing = len(run8)
     per_model = pd.Series([r["seconds"] for run in LR_RUNS[1:] for r in _probe_records(run)
                            if r.get("epoch", 1) > 1]).median() / sharing
-    configs = len(studies.all_configs("paper", [0, 1, 2]))
-    cap = make_config("paper").train.epochs
+    configs, cap = _paper_series()
     pace = (f" At run 8's pace ({per_model:.1f} s per model-epoch, {sharing} models sharing the GPU) the paper "
             f"series' {configs} models would train for about {configs} × E × {per_model:.1f} s: "
             f"{configs * 20 * per_model / 60:.0f} minutes at E = 20 epochs, {configs * cap * per_model / 60:.0f} "
