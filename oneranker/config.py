@@ -361,10 +361,11 @@ class TrainConfig(Validated):
                              ge=1)
     compile: str = knob("off", "What of a training step torch.compile fuses, on CUDA only (the CPU always "
                                "runs eager, exactly): 'blocks' = each transformer block of the three steps, "
-                               "compiled in place (regional compilation; not yet measured on a GPU); "
-                               "'loss' = the whole forward pass and the three losses as one graph (its "
-                               "first compilation outlasted 5.5 minutes on the H200; not with "
-                               "distributed training); 'off' = eager. Dropout draws the eager random "
+                               "compiled in place (regional compilation; slower than eager on the H200, "
+                               "alone and four models at once); 'loss' = the whole forward pass and the "
+                               "three losses as one graph (warming it up on the paper profile's padded "
+                               "shapes outlasted 5.5 and 6.5 minutes on the H200; not with distributed "
+                               "training); 'off' = eager. Dropout draws the eager random "
                                "stream; fused kernels change bf16 rounding, never the computation "
                                "(tests/test_train.py compares each with eager on CUDA), so the field is "
                                "left out of the config hash.", choices=("off", "blocks", "loss"), runtime=True)

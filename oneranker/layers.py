@@ -25,18 +25,29 @@ class Mask:
     block: object | None = None  # torch.nn.attention.flex_attention.BlockMask
 
 
+# How FlexAttention is compiled on CUDA: torch.compile's mode and FlexAttention's kernel
+# options (tile sizes, warps, stages), None for torch's defaults. They change how fast the
+# kernels run, not what they compute; benchmarks/training_step.py measures alternatives.
+FLEX_COMPILE_MODE: str | None = None
+FLEX_KERNEL_OPTIONS: dict | None = None
+
+
 @functools.cache
-def _compiled_flex_attention():
+def _compiled_flex_attention(mode: str | None = None):
     from torch.nn.attention.flex_attention import flex_attention
-    return torch.compile(flex_attention)
+    return torch.compile(flex_attention, mode=mode)
 
 
 def _flex(q: Tensor, k: Tensor, v: Tensor, block_mask: object) -> Tensor:
     """FlexAttention: compiled on CUDA (its fast path); eager elsewhere (a slow reference
     that exists so CPU tests can check parity)."""
     from torch.nn.attention.flex_attention import flex_attention
-    fn = _compiled_flex_attention() if q.is_cuda else flex_attention
-    return fn(q, k, v, block_mask=block_mask)
+    if not q.is_cuda:
+        return flex_attention(q, k, v, block_mask=block_mask)
+    options = FLEX_KERNEL_OPTIONS
+    fn = _compiled_flex_attention(FLEX_COMPILE_MODE)
+    return fn(q, k, v, block_mask=block_mask) if options is None else \
+        fn(q, k, v, block_mask=block_mask, kernel_options=dict(options))
 
 
 class Attention(nn.Module):

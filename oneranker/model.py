@@ -100,7 +100,18 @@ class TokenEmbedding(nn.Module):
     ``positions="recency"`` numbers history tokens back from the newest one (0 = the
     token just before the request), so that "the current session" is the same positions in
     every example whatever the history's length; the prefix tokens get positions of their own
-    after the history's. ``"absolute"`` (default) numbers tokens from the start of the sequence."""
+    after the history's. ``"absolute"`` (default) numbers tokens from the start of the sequence.
+
+    Two ways to look a token up, which compute the same embeddings (tests/test_model.py):
+    ``"select"``, the reference, looks every token up in every type's table and keeps the one
+    of its type; ``"gather"`` stacks the tables (and the catalogue's ad embeddings) into one
+    and looks each token up once. On a GPU the select way cost a dozen [tokens, d] lookups and
+    as many backward passes per step, each summing ~100k gradient rows mostly into row 0;
+    the gather way costs one, plus the catalogue's own (20k rows at paper scale). ``lookup="auto"`` (default): gather on CUDA, select elsewhere,
+    so that CPU models stay bit for bit those trained before the gather way existed (its
+    gradients add the same rows in another order)."""
+
+    LOOKUPS = ("auto", "select", "gather")
 
     def __init__(self, vocab: Vocab, d_model: int, max_len: int, positions: str = "absolute",
                  init_std: float = 1.0) -> None:
@@ -114,6 +125,7 @@ class TokenEmbedding(nn.Module):
         self.type_emb = _embedding(len(TOKEN_TYPES), d_model, init_std)
         self.position = _embedding(max_len, d_model, init_std)
         self.max_len, self.positions = max_len, positions
+        self.lookup = "auto"   # how tokens are looked up (class docstring); tests and benchmarks set it
 
     def position_ids(self, lengths: Tensor, prefix: Tensor, L: int) -> Tensor:
         """[B, L] position of every token (see the class docstring); padding gets 0."""
@@ -130,13 +142,10 @@ class TokenEmbedding(nn.Module):
         B, L = tok_type.shape
         if L > self.max_len:
             raise ValueError(f"sequence of {L} tokens exceeds the model's max_len={self.max_len}")
-        by_type = {USER: self.user, CONTEXT: self.context, ORGANIC: self.organic}
-        x = torch.zeros(*tok_type.shape, self.position.embedding_dim, device=tok_type.device)
-        for t, table in by_type.items():
-            sel = tok_type == t
-            x = torch.where(sel[..., None], table(torch.where(sel, tok_id, 0)), x)
-        ad = tok_type == AD
-        x = torch.where(ad[..., None], items(torch.where(ad, tok_id, 0)), x)
+        if self.lookup not in self.LOOKUPS:
+            raise ValueError(f"token lookup {self.lookup!r}: choose one of {', '.join(self.LOOKUPS)}")
+        gather = self.lookup == "gather" or (self.lookup == "auto" and tok_type.is_cuda)
+        x = self._gathered(tok_type, tok_id, items) if gather else self._selected(tok_type, tok_id, items)
         if lengths is None:
             lengths = (tok_type != 0).sum(1)
         if prefix is None:
@@ -146,6 +155,33 @@ class TokenEmbedding(nn.Module):
         else:
             pos = self.position(self.position_ids(lengths, prefix, L))
         return x + self.action(tok_action) + self.type_emb(tok_type) + pos
+
+    def _by_type(self) -> dict[int, nn.Embedding]:
+        return {USER: self.user, CONTEXT: self.context, ORGANIC: self.organic}
+
+    def _selected(self, tok_type: Tensor, tok_id: Tensor, items: ItemEmbedding) -> Tensor:
+        """[B, L, d] token embeddings, the reference way: every token looked up in every type's
+        table, each keeping its own type's row (0 for padding)."""
+        x = torch.zeros(*tok_type.shape, self.position.embedding_dim, device=tok_type.device)
+        for t, table in self._by_type().items():
+            sel = tok_type == t
+            x = torch.where(sel[..., None], table(torch.where(sel, tok_id, 0)), x)
+        ad = tok_type == AD
+        return torch.where(ad[..., None], items(torch.where(ad, tok_id, 0)), x)
+
+    def _gathered(self, tok_type: Tensor, tok_id: Tensor, items: ItemEmbedding) -> Tensor:
+        """[B, L, d] token embeddings, one lookup per token: in one table stacking a zero row
+        (padding), the user, context and organic tables and the catalogue's ad embeddings
+        (each ad's row computed once, the same sum as :meth:`ItemEmbedding.forward`'s)."""
+        parts = [torch.zeros(1, self.position.embedding_dim, device=tok_type.device)]
+        row = torch.zeros_like(tok_id)
+        start = 1
+        for t, weight in [*((t, e.weight) for t, e in self._by_type().items()), (AD, items())]:
+            ids = tok_id.clamp(min=0) if t == AD else tok_id      # as ItemEmbedding clamps ad ids
+            row = torch.where(tok_type == t, ids + start, row)
+            parts.append(weight)
+            start += weight.shape[0]
+        return F.embedding(row, torch.cat(parts))
 
 
 @dataclass

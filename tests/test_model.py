@@ -409,6 +409,33 @@ def test_item_representation_parts(tiny_prepared, representation):
     torch.testing.assert_close(items()[ids], items(ids))
 
 
+@pytest.mark.parametrize("representation", ["sid", "id", "sid+id"])
+def test_gathered_and_selected_token_lookups_agree(tiny_prepared, representation):
+    """The two token lookups (TokenEmbedding's docstring) give bit-equal embeddings, padding
+    included, and the same gradients for every table up to the order of their sums; 'auto'
+    selects on the CPU (so CPU-trained models are unchanged) and an unknown lookup is refused."""
+    cfg = tiny_config(**{"model.item_representation": representation})
+    batch = _batch(tiny_prepared, cfg)
+    args = (batch["tok_type"], batch["tok_id"], batch["tok_action"])
+    out, grads = {}, {}
+    for lookup in ("select", "gather", "auto"):
+        model = build_model(cfg, tiny_prepared)
+        model.embed.lookup = lookup
+        x = model.embed(*args, model.items, batch["length"], batch["prefix_len"])
+        (x * torch.linspace(-1, 1, x.numel()).view_as(x)).sum().backward()
+        out[lookup] = x.detach()
+        grads[lookup] = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert torch.equal(out["select"], out["gather"])
+    assert torch.equal(out["auto"], out["select"])
+    assert grads["select"].keys() == grads["gather"].keys() and len(grads["select"]) >= 6
+    for name, g in grads["select"].items():
+        torch.testing.assert_close(grads["gather"][name], g, rtol=1e-5, atol=1e-6, msg=name)
+        assert torch.equal(grads["auto"][name], g)
+    model.embed.lookup = "nearest"
+    with pytest.raises(ValueError, match="token lookup 'nearest'"):
+        model.embed(*args, model.items)
+
+
 def test_an_id_embedding_separates_ads_that_share_their_codes(tiny_prepared):
     """Under 'sid' two ads with the same level codes differ only by their dedup-digit row;
     with the same codes everywhere they are the same vector. An ID embedding and output bias
