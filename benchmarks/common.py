@@ -85,3 +85,14 @@ def step1_mask_density(batch: dict[str, torch.Tensor]) -> float:
 
     L = batch["tok_type"].shape[1]
     return float(masks.step1_dense(batch["length"], batch["prefix_len"], L).float().mean())
+
+
+def padded_shape_firsts(trainer, batches: list[np.ndarray]) -> list[np.ndarray]:
+    """One batch of ``batches`` (training-request indices of a Trainer) per padded history
+    length they hold: stepping once on each compiles every graph the timed steps will need."""
+    cfg = trainer.cfg
+    hist_end = trainer.prepared.requests["train"].data.column("hist_end").to_numpy()
+    lengths = np.minimum(hist_end, cfg.data.max_history_len)
+    P, pad = trainer.collate.vocab.prefix_len, trainer.collate.pad_to
+    padded = [min(-(-(P + int(lengths[b].max())) // pad) * pad, P + cfg.data.max_history_len) for b in batches]
+    return list({L: b for L, b in zip(padded, batches)}.values())

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import header  # noqa: E402
+from common import header, padded_shape_firsts  # noqa: E402
 from oneranker.config import config_from_dict, make_config  # noqa: E402
 from oneranker.data import cached_prepared  # noqa: E402
 from oneranker.gpu_usage import GpuSampler  # noqa: E402
@@ -69,10 +69,7 @@ def _worker(cfg_dict: dict, cache_dir: str, device: str, warmup: int, steps: int
         trainer.collate.pad_to = pad_to
     # Warm-up: one batch of every padded length the timed steps will see (each may compile),
     # then ``warmup`` more.
-    P, pad = trainer.collate.vocab.prefix_len, trainer.collate.pad_to
-    padded_len = [min(-(-(P + int(lengths[b].max())) // pad) * pad, P + cfg.data.max_history_len)
-                  for b in batches[:warmup + steps]]
-    firsts = list({L: b for L, b in zip(padded_len, batches)}.values())
+    firsts = padded_shape_firsts(trainer, batches[:warmup + steps])
     t_init = time.time()
     for b in firsts + batches[:warmup]:
         trainer.train_step(b)

@@ -56,3 +56,40 @@ def time_side_by_side(fns: dict[str, Callable[[], object]], repeats: int = 10, w
         ts = sorted(ts)
         out[name] = {"median_s": statistics.median(ts), "p90_s": ts[min(len(ts) - 1, int(0.9 * len(ts)))]}
     return out
+
+
+def profile_training_steps(trainer, batches: list, n: int = 3, row_limit: int = 12) -> dict:
+    """Top operators of the first ``n`` steps of ``trainer`` (a :class:`~oneranker.train.Trainer`) on
+    ``batches`` by GPU time, the wall time per step under the profiler, and the GPU kernels'
+    time and count per step (kernel events only: an operator's device time is its kernels',
+    and counting both would count it twice). The kernel time is what several models sharing
+    one GPU are bounded by; the wall time also holds the host's share. The trainer's model,
+    optimiser and step are restored afterwards, so the profiled steps leave its run unchanged."""
+    import copy
+
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    steps = list(batches[:n])
+    if not steps:
+        raise ValueError("profile_training_steps needs at least one batch")
+    cuda = trainer.device.type == "cuda"
+    saved = copy.deepcopy(trainer.model.state_dict()), copy.deepcopy(trainer.optim.state_dict()), trainer.step
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    _sync(trainer.device)
+    t0 = time.perf_counter()
+    with profile(activities=acts) as prof:
+        for b in steps:
+            trainer.train_step(b)
+        _sync(trainer.device)
+    wall = time.perf_counter() - t0
+    n = len(steps)
+    trainer.model.load_state_dict(saved[0])
+    trainer.optim.load_state_dict(saved[1])
+    trainer.step = saved[2]
+    kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
+    sort = "self_device_time_total" if cuda else "self_cpu_time_total"
+    return {"wall_s_per_step_profiled": wall / n,
+            "gpu_kernel_s_per_step": sum(e.device_time_total for e in kernels) / 1e6 / n,
+            "gpu_kernels_per_step": len(kernels) / n,
+            "top": prof.key_averages().table(sort_by=sort, row_limit=row_limit)}

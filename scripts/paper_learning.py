@@ -170,37 +170,6 @@ def _emit(record: dict, args: argparse.Namespace) -> None:
             f.write(line + "\n")
 
 
-def _profile_steps(trainer, batches, n: int = 3) -> dict:
-    """Top operators of ``n`` training steps by GPU time, the wall time per step under the
-    profiler, and the GPU kernels' time and count per step (kernel events only: an operator's
-    device time is its kernels', and counting both would count it twice). The trainer's model,
-    optimiser and step are restored afterwards, so the profiled steps leave the run unchanged."""
-    import copy
-
-    import torch
-    from torch.autograd import DeviceType
-    from torch.profiler import ProfilerActivity, profile
-
-    saved = copy.deepcopy(trainer.model.state_dict()), copy.deepcopy(trainer.optim.state_dict()), trainer.step
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if trainer.device.type == "cuda" else [])
-    torch.cuda.synchronize() if trainer.device.type == "cuda" else None
-    t0 = time.perf_counter()
-    with profile(activities=acts) as prof:
-        for b in batches[:n]:
-            trainer.train_step(b)
-        torch.cuda.synchronize() if trainer.device.type == "cuda" else None
-    wall = time.perf_counter() - t0
-    trainer.model.load_state_dict(saved[0])
-    trainer.optim.load_state_dict(saved[1])
-    trainer.step = saved[2]
-    kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
-    sort = "self_device_time_total" if trainer.device.type == "cuda" else "self_cpu_time_total"
-    return {"wall_s_per_step_profiled": wall / n,
-            "gpu_kernel_s_per_step": sum(e.device_time_total for e in kernels) / 1e6 / n,
-            "gpu_kernels_per_step": len(kernels) / n,
-            "top": prof.key_averages().table(sort_by=sort, row_limit=12)}
-
-
 def run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline: float) -> str:
     """Train and score one variant (in a worker process); errors come back as text, since some
     (the compiler's) cannot be pickled."""
@@ -218,6 +187,7 @@ def _run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline:
     from oneranker.config import make_config
     from oneranker.data import cached_prepared
     from oneranker.evaluate import list_metrics, model_lists, truth_set
+    from oneranker.profiling import profile_training_steps
     from oneranker.train import Trainer
     from oneranker.world import World
 
@@ -279,7 +249,7 @@ def _run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline:
             _emit(rec, args)
             first = epoch == 0 and name == args.variants[0] and args.seed == (args.seeds or [args.seed])[0]
             if first and self.device.type == "cuda":
-                prof = _profile_steps(self, self.epoch_batches(epoch + 1000))
+                prof = profile_training_steps(self, self.epoch_batches(epoch + 1000))
                 print(prof.pop("top"), flush=True)
                 _emit({"variant": name, "profile": prof}, args)
             if time.time() > deadline:

@@ -50,3 +50,21 @@ def test_count_flops_of_a_flex_attention_model_counts_its_dense_twin(tiny_prepar
     counted = profiling.count_flops(lambda: flex.encode(batch), flex)
     assert counted == profiling.count_flops(lambda: dense.encode(batch)) > 0
     assert flex._kernel is None                       # the dense kernel was scoped to the count
+
+
+def test_profiling_training_steps_leaves_the_trainer_as_it_was(tiny_prepared):
+    """profile_training_steps reports per-step wall and kernel numbers and an operator table,
+    and restores the weights, the optimiser and the step count (a probe's run goes on unchanged)."""
+    from conftest import tiny_config
+    from oneranker.train import Trainer
+
+    trainer = Trainer(tiny_config(), tiny_prepared, device="cpu", progress=False)
+    batches = trainer.epoch_batches(0)
+    trainer.train_step(batches[0])
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    moments = [s["exp_avg"].clone() for s in trainer.optim.state.values()]
+    out = profiling.profile_training_steps(trainer, batches[1:], n=2, row_limit=5)
+    assert out["wall_s_per_step_profiled"] > 0 and out["gpu_kernels_per_step"] == 0
+    assert "aten::" in out["top"] and trainer.step == 1
+    assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    assert all(torch.equal(m, s["exp_avg"]) for m, s in zip(moments, trainer.optim.state.values()))

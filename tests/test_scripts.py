@@ -72,6 +72,23 @@ def test_training_throughput_contenders_are_parsed_or_refused():
             bench.parse_run(bad)
 
 
+def test_training_step_benchmark_times_and_profiles_every_contender(tmp_path):
+    """benchmarks/training_step.py at the smoke profile on the CPU: a line per contender with its
+    step time, ratio and kernel count (0 on the CPU), the first one's operator table; a
+    malformed contender is refused before any work."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "training_step.py"), "--profile", "smoke", "--device", "cpu",
+           "--cache", str(tmp_path), "--warmup", "0", "--steps", "2"]
+    out = subprocess.run(cmd + ["--contenders", "today", "select", "flex:fwd_BLOCK_M=64,PRESCALE_QK=false"],
+                         capture_output=True, text=True, check=True).stdout
+    lines = [line for line in out.splitlines() if "ms per step" in line]
+    assert [line.split(":")[0].strip() for line in lines] == ["today", "select", "flex"]
+    assert "1.00x the first row's speed" in lines[0] and all("0 kernels per step" in line for line in lines)
+    assert out.count("Self CPU time total") == 1          # only the first contender's table without --tables
+    for bad in ("fast", "flex:BLOCK_M", "flex:BLOCK_M=big"):
+        res = subprocess.run(cmd + ["--contenders", "today", bad], capture_output=True, text=True)
+        assert res.returncode != 0 and "--contenders" in res.stderr and "warmed up" not in res.stdout
+
+
 def test_paper_probe_names_keep_their_meaning_after_the_paper_defaults_moved():
     """Run 7 moved the paper profile to lr 1e-3 after three epochs of warm-up. The probes' base
     pins the old rate and warm-up at the paper profile, so every variant name still means the

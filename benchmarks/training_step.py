@@ -1,0 +1,150 @@
+"""One training step of the real Trainer, contender against contender in one process: its wall
+time is what one model alone costs, its GPU kernel time what several models sharing one GPU
+can never go under (the paper series trains 69 models to convergence), so this is where
+`make paper` gets faster.
+
+    python benchmarks/training_step.py --cache /tmp/cache --contenders today select sdpa
+
+Each contender is its own Trainer (the paper profile, seed 0) on the same cached dataset and
+the same batches, changed in one respect only:
+
+* ``today``: the Trainer as configured;
+* ``select``: tokens looked up type by type (``TokenEmbedding.lookup='select'``, the CPU's
+  reference way; ``today`` gathers them in one lookup on CUDA);
+* ``sdpa``: Step 1 on dense-mask scaled-dot-product attention instead of FlexAttention;
+* ``loss-compiled`` / ``blocks-compiled``: ``train.compile='loss'`` / ``'blocks'`` (on the H200
+  loss-compiled's warm-up outlasted 6.5 minutes: results/paper/training_step_compile_loss_h200.txt);
+* ``flex-autotune``: FlexAttention compiled with ``mode='max-autotune-no-cudagraphs'``;
+* ``flex:KEY=V,...``: FlexAttention with these kernel options (``FlexKernelOptions``; ``fwd_``
+  and ``bwd_`` prefixes for one pass only, e.g. ``flex:fwd_BLOCK_M=64,bwd_BLOCK_M1=32``).
+
+Every contender first steps once on every padded batch shape the timed steps will see (each
+may compile) and ``--warmup`` more; then the timed steps run round-robin
+(``profiling.time_side_by_side``: step ``i`` of every contender on the same batch, each timed
+from a synchronised GPU to a synchronised GPU, so a slow moment of the machine hits all of
+them alike). Each contender is then profiled for three steps: its GPU kernel time and kernel
+count per step. Printed as each result is known.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import header, padded_shape_firsts  # noqa: E402
+from oneranker import layers  # noqa: E402
+from oneranker.config import make_config  # noqa: E402
+from oneranker.data import cached_prepared  # noqa: E402
+from oneranker.profiling import profile_training_steps, time_side_by_side  # noqa: E402
+
+NAMED = {"today": {}, "select": {"lookup": "select"}, "sdpa": {"kernel": "sdpa"},
+         "loss-compiled": {"train.compile": "loss"}, "blocks-compiled": {"train.compile": "blocks"},
+         "flex-autotune": {"flex_mode": "max-autotune-no-cudagraphs"}}
+
+
+def parse_contender(spec: str) -> dict:
+    """A contender's settings from its name (see the module docstring); a malformed one is
+    refused before anything runs."""
+    if spec in NAMED:
+        return NAMED[spec]
+    if spec.startswith("flex:"):
+        options = {}
+        for part in spec[5:].split(","):
+            key, _, value = part.partition("=")
+            if not key or not (value.isdigit() or value in ("true", "false")):
+                raise SystemExit(f"--contenders {spec!r}: expected flex:KEY=VALUE,... with integer or true/false "
+                                 "values, e.g. flex:fwd_BLOCK_M=64,bwd_BLOCK_M1=32")
+            options[key] = int(value) if value.isdigit() else value == "true"
+        return {"flex_options": options}
+    raise SystemExit(f"--contenders {spec!r}: choose among {', '.join(NAMED)} or flex:KEY=V,...")
+
+
+@contextlib.contextmanager
+def contender_setting(trainer, setting: dict):
+    """The contender's model-side settings, in force for its steps only (contenders alternate)."""
+    saved = layers.FLEX_COMPILE_MODE, layers.FLEX_KERNEL_OPTIONS, trainer.model.embed.lookup
+    layers.FLEX_COMPILE_MODE = setting.get("flex_mode")
+    layers.FLEX_KERNEL_OPTIONS = setting.get("flex_options")
+    trainer.model.embed.lookup = setting.get("lookup", "auto")
+    kernel = setting.get("kernel")
+    try:
+        with trainer.model.attention_kernel(kernel) if kernel else contextlib.nullcontext():
+            yield
+    finally:
+        layers.FLEX_COMPILE_MODE, layers.FLEX_KERNEL_OPTIONS, trainer.model.embed.lookup = saved
+
+
+def main() -> None:
+    import torch
+
+    from oneranker.train import Trainer, _prepare_compiler
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="paper")
+    ap.add_argument("--cache", default="cache")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--contenders", nargs="+", default=["today", "select", "sdpa"])
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--tables", action="store_true", help="print every contender's top operators, not only the first's")
+    args = ap.parse_args()
+    settings = {spec: parse_contender(spec) for spec in args.contenders}
+    if args.steps < 1 or args.warmup < 0:
+        raise SystemExit("--steps must be >= 1 and --warmup >= 0")
+    # every contender compiles its own graphs (one per padded shape): above dynamo's default limit
+    _prepare_compiler()
+    print(header(f"profile {args.profile} | {' '.join(sys.argv)}"), flush=True)
+    base = make_config(args.profile, seed=0)
+    prepared = cached_prepared(base, args.cache, progress=False)
+    trainers, batches = {}, None
+    for spec, setting in settings.items():
+        over = {k: v for k, v in setting.items() if k.startswith("train.")}
+        t0 = time.perf_counter()
+        try:
+            trainer = Trainer(make_config(args.profile, seed=0, **over), prepared, device=args.device, progress=False)
+            if batches is None:
+                batches = (trainer.epoch_batches(0) + trainer.epoch_batches(1))[: 3 + args.warmup + args.steps]
+            with contender_setting(trainer, setting):
+                for b in padded_shape_firsts(trainer, batches) + batches[:args.warmup]:
+                    trainer.train_step(b)
+                torch.cuda.synchronize() if trainer.device.type == "cuda" else None
+        except Exception as e:   # a contender that cannot run (a compiler error, say) is reported, not fatal
+            print(f"{spec:>16s}: failed to warm up: {type(e).__name__}: {str(e).splitlines()[0][:300]}", flush=True)
+            continue
+        trainers[spec] = trainer
+        print(f"{spec:>16s}: warmed up in {time.perf_counter() - t0:5.1f} s", flush=True)
+    if not trainers:
+        raise SystemExit("no contender could warm up (see above)")
+    timed = batches[args.warmup:args.warmup + args.steps]
+
+    def stepper(spec: str):
+        queue = iter(timed)
+
+        def step() -> None:
+            with contender_setting(trainers[spec], settings[spec]):
+                trainers[spec].train_step(next(queue))
+        return step
+
+    times = time_side_by_side({spec: stepper(spec) for spec in trainers}, repeats=len(timed), warmup=0,
+                              device=torch.device(args.device), grad=True)
+    first = None
+    for i, (spec, trainer) in enumerate(trainers.items()):
+        med = times[spec]["median_s"]
+        first = first or med
+        profiled = timed[:3]
+        with contender_setting(trainer, settings[spec]):
+            prof = profile_training_steps(trainer, profiled, n=len(profiled), row_limit=20)
+        print(f"{spec:>16s}: {1e3 * med:7.1f} ms per step (median of {len(timed)}, p90 "
+              f"{1e3 * times[spec]['p90_s']:.1f}), {first / med:.2f}x the first row's speed; "
+              f"GPU kernels {1e3 * prof['gpu_kernel_s_per_step']:.1f} ms and {prof['gpu_kernels_per_step']:.0f} kernels "
+              f"per step ({len(profiled)} profiled steps)", flush=True)
+        if i == 0 or args.tables:
+            print(prof["top"], flush=True)
+
+
+if __name__ == "__main__":
+    main()
