@@ -23,12 +23,12 @@ from .train import train_or_load
 from . import studies
 
 
-def _train_in_worker(cfg_dict: dict, cache_dir: str, device: str = "cpu") -> str:
-    """Train one config into the model cache (runs in a worker process; on CPU with one thread)."""
+def _train_in_worker(cfg_dict: dict, cache_dir: str, device: str = "cpu", threads: int = 1) -> str:
+    """Train one config into the model cache (runs in a worker process with ``threads`` intra-op
+    CPU threads: one on CPU, :func:`gpu_worker_threads` on a GPU)."""
     from .config import config_from_dict
 
-    if device == "cpu":
-        torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     cfg = config_from_dict(cfg_dict)
     try:
         train_or_load(cfg, cached_prepared(cfg, cache_dir, progress=False), cache_dir, device=device, progress=False)
@@ -51,17 +51,37 @@ def _prepare_in_worker(cfg_dict: dict, cache_dir: str) -> str:
 GPU_WORKERS_ENV = "ONERANKER_GPU_WORKERS"
 
 
+GPU_GB_PER_WORKER = 12   # a paper-profile training process's share of GPU memory, with headroom
+
+
 def default_workers(device: torch.device) -> int:
     """CPU: one single-threaded training process per core, up to 4 (the quick models are small;
     two such processes train a grid faster than one two-thread process did while the profile
-    was sized). GPU: 6 processes share the device (``ONERANKER_GPU_WORKERS`` overrides): one
-    paper-scale model alone leaves it idle while Python builds its next batch and launches
-    kernels, so concurrent models fill those gaps. On the H100, paper profile
-    (benchmarks/training_throughput.py): 4 at once train 2.3x the requests/s of one, 8 at
-    once 2.6x; 6 keeps memory headroom (a notebook with 4 training processes held 39 GB)."""
+    was sized). GPU: up to 8 processes share the device, fewer where its memory would not hold
+    them (``ONERANKER_GPU_WORKERS`` overrides): one paper-scale model alone leaves it idle most
+    of each step while Python launches its ~1,900 kernels (on the H200: 63-89 ms per step for
+    22-28 ms of GPU kernels, benchmarks/training_step.py), so concurrent models fill those gaps.
+    Measured side by side on the H200 (benchmarks/training_throughput.py,
+    results/paper/training_throughput_threads_h200.txt): 8 models with 2 CPU threads each train
+    1.13x the requests/s of 6 with PyTorch's default of a thread per core each. A notebook with
+    4 training processes held 39 GB on an H100, about 10 GB each: an 80 GB H100 gets 6, the
+    141 GB H200 8."""
     if device.type == "cpu":
         return max(1, min(4, os.cpu_count() or 1))
-    return max(1, int(os.environ.get(GPU_WORKERS_ENV, "6")))
+    if os.environ.get(GPU_WORKERS_ENV):
+        return max(1, int(os.environ[GPU_WORKERS_ENV]))
+    total_gb = torch.cuda.get_device_properties(device).total_memory / 2**30
+    return max(1, min(8, int(total_gb // GPU_GB_PER_WORKER)))
+
+
+def gpu_worker_threads(workers: int) -> int:
+    """Intra-op CPU threads of each of ``workers`` processes training on one GPU: the host's
+    cores shared out (PyTorch would give each process one per core, and the processes, each
+    with its collating thread and autograd's, would then fight over the cores that launch
+    their kernels). The CPU work of a GPU step is batch building and seeded draws, whose
+    results do not depend on the thread count (tests/test_study.py; the Fake Items' k-means
+    runs in scikit-learn's own thread pool)."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
@@ -102,8 +122,11 @@ def train_all(cfgs: list[Config], cache_dir: str | Path, device: str = "auto", w
             train_or_load(c, cached_prepared(c, cache_dir), cache_dir, device=str(dev), progress=False)
             bar.update()
     else:
-        with _pool(min(workers, len(missing))) as pool:
-            futures = [pool.submit(_train_in_worker, c.to_dict(), str(cache_dir), str(dev)) for c in missing.values()]
+        n = min(workers, len(missing))
+        threads = 1 if dev.type == "cpu" else gpu_worker_threads(n)
+        with _pool(n) as pool:
+            futures = [pool.submit(_train_in_worker, c.to_dict(), str(cache_dir), str(dev), threads)
+                       for c in missing.values()]
             for f in as_completed(futures):
                 f.result()
                 bar.update()

@@ -32,6 +32,49 @@ def test_models_do_not_depend_on_the_number_of_workers(tmp_path):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_gpu_training_processes_share_out_the_cores_and_the_memory(monkeypatch):
+    """Hand-computed: 16 cores among 8 GPU training processes is 2 threads each, among 3 is 5,
+    and a process never gets fewer than one; 8 processes on a 141 GB GPU, 6 on an 80 GB one,
+    1 on a small one, the environment overriding; 4 single-threaded ones on a CPU."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(pool.os, "cpu_count", lambda: 16)
+    assert [pool.gpu_worker_threads(n) for n in (8, 3, 1, 32, 0)] == [2, 5, 16, 1, 16]
+    monkeypatch.delenv(pool.GPU_WORKERS_ENV, raising=False)
+    workers = []
+    for gb in (141, 80, 8):
+        monkeypatch.setattr(pool.torch.cuda, "get_device_properties", lambda d, gb=gb: SimpleNamespace(total_memory=gb * 2**30))
+        workers.append(pool.default_workers(torch.device("cuda")))
+    assert workers == [8, 6, 1]
+    monkeypatch.setenv(pool.GPU_WORKERS_ENV, "3")
+    assert pool.default_workers(torch.device("cuda")) == 3
+    assert pool.default_workers(torch.device("cpu")) == 4
+
+
+def test_a_gpu_steps_cpu_work_does_not_depend_on_the_thread_count(tiny_prepared):
+    """What a GPU training process computes on its CPU (the collated batch and the step's seeded
+    draws) is the same with 1 and with 3 intra-op threads: sharing the cores out among the
+    pool's processes (pool.gpu_worker_threads) changes no model."""
+    from oneranker.losses import draw_loss_samples
+    from oneranker.train import Trainer
+
+    trainer = Trainer(tiny_config(), tiny_prepared, device="cpu", progress=False)
+    before = torch.get_num_threads()
+    out = []
+    try:
+        for threads in (1, 3):
+            torch.set_num_threads(threads)
+            host = trainer.host_batch("train", trainer.epoch_batches(0)[1])
+            draws = draw_loss_samples(trainer.model, host, trainer.tc, torch.Generator().manual_seed(7), host)
+            out.append((host, draws))
+    finally:
+        torch.set_num_threads(before)
+    (h1, d1), (h3, d3) = out
+    assert h1.keys() == h3.keys() and all(torch.equal(h1[k], h3[k]) for k in h1)
+    assert all(torch.equal(a, b) for a, b in zip(d1.value_targets, d3.value_targets))
+    assert torch.equal(d1.negatives, d3.negatives)
+
+
 def test_worlds_simulated_in_parallel_equal_those_built_in_process(tmp_path):
     cfgs = [tiny_config(seed=0), tiny_config(seed=1)]
     pool.prepare_all(cfgs, tmp_path / "pool", workers=2)
