@@ -56,11 +56,15 @@ def main() -> None:
     ap.add_argument("new")
     ap.add_argument("--cache", default="cache")
     ap.add_argument("--out", default=None, help="JSON of the comparison")
+    ap.add_argument("--note", default=None,
+                    help="which models were retrained, and where (kept in the JSON; e.g. 'a sample of 4 configs')")
     args = ap.parse_args()
     models = Path(args.cache) / "models"
     if not models.is_dir():
         raise SystemExit(f"{models}: no model cache there (--cache)")
     result = compare(models, args.old, args.new)
+    if args.note:
+        result["note"] = args.note
     print(json.dumps(result, indent=1))
     if args.out:
         atomic_write_text(Path(args.out), json.dumps(result, indent=1) + "\n")

@@ -390,6 +390,93 @@ def paper_compile_throughput() -> str:
     return markdown_table(pd.DataFrame(rows), index=False)
 
 
+STEP_LINE = re.compile(r"^\s*(?P<spec>\S+):\s+(?P<ms>[\d.]+) ms per step \(median of (?P<n>\d+).*?"
+                       r"(?P<ratio>[\d.]+)x the first row's speed; GPU kernels (?P<kernel>[\d.]+) ms and "
+                       r"(?P<kernels>\d+) kernels per step")
+
+
+def _step_lines(name: str) -> list[dict]:
+    text = (ROOT / "results" / "paper" / name).read_text()
+    return [m.groupdict() for m in map(STEP_LINE.match, text.splitlines()) if m]
+
+
+STEP_CONTENDERS = {"today": "today (tokens gathered in one lookup)", "select": "tokens looked up type by type (before)",
+                   "sdpa": "Step 1 on cuDNN SDPA (dense mask)"}
+
+
+def paper_step_contenders() -> str:
+    """benchmarks/training_step.py on the H200: one paper-profile model's step, contender against
+    contender in one process (two calls on one machine: batches 5-19 and 10-34 of seed 0's
+    sequence), wall and GPU kernel time."""
+    rows = []
+    for call, name in (("a", "training_step_h200.txt"), ("b", "training_step_repeat_h200.txt")):
+        for m in _step_lines(name):
+            label = STEP_CONTENDERS.get(m["spec"], m["spec"])
+            if m["spec"].startswith("flex:"):
+                label = f"FlexAttention `{m['spec'][5:]}`"
+            rows.append({"call": call, "contender": label,
+                         "wall ms per step (median)": m["ms"], "× the first row's speed": m["ratio"],
+                         "GPU kernel ms per step": m["kernel"], "kernels per step": f"{int(m['kernels']):,}"})
+    return markdown_table(pd.DataFrame(rows), index=False)
+
+
+THREADS_LINE = re.compile(r"^\s*(?P<spec>\S+): .*?prefetch (?P<prefetch>on|off).*?(?P<models>\d+) model\(s\) at once:\s+"
+                          r"(?P<rps>\d+) requests/s.*?(?P<ms>[\d.]+) ms per step of one model, .*?GPU busy (?P<busy>\S+) "
+                          r"\(.*?CPU threads per model (?P<threads>\w+)")
+
+
+def paper_workers_threads() -> str:
+    """benchmarks/training_throughput.py on the H200: models at once, CPU threads each and the
+    prefetching thread, side by side within each of two calls (one machine)."""
+    rows = []
+    for call, name in (("c", "training_throughput_threads_h200.txt"), ("d", "training_throughput_prefetch_h200.txt")):
+        lines = [m.groupdict() for m in map(THREADS_LINE.match, (ROOT / "results" / "paper" / name).read_text().splitlines()) if m]
+        refs = [float(m["rps"]) for m in lines if m["models"] == "6" and m["threads"] == "default" and m["prefetch"] == "on"]
+        if not refs:
+            raise ValueError(f"results/paper/{name}: no row of 6 models with default threads to compare with")
+        ref = refs[0]
+        for m in lines:
+            rows.append({"call": call, "contender": m["spec"], "models at once": m["models"],
+                         "CPU threads each": "a thread per core (16)" if m["threads"] == "default" else m["threads"],
+                         "next batch collated in a thread": m["prefetch"], "requests/s (all models)": f"{int(m['rps']):,}",
+                         "ms per step of one model": m["ms"], "GPU busy": m["busy"],
+                         "× 6 models, default threads": f"{float(m['rps']) / ref:.2f}"})
+    return markdown_table(pd.DataFrame(rows), index=False)
+
+
+def paper_gpu_floor() -> str:
+    """The paper series' GPU kernel time if every step cost what one full model's step costs in
+    its kernels (training_step's 'today' rows), at the epoch cap and at the 20 epochs run 8's
+    models reached without stopping: a floor no number of processes can go under."""
+    from oneranker.config import make_config
+
+    tc = make_config("paper").train
+    steps = -(-tc.max_train_requests // tc.batch_size)
+    configs, cap = _paper_series()
+    kernel_ms = sorted(float(m["kernel"]) for name in ("training_step_h200.txt", "training_step_repeat_h200.txt")
+                       for m in _step_lines(name) if m["spec"] == "today")
+    lo, hi = kernel_ms[0], kernel_ms[-1]
+
+    def minutes(epochs: int, ms: float) -> float:
+        return configs * epochs * steps * ms / 1e3 / 60
+
+    from oneranker import studies
+
+    rows, seen = [], set()
+    for nb, cfgs in studies.configs_by_notebook("paper", [0, 1, 2]).items():
+        worlds = {c.data_hash() for c in cfgs} - seen
+        seen |= worlds
+        rows.append({"notebook": nb, "models first trained here": len(cfgs), "worlds first simulated here": len(worlds),
+                     f"GPU kernel minutes, {cap} epochs": f"{len(cfgs) * cap * steps * lo / 6e4:.1f}–"
+                                                          f"{len(cfgs) * cap * steps * hi / 6e4:.1f}"})
+    return (f"{configs} configs × {steps} steps per epoch × {lo:.1f}–{hi:.1f} ms of GPU kernels per step: "
+            f"{minutes(cap, lo):.0f}–{minutes(cap, hi):.0f} minutes at the {cap}-epoch cap, "
+            f"{minutes(20, lo):.0f}–{minutes(20, hi):.0f} at 20 epochs, against the 20-minute target for the whole "
+            f"series ({minutes(20, lo) / 20:.1f}–{minutes(cap, hi) / 20:.1f}× over it before any evaluation or world "
+            f"simulation). By notebook (each model where it is first trained; issue 14 asks for none over 8 "
+            f"minutes):\n\n" + markdown_table(pd.DataFrame(rows), index=False))
+
+
 STEP_KERNELS = {"FlexAttention backward": "triton_tem_fused_flex_attention_backward",
                 "LayerNorm backward": "aten::native_layer_norm_backward",
                 "embedding backward": "aten::embedding_dense_backward"}
@@ -591,15 +678,35 @@ def targets() -> str:
     return "\n".join(lines) + "\n"
 
 
+def code_version_checks() -> list[dict]:
+    """Every results/quick/code_version_check*.json, as a chain: each comparison's old code is the
+    one before's new code, starting from the code the committed results were computed with."""
+    checks = [json.loads(f.read_text()) for f in sorted(QUICK.glob("code_version_check*.json"))]
+    news = {c["new"] for c in checks}
+    chain = [c for c in checks if c["old"] not in news]
+    if len(chain) != 1:
+        raise ValueError(f"the code-version checks do not form one chain: {[(c['old'], c['new']) for c in checks]}")
+    while len(chain) < len(checks):
+        after = [c for c in checks if c["old"] == chain[-1]["new"]]
+        if len(after) != 1:
+            raise ValueError(f"the code-version checks do not form one chain after {chain[-1]['new']}: "
+                             f"{[(c['old'], c['new']) for c in checks]}")
+        chain.append(after[0])
+    return chain
+
+
 def code_version_check() -> str:
-    """scripts/compare_code_versions.py's comparison of the quick models retrained under today's
-    model code with those the committed results were computed with."""
-    r = json.loads((QUICK / "code_version_check.json").read_text())
-    verdict = ("all bitwise equal" if not r["differ"] else
-               f"{len(r['differ'])} differ: {', '.join(r['differ'])}")
-    return (f"Model code `{r['new']}` against `{r['old']}`: {r['compared']} quick models trained under both, "
-            f"{r['equal']} with bitwise equal weights and per-epoch losses ({verdict}); {r['only_old']} trained "
-            f"under `{r['old']}` only.\n")
+    """scripts/compare_code_versions.py's comparisons of the quick models retrained under each
+    later model code with those of the code before it, back to the code the committed results
+    were computed with."""
+    lines = []
+    for r in code_version_checks():
+        verdict = ("all bitwise equal" if not r["differ"] else
+                   f"{len(r['differ'])} differ: {', '.join(r['differ'])}")
+        lines.append(f"- Model code `{r['new']}` against `{r['old']}`: {r['compared']} quick models trained under "
+                     f"both, {r['equal']} with bitwise equal weights and per-epoch losses ({verdict}); "
+                     f"{r['only_old']} trained under `{r['old']}` only" + (f"; {r['note']}." if r.get("note") else "."))
+    return "\n".join(lines) + "\n"
 
 
 def workshop_times() -> str:
@@ -630,6 +737,9 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "paper-step-profile": paper_step_profile,
     "paper-lr-warmup": paper_lr_warmup,
     "paper-compile-throughput": paper_compile_throughput,
+    "paper-step-contenders": paper_step_contenders,
+    "paper-workers-threads": paper_workers_threads,
+    "paper-gpu-floor": paper_gpu_floor,
     "long-history-lab": long_history_lab,
     "paper-arithmetic": paper_arithmetic,
     "task-query-quick": task_query_quick,
