@@ -14,6 +14,10 @@ the same batches, changed in one respect only:
 * ``sdpa``: Step 1 on dense-mask scaled-dot-product attention instead of FlexAttention;
 * ``loss-compiled`` / ``blocks-compiled``: ``train.compile='loss'`` / ``'blocks'`` (on the H200
   loss-compiled's warm-up outlasted 6.5 minutes: results/paper/training_step_compile_loss_h200.txt);
+* ``loss-compiled-dynamic`` / ``blocks-compiled-dynamic``: the same graphs compiled with every
+  size symbolic from the start (``dynamic=True``), so that one compilation serves every padded
+  batch length (``train.compile`` lets torch decide, which compiles the first shape as it is
+  and recompiles on the second);
 * ``flex-autotune``: FlexAttention compiled with ``mode='max-autotune-no-cudagraphs'``;
 * ``flex:KEY=V,...``: FlexAttention with these kernel options (``FlexKernelOptions``; ``fwd_``
   and ``bwd_`` prefixes for one pass only, e.g. ``flex:fwd_BLOCK_M=64,bwd_BLOCK_M1=32``).
@@ -43,6 +47,7 @@ from oneranker.profiling import profile_training_steps, time_side_by_side  # noq
 
 NAMED = {"today": {}, "select": {"lookup": "select"}, "sdpa": {"kernel": "sdpa"},
          "loss-compiled": {"train.compile": "loss"}, "blocks-compiled": {"train.compile": "blocks"},
+         "loss-compiled-dynamic": {"compile_dynamic": "loss"}, "blocks-compiled-dynamic": {"compile_dynamic": "blocks"},
          "flex-autotune": {"flex_mode": "max-autotune-no-cudagraphs"}}
 
 
@@ -78,6 +83,21 @@ def contender_setting(trainer, setting: dict):
         layers.FLEX_COMPILE_MODE, layers.FLEX_KERNEL_OPTIONS, trainer.model.embed.lookup = saved
 
 
+def compile_dynamic(trainer, scope: str | None) -> None:
+    """``*-compiled-dynamic``: the trainer's loss, or each of its transformer blocks, compiled with
+    every size symbolic (``dynamic=True``); the trainer itself was built with compilation off."""
+    import torch
+
+    from oneranker.losses import loss_from_draws
+    from oneranker.train import transformer_blocks
+
+    if scope == "loss":
+        trainer.loss_fn = torch.compile(loss_from_draws, dynamic=True)
+    elif scope == "blocks":
+        for block in transformer_blocks(trainer.model):
+            block.compile(dynamic=True)
+
+
 def main() -> None:
     import torch
 
@@ -106,6 +126,7 @@ def main() -> None:
         t0 = time.perf_counter()
         try:
             trainer = Trainer(make_config(args.profile, seed=0, **over), prepared, device=args.device, progress=False)
+            compile_dynamic(trainer, setting.get("compile_dynamic"))
             if batches is None:
                 batches = (trainer.epoch_batches(0) + trainer.epoch_batches(1))[: 3 + args.warmup + args.steps]
             with contender_setting(trainer, setting):

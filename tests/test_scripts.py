@@ -87,6 +87,15 @@ def test_training_step_benchmark_times_and_profiles_every_contender(tmp_path):
     for bad in ("fast", "flex:BLOCK_M", "flex:BLOCK_M=big"):
         res = subprocess.run(cmd + ["--contenders", "today", bad], capture_output=True, text=True)
         assert res.returncode != 0 and "--contenders" in res.stderr and "warmed up" not in res.stdout
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("training_step", ROOT / "benchmarks" / "training_step.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec.loader.exec_module(bench)
+    assert bench.parse_contender("loss-compiled-dynamic") == {"compile_dynamic": "loss"}
+    assert bench.parse_contender("flex:bwd_BLOCK_M1=32,ROWS_GUARANTEED_SAFE=true") == \
+        {"flex_options": {"bwd_BLOCK_M1": 32, "ROWS_GUARANTEED_SAFE": True}}
 
 
 def test_paper_probe_names_keep_their_meaning_after_the_paper_defaults_moved():
