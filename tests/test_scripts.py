@@ -98,6 +98,23 @@ def test_training_step_benchmark_times_and_profiles_every_contender(tmp_path):
         {"flex_options": {"bwd_BLOCK_M1": 32, "ROWS_GUARANTEED_SAFE": True}}
 
 
+def test_multi_gpu_check_compares_one_and_two_processes_on_the_cpu(tmp_path):
+    """scripts/multi_gpu_check.py with gloo processes at the smoke profile: the 2-process model
+    computes what the 1-process model computes (fp32, to rounding) and serves the same lists;
+    both runs are timed; a bad --gpus or --warmup is refused before any work."""
+    out = tmp_path / "check.json"
+    cmd = [sys.executable, str(ROOT / "scripts" / "multi_gpu_check.py"), "--profile", "smoke", "--device", "cpu",
+           "--steps", "5", "--warmup", "1", "--cache", str(tmp_path / "cache"), "--eval-requests", "40"]
+    subprocess.run(cmd + ["--out", str(out)], capture_output=True, text=True, check=True)
+    r = json.loads(out.read_text())
+    assert set(r["requests_per_s"]) == {"1", "2"} and all(v > 0 for v in r["requests_per_s"].values())
+    assert r["metrics"]["1"] == r["metrics"]["2"] and "ranked" in r["metrics"]["1"]
+    assert all(d < 1e-4 for d in r["max_abs_diff"]["2"].values()) and 0 < r["weights_rel_diff"]["2"] < 1e-3
+    for bad in (["--gpus", "1"], ["--warmup", "5"]):
+        res = subprocess.run(cmd + bad, capture_output=True, text=True)
+        assert res.returncode != 0 and bad[0] in res.stderr and "process(es)" not in res.stdout
+
+
 def test_paper_probe_names_keep_their_meaning_after_the_paper_defaults_moved():
     """Run 7 moved the paper profile to lr 1e-3 after three epochs of warm-up. The probes' base
     pins the old rate and warm-up at the paper profile, so every variant name still means the
