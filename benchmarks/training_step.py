@@ -17,7 +17,11 @@ the same batches, changed in one respect only:
 * ``loss-compiled-dynamic`` / ``blocks-compiled-dynamic``: the same graphs compiled with every
   size symbolic from the start (``dynamic=True``), so that one compilation serves every padded
   batch length (``train.compile`` lets torch decide, which compiles the first shape as it is
-  and recompiles on the second);
+  and recompiles on the second). The warm-up line counts the graphs dynamo compiled for each
+  contender, so whether one compilation did serve every length is measured, not assumed. A
+  compiled contender shares dynamo's per-code caches with any other contender compiling the
+  same code (``loss-compiled`` and ``loss-compiled-dynamic``): run such pairs in separate
+  invocations;
 * ``flex-autotune``: FlexAttention compiled with ``mode='max-autotune-no-cudagraphs'``;
 * ``flex:KEY=V,...``: FlexAttention with these kernel options (``FlexKernelOptions``; ``fwd_``
   and ``bwd_`` prefixes for one pass only, e.g. ``flex:fwd_BLOCK_M=64,bwd_BLOCK_M1=32``).
@@ -47,7 +51,8 @@ from oneranker.profiling import profile_training_steps, time_side_by_side  # noq
 
 NAMED = {"today": {}, "select": {"lookup": "select"}, "sdpa": {"kernel": "sdpa"},
          "loss-compiled": {"train.compile": "loss"}, "blocks-compiled": {"train.compile": "blocks"},
-         "loss-compiled-dynamic": {"compile_dynamic": "loss"}, "blocks-compiled-dynamic": {"compile_dynamic": "blocks"},
+         "loss-compiled-dynamic": {"train.compile": "off", "compile_dynamic": "loss"},
+         "blocks-compiled-dynamic": {"train.compile": "off", "compile_dynamic": "blocks"},
          "flex-autotune": {"flex_mode": "max-autotune-no-cudagraphs"}}
 
 
@@ -81,6 +86,13 @@ def contender_setting(trainer, setting: dict):
             yield
     finally:
         layers.FLEX_COMPILE_MODE, layers.FLEX_KERNEL_OPTIONS, trainer.model.embed.lookup = saved
+
+
+def _compiled_graphs() -> int:
+    """Graphs torch.compile has compiled in this process so far (dynamo's own counter)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
 
 
 def compile_dynamic(trainer, scope: str | None) -> None:
@@ -123,7 +135,7 @@ def main() -> None:
     trainers, batches = {}, None
     for spec, setting in settings.items():
         over = {k: v for k, v in setting.items() if k.startswith("train.")}
-        t0 = time.perf_counter()
+        t0, graphs = time.perf_counter(), _compiled_graphs()
         try:
             trainer = Trainer(make_config(args.profile, seed=0, **over), prepared, device=args.device, progress=False)
             compile_dynamic(trainer, setting.get("compile_dynamic"))
@@ -137,7 +149,8 @@ def main() -> None:
             print(f"{spec:>16s}: failed to warm up: {type(e).__name__}: {str(e).splitlines()[0][:300]}", flush=True)
             continue
         trainers[spec] = trainer
-        print(f"{spec:>16s}: warmed up in {time.perf_counter() - t0:5.1f} s", flush=True)
+        print(f"{spec:>16s}: warmed up in {time.perf_counter() - t0:5.1f} s, {_compiled_graphs() - graphs} graphs "
+              f"compiled", flush=True)
     if not trainers:
         raise SystemExit("no contender could warm up (see above)")
     timed = batches[args.warmup:args.warmup + args.steps]

@@ -12,7 +12,9 @@ outputs on held-out requests (catalogue scores, and ranker scores centred per re
 the lists served to the test requests, not of raw weights (their relative difference is
 reported too). The runs are steps of :meth:`~oneranker.train.Trainer.train_step` only, without
 the per-epoch k-means refresh of the Fake Items or the validation pass: the distributed part of
-training is the step. Used by ``scripts/multi_gpu_check.py`` (two GPUs: issue "Multi-GPU training
+training is the step. What limits the speed-up, by design of the Trainer: every rank collates
+and copies the whole global batch (and draws its samples) and encodes only its rows, so the
+host's share of a step does not shrink with more processes. Used by ``scripts/multi_gpu_check.py`` (two GPUs: issue "Multi-GPU training
 verified on two H200s") and by tests/test_distributed.py.
 """
 
@@ -56,22 +58,24 @@ def _rank_main(rank: int, world: int, cfg_dict: dict, cache: str, device: str, s
         while len(batches) < steps:
             batches += trainer.epoch_batches(epoch)
             epoch += 1
+        batches = batches[:steps]
+        hosts = trainer.host_batches(batches, 0)   # the next batch collated in a thread on a GPU, as fit() does
         t0 = None
-        for i, b in enumerate(batches[:steps]):
+        for i, b in enumerate(batches):
             if i == warmup:
                 _sync(cuda)
                 if world > 1:
                     dist.barrier()
                 t0 = time.perf_counter()
-            trainer.train_step(b)
+            trainer.train_step(b, next(hosts))
         _sync(cuda)
-        seconds = time.perf_counter() - t0 if t0 is not None else float("nan")
+        seconds = time.perf_counter() - t0
         if rank == 0:
             state = {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}
-            timed = steps - warmup
+            requests = sum(len(b) for b in batches[warmup:])
             with open(out, "wb") as f:
-                pickle.dump({"state": state, "seconds": seconds, "timed_steps": timed,
-                             "requests_per_s": timed * cfg.train.batch_size / seconds if timed > 0 else float("nan")}, f)
+                pickle.dump({"state": state, "seconds": seconds, "timed_steps": steps - warmup,
+                             "requests_per_s": requests / seconds}, f)
     finally:
         if world > 1:
             dist.destroy_process_group()
@@ -98,10 +102,18 @@ def train_on(world: int, cfg: Config, cache: str | Path, device: str, steps: int
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     out, init = workdir / f"world{world}.pkl", f"file://{(workdir / f'init{world}').resolve()}"
+    saved = {k: os.environ.get(k) for k in NCCL_ENV}
     if device == "cuda":
-        os.environ.update(NCCL_ENV)
-    mp.spawn(_rank_main, args=(world, cfg.to_dict(), str(cache), device, steps, warmup, init, str(out)),
-             nprocs=world, join=True)
+        os.environ.update(NCCL_ENV)   # inherited by the spawned processes
+    try:
+        mp.spawn(_rank_main, args=(world, cfg.to_dict(), str(cache), device, steps, warmup, init, str(out)),
+                 nprocs=world, join=True)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     with open(out, "rb") as f:
         return pickle.load(f)
 

@@ -7,7 +7,8 @@ and the requests/s of each (oneranker.distributed_check says why outputs, not ra
         --out results/paper/multi_gpu_h200x2.json
 
 On a machine without GPUs ``--device cpu`` runs the same check with gloo processes (the test
-at the smoke profile); the tolerance there is fp32's, on GPUs bf16's.
+at the smoke profile). The script reports; the tests hold the tolerances (fp32's on the CPU,
+bf16's on GPUs: tests/test_scripts.py, tests/test_distributed.py).
 """
 
 from __future__ import annotations

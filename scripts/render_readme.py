@@ -480,10 +480,12 @@ def paper_gpu_floor() -> str:
             f"{minutes(cap, lo):.0f}–{minutes(cap, hi):.0f} minutes at the {cap}-epoch cap, "
             f"{minutes(20, lo):.0f}–{minutes(20, hi):.0f} at 20 epochs, against the 20-minute target for the whole "
             f"series ({minutes(20, lo) / 20:.1f}–{minutes(cap, hi) / 20:.1f}× over it before any evaluation or world "
-            f"simulation). Run 8's training ({sharing} models sharing the GPU, validation included) took "
-            f"{1e3 * per_model / steps:.1f} ms per model-step over all of them, {1e3 * per_model / steps / hi:.2f}–"
-            f"{1e3 * per_model / steps / lo:.2f}× this floor: that is all a faster host (models batched in one "
-            f"process, CUDA graphs) can still win. By notebook (each model where it is first trained; issue 14 "
+            f"simulation). Run 8's training ({sharing} models sharing the GPU; its epochs' seconds include the "
+            f"validation pass, so this is approximate) took {1e3 * per_model / steps:.1f} ms per model-step over all "
+            f"of them, {1e3 * per_model / steps / hi:.2f}–{1e3 * per_model / steps / lo:.2f}× this floor: about "
+            f"what a faster host (CUDA graphs, fewer processes fighting over the cores) can still win with the same "
+            f"kernels; models batched in one process change the kernels (fewer, larger), which this floor does not "
+            f"bound. By notebook (each model where it is first trained; issue 14 "
             f"asks for none over 8 minutes):\n\n" + markdown_table(pd.DataFrame(rows), index=False))
 
 
