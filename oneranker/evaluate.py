@@ -46,8 +46,7 @@ def truth_set(world: World, prepared: Prepared, n_requests: int | None = None) -
     if (active < 0).any():
         raise ValueError("evaluation against the truth needs simulated data (oracle_active is missing)")
     context = np.asarray(rows["context"])
-    items = np.broadcast_to(np.arange(world.cfg.n_items), (n, world.cfg.n_items))
-    truth = world.truth(users, items, active, context)
+    truth = world.truth(users, None, active, context)   # every ad of the catalogue
     return TruthSet(indices=np.arange(n), truth=truth)
 
 

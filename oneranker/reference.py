@@ -180,8 +180,7 @@ def market_headroom(cfg, n_test: int = 1000, k: int = 5) -> dict[str, float]:
     def slates(idx: np.ndarray, col: np.ndarray) -> list[np.ndarray]:
         return [col[logs.imp_offsets[i]:logs.imp_offsets[i + 1]] for i in idx]
 
-    truth = world.truth(logs.req_user[test], np.broadcast_to(np.arange(n_items), (len(test), n_items)),
-                        logs.req_oracle[test], logs.req_context[test])
+    truth = world.truth(logs.req_user[test], None, logs.req_oracle[test], logs.req_context[test])
     sel = np.concatenate([np.arange(logs.imp_offsets[i], logs.imp_offsets[i + 1]) for i in train])
     pop = click_counts(logs.imp_item[sel], logs.imp_click[sel], n_items)
     cooc = CooccurrenceModel(logs.n_organic, n_items).fit(sessions(train), slates(train, logs.imp_item),

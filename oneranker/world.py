@@ -166,35 +166,52 @@ class World:
     def sample_context(self, n: int, rng: np.random.Generator) -> np.ndarray:
         return np.stack([rng.integers(0, card, size=n) for card in self.cfg.n_context_values], axis=1)
 
-    def _ctr_logit(self, users: np.ndarray, items: np.ndarray, active: np.ndarray,
+    def _ctr_logit(self, users: np.ndarray, items: np.ndarray | None, active: np.ndarray,
                    context: np.ndarray) -> np.ndarray:
-        """users [B], items [B, N], active [B], context [B, F] -> logits [B, N]."""
+        """users [B], items [B, N] (None: the whole catalogue for every request, without
+        gathering a [B, N, d] copy of it), active [B], context [B, F] -> logits [B, N]."""
         c = self.cfg
-        sims = np.einsum("bmd,bnd->bnm", self.user_interest_vec[users], self.item_latent[items])
+        everything = items is None
+        latent = self.item_latent if everything else self.item_latent[items]
+        sims = np.einsum("bmd,nd->bnm" if everything else "bmd,bnd->bnm", self.user_interest_vec[users], latent)
         m = c.max_interests
         valid = np.arange(m)[None, :] < self.user_n_interests[users][:, None]           # [B, M]
         bonus = c.session_boost * (np.arange(m)[None, :] == active[:, None])             # [B, M]
         sims = np.where(valid[:, None, :], sims + bonus[:, None, :], -np.inf).max(axis=-1)
-        cats = self.item_category[items]
-        ctx = sum(table[context[:, f]][np.arange(len(users))[:, None], cats]
-                  for f, table in enumerate(self.context_tables))
-        return self.ctr_bias + c.affinity_weight * sims + c.popularity_weight * self.item_appeal[items] + ctx
+        cats = self.item_category if everything else self.item_category[items]
+        rows = slice(None) if everything else np.arange(len(users))[:, None]
+        ctx = sum(table[context[:, f]][rows, cats] for f, table in enumerate(self.context_tables))
+        appeal = self.item_appeal if everything else self.item_appeal[items]
+        return self.ctr_bias + c.affinity_weight * sims + c.popularity_weight * appeal + ctx
 
-    def _cvr_logit(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        sim = np.einsum("bd,bnd->bn", self.user_cvr_vec[users], self.item_cvr_vec[items])
+    def _cvr_logit(self, users: np.ndarray, items: np.ndarray | None) -> np.ndarray:
+        if items is None:
+            sim = np.einsum("bd,nd->bn", self.user_cvr_vec[users], self.item_cvr_vec)
+        else:
+            sim = np.einsum("bd,bnd->bn", self.user_cvr_vec[users], self.item_cvr_vec[items])
         return self.cvr_bias + self.cfg.cvr_weight * sim
 
-    def truth(self, users: np.ndarray, items: np.ndarray, active: np.ndarray, context: np.ndarray) -> Truth:
+    def truth(self, users: np.ndarray, items: np.ndarray | None, active: np.ndarray, context: np.ndarray) -> Truth:
         """True pCTR, pCVR, bid and price of ads ``items [B, N]`` at requests
-        (``users [B]``, ``active [B]`` interest slot, ``context [B, F]``). Evaluation only."""
-        users, items = np.asarray(users), np.asarray(items)
-        if items.ndim == 1:
-            items = items[:, None]
-        ctr = np.concatenate([_sigmoid(self._ctr_logit(users[s], items[s], np.asarray(active)[s],
-                                                        np.asarray(context)[s]))
-                              for s in _chunks(len(users))]) if len(users) else np.zeros(items.shape)
+        (``users [B]``, ``active [B]`` interest slot, ``context [B, F]``). Evaluation only.
+        ``items=None``: every ad of the catalogue for every request, the same numbers bit for
+        bit as the catalogue given as ``items`` (tests/test_world.py), about 5x faster at the
+        paper profile's 20k ads (no gathered [B, N, d] copies of the ads' vectors)."""
+        users = np.asarray(users)
+        if items is not None:
+            items = np.asarray(items)
+            if items.ndim == 1:
+                items = items[:, None]
+        shape = (len(users), self.cfg.n_items) if items is None else items.shape
+        ctr = np.concatenate([_sigmoid(self._ctr_logit(users[s], None if items is None else items[s],
+                                                        np.asarray(active)[s], np.asarray(context)[s]))
+                              for s in _chunks(len(users))]) if len(users) else np.zeros(shape)
         cvr = _sigmoid(self._cvr_logit(users, items))
-        return Truth(pctr=ctr, pcvr=cvr, bid=self.item_bid[items], price=self.item_price[items])
+        if items is None:
+            bid, price = (np.broadcast_to(v, shape) for v in (self.item_bid, self.item_price))
+        else:
+            bid, price = self.item_bid[items], self.item_price[items]
+        return Truth(pctr=ctr, pcvr=cvr, bid=bid, price=price)
 
     # ------------------------------------------------------------------ logging
     def _requests_per_user(self, rng: np.random.Generator) -> np.ndarray:
@@ -330,8 +347,7 @@ class World:
         users = rng.choice(self.cfg.n_users, size=min(n_users, self.cfg.n_users), replace=False)
         active = self.sample_active_interest(users, rng)
         context = self.sample_context(len(users), rng)
-        items = np.broadcast_to(np.arange(self.cfg.n_items), (len(users), self.cfg.n_items))
-        return self.truth(users, items, active, context).pctr.mean(axis=0)
+        return self.truth(users, None, active, context).pctr.mean(axis=0)
 
     def interest_value_correlation(self, n_users: int = 500, seed: int = 0) -> float:
         """Measured Pearson correlation between an ad's interest (logit of its mean true pCTR)

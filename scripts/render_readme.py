@@ -489,6 +489,22 @@ def paper_gpu_floor() -> str:
             f"asks for none over 8 minutes):\n\n" + markdown_table(pd.DataFrame(rows), index=False))
 
 
+TRUTH_LINE = re.compile(r"^\s*(?P<name>.+?):\s+(?P<s>[\d.]+) s \(median of (?P<n>\d+)\), (?P<ratio>[\d.]+)x the first row")
+
+
+def truth_speed() -> str:
+    """benchmarks/truth.py: the truth over the catalogue for evaluation, the catalogue given as
+    items against items=None, side by side in one run."""
+    text = (ROOT / "results" / "paper" / "truth_cpu.txt").read_text()
+    head = next(line for line in text.splitlines() if line.startswith("# device"))
+    rows = {m["name"]: m for m in map(TRUTH_LINE.match, text.splitlines()) if m}
+    old, new = rows["catalogue given as items"], rows["items=None"]
+    same = "bit for bit the same pCTR" if "identical pCTR: True" in head else "DIFFERENT pCTR"
+    size = re.search(r"(\d+) requests x (\d+) ads", head)
+    return (f"{new['s']} s instead of {old['s']} s ({new['ratio']}×, median of {new['n']}) for the truth of "
+            f"{int(size[1]):,} requests × {int(size[2]):,} ads on this 2-core CPU, {same}.\n")
+
+
 STEP_KERNELS = {"FlexAttention backward": "triton_tem_fused_flex_attention_backward",
                 "LayerNorm backward": "aten::native_layer_norm_backward",
                 "embedding backward": "aten::embedding_dense_backward"}
@@ -752,6 +768,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "paper-step-contenders": paper_step_contenders,
     "paper-workers-threads": paper_workers_threads,
     "paper-gpu-floor": paper_gpu_floor,
+    "truth-speed": truth_speed,
     "long-history-lab": long_history_lab,
     "paper-arithmetic": paper_arithmetic,
     "task-query-quick": task_query_quick,

@@ -118,6 +118,15 @@ def test_multi_gpu_check_compares_one_and_two_processes_on_the_cpu(tmp_path):
         assert res.returncode != 0 and bad[0] in res.stderr and "process(es)" not in res.stdout
 
 
+def test_truth_benchmark_compares_both_ways_and_checks_they_agree():
+    """benchmarks/truth.py at the smoke profile: the header says whether both ways give the same
+    pCTR (they must), and each way gets a timed row."""
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "truth.py"), "--profile", "smoke",
+                          "--requests", "20", "--repeats", "1"], capture_output=True, text=True, check=True).stdout
+    assert "identical pCTR: True" in out
+    assert "catalogue given as items:" in out and "items=None:" in out and "1.00x the first row" in out
+
+
 def test_paper_probe_names_keep_their_meaning_after_the_paper_defaults_moved():
     """Run 7 moved the paper profile to lr 1e-3 after three epochs of warm-up. The probes' base
     pins the old rate and warm-up at the paper profile, so every variant name still means the

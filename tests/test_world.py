@@ -89,6 +89,25 @@ def test_history_end_splits_organic_session_from_its_slate(quick_world):
             assert logs.tok_type[o + end - 1] in (AD, ORGANIC)
 
 
+def test_truth_over_the_catalogue_equals_the_catalogue_given_as_items(monkeypatch):
+    """items=None (every ad for every request, no gathered copies) gives the numbers of the
+    catalogue passed as items, bit for bit, across chunks of users too; the bids and prices
+    are the catalogue's, row by row."""
+    import oneranker.world as world_module
+
+    monkeypatch.setattr(world_module, "_USER_CHUNK", 7)    # several chunks for 20 users
+    w = small()
+    rng = np.random.default_rng(3)
+    users = rng.choice(w.cfg.n_users, 20, replace=False)
+    active, context = w.sample_active_interest(users, rng), w.sample_context(len(users), rng)
+    given = w.truth(users, np.broadcast_to(np.arange(w.cfg.n_items), (20, w.cfg.n_items)), active, context)
+    everything = w.truth(users, None, active, context)
+    for field in ("pctr", "pcvr", "bid", "price"):
+        assert np.array_equal(getattr(everything, field), getattr(given, field)), field
+    assert everything.pctr.shape == (20, w.cfg.n_items) and np.array_equal(everything.bid[5], w.item_bid)
+    assert w.truth(users[:0], None, active[:0], context[:0]).pctr.shape == (0, w.cfg.n_items)
+
+
 def test_truth_is_consistent():
     w = small()
     users = np.array([0, 1, 2])
