@@ -47,7 +47,7 @@ from common import header, padded_shape_firsts  # noqa: E402
 from oneranker import layers  # noqa: E402
 from oneranker.config import make_config  # noqa: E402
 from oneranker.data import cached_prepared  # noqa: E402
-from oneranker.profiling import profile_training_steps, time_side_by_side  # noqa: E402
+from oneranker.profiling import profile_training_steps, synchronize, time_side_by_side  # noqa: E402
 
 NAMED = {"today": {}, "select": {"lookup": "select"}, "sdpa": {"kernel": "sdpa"},
          "loss-compiled": {"train.compile": "loss"}, "blocks-compiled": {"train.compile": "blocks"},
@@ -144,7 +144,7 @@ def main() -> None:
             with contender_setting(trainer, setting):
                 for b in padded_shape_firsts(trainer, batches) + batches[:args.warmup]:
                     trainer.train_step(b)
-                torch.cuda.synchronize() if trainer.device.type == "cuda" else None
+                synchronize(trainer.device)
         except Exception as e:   # a contender that cannot run (a compiler error, say) is reported, not fatal
             print(f"{spec:>16s}: failed to warm up: {type(e).__name__}: {str(e).splitlines()[0][:300]}", flush=True)
             continue

@@ -41,6 +41,7 @@ def _rank_main(rank: int, world: int, cfg_dict: dict, cache: str, device: str, s
     import torch.distributed as dist
 
     from .data import cached_prepared
+    from .profiling import synchronize
     from .train import Trainer
 
     cuda = device == "cuda"
@@ -63,12 +64,12 @@ def _rank_main(rank: int, world: int, cfg_dict: dict, cache: str, device: str, s
         t0 = None
         for i, b in enumerate(batches):
             if i == warmup:
-                _sync(cuda)
+                synchronize(trainer.device)
                 if world > 1:
                     dist.barrier()
                 t0 = time.perf_counter()
             trainer.train_step(b, next(hosts))
-        _sync(cuda)
+        synchronize(trainer.device)
         seconds = time.perf_counter() - t0
         if rank == 0:
             state = {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}
@@ -79,11 +80,6 @@ def _rank_main(rank: int, world: int, cfg_dict: dict, cache: str, device: str, s
     finally:
         if world > 1:
             dist.destroy_process_group()
-
-
-def _sync(cuda: bool) -> None:
-    if cuda:
-        torch.cuda.synchronize()
 
 
 def train_on(world: int, cfg: Config, cache: str | Path, device: str, steps: int, warmup: int,
@@ -118,13 +114,30 @@ def train_on(world: int, cfg: Config, cache: str | Path, device: str, steps: int
         return pickle.load(f)
 
 
+@torch.no_grad()
+def held_out_outputs(model, cfg: Config, prepared, n: int = 64, n_candidates: int = 10) -> tuple:
+    """What a model computes on the first ``n`` test requests: its interest and value catalogue
+    scores and its ranker's scores of fixed random candidates, centred per request (None without
+    a ranker). Centred, because the ranker's output bias gets no gradient from BPR or L_DC, so
+    two equally trained models may differ in it by a constant that changes no ranking."""
+    from .data import Collator
+
+    model.eval()
+    n = min(n, len(prepared.requests["test"]))
+    batch = Collator(prepared, cfg.data.max_history_len)([prepared.requests["test"][i] for i in range(n)])
+    cands = torch.randint(0, cfg.world.n_items, (n, n_candidates), generator=torch.Generator().manual_seed(0))
+    state = model.encode(batch)
+    interest, value = model.generator_scores(state)
+    ranked = model.rank(state, cands) if model.rdecoder is not None else None
+    return interest, value, None if ranked is None else ranked - ranked.mean(1, keepdim=True)
+
+
 def compare(cfg: Config, prepared, states: dict[int, dict], eval_requests: int = 1000,
             device: str = "cpu") -> dict:
     """Models of the same config (``states``: weights by world size) compared by what they
     compute on test requests: the largest difference of their catalogue scores and of their
     ranker scores centred per request, the weights' relative difference, and each one's served
     and generated HR@5 on the same truth set."""
-    from .data import Collator
     from .evaluate import list_metrics, model_lists, truth_set
     from .train import build_model
     from .world import World
@@ -134,16 +147,7 @@ def compare(cfg: Config, prepared, states: dict[int, dict], eval_requests: int =
         m = build_model(cfg, prepared)
         m.load_state_dict(state)
         models[world] = m.eval()
-    n = min(64, len(prepared.requests["test"]))
-    batch = Collator(prepared, cfg.data.max_history_len)([prepared.requests["test"][i] for i in range(n)])
-    cands = torch.randint(0, cfg.world.n_items, (n, 10), generator=torch.Generator().manual_seed(0))
-    outputs = {}
-    with torch.no_grad():
-        for world, m in models.items():
-            state = m.encode(batch)
-            interest, value = m.generator_scores(state)
-            ranked = m.rank(state, cands) if m.rdecoder is not None else None
-            outputs[world] = (interest, value, None if ranked is None else ranked - ranked.mean(1, keepdim=True))
+    outputs = {world: held_out_outputs(m, cfg, prepared) for world, m in models.items()}
     ts = truth_set(World(cfg.world, cfg.seed), prepared, n_requests=eval_requests)
     first, *others = sorted(models)
     report = {"metrics": {}, "max_abs_diff": {}, "weights_rel_diff": {}}

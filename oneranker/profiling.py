@@ -28,7 +28,8 @@ def count_flops(fn: Callable[[], object], model: torch.nn.Module | None = None) 
     return int(counter.get_total_flops())
 
 
-def _sync(device: torch.device | None) -> None:
+def synchronize(device: torch.device | None) -> None:
+    """Wait for ``device``'s queued work (CUDA); nothing on the CPU, whose work is never queued."""
     if device is not None and device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -46,10 +47,10 @@ def time_side_by_side(fns: dict[str, Callable[[], object]], repeats: int = 10, w
         times: dict[str, list[float]] = {name: [] for name in fns}
         for _ in range(repeats):
             for name, fn in fns.items():
-                _sync(device)
+                synchronize(device)
                 t0 = time.perf_counter()
                 fn()
-                _sync(device)
+                synchronize(device)
                 times[name].append(time.perf_counter() - t0)
     out = {}
     for name, ts in times.items():
@@ -76,12 +77,12 @@ def profile_training_steps(trainer, batches: list, n: int = 3, row_limit: int = 
     cuda = trainer.device.type == "cuda"
     saved = copy.deepcopy(trainer.model.state_dict()), copy.deepcopy(trainer.optim.state_dict()), trainer.step
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    _sync(trainer.device)
+    synchronize(trainer.device)
     t0 = time.perf_counter()
     with profile(activities=acts) as prof:
         for b in steps:
             trainer.train_step(b)
-        _sync(trainer.device)
+        synchronize(trainer.device)
     wall = time.perf_counter() - t0
     n = len(steps)
     trainer.model.load_state_dict(saved[0])

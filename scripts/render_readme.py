@@ -401,6 +401,9 @@ STEP_LINE = re.compile(r"^\s*(?P<spec>\S+):\s+(?P<ms>[\d.]+) ms per step \(media
                        r"(?P<kernels>\d+) kernels per step")
 
 
+STEP_CALLS = ("training_step_h200.txt", "training_step_repeat_h200.txt")   # calls a and b
+
+
 def _step_lines(name: str) -> list[dict]:
     text = (ROOT / "results" / "paper" / name).read_text()
     return [m.groupdict() for m in map(STEP_LINE.match, text.splitlines()) if m]
@@ -415,7 +418,7 @@ def paper_step_contenders() -> str:
     contender in one process (two calls on one machine: batches 5-19 and 10-34 of seed 0's
     sequence), wall and GPU kernel time."""
     rows = []
-    for call, name in (("a", "training_step_h200.txt"), ("b", "training_step_repeat_h200.txt")):
+    for call, name in zip("ab", STEP_CALLS):
         for m in _step_lines(name):
             label = STEP_CONTENDERS.get(m["spec"], m["spec"])
             if m["spec"].startswith("flex:"):
@@ -431,12 +434,20 @@ THREADS_LINE = re.compile(r"^\s*(?P<spec>\S+): .*?prefetch (?P<prefetch>on|off).
                           r"\(.*?CPU threads per model (?P<threads>\w+)")
 
 
+THROUGHPUT_CALLS = (("c", "training_throughput_threads_h200.txt"), ("d", "training_throughput_prefetch_h200.txt"))
+
+
+def _throughput_lines(name: str) -> list[dict]:
+    text = (ROOT / "results" / "paper" / name).read_text()
+    return [m.groupdict() for m in map(THREADS_LINE.match, text.splitlines()) if m]
+
+
 def paper_workers_threads() -> str:
     """benchmarks/training_throughput.py on the H200: models at once, CPU threads each and the
     prefetching thread, side by side within each of two calls (one machine)."""
     rows = []
-    for call, name in (("c", "training_throughput_threads_h200.txt"), ("d", "training_throughput_prefetch_h200.txt")):
-        lines = [m.groupdict() for m in map(THREADS_LINE.match, (ROOT / "results" / "paper" / name).read_text().splitlines()) if m]
+    for call, name in THROUGHPUT_CALLS:
+        lines = _throughput_lines(name)
         refs = [float(m["rps"]) for m in lines if m["models"] == "6" and m["threads"] == "default" and m["prefetch"] == "on"]
         if not refs:
             raise ValueError(f"results/paper/{name}: no row of 6 models with default threads to compare with")
@@ -450,6 +461,59 @@ def paper_workers_threads() -> str:
     return markdown_table(pd.DataFrame(rows), index=False)
 
 
+def _today_table(name: str) -> str:
+    """The operator table printed after the 'today' contender's line in a training_step file."""
+    text = (ROOT / "results" / "paper" / name).read_text()
+    after = text[re.search(r"^\s*today:.*ms per step", text, re.M).end():]
+    return after.split("Self CPU time total")[0]
+
+
+def paper_step_summary() -> str:
+    """The numbers the README says of the step contenders, from the same files as the table."""
+    calls = [{m["spec"]: m for m in _step_lines(name)} for name in STEP_CALLS]
+    saved = [1 - float(c["today"]["kernel"]) / float(c["select"]["kernel"]) for c in calls]
+    today = calls[0]["today"]
+    others = [m for spec, m in calls[0].items() if spec not in ("today", "select")]
+    wall = [float(m["ms"]) / float(today["ms"]) - 1 for m in others]
+    kernel = [float(m["kernel"]) / float(today["kernel"]) - 1 for m in others]
+    lone_wall = [float(c["today"]["ms"]) for c in calls]
+    lone_kernel = [float(c["today"]["kernel"]) for c in calls]
+    top = max(_kernel_shares(_today_table(STEP_CALLS[0])).values())
+
+    def pct(x: float) -> str:
+        return f"{100 * x:+.0f}%".replace("-", "−")
+
+    return (f"- Looking tokens up in one table takes {' and '.join(f'{100 * x:.0f}%' for x in saved)} off the GPU "
+            f"kernel time of a step (calls a and b).\n"
+            f"- The other attention contenders move a step's wall time by {pct(min(wall))} to {pct(max(wall))} "
+            f"and its kernel time by {pct(min(kernel))} to {pct(max(kernel))}; no operator takes more than "
+            f"{top:.0f}% of the kernel time (call a's profile of `today`).\n"
+            f"- One model alone: {min(lone_wall):.0f}–{max(lone_wall):.0f} ms of wall time per step for "
+            f"{min(lone_kernel):.0f}–{max(lone_kernel):.0f} ms of GPU kernels.\n")
+
+
+def paper_workers_summary() -> str:
+    """The numbers the README says of several models at once, from the same files as the table."""
+    lines = {call: _throughput_lines(name) for call, name in THROUGHPUT_CALLS}
+    many = [m for ls in lines.values() for m in ls if int(m["models"]) >= 6]
+    alone_d = [float(m["ms"]) for m in lines["d"] if m["models"] == "1" and m["prefetch"] == "on"]
+    many_ms = [float(m["ms"]) for m in many]
+    busy = [float(m["busy"].rstrip("%")) for m in many if m["busy"] != "n/a"]
+    rps = {(c, m["spec"]): float(m["rps"]) for c, ls in lines.items() for m in ls}
+    best = rps[("c", "20x8ft2")] / rps[("c", "20x6f")]
+    off_1, off_6 = rps[("d", "20x1")], rps[("d", "20x6")]
+    prefetch = [v / off_1 for (c, spec), v in rps.items() if c == "d" and spec == "20x1f"] + [rps[("d", "20x6f")] / off_6]
+    first = lines["c"][0]
+    return (f"- With 6 or 8 processes each step of a model takes {min(many_ms):.0f}–{max(many_ms):.0f} ms of wall "
+            f"time, {min(many_ms) / max(alone_d):.1f}–{max(many_ms) / min(alone_d):.1f}× a lone model's in the same "
+            f"benchmark (call d: {min(alone_d):.0f}–{max(alone_d):.0f} ms), while the GPU is busy "
+            f"{min(busy):.0f}–{max(busy):.0f}% of the time (call c).\n"
+            f"- 8 processes with 2 intra-op threads each: {best:.2f}× the requests/s of 6 with a thread per core.\n"
+            f"- Collating the next batch in a thread: {min(prefetch):.2f}–{max(prefetch):.2f}× (call d).\n"
+            f"- Call c's first row, a process's first contender on a fresh machine with nvidia-smi sampling: "
+            f"{float(first['ms']):.0f} ms per step, GPU busy {first['busy']}.\n")
+
+
 def paper_gpu_floor() -> str:
     """The paper series' GPU kernel time if every step cost what one full model's step costs in
     its kernels (training_step's 'today' rows), at the epoch cap and at the 20 epochs run 8's
@@ -459,7 +523,7 @@ def paper_gpu_floor() -> str:
     tc = make_config("paper").train
     steps = -(-tc.max_train_requests // tc.batch_size)
     configs, cap = _paper_series()
-    kernel_ms = sorted(float(m["kernel"]) for name in ("training_step_h200.txt", "training_step_repeat_h200.txt")
+    kernel_ms = sorted(float(m["kernel"]) for name in STEP_CALLS
                        for m in _step_lines(name) if m["spec"] == "today")
     lo, hi = kernel_ms[0], kernel_ms[-1]
     sharing, per_model = _run8_pace()
@@ -768,6 +832,8 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "paper-step-contenders": paper_step_contenders,
     "paper-workers-threads": paper_workers_threads,
     "paper-gpu-floor": paper_gpu_floor,
+    "paper-step-summary": paper_step_summary,
+    "paper-workers-summary": paper_workers_summary,
     "truth-speed": truth_speed,
     "long-history-lab": long_history_lab,
     "paper-arithmetic": paper_arithmetic,

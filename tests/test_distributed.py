@@ -9,7 +9,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from conftest import tiny_config
-from oneranker.data import Collator, cached_prepared
+from oneranker.data import cached_prepared
+from oneranker.distributed_check import held_out_outputs
 from oneranker.train import Trainer, build_model
 
 OVERRIDES = {"train.epochs": 2, "train.max_train_requests": 128, "train.batch_size": 32}
@@ -46,15 +47,7 @@ def test_two_processes_match_one_for_the_same_global_batch(tmp_path):
     # is nil (attention) or a per-request constant (ranker scores, compared centred).
     twin = build_model(cfg, prepared)
     twin.load_state_dict(ddp["state"])
-    batch = Collator(prepared, cfg.data.max_history_len)([prepared.requests["test"][i] for i in range(16)])
-    cands = torch.randint(0, cfg.world.n_items, (16, 10), generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        outs = []
-        for m in (single.model.eval(), twin.eval()):
-            state = m.encode(batch)
-            interest, value = m.generator_scores(state)
-            r = m.rank(state, cands)
-            outs.append((interest, value, r - r.mean(1, keepdim=True)))
+    outs = [held_out_outputs(m, cfg, prepared, n=16) for m in (single.model, twin)]
     for a, b in zip(*outs):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
     for a, b in zip(ddp["epochs"], history.epochs):
