@@ -25,11 +25,15 @@ class ConfigError(ValueError):
 
 def knob(default: Any, doc: str, *, ge: float | None = None, gt: float | None = None,
          le: float | None = None, lt: float | None = None, choices: tuple | None = None,
-         runtime: bool = False) -> Any:
+         runtime: bool = False, hashed_unless_default: bool = False) -> Any:
     """A documented config field with an allowed range (checked in ``__post_init__``).
     ``runtime``: the field changes how fast results come, never what they are (e.g. whether a
-    mask is built by compiled code); it is left out of the config hash, so caches survive it."""
-    meta = {"doc": doc, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "runtime": runtime}
+    mask is built by compiled code); it is left out of the config hash, so caches survive it.
+    ``hashed_unless_default``: a field added after results were cached whose default changes
+    nothing: it enters the hash only when set, so the configs made before it keep their hash
+    (and their cached models), while any config that sets it gets a hash of its own."""
+    meta = {"doc": doc, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "runtime": runtime,
+            "hashed_unless_default": hashed_unless_default}
     if isinstance(default, (list, tuple)):
         return field(default_factory=lambda: tuple(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -51,6 +55,10 @@ def _type_ok(value: Any, hint: Any) -> bool:
     if dataclasses.is_dataclass(hint):
         return isinstance(value, hint)
     raise TypeError(f"unsupported config type {hint!r}")
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
 
 def _describe(hint: Any) -> str:
@@ -359,6 +367,13 @@ class TrainConfig(Validated):
     eval_requests: int = knob(1000, "Validation requests used for early stopping (0 = all).", ge=0)
     n_candidates: int = knob(30, "Candidates generated per request for the ranker (the paper's lists of 30).",
                              ge=1)
+    stack_seeds: tuple[int, ...] = knob((), "Seeds whose models of this config train together as one batched "
+                                            "model (oneranker.stacked): every kernel of a step M times larger "
+                                            "instead of M times more kernels, the paper profile's way to fit its "
+                                            "models on one GPU. A model of a seed among them is a function of "
+                                            "the whole stack (dropout noise is drawn for the stack at once), so "
+                                            "the field is part of the config hash; a seed not among them trains "
+                                            "alone. () = every model alone.", ge=0, hashed_unless_default=True)
     compile: str = knob("off", "What of a training step torch.compile fuses, on CUDA only (the CPU always "
                                "runs eager, exactly): 'blocks' = each transformer block of the three steps, "
                                "compiled in place (regional compilation; slower than eager on the H200, "
@@ -369,6 +384,13 @@ class TrainConfig(Validated):
                                "stream; fused kernels change bf16 rounding, never the computation "
                                "(tests/test_train.py compares each with eager on CUDA), so the field is "
                                "left out of the config hash.", choices=("off", "blocks", "loss"), runtime=True)
+
+    def check(self) -> None:
+        if len(set(self.stack_seeds)) != len(self.stack_seeds):
+            raise ConfigError(f"train.stack_seeds={self.stack_seeds}: a seed may appear once")
+        if self.stack_seeds and self.compile != "off":
+            raise ConfigError(f"train.compile={self.compile!r} does not apply to stacked models "
+                              "(train.stack_seeds); set one of them")
 
 
 @dataclass(frozen=True)
@@ -393,7 +415,8 @@ class Config(Validated):
         d = self.to_dict()
         for name, cls in SECTIONS.items():
             for f in dataclasses.fields(cls):
-                if f.metadata.get("runtime"):
+                unset = f.metadata.get("hashed_unless_default") and getattr(getattr(self, name), f.name) == _default(f)
+                if f.metadata.get("runtime") or unset:
                     del d[name][f.name]
         if sections is not None:
             d = {k: d[k] for k in ("seed", *sections)}

@@ -100,8 +100,12 @@ def _require(holds: Tensor, message: str, got: Callable[[], object] | None = Non
     it splits the graph. On CUDA and while compiling, the check is therefore a device-side
     assertion (``torch._assert_async``): no wait and no graph break, and a failure surfaces as
     a CUDA error carrying ``message`` at the next synchronisation. On the CPU it raises at
-    once, with the offending value (``got``) in the message.
+    once, with the offending value (``got``) in the message. Under :func:`torch.func.vmap` no
+    value can be read: the check is skipped there, and the stacked models' trainer checks the
+    whole stacked tensor before the vmapped call (:meth:`oneranker.stacked.ModelStack.loss_terms`).
     """
+    if torch._C._functorch.is_batchedtensor(holds):
+        return   # under vmap (stacked models): the caller checks the stacked tensor (stacked.ModelStack)
     if holds.is_cuda or torch.compiler.is_compiling():
         torch._assert_async(holds, message)
     elif not bool(holds):

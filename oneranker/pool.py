@@ -19,6 +19,7 @@ from .cache import has_dataset, has_model
 from .config import Config
 from .data import cached_prepared
 from .runtime import resolve_device
+from .stacked import stack_mates
 from .train import train_or_load
 from . import studies
 
@@ -54,7 +55,7 @@ GPU_WORKERS_ENV = "ONERANKER_GPU_WORKERS"
 GPU_GB_PER_WORKER = 12   # a paper-profile training process's share of GPU memory, with headroom
 
 
-def default_workers(device: torch.device) -> int:
+def default_workers(device: torch.device, models_per_worker: int = 1) -> int:
     """CPU: one single-threaded training process per core, up to 4 (the quick models are small;
     two such processes train a grid faster than one two-thread process did while the profile
     was sized). GPU: up to 8 processes share the device, fewer where its memory would not hold
@@ -65,13 +66,14 @@ def default_workers(device: torch.device) -> int:
     results/paper/training_throughput_threads_h200.txt): 8 models with 2 CPU threads each train
     1.13x the requests/s of 6 with PyTorch's default of a thread per core each. A notebook with
     4 training processes held 39 GB on an H100, about 10 GB each: an 80 GB H100 gets 6, the
-    141 GB H200 8."""
+    141 GB H200 8. ``models_per_worker``: a stack of M models (``train.stack_seeds``) holds
+    about M models' activations, so the GPU holds M times fewer such workers."""
     if device.type == "cpu":
         return max(1, min(4, os.cpu_count() or 1))
     if os.environ.get(GPU_WORKERS_ENV):
         return max(1, int(os.environ[GPU_WORKERS_ENV]))
     total_gb = torch.cuda.get_device_properties(device).total_memory / 2**30
-    return max(1, min(8, int(total_gb // GPU_GB_PER_WORKER)))
+    return max(1, min(8, int(total_gb // (GPU_GB_PER_WORKER * max(1, models_per_worker)))))
 
 
 def gpu_worker_threads(workers: int) -> int:
@@ -114,9 +116,15 @@ def train_all(cfgs: list[Config], cache_dir: str | Path, device: str = "auto", w
     missing = {c.hash(): c for c in cfgs if not has_model(c, cache_dir)}
     if not missing:
         return
-    prepare_all(list(missing.values()), cache_dir)
-    workers = workers or default_workers(dev)
-    bar = tqdm(total=len(missing), desc="training models", unit="model")
+    prepare_all([m for c in missing.values() for m in stack_mates(c)], cache_dir)
+    # one job per stack (train.stack_seeds): training any of its configs trains all of them
+    jobs: dict[tuple[str, ...], Config] = {}
+    for c in missing.values():
+        jobs.setdefault(tuple(m.hash() for m in stack_mates(c)), c)
+    stack_size = max(len(key) for key in jobs)
+    missing = {c.hash(): c for c in jobs.values()}
+    workers = workers or default_workers(dev, stack_size)
+    bar = tqdm(total=len(missing), desc="training models (a stack counts once)", unit="job")
     if dev.type != "cpu" and min(workers, len(missing)) == 1:
         for c in missing.values():
             train_or_load(c, cached_prepared(c, cache_dir), cache_dir, device=str(dev), progress=False)

@@ -68,26 +68,36 @@ def profile_training_steps(trainer, batches: list, n: int = 3, row_limit: int = 
     optimiser and step are restored afterwards, so the profiled steps leave its run unchanged."""
     import copy
 
-    from torch.autograd import DeviceType
-    from torch.profiler import ProfilerActivity, profile
-
     steps = list(batches[:n])
     if not steps:
         raise ValueError("profile_training_steps needs at least one batch")
-    cuda = trainer.device.type == "cuda"
     saved = copy.deepcopy(trainer.model.state_dict()), copy.deepcopy(trainer.optim.state_dict()), trainer.step
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    synchronize(trainer.device)
-    t0 = time.perf_counter()
-    with profile(activities=acts) as prof:
-        for b in steps:
-            trainer.train_step(b)
-        synchronize(trainer.device)
-    wall = time.perf_counter() - t0
-    n = len(steps)
+    queue = iter(steps)
+    out = profile_calls(lambda: trainer.train_step(next(queue)), len(steps), trainer.device, row_limit)
     trainer.model.load_state_dict(saved[0])
     trainer.optim.load_state_dict(saved[1])
     trainer.step = saved[2]
+    return out
+
+
+def profile_calls(fn: Callable[[], object], n: int, device: torch.device, row_limit: int = 12) -> dict:
+    """``fn`` called ``n`` times under the profiler: the wall time per call, the GPU kernels'
+    time and count per call (kernel events only: an operator's device time is its kernels',
+    and counting both would count it twice) and the top operators' table."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    if n < 1:
+        raise ValueError(f"profile_calls needs n >= 1, got {n}")
+    cuda = device.type == "cuda"
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    synchronize(device)
+    t0 = time.perf_counter()
+    with profile(activities=acts) as prof:
+        for _ in range(n):
+            fn()
+        synchronize(device)
+    wall = time.perf_counter() - t0
     kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
     sort = "self_device_time_total" if cuda else "self_cpu_time_total"
     return {"wall_s_per_step_profiled": wall / n,

@@ -398,22 +398,39 @@ def train_or_load(cfg: Config, prepared: Prepared, cache_dir: str | Path = "cach
 
     Notebooks share models through this cache, so a variant trained in one notebook is not
     trained again in the next. The checkpoint in the cache folder also makes a killed run
-    resume where it stopped. A damaged cached model is set aside and trained again.
+    resume where it stopped. A damaged cached model is set aside and trained again. A config
+    of a stack (``train.stack_seeds``) trains with its stack mates, and all of them are cached
+    (:func:`oneranker.stacked.train_stack`).
     """
     cached = load_trained(cfg, prepared, cache_dir, device, fingerprint)
     if cached is not None:
         return cached
+    from .stacked import stack_mates, train_stack
+
+    if len(stack_mates(cfg)) > 1:
+        if fingerprint is not None:
+            raise ValueError("train.stack_seeds stacks the models of simulated worlds (one per seed); "
+                             "a model of real logs trains alone: leave train.stack_seeds empty")
+        return train_stack(cfg, prepared, cache_dir, device, progress)
     folder = model_folder(cfg, cache_dir, fingerprint)
-    final = folder / "final.pt"
     trainer = Trainer(cfg, prepared, workdir=folder, device=device, progress=progress)
     history = trainer.fit()
     if trainer.rank == 0:  # distributed: one writer; the others wait for the file
-        record = {"config_hash": cfg.hash(), "model": trainer.model.state_dict(),
-                  "history": json.dumps(history.__dict__)}
-        if fingerprint is not None:
-            record["fingerprint"] = fingerprint
-        atomic_save(record, final)
+        save_trained(cfg, trainer.model, history, cache_dir, fingerprint)
         (folder / "checkpoint.pt").unlink(missing_ok=True)
     if trainer.world > 1:
         dist.barrier()
     return trainer.model.eval(), history
+
+
+def save_trained(cfg: Config, model: OneRanker, history: History, cache_dir: str | Path,
+                 fingerprint: str | None = None, **extra) -> Path:
+    """Write a trained model into the cache, where :func:`load_trained` finds it (atomically);
+    ``extra``: more entries of the record (e.g. a stacked model's stack)."""
+    record = {"config_hash": cfg.hash(), "model": model.state_dict(), "history": json.dumps(history.__dict__),
+              **extra}
+    if fingerprint is not None:
+        record["fingerprint"] = fingerprint
+    final = model_folder(cfg, cache_dir, fingerprint) / "final.pt"
+    atomic_save(record, final)
+    return final

@@ -1,0 +1,125 @@
+"""Models trained one by one against models stacked into one batched model
+(``train.stack_seeds``, :mod:`oneranker.stacked`): GPU time and wall time per model-step.
+
+    python benchmarks/stacked_step.py --cache /tmp/cache --stacks 3 6
+
+Contenders, all in one process, on the paper profile's seed-0 dataset and the same batches:
+
+* ``alone``: one :class:`~oneranker.train.Trainer` as configured (FlexAttention on CUDA): a
+  model-step costs one of its steps;
+* ``alone-sdpa``: the same on dense-mask attention, the kernel a stack runs (FlexAttention
+  does not run under vmap), so that the stack's gain is not confused with the kernel's;
+* ``stack-M``: a :class:`~oneranker.stacked.StackedTrainer` of M models (model seeds 0..M-1,
+  every model on the same batch: the speed depends on the shapes, not on whose data); a
+  model-step costs 1/M of its step.
+
+Each contender first steps once on every padded batch length the timed steps see and
+``--warmup`` more; the timed steps run round-robin (:func:`oneranker.profiling.time_side_by_side`,
+each from a synchronised GPU to a synchronised GPU); then three steps of each are profiled
+for their GPU kernel time. The ratios are per model-step against ``alone``. Printed as each
+result is known.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import header, padded_shape_firsts  # noqa: E402
+from oneranker.config import make_config  # noqa: E402
+from oneranker.data import cached_prepared  # noqa: E402
+from oneranker.profiling import profile_calls, synchronize, time_side_by_side  # noqa: E402
+
+
+def main() -> None:
+    import torch
+
+    from oneranker.stacked import StackedTrainer
+    from oneranker.train import Trainer
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="paper")
+    ap.add_argument("--cache", default="cache")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--stacks", nargs="+", type=int, default=[3, 6], help="stack sizes M to time")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--no-sdpa", action="store_true", help="leave out the alone-sdpa contender")
+    args = ap.parse_args()
+    if args.steps < 1 or args.warmup < 0 or any(m < 1 for m in args.stacks):
+        raise SystemExit("--steps and every --stacks value must be >= 1, --warmup >= 0")
+    print(header(f"profile {args.profile} | {' '.join(sys.argv)}"), flush=True)
+    device = torch.device(args.device)
+    base = make_config(args.profile, seed=0)
+    prepared = cached_prepared(base, args.cache, progress=False)
+
+    def trainer(seed: int, **over) -> Trainer:
+        return Trainer(make_config(args.profile, seed=seed, **over), prepared, device=args.device, progress=False)
+
+    first = trainer(0)
+    batches = (first.epoch_batches(0) + first.epoch_batches(1))[: args.warmup + args.steps]
+    warm = padded_shape_firsts(first, batches) + batches[:args.warmup]
+    timed = batches[args.warmup:]
+    hosts = {id(b): first.host_batch("train", b) for b in warm + timed}
+    steppers, models = {}, {}
+
+    def alone_step(t: Trainer, kernel: str | None):
+        def step(b) -> None:
+            if kernel is None:
+                t.train_step(b, hosts[id(b)])
+            else:
+                with t.model.attention_kernel(kernel):
+                    t.train_step(b, hosts[id(b)])
+        return step
+
+    def stack_step(st: StackedTrainer):
+        def step(b) -> None:
+            st.train_step([hosts[id(b)]] * len(st.trainers))
+        return step
+
+    contenders = {"alone": (first, None)} | ({} if args.no_sdpa else {"alone-sdpa": (trainer(0), "sdpa")})
+    for name, (t, kernel) in contenders.items():
+        steppers[name], models[name] = alone_step(t, kernel), 1
+    for m in args.stacks:
+        steppers[f"stack-{m}"], models[f"stack-{m}"] = stack_step(StackedTrainer([trainer(s) for s in range(m)])), m
+    for name, step in list(steppers.items()):
+        torch.cuda.reset_peak_memory_stats(device) if device.type == "cuda" else None
+        t0 = time.perf_counter()
+        try:
+            for b in warm:
+                step(b)
+            synchronize(device)
+        except Exception as e:   # e.g. out of memory: reported, not fatal
+            print(f"{name:>12s}: failed to warm up: {type(e).__name__}: {str(e).splitlines()[0][:300]}", flush=True)
+            del steppers[name]
+            continue
+        peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+        print(f"{name:>12s}: warmed up in {time.perf_counter() - t0:5.1f} s, peak GPU memory {peak:.1f} GiB",
+              flush=True)
+
+    def timed_calls(name: str):
+        queue = iter(timed * 2)
+        return lambda: steppers[name](next(queue))
+
+    times = time_side_by_side({n: timed_calls(n) for n in steppers}, repeats=len(timed), warmup=0,
+                              device=device, grad=True)
+    ref = None
+    for name in steppers:
+        per_model = times[name]["median_s"] / models[name]
+        queue = iter(timed)
+        prof = profile_calls(lambda: steppers[name](next(queue)), 3, device, row_limit=15)
+        kernel = prof["gpu_kernel_s_per_step"] / models[name]
+        ref = ref or (per_model, kernel)
+        gpu = "" if not kernel else (f"; GPU kernels {1e3 * kernel:5.1f} ms per model-step ({ref[1] / kernel:.2f}x "
+                                     f"alone), {prof['gpu_kernels_per_step']:.0f} kernels per step")
+        print(f"{name:>12s}: {1e3 * times[name]['median_s']:7.1f} ms per step (median of {len(timed)}), "
+              f"{1e3 * per_model:6.1f} ms per model-step ({ref[0] / per_model:.2f}x alone){gpu}", flush=True)
+        if name.startswith("stack"):
+            print(prof["top"], flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,351 @@
+"""Several models of one architecture trained as one batched model (``train.stack_seeds``).
+
+A paper-profile training step is ~1,900 small GPU kernels: one model alone leaves the GPU idle
+while Python launches them, and several models in several processes queue their kernels one
+after another (their sum is a floor no number of processes goes under; README, "Where a paper
+step's time goes"). Stacking M models of the same architecture (the same config at M seeds)
+makes every one of those kernels M times larger instead of M times more numerous:
+
+* the models' parameters and buffers are stacked along a new leading axis [M, ...]
+  (:class:`ModelStack`); embedding tables whose row counts differ between the models' worlds
+  (the semantic IDs' dedup digit) are padded with rows no token ever looks up;
+* one step is :func:`torch.func.vmap` over :func:`~oneranker.losses.loss_from_draws`, each
+  model on its own batch (the batches padded to one length) and its own random draws;
+* the gradient of the summed losses is each model's own gradient (no parameter is shared), it
+  is clipped per model (:func:`clip_grad_norm_per_model`) and AdamW, elementwise, updates every
+  model exactly as it would alone;
+* :class:`StackedTrainer` keeps each model's epoch bookkeeping in its own
+  :class:`~oneranker.train.Trainer`: the same batches, targets, negatives, learning-rate
+  schedule, Fake-Item refresh, validation loss and early stopping as that model alone.
+
+What differs from training each model alone: the dropout noise (drawn for the stack at once,
+so a model's noise depends on its stack) and the order of floating-point sums. A stacked
+model is therefore a function of its config, whose ``train.stack_seeds`` names the stack, and
+the caches are keyed by that config. Step 1 runs on dense-mask attention (FlexAttention does
+not run under vmap); the two compute the same function (tests/test_layers.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+from .cache import atomic_save, load_entry, model_folder
+from .config import Config, TrainConfig
+from .losses import LossDraws, draw_loss_samples, loss_from_draws
+from .model import OneRanker
+from .runtime import autocast, batch_to_device
+from .train import History, Trainer, _step_seed
+
+# Padding of a collated batch's tensors when batches of several models are brought to one
+# length: no token (type 0), no impression (-1); every other field 0 (masked wherever read).
+_PAD_VALUE = {"imp_item": -1}
+
+
+def stack_mates(cfg: Config) -> list[Config]:
+    """The configs trained as one stack with ``cfg``: the same config at every seed of
+    ``train.stack_seeds``, in that order; ``[cfg]`` alone when its seed is not among them."""
+    seeds = cfg.train.stack_seeds
+    if cfg.seed not in seeds:
+        return [cfg]
+    return [dataclasses.replace(cfg, seed=s) for s in seeds]
+
+
+def _stack(tensors: list[Tensor], name: str) -> Tensor:
+    """The models' tensors stacked [M, ...]; dimension 0 padded with zeros to the longest when
+    only it differs (an embedding table's rows), any other difference is an error."""
+    shapes = {tuple(t.shape[1:]) for t in tensors}
+    if len({t.dim() for t in tensors}) != 1 or len(shapes) != 1:
+        raise ValueError(f"cannot stack {name}: shapes {[tuple(t.shape) for t in tensors]} differ beyond "
+                         "their first dimension (the models are not of one architecture)")
+    if tensors[0].dim() == 0:
+        return torch.stack(tensors)
+    n = max(t.shape[0] for t in tensors)
+    return torch.stack([torch.cat([t, t.new_zeros(n - t.shape[0], *t.shape[1:])]) if len(t) < n else t
+                        for t in tensors])
+
+
+def stack_batches(batches: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """Collated batches of the same size, one per model, as one batch [M, B, ...]: each 2-D field
+    right-padded to the longest (no token, no impression), so that vmap sees one shape."""
+    sizes = {len(b["length"]) for b in batches}
+    if len(sizes) != 1:
+        raise ValueError(f"the stacked models' batches hold {sorted(sizes)} requests: they must be of one size")
+    out = {}
+    for key in batches[0]:
+        ts = [b[key] for b in batches]
+        if ts[0].dim() >= 2:
+            n = max(t.shape[1] for t in ts)
+            ts = [F.pad(t, (0, n - t.shape[1]), value=_PAD_VALUE.get(key, 0)) if t.shape[1] < n else t for t in ts]
+        out[key] = torch.stack(ts)
+    return out
+
+
+class _Objective(nn.Module):
+    """One model's training objective as a module forward (what :func:`functional_call` runs)."""
+
+    def __init__(self, model: OneRanker, tc: TrainConfig) -> None:
+        super().__init__()
+        self.model, self.tc = model, tc
+
+    def forward(self, batch: dict[str, Tensor], value_targets: list[Tensor], negatives: Tensor | None
+                ) -> dict[str, Tensor]:
+        return loss_from_draws(self.model, batch, self.tc, LossDraws(list(value_targets), negatives))
+
+
+class ModelStack:
+    """M :class:`~oneranker.model.OneRanker` of one architecture as stacked tensors.
+
+    ``params`` (leaves that train) and ``buffers`` map each name of the model's state to a
+    tensor [M, ...]; :meth:`member_state` gives model ``i``'s own state dict back (padding rows
+    cut), :meth:`load_member` writes model ``i``'s buffers back after they changed outside
+    (the Fake Items' refresh)."""
+
+    def __init__(self, models: list[OneRanker], tc: TrainConfig) -> None:
+        if not models:
+            raise ValueError("a stack needs at least one model")
+        if any(m.cfg != models[0].cfg for m in models):
+            raise ValueError("the stacked models must share one model config (one architecture)")
+        self.n = len(models)
+        self.rows = [{k: (v.shape[0] if v.dim() else None) for k, v in m.state_dict(keep_vars=True).items()}
+                     for m in models]
+        names = [dict(m.named_parameters()) for m in models]
+        self.params = {k: nn.Parameter(_stack([p[k].detach() for p in names], k)) for k in names[0]}
+        bufs = [dict(m.named_buffers()) for m in models]
+        self.buffers = {k: _stack([b[k] for b in bufs], k) for k in bufs[0]}
+        base = copy.deepcopy(models[0]).to("meta")
+        base._kernel = "sdpa"   # FlexAttention does not run under vmap; dense SDPA computes the same
+        self.objective = _Objective(base, tc)
+        self._batched = vmap(self._one, randomness="different")
+
+    def _one(self, params: dict, buffers: dict, batch: dict, value_targets: list, negatives: Tensor | None
+             ) -> dict[str, Tensor]:
+        state = {f"model.{k}": v for k, v in params.items()} | {f"model.{k}": v for k, v in buffers.items()}
+        return functional_call(self.objective, state, (batch, value_targets, negatives))
+
+    def train(self, mode: bool = True) -> None:
+        self.objective.train(mode)
+
+    def loss_terms(self, batch: dict[str, Tensor], draws: list[LossDraws]) -> dict[str, Tensor]:
+        """Every model's loss terms [M] on its own batch (``batch`` from :func:`stack_batches`)
+        and draws. Checks the batch's lengths here, on the stacked tensor: inside vmap the
+        masks' checks cannot read a value (:func:`oneranker.masks._require`)."""
+        from . import masks
+
+        L = batch["tok_type"].shape[-1]
+        masks._check_lengths(batch["length"].reshape(-1), L)
+        value_targets = [torch.stack([d.value_targets[j] for d in draws]) for j in range(len(draws[0].value_targets))]
+        negatives = None if draws[0].negatives is None else torch.stack([d.negatives for d in draws])
+        return self._batched(self.params, self.buffers, batch, value_targets, negatives)
+
+    def member_state(self, i: int) -> dict[str, Tensor]:
+        """Model ``i``'s state dict (its own table sizes), detached copies."""
+        out = {}
+        for k, rows in self.rows[i].items():
+            src = self.params[k] if k in self.params else self.buffers[k]
+            t = src.detach()[i]
+            out[k] = (t if rows is None else t[:rows]).clone()
+        return out
+
+    @torch.no_grad()
+    def load_member(self, i: int, state: dict[str, Tensor]) -> None:
+        """Write ``state`` (a state dict of model ``i``, or some of its entries) into the stack."""
+        for k, v in state.items():
+            dst = self.params[k] if k in self.params else self.buffers[k]
+            dst[i, :len(v)].copy_(v) if v.dim() else dst[i].copy_(v)
+
+
+def clip_grad_norm_per_model(params: list[Tensor], max_norm: float) -> Tensor:
+    """Clip the gradients of stacked parameters [M, ...] model by model: each model's gradient
+    is scaled by ``min(1, max_norm / (norm + 1e-6))`` with ``norm`` the L2 norm of that model's
+    gradient over all its parameters, as :func:`torch.nn.utils.clip_grad_norm_` does for one
+    model. Returns the M norms before clipping."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        raise ValueError("no gradients to clip")
+    sq = sum(g.float().pow(2).reshape(g.shape[0], -1).sum(1) for g in grads)
+    norms = sq.sqrt()
+    coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(coef.to(g.dtype).view(-1, *([1] * (g.dim() - 1))))
+    return norms
+
+
+class StackedTrainer:
+    """Train the models of ``trainers`` (one :class:`~oneranker.train.Trainer` per config of a
+    stack, each on its own dataset) as one batched model. Each Trainer keeps its model's
+    bookkeeping (epochs' batches, draws, validation, early stopping, best weights); this class
+    owns the stacked weights and the one optimiser. ``workdir``: where the stack's checkpoint
+    lives (written atomically after every epoch; a run resumes from it)."""
+
+    def __init__(self, trainers: list[Trainer], workdir: str | Path | None = None, progress: bool = False) -> None:
+        first = trainers[0]
+        for t in trainers[1:]:
+            if t.cfg.model != first.cfg.model or t.tc != first.tc or t.cfg.data != first.cfg.data:
+                raise ValueError("a stack's configs must differ in their seed and world only "
+                                 f"({first.cfg.hash()} and {t.cfg.hash()} differ in model, train or data)")
+            if t.steps_per_epoch != first.steps_per_epoch or t.device != first.device:
+                raise ValueError(f"a stack's models must take the same steps on one device ({t.steps_per_epoch} "
+                                 f"vs {first.steps_per_epoch} steps per epoch)")
+        if any(t.world > 1 for t in trainers):
+            raise ValueError("stacked training is not combined with distributed training")
+        self.trainers, self.tc, self.device = trainers, first.tc, first.device
+        self.stack = ModelStack([t.model for t in trainers], self.tc)
+        self.optim = torch.optim.AdamW(list(self.stack.params.values()), lr=self.tc.lr,
+                                       weight_decay=self.tc.weight_decay, fused=self.device.type == "cuda")
+        self.steps_per_epoch, self.step, self.progress = first.steps_per_epoch, 0, progress
+        self.seed = int(np.random.SeedSequence([t.cfg.seed for t in trainers]).generate_state(1)[0])
+        self.workdir = Path(workdir) if workdir is not None else None
+        if self.workdir is not None:
+            self._load(self.workdir / "stack_checkpoint.pt")
+
+    # ---------------------------------------------------------------- one step
+    def train_step(self, hosts: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        """One optimiser step of every model, model ``i`` on its CPU batch ``hosts[i]``. The
+        targets and negatives are drawn with each model's own step generator (as it would
+        alone); the dropout noise from the stack's. Returns the loss terms [M], on the device."""
+        self.stack.train()
+        torch.manual_seed(_step_seed(self.seed, 2, self.step))
+        for g in self.optim.param_groups:
+            g["lr"] = self.trainers[0].lr_at(self.step)
+        batches = [batch_to_device(h, self.device) for h in hosts]
+        draws = []
+        for t, host, batch in zip(self.trainers, hosts, batches):
+            gen = torch.Generator().manual_seed(_step_seed(t.cfg.seed, 3, self.step))
+            draws.append(draw_loss_samples(t.model, batch, self.tc, gen, host))
+        with autocast(self.device):
+            terms = self.stack.loss_terms(stack_batches(batches), draws)
+        self.optim.zero_grad(set_to_none=True)
+        terms["total"].sum().backward()
+        clip_grad_norm_per_model(list(self.stack.params.values()), 1.0)
+        self.optim.step()
+        self.step += 1
+        return {k: v.detach() for k, v in terms.items()}
+
+    # ---------------------------------------------------------------- epochs
+    def _sync_to_models(self, which: list[int]) -> None:
+        for i in which:
+            self.trainers[i].model.load_state_dict(self.stack.member_state(i))
+
+    def _active(self) -> list[int]:
+        return [i for i, t in enumerate(self.trainers) if not t.history.stopped_early]
+
+    def _host_steps(self, batches: list[list[np.ndarray]], first: int):
+        """Each step's CPU batches of every model, collated one step ahead in a thread."""
+        def collate(b: int) -> list[dict[str, Tensor]]:
+            return [t.host_batch("train", bs[b]) for t, bs in zip(self.trainers, batches)]
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            ahead = pool.submit(collate, first) if first < self.steps_per_epoch else None
+            for b in range(first, self.steps_per_epoch):
+                hosts = ahead.result()
+                ahead = pool.submit(collate, b + 1) if b + 1 < self.steps_per_epoch else None
+                yield hosts
+
+    def fit(self, stop_after_steps: int | None = None) -> list[History]:
+        """Train until every model has stopped early or run its epochs; each Trainer's model
+        then holds its best weights. A model that stopped early stays in the stack (its slice
+        keeps being computed, and is never read again): the stack trains until its last model
+        stops. ``stop_after_steps``: simulate a killed run (the resume test)."""
+        start_epoch = self.step // self.steps_per_epoch
+        for epoch in range(start_epoch, self.tc.epochs):
+            active = self._active()
+            if not active:
+                break
+            first = self.step - epoch * self.steps_per_epoch
+            if first == 0:   # each model's Fake Items from its own item embeddings, as alone
+                self._sync_to_models(list(range(len(self.trainers))))
+                for i, t in enumerate(self.trainers):
+                    t.model.refresh_fake_items(_step_seed(t.cfg.seed, 5, epoch) % (2**31))
+                    self.stack.load_member(i, {k: v for k, v in t.model.state_dict().items() if "centroids" in k})
+            started = time.perf_counter()
+            batches = [t.epoch_batches(epoch) for t in self.trainers]
+            for hosts in self._host_steps(batches, first):
+                terms = self.train_step(hosts)
+                for i in active:
+                    self.trainers[i].epoch_losses.append(terms["total"][i])
+                if stop_after_steps is not None and self.step >= stop_after_steps:
+                    self._save()
+                    return [t.history for t in self.trainers]
+            self._sync_to_models(active)
+            for i in active:
+                t = self.trainers[i]
+                t.step, t._epoch_started = self.step, started
+                t._end_epoch(epoch)
+            self._save()
+        for t in self.trainers:
+            if t.best_state is not None:
+                t.model.load_state_dict(t.best_state)
+        return [t.history for t in self.trainers]
+
+    # ---------------------------------------------------------------- checkpoints
+    def _save(self) -> None:
+        """The stack's weights, optimiser and every model's bookkeeping, written atomically."""
+        if self.workdir is None:
+            return
+        blob = {"configs": [t.cfg.hash() for t in self.trainers], "step": self.step,
+                "params": {k: v.detach() for k, v in self.stack.params.items()}, "buffers": self.stack.buffers,
+                "optim": self.optim.state_dict(),
+                "models": [{"best_state": t.best_state, "bad_epochs": t.bad_epochs,
+                            "history": json.dumps(t.history.__dict__),
+                            "epoch_losses": [float(x) for x in t.epoch_losses]} for t in self.trainers]}
+        atomic_save(blob, self.workdir / "stack_checkpoint.pt")
+
+    @torch.no_grad()
+    def _load(self, path: Path) -> None:
+        blob = load_entry(path, map_location=self.device, expect=("configs", "step", "params", "optim", "models"))
+        if blob is None:
+            return
+        hashes = [t.cfg.hash() for t in self.trainers]
+        if blob["configs"] != hashes:
+            raise ValueError(f"stack checkpoint {path} was made by other configs ({blob['configs']}, this run "
+                             f"{hashes}); use another workdir or delete it")
+        for k, v in blob["params"].items():
+            self.stack.params[k].copy_(v)
+        for k, v in blob["buffers"].items():
+            self.stack.buffers[k].copy_(v)
+        self.optim.load_state_dict(blob["optim"])
+        self.step = blob["step"]
+        for t, m in zip(self.trainers, blob["models"]):
+            t.best_state, t.bad_epochs = m["best_state"], m["bad_epochs"]
+            t.history = History(**json.loads(m["history"]))
+            t.epoch_losses = list(m["epoch_losses"])
+            t.step = self.step
+
+
+def stack_folder(cfgs: list[Config], cache_dir: str | Path) -> Path:
+    """Where a stack's checkpoint lives while it trains: beside its first model's folder."""
+    first = model_folder(cfgs[0], cache_dir)
+    return first.parent / f"{first.name}-stack{len(cfgs)}"
+
+
+def train_stack(cfg: Config, prepared, cache_dir: str | Path = "cache", device: str = "auto",
+                progress: bool = False) -> tuple[OneRanker, History]:
+    """Train ``cfg`` with its stack mates (:func:`stack_mates`) as one stacked model, write
+    every mate's trained model into the cache (each a model of its own config, recording its
+    stack), and return ``cfg``'s. ``prepared``: ``cfg``'s dataset (the mates' come from the
+    cache). The stack's checkpoint makes a killed run resume where it stopped."""
+    from .data import cached_prepared
+    from .train import save_trained
+
+    mates = stack_mates(cfg)
+    datasets = [prepared if m == cfg else cached_prepared(m, cache_dir, progress=False) for m in mates]
+    folder = stack_folder(mates, cache_dir)
+    trainers = [Trainer(m, p, device=device, progress=False) for m, p in zip(mates, datasets)]
+    stack = StackedTrainer(trainers, workdir=folder, progress=progress)
+    histories = stack.fit()
+    hashes = [m.hash() for m in mates]
+    for m, t, h in zip(mates, trainers, histories):
+        save_trained(m, t.model, h, cache_dir, stack=hashes)
+    (folder / "stack_checkpoint.pt").unlink(missing_ok=True)
+    i = mates.index(cfg)
+    return trainers[i].model.eval(), histories[i]

@@ -1,0 +1,175 @@
+"""Stacked models (oneranker.stacked): the same losses, gradients and updates as each model
+alone, per-model clipping, padding, resuming, and the cache."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from oneranker.config import ConfigError, make_config
+from oneranker.distributed_check import held_out_outputs
+from oneranker.losses import draw_loss_samples, loss_from_draws
+from oneranker.stacked import ModelStack, StackedTrainer, clip_grad_norm_per_model, stack_batches, stack_mates
+from oneranker.train import Trainer, load_trained, train_or_load
+
+SEEDS = (0, 1, 2)
+
+
+def _trainers(prepared, seeds=SEEDS, **over):
+    """Trainers of one config at several seeds, all on one dataset (a stack only needs one
+    architecture and one step count; whose data each model reads does not matter here)."""
+    return [Trainer(tiny_config(seed=s, **over), prepared, progress=False) for s in seeds]
+
+
+def test_stack_batches_pads_each_field_as_the_collator_does():
+    a = {"length": torch.tensor([2, 1]), "tok_type": torch.tensor([[1, 2], [3, 0]]),
+         "imp_item": torch.tensor([[5], [6]]), "imp_bid": torch.tensor([[1.0], [2.0]])}
+    b = {"length": torch.tensor([3, 3]), "tok_type": torch.tensor([[1, 2, 3], [1, 1, 1]]),
+         "imp_item": torch.tensor([[7, 8], [9, -1]]), "imp_bid": torch.tensor([[1.0, 3.0], [4.0, 0.0]])}
+    s = stack_batches([a, b])
+    assert s["tok_type"].tolist() == [[[1, 2, 0], [3, 0, 0]], [[1, 2, 3], [1, 1, 1]]]
+    assert s["imp_item"].tolist() == [[[5, -1], [6, -1]], [[7, 8], [9, -1]]]     # no impression: -1
+    assert s["imp_bid"].tolist() == [[[1.0, 0.0], [2.0, 0.0]], [[1.0, 3.0], [4.0, 0.0]]]
+    assert s["length"].tolist() == [[2, 1], [3, 3]]
+    with pytest.raises(ValueError, match="one size"):
+        stack_batches([a, {k: v[:1] for k, v in b.items()}])
+
+
+def test_per_model_clipping_is_clip_grad_norm_of_each_model():
+    torch.manual_seed(0)
+    grads = [[torch.randn(3, 4) * s, torch.randn(5) * s] for s in (0.1, 1.0, 10.0)]
+    stacked = [torch.nn.Parameter(torch.zeros(3, *g.shape)) for g in grads[0]]
+    for j, p in enumerate(stacked):
+        p.grad = torch.stack([g[j] for g in grads])
+    norms = clip_grad_norm_per_model(stacked, 1.0)
+    for i, g in enumerate(grads):
+        alone = [torch.nn.Parameter(torch.zeros_like(x)) for x in g]
+        for p, x in zip(alone, g):
+            p.grad = x.clone()
+        norm = torch.nn.utils.clip_grad_norm_(alone, 1.0)
+        assert torch.allclose(norms[i], norm)
+        for p, q in zip(alone, stacked):
+            assert torch.allclose(q.grad[i], p.grad, atol=1e-7)
+    # hand case: a gradient of norm 5 (3-4-5) is scaled to norm 1, one of norm 0.5 is kept
+    p = torch.nn.Parameter(torch.zeros(2, 2))
+    p.grad = torch.tensor([[3.0, 4.0], [0.3, 0.4]])
+    clip_grad_norm_per_model([p], 1.0)
+    assert torch.allclose(p.grad, torch.tensor([[0.6, 0.8], [0.3, 0.4]]), atol=1e-6)
+
+
+def test_stacked_losses_and_gradients_are_each_models_own(tiny_prepared):
+    trainers = _trainers(tiny_prepared)
+    stack = ModelStack([t.model for t in trainers], trainers[0].tc)
+    stack.train()
+    batches = trainers[0].epoch_batches(0)
+    hosts = [t.host_batch("train", b) for t, b in zip(trainers, batches[:3])]   # three batches of one size
+    draws = [draw_loss_samples(t.model, h, t.tc, torch.Generator().manual_seed(i), h)
+             for i, (t, h) in enumerate(zip(trainers, hosts))]
+    terms = stack.loss_terms(stack_batches(hosts), draws)
+    terms["total"].sum().backward()
+    for i, (t, h, d) in enumerate(zip(trainers, hosts, draws)):
+        t.model.train()
+        alone = loss_from_draws(t.model, h, t.tc, d)
+        for k in ("mtp", "rank", "dc", "total"):
+            assert torch.allclose(terms[k][i], alone[k], rtol=1e-5, atol=1e-6), k
+        alone["total"].backward()
+        for name, p in t.model.named_parameters():
+            if p.grad is not None:
+                g = stack.params[name].grad[i][:len(p.grad)] if p.grad.dim() else stack.params[name].grad[i]
+                assert torch.allclose(g, p.grad, rtol=1e-4, atol=1e-6), name
+
+
+def test_a_stack_trains_each_model_as_it_would_alone(tiny_prepared):
+    """Without dropout (the one draw a stack makes for all its models), two epochs of a stack
+    end where each model alone ends, up to the order of floating-point sums."""
+    over = {"train.epochs": 2}
+    alone = _trainers(tiny_prepared, **over)
+    for t in alone:
+        t.fit()
+    stack = StackedTrainer(_trainers(tiny_prepared, **over))
+    histories = stack.fit()
+    for a, h, t in zip(alone, histories, stack.trainers):
+        assert [e["epoch"] for e in h.epochs] == [e["epoch"] for e in a.history.epochs]
+        for x, y in zip(h.epochs, a.history.epochs):
+            assert x["valid_loss"] == pytest.approx(y["valid_loss"], rel=1e-4)
+            assert x["train_loss"] == pytest.approx(y["train_loss"], rel=1e-4)
+        # compared by what they compute: parameters whose true gradient is 0 (attention's key
+        # biases) are moved by AdamW's normalised rounding noise, differently in each
+        with torch.no_grad():
+            for x, y in zip(held_out_outputs(t.model, t.cfg, tiny_prepared),
+                            held_out_outputs(a.model, a.cfg, tiny_prepared)):
+                assert torch.allclose(x, y, rtol=1e-3, atol=1e-3)
+
+
+def test_a_killed_stack_resumes_to_the_same_models(tiny_prepared, tmp_path):
+    over = {"model.dropout": 0.1, "train.epochs": 2}
+    full = StackedTrainer(_trainers(tiny_prepared, **over), workdir=tmp_path / "a")
+    full.fit()
+    StackedTrainer(_trainers(tiny_prepared, **over), workdir=tmp_path / "b").fit(stop_after_steps=3)
+    resumed = StackedTrainer(_trainers(tiny_prepared, **over), workdir=tmp_path / "b")
+    assert resumed.step == 3
+    resumed.fit()
+    for a, b in zip(full.trainers, resumed.trainers):
+        assert [{k: v for k, v in e.items() if k != "seconds"} for e in a.history.epochs] == \
+            [{k: v for k, v in e.items() if k != "seconds"} for e in b.history.epochs]
+        for (k, v), w in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+            assert torch.equal(v, w), k
+    with pytest.raises(ValueError, match="made by other configs"):
+        StackedTrainer(_trainers(tiny_prepared, seeds=(0, 1), **over), workdir=tmp_path / "b")
+
+
+def test_a_stack_refuses_models_of_other_configs(tiny_prepared):
+    with pytest.raises(ValueError, match="differ in their seed and world only"):
+        StackedTrainer([Trainer(tiny_config(seed=0), tiny_prepared, progress=False),
+                        Trainer(tiny_config(seed=1, **{"train.gamma": 0.0}), tiny_prepared, progress=False)])
+    with pytest.raises(ValueError, match="one architecture"):
+        ModelStack([Trainer(tiny_config(seed=0), tiny_prepared).model,
+                    Trainer(tiny_config(seed=1, **{"model.n_fake_items": 2}), tiny_prepared).model],
+                   tiny_config().train)
+
+
+def test_a_bad_length_in_a_stacked_batch_is_refused_before_the_step(tiny_prepared):
+    trainers = _trainers(tiny_prepared, seeds=(0, 1))
+    stack = ModelStack([t.model for t in trainers], trainers[0].tc)
+    hosts = [t.host_batch("train", t.epoch_batches(0)[0]) for t in trainers]
+    draws = [draw_loss_samples(t.model, h, t.tc, torch.Generator().manual_seed(0), h) for t, h in zip(trainers, hosts)]
+    batch = stack_batches(hosts)
+    batch["length"][1, 0] = 0
+    with pytest.raises(ValueError, match="lengths must be >= 1"):
+        stack.loss_terms(batch, draws)
+
+
+def test_stack_seeds_name_the_mates_and_key_the_cache():
+    cfg = make_config("smoke", seed=1, **{"train.stack_seeds": (0, 1, 2)})
+    assert [m.seed for m in stack_mates(cfg)] == [0, 1, 2]
+    assert all(m.train.stack_seeds == (0, 1, 2) for m in stack_mates(cfg))
+    lone = make_config("smoke", seed=5, **{"train.stack_seeds": (0, 1, 2)})
+    assert stack_mates(lone) == [lone]
+    # the field enters the hash only when set: configs made before it existed keep theirs
+    assert make_config("smoke").hash() != cfg.hash() != make_config("smoke", seed=1).hash()
+    default = make_config("smoke")
+    without = dataclasses.replace(default, train=dataclasses.replace(default.train, stack_seeds=()))
+    assert without.hash() == default.hash()
+    with pytest.raises(ConfigError, match="a seed may appear once"):
+        make_config("smoke", **{"train.stack_seeds": (0, 0)})
+    with pytest.raises(ConfigError, match="stacked models"):
+        make_config("smoke", **{"train.stack_seeds": (0, 1), "train.compile": "loss"})
+
+
+def test_train_or_load_trains_the_whole_stack_into_the_cache(tmp_path):
+    from oneranker.data import cached_prepared
+
+    cache = tmp_path / "cache"
+    cfg = tiny_config(seed=1, **{"train.stack_seeds": (0, 1), "train.epochs": 1})
+    prepared = cached_prepared(cfg, cache, progress=False)
+    model, history = train_or_load(cfg, prepared, cache, device="cpu", progress=False)
+    for m in stack_mates(cfg):
+        loaded = load_trained(m, cached_prepared(m, cache, progress=False), cache, device="cpu")
+        assert loaded is not None, f"stack mate of seed {m.seed} not cached"
+    again, _ = load_trained(cfg, prepared, cache, device="cpu")
+    for (k, v), w in zip(model.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(v, w), k
+    blob = torch.load(next((cache / "models").glob(f"{cfg.hash()}-*")) / "final.pt", weights_only=False)
+    assert blob["stack"] == [m.hash() for m in stack_mates(cfg)]
+    assert not list((cache / "models").glob("*-stack2/stack_checkpoint.pt"))   # removed once trained
