@@ -126,7 +126,8 @@ def _train_and_evaluate(data: str, cache: str, name: str, overrides: dict, profi
 
     if device == "cpu":
         torch.set_num_threads(1)
-    cfg = make_config(profile, seed=seed, **overrides)
+    # real logs: every model trains alone (train.stack_seeds stacks the models of simulated worlds)
+    cfg = make_config(profile, seed=seed, **{**overrides, "train.stack_seeds": ()})
     prepared = load_prepared(data)
     model, history = train_or_load(cfg, prepared, cache, device=device, progress=False,
                                    fingerprint=dataset_fingerprint(data))

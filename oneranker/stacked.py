@@ -45,7 +45,6 @@ from .config import Config, TrainConfig
 from .losses import LossDraws, draw_loss_samples, loss_from_draws
 from .model import OneRanker
 from .runtime import autocast, batch_to_device
-from .train import History, Trainer, _step_seed
 
 # Padding of a collated batch's tensors when batches of several models are brought to one
 # length: no token (type 0), no impression (-1); every other field 0 (masked wherever read).
@@ -182,13 +181,13 @@ def clip_grad_norm_per_model(params: list[Tensor], max_norm: float) -> Tensor:
 
 
 class StackedTrainer:
-    """Train the models of ``trainers`` (one :class:`~oneranker.train.Trainer` per config of a
+    """Train the models of ``trainers`` (a list of :class:`~oneranker.train.Trainer`, one per config of a
     stack, each on its own dataset) as one batched model. Each Trainer keeps its model's
     bookkeeping (epochs' batches, draws, validation, early stopping, best weights); this class
     owns the stacked weights and the one optimiser. ``workdir``: where the stack's checkpoint
     lives (written atomically after every epoch; a run resumes from it)."""
 
-    def __init__(self, trainers: list[Trainer], workdir: str | Path | None = None, progress: bool = False) -> None:
+    def __init__(self, trainers: list, workdir: str | Path | None = None, progress: bool = False) -> None:
         first = trainers[0]
         for t in trainers[1:]:
             if t.cfg.model != first.cfg.model or t.tc != first.tc or t.cfg.data != first.cfg.data:
@@ -215,14 +214,13 @@ class StackedTrainer:
         targets and negatives are drawn with each model's own step generator (as it would
         alone); the dropout noise from the stack's. Returns the loss terms [M], on the device."""
         self.stack.train()
-        torch.manual_seed(_step_seed(self.seed, 2, self.step))
+        torch.manual_seed(int(np.random.SeedSequence([self.seed, 2, self.step]).generate_state(1)[0]))
         for g in self.optim.param_groups:
             g["lr"] = self.trainers[0].lr_at(self.step)
         batches = [batch_to_device(h, self.device) for h in hosts]
         draws = []
         for t, host, batch in zip(self.trainers, hosts, batches):
-            gen = torch.Generator().manual_seed(_step_seed(t.cfg.seed, 3, self.step))
-            draws.append(draw_loss_samples(t.model, batch, self.tc, gen, host))
+            draws.append(draw_loss_samples(t.model, batch, self.tc, t.draw_generator(self.step), host))
         with autocast(self.device):
             terms = self.stack.loss_terms(stack_batches(batches), draws)
         self.optim.zero_grad(set_to_none=True)
@@ -251,7 +249,7 @@ class StackedTrainer:
                 ahead = pool.submit(collate, b + 1) if b + 1 < self.steps_per_epoch else None
                 yield hosts
 
-    def fit(self, stop_after_steps: int | None = None) -> list[History]:
+    def fit(self, stop_after_steps: int | None = None) -> list:
         """Train until every model has stopped early or run its epochs; each Trainer's model
         then holds its best weights. A model that stopped early stays in the stack (its slice
         keeps being computed, and is never read again): the stack trains until its last model
@@ -265,7 +263,7 @@ class StackedTrainer:
             if first == 0:   # each model's Fake Items from its own item embeddings, as alone
                 self._sync_to_models(list(range(len(self.trainers))))
                 for i, t in enumerate(self.trainers):
-                    t.model.refresh_fake_items(_step_seed(t.cfg.seed, 5, epoch) % (2**31))
+                    t.refresh_fake_items(epoch)
                     self.stack.load_member(i, {k: v for k, v in t.model.state_dict().items() if "centroids" in k})
             started = time.perf_counter()
             batches = [t.epoch_batches(epoch) for t in self.trainers]
@@ -275,7 +273,7 @@ class StackedTrainer:
                     self.trainers[i].epoch_losses.append(terms["total"][i])
                 if stop_after_steps is not None and self.step >= stop_after_steps:
                     self._save()
-                    return [t.history for t in self.trainers]
+                    return [t.history for t in self.trainers]   # each Trainer's History
             self._sync_to_models(active)
             for i in active:
                 t = self.trainers[i]
@@ -285,7 +283,7 @@ class StackedTrainer:
         for t in self.trainers:
             if t.best_state is not None:
                 t.model.load_state_dict(t.best_state)
-        return [t.history for t in self.trainers]
+        return [t.history for t in self.trainers]   # each Trainer's History
 
     # ---------------------------------------------------------------- checkpoints
     def _save(self) -> None:
@@ -317,7 +315,7 @@ class StackedTrainer:
         self.step = blob["step"]
         for t, m in zip(self.trainers, blob["models"]):
             t.best_state, t.bad_epochs = m["best_state"], m["bad_epochs"]
-            t.history = History(**json.loads(m["history"]))
+            t.history = type(t.history)(**json.loads(m["history"]))
             t.epoch_losses = list(m["epoch_losses"])
             t.step = self.step
 
@@ -327,25 +325,3 @@ def stack_folder(cfgs: list[Config], cache_dir: str | Path) -> Path:
     first = model_folder(cfgs[0], cache_dir)
     return first.parent / f"{first.name}-stack{len(cfgs)}"
 
-
-def train_stack(cfg: Config, prepared, cache_dir: str | Path = "cache", device: str = "auto",
-                progress: bool = False) -> tuple[OneRanker, History]:
-    """Train ``cfg`` with its stack mates (:func:`stack_mates`) as one stacked model, write
-    every mate's trained model into the cache (each a model of its own config, recording its
-    stack), and return ``cfg``'s. ``prepared``: ``cfg``'s dataset (the mates' come from the
-    cache). The stack's checkpoint makes a killed run resume where it stopped."""
-    from .data import cached_prepared
-    from .train import save_trained
-
-    mates = stack_mates(cfg)
-    datasets = [prepared if m == cfg else cached_prepared(m, cache_dir, progress=False) for m in mates]
-    folder = stack_folder(mates, cache_dir)
-    trainers = [Trainer(m, p, device=device, progress=False) for m, p in zip(mates, datasets)]
-    stack = StackedTrainer(trainers, workdir=folder, progress=progress)
-    histories = stack.fit()
-    hashes = [m.hash() for m in mates]
-    for m, t, h in zip(mates, trainers, histories):
-        save_trained(m, t.model, h, cache_dir, stack=hashes)
-    (folder / "stack_checkpoint.pt").unlink(missing_ok=True)
-    i = mates.index(cfg)
-    return trainers[i].model.eval(), histories[i]

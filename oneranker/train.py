@@ -31,6 +31,7 @@ from .data import Collator, Prepared
 from .losses import LossDraws, draw_loss_samples, loss_from_draws, loss_terms
 from .model import OneRanker
 from .runtime import autocast, batch_to_device, distributed_rank, gpu_padding, resolve_device
+from .stacked import StackedTrainer, stack_folder, stack_mates
 
 
 def build_model(cfg: Config, prepared: Prepared) -> OneRanker:
@@ -223,6 +224,16 @@ class Trainer:
     def _autocast(self):
         return autocast(self.device)
 
+    def draw_generator(self, step: int) -> torch.Generator:
+        """The CPU generator of step ``step``'s value targets and negatives (seeded by the config's
+        seed and the step alone: a resumed or stacked run draws the same)."""
+        return torch.Generator().manual_seed(_step_seed(self.cfg.seed, 3, step))
+
+    def refresh_fake_items(self, epoch: int) -> None:
+        """Recompute the model's Fake Item Tokens from its item embeddings, as at the start of
+        epoch ``epoch`` (k-means seeded by the config's seed and the epoch)."""
+        self.model.refresh_fake_items(_step_seed(self.cfg.seed, 5, epoch) % (2**31))
+
     # ---------------------------------------------------------------- training
     def train_step(self, indices: np.ndarray, host: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """One optimiser step on the training requests ``indices`` (``host``: their batch, already
@@ -232,7 +243,7 @@ class Trainer:
         targets are drawn from the CPU batch), so the host queues the step and goes on."""
         self.model.train()
         torch.manual_seed(_step_seed(self.cfg.seed, 2, self.step))  # dropout noise of this step
-        gen = torch.Generator().manual_seed(_step_seed(self.cfg.seed, 3, self.step))
+        gen = self.draw_generator(self.step)
         for g in self.optim.param_groups:
             g["lr"] = self.lr_at(self.step)
         host = self.host_batch("train", indices) if host is None else host
@@ -274,7 +285,7 @@ class Trainer:
                 break
             first = self.step - epoch * self.steps_per_epoch
             if first == 0:
-                self.model.refresh_fake_items(_step_seed(self.cfg.seed, 5, epoch) % (2**31))
+                self.refresh_fake_items(epoch)
             batches = self.epoch_batches(epoch)
             self._epoch_started = time.perf_counter()   # wall time of the epoch (a measurement, not a result)
             bar = tqdm(range(first, self.steps_per_epoch), desc=f"epoch {epoch + 1}/{self.tc.epochs}",
@@ -405,8 +416,6 @@ def train_or_load(cfg: Config, prepared: Prepared, cache_dir: str | Path = "cach
     cached = load_trained(cfg, prepared, cache_dir, device, fingerprint)
     if cached is not None:
         return cached
-    from .stacked import stack_mates, train_stack
-
     if len(stack_mates(cfg)) > 1:
         if fingerprint is not None:
             raise ValueError("train.stack_seeds stacks the models of simulated worlds (one per seed); "
@@ -434,3 +443,23 @@ def save_trained(cfg: Config, model: OneRanker, history: History, cache_dir: str
     final = model_folder(cfg, cache_dir, fingerprint) / "final.pt"
     atomic_save(record, final)
     return final
+
+def train_stack(cfg: Config, prepared: Prepared, cache_dir: str | Path = "cache", device: str = "auto",
+                progress: bool = False) -> tuple[OneRanker, History]:
+    """Train ``cfg`` with its stack mates (:func:`oneranker.stacked.stack_mates`) as one stacked
+    model, write every mate's trained model into the cache (each a model of its own config,
+    recording its stack), and return ``cfg``'s. ``prepared``: ``cfg``'s dataset (the mates' come
+    from the cache). The stack's checkpoint makes a killed run resume where it stopped."""
+    from .data import cached_prepared
+
+    mates = stack_mates(cfg)
+    datasets = [prepared if m == cfg else cached_prepared(m, cache_dir, progress=False) for m in mates]
+    folder = stack_folder(mates, cache_dir)
+    trainers = [Trainer(m, p, device=device, progress=False) for m, p in zip(mates, datasets)]
+    histories = StackedTrainer(trainers, workdir=folder, progress=progress).fit()
+    hashes = [m.hash() for m in mates]
+    for m, t, h in zip(mates, trainers, histories):
+        save_trained(m, t.model, h, cache_dir, stack=hashes)
+    (folder / "stack_checkpoint.pt").unlink(missing_ok=True)
+    i = mates.index(cfg)
+    return trainers[i].model.eval(), histories[i]

@@ -13,7 +13,9 @@ flattens, to choose the paper profile's stopping rule and budget from it, not a 
     python scripts/paper_learning.py --device cuda --minutes 8 --out results/paper/learning.jsonl
 
 ``--seeds 0 1 2`` runs every variant on each seed, all at once (one process per seed and
-variant); every record names its seed.
+variant); every record names its seed. With ``--stacked`` the seeds of a variant train as one
+stacked model (``train.stack_seeds``, :mod:`oneranker.stacked`), one process per variant; each
+seed still gets its own records.
 
 One process (the first variant asked for, on the first seed) also profiles three training steps after its first epoch:
 the top operators by GPU time and the CPU and GPU totals, to show what bounds a step.
@@ -184,6 +186,37 @@ def run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline: 
 def _run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline: float) -> str:
     import torch
 
+    from oneranker.stacked import StackedTrainer
+
+    if args.device == "cpu":
+        torch.set_num_threads(1)   # one single-threaded process per core, as pool.train_all trains
+    if not args.stacked:
+        _finish(*_probe(name, overrides, args, deadline))
+        return name
+    probes = [_probe(name, overrides, argparse.Namespace(**{**vars(args), "seed": s}), deadline) for s in args.seeds]
+    StackedTrainer([p[0] for p in probes]).fit()   # each probe's model then holds its best weights
+    for p in probes:
+        _finish(*p)
+    return name
+
+
+def _finish(trainer, name: str, cfg, prepared, ts, args: argparse.Namespace) -> None:
+    """The final record of a probe whose training has ended: its best weights scored."""
+    from oneranker.evaluate import list_metrics, model_lists
+
+    history = trainer.history
+    lists = model_lists(trainer.model, cfg, prepared, ts, cfg.train.n_candidates, device=trainer.device, per_head=True)
+    _emit({"variant": name, "final": True, "best_epoch": history.best_epoch, "epochs": len(history.epochs),
+           "cut_by_wall_limit": trainer.cut_by_wall_limit,
+           "stopped_early": history.stopped_early and not trainer.cut_by_wall_limit,
+           **{f"HR@5 {k}": round(list_metrics(v, ts, ks=(5,))["HR@5"], 5) for k, v in lists.items()}}, args)
+
+
+def _probe(name: str, overrides: dict, args: argparse.Namespace, deadline: float) -> tuple:
+    """A probing Trainer of one variant and seed, and what :func:`_finish` scores it with.
+    ``--stacked``: the config names the stack of ``--seeds`` (``train.stack_seeds``)."""
+    import torch
+
     from oneranker.config import make_config
     from oneranker.data import cached_prepared
     from oneranker.evaluate import list_metrics, model_lists, truth_set
@@ -191,13 +224,12 @@ def _run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline:
     from oneranker.train import Trainer
     from oneranker.world import World
 
-    if args.device == "cpu":
-        torch.set_num_threads(1)   # one single-threaded process per core, as pool.train_all trains
     overrides = dict(overrides)
     precision = overrides.pop(PROBE_AUTOCAST, "default")
+    stack = {"train.stack_seeds": tuple(args.seeds)} if args.stacked else {}
     cfg = make_config(args.profile, seed=args.seed, **{**probe_base(args.profile), **base_overrides(args),
                                                         "train.patience": args.patience,
-                                                        "train.epochs": args.epochs, **overrides})
+                                                        "train.epochs": args.epochs, **overrides, **stack})
     prepared = cached_prepared(cfg, args.cache, progress=False)
     ts = truth_set(World(cfg.world, cfg.seed), prepared, n_requests=args.eval_requests)
 
@@ -248,7 +280,7 @@ def _run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline:
                 rec["eval_s"] = round(time.perf_counter() - t, 1)
             _emit(rec, args)
             first = epoch == 0 and name == args.variants[0] and args.seed == (args.seeds or [args.seed])[0]
-            if first and self.device.type == "cuda":
+            if first and self.device.type == "cuda" and not args.stacked:   # a stack's step is not this trainer's
                 prof = profile_training_steps(self, self.epoch_batches(epoch + 1000))
                 print(prof.pop("top"), flush=True)
                 _emit({"variant": name, "profile": prof}, args)
@@ -259,13 +291,9 @@ def _run_variant(name: str, overrides: dict, args: argparse.Namespace, deadline:
 
     torch.manual_seed(cfg.seed)
     trainer = Probe(cfg, prepared, workdir=None, device=args.device, progress=False)
-    history = trainer.fit()   # the best epoch's weights
-    lists = model_lists(trainer.model, cfg, prepared, ts, cfg.train.n_candidates, device=trainer.device, per_head=True)
-    _emit({"variant": name, "final": True, "best_epoch": history.best_epoch, "epochs": len(history.epochs),
-           "cut_by_wall_limit": trainer.cut_by_wall_limit,
-           "stopped_early": history.stopped_early and not trainer.cut_by_wall_limit,
-           **{f"HR@5 {k}": round(list_metrics(v, ts, ks=(5,))["HR@5"], 5) for k, v in lists.items()}}, args)
-    return name
+    if not args.stacked:
+        trainer.fit()   # the best epoch's weights
+    return trainer, name, cfg, prepared, ts, args
 
 
 def main() -> None:
@@ -286,7 +314,12 @@ def main() -> None:
                     help="config overrides under every variant's, e.g. world.mean_requests=30")
     ap.add_argument("--seeds", type=int, nargs="+", default=None,
                     help="run every variant on each of these seeds (instead of --seed), all at once")
+    ap.add_argument("--stacked", action="store_true",
+                    help="train each variant's --seeds as one stacked model (train.stack_seeds), one process "
+                         "per variant, instead of one process per seed and variant")
     args = ap.parse_args()
+    if args.stacked and not args.seeds:
+        raise SystemExit("--stacked trains the models of --seeds as one: give --seeds")
     base_overrides(args)                 # a malformed --set is refused before any work
     if args.seeds is not None and args.seed is not None:
         raise SystemExit("give --seed or --seeds, not both")
@@ -302,7 +335,8 @@ def main() -> None:
     with ProcessPoolExecutor(args.workers or len(runs) * len(args.variants), mp_context=ctx) as pool:
         for f in [pool.submit(emit_references, run, start) for run in runs]:   # each seed's world, at once
             f.result()
-        futures = [pool.submit(run_variant, v, VARIANTS[v], run, deadline) for run in runs for v in args.variants]
+        jobs = runs[:1] if args.stacked else runs   # a stack's job trains every seed
+        futures = [pool.submit(run_variant, v, VARIANTS[v], run, deadline) for run in jobs for v in args.variants]
         for f in futures:
             f.result()
     for run in runs:
