@@ -32,6 +32,43 @@ def test_models_do_not_depend_on_the_number_of_workers(tmp_path):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_stack_is_one_job_of_the_pool_and_caches_every_mate(tmp_path, monkeypatch):
+    """Configs of one stack (train.stack_seeds) are trained by one job, which caches them all:
+    the same models as the stack trained through train_or_load."""
+    stacked = {"train.stack_seeds": (0, 1), "train.epochs": 1}
+    cfgs = [tiny_config(seed=s, **stacked) for s in (0, 1)] + [tiny_config(seed=0, **{"model.use_ranker": False})]
+    jobs = []
+    real = pool._train_in_worker
+    monkeypatch.setattr(pool, "_pool", lambda workers: _InProcess())
+    monkeypatch.setattr(pool.torch, "set_num_threads", lambda n: None)   # in this process: leave its threads
+    monkeypatch.setattr(pool, "_train_in_worker", lambda d, *a: jobs.append(d["seed"]) or real(d, *a))
+    pool.train_all(cfgs, tmp_path / "pool", device="cpu", workers=2)
+    assert sorted(jobs) == [0, 0]                  # the stack once (by its first config), the lone model once
+    for cfg in cfgs:
+        assert (model_folder(cfg, tmp_path / "pool") / "final.pt").exists()
+    direct, _ = train_or_load(cfgs[1], cached_prepared(cfgs[1], tmp_path / "direct", progress=False),
+                              tmp_path / "direct", device="cpu", progress=False)
+    a = torch.load(model_folder(cfgs[1], tmp_path / "pool") / "final.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], v) for k, v in direct.state_dict().items())
+
+
+class _InProcess:
+    """A stand-in for the process pool: runs each job at once, in this process."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def submit(self, fn, *args):
+        from concurrent.futures import Future
+
+        f = Future()
+        f.set_result(fn(*args))
+        return f
+
+
 def test_gpu_training_processes_share_out_the_cores_and_the_memory(monkeypatch):
     """Hand-computed: 16 cores among 8 GPU training processes is 2 threads each, among 3 is 5,
     and a process never gets fewer than one; 8 processes on a 141 GB GPU, 6 on an 80 GB one,
@@ -46,6 +83,9 @@ def test_gpu_training_processes_share_out_the_cores_and_the_memory(monkeypatch):
         monkeypatch.setattr(pool.torch.cuda, "get_device_properties", lambda d, gb=gb: SimpleNamespace(total_memory=gb * 2**30))
         workers.append(pool.default_workers(torch.device("cuda")))
     assert workers == [8, 6, 1]
+    # a stack of 3 models holds about 3 models' memory: 141 // 36 = 3 such processes, 80 // 36 = 2
+    monkeypatch.setattr(pool.torch.cuda, "get_device_properties", lambda d: SimpleNamespace(total_memory=141 * 2**30))
+    assert pool.default_workers(torch.device("cuda"), models_per_worker=3) == 3
     monkeypatch.setenv(pool.GPU_WORKERS_ENV, "3")
     assert pool.default_workers(torch.device("cuda")) == 3
     assert pool.default_workers(torch.device("cpu")) == 4
