@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
+from tqdm.auto import tqdm
 
 from .cache import atomic_save, load_entry, model_folder
 from .config import Config, TrainConfig
@@ -115,7 +116,6 @@ class ModelStack:
             raise ValueError("a stack needs at least one model")
         if any(m.cfg != models[0].cfg for m in models):
             raise ValueError("the stacked models must share one model config (one architecture)")
-        self.n = len(models)
         self.rows = [{k: (v.shape[0] if v.dim() else None) for k, v in m.state_dict(keep_vars=True).items()}
                      for m in models]
         names = [dict(m.named_parameters()) for m in models]
@@ -252,8 +252,8 @@ class StackedTrainer:
     def fit(self, stop_after_steps: int | None = None) -> list:
         """Train until every model has stopped early or run its epochs; each Trainer's model
         then holds its best weights. A model that stopped early stays in the stack (its slice
-        keeps being computed, and is never read again): the stack trains until its last model
-        stops. ``stop_after_steps``: simulate a killed run (the resume test)."""
+        keeps being computed, and is never read again, nor are its Fake Items refreshed): the
+        stack trains until its last model stops. ``stop_after_steps``: simulate a killed run (the resume test)."""
         start_epoch = self.step // self.steps_per_epoch
         for epoch in range(start_epoch, self.tc.epochs):
             active = self._active()
@@ -261,13 +261,17 @@ class StackedTrainer:
                 break
             first = self.step - epoch * self.steps_per_epoch
             if first == 0:   # each model's Fake Items from its own item embeddings, as alone
-                self._sync_to_models(list(range(len(self.trainers))))
-                for i, t in enumerate(self.trainers):
-                    t.refresh_fake_items(epoch)
-                    self.stack.load_member(i, {k: v for k, v in t.model.state_dict().items() if "centroids" in k})
+                self._sync_to_models(active)
+                for i in active:
+                    self.trainers[i].refresh_fake_items(epoch)
+                    self.stack.load_member(i, {k: v for k, v in self.trainers[i].model.state_dict().items()
+                                               if "centroids" in k})
             started = time.perf_counter()
             batches = [t.epoch_batches(epoch) for t in self.trainers]
-            for hosts in self._host_steps(batches, first):
+            steps = tqdm(self._host_steps(batches, first), total=self.steps_per_epoch - first, leave=False,
+                         desc=f"epoch {epoch + 1}/{self.tc.epochs}, {len(active)} of {len(self.trainers)} models",
+                         disable=not self.progress)
+            for hosts in steps:
                 terms = self.train_step(hosts)
                 for i in active:
                     self.trainers[i].epoch_losses.append(terms["total"][i])

@@ -173,3 +173,19 @@ def test_train_or_load_trains_the_whole_stack_into_the_cache(tmp_path):
     blob = torch.load(next((cache / "models").glob(f"{cfg.hash()}-*")) / "final.pt", weights_only=False)
     assert blob["stack"] == [m.hash() for m in stack_mates(cfg)]
     assert not list((cache / "models").glob("*-stack2/stack_checkpoint.pt"))   # removed once trained
+
+
+def test_a_model_that_stopped_leaves_the_others_unchanged(tiny_prepared):
+    """A stopped model stays in the stack but is no longer read: its mates train exactly as if
+    it were still training (no parameter is shared), and its own record stays as it stopped."""
+    over = {"train.epochs": 2}
+    both = StackedTrainer(_trainers(tiny_prepared, seeds=(0, 1), **over))
+    both.fit()
+    one = StackedTrainer(_trainers(tiny_prepared, seeds=(0, 1), **over))
+    one.trainers[1].history.stopped_early = True       # as if it had stopped before the first epoch
+    one.fit()
+    assert one.trainers[0].history.epochs == [dict(e, seconds=x["seconds"]) for e, x in
+                                              zip(both.trainers[0].history.epochs, one.trainers[0].history.epochs)]
+    assert one.trainers[1].history.epochs == [] and one.trainers[1].epoch_losses == []
+    for (k, v), w in zip(one.trainers[0].model.state_dict().items(), both.trainers[0].model.state_dict().values()):
+        assert torch.equal(v, w), k
