@@ -189,3 +189,17 @@ def test_a_model_that_stopped_leaves_the_others_unchanged(tiny_prepared):
     assert one.trainers[1].history.epochs == [] and one.trainers[1].epoch_losses == []
     for (k, v), w in zip(one.trainers[0].model.state_dict().items(), both.trainers[0].model.state_dict().values()):
         assert torch.equal(v, w), k
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the stack's CUDA path needs a GPU")
+def test_a_stacked_cuda_step_gives_each_models_losses(tiny_prepared):
+    """On CUDA (bf16 autocast, dense-mask attention inside the stack, FlexAttention alone):
+    the stack's losses are each model's own, to bf16 rounding."""
+    trainers = [Trainer(tiny_config(seed=s, **{"model.attention": "auto"}), tiny_prepared, device="cuda",
+                        progress=False) for s in SEEDS]
+    stack = StackedTrainer([Trainer(t.cfg, tiny_prepared, device="cuda", progress=False) for t in trainers])
+    batches = trainers[0].epoch_batches(0)[:3]
+    hosts = [t.host_batch("train", b) for t, b in zip(trainers, batches)]
+    stacked = stack.train_step(hosts)["total"].cpu()
+    alone = torch.stack([t.train_step(b, h)["total"].cpu() for t, b, h in zip(trainers, batches, hosts)])
+    torch.testing.assert_close(stacked, alone, rtol=2e-2, atol=2e-2)
