@@ -9,14 +9,16 @@ Contenders, all in one process, on the paper profile's seed-0 dataset and the sa
   model-step costs one of its steps;
 * ``alone-sdpa``: the same on dense-mask attention, the kernel a stack runs (FlexAttention
   does not run under vmap), so that the stack's gain is not confused with the kernel's;
-* ``stack-M``: a :class:`~oneranker.stacked.StackedTrainer` of M models (model seeds 0..M-1,
-  every model on the same batch: the speed depends on the shapes, not on whose data); a
-  model-step costs 1/M of its step.
+* ``stack-M``: a :class:`~oneranker.stacked.StackedTrainer` of M models (seeds 0..M-1), each
+  model on its own seed's length-grouped batch of the step (from the one dataset: the speed
+  depends on the shapes, not on whose data), so a step pays what a real stack pays: padding
+  to the longest of M batches; a model-step costs 1/M of its step.
 
 Each contender first steps once on every padded batch length the timed steps see and
 ``--warmup`` more; the timed steps run round-robin (:func:`oneranker.profiling.time_side_by_side`,
 each from a synchronised GPU to a synchronised GPU); then three steps of each are profiled
-for their GPU kernel time. The ratios are per model-step against ``alone``. Printed as each
+for their GPU kernel time. The ratios are per model-step against ``alone``. The peak GPU memory
+is what a contender's warm-up allocated above what was allocated before it. Printed as each
 result is known.
 """
 
@@ -49,8 +51,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--no-sdpa", action="store_true", help="leave out the alone-sdpa contender")
     args = ap.parse_args()
-    if args.steps < 1 or args.warmup < 0 or any(m < 1 for m in args.stacks):
-        raise SystemExit("--steps and every --stacks value must be >= 1, --warmup >= 0")
+    if args.steps < 3 or args.warmup < 0 or any(m < 1 for m in args.stacks):
+        raise SystemExit("--steps must be >= 3 (three are profiled), every --stacks value >= 1, --warmup >= 0")
     print(header(f"profile {args.profile} | {' '.join(sys.argv)}"), flush=True)
     device = torch.device(args.device)
     base = make_config(args.profile, seed=0)
@@ -59,25 +61,29 @@ def main() -> None:
     def trainer(seed: int, **over) -> Trainer:
         return Trainer(make_config(args.profile, seed=seed, **over), prepared, device=args.device, progress=False)
 
+    n = args.warmup + args.steps
+    seeds = range(max(args.stacks))
+    # step k of model s: the k-th batch of seed s's order (as a stack of seeds 0..M-1 would see)
+    orders = {s: (trainer(s).epoch_batches(0) + trainer(s).epoch_batches(1))[:n] for s in seeds}
     first = trainer(0)
-    batches = (first.epoch_batches(0) + first.epoch_batches(1))[: args.warmup + args.steps]
-    warm = padded_shape_firsts(first, batches) + batches[:args.warmup]
-    timed = batches[args.warmup:]
-    hosts = {id(b): first.host_batch("train", b) for b in warm + timed}
+    shape_firsts = [i for i, b in enumerate(orders[0]) if any(b is x for x in padded_shape_firsts(first, orders[0]))]
+    warm = shape_firsts + list(range(args.warmup))   # step indices: every padded length of seed 0, then warm-up
+    timed = list(range(args.warmup, n))
+    hosts = {(s, k): first.host_batch("train", orders[s][k]) for s in seeds for k in set(warm + timed)}
     steppers, models = {}, {}
 
     def alone_step(t: Trainer, kernel: str | None):
-        def step(b) -> None:
+        def step(k: int) -> None:
             if kernel is None:
-                t.train_step(b, hosts[id(b)])
+                t.train_step(orders[0][k], hosts[0, k])
             else:
                 with t.model.attention_kernel(kernel):
-                    t.train_step(b, hosts[id(b)])
+                    t.train_step(orders[0][k], hosts[0, k])
         return step
 
     def stack_step(st: StackedTrainer):
-        def step(b) -> None:
-            st.train_step([hosts[id(b)]] * len(st.trainers))
+        def step(k: int) -> None:
+            st.train_step([hosts[s, k] for s in range(len(st.trainers))])
         return step
 
     contenders = {"alone": (first, None)} | ({} if args.no_sdpa else {"alone-sdpa": (trainer(0), "sdpa")})
@@ -86,17 +92,20 @@ def main() -> None:
     for m in args.stacks:
         steppers[f"stack-{m}"], models[f"stack-{m}"] = stack_step(StackedTrainer([trainer(s) for s in range(m)])), m
     for name, step in list(steppers.items()):
-        torch.cuda.reset_peak_memory_stats(device) if device.type == "cuda" else None
+        before = 0
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            before = torch.cuda.memory_allocated(device)
         t0 = time.perf_counter()
         try:
-            for b in warm:
-                step(b)
+            for k in warm:
+                step(k)
             synchronize(device)
         except Exception as e:   # e.g. out of memory: reported, not fatal
             print(f"{name:>12s}: failed to warm up: {type(e).__name__}: {str(e).splitlines()[0][:300]}", flush=True)
             del steppers[name]
             continue
-        peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+        peak = (torch.cuda.max_memory_allocated(device) - before) / 2**30 if device.type == "cuda" else float("nan")
         print(f"{name:>12s}: warmed up in {time.perf_counter() - t0:5.1f} s, peak GPU memory {peak:.1f} GiB",
               flush=True)
 

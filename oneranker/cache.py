@@ -7,6 +7,9 @@ Layout under a cache folder (``cache/`` by default; the notebooks use ``../cache
     real/<source>-<data key>/       a prepared folder of real logs (``data.cached_real_folder``)
     models/<model key>/final.pt     a trained model: weights, config hash, history
     models/<model key>/checkpoint.pt  while it trains (atomic, resumable)
+    models/<first model key>-stack<M>/stack_checkpoint.pt
+                                    while a stack of M models trains (train.stack_seeds; each
+                                    model's final.pt then goes to its own folder)
 
 A **model key** is the config hash, the version of the code that trains a model
 (:func:`code_version`) and, for a dataset given as a folder of real logs, the dataset's

@@ -368,12 +368,14 @@ class TrainConfig(Validated):
     n_candidates: int = knob(30, "Candidates generated per request for the ranker (the paper's lists of 30).",
                              ge=1)
     stack_seeds: tuple[int, ...] = knob((), "Seeds whose models of this config train together as one batched "
-                                            "model (oneranker.stacked): every kernel of a step M times larger "
-                                            "instead of M times more kernels, the paper profile's way to fit its "
-                                            "models on one GPU. A model of a seed among them is a function of "
-                                            "the whole stack (dropout noise is drawn for the stack at once), so "
-                                            "the field is part of the config hash; a seed not among them trains "
-                                            "alone. () = every model alone.", ge=0, hashed_unless_default=True)
+                                            "model (oneranker.stacked): each kernel of a step M times larger "
+                                            "instead of M times more kernels, meant to fit the paper series on "
+                                            "one GPU (benchmarks/stacked_step.py measures it). A model of a seed "
+                                            "among them is a function of the whole stack (dropout noise is drawn "
+                                            "for the stack at once), so the field is then part of the config "
+                                            "hash; a seed not among them, or a stack of one, trains alone and "
+                                            "hashes as if the field were unset. () = every model alone.", ge=0,
+                               hashed_unless_default=True)
     compile: str = knob("off", "What of a training step torch.compile fuses, on CUDA only (the CPU always "
                                "runs eager, exactly): 'blocks' = each transformer block of the three steps, "
                                "compiled in place (regional compilation; slower than eager on the H200, "
@@ -418,10 +420,19 @@ class Config(Validated):
                 unset = f.metadata.get("hashed_unless_default") and getattr(getattr(self, name), f.name) == _default(f)
                 if f.metadata.get("runtime") or unset:
                     del d[name][f.name]
+        if not self.stacked:   # a model that trains alone is the same model whatever the field says
+            d["train"].pop("stack_seeds", None)
         if sections is not None:
             d = {k: d[k] for k in ("seed", *sections)}
         blob = json.dumps(d, sort_keys=True, default=list)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    @property
+    def stacked(self) -> bool:
+        """Whether this config's model trains in a stack (``train.stack_seeds`` names its seed
+        and at least one other; oneranker.stacked)."""
+        seeds = self.train.stack_seeds
+        return len(seeds) > 1 and self.seed in seeds
 
     def data_hash(self) -> str:
         """Hash of what determines the dataset (not the model or training)."""

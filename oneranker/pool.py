@@ -66,8 +66,9 @@ def default_workers(device: torch.device, models_per_worker: int = 1) -> int:
     results/paper/training_throughput_threads_h200.txt): 8 models with 2 CPU threads each train
     1.13x the requests/s of 6 with PyTorch's default of a thread per core each. A notebook with
     4 training processes held 39 GB on an H100, about 10 GB each: an 80 GB H100 gets 6, the
-    141 GB H200 8. ``models_per_worker``: a stack of M models (``train.stack_seeds``) holds
-    about M models' activations, so the GPU holds M times fewer such workers."""
+    141 GB H200 8. ``models_per_worker``: a stack of M models (``train.stack_seeds``) is taken
+    to hold M models' activations, so the GPU holds M times fewer such workers (an estimate;
+    ``benchmarks/stacked_step.py`` prints a stack's peak memory)."""
     if device.type == "cpu":
         return max(1, min(4, os.cpu_count() or 1))
     if os.environ.get(GPU_WORKERS_ENV):

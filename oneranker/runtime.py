@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
+
 import torch
 import torch.distributed as dist
 
@@ -52,3 +54,10 @@ def distributed_rank() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def step_seed(seed: int, *parts: int) -> int:
+    """A seed derived from a run's ``seed`` and a path of integers (e.g. what it seeds and the
+    step): every random stream of training is seeded this way, so that a resumed or stacked
+    run draws what an uninterrupted lone run draws."""
+    return int(np.random.SeedSequence([seed, *parts]).generate_state(1)[0])

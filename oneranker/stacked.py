@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -45,7 +46,7 @@ from .cache import atomic_save, load_entry, model_folder
 from .config import Config, TrainConfig
 from .losses import LossDraws, draw_loss_samples, loss_from_draws
 from .model import OneRanker
-from .runtime import autocast, batch_to_device
+from .runtime import autocast, batch_to_device, step_seed
 
 # Padding of a collated batch's tensors when batches of several models are brought to one
 # length: no token (type 0), no impression (-1); every other field 0 (masked wherever read).
@@ -54,22 +55,28 @@ _PAD_VALUE = {"imp_item": -1}
 
 def stack_mates(cfg: Config) -> list[Config]:
     """The configs trained as one stack with ``cfg``: the same config at every seed of
-    ``train.stack_seeds``, in that order; ``[cfg]`` alone when its seed is not among them."""
-    seeds = cfg.train.stack_seeds
-    if cfg.seed not in seeds:
+    ``train.stack_seeds``, in that order; ``[cfg]`` alone when it does not stack
+    (:attr:`~oneranker.config.Config.stacked`)."""
+    if not cfg.stacked:
         return [cfg]
-    return [dataclasses.replace(cfg, seed=s) for s in seeds]
+    return [dataclasses.replace(cfg, seed=s) for s in cfg.train.stack_seeds]
+
+
+# The only tensors whose size may differ between the worlds of one config: the semantic-ID
+# code tables (the dedup digit takes as many values as the world's largest collision). Their
+# extra rows are never looked up (no ad has such a code), so zeros there change nothing.
+_PADDABLE = re.compile(r"^items\.tables\.\d+\.weight$")
 
 
 def _stack(tensors: list[Tensor], name: str) -> Tensor:
-    """The models' tensors stacked [M, ...]; dimension 0 padded with zeros to the longest when
-    only it differs (an embedding table's rows), any other difference is an error."""
-    shapes = {tuple(t.shape[1:]) for t in tensors}
-    if len({t.dim() for t in tensors}) != 1 or len(shapes) != 1:
-        raise ValueError(f"cannot stack {name}: shapes {[tuple(t.shape) for t in tensors]} differ beyond "
-                         "their first dimension (the models are not of one architecture)")
-    if tensors[0].dim() == 0:
+    """The models' tensors stacked [M, ...]; a semantic-ID code table padded with zero rows to
+    the longest (:data:`_PADDABLE`), any other difference of shape an error."""
+    shapes = {tuple(t.shape) for t in tensors}
+    if len(shapes) == 1:
         return torch.stack(tensors)
+    if not _PADDABLE.match(name) or len({tuple(t.shape[1:]) for t in tensors}) != 1:
+        raise ValueError(f"cannot stack {name}: shapes {[tuple(t.shape) for t in tensors]} differ (only the "
+                         "semantic-ID code tables may differ in their rows between the worlds of one config)")
     n = max(t.shape[0] for t in tensors)
     return torch.stack([torch.cat([t, t.new_zeros(n - t.shape[0], *t.shape[1:])]) if len(t) < n else t
                         for t in tensors])
@@ -77,7 +84,8 @@ def _stack(tensors: list[Tensor], name: str) -> Tensor:
 
 def stack_batches(batches: list[dict[str, Tensor]]) -> dict[str, Tensor]:
     """Collated batches of the same size, one per model, as one batch [M, B, ...]: each 2-D field
-    right-padded to the longest (no token, no impression), so that vmap sees one shape."""
+    right-padded to the longest (no token, no impression), so that vmap sees one shape. (Batches
+    of other sizes go into separate calls: :meth:`ModelStack.loss_terms`.)"""
     sizes = {len(b["length"]) for b in batches}
     if len(sizes) != 1:
         raise ValueError(f"the stacked models' batches hold {sorted(sizes)} requests: they must be of one size")
@@ -116,6 +124,7 @@ class ModelStack:
             raise ValueError("a stack needs at least one model")
         if any(m.cfg != models[0].cfg for m in models):
             raise ValueError("the stacked models must share one model config (one architecture)")
+        self.n = len(models)
         self.rows = [{k: (v.shape[0] if v.dim() else None) for k, v in m.state_dict(keep_vars=True).items()}
                      for m in models]
         names = [dict(m.named_parameters()) for m in models]
@@ -135,17 +144,42 @@ class ModelStack:
     def train(self, mode: bool = True) -> None:
         self.objective.train(mode)
 
-    def loss_terms(self, batch: dict[str, Tensor], draws: list[LossDraws]) -> dict[str, Tensor]:
-        """Every model's loss terms [M] on its own batch (``batch`` from :func:`stack_batches`)
-        and draws. Checks the batch's lengths here, on the stacked tensor: inside vmap the
-        masks' checks cannot read a value (:func:`oneranker.masks._require`)."""
+    def loss_terms(self, batches: list[dict[str, Tensor]], draws: list[LossDraws]) -> dict[str, Tensor]:
+        """Every model's loss terms [M], model ``i`` on its own batch ``batches[i]`` and draws
+        ``draws[i]``. Models whose batches hold as many requests are computed together (one
+        vmapped call per batch size: all of them at once, except at the one short batch of an
+        epoch, which length grouping puts at a seed-dependent step)."""
+        groups: dict[int, list[int]] = {}
+        for i, b in enumerate(batches):
+            groups.setdefault(len(b["length"]), []).append(i)
+        out: dict[str, list] = {}
+        for members in groups.values():
+            terms = self._group_terms(members, [batches[i] for i in members], [draws[i] for i in members])
+            for k, v in terms.items():
+                out.setdefault(k, [None] * len(batches))
+                for j, i in enumerate(members):
+                    out[k][i] = v[j]
+        return {k: torch.stack(v) for k, v in out.items()}
+
+    def _group_terms(self, members: list[int], batches: list[dict[str, Tensor]], draws: list[LossDraws]
+                     ) -> dict[str, Tensor]:
+        """The loss terms of the models ``members`` (their slices of the stack; gradients flow
+        back into it). Checks the batch here, on the stacked tensors: inside vmap the masks'
+        checks cannot read a value (:func:`oneranker.masks._require`)."""
         from . import masks
 
-        L = batch["tok_type"].shape[-1]
-        masks._check_lengths(batch["length"].reshape(-1), L)
+        batch = stack_batches(batches)
+        lengths = batch["length"].reshape(-1)
+        masks._check_lengths(lengths, batch["tok_type"].shape[-1])
+        masks._prefix_tensor(batch["prefix_len"].reshape(-1), lengths)
         value_targets = [torch.stack([d.value_targets[j] for d in draws]) for j in range(len(draws[0].value_targets))]
         negatives = None if draws[0].negatives is None else torch.stack([d.negatives for d in draws])
-        return self._batched(self.params, self.buffers, batch, value_targets, negatives)
+        params, buffers = self.params, self.buffers
+        if len(members) < self.n:
+            idx = torch.tensor(members, device=next(iter(params.values())).device)
+            params = {k: v.index_select(0, idx) for k, v in params.items()}
+            buffers = {k: v.index_select(0, idx) for k, v in buffers.items()}
+        return self._batched(params, buffers, batch, value_targets, negatives)
 
     def member_state(self, i: int) -> dict[str, Tensor]:
         """Model ``i``'s state dict (its own table sizes), detached copies."""
@@ -188,11 +222,16 @@ class StackedTrainer:
     lives (written atomically after every epoch; a run resumes from it)."""
 
     def __init__(self, trainers: list, workdir: str | Path | None = None, progress: bool = False) -> None:
+        if not trainers:
+            raise ValueError("a stack needs at least one Trainer")
         first = trainers[0]
+        seeds = [t.cfg.seed for t in trainers]
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"a stack's models must have distinct seeds, got {seeds}")
         for t in trainers[1:]:
-            if t.cfg.model != first.cfg.model or t.tc != first.tc or t.cfg.data != first.cfg.data:
-                raise ValueError("a stack's configs must differ in their seed and world only "
-                                 f"({first.cfg.hash()} and {t.cfg.hash()} differ in model, train or data)")
+            if dataclasses.replace(t.cfg, seed=first.cfg.seed) != first.cfg:
+                raise ValueError(f"a stack's configs must differ in their seed only ({first.cfg.hash()} and "
+                                 f"{t.cfg.hash()} differ in more)")
             if t.steps_per_epoch != first.steps_per_epoch or t.device != first.device:
                 raise ValueError(f"a stack's models must take the same steps on one device ({t.steps_per_epoch} "
                                  f"vs {first.steps_per_epoch} steps per epoch)")
@@ -203,7 +242,7 @@ class StackedTrainer:
         self.optim = torch.optim.AdamW(list(self.stack.params.values()), lr=self.tc.lr,
                                        weight_decay=self.tc.weight_decay, fused=self.device.type == "cuda")
         self.steps_per_epoch, self.step, self.progress = first.steps_per_epoch, 0, progress
-        self.seed = int(np.random.SeedSequence([t.cfg.seed for t in trainers]).generate_state(1)[0])
+        self.seed = step_seed(*seeds)   # the stack's own stream (its dropout noise)
         self.workdir = Path(workdir) if workdir is not None else None
         if self.workdir is not None:
             self._load(self.workdir / "stack_checkpoint.pt")
@@ -214,7 +253,7 @@ class StackedTrainer:
         targets and negatives are drawn with each model's own step generator (as it would
         alone); the dropout noise from the stack's. Returns the loss terms [M], on the device."""
         self.stack.train()
-        torch.manual_seed(int(np.random.SeedSequence([self.seed, 2, self.step]).generate_state(1)[0]))
+        torch.manual_seed(step_seed(self.seed, 2, self.step))
         for g in self.optim.param_groups:
             g["lr"] = self.trainers[0].lr_at(self.step)
         batches = [batch_to_device(h, self.device) for h in hosts]
@@ -222,7 +261,7 @@ class StackedTrainer:
         for t, host, batch in zip(self.trainers, hosts, batches):
             draws.append(draw_loss_samples(t.model, batch, self.tc, t.draw_generator(self.step), host))
         with autocast(self.device):
-            terms = self.stack.loss_terms(stack_batches(batches), draws)
+            terms = self.stack.loss_terms(batches, draws)
         self.optim.zero_grad(set_to_none=True)
         terms["total"].sum().backward()
         clip_grad_norm_per_model(list(self.stack.params.values()), 1.0)
@@ -239,9 +278,14 @@ class StackedTrainer:
         return [i for i, t in enumerate(self.trainers) if not t.history.stopped_early]
 
     def _host_steps(self, batches: list[list[np.ndarray]], first: int):
-        """Each step's CPU batches of every model, collated one step ahead in a thread."""
+        """Each step's CPU batches of every model: collated one step ahead in a thread on a GPU,
+        when the step asks on the CPU (as :meth:`Trainer.host_batches`, and for its reasons)."""
         def collate(b: int) -> list[dict[str, Tensor]]:
             return [t.host_batch("train", bs[b]) for t, bs in zip(self.trainers, batches)]
+        if not self.trainers[0].prefetch:
+            for b in range(first, self.steps_per_epoch):
+                yield collate(b)
+            return
         with ThreadPoolExecutor(max_workers=1) as pool:
             ahead = pool.submit(collate, first) if first < self.steps_per_epoch else None
             for b in range(first, self.steps_per_epoch):
@@ -264,8 +308,7 @@ class StackedTrainer:
                 self._sync_to_models(active)
                 for i in active:
                     self.trainers[i].refresh_fake_items(epoch)
-                    self.stack.load_member(i, {k: v for k, v in self.trainers[i].model.state_dict().items()
-                                               if "centroids" in k})
+                    self.stack.load_member(i, dict(self.trainers[i].model.named_buffers()))
             started = time.perf_counter()
             batches = [t.epoch_batches(epoch) for t in self.trainers]
             steps = tqdm(self._host_steps(batches, first), total=self.steps_per_epoch - first, leave=False,
@@ -275,18 +318,21 @@ class StackedTrainer:
                 terms = self.train_step(hosts)
                 for i in active:
                     self.trainers[i].epoch_losses.append(terms["total"][i])
-                if stop_after_steps is not None and self.step >= stop_after_steps:
+                killed = stop_after_steps is not None and self.step >= stop_after_steps
+                if killed and self.step < (epoch + 1) * self.steps_per_epoch:
                     self._save()
                     return [t.history for t in self.trainers]   # each Trainer's History
             self._sync_to_models(active)
-            for i in active:
+            trained = time.perf_counter() - started
+            for i in active:   # each model's epoch record: the stack's training time and its own validation
                 t = self.trainers[i]
-                t.step, t._epoch_started = self.step, started
+                t.step, t._epoch_started = self.step, time.perf_counter() - trained
                 t._end_epoch(epoch)
             self._save()
-        for t in self.trainers:
-            if t.best_state is not None:
-                t.model.load_state_dict(t.best_state)
+            if stop_after_steps is not None and self.step >= stop_after_steps:
+                return [t.history for t in self.trainers]
+        for i, t in enumerate(self.trainers):   # the best weights (the last ones if none was best)
+            t.model.load_state_dict(t.best_state if t.best_state is not None else self.stack.member_state(i))
         return [t.history for t in self.trainers]   # each Trainer's History
 
     # ---------------------------------------------------------------- checkpoints
@@ -317,11 +363,12 @@ class StackedTrainer:
             self.stack.buffers[k].copy_(v)
         self.optim.load_state_dict(blob["optim"])
         self.step = blob["step"]
-        for t, m in zip(self.trainers, blob["models"]):
+        for i, (t, m) in enumerate(zip(self.trainers, blob["models"])):
             t.best_state, t.bad_epochs = m["best_state"], m["bad_epochs"]
             t.history = type(t.history)(**json.loads(m["history"]))
             t.epoch_losses = list(m["epoch_losses"])
             t.step = self.step
+            t.model.load_state_dict(self.stack.member_state(i))
 
 
 def stack_folder(cfgs: list[Config], cache_dir: str | Path) -> Path:

@@ -30,7 +30,7 @@ from .config import Config, TrainConfig
 from .data import Collator, Prepared
 from .losses import LossDraws, draw_loss_samples, loss_from_draws, loss_terms
 from .model import OneRanker
-from .runtime import autocast, batch_to_device, distributed_rank, gpu_padding, resolve_device
+from .runtime import autocast, batch_to_device, distributed_rank, gpu_padding, resolve_device, step_seed
 from .stacked import StackedTrainer, stack_folder, stack_mates
 
 
@@ -109,15 +109,18 @@ def _summed_over_processes(counts: torch.Tensor) -> torch.Tensor:
 _SHOW_LOSS_EVERY = 25   # steps between progress-bar loss updates (each waits for the GPU)
 
 
+def _killed(stop_after_steps: int | None, step: int) -> bool:
+    """Whether a run simulating a kill after ``stop_after_steps`` steps stops at ``step`` (the
+    resume tests); a kill at an epoch's last step comes after the epoch's validation, as the
+    checkpoint written then records it."""
+    return stop_after_steps is not None and step >= stop_after_steps
+
+
 def collated(prepared: Prepared, split: str, indices: np.ndarray, collate: Collator) -> dict[str, torch.Tensor]:
     """The requests ``indices`` of ``split`` as one batch collated on the CPU (the trainer's
     steps and the validation loss build their batches here)."""
     cols = prepared.requests[split][np.asarray(indices).tolist()]
     return collate([dict(zip(cols, vals)) for vals in zip(*cols.values())])
-
-
-def _step_seed(seed: int, *parts: int) -> int:
-    return int(np.random.SeedSequence([seed, *parts]).generate_state(1)[0])
 
 
 def length_grouped_batches(order: np.ndarray, lengths: np.ndarray, batch_size: int, window: int,
@@ -205,7 +208,7 @@ class Trainer:
         return collated(self.prepared, split, indices, self.collate)
 
     def epoch_order(self, epoch: int) -> np.ndarray:
-        rng = np.random.default_rng(_step_seed(self.cfg.seed, 1, epoch))
+        rng = np.random.default_rng(step_seed(self.cfg.seed, 1, epoch))
         return rng.permutation(len(self.prepared.requests["train"]))[: self.n_train]
 
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
@@ -218,7 +221,7 @@ class Trainer:
             # through Arrow: the datasets numpy formatter takes minutes for a million rows
             hist_end = self.prepared.requests["train"].data.column("hist_end").to_numpy()
             self._train_lengths = np.minimum(hist_end, self.cfg.data.max_history_len)
-        rng = np.random.default_rng(_step_seed(self.cfg.seed, 6, epoch))
+        rng = np.random.default_rng(step_seed(self.cfg.seed, 6, epoch))
         return length_grouped_batches(order, self._train_lengths, B, self.tc.length_grouping, rng)
 
     def _autocast(self):
@@ -227,12 +230,12 @@ class Trainer:
     def draw_generator(self, step: int) -> torch.Generator:
         """The CPU generator of step ``step``'s value targets and negatives (seeded by the config's
         seed and the step alone: a resumed or stacked run draws the same)."""
-        return torch.Generator().manual_seed(_step_seed(self.cfg.seed, 3, step))
+        return torch.Generator().manual_seed(step_seed(self.cfg.seed, 3, step))
 
     def refresh_fake_items(self, epoch: int) -> None:
         """Recompute the model's Fake Item Tokens from its item embeddings, as at the start of
         epoch ``epoch`` (k-means seeded by the config's seed and the epoch)."""
-        self.model.refresh_fake_items(_step_seed(self.cfg.seed, 5, epoch) % (2**31))
+        self.model.refresh_fake_items(step_seed(self.cfg.seed, 5, epoch) % (2**31))
 
     # ---------------------------------------------------------------- training
     def train_step(self, indices: np.ndarray, host: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
@@ -242,7 +245,7 @@ class Trainer:
         so :meth:`fit` reads them rarely. Nothing else in the step waits for the GPU (the value
         targets are drawn from the CPU batch), so the host queues the step and goes on."""
         self.model.train()
-        torch.manual_seed(_step_seed(self.cfg.seed, 2, self.step))  # dropout noise of this step
+        torch.manual_seed(step_seed(self.cfg.seed, 2, self.step))  # dropout noise of this step
         gen = self.draw_generator(self.step)
         for g in self.optim.param_groups:
             g["lr"] = self.lr_at(self.step)
@@ -273,7 +276,7 @@ class Trainer:
         the number early stopping watches."""
         n = len(self.prepared.requests["valid"])
         n = n if not self.tc.eval_requests else min(n, self.tc.eval_requests)
-        return mean_loss_terms(self.model, self.prepared, self.tc, n, _step_seed(self.cfg.seed, 4),
+        return mean_loss_terms(self.model, self.prepared, self.tc, n, step_seed(self.cfg.seed, 4),
                                self.device, self.collate)["total"]
 
     def fit(self, stop_after_steps: int | None = None) -> History:
@@ -296,11 +299,13 @@ class Trainer:
                 self.epoch_losses.append(terms["total"])
                 if self.progress and b % _SHOW_LOSS_EVERY == 0:
                     bar.set_postfix(loss=f"{float(terms['total']):.3f}")
-                if stop_after_steps is not None and self.step >= stop_after_steps:
+                if _killed(stop_after_steps, self.step) and b + 1 < self.steps_per_epoch:
                     self._save()
                     return self.history
             self._end_epoch(epoch)
             self._save()
+            if _killed(stop_after_steps, self.step):
+                return self.history
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         return self.history
@@ -411,7 +416,7 @@ def train_or_load(cfg: Config, prepared: Prepared, cache_dir: str | Path = "cach
     trained again in the next. The checkpoint in the cache folder also makes a killed run
     resume where it stopped. A damaged cached model is set aside and trained again. A config
     of a stack (``train.stack_seeds``) trains with its stack mates, and all of them are cached
-    (:func:`oneranker.stacked.train_stack`).
+    (:func:`train_stack`).
     """
     cached = load_trained(cfg, prepared, cache_dir, device, fingerprint)
     if cached is not None:
@@ -453,6 +458,11 @@ def train_stack(cfg: Config, prepared: Prepared, cache_dir: str | Path = "cache"
     from .data import cached_prepared
 
     mates = stack_mates(cfg)
+    if len(mates) < 2:
+        raise ValueError(f"config {cfg.hash()} is not in a stack (train.stack_seeds={cfg.train.stack_seeds}, "
+                         f"seed {cfg.seed}); train it with train_or_load")
+    if distributed_rank()[1] > 1:
+        raise ValueError("stacked training (train.stack_seeds) is not combined with distributed training")
     datasets = [prepared if m == cfg else cached_prepared(m, cache_dir, progress=False) for m in mates]
     folder = stack_folder(mates, cache_dir)
     trainers = [Trainer(m, p, device=device, progress=False) for m, p in zip(mates, datasets)]
@@ -461,5 +471,6 @@ def train_stack(cfg: Config, prepared: Prepared, cache_dir: str | Path = "cache"
     for m, t, h in zip(mates, trainers, histories):
         save_trained(m, t.model, h, cache_dir, stack=hashes)
     (folder / "stack_checkpoint.pt").unlink(missing_ok=True)
+    folder.rmdir()
     i = mates.index(cfg)
     return trainers[i].model.eval(), histories[i]

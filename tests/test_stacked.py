@@ -1,8 +1,6 @@
 """Stacked models (oneranker.stacked): the same losses, gradients and updates as each model
 alone, per-model clipping, padding, resuming, and the cache."""
 
-import dataclasses
-
 import pytest
 import torch
 
@@ -66,7 +64,7 @@ def test_stacked_losses_and_gradients_are_each_models_own(tiny_prepared):
     hosts = [t.host_batch("train", b) for t, b in zip(trainers, batches[:3])]   # three batches of one size
     draws = [draw_loss_samples(t.model, h, t.tc, torch.Generator().manual_seed(i), h)
              for i, (t, h) in enumerate(zip(trainers, hosts))]
-    terms = stack.loss_terms(stack_batches(hosts), draws)
+    terms = stack.loss_terms(hosts, draws)
     terms["total"].sum().backward()
     for i, (t, h, d) in enumerate(zip(trainers, hosts, draws)):
         t.model.train()
@@ -80,35 +78,48 @@ def test_stacked_losses_and_gradients_are_each_models_own(tiny_prepared):
                 assert torch.allclose(g, p.grad, rtol=1e-4, atol=1e-6), name
 
 
-def test_a_stack_trains_each_model_as_it_would_alone(tiny_prepared):
-    """Without dropout (the one draw a stack makes for all its models), two epochs of a stack
-    end where each model alone ends, up to the order of floating-point sums."""
-    over = {"train.epochs": 2}
-    alone = _trainers(tiny_prepared, **over)
+def test_a_stack_trains_each_model_as_it_would_alone(tmp_path):
+    """Without dropout (the one draw a stack makes for all its models), a stack of three seeds,
+    each on its own world, ends where each model alone ends, up to the order of floating-point
+    sums: code tables of different sizes (padded in the stack), the epoch's one short batch at
+    a different step for each seed (length grouping), and early stopping at different epochs."""
+    from oneranker.data import cached_prepared
+
+    over = {"train.max_train_requests": 250, "train.length_grouping": 2, "train.epochs": 5, "train.patience": 0,
+            "train.lr": 0.03}
+    cfgs = [tiny_config(seed=s, **over) for s in SEEDS]
+    data = [cached_prepared(c, tmp_path, progress=False) for c in cfgs]
+    alone = [Trainer(c, d, progress=False) for c, d in zip(cfgs, data)]
     for t in alone:
         t.fit()
-    stack = StackedTrainer(_trainers(tiny_prepared, **over))
+    stack = StackedTrainer([Trainer(c, d, progress=False) for c, d in zip(cfgs, data)])
+    assert len({stack.stack.params["items.tables.3.weight"].shape[1]}) == 1
+    assert len({d.sid_codes[:, 3].max() for d in data}) > 1                        # tables of other sizes
+    short = [[len(b) for b in t.epoch_batches(0)].index(250 % 32) for t in stack.trainers]
+    assert len(set(short)) > 1                                                      # the short batch moves
     histories = stack.fit()
-    for a, h, t in zip(alone, histories, stack.trainers):
+    assert len({len(h.epochs) for h in histories}) > 1                              # they stop apart
+    for a, h, t, d in zip(alone, histories, stack.trainers, data):
         assert [e["epoch"] for e in h.epochs] == [e["epoch"] for e in a.history.epochs]
+        assert (h.best_epoch, h.stopped_early) == (a.history.best_epoch, a.history.stopped_early)
         for x, y in zip(h.epochs, a.history.epochs):
             assert x["valid_loss"] == pytest.approx(y["valid_loss"], rel=1e-4)
             assert x["train_loss"] == pytest.approx(y["train_loss"], rel=1e-4)
         # compared by what they compute: parameters whose true gradient is 0 (attention's key
         # biases) are moved by AdamW's normalised rounding noise, differently in each
         with torch.no_grad():
-            for x, y in zip(held_out_outputs(t.model, t.cfg, tiny_prepared),
-                            held_out_outputs(a.model, a.cfg, tiny_prepared)):
+            for x, y in zip(held_out_outputs(t.model, t.cfg, d), held_out_outputs(a.model, a.cfg, d)):
                 assert torch.allclose(x, y, rtol=1e-3, atol=1e-3)
 
 
-def test_a_killed_stack_resumes_to_the_same_models(tiny_prepared, tmp_path):
+@pytest.mark.parametrize("killed_after", [3, 4])   # within the first epoch, and at its last step
+def test_a_killed_stack_resumes_to_the_same_models(tiny_prepared, tmp_path, killed_after):
     over = {"model.dropout": 0.1, "train.epochs": 2}
     full = StackedTrainer(_trainers(tiny_prepared, **over), workdir=tmp_path / "a")
     full.fit()
-    StackedTrainer(_trainers(tiny_prepared, **over), workdir=tmp_path / "b").fit(stop_after_steps=3)
+    StackedTrainer(_trainers(tiny_prepared, **over), workdir=tmp_path / "b").fit(stop_after_steps=killed_after)
     resumed = StackedTrainer(_trainers(tiny_prepared, **over), workdir=tmp_path / "b")
-    assert resumed.step == 3
+    assert resumed.step == killed_after
     resumed.fit()
     for a, b in zip(full.trainers, resumed.trainers):
         assert [{k: v for k, v in e.items() if k != "seconds"} for e in a.history.epochs] == \
@@ -120,9 +131,14 @@ def test_a_killed_stack_resumes_to_the_same_models(tiny_prepared, tmp_path):
 
 
 def test_a_stack_refuses_models_of_other_configs(tiny_prepared):
-    with pytest.raises(ValueError, match="differ in their seed and world only"):
-        StackedTrainer([Trainer(tiny_config(seed=0), tiny_prepared, progress=False),
-                        Trainer(tiny_config(seed=1, **{"train.gamma": 0.0}), tiny_prepared, progress=False)])
+    for other in ({"train.gamma": 0.0}, {"world.n_items": 150}):
+        with pytest.raises(ValueError, match="differ in their seed only"):
+            StackedTrainer([Trainer(tiny_config(seed=0), tiny_prepared, progress=False),
+                            Trainer(tiny_config(seed=1, **other), tiny_prepared, progress=False)])
+    with pytest.raises(ValueError, match="distinct seeds"):
+        StackedTrainer(_trainers(tiny_prepared, seeds=(0, 0)))
+    with pytest.raises(ValueError, match="at least one"):
+        StackedTrainer([])
     with pytest.raises(ValueError, match="one architecture"):
         ModelStack([Trainer(tiny_config(seed=0), tiny_prepared).model,
                     Trainer(tiny_config(seed=1, **{"model.n_fake_items": 2}), tiny_prepared).model],
@@ -134,10 +150,12 @@ def test_a_bad_length_in_a_stacked_batch_is_refused_before_the_step(tiny_prepare
     stack = ModelStack([t.model for t in trainers], trainers[0].tc)
     hosts = [t.host_batch("train", t.epoch_batches(0)[0]) for t in trainers]
     draws = [draw_loss_samples(t.model, h, t.tc, torch.Generator().manual_seed(0), h) for t, h in zip(trainers, hosts)]
-    batch = stack_batches(hosts)
-    batch["length"][1, 0] = 0
+    hosts[1]["length"][0] = 0
     with pytest.raises(ValueError, match="lengths must be >= 1"):
-        stack.loss_terms(batch, draws)
+        stack.loss_terms(hosts, draws)
+    hosts[1]["length"][0], hosts[0]["prefix_len"][3] = 5, 10**6
+    with pytest.raises(ValueError, match="prefix_len must be <= lengths"):
+        stack.loss_terms(hosts, draws)
 
 
 def test_stack_seeds_name_the_mates_and_key_the_cache():
@@ -146,11 +164,13 @@ def test_stack_seeds_name_the_mates_and_key_the_cache():
     assert all(m.train.stack_seeds == (0, 1, 2) for m in stack_mates(cfg))
     lone = make_config("smoke", seed=5, **{"train.stack_seeds": (0, 1, 2)})
     assert stack_mates(lone) == [lone]
-    # the field enters the hash only when set: configs made before it existed keep theirs
-    assert make_config("smoke").hash() != cfg.hash() != make_config("smoke", seed=1).hash()
-    default = make_config("smoke")
-    without = dataclasses.replace(default, train=dataclasses.replace(default.train, stack_seeds=()))
-    assert without.hash() == default.hash()
+    # the field enters the hash only when the config stacks: configs made before it existed keep
+    # theirs (the values are those of the commit before it, 92ed0bc), a model that trains alone
+    # (its seed not in the stack, or a stack of one) hashes as if the field were unset
+    assert (make_config("smoke").hash(), make_config("paper").hash()) == ("da2ad5b5cd64", "b317c2748b38")
+    assert cfg.hash() != make_config("smoke", seed=1).hash()
+    assert lone.hash() == make_config("smoke", seed=5).hash()
+    assert make_config("smoke", **{"train.stack_seeds": (0,)}).hash() == "da2ad5b5cd64"
     with pytest.raises(ConfigError, match="a seed may appear once"):
         make_config("smoke", **{"train.stack_seeds": (0, 0)})
     with pytest.raises(ConfigError, match="stacked models"):
@@ -195,8 +215,9 @@ def test_a_model_that_stopped_leaves_the_others_unchanged(tiny_prepared):
 def test_a_stacked_cuda_step_gives_each_models_losses(tiny_prepared):
     """On CUDA (bf16 autocast, dense-mask attention inside the stack, FlexAttention alone):
     the stack's losses are each model's own, to bf16 rounding."""
-    trainers = [Trainer(tiny_config(seed=s, **{"model.attention": "auto"}), tiny_prepared, device="cuda",
-                        progress=False) for s in SEEDS]
+    # one head of 16 dimensions: 'auto' picks FlexAttention alone (it needs heads of 16 or more)
+    trainers = [Trainer(tiny_config(seed=s, **{"model.attention": "auto", "model.n_heads": 1}), tiny_prepared,
+                        device="cuda", progress=False) for s in SEEDS]
     stack = StackedTrainer([Trainer(t.cfg, tiny_prepared, device="cuda", progress=False) for t in trainers])
     batches = trainers[0].epoch_batches(0)[:3]
     hosts = [t.host_batch("train", b) for t, b in zip(trainers, batches)]

@@ -83,9 +83,12 @@ def test_gpu_training_processes_share_out_the_cores_and_the_memory(monkeypatch):
         monkeypatch.setattr(pool.torch.cuda, "get_device_properties", lambda d, gb=gb: SimpleNamespace(total_memory=gb * 2**30))
         workers.append(pool.default_workers(torch.device("cuda")))
     assert workers == [8, 6, 1]
-    # a stack of 3 models holds about 3 models' memory: 141 // 36 = 3 such processes, 80 // 36 = 2
-    monkeypatch.setattr(pool.torch.cuda, "get_device_properties", lambda d: SimpleNamespace(total_memory=141 * 2**30))
-    assert pool.default_workers(torch.device("cuda"), models_per_worker=3) == 3
+    # a stack of 3 models is taken to hold 3 models' memory: 141 // 36 = 3 such processes, 80 // 36 = 2
+    stacks = []
+    for gb in (141, 80):
+        monkeypatch.setattr(pool.torch.cuda, "get_device_properties", lambda d, gb=gb: SimpleNamespace(total_memory=gb * 2**30))
+        stacks.append(pool.default_workers(torch.device("cuda"), models_per_worker=3))
+    assert stacks == [3, 2]
     monkeypatch.setenv(pool.GPU_WORKERS_ENV, "3")
     assert pool.default_workers(torch.device("cuda")) == 3
     assert pool.default_workers(torch.device("cpu")) == 4
@@ -181,13 +184,14 @@ def test_the_kept_weights_give_the_early_stopping_loss_again(tmp_path):
     epoch's, and the number is reproducible from the cache (Study.validation_loss_terms calls
     the same function under another seed and the reference objective)."""
     from oneranker.data import Collator
-    from oneranker.train import _step_seed, mean_loss_terms
+    from oneranker.runtime import step_seed
+    from oneranker.train import mean_loss_terms
 
     cfg = tiny_config()
     prepared = cached_prepared(cfg, tmp_path)
     model, history = train_or_load(cfg, prepared, tmp_path, device="cpu", progress=False)
     n = min(len(prepared.requests["valid"]), cfg.train.eval_requests)
-    terms = mean_loss_terms(model, prepared, cfg.train, n, _step_seed(cfg.seed, 4), torch.device("cpu"),
+    terms = mean_loss_terms(model, prepared, cfg.train, n, step_seed(cfg.seed, 4), torch.device("cpu"),
                             Collator(prepared, cfg.data.max_history_len))
     assert terms["total"] == pytest.approx(history.best_valid, rel=1e-6)
 
