@@ -13,6 +13,8 @@ Contenders, all in one process, on the paper profile's seed-0 dataset and the sa
   model on its own seed's length-grouped batch of the step (from the one dataset: the speed
   depends on the shapes, not on whose data), so a step pays what a real stack pays: padding
   to the longest of M batches; a model-step costs 1/M of its step.
+* ``stack-M-math`` (``--math``): the same with PyTorch's unfused math attention inside the
+  vmap (a fallback should a fused kernel refuse the batched call).
 
 Each contender first steps once on every padded batch length the timed steps see and
 ``--warmup`` more; the timed steps run round-robin (:func:`oneranker.profiling.time_side_by_side`,
@@ -25,6 +27,7 @@ result is known.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -38,6 +41,7 @@ from oneranker.profiling import profile_calls, synchronize, time_side_by_side  #
 
 def main() -> None:
     import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from oneranker.stacked import StackedTrainer
     from oneranker.train import Trainer
@@ -50,6 +54,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--no-sdpa", action="store_true", help="leave out the alone-sdpa contender")
+    ap.add_argument("--math", action="store_true",
+                    help="also each stack with PyTorch's math attention (unfused) inside the vmap")
     args = ap.parse_args()
     if args.steps < 3 or args.warmup < 0 or any(m < 1 for m in args.stacks):
         raise SystemExit("--steps must be >= 3 (three are profiled), every --stacks value >= 1, --warmup >= 0")
@@ -81,9 +87,10 @@ def main() -> None:
                     t.train_step(orders[0][k], hosts[0, k])
         return step
 
-    def stack_step(st: StackedTrainer):
+    def stack_step(st: StackedTrainer, backend=None):
         def step(k: int) -> None:
-            st.train_step([hosts[s, k] for s in range(len(st.trainers))])
+            with contextlib.nullcontext() if backend is None else sdpa_kernel(backend):
+                st.train_step([hosts[s, k] for s in range(len(st.trainers))])
         return step
 
     contenders = {"alone": (first, None)} | ({} if args.no_sdpa else {"alone-sdpa": (trainer(0), "sdpa")})
@@ -91,6 +98,9 @@ def main() -> None:
         steppers[name], models[name] = alone_step(t, kernel), 1
     for m in args.stacks:
         steppers[f"stack-{m}"], models[f"stack-{m}"] = stack_step(StackedTrainer([trainer(s) for s in range(m)])), m
+        if args.math:
+            steppers[f"stack-{m}-math"] = stack_step(StackedTrainer([trainer(s) for s in range(m)]), SDPBackend.MATH)
+            models[f"stack-{m}-math"] = m
     for name, step in list(steppers.items()):
         before = 0
         if device.type == "cuda":
