@@ -9,6 +9,8 @@ Contenders, all in one process, on the paper profile's seed-0 dataset and the sa
   model-step costs one of its steps;
 * ``alone-sdpa``: the same on dense-mask attention, the kernel a stack runs (FlexAttention
   does not run under vmap), so that the stack's gain is not confused with the kernel's;
+* ``alone-math`` (``--math``): the same on PyTorch's unfused math attention, beside
+  ``stack-M-math``;
 * ``stack-M``: a :class:`~oneranker.stacked.StackedTrainer` of M models (seeds 0..M-1), each
   model on its own seed's length-grouped batch of the step (from the one dataset: the speed
   depends on the shapes, not on whose data), so a step pays what a real stack pays: padding
@@ -78,13 +80,11 @@ def main() -> None:
     hosts = {(s, k): first.host_batch("train", orders[s][k]) for s in seeds for k in set(warm + timed)}
     steppers, models = {}, {}
 
-    def alone_step(t: Trainer, kernel: str | None):
+    def alone_step(t: Trainer, kernel: str | None, backend=None):
         def step(k: int) -> None:
-            if kernel is None:
+            with contextlib.nullcontext() if kernel is None else t.model.attention_kernel(kernel), \
+                    contextlib.nullcontext() if backend is None else sdpa_kernel(backend):
                 t.train_step(orders[0][k], hosts[0, k])
-            else:
-                with t.model.attention_kernel(kernel):
-                    t.train_step(orders[0][k], hosts[0, k])
         return step
 
     def stack_step(st: StackedTrainer, backend=None):
@@ -93,9 +93,11 @@ def main() -> None:
                 st.train_step([hosts[s, k] for s in range(len(st.trainers))])
         return step
 
-    contenders = {"alone": (first, None)} | ({} if args.no_sdpa else {"alone-sdpa": (trainer(0), "sdpa")})
-    for name, (t, kernel) in contenders.items():
-        steppers[name], models[name] = alone_step(t, kernel), 1
+    contenders = {"alone": (first, None, None)} | ({} if args.no_sdpa else {"alone-sdpa": (trainer(0), "sdpa", None)})
+    if args.math:
+        contenders["alone-math"] = (trainer(0), "sdpa", SDPBackend.MATH)
+    for name, (t, kernel, backend) in contenders.items():
+        steppers[name], models[name] = alone_step(t, kernel, backend), 1
     for m in args.stacks:
         steppers[f"stack-{m}"], models[f"stack-{m}"] = stack_step(StackedTrainer([trainer(s) for s in range(m)])), m
         if args.math:
