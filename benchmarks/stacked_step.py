@@ -9,14 +9,16 @@ Contenders, all in one process, on the paper profile's seed-0 dataset and the sa
   model-step costs one of its steps;
 * ``alone-sdpa``: the same on dense-mask attention, the kernel a stack runs (FlexAttention
   does not run under vmap), so that the stack's gain is not confused with the kernel's;
-* ``alone-math`` (``--math``): the same on PyTorch's unfused math attention, beside
-  ``stack-M-math``;
+* ``alone-math`` (``--math``): the same on PyTorch's unfused math attention, the kernel a
+  stack runs on CUDA, so that the stack's own cost is seen apart from the kernel's;
 * ``stack-M``: a :class:`~oneranker.stacked.StackedTrainer` of M models (seeds 0..M-1), each
   model on its own seed's length-grouped batch of the step (from the one dataset: the speed
   depends on the shapes, not on whose data), so a step pays what a real stack pays: padding
   to the longest of M batches; a model-step costs 1/M of its step.
-* ``stack-M-math`` (``--math``): the same with PyTorch's unfused math attention inside the
-  vmap (a fallback should a fused kernel refuse the batched call).
+  On CUDA a stack runs PyTorch's unfused math attention (``stacked._attention_under_vmap``:
+  the memory-efficient kernel refused the batched call). The committed H200 files name its
+  rows ``stack-M-math``: they were measured before the stack chose that kernel itself, with
+  the math kernel set around the step (their ``stack-M`` rows are the refusal).
 
 Each contender first steps once on every padded batch length the timed steps see and
 ``--warmup`` more; the timed steps run round-robin (:func:`oneranker.profiling.time_side_by_side`,
@@ -57,7 +59,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--no-sdpa", action="store_true", help="leave out the alone-sdpa contender")
     ap.add_argument("--math", action="store_true",
-                    help="also each stack with PyTorch's math attention (unfused) inside the vmap")
+                    help="also one model alone on PyTorch's math attention (unfused), the kernel of a stack on CUDA")
     args = ap.parse_args()
     if args.steps < 3 or args.warmup < 0 or any(m < 1 for m in args.stacks):
         raise SystemExit("--steps must be >= 3 (three are profiled), every --stacks value >= 1, --warmup >= 0")
@@ -87,10 +89,9 @@ def main() -> None:
                 t.train_step(orders[0][k], hosts[0, k])
         return step
 
-    def stack_step(st: StackedTrainer, backend=None):
+    def stack_step(st: StackedTrainer):
         def step(k: int) -> None:
-            with contextlib.nullcontext() if backend is None else sdpa_kernel(backend):
-                st.train_step([hosts[s, k] for s in range(len(st.trainers))])
+            st.train_step([hosts[s, k] for s in range(len(st.trainers))])
         return step
 
     contenders = {"alone": (first, None, None)} | ({} if args.no_sdpa else {"alone-sdpa": (trainer(0), "sdpa", None)})
@@ -100,9 +101,6 @@ def main() -> None:
         steppers[name], models[name] = alone_step(t, kernel, backend), 1
     for m in args.stacks:
         steppers[f"stack-{m}"], models[f"stack-{m}"] = stack_step(StackedTrainer([trainer(s) for s in range(m)])), m
-        if args.math:
-            steppers[f"stack-{m}-math"] = stack_step(StackedTrainer([trainer(s) for s in range(m)]), SDPBackend.MATH)
-            models[f"stack-{m}-math"] = m
     for name, step in list(steppers.items()):
         before = 0
         if device.type == "cuda":

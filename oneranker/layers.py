@@ -78,17 +78,10 @@ class Attention(nn.Module):
         if mask.block is not None:
             o = _flex(q, k, v, mask.block)
         else:
-            o = F.scaled_dot_product_attention(q, k, v, attn_mask=_sdpa_mask(mask.dense, q.shape[0]))
+            m = mask.dense
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=None if m is None else m.unsqueeze(-3))
         B, H, L, Dh = o.shape
         return self.out(o.transpose(1, 2).reshape(B, L, H * Dh))
-
-
-def _sdpa_mask(mask: Tensor | None, batch: int) -> Tensor | None:
-    """A dense mask [B|1, Q, K] as SDPA's [batch, 1, Q, K], its batch axis expanded (a view: the
-    same values as the broadcast). Explicit, because under ``torch.func.vmap`` (stacked models)
-    CUDA's memory-efficient kernel folds the model axis into the batch axis, and a mask shared by
-    the batch would then have the models' count for its batch: "attn_bias: wrong shape"."""
-    return None if mask is None else mask.unsqueeze(-3).expand(batch, -1, -1, -1)
 
 
 class MLP(nn.Sequential):

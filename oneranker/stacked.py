@@ -27,6 +27,7 @@ not run under vmap); the two compute the same function (tests/test_layers.py).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -97,6 +98,16 @@ def stack_batches(batches: list[dict[str, Tensor]]) -> dict[str, Tensor]:
             ts = [F.pad(t, (0, n - t.shape[1]), value=_PAD_VALUE.get(key, 0)) if t.shape[1] < n else t for t in ts]
         out[key] = torch.stack(ts)
     return out
+
+
+def _attention_under_vmap(device: torch.device):
+    """The SDPA kernels a stack may use. On CUDA only PyTorch's unfused math attention: under
+    vmap the memory-efficient kernel refused the stacked call ("attn_bias: wrong shape (batch
+    dimension)", on the H200 with torch 2.11, results/paper/stacked_step_h200.txt), and the math
+    one costs [B, H, L, L] scores per model. On the CPU any kernel (vmap loops over the models)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel(SDPBackend.MATH) if device.type == "cuda" else contextlib.nullcontext()
 
 
 class _Objective(nn.Module):
@@ -175,11 +186,13 @@ class ModelStack:
         value_targets = [torch.stack([d.value_targets[j] for d in draws]) for j in range(len(draws[0].value_targets))]
         negatives = None if draws[0].negatives is None else torch.stack([d.negatives for d in draws])
         params, buffers = self.params, self.buffers
+        device = next(iter(params.values())).device
         if len(members) < self.n:
-            idx = torch.tensor(members, device=next(iter(params.values())).device)
+            idx = torch.tensor(members, device=device)
             params = {k: v.index_select(0, idx) for k, v in params.items()}
             buffers = {k: v.index_select(0, idx) for k, v in buffers.items()}
-        return self._batched(params, buffers, batch, value_targets, negatives)
+        with _attention_under_vmap(device):
+            return self._batched(params, buffers, batch, value_targets, negatives)
 
     def member_state(self, i: int) -> dict[str, Tensor]:
         """Model ``i``'s state dict (its own table sizes), detached copies."""
