@@ -370,8 +370,10 @@ class TrainConfig(Validated):
     stack_seeds: tuple[int, ...] = knob((), "Seeds whose models of this config train together as one batched "
                                             "model (oneranker.stacked): each kernel of a step M times larger "
                                             "instead of M times more kernels, meant to fit the paper series on "
-                                            "one GPU (benchmarks/stacked_step.py measures it). A model of a seed "
-                                            "among them is a function of the whole stack (dropout noise is drawn "
+                                            "one GPU; on the H200 it cost more GPU time per model, not less "
+                                            "(benchmarks/stacked_step.py, README), so no profile sets it. A "
+                                            "model of a seed among them is a function of the whole stack "
+                                            "(dropout noise is drawn "
                                             "for the stack at once), so the field is then part of the config "
                                             "hash; a seed not among them, or a stack of one, trains alone and "
                                             "hashes as if the field were unset. () = every model alone.", ge=0,

@@ -22,7 +22,12 @@ What differs from training each model alone: the dropout noise (drawn for the st
 so a model's noise depends on its stack) and the order of floating-point sums. A stacked
 model is therefore a function of its config, whose ``train.stack_seeds`` names the stack, and
 the caches are keyed by that config. Step 1 runs on dense-mask attention (FlexAttention does
-not run under vmap); the two compute the same function (tests/test_layers.py).
+not run under vmap); the two compute the same function (tests/test_masks.py).
+
+Measured on the H200 (README, "Stacked models"; benchmarks/stacked_step.py), a stack does not
+pay: CUDA's fused SDPA kernel refuses the vmapped call, so a stack runs the unfused math
+attention there (:func:`_attention_under_vmap`), and even against a model alone on that
+attention its step costs more GPU time per model, more with more models. No profile stacks.
 """
 
 from __future__ import annotations

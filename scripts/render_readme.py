@@ -553,6 +553,91 @@ def paper_gpu_floor() -> str:
             f"asks for none over 8 minutes):\n\n" + markdown_table(pd.DataFrame(rows), index=False))
 
 
+STACK_LINE = re.compile(r"^\s*(?P<name>[\w-]+): +(?P<ms>[\d.]+) ms per step \(median of (?P<n>\d+)\), +(?P<per_model>[\d.]+) "
+                        r"ms per model-step \((?P<ratio>[\d.]+)x alone\); GPU kernels +(?P<kernel>[\d.]+) ms per "
+                        r"model-step \((?P<kratio>[\d.]+)x alone\), (?P<kernels>\d+) kernels per step")
+STACK_WARM = re.compile(r"^\s*(?P<name>[\w-]+): warmed up in +(?P<s>[\d.]+) s, peak GPU memory (?P<gib>[\d.]+) GiB")
+STACK_FAILED = re.compile(r"^\s*(?P<name>[\w-]+): failed to warm up: (?P<why>[\w]+: [^.]*?)(?:\. |$)")
+# benchmarks/stacked_step.py on the H200, in the order they ran (calls f, g, h of this stop)
+STACK_CALLS = (("f", "stacked_step_first_h200.txt"), ("g", "stacked_step_3_6_h200.txt"), ("h", "stacked_step_h200.txt"))
+STACK_LABELS = {"alone": "one model alone (FlexAttention)", "alone-sdpa": "one model alone, dense-mask SDPA",
+                "alone-math": "one model alone, math attention"}
+
+
+def _stack_label(name: str) -> str:
+    if name in STACK_LABELS:
+        return STACK_LABELS[name]
+    m = int(name.split("-")[1])
+    return f"a stack of {m} models" + (", math attention" if name.endswith("-math") else "")
+
+
+def _stack_rows() -> list[dict]:
+    """Every contender of every call: measured, or the reason it could not run."""
+    rows = []
+    for call, name in STACK_CALLS:
+        lines = (ROOT / "results" / "paper" / name).read_text().splitlines()
+        peaks = {m["name"]: m["gib"] for m in map(STACK_WARM.match, lines) if m}
+        for line in lines:
+            m, f = STACK_LINE.match(line), STACK_FAILED.match(line)
+            if m:
+                rows.append({"call": call, **m.groupdict(), "peak": peaks.get(m["name"], "n/a")})
+            elif f:
+                rows.append({"call": call, "name": f["name"], "failed": f["why"]})
+    return rows
+
+
+def paper_stacked_step() -> str:
+    """benchmarks/stacked_step.py on the H200: models alone against stacks of models
+    (train.stack_seeds), per model-step, side by side in one process per call."""
+    out = []
+    for r in sorted(_stack_rows(), key=lambda r: (r["call"], "failed" in r)):   # measured rows first
+        if "failed" in r:
+            out.append({"call": r["call"], "contender": _stack_label(r["name"]), "wall ms per model-step": "—",
+                        "× alone (wall)": "—", "GPU kernel ms per model-step": "—", "× alone (GPU kernels)": "—",
+                        "kernels per step": "—", "peak GPU memory above the baseline, GiB": f"did not run: {r['failed']}"})
+            continue
+        out.append({"call": r["call"], "contender": _stack_label(r["name"]), "wall ms per model-step": r["per_model"],
+                    "× alone (wall)": r["ratio"], "GPU kernel ms per model-step": r["kernel"],
+                    "× alone (GPU kernels)": r["kratio"], "kernels per step": f"{int(r['kernels']):,}",
+                    "peak GPU memory above the baseline, GiB": r["peak"]})
+    return markdown_table(pd.DataFrame(out), index=False)
+
+
+def paper_stacked_summary() -> str:
+    """The stacks' GPU kernel time per model-step against one model alone on the same (math)
+    attention, in the call that measured both (call h)."""
+    rows = [r for r in _stack_rows() if r["call"] == "h" and "failed" not in r]
+    alone = next(float(r["kernel"]) for r in rows if r["name"] == "alone-math")
+    flex = next(float(r["kernel"]) for r in rows if r["name"] == "alone")
+    stacks = [(int(r["name"].split("-")[1]), float(r["kernel"])) for r in rows if r["name"].startswith("stack-")]
+    parts = [f"{m} models: {k:.1f} ms ({k / alone:.2f}× one model's {alone:.1f} ms on the same attention, "
+             f"{k / flex:.2f}× its {flex:.1f} ms on FlexAttention)" for m, k in stacks]
+    ratios = [k / alone for _, k in stacks]
+    if all(r > 1 for r in ratios) and ratios == sorted(ratios):
+        verdict = "A stack costs more GPU time per model than a model alone, and more the more models it holds."
+    elif all(r < 1 for r in ratios):
+        verdict = "A stack costs less GPU time per model than a model alone."
+    else:
+        verdict = "Stacking neither wins nor loses throughout."
+    largest = max(m for m, _ in stacks)
+    shares = _kernel_shares(_stack_profile("stacked_step_h200.txt", f"stack-{largest}-math"))
+    where = (f" In the {largest}-model stack's profile, copies (`aten::copy_`) take {shares['aten::copy_']:.0f}% "
+             f"of the kernel time and additions (`aten::add`) {shares['aten::add']:.0f}%.")
+    return "GPU kernel time per model-step in a stack (call h): " + "; ".join(parts) + ". " + verdict + where + "\n"
+
+
+def _stack_profile(name: str, contender: str) -> str:
+    """The profiler table stacked_step.py printed after ``contender``'s result line."""
+    lines = (ROOT / "results" / "paper" / name).read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if (m := STACK_LINE.match(line)) and m["name"] == contender)
+    table = []
+    for line in lines[start + 1:]:
+        if STACK_LINE.match(line) or line.startswith("rc="):
+            break
+        table.append(line)
+    return "\n".join(table)
+
+
 TRUTH_LINE = re.compile(r"^\s*(?P<name>.+?):\s+(?P<s>[\d.]+) s \(median of (?P<n>\d+)\), (?P<ratio>[\d.]+)x the first row")
 
 
@@ -835,6 +920,8 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "paper-step-summary": paper_step_summary,
     "paper-workers-summary": paper_workers_summary,
     "truth-speed": truth_speed,
+    "paper-stacked-step": paper_stacked_step,
+    "paper-stacked-summary": paper_stacked_summary,
     "long-history-lab": long_history_lab,
     "paper-arithmetic": paper_arithmetic,
     "task-query-quick": task_query_quick,
