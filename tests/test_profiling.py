@@ -47,6 +47,10 @@ def test_count_flops_of_a_flex_attention_model_counts_its_dense_twin(tiny_prepar
     batch = Collator(tiny_prepared, 24)([tiny_prepared.requests["test"][i] for i in range(3)])
     with pytest.raises(Exception):
         profiling.count_flops(lambda: flex.encode(batch))
+    # after the failed count, eager FlexAttention failed under dynamo for the rest of the process
+    # (seen: test_masks' flex parity, run after this test, "_safe_softmax" skipped); resetting
+    # dynamo's caches restores it, so the tests pass in any order
+    torch._dynamo.reset()
     counted = profiling.count_flops(lambda: flex.encode(batch), flex)
     assert counted == profiling.count_flops(lambda: dense.encode(batch)) > 0
     assert flex._kernel is None                       # the dense kernel was scoped to the count
