@@ -213,8 +213,9 @@ def test_a_model_that_stopped_leaves_the_others_unchanged(tiny_prepared):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the stack's CUDA path needs a GPU")
 def test_a_stacked_cuda_step_gives_each_models_losses(tiny_prepared):
-    """On CUDA (bf16 autocast, dense-mask attention inside the stack, FlexAttention alone):
-    the stack's losses are each model's own, to bf16 rounding."""
+    """On CUDA (bf16 autocast, the math attention inside the stack, FlexAttention alone): the
+    stack's losses are each model's own, to bf16 rounding. (Before the stack chose the math
+    attention itself, this failed on the H200: the fused kernel refused the vmapped call.)"""
     # one head of 16 dimensions: 'auto' picks FlexAttention alone (it needs heads of 16 or more)
     trainers = [Trainer(tiny_config(seed=s, **{"model.attention": "auto", "model.n_heads": 1}), tiny_prepared,
                         device="cuda", progress=False) for s in SEEDS]
