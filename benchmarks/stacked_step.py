@@ -7,8 +7,7 @@ Contenders, all in one process, on the paper profile's seed-0 dataset and the sa
 
 * ``alone``: one :class:`~oneranker.train.Trainer` as configured (FlexAttention on CUDA): a
   model-step costs one of its steps;
-* ``alone-sdpa``: the same on dense-mask attention, the kernel a stack runs (FlexAttention
-  does not run under vmap), so that the stack's gain is not confused with the kernel's;
+* ``alone-sdpa``: the same on dense-mask attention with PyTorch's default SDPA backend;
 * ``alone-math`` (``--math``): the same on PyTorch's unfused math attention, the kernel a
   stack runs on CUDA, so that the stack's own cost is seen apart from the kernel's;
 * ``stack-M``: a :class:`~oneranker.stacked.StackedTrainer` of M models (seeds 0..M-1), each
@@ -18,7 +17,9 @@ Contenders, all in one process, on the paper profile's seed-0 dataset and the sa
   On CUDA a stack runs PyTorch's unfused math attention (``stacked._attention_under_vmap``:
   the memory-efficient kernel refused the batched call). The committed H200 files name its
   rows ``stack-M-math``: they were measured before the stack chose that kernel itself, with
-  the math kernel set around the step (their ``stack-M`` rows are the refusal).
+  the math kernel set around the step (their ``stack-M`` rows are the refusal), by
+  ``--math``, which then added those contenders (call g) and ``alone-math`` (call h); and
+  calls g and h ran with the masks expanded to the batch (commit 183adf5, reverted since).
 
 Each contender first steps once on every padded batch length the timed steps see and
 ``--warmup`` more; the timed steps run round-robin (:func:`oneranker.profiling.time_side_by_side`,

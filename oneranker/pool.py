@@ -66,15 +66,17 @@ def default_workers(device: torch.device, models_per_worker: int = 1) -> int:
     results/paper/training_throughput_threads_h200.txt): 8 models with 2 CPU threads each train
     1.13x the requests/s of 6 with PyTorch's default of a thread per core each. A notebook with
     4 training processes held 39 GB on an H100, about 10 GB each: an 80 GB H100 gets 6, the
-    141 GB H200 8. ``models_per_worker``: a stack of M models (``train.stack_seeds``) is taken
-    to hold M models' activations, so the GPU holds M times fewer such workers (an estimate;
-    ``benchmarks/stacked_step.py`` prints a stack's peak memory)."""
+    141 GB H200 8. ``models_per_worker``: a stack of M models (``train.stack_seeds``) held
+    about 24 GiB per model on the H200 (47.5 and 71.2 GiB for stacks of 2 and 3,
+    results/paper/stacked_step_h200.txt), twice a lone model's share, so a worker of a stack
+    counts for 2M lone ones."""
     if device.type == "cpu":
         return max(1, min(4, os.cpu_count() or 1))
     if os.environ.get(GPU_WORKERS_ENV):
         return max(1, int(os.environ[GPU_WORKERS_ENV]))
     total_gb = torch.cuda.get_device_properties(device).total_memory / 2**30
-    return max(1, min(8, int(total_gb // (GPU_GB_PER_WORKER * max(1, models_per_worker)))))
+    per_worker = GPU_GB_PER_WORKER * (1 if models_per_worker <= 1 else 2 * models_per_worker)
+    return max(1, min(8, int(total_gb // per_worker)))
 
 
 def gpu_worker_threads(workers: int) -> int:

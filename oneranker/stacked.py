@@ -4,7 +4,8 @@ A paper-profile training step is ~1,900 small GPU kernels: one model alone leave
 while Python launches them, and several models in several processes queue their kernels one
 after another (their sum is a floor no number of processes goes under; README, "Where a paper
 step's time goes"). Stacking M models of the same architecture (the same config at M seeds)
-makes every one of those kernels M times larger instead of M times more numerous:
+was meant to make every one of those kernels M times larger instead of M times more numerous
+(measured, a stack's step launches more kernels than one model's, not the same number):
 
 * the models' parameters and buffers are stacked along a new leading axis [M, ...]
   (:class:`ModelStack`); embedding tables whose row counts differ between the models' worlds
@@ -109,7 +110,8 @@ def _attention_under_vmap(device: torch.device):
     """The SDPA kernels a stack may use. On CUDA only PyTorch's unfused math attention: under
     vmap the memory-efficient kernel refused the stacked call ("attn_bias: wrong shape (batch
     dimension)", on the H200 with torch 2.11, results/paper/stacked_step_h200.txt), and the math
-    one costs [B, H, L, L] scores per model. On the CPU any kernel (vmap loops over the models)."""
+    one costs [B, H, L, L] scores per model. On the CPU any kernel (vmap loops over the models).
+    ``sdpa_kernel`` sets process-wide flags: harmless here, since the pool trains in processes."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     return sdpa_kernel(SDPBackend.MATH) if device.type == "cuda" else contextlib.nullcontext()

@@ -593,12 +593,13 @@ def paper_stacked_step() -> str:
     for r in sorted(_stack_rows(), key=lambda r: (r["call"], "failed" in r)):   # measured rows first
         if "failed" in r:
             out.append({"call": r["call"], "contender": _stack_label(r["name"]), "wall ms per model-step": "—",
-                        "× alone (wall)": "—", "GPU kernel ms per model-step": "—", "× alone (GPU kernels)": "—",
+                        "speed vs alone, wall (alone ÷ this)": "—", "GPU kernel ms per model-step": "—",
+                        "speed vs alone, GPU kernels (alone ÷ this)": "—",
                         "kernels per step": "—", "peak GPU memory above the baseline, GiB": f"did not run: {r['failed']}"})
             continue
         out.append({"call": r["call"], "contender": _stack_label(r["name"]), "wall ms per model-step": r["per_model"],
-                    "× alone (wall)": r["ratio"], "GPU kernel ms per model-step": r["kernel"],
-                    "× alone (GPU kernels)": r["kratio"], "kernels per step": f"{int(r['kernels']):,}",
+                    "speed vs alone, wall (alone ÷ this)": r["ratio"], "GPU kernel ms per model-step": r["kernel"],
+                    "speed vs alone, GPU kernels (alone ÷ this)": r["kratio"], "kernels per step": f"{int(r['kernels']):,}",
                     "peak GPU memory above the baseline, GiB": r["peak"]})
     return markdown_table(pd.DataFrame(out), index=False)
 
@@ -619,8 +620,9 @@ def paper_stacked_summary() -> str:
         verdict = "A stack costs less GPU time per model than a model alone."
     else:
         verdict = "Stacking neither wins nor loses throughout."
-    largest = max(m for m, _ in stacks)
-    shares = _kernel_shares(_stack_profile("stacked_step_h200.txt", f"stack-{largest}-math"))
+    largest = max(stacks)[0]
+    name = next(r["name"] for r in rows if r["name"].startswith(f"stack-{largest}"))
+    shares = _kernel_shares(_stack_profile("stacked_step_h200.txt", name))
     where = (f" In the {largest}-model stack's profile, copies (`aten::copy_`) take {shares['aten::copy_']:.0f}% "
              f"of the kernel time and additions (`aten::add`) {shares['aten::add']:.0f}%.")
     return "GPU kernel time per model-step in a stack (call h): " + "; ".join(parts) + ". " + verdict + where + "\n"

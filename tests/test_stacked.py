@@ -215,7 +215,8 @@ def test_a_model_that_stopped_leaves_the_others_unchanged(tiny_prepared):
 def test_a_stacked_cuda_step_gives_each_models_losses(tiny_prepared):
     """On CUDA (bf16 autocast, the math attention inside the stack, FlexAttention alone): the
     stack's losses are each model's own, to bf16 rounding. (Before the stack chose the math
-    attention itself, this failed on the H200: the fused kernel refused the vmapped call.)"""
+    attention itself, this failed on the H200: the fused kernel refused the vmapped call,
+    results/paper/gpu_test_stacked_h200.txt; not yet run on a GPU since.)"""
     # one head of 16 dimensions: 'auto' picks FlexAttention alone (it needs heads of 16 or more)
     trainers = [Trainer(tiny_config(seed=s, **{"model.attention": "auto", "model.n_heads": 1}), tiny_prepared,
                         device="cuda", progress=False) for s in SEEDS]
@@ -225,3 +226,19 @@ def test_a_stacked_cuda_step_gives_each_models_losses(tiny_prepared):
     stacked = stack.train_step(hosts)["total"].cpu()
     alone = torch.stack([t.train_step(b, h)["total"].cpu() for t, b, h in zip(trainers, batches, hosts)])
     torch.testing.assert_close(stacked, alone, rtol=2e-2, atol=2e-2)
+
+
+def test_a_stack_on_cuda_allows_the_math_attention_only():
+    """Inside a CUDA stack's call only PyTorch's math SDPA backend is enabled (the fused ones
+    refused the vmapped call on the H200); on the CPU nothing is changed; after, all is as before."""
+    from oneranker.stacked import _attention_under_vmap
+
+    before = (torch.backends.cuda.flash_sdp_enabled(), torch.backends.cuda.mem_efficient_sdp_enabled(),
+              torch.backends.cuda.math_sdp_enabled())
+    with _attention_under_vmap(torch.device("cuda")):
+        assert torch.backends.cuda.math_sdp_enabled()
+        assert not torch.backends.cuda.mem_efficient_sdp_enabled() and not torch.backends.cuda.flash_sdp_enabled()
+    with _attention_under_vmap(torch.device("cpu")):
+        assert torch.backends.cuda.mem_efficient_sdp_enabled() == before[1]
+    assert (torch.backends.cuda.flash_sdp_enabled(), torch.backends.cuda.mem_efficient_sdp_enabled(),
+            torch.backends.cuda.math_sdp_enabled()) == before
