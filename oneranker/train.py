@@ -449,6 +449,7 @@ def save_trained(cfg: Config, model: OneRanker, history: History, cache_dir: str
     atomic_save(record, final)
     return final
 
+
 def train_stack(cfg: Config, prepared: Prepared, cache_dir: str | Path = "cache", device: str = "auto",
                 progress: bool = False) -> tuple[OneRanker, History]:
     """Train ``cfg`` with its stack mates (:func:`oneranker.stacked.stack_mates`) as one stacked
