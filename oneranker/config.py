@@ -25,15 +25,11 @@ class ConfigError(ValueError):
 
 def knob(default: Any, doc: str, *, ge: float | None = None, gt: float | None = None,
          le: float | None = None, lt: float | None = None, choices: tuple | None = None,
-         runtime: bool = False, hashed_unless_default: bool = False) -> Any:
+         runtime: bool = False) -> Any:
     """A documented config field with an allowed range (checked in ``__post_init__``).
     ``runtime``: the field changes how fast results come, never what they are (e.g. whether a
-    mask is built by compiled code); it is left out of the config hash, so caches survive it.
-    ``hashed_unless_default``: a field added after results were cached whose default changes
-    nothing: it enters the hash only when set, so the configs made before it keep their hash
-    (and their cached models), while any config that sets it gets a hash of its own."""
-    meta = {"doc": doc, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "runtime": runtime,
-            "hashed_unless_default": hashed_unless_default}
+    mask is built by compiled code); it is left out of the config hash, so caches survive it."""
+    meta = {"doc": doc, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "runtime": runtime}
     if isinstance(default, (list, tuple)):
         return field(default_factory=lambda: tuple(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -55,10 +51,6 @@ def _type_ok(value: Any, hint: Any) -> bool:
     if dataclasses.is_dataclass(hint):
         return isinstance(value, hint)
     raise TypeError(f"unsupported config type {hint!r}")
-
-
-def _default(f: dataclasses.Field) -> Any:
-    return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
 
 def _describe(hint: Any) -> str:
@@ -373,11 +365,10 @@ class TrainConfig(Validated):
                                             "one GPU; on the H200 it cost more GPU time per model, not less "
                                             "(benchmarks/stacked_step.py, README), so no profile sets it. A "
                                             "model of a seed among them is a function of the whole stack "
-                                            "(dropout noise is drawn "
-                                            "for the stack at once), so the field is then part of the config "
-                                            "hash; a seed not among them, or a stack of one, trains alone and "
-                                            "hashes as if the field were unset. () = every model alone.", ge=0,
-                               hashed_unless_default=True)
+                                            "(dropout noise is drawn for the stack at once), so the field is "
+                                            "then part of the config hash (Config.hash); a seed not among "
+                                            "them, or a stack of one, trains alone and hashes as if the field "
+                                            "were unset. () = every model alone.", ge=0)
     compile: str = knob("off", "What of a training step torch.compile fuses, on CUDA only (the CPU always "
                                "runs eager, exactly): 'blocks' = each transformer block of the three steps, "
                                "compiled in place (regional compilation; slower than eager on the H200, "
@@ -419,8 +410,7 @@ class Config(Validated):
         d = self.to_dict()
         for name, cls in SECTIONS.items():
             for f in dataclasses.fields(cls):
-                unset = f.metadata.get("hashed_unless_default") and getattr(getattr(self, name), f.name) == _default(f)
-                if f.metadata.get("runtime") or unset:
+                if f.metadata.get("runtime"):
                     del d[name][f.name]
         if not self.stacked:   # a model that trains alone is the same model whatever the field says
             d["train"].pop("stack_seeds", None)

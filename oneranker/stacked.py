@@ -39,7 +39,7 @@ import dataclasses
 import json
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -297,21 +297,14 @@ class StackedTrainer:
     def _active(self) -> list[int]:
         return [i for i, t in enumerate(self.trainers) if not t.history.stopped_early]
 
-    def _host_steps(self, batches: list[list[np.ndarray]], first: int):
-        """Each step's CPU batches of every model: collated one step ahead in a thread on a GPU,
-        when the step asks on the CPU (as :meth:`Trainer.host_batches`, and for its reasons)."""
-        def collate(b: int) -> list[dict[str, Tensor]]:
-            return [t.host_batch("train", bs[b]) for t, bs in zip(self.trainers, batches)]
-        if not self.trainers[0].prefetch:
-            for b in range(first, self.steps_per_epoch):
-                yield collate(b)
-            return
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            ahead = pool.submit(collate, first) if first < self.steps_per_epoch else None
-            for b in range(first, self.steps_per_epoch):
-                hosts = ahead.result()
-                ahead = pool.submit(collate, b + 1) if b + 1 < self.steps_per_epoch else None
-                yield hosts
+    def _host_steps(self, batches: list[list[np.ndarray]], first: int) -> Iterator[list[dict[str, Tensor]]]:
+        """Each step's CPU batches of every model, from each model's own
+        :meth:`Trainer.host_batches` (collated a step ahead in a thread on a GPU; on the CPU
+        when the step asks)."""
+        ahead = [t.host_batches(bs, first) for t, bs in zip(self.trainers, batches)]
+        for b, hosts in zip(range(first, self.steps_per_epoch), zip(*ahead)):
+            yield [t.host_batch("train", bs[b]) if h is None else h
+                   for t, bs, h in zip(self.trainers, batches, hosts)]
 
     def fit(self, stop_after_steps: int | None = None) -> list:
         """Train until every model has stopped early or run its epochs; each Trainer's model
