@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from tqdm.auto import tqdm
@@ -48,6 +50,8 @@ def _prepare_in_worker(cfg_dict: dict, cache_dir: str) -> str:
     cached_prepared(cfg, cache_dir, progress=False)
     return cfg.data_hash()
 
+
+T = TypeVar("T")
 
 GPU_WORKERS_ENV = "ONERANKER_GPU_WORKERS"
 
@@ -93,20 +97,30 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
 
 
+def in_processes(fn: Callable[..., T], args: list[tuple], workers: int | None = None,
+                 desc: str | None = None) -> list[T]:
+    """``[fn(*a) for a in args]``, the calls spread over spawned worker processes (results in the
+    order of ``args``). For CPU work of minutes per call that is seeded by its arguments alone
+    (a world's simulation), so the results do not depend on how many ran at once. Default:
+    half the cores (each call's numpy uses more than one); with one worker, or one call, it
+    runs in this process. ``fn`` must be importable by the workers (a module-level function)."""
+    workers = min(len(args), workers or max(1, (os.cpu_count() or 1) // 2))
+    if workers <= 1:
+        return [fn(*a) for a in args]
+    with _pool(workers) as pool:
+        futures = [pool.submit(fn, *a) for a in args]
+        for f in tqdm(as_completed(futures), total=len(futures), desc=desc, disable=desc is None):
+            f.result()   # the first failure stops the run here
+    return [f.result() for f in futures]
+
+
 def prepare_all(cfgs: list[Config], cache_dir: str | Path, workers: int | None = None) -> None:
     """Make sure every config's dataset is in the cache, simulating the missing worlds in
-    parallel processes (each world is seeded on its own, so the result does not depend on
-    how many ran at once). At paper scale one world takes minutes of one core."""
+    parallel processes (:func:`in_processes`). At paper scale one world takes most of a
+    minute of one core."""
     missing = {c.data_hash(): c for c in cfgs if not has_dataset(c, cache_dir)}
-    workers = min(len(missing), workers or max(1, (os.cpu_count() or 1) // 2))
-    if workers <= 1:
-        for c in missing.values():
-            cached_prepared(c, cache_dir)
-        return
-    with _pool(workers) as pool:
-        futures = [pool.submit(_prepare_in_worker, c.to_dict(), str(cache_dir)) for c in missing.values()]
-        for f in tqdm(as_completed(futures), total=len(futures), desc="simulating worlds", unit="world"):
-            f.result()
+    in_processes(_prepare_in_worker, [(c.to_dict(), str(cache_dir)) for c in missing.values()], workers,
+                 desc="simulating worlds")
 
 
 def train_all(cfgs: list[Config], cache_dir: str | Path, device: str = "auto", workers: int | None = None) -> None:

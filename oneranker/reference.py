@@ -23,6 +23,7 @@ distribution): a flat truth leaves no headroom for any model.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy import sparse
 
 from .schema import AD, ORGANIC
@@ -196,6 +197,27 @@ def market_headroom(cfg, n_test: int = 1000, k: int = 5) -> dict[str, float]:
     out["effective ads (median)"] = float(np.median(effective_ads(truth.pctr)))
     out["ctr"] = float(logs.imp_click.mean())
     return out
+
+
+def _headroom_row(cfg_dict: dict) -> dict[str, float]:
+    from .config import config_from_dict
+
+    return market_headroom(config_from_dict(cfg_dict))
+
+
+def headroom_table(settings: dict[str, dict], profile: str, seeds: list[int] | tuple[int, ...],
+                   workers: int | None = None) -> pd.DataFrame:
+    """:func:`market_headroom` of every setting (a name and its config overrides) at every seed,
+    one row each (columns ``setting``, ``seed`` and the measures), in that order. Each world is
+    simulated in a process of its own (:func:`oneranker.pool.in_processes`): at paper scale one
+    takes most of a minute of one core, and notebook 01 measures ten."""
+    from .config import make_config
+    from .pool import in_processes
+
+    keys = [(name, s) for name in settings for s in seeds]
+    cfgs = [(make_config(profile, seed=s, **settings[name]).to_dict(),) for name, s in keys]
+    rows = in_processes(_headroom_row, cfgs, workers, desc="simulating worlds")
+    return pd.DataFrame([{"setting": name, "seed": s, **row} for (name, s), row in zip(keys, rows)])
 
 
 # ---------------------------------------------------------------------------- on prepared data

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from oneranker import config, reference
+from oneranker import reference
 
 SETTINGS = {"defaults": {}, "before (affinity 4)": {"world.affinity_weight": 4.0}}
 
@@ -31,9 +31,7 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     settings = json.loads(args.settings) if args.settings else SETTINGS
-    rows = [{"setting": name, "seed": s, **reference.market_headroom(config.make_config(args.profile, seed=s, **ov))}
-            for name, ov in settings.items() for s in args.seeds]
-    res = pd.DataFrame(rows)
+    res = reference.headroom_table(settings, args.profile, args.seeds)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         res.to_csv(args.out, index=False)
