@@ -26,8 +26,10 @@ reproduce: $(STAMP)
 	$(PY) -m oneranker reproduce --profile $(PROFILE) --seed $(SEED)
 
 PAPER_SEEDS ?= 0 1 2
+# MPS=1: the GPU's processes share it under CUDA's Multi-Process Service (reproduce --mps)
+MPS ?=
 paper: $(STAMP)
-	$(PY) -m oneranker reproduce --profile paper --seed $(SEED) --device cuda --seeds $(PAPER_SEEDS)
+	$(PY) -m oneranker reproduce --profile paper --seed $(SEED) --device cuda --seeds $(PAPER_SEEDS) $(if $(MPS),--mps)
 
 # The executed notebooks (notebooks/, and results/<profile>/notebooks/ of other profiles) as HTML.
 book: $(STAMP)

@@ -169,8 +169,19 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     _print_real(evaluate_real({"model": (model, cfg)}, prepared, seed=cfg.seed, device=str(device)))
 
 
+def check_gpu_sharing(args: argparse.Namespace) -> None:
+    """``--mps`` needs a CUDA device and CUDA's MPS control program: refused before any work."""
+    from .pool import check_mps
+    from .runtime import resolve_device
+
+    if args.mps:
+        if resolve_device(args.device).type != "cuda":
+            raise ValueError(f"--mps shares a CUDA device between processes; --device {args.device} is not one")
+        check_mps()
+
+
 def cmd_pretrain(args: argparse.Namespace) -> None:
-    from .pool import train_notebook_models
+    from .pool import mps, train_notebook_models
 
     from .reproduce import check_seeds
     from .runtime import resolve_device
@@ -179,14 +190,16 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     try:   # bad --seeds or --device: an error before any work
         check_seeds(args.seeds)
         resolve_device(args.device)
-    except ValueError as e:
+        check_gpu_sharing(args)
+    except (ValueError, FileNotFoundError) as e:
         raise ConfigError(str(e)) from None
-    n = train_notebook_models(args.profile, args.cache, device=args.device, workers=args.workers, seeds=args.seeds)
+    with mps(args.mps):
+        n = train_notebook_models(args.profile, args.cache, device=args.device, workers=args.workers, seeds=args.seeds)
     print(f"{n} notebook models of profile {args.profile} are in {args.cache}")
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
-    from .pool import train_notebook_models
+    from .pool import mps, train_notebook_models
     from .reproduce import ROOT, notebook_paths, run_notebooks
 
     from .reproduce import check_seeds
@@ -197,12 +210,14 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
         check_seeds(args.seeds)
         resolve_device(args.device)   # e.g. `make paper` on a machine without CUDA fails here
         notebook_paths(args.notebooks)
+        check_gpu_sharing(args)
     except (ValueError, FileNotFoundError) as e:
         raise ConfigError(str(e)) from None
-    if not args.notebooks:   # every model of the series first, in one pool (oneranker.studies)
-        train_notebook_models(args.profile, ROOT / "cache", device=args.device, workers=args.workers,
-                              seeds=args.seeds)
-    run_notebooks(args.profile, notebooks=args.notebooks, seed=args.seed, device=args.device, seeds=args.seeds)
+    with mps(args.mps):   # the training workers and the notebooks' kernels start inside
+        if not args.notebooks:   # every model of the series first, in one pool (oneranker.studies)
+            train_notebook_models(args.profile, ROOT / "cache", device=args.device, workers=args.workers,
+                                  seeds=args.seeds)
+        run_notebooks(args.profile, notebooks=args.notebooks, seed=args.seed, device=args.device, seeds=args.seeds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="replace the notebooks' seed lists (default: each notebook's own)")
     r.add_argument("--workers", type=int, default=None,
                    help="training processes of the up-front pool (default: one per core up to 4 on CPU)")
+    r.add_argument("--mps", action="store_true",
+                   help="run the GPU's processes under CUDA's Multi-Process Service (a private daemon for the "
+                        "run; oneranker.pool.mps): their kernels then share the GPU at once instead of in time "
+                        "slices; needs nvidia-cuda-mps-control")
     r.set_defaults(func=cmd_reproduce)
     w = sub.add_parser("pretrain", help="train every model the notebooks use, in one pool (oneranker.studies)")
     w.add_argument("--profile", default="quick")
@@ -253,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--device", default="auto")
     w.add_argument("--workers", type=int, default=None, help="training processes (default: one per core up to 4 on CPU)")
     w.add_argument("--seeds", type=int, nargs="+", default=None, help="replace the notebooks' seed lists")
+    w.add_argument("--mps", action="store_true",
+                   help="run the GPU's processes under CUDA's Multi-Process Service (a private daemon for the "
+                        "run; oneranker.pool.mps): their kernels then share the GPU at once instead of in time "
+                        "slices; needs nvidia-cuda-mps-control")
     w.set_defaults(func=cmd_pretrain)
     args = parser.parse_args(argv)
     try:

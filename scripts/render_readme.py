@@ -628,6 +628,35 @@ def paper_stacked_summary() -> str:
     return "GPU kernel time per model-step in a stack (call h): " + "; ".join(parts) + ". " + verdict + where + "\n"
 
 
+MPS_SECTION = re.compile(r"^## MPS (?P<state>on|off)")
+MPS_CALL = re.compile(r"^# call (?P<call>\d+)")
+MPS_LINE = re.compile(r"^\s*(?P<spec>\S+): .*?(?P<models>\d+) model\(s\) at once:\s+(?P<rps>\d+) requests/s,.*?"
+                             r"(?P<ms>[\d.]+) ms per step of one model,.*?GPU busy (?P<busy>\d+|n/a)%?")
+
+
+def paper_mps() -> str:
+    """benchmarks/training_throughput.py's 8 models at once with and without CUDA's MPS
+    (results/paper/mps_throughput_h200.txt): each call's pair, in the order they ran."""
+    rows, call, state = [], None, None
+    for line in (ROOT / "results" / "paper" / "mps_throughput_h200.txt").read_text().splitlines():
+        if m := MPS_CALL.match(line):
+            call = int(m["call"])
+        elif m := MPS_SECTION.match(line):
+            state = m["state"]
+        elif m := MPS_LINE.match(line):
+            rows.append({"call": call, "MPS": state, "models at once": int(m["models"]),
+                         "requests/s": int(m["rps"]), "ms per step of one model": float(m["ms"]),
+                         "GPU busy (nvidia-smi, %)": m["busy"]})
+    table = pd.DataFrame(rows)
+    ratios = []
+    for call, g in table.groupby("call", sort=False):
+        on, off = (float(g.loc[g["MPS"] == s, "requests/s"].iloc[0]) for s in ("on", "off"))
+        first = g["MPS"].iloc[0]
+        ratios.append(f"call {call} (MPS {first} first): {on / off:.2f}×")
+    return (markdown_table(table, index=False).rstrip("\n") + "\n\nRequests/s with MPS ÷ without, per call: "
+            + "; ".join(ratios) + ".\n")
+
+
 def _stack_profile(name: str, contender: str) -> str:
     """The profiler table stacked_step.py printed after ``contender``'s result line."""
     lines = (ROOT / "results" / "paper" / name).read_text().splitlines()
@@ -924,6 +953,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "truth-speed": truth_speed,
     "paper-stacked-step": paper_stacked_step,
     "paper-stacked-summary": paper_stacked_summary,
+    "paper-mps": paper_mps,
     "long-history-lab": long_history_lab,
     "paper-arithmetic": paper_arithmetic,
     "task-query-quick": task_query_quick,

@@ -2,6 +2,11 @@
 analyses of one mechanism on tiny models; the truth sets a study keeps."""
 
 import itertools
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -261,9 +266,6 @@ def test_the_headroom_table_in_processes_equals_each_world_measured_here():
     """Ten worlds in notebook 01 took seven minutes of one core at paper scale; the table now
     simulates them in worker processes, and must give each (setting, seed) row as if measured
     in this process, in the order asked for."""
-    from oneranker import reference
-    from oneranker.config import make_config
-
     settings = {"default": {}, "affinity 4": {"world.affinity_weight": 4.0}}
     table = reference.headroom_table(settings, "smoke", [1, 0], workers=2)
     assert list(zip(table["setting"], table["seed"])) == [("default", 1), ("default", 0), ("affinity 4", 1),
@@ -271,3 +273,69 @@ def test_the_headroom_table_in_processes_equals_each_world_measured_here():
     for row in table.to_dict("records"):
         here = reference.market_headroom(make_config("smoke", seed=row["seed"], **settings[row["setting"]]))
         assert {k: row[k] for k in here} == here
+
+
+def _fake_mps_control(folder, monkeypatch):
+    """A stand-in for nvidia-cuda-mps-control on PATH that logs each call: its arguments, its
+    input and the pipe folder it was given."""
+    log = folder / "calls.log"
+    tool = folder / "nvidia-cuda-mps-control"
+    tool.write_text(f'#!/bin/sh\necho "args=$* pipe=$CUDA_MPS_PIPE_DIRECTORY input=$(cat)" >> {log}\n')
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    return log
+
+
+def test_mps_starts_a_private_daemon_and_stops_it_also_on_error(tmp_path, monkeypatch):
+    """pool.mps: the daemon is started (-d) with a private pipe folder that processes started
+    inside the block inherit, and told to quit when the block ends, also when it raised; the
+    environment is restored and the folder removed."""
+    log = _fake_mps_control(tmp_path, monkeypatch)
+    monkeypatch.delenv("CUDA_MPS_PIPE_DIRECTORY", raising=False)
+    monkeypatch.setenv("CUDA_MPS_LOG_DIRECTORY", "/somewhere/else")
+    with pytest.raises(RuntimeError, match="inside"):
+        with pool.mps():
+            pipe = os.environ["CUDA_MPS_PIPE_DIRECTORY"]
+            assert os.path.isdir(pipe) and os.environ["CUDA_MPS_LOG_DIRECTORY"] != "/somewhere/else"
+            child = subprocess.run([sys.executable, "-c", "import os; print(os.environ['CUDA_MPS_PIPE_DIRECTORY'])"],
+                                   capture_output=True, text=True, check=True).stdout.strip()
+            assert child == pipe
+            raise RuntimeError("inside")
+    calls = log.read_text().splitlines()
+    assert calls == [f"args=-d pipe={pipe} input=", f"args= pipe={pipe} input=quit"]
+    assert "CUDA_MPS_PIPE_DIRECTORY" not in os.environ and os.environ["CUDA_MPS_LOG_DIRECTORY"] == "/somewhere/else"
+    assert not os.path.exists(pipe)
+    with pool.mps(enabled=False):
+        assert "CUDA_MPS_PIPE_DIRECTORY" not in os.environ
+    assert len(log.read_text().splitlines()) == 2
+
+
+def test_mps_is_refused_before_any_work_without_its_program_or_a_gpu(tmp_path, monkeypatch, capsys):
+    from oneranker.__main__ import main
+
+    monkeypatch.setenv("PATH", str(tmp_path))   # no nvidia-cuda-mps-control
+    with pytest.raises(FileNotFoundError, match="nvidia-cuda-mps-control"):
+        with pool.mps():
+            raise AssertionError("the block must not run")
+    notebook = str(Path(__file__).resolve().parent.parent / "notebooks" / "01_data_prep.ipynb")
+    _fake_mps_control(tmp_path, monkeypatch)
+    assert main(["reproduce", "--profile", "smoke", "--device", "cpu", "--mps", "--notebooks", notebook]) == 2
+    assert main(["pretrain", "--profile", "smoke", "--device", "cpu", "--mps", "--cache", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.count("--device cpu is not one") == 2
+    assert not (tmp_path / "calls.log").exists() and not (tmp_path / "models").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or shutil.which(pool.MPS_CONTROL) is None,
+                    reason="needs a CUDA GPU and CUDA's MPS control program")
+def test_a_process_started_under_mps_computes_through_its_server():
+    """On a GPU: a CUDA process started inside pool.mps runs its kernels through the block's MPS
+    server (the server's log records the client) and computes what it computes alone."""
+    code = ("import torch; torch.manual_seed(0); x = torch.randn(512, 512, device='cuda'); "
+            "print(float((x @ x).double().sum()))")
+    alone = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    with pool.mps():
+        shared = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                timeout=120).stdout
+        server_log = Path(os.environ["CUDA_MPS_LOG_DIRECTORY"], "server.log").read_text()
+    assert shared == alone
+    assert "connected" in server_log
