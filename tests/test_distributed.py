@@ -76,6 +76,7 @@ def test_torchrun_trains_through_the_cli(tmp_path):
     assert len(list((tmp_path / "two" / "models").iterdir())) == 1
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
 def test_two_gpus_match_one_for_the_same_global_batch(tmp_path):
     """The same check on two GPUs (NCCL, NVLink multicast off), to bf16's tolerance: the DDP

@@ -118,6 +118,7 @@ def test_beam_generation_from_a_shared_history_equals_per_beam_copies(tiny_prepa
     assert (shared[0] >= 0).all()
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 def test_graphed_beam_search_equals_eager():
     from oneranker.generate import graphed_beam_search

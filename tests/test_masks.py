@@ -13,7 +13,7 @@ from oneranker import masks as M
 # flex_attention in eager mode (no torch.compile) is a slow reference path and says so.
 pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+DEVICES = ["cpu"] + ([pytest.param("cuda", marks=pytest.mark.gpu)] if torch.cuda.is_available() else [])
 H, D = 2, 16
 
 
@@ -139,6 +139,7 @@ def test_step1_flex_parity(device, L, block_size):
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)        # padding rows agree too
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="flex_attention has no backward on CPU")
 def test_step1_flex_grad_parity():
     L = 50
@@ -154,6 +155,7 @@ def test_step1_flex_grad_parity():
     torch.testing.assert_close(grads[1], grads[0], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="compiled flex_attention is exercised on CUDA only")
 def test_compiled_flex_parity_cuda():
     """The fused kernel skips masked blocks, so use several blocks per row (L=300 > 128)."""

@@ -222,6 +222,7 @@ def test_input_checks_still_raise_on_the_cpu(tiny_prepared):
         model.encode(bad)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="host-device synchronisation exists on a GPU only")
 def test_the_loss_forward_waits_for_the_gpu_once(tiny_prepared, monkeypatch):
     """On CUDA, the loss's forward pass (model and losses) never makes the host wait for the
@@ -252,6 +253,7 @@ def test_the_loss_forward_waits_for_the_gpu_once(tiny_prepared, monkeypatch):
     assert calls == [1] and torch.isfinite(loss)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_the_loss_forward_from_a_host_batch_never_waits_for_the_gpu(tiny_prepared):
     """Given the batch as collated on the CPU (what the trainer passes), the loss's forward pass

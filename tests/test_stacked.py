@@ -211,6 +211,7 @@ def test_a_model_that_stopped_leaves_the_others_unchanged(tiny_prepared):
         assert torch.equal(v, w), k
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the stack's CUDA path needs a GPU")
 def test_a_stacked_cuda_step_gives_each_models_losses(tiny_prepared):
     """On CUDA (bf16 autocast, the math attention inside the stack, FlexAttention alone): the

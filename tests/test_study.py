@@ -325,6 +325,7 @@ def test_mps_is_refused_before_any_work_without_its_program_or_a_gpu(tmp_path, m
     assert not (tmp_path / "calls.log").exists() and not (tmp_path / "models").exists()
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available() or shutil.which(pool.MPS_CONTROL) is None,
                     reason="needs a CUDA GPU and CUDA's MPS control program")
 def test_a_process_started_under_mps_computes_through_its_server():

@@ -139,6 +139,7 @@ def test_value_targets_drawn_from_the_host_batch_are_those_of_the_device_batch(t
     assert any((t >= 0).any() for t in a.value_targets)      # something was drawn
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="host-device synchronisation exists on a GPU only")
 def test_a_training_step_on_the_gpu_never_waits_for_it(tiny_prepared):
     """Trainer.train_step on CUDA queues the whole step (value draws from the CPU batch, the
@@ -228,6 +229,7 @@ def test_compile_blocks_marks_every_block_and_a_cpu_trainer_stays_eager(tiny_pre
         assert not any(compiled(b) for b in transformer_blocks(trainer.model))
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="train.compile compiles on CUDA only")
 @pytest.mark.parametrize("scope", ["blocks", "loss"])
 def test_a_compiled_training_run_on_the_gpu_follows_the_eager_one(tiny_prepared, scope):
