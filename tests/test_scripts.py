@@ -79,11 +79,13 @@ def test_training_step_benchmark_times_and_profiles_every_contender(tmp_path):
     malformed contender is refused before any work."""
     cmd = [sys.executable, str(ROOT / "benchmarks" / "training_step.py"), "--profile", "smoke", "--device", "cpu",
            "--cache", str(tmp_path), "--warmup", "0", "--steps", "2"]
-    out = subprocess.run(cmd + ["--contenders", "today", "select", "flex:fwd_BLOCK_M=64,PRESCALE_QK=false"],
+    out = subprocess.run(cmd + ["--contenders", "today", "select", "flex:fwd_BLOCK_M=64,PRESCALE_QK=false", "graphed"],
                          capture_output=True, text=True, check=True).stdout
     lines = [line for line in out.splitlines() if "ms per step" in line]
     assert [line.split(":")[0].strip() for line in lines] == ["today", "select", "flex"]
     assert "1.00x the first row's speed" in lines[0] and all("0 kernels per step" in line for line in lines)
+    assert "differ from today's by at most 0.00e+00" in lines[0]
+    assert "graphed: failed to warm up: RuntimeError: CUDA graphs need a CUDA device" in out
     assert out.count("0 graphs compiled") == 3            # eager contenders compile nothing on the CPU
     assert out.count("Self CPU time total") == 1          # only the first contender's table without --tables
     for bad in ("fast", "flex:BLOCK_M", "flex:BLOCK_M=big"):
