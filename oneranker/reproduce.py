@@ -107,9 +107,16 @@ def provenance() -> dict:
             "machine": platform.platform(), "cpu_count": os.cpu_count()}
 
 
+COMMIT_ENV = "ONERANKER_COMMIT"
+
+
 def _git_state() -> dict:
     """The checkout's commit and whether tracked files differ from it (None where git, or the
-    repository, is missing: e.g. an unpacked archive)."""
+    repository, is missing: e.g. an unpacked archive). ``ONERANKER_COMMIT`` names the commit
+    of a tree copied to a machine with git data that is not its own (the lent GPU machines
+    receive the working tree beside a stale ``.git``); whether it had changes is then unknown."""
+    if os.environ.get(COMMIT_ENV):
+        return {"commit": os.environ[COMMIT_ENV], "uncommitted_changes": None}
     def git(*args: str) -> str | None:
         try:
             out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)

@@ -83,3 +83,15 @@ def test_a_run_record_entry_names_its_code_and_keeps_the_other_notebooks(tmp_pat
     assert record["runs"][1]["seconds"] == 94.0 and record["runs"][1]["model_code"] == code_version(MODEL_CODE)
     assert {"commit", "uncommitted_changes", "machine", "gpu", "torch"} <= set(record["runs"][1])
     assert reproduce.code_versions(record) == {"old", code_version(MODEL_CODE)}
+
+
+def test_a_copied_tree_names_its_commit_and_the_record_says_changes_are_unknown(tmp_path, monkeypatch):
+    """ONERANKER_COMMIT: a tree copied beside git data that is not its own (the lent GPU machines)
+    records the commit it was copied from; git's own answer would name an older one."""
+    monkeypatch.setattr(reproduce, "ROOT", tmp_path)   # no repository here
+    monkeypatch.delenv(reproduce.COMMIT_ENV, raising=False)
+    assert {k: reproduce.provenance()[k] for k in ("commit", "uncommitted_changes")} == \
+        {"commit": None, "uncommitted_changes": None}
+    monkeypatch.setenv(reproduce.COMMIT_ENV, "abc1234")
+    assert {k: reproduce.provenance()[k] for k in ("commit", "uncommitted_changes")} == \
+        {"commit": "abc1234", "uncommitted_changes": None}
