@@ -8,7 +8,9 @@ can never go under (the paper series trains 69 models to convergence), so this i
 Each contender is its own Trainer (the paper profile, seed 0) on the same cached dataset and
 the same batches, changed in one respect only:
 
-* ``today``: the Trainer as configured;
+* ``today``: the Trainer as configured; ``today-again``: the same a second time, whose weight
+  drift from ``today``'s (printed for every contender) is the scale of the GPU's own
+  run-to-run rounding (atomic additions in some backward kernels);
 * ``select``: tokens looked up type by type (``TokenEmbedding.lookup='select'``, the CPU's
   reference way; ``today`` gathers them in one lookup on CUDA);
 * ``sdpa``: Step 1 on dense-mask scaled-dot-product attention instead of FlexAttention;
@@ -55,7 +57,7 @@ from oneranker.config import make_config  # noqa: E402
 from oneranker.data import cached_prepared  # noqa: E402
 from oneranker.profiling import profile_training_steps, synchronize, time_side_by_side  # noqa: E402
 
-NAMED = {"today": {}, "select": {"lookup": "select"}, "sdpa": {"kernel": "sdpa"},
+NAMED = {"today": {}, "today-again": {}, "select": {"lookup": "select"}, "sdpa": {"kernel": "sdpa"},
          "loss-compiled": {"train.compile": "loss"}, "blocks-compiled": {"train.compile": "blocks"},
          "loss-compiled-dynamic": {"train.compile": "off", "compile_dynamic": "loss"},
          "blocks-compiled-dynamic": {"train.compile": "off", "compile_dynamic": "blocks"},

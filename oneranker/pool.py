@@ -8,16 +8,14 @@ ran or in which order: a model trained here is bit-identical to one trained in t
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import shutil
 import subprocess
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Iterator
+from concurrent.futures import as_completed
 from pathlib import Path
-from typing import TypeVar
 
 import torch
 from tqdm.auto import tqdm
@@ -25,6 +23,7 @@ from tqdm.auto import tqdm
 from .cache import has_dataset, has_model
 from .config import Config
 from .data import cached_prepared
+from .parallel import in_processes, process_pool
 from .runtime import resolve_device
 from .stacked import stack_mates
 from .train import train_or_load
@@ -55,8 +54,6 @@ def _prepare_in_worker(cfg_dict: dict, cache_dir: str) -> str:
     cached_prepared(cfg, cache_dir, progress=False)
     return cfg.data_hash()
 
-
-T = TypeVar("T")
 
 GPU_WORKERS_ENV = "ONERANKER_GPU_WORKERS"
 
@@ -149,27 +146,6 @@ def gpu_worker_threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
-def _pool(workers: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
-
-
-def in_processes(fn: Callable[..., T], args: list[tuple], workers: int | None = None,
-                 desc: str | None = None) -> list[T]:
-    """``[fn(*a) for a in args]``, the calls spread over spawned worker processes (results in the
-    order of ``args``). For CPU work of minutes per call that is seeded by its arguments alone
-    (a world's simulation), so the results do not depend on how many ran at once. Default:
-    half the cores (each call's numpy uses more than one); with one worker, or one call, it
-    runs in this process. ``fn`` must be importable by the workers (a module-level function)."""
-    workers = min(len(args), workers or max(1, (os.cpu_count() or 1) // 2))
-    if workers <= 1:
-        return [fn(*a) for a in args]
-    with _pool(workers) as pool:
-        futures = [pool.submit(fn, *a) for a in args]
-        for f in tqdm(as_completed(futures), total=len(futures), desc=desc, disable=desc is None):
-            f.result()   # the first failure stops the run here
-    return [f.result() for f in futures]
-
-
 def prepare_all(cfgs: list[Config], cache_dir: str | Path, workers: int | None = None) -> None:
     """Make sure every config's dataset is in the cache, simulating the missing worlds in
     parallel processes (:func:`in_processes`). At paper scale one world takes most of a
@@ -205,7 +181,7 @@ def train_all(cfgs: list[Config], cache_dir: str | Path, device: str = "auto", w
     else:
         n = min(workers, len(missing))
         threads = 1 if dev.type == "cpu" else gpu_worker_threads(n)
-        with _pool(n) as pool:
+        with process_pool(n) as pool:
             futures = [pool.submit(_train_in_worker, c.to_dict(), str(cache_dir), str(dev), threads)
                        for c in missing.values()]
             for f in as_completed(futures):

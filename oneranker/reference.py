@@ -209,10 +209,10 @@ def headroom_table(settings: dict[str, dict], profile: str, seeds: list[int] | t
                    workers: int | None = None) -> pd.DataFrame:
     """:func:`market_headroom` of every setting (a name and its config overrides) at every seed,
     one row each (columns ``setting``, ``seed`` and the measures), in that order. Each world is
-    simulated in a process of its own (:func:`oneranker.pool.in_processes`): at paper scale one
+    simulated in a process of its own (:func:`oneranker.parallel.in_processes`): at paper scale one
     takes most of a minute of one core, and notebook 01 measures ten."""
     from .config import make_config
-    from .pool import in_processes
+    from .parallel import in_processes
 
     keys = [(name, s) for name in settings for s in seeds]
     cfgs = [(make_config(profile, seed=s, **settings[name]).to_dict(),) for name, s in keys]

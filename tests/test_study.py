@@ -44,7 +44,7 @@ def test_a_stack_is_one_job_of_the_pool_and_caches_every_mate(tmp_path, monkeypa
     cfgs = [tiny_config(seed=s, **stacked) for s in (0, 1)] + [tiny_config(seed=0, **{"model.use_ranker": False})]
     jobs = []
     real = pool._train_in_worker
-    monkeypatch.setattr(pool, "_pool", lambda workers: _InProcess())
+    monkeypatch.setattr(pool, "process_pool", lambda workers: _InProcess())
     monkeypatch.setattr(pool.torch, "set_num_threads", lambda n: None)   # in this process: leave its threads
     monkeypatch.setattr(pool, "_train_in_worker", lambda d, *a: jobs.append(d["seed"]) or real(d, *a))
     pool.train_all(cfgs, tmp_path / "pool", device="cpu", workers=2)

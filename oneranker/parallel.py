@@ -1,0 +1,39 @@
+"""CPU work spread over worker processes: one home for the process pool that the model pool
+(:mod:`oneranker.pool`) and the market measurements (:func:`oneranker.reference.headroom_table`)
+share. Light on purpose: it imports nothing of the model, so pure-measurement modules can use it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import TypeVar
+
+from tqdm.auto import tqdm
+
+T = TypeVar("T")
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """``workers`` fresh interpreter processes (spawned, not forked: a forked child would inherit
+    the parent's CUDA and thread state)."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def in_processes(fn: Callable[..., T], args: list[tuple], workers: int | None = None,
+                 desc: str | None = None) -> list[T]:
+    """``[fn(*a) for a in args]``, the calls spread over spawned worker processes (results in the
+    order of ``args``). For CPU work of minutes per call that is seeded by its arguments alone
+    (a world's simulation), so the results do not depend on how many ran at once. Default:
+    half the cores (each call's numpy uses more than one); with one worker, or one call, it
+    runs in this process. ``fn`` must be importable by the workers (a module-level function)."""
+    workers = min(len(args), workers or max(1, (os.cpu_count() or 1) // 2))
+    if workers <= 1:
+        return [fn(*a) for a in args]
+    with process_pool(workers) as pool:
+        futures = [pool.submit(fn, *a) for a in args]
+        for f in tqdm(as_completed(futures), total=len(futures), desc=desc, disable=desc is None):
+            f.result()   # the first failure stops the run here
+    return [f.result() for f in futures]
