@@ -29,7 +29,7 @@ PAPER_SEEDS ?= 0 1 2
 # MPS=1: the GPU's processes share it under CUDA's Multi-Process Service (reproduce --mps)
 MPS ?=
 paper: $(STAMP)
-	$(PY) -m oneranker reproduce --profile paper --seed $(SEED) --device cuda --seeds $(PAPER_SEEDS) $(if $(MPS),--mps)
+	$(PY) -m oneranker reproduce --profile paper --seed $(SEED) --device cuda --seeds $(PAPER_SEEDS) $(if $(filter 1,$(MPS)),--mps)
 
 # The executed notebooks (notebooks/, and results/<profile>/notebooks/ of other profiles) as HTML.
 book: $(STAMP)

@@ -123,11 +123,19 @@ class GraphedSteps:
     batch shape (the padded history length and the batch size) and replayed. Everything the
     host does stays as it is: the batch is collated, the step's targets and negatives drawn
     from its seeded CPU generator, the dropout seed set; the inputs are then copied into the
-    graph's static tensors and the graph replayed. The learning rate becomes a tensor on the
-    GPU (fused AdamW, ``capturable``), filled before each replay. A new shape is captured
-    after two eager warm-up iterations on a side stream, whose updates are then undone (the
-    weights and the optimiser's state restored in place), so a step does what the eager step
-    does. Installed over the trainer's ``train_step``."""
+    graph's static tensors and the graph replayed. A new shape is captured after two eager
+    warm-up iterations on a side stream, whose updates are then undone (the weights and the
+    optimiser's state restored in place). Installed over the trainer's ``train_step``.
+
+    Where it differs from the eager step: the learning rate is a float32 tensor on the GPU
+    (fused AdamW, ``capturable``), where the eager step passes the exact double (a relative
+    rounding of at most 6e-8); and the bf16 casts are not cached (same values). Compare its
+    weight drift with ``today-again``'s, the GPU's own run-to-run scale. A prototype: it
+    re-states the parts of ``Trainer.train_step`` it needs (the dropout stream, the clip of
+    1.0); if it wins, the Trainer's step is split into its host and GPU halves and the graph
+    captures the second, one home. The graphs point at the optimiser's state tensors: after
+    ``optim.load_state_dict`` (a resume, or ``profile_training_steps``' restore) they must be
+    captured again, so profiling is a contender's last use here."""
 
     def __init__(self, trainer) -> None:
         import torch
@@ -136,6 +144,8 @@ class GraphedSteps:
             raise RuntimeError("CUDA graphs need a CUDA device")
         if trainer.ddp is not None:
             raise RuntimeError("the graphed step is not combined with distributed training")
+        with contextlib.suppress(AttributeError):   # graphs replayed under a profiler (pytorch#75504)
+            torch.profiler._utils._init_for_cuda_graphs()
         self.t = trainer
         self.graphs: dict[tuple, tuple] = {}
         self.pool = None
@@ -145,6 +155,7 @@ class GraphedSteps:
         trainer.train_step = self.step
 
     def _gpu_work(self, batch: dict, draws) -> dict:
+        """Forward, backward, clip and AdamW on ``batch`` and ``draws`` (LossDraws): what is captured."""
         import torch
 
         t = self.t
@@ -156,6 +167,7 @@ class GraphedSteps:
         return terms
 
     def _capture(self, batch: dict, draws) -> tuple:
+        """The graph of ``batch``'s shape, its static inputs, its outputs and the gradients it writes."""
         import torch
 
         from oneranker.losses import LossDraws
@@ -176,7 +188,7 @@ class GraphedSteps:
         torch.cuda.current_stream(t.device).wait_stream(side)
         t.optim.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
+        with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
             terms = self._gpu_work(static_batch, static_draws)
         self.pool = self.pool or graph.pool()
         grads = [p.grad for p in t.model.parameters()]   # kept alive: the graph writes them
@@ -192,7 +204,8 @@ class GraphedSteps:
         torch.cuda.set_rng_state(rng, t.device)
         return graph, static_batch, static_draws, terms, grads
 
-    def step(self, indices, host=None) -> dict:
+    def step(self, indices, host: dict | None = None) -> dict:
+        """One optimiser step on the training requests ``indices`` (as Trainer.train_step)."""
         import torch
 
         from oneranker.losses import draw_loss_samples

@@ -147,8 +147,10 @@ def main() -> None:
                     help="sample the GPU's utilisation with nvidia-smi every this many ms (0: off; see above)")
     args = ap.parse_args()
     runs = [(spec, parse_run(spec)) for spec in args.runs]
-    if any(c["mps"] for _, c in runs):
-        check_mps()   # before the dataset and the first contender
+    if any(c["mps"] for _, c in runs):   # before the dataset and the first contender
+        if not args.device.startswith("cuda"):
+            raise SystemExit(f"--runs with 'm' (MPS) need a CUDA device, not --device {args.device}")
+        check_mps()
     print(header(f"profile {args.profile}"), flush=True)
     cached_prepared(make_config(args.profile, seed=0), args.cache)
     gpu = GpuSampler(args.sample_ms) if args.device.startswith("cuda") and args.sample_ms > 0 else None

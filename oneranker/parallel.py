@@ -25,15 +25,23 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
 def in_processes(fn: Callable[..., T], args: list[tuple], workers: int | None = None,
                  desc: str | None = None) -> list[T]:
     """``[fn(*a) for a in args]``, the calls spread over spawned worker processes (results in the
-    order of ``args``). For CPU work of minutes per call that is seeded by its arguments alone
-    (a world's simulation), so the results do not depend on how many ran at once. Default:
-    half the cores (each call's numpy uses more than one); with one worker, or one call, it
-    runs in this process. ``fn`` must be importable by the workers (a module-level function)."""
+    order of ``args``). For CPU work of seconds to minutes per call that is seeded by its
+    arguments alone (a world's simulation), so the results do not depend on how many ran at
+    once. Default: half the cores (each call's numpy uses more than one); with one worker, or
+    one call, it runs in this process. The first failure is raised, and the calls not yet
+    started are cancelled. ``fn`` must be importable by the workers (a module-level function)."""
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be at least 1, not {workers}")
     workers = min(len(args), workers or max(1, (os.cpu_count() or 1) // 2))
     if workers <= 1:
         return [fn(*a) for a in args]
-    with process_pool(workers) as pool:
+    pool = process_pool(workers)
+    try:
         futures = [pool.submit(fn, *a) for a in args]
         for f in tqdm(as_completed(futures), total=len(futures), desc=desc, disable=desc is None):
-            f.result()   # the first failure stops the run here
+            f.result()
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return [f.result() for f in futures]

@@ -105,12 +105,14 @@ def mps(enabled: bool = True) -> Iterator[None]:
     pipe folder every CUDA process started inside the block (training workers, notebook
     kernels) finds in its environment. Without MPS the GPU runs one process's kernels at a
     time (time slices); with it, the kernels of several processes can run at once on its
-    multiprocessors. Eight paper-profile models training side by side left the H200 idle a
-    third of the time, and trained 1.21x the requests/s under MPS
-    (benchmarks/training_throughput.py, results/paper/mps_throughput_h200.txt). The kernels
-    are the same, so is what each computes. A process that had already used CUDA before the
-    block stays outside it. The daemon is stopped and the environment restored when the block
-    ends, also on error. ``enabled=False``: a no-op."""
+    multiprocessors. Eight paper-profile models training side by side without it kept the
+    H200 busy only 51-71% of the time (nvidia-smi), and under it trained 1.21x the
+    requests/s in the one pair measured in a fair order (benchmarks/training_throughput.py,
+    results/paper/mps_throughput_h200.txt). The kernels are the same ones; that the trained
+    models then agree to the GPU's rounding has not been measured. A process that had already
+    used CUDA before the block may stay outside it (not measured either). The daemon is
+    stopped and the environment restored when the block ends, also on error.
+    ``enabled=False``: a no-op."""
     if not enabled:
         yield
         return
@@ -121,7 +123,11 @@ def mps(enabled: bool = True) -> Iterator[None]:
     try:
         for k in MPS_ENV:
             Path(os.environ[k]).mkdir()
-        subprocess.run([control, "-d"], check=True, timeout=60)
+        started = subprocess.run([control, "-d"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                 timeout=60)
+        if started.returncode != 0:
+            raise RuntimeError(f"{MPS_CONTROL} -d could not start the MPS daemon (exit {started.returncode}): "
+                               f"{(started.stderr or started.stdout).strip()[:300]}")
         yield
     finally:
         try:

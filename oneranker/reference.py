@@ -200,6 +200,7 @@ def market_headroom(cfg, n_test: int = 1000, k: int = 5) -> dict[str, float]:
 
 
 def _headroom_row(cfg_dict: dict) -> dict[str, float]:
+    """:func:`market_headroom` of a config given as a dict (what a worker process receives)."""
     from .config import config_from_dict
 
     return market_headroom(config_from_dict(cfg_dict))

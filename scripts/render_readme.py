@@ -631,7 +631,7 @@ def paper_stacked_summary() -> str:
 MPS_SECTION = re.compile(r"^## MPS (?P<state>on|off)")
 MPS_CALL = re.compile(r"^# call (?P<call>\d+)")
 MPS_LINE = re.compile(r"^\s*(?P<spec>\S+): .*?(?P<models>\d+) model\(s\) at once:\s+(?P<rps>\d+) requests/s,.*?"
-                             r"(?P<ms>[\d.]+) ms per step of one model,.*?GPU busy (?P<busy>\d+|n/a)%?")
+                      r"(?P<ms>[\d.]+) ms per step of one model,.*?GPU busy (?P<busy>\d+|n/a)%?.*?warm-up (?P<warm>\d+) s")
 
 
 def paper_mps() -> str:
@@ -646,7 +646,7 @@ def paper_mps() -> str:
         elif m := MPS_LINE.match(line):
             rows.append({"call": call, "MPS": state, "models at once": int(m["models"]),
                          "requests/s": int(m["rps"]), "ms per step of one model": float(m["ms"]),
-                         "GPU busy (nvidia-smi, %)": m["busy"]})
+                         "GPU busy (nvidia-smi, %)": m["busy"], "warm-up, s": int(m["warm"])})
     table = pd.DataFrame(rows)
     ratios = []
     for call, g in table.groupby("call", sort=False):

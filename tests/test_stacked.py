@@ -211,6 +211,24 @@ def test_a_model_that_stopped_leaves_the_others_unchanged(tiny_prepared):
         assert torch.equal(v, w), k
 
 
+def test_a_stack_collating_ahead_in_threads_trains_the_same_models(tiny_prepared):
+    """On a GPU each member collates its next batch in a thread (Trainer.host_batches, zipped
+    by the stack); on the CPU each is collated when its step asks. The models must not depend
+    on which: here both ways run on the CPU, with dropout."""
+    over = {"model.dropout": 0.1, "train.epochs": 2}
+    runs = []
+    for prefetch in (False, True):
+        trainers = _trainers(tiny_prepared, seeds=(0, 1), **over)
+        for t in trainers:
+            t.prefetch = prefetch
+        StackedTrainer(trainers).fit()
+        runs.append(trainers)
+    for a, b in zip(*runs):
+        assert [e["train_loss"] for e in a.history.epochs] == [e["train_loss"] for e in b.history.epochs]
+        for (k, v), w in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+            assert torch.equal(v, w), k
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the stack's CUDA path needs a GPU")
 def test_a_stacked_cuda_step_gives_each_models_losses(tiny_prepared):

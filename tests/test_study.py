@@ -308,6 +308,11 @@ def test_mps_starts_a_private_daemon_and_stops_it_also_on_error(tmp_path, monkey
     with pool.mps(enabled=False):
         assert "CUDA_MPS_PIPE_DIRECTORY" not in os.environ
     assert len(log.read_text().splitlines()) == 2
+    (tmp_path / "nvidia-cuda-mps-control").write_text('#!/bin/sh\necho "no GPU here" >&2\nexit 3\n')
+    with pytest.raises(RuntimeError, match="could not start the MPS daemon .exit 3.: no GPU here"):
+        with pool.mps():
+            raise AssertionError("the block must not run")
+    assert "CUDA_MPS_PIPE_DIRECTORY" not in os.environ
 
 
 def test_mps_is_refused_before_any_work_without_its_program_or_a_gpu(tmp_path, monkeypatch, capsys):
