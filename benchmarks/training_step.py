@@ -25,12 +25,10 @@ the same batches, changed in one respect only:
   same code (``loss-compiled`` and ``loss-compiled-dynamic``): run such pairs in separate
   invocations;
 * ``flex-autotune``: FlexAttention compiled with ``mode='max-autotune-no-cudagraphs'``;
-* ``graphed``: the step's GPU work (forward, backward, gradient clip, AdamW) captured as one
-  CUDA graph per batch shape and replayed (:class:`GraphedSteps`): one launch instead of
-  about 1,900, the same kernels. Launches are the host's cost of a step, which on the lent
-  H200 machines (gVisor) is several times the kernels' time. A prototype measured here before
-  any change to the Trainer: the line after the table says how far its weights drift from
-  the first contender's over the same batches;
+* ``graphed``: ``train.cuda_graphs`` (:mod:`oneranker.graphs`): the step's GPU work captured
+  as one CUDA graph per batch shape and replayed, one launch instead of about 1,900. Its
+  weight drift from ``today``'s, against ``today-again``'s, says whether it trains the same
+  model; on the CPU it runs eager, like the Trainer;
 * ``flex:KEY=V,...``: FlexAttention with these kernel options (``FlexKernelOptions``; ``fwd_``
   and ``bwd_`` prefixes for one pass only, e.g. ``flex:fwd_BLOCK_M=64,bwd_BLOCK_M1=32``).
 
@@ -61,7 +59,7 @@ NAMED = {"today": {}, "today-again": {}, "select": {"lookup": "select"}, "sdpa":
          "loss-compiled": {"train.compile": "loss"}, "blocks-compiled": {"train.compile": "blocks"},
          "loss-compiled-dynamic": {"train.compile": "off", "compile_dynamic": "loss"},
          "blocks-compiled-dynamic": {"train.compile": "off", "compile_dynamic": "blocks"},
-         "flex-autotune": {"flex_mode": "max-autotune-no-cudagraphs"}, "graphed": {"graphed": True}}
+         "flex-autotune": {"flex_mode": "max-autotune-no-cudagraphs"}, "graphed": {"train.cuda_graphs": True}}
 
 
 def parse_contender(spec: str) -> dict:
@@ -118,122 +116,6 @@ def compile_dynamic(trainer, scope: str | None) -> None:
             block.compile(dynamic=True)
 
 
-class GraphedSteps:
-    """``graphed``: :meth:`Trainer.train_step` with its GPU work captured as a CUDA graph per
-    batch shape (the padded history length and the batch size) and replayed. Everything the
-    host does stays as it is: the batch is collated, the step's targets and negatives drawn
-    from its seeded CPU generator, the dropout seed set; the inputs are then copied into the
-    graph's static tensors and the graph replayed. A new shape is captured after two eager
-    warm-up iterations on a side stream, whose updates are then undone (the weights and the
-    optimiser's state restored in place). Installed over the trainer's ``train_step``.
-
-    Where it differs from the eager step: the learning rate is a float32 tensor on the GPU
-    (fused AdamW, ``capturable``), where the eager step passes the exact double (a relative
-    rounding of at most 6e-8); and the bf16 casts are not cached (same values). Compare its
-    weight drift with ``today-again``'s, the GPU's own run-to-run scale. A prototype: it
-    re-states the parts of ``Trainer.train_step`` it needs (the dropout stream, the clip of
-    1.0); if it wins, the Trainer's step is split into its host and GPU halves and the graph
-    captures the second, one home. The graphs point at the optimiser's state tensors: after
-    ``optim.load_state_dict`` (a resume, or ``profile_training_steps``' restore) they must be
-    captured again, so profiling is a contender's last use here."""
-
-    def __init__(self, trainer) -> None:
-        import torch
-
-        if trainer.device.type != "cuda":
-            raise RuntimeError("CUDA graphs need a CUDA device")
-        if trainer.ddp is not None:
-            raise RuntimeError("the graphed step is not combined with distributed training")
-        with contextlib.suppress(AttributeError):   # graphs replayed under a profiler (pytorch#75504)
-            torch.profiler._utils._init_for_cuda_graphs()
-        self.t = trainer
-        self.graphs: dict[tuple, tuple] = {}
-        self.pool = None
-        self.lr = torch.tensor(trainer.tc.lr, dtype=torch.float32, device=trainer.device)
-        for g in trainer.optim.param_groups:
-            g["lr"], g["capturable"] = self.lr, True
-        trainer.train_step = self.step
-
-    def _gpu_work(self, batch: dict, draws) -> dict:
-        """Forward, backward, clip and AdamW on ``batch`` and ``draws`` (LossDraws): what is captured."""
-        import torch
-
-        t = self.t
-        with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
-            terms = t.loss_fn(t.model, batch, t.tc, draws)
-        terms["total"].backward()
-        torch.nn.utils.clip_grad_norm_(t.model.parameters(), 1.0)
-        t.optim.step()
-        return terms
-
-    def _capture(self, batch: dict, draws) -> tuple:
-        """The graph of ``batch``'s shape, its static inputs, its outputs and the gradients it writes."""
-        import torch
-
-        from oneranker.losses import LossDraws
-
-        t = self.t
-        static_batch = {k: v.clone() for k, v in batch.items()}
-        static_draws = LossDraws([x.clone() for x in draws.value_targets],
-                                 None if draws.negatives is None else draws.negatives.clone())
-        weights = {k: v.detach().clone() for k, v in t.model.state_dict().items()}
-        optim = {p: {k: v.clone() for k, v in st.items() if torch.is_tensor(v)} for p, st in t.optim.state.items()}
-        rng = torch.cuda.get_rng_state(t.device)
-        side = torch.cuda.Stream(t.device)
-        side.wait_stream(torch.cuda.current_stream(t.device))
-        with torch.cuda.stream(side):
-            for _ in range(2):
-                t.optim.zero_grad(set_to_none=True)
-                self._gpu_work(static_batch, static_draws)
-        torch.cuda.current_stream(t.device).wait_stream(side)
-        t.optim.zero_grad(set_to_none=True)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
-            terms = self._gpu_work(static_batch, static_draws)
-        self.pool = self.pool or graph.pool()
-        grads = [p.grad for p in t.model.parameters()]   # kept alive: the graph writes them
-        with torch.no_grad():
-            for k, v in t.model.state_dict().items():
-                v.copy_(weights[k])
-            for p, st in t.optim.state.items():   # as before; a state the warm-up created: fresh (zeros)
-                for k, v in st.items():
-                    if torch.is_tensor(v) and p in optim:
-                        v.copy_(optim[p][k])
-                    elif torch.is_tensor(v):
-                        v.zero_()
-        torch.cuda.set_rng_state(rng, t.device)
-        return graph, static_batch, static_draws, terms, grads
-
-    def step(self, indices, host: dict | None = None) -> dict:
-        """One optimiser step on the training requests ``indices`` (as Trainer.train_step)."""
-        import torch
-
-        from oneranker.losses import draw_loss_samples
-        from oneranker.runtime import batch_to_device, step_seed
-
-        t = self.t
-        t.model.train()
-        gen = t.draw_generator(t.step)
-        self.lr.fill_(t.lr_at(t.step))
-        host = t.host_batch("train", indices) if host is None else host
-        batch = batch_to_device(host, t.device)
-        draws = draw_loss_samples(t.model, batch, t.tc, gen, host)
-        key = tuple((k, tuple(v.shape), v.dtype) for k, v in sorted(batch.items()))
-        if key not in self.graphs:
-            self.graphs[key] = self._capture(batch, draws)
-        graph, static_batch, static_draws, terms, _ = self.graphs[key]
-        for k, v in batch.items():
-            static_batch[k].copy_(v)
-        for s, d in zip(static_draws.value_targets, draws.value_targets):
-            s.copy_(d)
-        if draws.negatives is not None:
-            static_draws.negatives.copy_(draws.negatives)
-        torch.manual_seed(step_seed(t.cfg.seed, 2, t.step))   # this step's dropout noise, as eager
-        graph.replay()
-        t.step += 1
-        return {k: v.detach().clone() for k, v in terms.items()}
-
-
 def weight_drift(trainer, reference) -> float:
     """The largest absolute difference between two trainers' weights (same config, same batches)."""
     import torch
@@ -272,8 +154,6 @@ def main() -> None:
         try:
             trainer = Trainer(make_config(args.profile, seed=0, **over), prepared, device=args.device, progress=False)
             compile_dynamic(trainer, setting.get("compile_dynamic"))
-            if setting.get("graphed"):
-                GraphedSteps(trainer)
             if batches is None:
                 batches = (trainer.epoch_batches(0) + trainer.epoch_batches(1))[: 3 + args.warmup + args.steps]
             with contender_setting(trainer, setting):

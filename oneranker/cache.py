@@ -48,7 +48,7 @@ from .runtime import distributed_rank
 # The modules whose code decides a prepared dataset, and those that decide a trained model
 # given its dataset. Their code (docstrings and comments left out: code_text) keys the cache.
 DATA_CODE = ("config", "schema", "world", "loaders", "semantic_ids", "data")
-MODEL_CODE = DATA_CODE + ("runtime", "masks", "layers", "model", "losses", "train", "stacked")
+MODEL_CODE = DATA_CODE + ("runtime", "masks", "layers", "model", "losses", "graphs", "train", "stacked")
 # Module-level tables of values that reach a result only as config values, which the config's
 # own hash already keys: the named profiles. Left out of the code version, so that re-sizing
 # the paper profile does not throw away every quick model; a change of what the values *mean*

@@ -379,6 +379,14 @@ class TrainConfig(Validated):
                                "stream; fused kernels change bf16 rounding, never the computation "
                                "(tests/test_train.py compares each with eager on CUDA), so the field is "
                                "left out of the config hash.", choices=("off", "blocks", "loss"), runtime=True)
+    cuda_graphs: bool = knob(False, "Replay each training step's GPU work (loss, backward, clip, AdamW) as a "
+                                    "CUDA graph captured once per batch shape (oneranker.graphs), on CUDA only "
+                                    "(the CPU always runs eager): one launch for the ~1,900 kernels of a paper "
+                                    "step, whose launches are most of its wall time on the lent H200 machines. "
+                                    "The learning rate becomes a float32 tensor on the GPU, so a graphed run "
+                                    "follows the eager one to rounding (tests/test_train.py compares them on "
+                                    "CUDA), and the field is left out of the config hash. Not with distributed "
+                                    "training or train.compile.", runtime=True)
 
     def check(self) -> None:
         if len(set(self.stack_seeds)) != len(self.stack_seeds):

@@ -77,6 +77,8 @@ def profile_training_steps(trainer, batches: list, n: int = 3, row_limit: int = 
     trainer.model.load_state_dict(saved[0])
     trainer.optim.load_state_dict(saved[1])
     trainer.step = saved[2]
+    if getattr(trainer, "graphs", None) is not None:   # they pointed at the replaced optimiser state
+        trainer.graphs.reset()
     return out
 
 

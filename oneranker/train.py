@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from .cache import atomic_save, load_entry, model_folder
 from .config import Config, TrainConfig
 from .data import Collator, Prepared
+from .graphs import StepGraphs
 from .losses import LossDraws, draw_loss_samples, loss_from_draws, loss_terms
 from .model import OneRanker
 from .runtime import autocast, batch_to_device, distributed_rank, gpu_padding, resolve_device, step_seed
@@ -194,6 +195,8 @@ class Trainer:
         self.epoch_losses: list[float | torch.Tensor] = []  # the current epoch's step totals (checkpointed)
         if self.workdir is not None:
             self._load(self.workdir / "checkpoint.pt")
+        # the step's GPU work replayed as CUDA graphs (train.cuda_graphs; the CPU always runs eager)
+        self.graphs = StepGraphs(self) if self.tc.cuda_graphs and self.device.type == "cuda" else None
 
     # ---------------------------------------------------------------- schedule and batches
     def lr_at(self, step: int) -> float:
@@ -243,33 +246,46 @@ class Trainer:
         collated on the CPU, e.g. by :meth:`fit`'s prefetching thread). Returns the loss terms
         as 0-d tensors, still on the device: reading one waits for the GPU to finish the step,
         so :meth:`fit` reads them rarely. Nothing else in the step waits for the GPU (the value
-        targets are drawn from the CPU batch), so the host queues the step and goes on."""
+        targets are drawn from the CPU batch), so the host queues the step and goes on. The
+        host's half is here; the GPU's is :meth:`gpu_step`, run eagerly or replayed as a CUDA
+        graph (``train.cuda_graphs``, :mod:`oneranker.graphs`)."""
         self.model.train()
         torch.manual_seed(step_seed(self.cfg.seed, 2, self.step))  # dropout noise of this step
         gen = self.draw_generator(self.step)
-        for g in self.optim.param_groups:
-            g["lr"] = self.lr_at(self.step)
+        lr = self.lr_at(self.step)
         host = self.host_batch("train", indices) if host is None else host
         batch = batch_to_device(host, self.device)
         # the step's random draws, from the CPU batch, before the forward pass: DDP moves every
         # tensor of its inputs to the GPU, so the CPU batch is never handed to it
         draws = draw_loss_samples(self.model, batch, self.tc, gen, host)
-        with self._autocast():
-            if self.ddp is None:
-                terms = self.loss_fn(self.model, batch, self.tc, draws)
-            else:
-                B = len(indices)
-                terms = self.ddp(batch, self.tc, draws, slice(B * self.rank // self.world, B * (self.rank + 1) // self.world))
-        self.optim.zero_grad(set_to_none=True)
-        (terms["total"] * self.world).backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.optim.step()
+        if self.graphs is not None:
+            terms = self.graphs.step(batch, draws, lr)
+        else:
+            for g in self.optim.param_groups:
+                g["lr"] = lr
+            terms = self.gpu_step(batch, draws)
         self.step += 1
         if self.ddp is not None:  # the batch's loss is the sum of the ranks' shares
             summed = torch.stack([v.detach().float() for v in terms.values()])
             dist.all_reduce(summed)
             return dict(zip(terms, summed))
         return {k: v.detach() for k, v in terms.items()}
+
+    def gpu_step(self, batch: dict[str, torch.Tensor], draws: LossDraws) -> dict[str, torch.Tensor]:
+        """The step's GPU work on a batch already on the device: the loss terms (this rank's
+        rows of the batch under DDP), backward, the gradient clip and AdamW at the optimiser's
+        learning rate. No host-device wait, so it can be captured as a CUDA graph."""
+        with self._autocast():
+            if self.ddp is None:
+                terms = self.loss_fn(self.model, batch, self.tc, draws)
+            else:
+                B = batch["imp_item"].shape[0]
+                terms = self.ddp(batch, self.tc, draws, slice(B * self.rank // self.world, B * (self.rank + 1) // self.world))
+        self.optim.zero_grad(set_to_none=True)
+        (terms["total"] * self.world).backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optim.step()
+        return terms
 
     def validation_loss(self) -> float:
         """Mean total loss on (a fixed subset of) the validation split, with fixed sampling:

@@ -256,3 +256,39 @@ def test_a_compiled_training_run_on_the_gpu_follows_the_eager_one(tiny_prepared,
     assert runs[scope][1].shape == runs["off"][1].shape
     assert cosine > 0.99
     np.testing.assert_allclose(runs[scope][0], runs["off"][0], rtol=2e-2)
+
+
+def test_cuda_graphs_leave_the_cpu_eager_and_the_hash_unchanged(tiny_prepared):
+    """train.cuda_graphs is a CUDA-only runtime switch: on the CPU the Trainer runs eager (no
+    graphs), and the config hash, hence the model cache, ignores it."""
+    cfg = tiny_config(**{"train.cuda_graphs": True})
+    assert cfg.hash() == tiny_config().hash()
+    assert Trainer(cfg, tiny_prepared, device="cpu", progress=False).graphs is None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_a_graphed_training_run_on_the_gpu_follows_the_eager_one(tiny_prepared):
+    """train.cuda_graphs on CUDA, with dropout on: one graph per batch shape, replayed; the
+    steps follow the eager run's (the same kernels, a float32 learning rate), also across an
+    eager validation pass between steps; refused with train.compile."""
+    runs = {}
+    for graphed in (False, True):
+        trainer = Trainer(tiny_config(**{"train.cuda_graphs": graphed, "model.dropout": 0.1}), tiny_prepared,
+                          device="cuda", progress=False)
+        assert (trainer.graphs is not None) == graphed
+        batches = trainer.epoch_batches(0)[:3] + trainer.epoch_batches(1)[:3]
+        losses = [float(trainer.train_step(b)["total"]) for b in batches[:3]]
+        trainer.validation_loss()
+        losses += [float(trainer.train_step(b)["total"]) for b in batches[3:]]
+        runs[graphed] = losses, {k: v.float().clone() for k, v in trainer.model.state_dict().items()}
+        if graphed:
+            shapes = {tuple((k, tuple(v.shape)) for k, v in sorted(trainer.host_batch("train", b).items()))
+                      for b in batches}
+            assert len(trainer.graphs.graphs) == len(shapes)
+    print(f"graphed vs eager losses: {runs[True][0]} vs {runs[False][0]}")
+    np.testing.assert_allclose(runs[True][0], runs[False][0], rtol=1e-3)
+    for k, v in runs[False][1].items():
+        torch.testing.assert_close(runs[True][1][k], v, rtol=1e-3, atol=1e-3, msg=k)
+    with pytest.raises(ValueError, match="train.compile"):
+        Trainer(tiny_config(**{"train.cuda_graphs": True, "train.compile": "blocks"}), tiny_prepared, device="cuda")
