@@ -108,19 +108,21 @@ class StepGraphs:
         t, device = self.trainer, self.trainer.device
         static_batch, static_draws = {k: v.clone() for k, v in batch.items()}, _static_copy(draws)
         saved = _TrainingState(t)
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):
-            for _ in range(self.WARMUP_ITERATIONS):
-                t.gpu_step(static_batch, static_draws)
-        torch.cuda.current_stream(device).wait_stream(side)
-        t.optim.zero_grad(set_to_none=True)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
-            terms = t.gpu_step(static_batch, static_draws)
+        try:   # the warm-up's updates are undone also when the capture fails
+            side = torch.cuda.Stream(device)
+            side.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(side):
+                for _ in range(self.WARMUP_ITERATIONS):
+                    t.gpu_step(static_batch, static_draws)
+            torch.cuda.current_stream(device).wait_stream(side)
+            t.optim.zero_grad(set_to_none=True)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
+                terms = t.gpu_step(static_batch, static_draws)
+        finally:
+            saved.restore()
         self.pool = self.pool or graph.pool()
         grads = [p.grad for p in t.model.parameters()]
-        saved.restore()
         return _Graph(graph, static_batch, static_draws, terms, grads)
 
 

@@ -43,9 +43,11 @@ def batch_to_device(batch: dict[str, torch.Tensor], device: torch.device | str) 
     return {k: to_device(v, device) for k, v in batch.items()}
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA (the paper-scale runs); full fp32 elsewhere (CPU runs are exact)."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else \
+def autocast(device: torch.device, cache: bool = True) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA (the paper-scale runs); full fp32 elsewhere (CPU runs are exact).
+    ``cache=False``: no cache of the bf16 copies of the weights (the same values, cast again
+    at each use), as code captured in a CUDA graph needs (oneranker.graphs)."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=cache) if device.type == "cuda" else \
         torch.autocast("cpu", enabled=False)
 
 

@@ -228,7 +228,7 @@ class Trainer:
         return length_grouped_batches(order, self._train_lengths, B, self.tc.length_grouping, rng)
 
     def _autocast(self):
-        return autocast(self.device)
+        return autocast(self.device, cache=self.graphs is None)   # a graph cannot keep autocast's cache
 
     def draw_generator(self, step: int) -> torch.Generator:
         """The CPU generator of step ``step``'s value targets and negatives (seeded by the config's
