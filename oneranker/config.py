@@ -386,7 +386,7 @@ class TrainConfig(Validated):
                                     "The learning rate becomes a float32 tensor on the GPU, so a graphed run "
                                     "follows the eager one to rounding (tests/test_train.py compares them on "
                                     "CUDA), and the field is left out of the config hash. Not with distributed "
-                                    "training or train.compile.", runtime=True)
+                                    "training, train.compile or train.stack_seeds.", runtime=True)
 
     def check(self) -> None:
         if len(set(self.stack_seeds)) != len(self.stack_seeds):
@@ -394,6 +394,9 @@ class TrainConfig(Validated):
         if self.stack_seeds and self.compile != "off":
             raise ConfigError(f"train.compile={self.compile!r} does not apply to stacked models "
                               "(train.stack_seeds); set one of them")
+        if self.stack_seeds and self.cuda_graphs:
+            raise ConfigError("train.cuda_graphs does not apply to stacked models (train.stack_seeds); "
+                              "set one of them")
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ tensor: anything that replaces them (``optim.load_state_dict``) needs new graphs
 from __future__ import annotations
 
 import contextlib
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -70,59 +71,72 @@ class StepGraphs:
             raise ValueError("train.cuda_graphs is not combined with distributed training")
         if trainer.tc.compile != "off":
             raise ValueError("train.cuda_graphs is not combined with train.compile")
-        with contextlib.suppress(AttributeError):   # graphs replayed under a profiler (pytorch#75504)
+        from . import layers
+
+        if layers.FLEX_COMPILE_MODE in ("reduce-overhead", "max-autotune"):   # inductor's own graphs
+            raise ValueError(f"train.cuda_graphs cannot capture FlexAttention compiled with mode "
+                             f"{layers.FLEX_COMPILE_MODE!r}, which makes CUDA graphs of its own")
+        with contextlib.suppress(Exception):   # graphs replayed under a profiler (pytorch#75504); optional
             torch.profiler._utils._init_for_cuda_graphs()
-        self.trainer = trainer
+        self.trainer = weakref.proxy(trainer)   # the trainer holds this object: no cycle keeps the GPU memory
+        self.device = trainer.device
         self.lr = torch.tensor(trainer.tc.lr, dtype=torch.float32, device=trainer.device)
-        for g in trainer.optim.param_groups:
-            g["lr"], g["capturable"] = self.lr, True
         self.reset()
 
     def reset(self) -> None:
-        """Forget every graph (after the optimiser's state tensors were replaced)."""
+        """Forget every graph (after the optimiser's state tensors were replaced, or when
+        training ends: the graphs' memory pool is then freed) and point the optimiser at the
+        learning-rate tensor, in the capturable form, again."""
         self.graphs: dict[tuple, _Graph] = {}
         self.pool = None
         for g in self.trainer.optim.param_groups:
-            g["lr"] = self.lr
+            g["lr"], g["capturable"] = self.lr, True
 
     def step(self, batch: dict[str, Tensor], draws: LossDraws, lr: float) -> dict[str, Tensor]:
         """One optimiser step on ``batch`` (on the GPU) with ``draws``, at learning rate ``lr``;
         the loss terms, as :meth:`Trainer.gpu_step` returns them. The caller has set the step's
         dropout seed."""
-        self.lr.fill_(lr)
-        key = _shape_key(batch, draws)
-        if key not in self.graphs:
-            self.graphs[key] = self._capture(batch, draws)
-        g = self.graphs[key]
-        for k, v in batch.items():
-            g.batch[k].copy_(v)
-        for static, t in zip(g.draws.value_targets, draws.value_targets):
-            static.copy_(t)
-        if draws.negatives is not None:
-            g.draws.negatives.copy_(draws.negatives)
-        g.graph.replay()
-        return {k: v.detach().clone() for k, v in g.terms.items()}
+        with torch.cuda.device(self.device):   # capture and replay on the trainer's GPU, whichever is current
+            self.lr.fill_(lr)
+            key = _shape_key(batch, draws)
+            if key not in self.graphs:
+                self.graphs[key] = self._capture(batch, draws)
+            g = self.graphs[key]
+            for k, v in batch.items():
+                g.batch[k].copy_(v)
+            for static, t in zip(g.draws.value_targets, draws.value_targets):
+                static.copy_(t)
+            if draws.negatives is not None:
+                g.draws.negatives.copy_(draws.negatives)
+            g.graph.replay()
+            return {k: v.clone() for k, v in g.terms.items()}
 
     def _capture(self, batch: dict[str, Tensor], draws: LossDraws) -> _Graph:
-        """The graph of this batch shape, captured after a warm-up whose updates are undone."""
-        t, device = self.trainer, self.trainer.device
+        """The graph of this batch shape, captured after a warm-up whose updates are undone.
+        A warm-up that fails is undone too; a capture that fails ends the run (torch leaves the
+        thread's stream and allocator in the capture's state), so it is never retried eagerly."""
+        t, device = self.trainer, self.device
         static_batch, static_draws = {k: v.clone() for k, v in batch.items()}, _static_copy(draws)
         saved = _TrainingState(t)
-        try:   # the warm-up's updates are undone also when the capture fails
-            side = torch.cuda.Stream(device)
-            side.wait_stream(torch.cuda.current_stream(device))
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        try:
             with torch.cuda.stream(side):
                 for _ in range(self.WARMUP_ITERATIONS):
                     t.gpu_step(static_batch, static_draws)
+        except BaseException:
             torch.cuda.current_stream(device).wait_stream(side)
-            t.optim.zero_grad(set_to_none=True)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
-                terms = t.gpu_step(static_batch, static_draws)
-        finally:
             saved.restore()
+            raise
+        torch.cuda.current_stream(device).wait_stream(side)
+        t.optim.zero_grad(set_to_none=True)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
+            terms = t.gpu_step(static_batch, static_draws)
+        saved.restore()   # after the capture (which ran nothing): as before the step, random state too
         self.pool = self.pool or graph.pool()
         grads = [p.grad for p in t.model.parameters()]
+        terms = {k: v.detach() for k, v in terms.items()}
         return _Graph(graph, static_batch, static_draws, terms, grads)
 
 

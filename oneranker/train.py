@@ -246,9 +246,10 @@ class Trainer:
         collated on the CPU, e.g. by :meth:`fit`'s prefetching thread). Returns the loss terms
         as 0-d tensors, still on the device: reading one waits for the GPU to finish the step,
         so :meth:`fit` reads them rarely. Nothing else in the step waits for the GPU (the value
-        targets are drawn from the CPU batch), so the host queues the step and goes on. The
-        host's half is here; the GPU's is :meth:`gpu_step`, run eagerly or replayed as a CUDA
-        graph (``train.cuda_graphs``, :mod:`oneranker.graphs`)."""
+        targets are drawn from the CPU batch), so the host queues the step and goes on; under
+        ``train.cuda_graphs`` the first step of each batch shape waits, to capture its graph.
+        The host's half is here; the GPU's is :meth:`gpu_step`, run eagerly or replayed as a
+        CUDA graph (``train.cuda_graphs``, :mod:`oneranker.graphs`)."""
         self.model.train()
         torch.manual_seed(step_seed(self.cfg.seed, 2, self.step))  # dropout noise of this step
         gen = self.draw_generator(self.step)
@@ -324,6 +325,9 @@ class Trainer:
                 return self.history
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
+        if self.graphs is not None:   # training is over: free the graphs' memory
+            self.graphs.reset()
+            self.optim.zero_grad(set_to_none=True)
         return self.history
 
     def host_batches(self, batches: list[np.ndarray], first: int) -> Iterator[dict[str, torch.Tensor] | None]:

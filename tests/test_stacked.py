@@ -175,6 +175,8 @@ def test_stack_seeds_name_the_mates_and_key_the_cache():
         make_config("smoke", **{"train.stack_seeds": (0, 0)})
     with pytest.raises(ConfigError, match="stacked models"):
         make_config("smoke", **{"train.stack_seeds": (0, 1), "train.compile": "loss"})
+    with pytest.raises(ConfigError, match="cuda_graphs does not apply to stacked models"):
+        make_config("smoke", **{"train.stack_seeds": (0, 1), "train.cuda_graphs": True})
 
 
 def test_train_or_load_trains_the_whole_stack_into_the_cache(tmp_path):

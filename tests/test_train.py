@@ -268,27 +268,37 @@ def test_cuda_graphs_leave_the_cpu_eager_and_the_hash_unchanged(tiny_prepared):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
-def test_a_graphed_training_run_on_the_gpu_follows_the_eager_one(tiny_prepared):
-    """train.cuda_graphs on CUDA, with dropout on: one graph per batch shape, replayed; the
-    steps follow the eager run's (the same kernels, a float32 learning rate), also across an
-    eager validation pass between steps; refused with train.compile."""
+@pytest.mark.parametrize("attention", ["sdpa", "flex"])
+def test_a_graphed_training_run_on_the_gpu_follows_the_eager_one(tiny_prepared, attention):
+    """train.cuda_graphs on CUDA, with dropout on, on SDPA and on compiled FlexAttention (the
+    paper path): a graph per batch shape (two shapes here, the second captured after an eager
+    validation pass, with the optimiser's state already there, and the first replayed after
+    it); the run follows the eager one's to rounding: the weights' distance from eager's is
+    a small share of how far training moved them, and the losses agree. Refused with
+    train.compile. Run twice eagerly, the GPU's own drift is printed beside it."""
+    over = {"model.dropout": 0.1}
+    if attention == "flex":
+        over |= {"model.attention": "flex", "model.d_model": 32, "model.compile_block_mask": True}
     runs = {}
-    for graphed in (False, True):
-        trainer = Trainer(tiny_config(**{"train.cuda_graphs": graphed, "model.dropout": 0.1}), tiny_prepared,
-                          device="cuda", progress=False)
+    for name, graphed in (("eager", False), ("eager again", False), ("graphed", True)):
+        trainer = Trainer(tiny_config(**{"train.cuda_graphs": graphed, **over}), tiny_prepared, device="cuda",
+                          progress=False)
         assert (trainer.graphs is not None) == graphed
-        batches = trainer.epoch_batches(0)[:3] + trainer.epoch_batches(1)[:3]
-        losses = [float(trainer.train_step(b)["total"]) for b in batches[:3]]
+        start = {k: v.float().clone() for k, v in trainer.model.state_dict().items()}
+        full = trainer.epoch_batches(0)[:3]
+        batches = full[:2] + [full[2][:20], full[2]]              # a second shape (20 requests), then the first
+        losses = [float(trainer.train_step(b)["total"]) for b in batches[:2]]
         trainer.validation_loss()
-        losses += [float(trainer.train_step(b)["total"]) for b in batches[3:]]
-        runs[graphed] = losses, {k: v.float().clone() for k, v in trainer.model.state_dict().items()}
+        losses += [float(trainer.train_step(b)["total"]) for b in batches[2:]]
+        runs[name] = losses, {k: v.float().clone() for k, v in trainer.model.state_dict().items()}
         if graphed:
-            shapes = {tuple((k, tuple(v.shape)) for k, v in sorted(trainer.host_batch("train", b).items()))
-                      for b in batches}
-            assert len(trainer.graphs.graphs) == len(shapes)
-    print(f"graphed vs eager losses: {runs[True][0]} vs {runs[False][0]}")
-    np.testing.assert_allclose(runs[True][0], runs[False][0], rtol=1e-3)
-    for k, v in runs[False][1].items():
-        torch.testing.assert_close(runs[True][1][k], v, rtol=1e-3, atol=1e-3, msg=k)
+            assert len(trainer.graphs.graphs) == 2
+    moved = sum(float((runs["eager"][1][k] - start[k]).norm() ** 2) for k in start) ** 0.5
+    drift = {name: sum(float((runs[name][1][k] - runs["eager"][1][k]).norm() ** 2) for k in start) ** 0.5
+             for name in ("eager again", "graphed")}
+    print(f"{attention}: training moved the weights {moved:.3e}; distance from the eager run: {drift}; "
+          f"losses {runs['graphed'][0]} vs {runs['eager'][0]}")
+    assert moved > 0 and drift["graphed"] < 0.01 * moved
+    np.testing.assert_allclose(runs["graphed"][0], runs["eager"][0], rtol=1e-3)
     with pytest.raises(ValueError, match="train.compile"):
         Trainer(tiny_config(**{"train.cuda_graphs": True, "train.compile": "blocks"}), tiny_prepared, device="cuda")
