@@ -94,22 +94,23 @@ def _worker(cfg_dict: dict, cache_dir: str, device: str, warmup: int, steps: int
 
 
 RUN_SPEC = re.compile(r"^(?P<grouping>\d+)x(?P<workers>\d+)(?:p(?P<pad>\d+))?(?P<prefetch>f?)(?:c(?P<compile>[bl]))?"
-                      r"(?:b(?P<batch>\d+))?(?:t(?P<threads>\d+))?(?P<mps>m?)$")
+                      r"(?:b(?P<batch>\d+))?(?:t(?P<threads>\d+))?(?P<mps>m?)(?P<graphs>g?)$")
 
 
 def parse_run(spec: str) -> dict:
-    """A contender ``GROUPINGxWORKERS[pPAD][f][cb|cl][bBATCH][tTHREADS][m]`` as its parts; a malformed one is
+    """A contender ``GROUPINGxWORKERS[pPAD][f][cb|cl][bBATCH][tTHREADS][m][g]`` as its parts; a malformed one is
     refused before anything runs."""
     m = RUN_SPEC.match(spec)
     if m is None:
-        raise SystemExit(f"--runs {spec!r}: expected GROUPINGxWORKERS[pPAD][f][cb|cl][bBATCH][tTHREADS][m], e.g. 20x4fcb, 20x1fb1024, 20x4ft4 or 20x8ft2m")
+        raise SystemExit(f"--runs {spec!r}: expected GROUPINGxWORKERS[pPAD][f][cb|cl][bBATCH][tTHREADS][m][g], e.g. 20x4fcb, 20x1fb1024, 20x4ft4 or 20x8ft2mg")
     if int(m["workers"]) < 1 or any(m[k] is not None and int(m[k]) < 1 for k in ("batch", "threads")):
         raise SystemExit(f"--runs {spec!r}: the number of models, the batch size and the threads must be at least 1")
     return {"grouping": int(m["grouping"]), "workers": int(m["workers"]), "pad_to": int(m["pad"] or 0),
             "prefetch": bool(m["prefetch"]),
             "compile": {"b": "blocks", "l": "loss", None: "off"}[m["compile"]],
             "batch": int(m["batch"]) if m["batch"] else None,
-            "threads": int(m["threads"]) if m["threads"] else None, "mps": bool(m["mps"])}
+            "threads": int(m["threads"]) if m["threads"] else None, "mps": bool(m["mps"]),
+            "graphs": bool(m["graphs"])}
 
 
 def run(cfg_dicts: list[dict], args, pad_to: int = 0, prefetch: bool = False, threads: int | None = None) -> dict:
@@ -134,19 +135,22 @@ def main() -> None:
     ap.add_argument("--cache", default="cache")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--runs", nargs="+", default=["20x1f", "20x1fcb", "20x4f", "20x4fcb", "20x8fcb"],
-                    help="contenders as GROUPINGxWORKERS[pPAD][f][cb|cl][bBATCH][tTHREADS][m]: train.length_grouping, models "
+                    help="contenders as GROUPINGxWORKERS[pPAD][f][cb|cl][bBATCH][tTHREADS][m][g]: train.length_grouping, models "
                          "trained at once, optionally the Collator's pad_to (default: the Trainer's), 'f' to "
                          "collate the next batch in a thread while a step runs (Trainer.fit's GPU path), 'c' for "
                          "train.compile='blocks' (cb) or 'loss' (cl), bBATCH for another train.batch_size, and "
                          "tTHREADS for each worker's intra-op CPU threads (torch.set_num_threads; default: "
                          "every core in every worker), and 'm' to run the workers under CUDA's Multi-Process "
-                         "Service (a daemon started for the contender alone: oneranker.pool.mps)")
+                         "Service (a daemon started for the contender alone: oneranker.pool.mps), and 'g' for "
+                         "train.cuda_graphs (each step's GPU work replayed as a CUDA graph)")
     ap.add_argument("--warmup", type=int, default=15)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--sample-ms", type=int, default=0,
                     help="sample the GPU's utilisation with nvidia-smi every this many ms (0: off; see above)")
     args = ap.parse_args()
     runs = [(spec, parse_run(spec)) for spec in args.runs]
+    if any(c["graphs"] for _, c in runs) and not args.device.startswith("cuda"):
+        raise SystemExit(f"--runs with 'g' (train.cuda_graphs) need a CUDA device, not --device {args.device}")
     if any(c["mps"] for _, c in runs):   # before the dataset and the first contender
         if not args.device.startswith("cuda"):
             raise SystemExit(f"--runs with 'm' (MPS) need a CUDA device, not --device {args.device}")
@@ -157,7 +161,8 @@ def main() -> None:
     base = None
     try:
         for spec, c in runs:
-            over = {"train.length_grouping": c["grouping"], "train.compile": c["compile"]}
+            over = {"train.length_grouping": c["grouping"], "train.compile": c["compile"],
+                    "train.cuda_graphs": c["graphs"]}
             if c["batch"]:
                 over["train.batch_size"] = c["batch"]
             with mps(c["mps"]):
@@ -173,7 +178,7 @@ def main() -> None:
                   f"of one model, {r['requests_s'] / base:.2f}x the first row, GPU busy "
                   f"{'n/a' if util is None else f'{util:.0f}%'} (start {r['init_s']:.0f} s, warm-up "
                   f"{r['warmup_s']:.0f} s for {r['shapes']} shapes, CPU threads per model {c['threads'] or 'default'}, "
-                  f"MPS {'on' if c['mps'] else 'off'}, padded / real history tokens "
+                  f"MPS {'on' if c['mps'] else 'off'}, CUDA graphs {'on' if c['graphs'] else 'off'}, padded / real history tokens "
                   f"{r['padding']:.2f})", flush=True)
     finally:
         if gpu:

@@ -52,7 +52,7 @@ def test_paper_learning_runs_every_variant_on_each_seed(tmp_path):
 
 
 def test_training_throughput_contenders_are_parsed_or_refused():
-    """benchmarks/training_throughput.py's contender grammar GROUPINGxWORKERS[pPAD][f][cb|cl][bBATCH][tTHREADS][m]."""
+    """benchmarks/training_throughput.py's contender grammar GROUPINGxWORKERS[pPAD][f][cb|cl][bBATCH][tTHREADS][m][g]."""
     import importlib.util
 
     import pytest
@@ -62,13 +62,18 @@ def test_training_throughput_contenders_are_parsed_or_refused():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     spec.loader.exec_module(bench)
     assert bench.parse_run("20x4fcb") == {"grouping": 20, "workers": 4, "pad_to": 0, "prefetch": True,
-                                          "compile": "blocks", "batch": None, "threads": None, "mps": False}
+                                          "compile": "blocks", "batch": None, "threads": None, "mps": False,
+                                          "graphs": False}
     assert bench.parse_run("0x1p64clb1024") == {"grouping": 0, "workers": 1, "pad_to": 64, "prefetch": False,
-                                                "compile": "loss", "batch": 1024, "threads": None, "mps": False}
+                                                "compile": "loss", "batch": 1024, "threads": None, "mps": False,
+                                                "graphs": False}
     assert bench.parse_run("20x8ft2m")["mps"] and bench.parse_run("20x8m")["workers"] == 8
     assert bench.parse_run("20x4ft2")["threads"] == 2 and bench.parse_run("20x4fb512t4")["batch"] == 512
     assert bench.parse_run("50x8")["compile"] == "off"
-    for bad in ("20x0f", "20x1b0", "20x1fc", "20x1cf", "x4", "20x4ft0", "20x4ftb", "20x4mf", "20x4mm"):
+    assert bench.parse_run("20x8ft2mg")["graphs"] and bench.parse_run("20x8ft2mg")["mps"]
+    assert bench.parse_run("20x1fg") == {**bench.parse_run("20x1f"), "graphs": True}
+    for bad in ("20x0f", "20x1b0", "20x1fc", "20x1cf", "x4", "20x4ft0", "20x4ftb", "20x4mf", "20x4mm", "20x4gm",
+                "20x4gg"):
         with pytest.raises(SystemExit, match="--runs"):
             bench.parse_run(bad)
 
