@@ -634,6 +634,21 @@ MPS_LINE = re.compile(r"^\s*(?P<spec>\S+): .*?(?P<models>\d+) model\(s\) at once
                       r"(?P<ms>[\d.]+) ms per step of one model,.*?GPU busy (?P<busy>\d+|n/a)%?.*?warm-up (?P<warm>\d+) s")
 
 
+def paper_headroom() -> str:
+    """Notebook 01's headroom table at the paper profile (results/paper/01_headroom.csv, the
+    committed run of results/paper/run_record.json)."""
+    table = pd.read_csv(ROOT / "results" / "paper" / "01_headroom.csv", index_col=0)
+    run = next(r for r in json.loads((ROOT / "results" / "paper" / "run_record.json").read_text())["runs"]
+               if r["notebook"].startswith("01_"))
+    col = table.columns[0]
+    ratio = float(table.loc["oracle / popularity", col].split(" ± ")[0])
+    gap, ci = (float(x) for x in table.loc["oracle - popularity gap", col].split(" ± "))
+    verdict = (f"With {col}: oracle ÷ popularity {ratio:.1f} (criterion ≥ 4: {'pass' if ratio >= 4 else 'fail'}); "
+               f"the gap {gap / ci:.1f} CIs wide (criterion ≥ 10: {'pass' if gap / ci >= 10 else 'fail'}). ")
+    return (markdown_table(table).rstrip("\n") + "\n\n" + verdict + f"Notebook 01, paper profile: {run['seconds']:.0f} s on one "
+            f"{run['gpu']} ({run['cpu_count']} CPU cores), commit `{run['commit'][:7]}`, model code `{run['model_code']}`.\n")
+
+
 def paper_mps() -> str:
     """benchmarks/training_throughput.py's 8 models at once with and without CUDA's MPS
     (results/paper/mps_throughput_h200.txt): each call's pair, in the order they ran."""
@@ -655,6 +670,63 @@ def paper_mps() -> str:
         ratios.append(f"call {call} (MPS {first} first): {on / off:.2f}×")
     return (markdown_table(table, index=False).rstrip("\n") + "\n\nRequests/s with MPS ÷ without, per call: "
             + "; ".join(ratios) + ".\n")
+
+
+GRAPHS_LINE = re.compile(r"^\s*(?P<spec>\S+): .*?(?P<models>\d+) model\(s\) at once:\s+(?P<rps>\d+) requests/s,.*?"
+                             r"(?P<ms>[\d.]+) ms per step of one model,.*?GPU busy (?P<busy>\d+|n/a)%?.*?"
+                             r"warm-up (?P<warm>\d+) s.*?MPS (?P<mps>on|off), CUDA graphs (?P<graphs>on|off)")
+
+
+def paper_mps_graphs() -> str:
+    """benchmarks/training_throughput.py with MPS and train.cuda_graphs switched per contender,
+    two invocations on two machines (results/paper/mps_graphs_throughput_h200.txt); the first
+    invocation's lines predate the CUDA-graphs column (graphs off)."""
+    rows, invocation = [], 0
+    for line in (ROOT / "results" / "paper" / "mps_graphs_throughput_h200.txt").read_text().splitlines():
+        if line.startswith("# python"):
+            invocation += 1
+        elif m := MPS_LINE.match(line):
+            g = GRAPHS_LINE.match(line)
+            rows.append({"invocation": invocation, "contender": m["spec"], "models at once": int(m["models"]),
+                         "MPS": "on" if "MPS on" in line else "off", "CUDA graphs": g["graphs"] if g else "off",
+                         "requests/s": int(m["rps"]), "ms per step of one model": float(m["ms"]),
+                         "GPU busy (nvidia-smi, %)": m["busy"], "warm-up, s": int(m["warm"])})
+    table = pd.DataFrame(rows)
+    later = table[(table["models at once"] == 8) & table.duplicated("invocation")]   # each invocation's first left out
+    mean = later.groupby(["MPS", "CUDA graphs"])["requests/s"].agg(["mean", "count"])
+    text = "; ".join(f"MPS {mps}, graphs {graphs}: {r['mean']:.0f} ({int(r['count'])} contender"
+                     f"{'s' if r['count'] > 1 else ''})" for (mps, graphs), r in mean.iterrows())
+    from oneranker.config import make_config
+
+    batch = make_config("paper").train.batch_size
+    on = mean.loc[("on", "off"), "mean"]
+    kernel = _graphed_step_rows()
+    kernel_ms = float(kernel.loc[kernel["contender"] == "today", "GPU kernel ms per step"].iloc[0])
+    return (markdown_table(table, index=False).rstrip("\n") + "\n\nMean requests/s of the eight-model contenders, "
+            "each invocation's first contender left out (it ran slower in every invocation): " + text + ". "
+            f"With MPS that is {on / batch:.1f} model-steps a second (batches of {batch}), "
+            f"{1e3 * batch / on:.1f} ms per model-step, against {kernel_ms:.1f} ms of GPU kernels in one eager "
+            "step of a model alone (`paper-graphed-step` below).\n")
+
+
+def _graphed_step_rows() -> pd.DataFrame:
+    """benchmarks/training_step.py's eager, second eager and graphed contenders on one paper model
+    (results/paper/training_step_graphed_h200.txt)."""
+    rows = []
+    pattern = re.compile(r"^\s*(?P<name>[\w-]+):\s+(?P<ms>[\d.]+) ms per step \(median of (?P<n>\d+), p90 (?P<p90>[\d.]+)\), "
+                         r"(?P<ratio>[\d.]+)x .*?GPU kernels (?P<gpu>[\d.]+) ms and (?P<k>\d+) kernels per step.*?"
+                         r"by at most (?P<drift>[\d.e+-]+)")
+    for line in (ROOT / "results" / "paper" / "training_step_graphed_h200.txt").read_text().splitlines():
+        if m := pattern.match(line):
+            rows.append({"contender": m["name"], "ms per step (median)": float(m["ms"]), "p90": float(m["p90"]),
+                         "speed ÷ today": float(m["ratio"]), "GPU kernel ms per step": float(m["gpu"]),
+                         "kernels per step": int(m["k"]), "max weight distance from today": m["drift"]})
+    return pd.DataFrame(rows)
+
+
+def paper_graphed_step() -> str:
+    """The table of :func:`_graphed_step_rows`."""
+    return markdown_table(_graphed_step_rows(), index=False)
 
 
 def _stack_profile(name: str, contender: str) -> str:
@@ -953,7 +1025,10 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "truth-speed": truth_speed,
     "paper-stacked-step": paper_stacked_step,
     "paper-stacked-summary": paper_stacked_summary,
+    "paper-headroom": paper_headroom,
     "paper-mps": paper_mps,
+    "paper-mps-graphs": paper_mps_graphs,
+    "paper-graphed-step": paper_graphed_step,
     "long-history-lab": long_history_lab,
     "paper-arithmetic": paper_arithmetic,
     "task-query-quick": task_query_quick,
