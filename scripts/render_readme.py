@@ -673,8 +673,8 @@ def paper_mps() -> str:
 
 
 GRAPHS_LINE = re.compile(r"^\s*(?P<spec>\S+): .*?(?P<models>\d+) model\(s\) at once:\s+(?P<rps>\d+) requests/s,.*?"
-                             r"(?P<ms>[\d.]+) ms per step of one model,.*?GPU busy (?P<busy>\d+|n/a)%?.*?"
-                             r"warm-up (?P<warm>\d+) s.*?MPS (?P<mps>on|off), CUDA graphs (?P<graphs>on|off)")
+                         r"(?P<ms>[\d.]+) ms per step of one model,.*?GPU busy (?P<busy>\d+|n/a)%?.*?"
+                         r"warm-up (?P<warm>\d+) s.*?MPS (?P<mps>on|off), CUDA graphs (?P<graphs>on|off)")
 
 
 def paper_mps_graphs() -> str:
