@@ -1,0 +1,32 @@
+#!/bin/bash
+# Next session: paper notebooks 02 and 03 under MPS (01 is committed under model code 228471b4),
+# then whether nvidia-smi sampling slows a lone model (sampler.sh's question). Runs detached in /tmp/w.
+# usage: bash /tmp/paper.sh REPO COMMIT
+mkdir -p /tmp/out
+LOG=/tmp/out/progress.log
+stamp() { echo "$(date -u +%FT%TZ) $*" >> $LOG; }
+stamp start
+rm -rf /tmp/w && mkdir -p /tmp/w && cp -r "$1"/. /tmp/w/
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site $(ls /tmp/w/wheels/*.whl | grep -v oneranker) > /tmp/out/pip.log 2>&1
+stamp "installed rc=$?"
+export PYTHONPATH=/tmp/w:/tmp/site PYTHONUNBUFFERED=1 ONERANKER_COMMIT=$2
+cd /tmp/w
+nvidia-smi > /tmp/out/nvidia_smi_start.txt 2>&1
+MPS=--mps
+for nb in 02 03; do
+  stamp "notebook $nb start ($MPS)"
+  export ONERANKER_GPU_WORKERS=9
+  python3 -m oneranker reproduce --profile paper --device cuda --seeds 0 1 2 $MPS --notebooks notebooks/${nb}_*.ipynb > /tmp/out/nb_$nb.log 2>&1
+  rc=$?
+  unset ONERANKER_GPU_WORKERS
+  stamp "notebook $nb end rc=$rc"
+  tar czf /tmp/out/results.tar.gz results/paper figures/paper 2>/dev/null
+  [ $rc = 0 ] || break
+done
+stamp "sampler start"
+for sm in 0 2000 0; do
+  echo "## sample-ms $sm" >> /tmp/out/sampler.txt
+  timeout 150 python3 benchmarks/training_throughput.py --cache /tmp/w/cache --sample-ms $sm --runs 20x1f 20x1f --warmup 10 --steps 30 2>&1 | grep -E "^ *20x|^#" >> /tmp/out/sampler.txt
+done
+stamp "sampler end"
+touch /tmp/out/DONE
