@@ -1,6 +1,6 @@
 #!/bin/bash
 # Next session: paper notebooks 02 and 03 under MPS (01 is committed under model code 228471b4),
-# then whether nvidia-smi sampling slows a lone model (sampler.sh's question). Runs detached in /tmp/w.
+# then whether nvidia-smi sampling slows a lone model (sampler off, on every 2 s, off). Runs detached in /tmp/w.
 # usage: bash /tmp/paper.sh REPO COMMIT
 mkdir -p /tmp/out
 LOG=/tmp/out/progress.log
