@@ -117,9 +117,9 @@ def table2() -> str:
     return markdown_table(out.rename_axis("served list"))
 
 
-def table3() -> str:
+def table3(directory: Path = QUICK) -> str:
     """Notebook 02: the Step-2 attention designs against the paper's design, paired by seed."""
-    d = _csv("02_table3_paired")
+    d = pd.read_csv(directory / "02_table3_paired.csv", index_col=0, keep_default_na=False)
     design = paper.TABLE3_HR5["Step 2 only (paper design)"]
     lines = []
     for variant in d.index:
@@ -634,12 +634,17 @@ MPS_LINE = re.compile(r"^\s*(?P<spec>\S+): .*?(?P<models>\d+) model\(s\) at once
                       r"(?P<ms>[\d.]+) ms per step of one model,.*?GPU busy (?P<busy>\d+|n/a)%?.*?warm-up (?P<warm>\d+) s")
 
 
+def _paper_run(notebook: str) -> dict:
+    """The run-record entry of one paper-profile notebook (results/paper/run_record.json)."""
+    runs = json.loads((ROOT / "results" / "paper" / "run_record.json").read_text())["runs"]
+    return next(r for r in runs if r["notebook"].startswith(notebook))
+
+
 def paper_headroom() -> str:
     """Notebook 01's headroom table at the paper profile (results/paper/01_headroom.csv, the
     committed run of results/paper/run_record.json)."""
     table = pd.read_csv(ROOT / "results" / "paper" / "01_headroom.csv", index_col=0)
-    run = next(r for r in json.loads((ROOT / "results" / "paper" / "run_record.json").read_text())["runs"]
-               if r["notebook"].startswith("01_"))
+    run = _paper_run("01_")
     col = table.columns[0]
     ratio = float(table.loc["oracle / popularity", col].split(" ± ")[0])
     gap, ci = (float(x) for x in table.loc["oracle - popularity gap", col].split(" ± "))
@@ -647,6 +652,19 @@ def paper_headroom() -> str:
                f"the gap {gap / ci:.1f} CIs wide (criterion ≥ 10: {'pass' if gap / ci >= 10 else 'fail'}). ")
     return (markdown_table(table).rstrip("\n") + "\n\n" + verdict + f"Notebook 01, paper profile: {run['seconds']:.0f} s on one "
             f"{run['gpu']} ({run['cpu_count']} CPU cores), commit `{run['commit'][:7]}`, model code `{run['model_code']}`.\n")
+
+
+def paper_table3() -> str:
+    """Notebook 02 at the paper profile: its table with the reference rows and gap closed, the
+    paired differences with their verdicts, and the run that made them."""
+    table = pd.read_csv(ROOT / "results" / "paper" / "02_table3.csv", index_col=0, keep_default_na=False)
+    cols = ["HR@5", "NDCG@5", "valueHR@5", "ecpmNDCG@5", "gap closed HR@5 (%)"]
+    run = _paper_run("02_")
+    return (markdown_table(table[cols].rename_axis("paper profile, 3 seeds")).rstrip("\n") + "\n\n"
+            + table3(ROOT / "results" / "paper")
+            + f"\nNotebook 02, paper profile: {run['seconds']:.0f} s on one {run['gpu']} under MPS "
+            f"(GPU busy {run['gpu_busy_percent']:.0f}% of nvidia-smi's {run['gpu_samples']} samples, peak "
+            f"{run['gpu_memory_peak_mib'] / 1024:.0f} GiB), commit `{run['commit'][:7]}`, model code `{run['model_code']}`.\n")
 
 
 def paper_mps() -> str:
@@ -1026,6 +1044,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "paper-stacked-step": paper_stacked_step,
     "paper-stacked-summary": paper_stacked_summary,
     "paper-headroom": paper_headroom,
+    "paper-table3": paper_table3,
     "paper-mps": paper_mps,
     "paper-mps-graphs": paper_mps_graphs,
     "paper-graphed-step": paper_graphed_step,
