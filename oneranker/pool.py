@@ -152,26 +152,28 @@ def gpu_worker_threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
-def prepare_all(cfgs: list[Config], cache_dir: str | Path, workers: int | None = None) -> None:
-    """Make sure every config's dataset is in the cache, simulating the missing worlds in
-    parallel processes (:func:`in_processes`). At paper scale one world takes most of a
-    minute of one core."""
-    missing = {c.data_hash(): c for c in cfgs if not has_dataset(c, cache_dir)}
+def prepare_all(cfgs: list[Config], cache_dir: str | Path, workers: int | None = None) -> int:
+    """Make sure every config's dataset (and those of its stack mates, which train with it) is
+    in the cache, simulating the missing worlds in parallel processes (:func:`in_processes`); how
+    many were simulated. At paper scale one world takes most of a minute of one core."""
+    missing = {c.data_hash(): c for c in (m for c in cfgs for m in stack_mates(c)) if not has_dataset(c, cache_dir)}
     in_processes(_prepare_in_worker, [(c.to_dict(), str(cache_dir)) for c in missing.values()], workers,
                  desc="simulating worlds")
+    return len(missing)
 
 
-def train_all(cfgs: list[Config], cache_dir: str | Path, device: str = "auto", workers: int | None = None) -> None:
+def train_all(cfgs: list[Config], cache_dir: str | Path, device: str = "auto", workers: int | None = None) -> int:
     """Make sure every config has a trained model in the cache, training the missing ones in
     worker processes (on CPU always, even with ``workers=1``, so that every CPU model is
-    trained single-threaded; on a GPU, several processes share it). Each model depends on its
-    config only (seeded data order, initialisation and sampling), so the result does not
-    depend on how many workers ran or in which order."""
+    trained single-threaded; on a GPU, several processes share it); how many jobs were trained
+    (a stack counts once). Each model depends on its config only (seeded data order,
+    initialisation and sampling), so the result does not depend on how many workers ran or in
+    which order."""
     dev = resolve_device(device)
     missing = {c.hash(): c for c in cfgs if not has_model(c, cache_dir)}
     if not missing:
-        return
-    prepare_all([m for c in missing.values() for m in stack_mates(c)], cache_dir)
+        return 0
+    prepare_all(list(missing.values()), cache_dir)
     # one job per stack (train.stack_seeds): training any of its configs trains all of them
     jobs: dict[tuple[str, ...], Config] = {}
     for c in missing.values():
@@ -194,6 +196,7 @@ def train_all(cfgs: list[Config], cache_dir: str | Path, device: str = "auto", w
                 f.result()
                 bar.update()
     bar.close()
+    return len(missing)
 
 
 def train_notebook_models(profile: str, cache_dir: str | Path, device: str = "auto", workers: int | None = None,

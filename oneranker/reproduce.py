@@ -66,8 +66,9 @@ def run_notebooks(profile: str, notebooks: list[str] | None = None, seed: int = 
 def _run_one(path: Path, i: int, n: int, parameters: dict, out_dir: Path | None,
              gpu: GpuSampler | None) -> dict:
     """Execute one notebook into a temporary file, renamed into place only when it succeeded;
-    its run-record entry: wall time, when it ended, the code version it ran, and the GPU's
-    mean utilisation and peak memory while it ran (where nvidia-smi sampled them)."""
+    its run-record entry: wall time, when it ended, the code version it ran, the GPU's mean
+    utilisation and peak memory while it ran (where nvidia-smi sampled them), and its phases
+    (:func:`read_phases`)."""
     import papermill as pm
 
     print(f"[{i}/{n}] {path.name} (profile={parameters['profile']}, seed={parameters['seed']})", flush=True)
@@ -75,23 +76,49 @@ def _run_one(path: Path, i: int, n: int, parameters: dict, out_dir: Path | None,
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".ipynb", prefix=f".{path.stem}.", dir=target.parent)
     os.close(fd)
+    from .study import PHASE_LOG_ENV
+
+    fd, phase_log = tempfile.mkstemp(suffix=".jsonl", prefix=f".{path.stem}.phases.", dir=target.parent)
+    os.close(fd)
+    os.environ[PHASE_LOG_ENV] = phase_log      # the notebook's kernel inherits it
     start, t0 = time.perf_counter(), time.time()
     try:
         with writing_committed_outputs():
             pm.execute_notebook(str(path), tmp, parameters=parameters,
                                 cwd=str(path.parent), progress_bar=True, kernel_name="python3")
         os.replace(tmp, target)
+        phases = read_phases(Path(phase_log), gpu)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        del os.environ[PHASE_LOG_ENV]
+        for leftover in (tmp, phase_log):
+            if os.path.exists(leftover):
+                os.remove(leftover)
     entry = {"notebook": path.name, "seconds": round(time.perf_counter() - start, 1),
              "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **provenance()}
     busy = gpu.summary(t0, time.time()) if gpu is not None else None
     entry |= busy or {}
+    entry["phases"] = phases
     print(f"    done in {entry['seconds']} s"
           + (f", GPU busy {busy['gpu_busy_percent']:.0f}%" if busy else "") + f" -> {target.relative_to(ROOT)}",
           flush=True)
+    for p in phases:
+        share = "" if p["gpu_busy_percent"] is None else f", GPU busy {p['gpu_busy_percent']:.0f}%"
+        print(f"      {p['phase']}: {p['items']} in {p['seconds']:.0f} s{share}", flush=True)
     return entry
+
+
+def read_phases(log: Path, gpu: GpuSampler | None) -> list[dict]:
+    """The phases a notebook's studies logged (:meth:`oneranker.study.Study._phase`: worlds
+    simulated, models trained, models evaluated), each with its wall seconds and, where the
+    run's sampler saw the GPU then, its mean utilisation over the phase's window: where a
+    notebook's time went, and which of it left the GPU idle."""
+    rows = []
+    for line in log.read_text().splitlines():
+        row = json.loads(line)
+        busy = gpu.summary(row["started"], row["ended"]) if gpu is not None else None
+        rows.append({"phase": row["phase"], "items": row["items"], "seconds": row["seconds"],
+                     "gpu_busy_percent": busy["gpu_busy_percent"] if busy else None})
+    return rows
 
 
 def provenance() -> dict:

@@ -12,7 +12,11 @@ every metric as a column, the input of :mod:`oneranker.tables`.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import json
+import os
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +34,7 @@ from .evaluate import (TruthSet, centroid_alignment, generator_ranker_consistenc
                        ranker_auc, slate_outcomes, truth_set)
 from .metrics import iqr, list_overlap
 from .model import OneRanker
-from .pool import train_all
+from .pool import prepare_all, train_all
 from .reference import reference_lists
 from .runtime import gpu_padding, resolve_device
 from .studies import Variant, configs, loss_grid, with_knob
@@ -39,6 +43,7 @@ from .train import History, mean_loss_terms, train_or_load
 from .world import World
 
 Trained = tuple[Config, Prepared, OneRanker, History]
+PHASE_LOG_ENV = "ONERANKER_PHASE_LOG"
 
 
 @dataclass
@@ -63,6 +68,10 @@ class Study:
     dozens of models must say how far it is).
     The truth sets computed so far are kept (at paper scale one costs about 10 s and 640 MB,
     and a notebook asks for the same few many times): the ``truths_kept`` most recent.
+    ``timings`` gets one row per phase that did work (worlds simulated, models trained, models
+    evaluated) with its wall seconds, so that a notebook's wall time can be taken apart
+    (papermill keeps no progress bar's final state); with ``progress`` each row is also printed
+    as it ends.
     """
 
     profile: str
@@ -74,6 +83,7 @@ class Study:
     truths_kept: int = 4
     progress: bool = True
     _truths: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
+    timings: list[dict] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.seeds = tuple(self.seeds)
@@ -90,6 +100,25 @@ class Study:
             return tqdm(total=items, desc=desc, unit="model", disable=not self.progress, leave=False)
         return tqdm(items, desc=desc, unit="model", disable=not self.progress, leave=False)
 
+    @contextlib.contextmanager
+    def _phase(self, what: str) -> Iterator[dict]:
+        """Time one phase; the caller sets the yielded row's ``items`` (how many it did). A
+        phase that did nothing (everything cached) leaves no row. Where ``ONERANKER_PHASE_LOG``
+        names a file (``reproduce`` sets it for each notebook it runs), the row is appended to
+        it as a JSON line, so the run record can give each phase its share of the GPU."""
+        row = {"phase": what, "items": 0, "started": time.time()}
+        yield row
+        row["ended"] = time.time()
+        if not row["items"]:
+            return
+        row["seconds"] = round(row["ended"] - row["started"], 1)
+        self.timings.append(row)
+        if log := os.environ.get(PHASE_LOG_ENV):
+            with open(log, "a") as f:
+                f.write(json.dumps(row) + "\n")
+        if self.progress:
+            print(f"{row['phase']}: {row['items']} in {row['seconds']:.0f} s", flush=True)
+
     # ------------------------------------------------------------------ models
     def configs(self, variant: Variant, seed: int) -> list[Config]:
         """The model configs of one variant and seed (two for a cascade: generator, ranker)."""
@@ -99,14 +128,20 @@ class Study:
         """Train every model of every variant and seed in one pool (call it once per notebook
         with everything the notebook needs: the workers then never wait for a straggler between
         grids); later calls find them in the cache."""
-        train_all([c for v in variants for s in self.seeds for c in self.configs(v, s)], self.cache_dir,
-                  device=self.device, workers=self.workers)
+        self._train_configs([c for v in variants for s in self.seeds for c in self.configs(v, s)])
+
+    def _train_configs(self, cfgs: list[Config]) -> None:
+        """Simulate the missing worlds, then train the missing models, each a timed phase."""
+        with self._phase("worlds simulated") as phase:
+            phase["items"] = prepare_all(cfgs, self.cache_dir)
+        with self._phase("models trained (a stack counts once)") as phase:
+            phase["items"] = train_all(cfgs, self.cache_dir, device=self.device, workers=self.workers)
 
     def trained(self, overrides: dict) -> Iterator[Trained]:
         """(config, dataset, model on the study's device, history) of the one-model variant
         ``overrides`` for every seed, the missing models trained first, in parallel."""
         cfgs = [make_config(self.profile, seed=s, **overrides) for s in self.seeds]
-        train_all(cfgs, self.cache_dir, device=self.device, workers=self.workers)
+        self._train_configs(cfgs)
         for cfg in self._bar(cfgs, "models"):
             prepared = cached_prepared(cfg, self.cache_dir)
             model, history = train_or_load(cfg, prepared, self.cache_dir, device=self.device, progress=False)
@@ -138,6 +173,14 @@ class Study:
         model row is read against (:func:`tables.with_gap_closed` needs them).
         """
         self.train(list(variants.values()))
+        with self._phase("models evaluated") as phase:
+            rows = self._evaluate_grid(variants, references, per_head, n_candidates)
+            phase["items"] = len(self.seeds) * len(variants)
+        return pd.DataFrame(rows)
+
+    def _evaluate_grid(self, variants: dict[str, Variant], references: bool, per_head: bool,
+                       n_candidates: int | None) -> list[dict]:
+        """:meth:`grid`'s rows, every model already trained."""
         rows = []
         bar = self._bar(len(self.seeds) * len(variants), "evaluating")
         for seed in self.seeds:
@@ -169,7 +212,7 @@ class Study:
                     torch.cuda.empty_cache()
                 bar.update()
         bar.close()
-        return pd.DataFrame(rows)
+        return rows
 
     def world_sweep(self, variants: dict[str, Variant], knob: str, values: list | tuple,
                     **grid_kwargs) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 run record's per-notebook entries: checked against a fake nvidia-smi on any machine."""
 
 import json
+import os
 import stat
 import time
 
@@ -9,6 +10,7 @@ import pytest
 
 from oneranker import reproduce
 from oneranker.gpu_usage import GpuSampler, parse_line
+from oneranker.study import PHASE_LOG_ENV
 
 # Two GPUs; each sample prints one line per GPU: (50%, 1000 MiB) and (70%, 3000 MiB).
 FAKE_SMI = """#!/bin/sh
@@ -95,3 +97,44 @@ def test_a_copied_tree_names_its_commit_and_the_record_says_changes_are_unknown(
     monkeypatch.setenv(reproduce.COMMIT_ENV, "abc1234")
     assert {k: reproduce.provenance()[k] for k in ("commit", "uncommitted_changes")} == \
         {"commit": "abc1234", "uncommitted_changes": None}
+
+
+def test_each_phase_gets_the_gpu_busy_share_of_its_own_window(tmp_path):
+    """reproduce.read_phases: a notebook's logged phases (Study._phase) with the mean of the
+    samples inside each phase's window, hand-computed; without a sampler, no share."""
+    from oneranker.gpu_usage import Sample
+
+    log = tmp_path / "phases.jsonl"
+    log.write_text(json.dumps({"phase": "worlds simulated", "items": 3, "started": 100.0, "ended": 110.0,
+                               "seconds": 10.0}) + "\n"
+                   + json.dumps({"phase": "models trained", "items": 9, "started": 110.0, "ended": 130.0,
+                                 "seconds": 20.0}) + "\n")
+    gpu = GpuSampler(command=str(tmp_path / "missing-nvidia-smi"))
+    gpu.samples += [Sample(104.0, 0.0, 1.0), Sample(108.0, 10.0, 1.0), Sample(115.0, 90.0, 5.0),
+                    Sample(125.0, 70.0, 5.0), Sample(140.0, 0.0, 1.0)]
+    assert reproduce.read_phases(log, gpu) == [
+        {"phase": "worlds simulated", "items": 3, "seconds": 10.0, "gpu_busy_percent": 5.0},
+        {"phase": "models trained", "items": 9, "seconds": 20.0, "gpu_busy_percent": 80.0}]
+    assert [p["gpu_busy_percent"] for p in reproduce.read_phases(log, None)] == [None, None]
+
+
+def test_a_notebooks_kernel_logs_its_phases_into_its_run_record_entry(tmp_path, monkeypatch):
+    """End to end through papermill: the kernel inherits the phase log that reproduce names for
+    the notebook, a study's phase there lands in the entry, and no temporary file is left."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                           "display_name": "Python 3"}})
+    nb.cells = [nbformat.v4.new_code_cell("profile = 'smoke'", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("from oneranker.study import Study\n"
+                                          "study = Study(profile, (0,), device='cpu', progress=False)\n"
+                                          "with study._phase('models trained') as phase:\n"
+                                          "    phase['items'] = 2")]
+    path = tmp_path / "09_phases.ipynb"
+    nbformat.write(nb, path)
+    monkeypatch.setattr(reproduce, "ROOT", tmp_path)
+    out = tmp_path / "out"
+    entry = reproduce._run_one(path, 1, 1, {"profile": "smoke", "seed": 0}, out, None)
+    assert [(p["phase"], p["items"], p["gpu_busy_percent"]) for p in entry["phases"]] == [("models trained", 2, None)]
+    assert sorted(f.name for f in out.iterdir()) == ["09_phases.ipynb"]
+    assert PHASE_LOG_ENV not in os.environ

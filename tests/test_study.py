@@ -2,6 +2,7 @@
 analyses of one mechanism on tiny models; the truth sets a study keeps."""
 
 import itertools
+import json
 import os
 import shutil
 import subprocess
@@ -138,10 +139,18 @@ def test_a_study_needs_a_seed():
         Study(PROFILE, ())
 
 
-def test_grid_runs_references_and_a_cascade(tmp_path):
+def test_grid_runs_references_and_a_cascade(tmp_path, capsys):
     variants = {"GPR-style": {**TINY, **GPR},
                 "cascade": Cascade(generator={**TINY, **GPR}, ranker={**TINY, **CASCADE_RANKER})}
-    res = _study(tmp_path).grid(variants)
+    study = _study(tmp_path)
+    res = study.grid(variants)
+    # each phase that did work is timed and printed: one world, two models (the cascade's
+    # generator is the GPR-style model), two (variant, seed) evaluations
+    assert [(t["phase"], t["items"]) for t in study.timings] == [
+        ("worlds simulated", 1), ("models trained (a stack counts once)", 2), ("models evaluated", 2)]
+    assert all(t["seconds"] >= 0 for t in study.timings)
+    assert [line.split(":")[0] for line in capsys.readouterr().out.splitlines()] == [
+        "worlds simulated", "models trained (a stack counts once)", "models evaluated"]
     assert set(map(tuple, res[["variant", "list"]].values.tolist())) == {
         *((r, "generated") for r in reference.REFERENCES),
         ("GPR-style", "generated"), ("cascade", "generated"), ("cascade", "ranked")}
@@ -151,8 +160,10 @@ def test_grid_runs_references_and_a_cascade(tmp_path):
     assert len(list((tmp_path / "models").iterdir())) == 2      # GPR-style shared, plus the ranker
     # one world: every row is scored on the same dataset
     assert res["data"].nunique() == 1
-    bare = _study(tmp_path).grid({"GPR-style": variants["GPR-style"]}, references=False)
+    again = _study(tmp_path)
+    bare = again.grid({"GPR-style": variants["GPR-style"]}, references=False)
     assert bare.variant.tolist() == ["GPR-style"]
+    assert [t["phase"] for t in again.timings] == ["models evaluated"]    # everything else was cached
 
 
 def test_world_sweep_consistency_and_loss_terms_on_tiny_models(tmp_path):
@@ -345,3 +356,17 @@ def test_a_process_started_under_mps_computes_through_its_server():
         server_log = Path(os.environ["CUDA_MPS_LOG_DIRECTORY"], "server.log").read_text()
     assert shared == alone
     assert "connected" in server_log
+
+
+
+def test_phases_are_logged_for_the_run_record_and_an_idle_phase_is_not(tmp_path, monkeypatch):
+    log = tmp_path / "phases.jsonl"
+    monkeypatch.setenv("ONERANKER_PHASE_LOG", str(log))
+    study = Study(PROFILE, (0,), tmp_path, device="cpu", progress=False)
+    with study._phase("models trained") as phase:
+        phase["items"] = 9
+    with study._phase("worlds simulated"):
+        pass
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert rows == study.timings and [(r["phase"], r["items"]) for r in rows] == [("models trained", 9)]
+    assert rows[0]["started"] <= rows[0]["ended"]
