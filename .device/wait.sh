@@ -3,7 +3,8 @@
 # leaves a snapshot in $OUT (written aside, then renamed), so a call cut by the session's
 # device time still brings back what had been done (on 2026-12-03 a cut call lost notebook 03).
 end=$(( $(date +%s) + $1 ))
-snap() { tar czf $OUT/.out.tar.gz -C /tmp out && mv $OUT/.out.tar.gz $OUT/out.tar.gz; }
+# tar exits 1 when a log grew while it was read ("file changed as we read it"): still a snapshot
+snap() { tar czf $OUT/.out.tar.gz -C /tmp out; [ $? -le 1 ] && mv $OUT/.out.tar.gz $OUT/out.tar.gz; }
 next=$(( $(date +%s) + 60 ))
 while [ ! -f /tmp/out/DONE ] && [ $(date +%s) -lt $end ]; do
   sleep 5

@@ -7,13 +7,24 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import TypeVar
 
 from tqdm.auto import tqdm
 
 T = TypeVar("T")
+PROGRESS_BARS_ENV = "ONERANKER_PROGRESS_BARS"
+
+
+def progress(iterable: Iterable | None = None, *, total: int | None = None, desc: str | None = None,
+             unit: str = "it", leave: bool = True, disable: bool = False) -> tqdm:
+    """tqdm.auto's bar (a widget in Jupyter), left out where ``ONERANKER_PROGRESS_BARS=0``: in a
+    headless run (``reproduce`` sets it for the notebooks it executes) a widget's saved output is
+    its first frame, "0%", which the committed notebook would show for ever; the studies print
+    each phase's count and time instead (:meth:`oneranker.study.Study._phase`)."""
+    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave,
+                disable=disable or os.environ.get(PROGRESS_BARS_ENV) == "0")
 
 
 def process_pool(workers: int) -> ProcessPoolExecutor:
@@ -38,7 +49,7 @@ def in_processes(fn: Callable[..., T], args: list[tuple], workers: int | None = 
     pool = process_pool(workers)
     try:
         futures = [pool.submit(fn, *a) for a in args]
-        for f in tqdm(as_completed(futures), total=len(futures), desc=desc, disable=desc is None):
+        for f in progress(as_completed(futures), total=len(futures), desc=desc, disable=desc is None):
             f.result()
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)

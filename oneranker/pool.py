@@ -18,12 +18,11 @@ from concurrent.futures import as_completed
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from .cache import has_dataset, has_model
 from .config import Config
 from .data import cached_prepared
-from .parallel import in_processes, process_pool
+from .parallel import in_processes, process_pool, progress
 from .runtime import resolve_device
 from .stacked import stack_mates
 from .train import train_or_load
@@ -181,7 +180,7 @@ def train_all(cfgs: list[Config], cache_dir: str | Path, device: str = "auto", w
     stack_size = max(len(key) for key in jobs)
     missing = {c.hash(): c for c in jobs.values()}
     workers = workers or default_workers(dev, stack_size)
-    bar = tqdm(total=len(missing), desc="training models (a stack counts once)", unit="job")
+    bar = progress(total=len(missing), desc="training models (a stack counts once)", unit="job")
     if dev.type != "cpu" and min(workers, len(missing)) == 1:
         for c in missing.values():
             train_or_load(c, cached_prepared(c, cache_dir), cache_dir, device=str(dev), progress=False)

@@ -8,12 +8,14 @@ renamed into place only when it succeeded: a failure never leaves a half-execute
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from .gpu_usage import GpuSampler
@@ -71,28 +73,25 @@ def _run_one(path: Path, i: int, n: int, parameters: dict, out_dir: Path | None,
     (:func:`read_phases`)."""
     import papermill as pm
 
+    from .study import PHASE_LOG_ENV, phase_line
+
     print(f"[{i}/{n}] {path.name} (profile={parameters['profile']}, seed={parameters['seed']})", flush=True)
     target = path if out_dir is None else out_dir / path.name
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".ipynb", prefix=f".{path.stem}.", dir=target.parent)
     os.close(fd)
-    from .study import PHASE_LOG_ENV
-
-    fd, phase_log = tempfile.mkstemp(suffix=".jsonl", prefix=f".{path.stem}.phases.", dir=target.parent)
-    os.close(fd)
-    os.environ[PHASE_LOG_ENV] = phase_log      # the notebook's kernel inherits it
     start, t0 = time.perf_counter(), time.time()
     try:
-        with writing_committed_outputs():
-            pm.execute_notebook(str(path), tmp, parameters=parameters,
-                                cwd=str(path.parent), progress_bar=True, kernel_name="python3")
+        with tempfile.TemporaryDirectory() as logs:     # outside the results, gone whatever happens
+            phase_log = Path(logs) / "phases.jsonl"
+            with writing_committed_outputs(), headless_kernels({PHASE_LOG_ENV: str(phase_log)}):
+                pm.execute_notebook(str(path), tmp, parameters=parameters,
+                                    cwd=str(path.parent), progress_bar=True, kernel_name="python3")
+            phases = read_phases(phase_log, gpu)
         os.replace(tmp, target)
-        phases = read_phases(Path(phase_log), gpu)
     finally:
-        del os.environ[PHASE_LOG_ENV]
-        for leftover in (tmp, phase_log):
-            if os.path.exists(leftover):
-                os.remove(leftover)
+        if os.path.exists(tmp):
+            os.remove(tmp)
     entry = {"notebook": path.name, "seconds": round(time.perf_counter() - start, 1),
              "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **provenance()}
     busy = gpu.summary(t0, time.time()) if gpu is not None else None
@@ -101,10 +100,32 @@ def _run_one(path: Path, i: int, n: int, parameters: dict, out_dir: Path | None,
     print(f"    done in {entry['seconds']} s"
           + (f", GPU busy {busy['gpu_busy_percent']:.0f}%" if busy else "") + f" -> {target.relative_to(ROOT)}",
           flush=True)
-    for p in phases:
-        share = "" if p["gpu_busy_percent"] is None else f", GPU busy {p['gpu_busy_percent']:.0f}%"
-        print(f"      {p['phase']}: {p['items']} in {p['seconds']:.0f} s{share}", flush=True)
+    for row in phases:
+        print(f"      {phase_line(row)}", flush=True)
     return entry
+
+
+@contextlib.contextmanager
+def headless_kernels(extra: dict[str, str | None] | None = None) -> Iterator[None]:
+    """Environment for the notebook kernels started inside (they inherit this process's): no
+    progress-bar widgets (:func:`oneranker.parallel.progress`; a saved widget shows only its
+    first frame), plus ``extra`` (a None value leaves that variable as it is), all restored
+    afterwards."""
+    from .parallel import PROGRESS_BARS_ENV
+
+    updates = {PROGRESS_BARS_ENV: "0", **(extra or {})}
+    before = {name: os.environ.get(name) for name in updates}
+    try:
+        for name, value in updates.items():
+            if value is not None:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def read_phases(log: Path, gpu: GpuSampler | None) -> list[dict]:
@@ -113,6 +134,8 @@ def read_phases(log: Path, gpu: GpuSampler | None) -> list[dict]:
     run's sampler saw the GPU then, its mean utilisation over the phase's window: where a
     notebook's time went, and which of it left the GPU idle."""
     rows = []
+    if not log.exists():            # no study phase did work (e.g. notebook 01)
+        return rows
     for line in log.read_text().splitlines():
         row = json.loads(line)
         busy = gpu.summary(row["started"], row["ended"]) if gpu is not None else None
@@ -124,13 +147,16 @@ def read_phases(log: Path, gpu: GpuSampler | None) -> list[dict]:
 def provenance() -> dict:
     """What a run-record entry ran on: the model code's version (the cache key's, so entries
     from different code are told apart across sittings), the checkout's commit and whether it
-    had uncommitted changes, where git knows them, and the machine."""
+    had uncommitted changes, where git knows them, the machine, and whether its processes
+    shared the GPU under CUDA's MPS."""
     import torch
 
     from .cache import MODEL_CODE, code_version
+    from .pool import MPS_ENV
 
     return {"model_code": code_version(MODEL_CODE), **_git_state(), "torch": torch.__version__,
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+            "mps": bool(os.environ.get(MPS_ENV[0])),   # set by pool.mps (--mps) for its clients
             "machine": platform.platform(), "cpu_count": os.cpu_count()}
 
 
@@ -216,13 +242,11 @@ def execute_copies(workdir: Path, profile: str = "smoke", seeds: tuple[int, ...]
     nb_dir = workdir / "notebooks"
     # the copies run outside the repository, where notebook 07's relative default path does not
     # lead to MovieLens-100k: name the folder for their kernels (they inherit the environment)
-    before = os.environ.get(ML100K_ENV)
-    if (ml100k_folder() / "u.data").is_file():
-        os.environ[ML100K_ENV] = str(ml100k_folder())
+    ml100k = str(ml100k_folder()) if (ml100k_folder() / "u.data").is_file() else None
     nb_dir.mkdir(parents=True, exist_ok=True)
     paths = notebook_paths(notebooks)
-    try:
-        train_notebook_models(profile, workdir / "cache", device="cpu", workers=workers, seeds=seeds)
+    train_notebook_models(profile, workdir / "cache", device="cpu", workers=workers, seeds=seeds)
+    with headless_kernels({ML100K_ENV: ml100k}):
         for path in paths:
             copy = nb_dir / path.name
             shutil.copy(path, copy)
@@ -231,11 +255,6 @@ def execute_copies(workdir: Path, profile: str = "smoke", seeds: tuple[int, ...]
                 pm.execute_notebook(str(copy), str(copy),
                                     parameters={"profile": profile, "seeds": list(seeds), "device": "cpu"},
                                     cwd=str(nb_dir), progress_bar=False, kernel_name="python3")
-    finally:
-        if before is None:
-            os.environ.pop(ML100K_ENV, None)
-        else:
-            os.environ[ML100K_ENV] = before
     return workdir / "results" / profile
 
 

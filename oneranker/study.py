@@ -17,6 +17,7 @@ import itertools
 import json
 import os
 import time
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,6 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from .baselines import Cascade
 from .config import Config, make_config
@@ -34,6 +34,7 @@ from .evaluate import (TruthSet, centroid_alignment, generator_ranker_consistenc
                        ranker_auc, slate_outcomes, truth_set)
 from .metrics import iqr, list_overlap
 from .model import OneRanker
+from .parallel import progress
 from .pool import prepare_all, train_all
 from .reference import reference_lists
 from .runtime import gpu_padding, resolve_device
@@ -44,6 +45,13 @@ from .world import World
 
 Trained = tuple[Config, Prepared, OneRanker, History]
 PHASE_LOG_ENV = "ONERANKER_PHASE_LOG"
+
+
+def phase_line(row: dict) -> str:
+    """One phase as the notebooks, ``reproduce`` and the README print it: what, how many, how
+    long, and, where the run measured it, how busy the GPU was."""
+    busy = row.get("gpu_busy_percent")
+    return f"{row['phase']}: {row['items']} in {row['seconds']:.0f} s" + ("" if busy is None else f", GPU busy {busy:.0f}%")
 
 
 @dataclass
@@ -97,15 +105,17 @@ class Study:
     def _bar(self, items, desc: str):
         """A progress bar over ``items`` (an iterable, or a count for a manual bar)."""
         if isinstance(items, int):
-            return tqdm(total=items, desc=desc, unit="model", disable=not self.progress, leave=False)
-        return tqdm(items, desc=desc, unit="model", disable=not self.progress, leave=False)
+            return progress(total=items, desc=desc, unit="model", disable=not self.progress, leave=False)
+        return progress(items, desc=desc, unit="model", disable=not self.progress, leave=False)
 
     @contextlib.contextmanager
     def _phase(self, what: str) -> Iterator[dict]:
         """Time one phase; the caller sets the yielded row's ``items`` (how many it did). A
-        phase that did nothing (everything cached) leaves no row. Where ``ONERANKER_PHASE_LOG``
-        names a file (``reproduce`` sets it for each notebook it runs), the row is appended to
-        it as a JSON line, so the run record can give each phase its share of the GPU."""
+        phase that did nothing (everything cached) or raised leaves no row. Where
+        ``ONERANKER_PHASE_LOG`` names a file (``reproduce`` sets it for each notebook it runs),
+        the row is appended to it as a JSON line, so that the run record can give each phase its
+        share of the GPU; a log that cannot be written is warned about, never fatal (the phase's
+        work is done by then)."""
         row = {"phase": what, "items": 0, "started": time.time()}
         yield row
         row["ended"] = time.time()
@@ -114,10 +124,13 @@ class Study:
         row["seconds"] = round(row["ended"] - row["started"], 1)
         self.timings.append(row)
         if log := os.environ.get(PHASE_LOG_ENV):
-            with open(log, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            try:
+                with open(log, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+            except OSError as e:
+                warnings.warn(f"{PHASE_LOG_ENV}={log}: the phase log cannot be written ({e})", stacklevel=3)
         if self.progress:
-            print(f"{row['phase']}: {row['items']} in {row['seconds']:.0f} s", flush=True)
+            print(phase_line(row), flush=True)
 
     # ------------------------------------------------------------------ models
     def configs(self, variant: Variant, seed: int) -> list[Config]:
@@ -134,7 +147,7 @@ class Study:
         """Simulate the missing worlds, then train the missing models, each a timed phase."""
         with self._phase("worlds simulated") as phase:
             phase["items"] = prepare_all(cfgs, self.cache_dir)
-        with self._phase("models trained (a stack counts once)") as phase:
+        with self._phase("models trained") as phase:      # a stack (train.stack_seeds) counts once
             phase["items"] = train_all(cfgs, self.cache_dir, device=self.device, workers=self.workers)
 
     def trained(self, overrides: dict) -> Iterator[Trained]:

@@ -99,8 +99,8 @@ def _parse_pm(cell: str) -> tuple[float, float]:
     return float(mean), float(ci)
 
 
-def _csv(name: str) -> pd.DataFrame:
-    return pd.read_csv(QUICK / f"{name}.csv", index_col=0, keep_default_na=False)
+def _csv(name: str, directory: Path = QUICK) -> pd.DataFrame:
+    return pd.read_csv(directory / f"{name}.csv", index_col=0, keep_default_na=False)
 
 
 def table2() -> str:
@@ -119,7 +119,7 @@ def table2() -> str:
 
 def table3(directory: Path = QUICK) -> str:
     """Notebook 02: the Step-2 attention designs against the paper's design, paired by seed."""
-    d = pd.read_csv(directory / "02_table3_paired.csv", index_col=0, keep_default_na=False)
+    d = _csv("02_table3_paired", directory)
     design = paper.TABLE3_HR5["Step 2 only (paper design)"]
     lines = []
     for variant in d.index:
@@ -634,10 +634,17 @@ MPS_LINE = re.compile(r"^\s*(?P<spec>\S+): .*?(?P<models>\d+) model\(s\) at once
                       r"(?P<ms>[\d.]+) ms per step of one model,.*?GPU busy (?P<busy>\d+|n/a)%?.*?warm-up (?P<warm>\d+) s")
 
 
+def _paper_record() -> dict:
+    """results/paper/run_record.json: the paper series' runs, one entry per notebook."""
+    return json.loads((ROOT / "results" / "paper" / "run_record.json").read_text())
+
+
 def _paper_run(notebook: str) -> dict:
-    """The run-record entry of one paper-profile notebook (results/paper/run_record.json)."""
-    runs = json.loads((ROOT / "results" / "paper" / "run_record.json").read_text())["runs"]
-    return next(r for r in runs if r["notebook"].startswith(notebook))
+    """The run-record entry of one paper-profile notebook (its name's start, e.g. "02_")."""
+    runs = [r for r in _paper_record()["runs"] if r["notebook"].startswith(notebook)]
+    if not runs:
+        raise LookupError(f"results/paper/run_record.json has no entry for notebook {notebook!r}")
+    return runs[0]
 
 
 def paper_headroom() -> str:
@@ -654,30 +661,57 @@ def paper_headroom() -> str:
             f"{run['gpu']} ({run['cpu_count']} CPU cores), commit `{run['commit'][:7]}`, model code `{run['model_code']}`.\n")
 
 
+NOTEBOOK_BOUND_S = 8 * 60   # issue 14: no paper-profile notebook over 8 minutes
+
+
+def _phase_totals(phases: list[dict]) -> str:
+    """A run-record entry's phases summed by name (a sweep logs one row per grid), each with the
+    GPU's busy share weighted by the rows' seconds where the run measured it."""
+    from oneranker.study import phase_line
+
+    totals: dict[str, dict] = {}
+    for p in phases:
+        t = totals.setdefault(p["phase"], {"phase": p["phase"], "items": 0, "seconds": 0.0, "busy_s": 0.0, "seen_s": 0.0})
+        t["items"] += p["items"]
+        t["seconds"] += p["seconds"]
+        if p["gpu_busy_percent"] is not None:
+            t["busy_s"] += p["gpu_busy_percent"] * p["seconds"]
+            t["seen_s"] += p["seconds"]
+    return "; ".join(phase_line({**t, "gpu_busy_percent": t["busy_s"] / t["seen_s"] if t["seen_s"] else None})
+                     for t in totals.values())
+
+
 def paper_series() -> str:
     """The paper series so far, one row per notebook of results/paper/run_record.json: its wall
-    time, the GPU's busy share and peak memory, the code it ran and, where the run logged them,
-    its phases; then whether the entries are one model-code version."""
+    time, the GPU's busy share and peak memory where nvidia-smi measured them, whether it ran
+    under MPS, the code it ran and, where the run logged them, its phases; then whether the
+    entries are one model-code version and which notebooks are still to run."""
     from oneranker.reproduce import code_versions
 
-    record = json.loads((ROOT / "results" / "paper" / "run_record.json").read_text())
+    def known(value: object, fmt: str) -> str:
+        return "n/a" if value is None else fmt.format(value)
+
+    record = _paper_record()
     rows = []
     for r in record["runs"]:
-        phases = "; ".join(f"{p['phase']}: {p['items']} in {p['seconds']:.0f} s"
-                           + ("" if p["gpu_busy_percent"] is None else f" ({p['gpu_busy_percent']:.0f}% busy)")
-                           for p in r.get("phases", [])) or "not logged (run before the phase log)"
+        peak = r.get("gpu_memory_peak_mib")
         rows.append({"notebook": r["notebook"], "wall time, s": f"{r['seconds']:.0f}",
-                     "GPU busy, %": f"{r['gpu_busy_percent']:.0f}", "peak GPU memory, GiB": f"{r['gpu_memory_peak_mib'] / 1024:.0f}",
+                     "GPU busy, %": known(r.get("gpu_busy_percent"), "{:.0f}"),
+                     "peak GPU memory, GiB": known(None if peak is None else peak / 1024, "{:.0f}"),
+                     "MPS": {True: "on", False: "off"}.get(r.get("mps"), "not recorded"),
                      "ended": r["finished"][:10], "commit": f"`{r['commit'][:7]}`", "model code": f"`{r['model_code']}`",
-                     "phases": phases})
+                     "phases": _phase_totals(r["phases"]) if "phases" in r else "not logged (run before the phase log)"})
     versions = code_versions(record)
     ran = {r["notebook"][:2] for r in record["runs"]}
     missing = [f"{i:02d}" for i in range(1, 7) if f"{i:02d}" not in ran]
     total = sum(r["seconds"] for r in record["runs"])
+    over = [r["notebook"][:2] for r in record["runs"] if r["seconds"] > NOTEBOOK_BOUND_S]
     return (markdown_table(pd.DataFrame(rows), index=False).rstrip("\n")
-            + f"\n\n{len(record['runs'])} of notebooks 01–06 ran, {total / 60:.1f} minutes in all, "
+            + f"\n\n{len(record['runs'])} of notebooks 01–06 ran, {total / 60:.1f} minutes in all (seeds "
+            + f"{', '.join(map(str, record['seeds']))}), "
             + (f"under one model-code version (`{next(iter(versions))}`)" if len(versions) == 1
                else f"under {len(versions)} model-code versions ({', '.join(sorted(versions))}): not yet one series")
+            + f"; over the {NOTEBOOK_BOUND_S // 60}-minute bound: {', '.join(over) or 'none'}"
             + (f"; not yet run: {', '.join(missing)}.\n" if missing else ".\n"))
 
 
@@ -693,14 +727,15 @@ def paper_table3() -> str:
     best, (co, co_ci) = max(models, key=lambda r: models[r][0]), gap["co-occurrence"]
     overlap = abs(models[best][0] - co) < models[best][1] + co_ci
     learned = (f"The Step-2 models close {min(m for m, _ in models.values()):.1f}–{models[best][0]:.1f}% of the "
-               f"popularity → oracle gap (3-seed means); the best, {best} ({models[best][0]:.1f} ± "
+               f"popularity → oracle gap ({table['seeds'].iloc[0]}-seed means); the best, {best} ({models[best][0]:.1f} ± "
                f"{models[best][1]:.1f}%), is {'below' if models[best][0] < co else 'above'} the non-learned "
                f"co-occurrence list ({co:.1f} ± {co_ci:.1f}%){', within the CIs' if overlap else ''}. "
                f"Each design against the paper's, paired by seed:\n\n")
-    return (markdown_table(table[cols].rename_axis("paper profile, 3 seeds")).rstrip("\n") + "\n\n" + learned
+    return (markdown_table(table[cols].rename_axis(f"paper profile, {table['seeds'].iloc[0]} seeds")).rstrip("\n") + "\n\n" + learned
             + table3(ROOT / "results" / "paper")
-            + f"\nNotebook 02, paper profile: {run['seconds']:.0f} s on one {run['gpu']} under MPS, "
-            f"{'over' if run['seconds'] > 480 else 'within'} the 8 minutes per notebook of issue 14 "
+            + f"\nNotebook 02, paper profile: {run['seconds']:.0f} s on one {run['gpu']}, "
+            f"{'over' if run['seconds'] > NOTEBOOK_BOUND_S else 'within'} the {NOTEBOOK_BOUND_S // 60} minutes "
+            f"per notebook of issue 14 "
             f"(GPU busy {run['gpu_busy_percent']:.0f}% of nvidia-smi's {run['gpu_samples']} samples, peak "
             f"{run['gpu_memory_peak_mib'] / 1024:.0f} GiB), commit `{run['commit'][:7]}`, model code `{run['model_code']}`.\n")
 

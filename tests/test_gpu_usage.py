@@ -83,7 +83,11 @@ def test_a_run_record_entry_names_its_code_and_keeps_the_other_notebooks(tmp_pat
     record = json.loads(log.read_text())
     assert [r["notebook"] for r in record["runs"]] == ["01_data_prep.ipynb", "02_task_token_mask.ipynb"]
     assert record["runs"][1]["seconds"] == 94.0 and record["runs"][1]["model_code"] == code_version(MODEL_CODE)
-    assert {"commit", "uncommitted_changes", "machine", "gpu", "torch"} <= set(record["runs"][1])
+    assert {"commit", "uncommitted_changes", "machine", "gpu", "torch", "mps"} <= set(record["runs"][1])
+    monkeypatch.delenv("CUDA_MPS_PIPE_DIRECTORY", raising=False)
+    assert reproduce.provenance()["mps"] is False
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path / "pipe"))   # what pool.mps sets for its clients
+    assert reproduce.provenance()["mps"] is True
     assert reproduce.code_versions(record) == {"old", code_version(MODEL_CODE)}
 
 
@@ -127,14 +131,54 @@ def test_a_notebooks_kernel_logs_its_phases_into_its_run_record_entry(tmp_path, 
                                                            "display_name": "Python 3"}})
     nb.cells = [nbformat.v4.new_code_cell("profile = 'smoke'", metadata={"tags": ["parameters"]}),
                 nbformat.v4.new_code_cell("from oneranker.study import Study\n"
-                                          "study = Study(profile, (0,), device='cpu', progress=False)\n"
+                                          "study = Study(profile, (0,), device='cpu')\n"
                                           "with study._phase('models trained') as phase:\n"
-                                          "    phase['items'] = 2")]
+                                          "    phase['items'] = 2\n"
+                                          "from oneranker.parallel import progress\n"
+                                          "sum(progress(range(3), desc='a bar'))")]
     path = tmp_path / "09_phases.ipynb"
     nbformat.write(nb, path)
     monkeypatch.setattr(reproduce, "ROOT", tmp_path)
+    monkeypatch.delenv(PHASE_LOG_ENV, raising=False)
     out = tmp_path / "out"
     entry = reproduce._run_one(path, 1, 1, {"profile": "smoke", "seed": 0}, out, None)
     assert [(p["phase"], p["items"], p["gpu_busy_percent"]) for p in entry["phases"]] == [("models trained", 2, None)]
     assert sorted(f.name for f in out.iterdir()) == ["09_phases.ipynb"]
     assert PHASE_LOG_ENV not in os.environ
+    # the bar was left out: the saved cell holds the phase line and the result, no widget frame
+    outputs = nbformat.read(out / "09_phases.ipynb", as_version=4).cells[-1].outputs
+    assert [o.output_type for o in outputs] == ["stream", "execute_result"]
+    assert outputs[0].text.startswith("models trained: 2 in")
+
+
+def test_a_failing_notebook_leaves_no_file_and_no_environment_behind(tmp_path, monkeypatch):
+    import nbformat
+    from papermill.exceptions import PapermillExecutionError
+
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                           "display_name": "Python 3"}})
+    nb.cells = [nbformat.v4.new_code_cell("raise RuntimeError('cell fails')")]
+    path = tmp_path / "09_fails.ipynb"
+    nbformat.write(nb, path)
+    monkeypatch.setattr(reproduce, "ROOT", tmp_path)
+    monkeypatch.delenv(PHASE_LOG_ENV, raising=False)
+    out = tmp_path / "out"
+    with pytest.raises(PapermillExecutionError, match="cell fails"):
+        reproduce._run_one(path, 1, 1, {"profile": "smoke", "seed": 0}, out, None)
+    assert list(out.iterdir()) == [] and PHASE_LOG_ENV not in os.environ
+
+
+def test_headless_kernels_set_their_environment_and_restore_it(monkeypatch):
+    from oneranker.parallel import PROGRESS_BARS_ENV
+
+    monkeypatch.delenv(PROGRESS_BARS_ENV, raising=False)
+    monkeypatch.delenv(PHASE_LOG_ENV, raising=False)
+    monkeypatch.setenv("ONERANKER_ML100K", "/mine")
+    with reproduce.headless_kernels({"ONERANKER_ML100K": None, PHASE_LOG_ENV: "/tmp/log"}):
+        assert (os.environ[PROGRESS_BARS_ENV], os.environ["ONERANKER_ML100K"], os.environ[PHASE_LOG_ENV]) == \
+            ("0", "/mine", "/tmp/log")
+    assert PROGRESS_BARS_ENV not in os.environ and PHASE_LOG_ENV not in os.environ
+    assert os.environ["ONERANKER_ML100K"] == "/mine"
+    with pytest.raises(KeyError), reproduce.headless_kernels({"ONERANKER_ML100K": "/theirs"}):
+        raise KeyError("restored after an error too")
+    assert os.environ["ONERANKER_ML100K"] == "/mine" and PROGRESS_BARS_ENV not in os.environ

@@ -101,3 +101,17 @@ def test_readme_numbers_are_rendered_from_the_committed_results():
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "<!-- BEGIN rendered: table2 -->" in (root / "README.md").read_text()
+
+
+def test_the_readme_sums_a_notebooks_phases_by_name_weighting_the_gpu_share_by_time(monkeypatch):
+    """scripts/render_readme.py's paper-series cell, hand-computed: a sweep's two training rows
+    become one (items and seconds summed, busy share 90%·10 s + 60%·30 s over 40 s = 67.5%), a
+    phase the sampler did not see keeps no share."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import render_readme
+
+    phases = [{"phase": "models trained", "items": 2, "seconds": 10.0, "gpu_busy_percent": 90.0},
+              {"phase": "models evaluated", "items": 2, "seconds": 4.0, "gpu_busy_percent": None},
+              {"phase": "models trained", "items": 3, "seconds": 30.0, "gpu_busy_percent": 60.0}]
+    assert render_readme._phase_totals(phases) == ("models trained: 5 in 40 s, GPU busy 68%; "
+                                                   "models evaluated: 2 in 4 s")

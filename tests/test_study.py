@@ -19,7 +19,7 @@ from oneranker.baselines import CASCADE_RANKER, GPR, Cascade
 from oneranker.cache import model_folder
 from oneranker.config import make_config
 from oneranker.data import cached_prepared
-from oneranker.study import Study
+from oneranker.study import PHASE_LOG_ENV, Study, phase_line
 from oneranker.train import train_or_load
 from oneranker.world import World
 
@@ -147,10 +147,10 @@ def test_grid_runs_references_and_a_cascade(tmp_path, capsys):
     # each phase that did work is timed and printed: one world, two models (the cascade's
     # generator is the GPR-style model), two (variant, seed) evaluations
     assert [(t["phase"], t["items"]) for t in study.timings] == [
-        ("worlds simulated", 1), ("models trained (a stack counts once)", 2), ("models evaluated", 2)]
+        ("worlds simulated", 1), ("models trained", 2), ("models evaluated", 2)]
     assert all(t["seconds"] >= 0 for t in study.timings)
     assert [line.split(":")[0] for line in capsys.readouterr().out.splitlines()] == [
-        "worlds simulated", "models trained (a stack counts once)", "models evaluated"]
+        "worlds simulated", "models trained", "models evaluated"]
     assert set(map(tuple, res[["variant", "list"]].values.tolist())) == {
         *((r, "generated") for r in reference.REFERENCES),
         ("GPR-style", "generated"), ("cascade", "generated"), ("cascade", "ranked")}
@@ -358,15 +358,23 @@ def test_a_process_started_under_mps_computes_through_its_server():
     assert "connected" in server_log
 
 
-
 def test_phases_are_logged_for_the_run_record_and_an_idle_phase_is_not(tmp_path, monkeypatch):
     log = tmp_path / "phases.jsonl"
-    monkeypatch.setenv("ONERANKER_PHASE_LOG", str(log))
+    monkeypatch.setenv(PHASE_LOG_ENV, str(log))
     study = Study(PROFILE, (0,), tmp_path, device="cpu", progress=False)
     with study._phase("models trained") as phase:
         phase["items"] = 9
     with study._phase("worlds simulated"):
         pass
+    with pytest.raises(RuntimeError), study._phase("models evaluated") as phase:
+        phase["items"] = 1
+        raise RuntimeError("a phase that fails leaves no row")
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     assert rows == study.timings and [(r["phase"], r["items"]) for r in rows] == [("models trained", 9)]
-    assert rows[0]["started"] <= rows[0]["ended"]
+    assert phase_line({**rows[0], "seconds": 61.6}) == "models trained: 9 in 62 s"
+    assert phase_line({**rows[0], "seconds": 61.6, "gpu_busy_percent": 79.5}) == "models trained: 9 in 62 s, GPU busy 80%"
+    # a log that cannot be written: warned about, the row still kept
+    monkeypatch.setenv(PHASE_LOG_ENV, str(tmp_path / "missing" / "phases.jsonl"))
+    with pytest.warns(UserWarning, match="phase log cannot be written"), study._phase("models trained") as phase:
+        phase["items"] = 1
+    assert len(study.timings) == 2
