@@ -194,13 +194,14 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     except (ValueError, FileNotFoundError) as e:
         raise ConfigError(str(e)) from None
     with mps(args.mps):
-        n = train_notebook_models(args.profile, args.cache, device=args.device, workers=args.workers, seeds=args.seeds)
-    print(f"{n} notebook models of profile {args.profile} are in {args.cache}")
+        n, trained = train_notebook_models(args.profile, args.cache, device=args.device, workers=args.workers,
+                                           seeds=args.seeds)
+    print(f"{n} notebook models of profile {args.profile} are in {args.cache} ({trained} trained now)")
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
-    from .pool import mps, train_notebook_models
-    from .reproduce import ROOT, notebook_paths, run_notebooks
+    from .pool import mps
+    from .reproduce import notebook_paths, run_notebooks
 
     from .reproduce import check_seeds
     from .runtime import resolve_device
@@ -214,10 +215,9 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     except (ValueError, FileNotFoundError) as e:
         raise ConfigError(str(e)) from None
     with mps(args.mps):   # the training workers and the notebooks' kernels start inside
-        if not args.notebooks:   # every model of the series first, in one pool (oneranker.studies)
-            train_notebook_models(args.profile, ROOT / "cache", device=args.device, workers=args.workers,
-                                  seeds=args.seeds)
-        run_notebooks(args.profile, notebooks=args.notebooks, seed=args.seed, device=args.device, seeds=args.seeds)
+        # the whole series: every model first, in one pool (oneranker.studies), recorded as the pretraining
+        run_notebooks(args.profile, notebooks=args.notebooks, seed=args.seed, device=args.device, seeds=args.seeds,
+                      pretrain=not args.notebooks, workers=args.workers)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -199,11 +199,10 @@ def train_all(cfgs: list[Config], cache_dir: str | Path, device: str = "auto", w
 
 
 def train_notebook_models(profile: str, cache_dir: str | Path, device: str = "auto", workers: int | None = None,
-                          seeds: list[int] | tuple[int, ...] | None = None) -> int:
+                          seeds: list[int] | tuple[int, ...] | None = None) -> tuple[int, int]:
     """Train every model of notebooks 02-06 (:mod:`oneranker.studies`) missing from the cache, in
-    one pool; returns how many configs the notebooks use. Full models first, so that the pool
-    does not end waiting on one long model."""
+    one pool; returns how many configs the notebooks use and how many jobs were trained (a
+    stack counts once). Full models first, so that the pool does not end waiting on one long model."""
     cfgs = studies.all_configs(profile, seeds)
     cfgs.sort(key=lambda c: (not (c.model.use_ranker and c.model.use_step2), not c.model.use_ranker))
-    train_all(cfgs, cache_dir, device=device, workers=workers)
-    return len(cfgs)
+    return len(cfgs), train_all(cfgs, cache_dir, device=device, workers=workers)

@@ -41,9 +41,14 @@ def check_seeds(seeds: list[int] | tuple[int, ...] | None) -> None:
 
 
 def run_notebooks(profile: str, notebooks: list[str] | None = None, seed: int = 0, device: str = "auto",
-                  seeds: list[int] | None = None) -> list[dict]:
-    """Run each notebook with papermill; return (and save) a record of the run. ``seeds``
-    replaces the notebooks' own seed lists (e.g. fewer seeds for the costly paper profile)."""
+                  seeds: list[int] | None = None, pretrain: bool = False, workers: int | None = None) -> list[dict]:
+    """Run each notebook with papermill; return the run-record entries, each saved in
+    ``results/<profile>/run_record.json`` as soon as its notebook ends (a series cut short
+    keeps the entries of the notebooks that ran). ``seeds`` replaces the notebooks' own seed
+    lists (e.g. fewer seeds for the costly paper profile). ``pretrain`` first trains every model
+    of the series in one pool (:func:`oneranker.pool.train_notebook_models`, ``workers``
+    processes), recorded as the record's ``pretrain`` entry: the notebooks' own times then
+    leave their training out, and a whole run's time is the sum of the two."""
     check_seeds(seeds)
     from .runtime import resolve_device
 
@@ -56,13 +61,34 @@ def run_notebooks(profile: str, notebooks: list[str] | None = None, seed: int = 
     records = []
     gpu = GpuSampler(GPU_SAMPLE_MS) if device != "cpu" else None
     try:
+        if pretrain:
+            _write_run_record(profile, seed, seeds, device, [], _pretrain(profile, device, workers, seeds, gpu))
         for i, path in enumerate(paths, 1):
             records.append(_run_one(path, i, len(paths), parameters, out_dir, gpu))
+            _write_run_record(profile, seed, seeds, device, records[-1:])
     finally:
         if gpu is not None:
             gpu.close()
-    _write_run_record(profile, seed, seeds, device, records)
     return records
+
+
+def _pretrain(profile: str, device: str, workers: int | None, seeds: list[int] | None,
+              gpu: GpuSampler | None) -> dict:
+    """Train every model of the series missing from ``cache/`` in one pool; the run-record
+    entry of that: how many configs the notebooks use and how many were trained, wall time,
+    when it ended, the GPU's busy share and peak memory, and the provenance."""
+    from .pool import train_notebook_models
+
+    print("[pretrain] every model of the notebooks, in one pool", flush=True)
+    start, t0 = time.perf_counter(), time.time()
+    configs, trained = train_notebook_models(profile, ROOT / "cache", device=device, workers=workers, seeds=seeds)
+    entry = {"configs": configs, "trained": trained, "seconds": round(time.perf_counter() - start, 1),
+             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **provenance()}
+    busy = gpu.summary(t0, time.time()) if gpu is not None else None
+    entry |= busy or {}
+    print(f"    done in {entry['seconds']} s: {trained} trained (a stack counts once), {configs} configs in all"
+          + (f", GPU busy {busy['gpu_busy_percent']:.0f}%" if busy else ""), flush=True)
+    return entry
 
 
 def _run_one(path: Path, i: int, n: int, parameters: dict, out_dir: Path | None,
@@ -182,14 +208,19 @@ def _git_state() -> dict:
     return {"commit": commit, "uncommitted_changes": None if status is None else bool(status)}
 
 
-def _write_run_record(profile: str, seed: int, seeds: list[int] | None, device: str, records: list[dict]) -> None:
+def _write_run_record(profile: str, seed: int, seeds: list[int] | None, device: str, records: list[dict],
+                      pretrain: dict | None = None) -> None:
+    """Merge ``records`` (run-record entries) into ``results/<profile>/run_record.json``,
+    atomically: a notebook's entry replaces its earlier one, the others' stay (a series run
+    across sittings keeps each notebook's provenance); ``pretrain`` replaces the pretraining
+    entry, which is otherwise kept."""
     import torch
 
     from .cache import atomic_write_text
 
     log = ROOT / "results" / profile / "run_record.json"
-    # A run of some notebooks updates their entries and keeps the others' (a record per notebook).
-    previous = json.loads(log.read_text()).get("runs", []) if log.exists() else []
+    old = json.loads(log.read_text()) if log.exists() else {}
+    previous = old.get("runs", [])
     ran = {r["notebook"] for r in records}
     runs = sorted([r for r in previous if r["notebook"] not in ran] + records, key=lambda r: r["notebook"])
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
@@ -197,6 +228,8 @@ def _write_run_record(profile: str, seed: int, seeds: list[int] | None, device: 
               "device": device, "gpu": gpu, "python": platform.python_version(),
               "torch": torch.__version__, "machine": platform.platform(), "processor": platform.processor(),
               "cpu_count": os.cpu_count(), "runs": runs}
+    if pretrain or "pretrain" in old:
+        record["pretrain"] = pretrain or old["pretrain"]
     atomic_write_text(log, json.dumps(record, indent=1))
 
 

@@ -706,7 +706,13 @@ def paper_series() -> str:
     missing = [f"{i:02d}" for i in range(1, 7) if f"{i:02d}" not in ran]
     total = sum(r["seconds"] for r in record["runs"])
     over = [r["notebook"][:2] for r in record["runs"] if r["seconds"] > NOTEBOOK_BOUND_S]
-    return (markdown_table(pd.DataFrame(rows), index=False).rstrip("\n")
+    pre = record.get("pretrain")
+    pretrained = "" if pre is None else (
+        f"\n\nPretraining (every model of the series in one pool, before the notebooks; model code "
+        f"`{pre['model_code']}`): {pre['trained']} of {pre['configs']} configs trained in {pre['seconds']:.0f} s"
+        + ("" if pre.get("gpu_busy_percent") is None else f", GPU busy {pre['gpu_busy_percent']:.0f}%") + ".")
+    total += 0 if pre is None else pre["seconds"]
+    return (markdown_table(pd.DataFrame(rows), index=False).rstrip("\n") + pretrained
             + f"\n\n{len(record['runs'])} of notebooks 01–06 ran, {total / 60:.1f} minutes in all (seeds "
             + f"{', '.join(map(str, record['seeds']))}), "
             + (f"under one model-code version (`{next(iter(versions))}`)" if len(versions) == 1

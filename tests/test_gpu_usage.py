@@ -5,6 +5,7 @@ import json
 import os
 import stat
 import time
+from pathlib import Path
 
 import pytest
 
@@ -122,22 +123,29 @@ def test_each_phase_gets_the_gpu_busy_share_of_its_own_window(tmp_path):
     assert [p["gpu_busy_percent"] for p in reproduce.read_phases(log, None)] == [None, None]
 
 
-def test_a_notebooks_kernel_logs_its_phases_into_its_run_record_entry(tmp_path, monkeypatch):
-    """End to end through papermill: the kernel inherits the phase log that reproduce names for
-    the notebook, a study's phase there lands in the entry, and no temporary file is left."""
+def _tiny_notebook(path: Path, code: str) -> Path:
     import nbformat
 
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
                                                            "display_name": "Python 3"}})
     nb.cells = [nbformat.v4.new_code_cell("profile = 'smoke'", metadata={"tags": ["parameters"]}),
-                nbformat.v4.new_code_cell("from oneranker.study import Study\n"
-                                          "study = Study(profile, (0,), device='cpu')\n"
-                                          "with study._phase('models trained') as phase:\n"
-                                          "    phase['items'] = 2\n"
-                                          "from oneranker.parallel import progress\n"
-                                          "sum(progress(range(3), desc='a bar'))")]
-    path = tmp_path / "09_phases.ipynb"
+                nbformat.v4.new_code_cell(code)]
     nbformat.write(nb, path)
+    return path
+
+
+def test_a_notebooks_kernel_logs_its_phases_into_its_run_record_entry(tmp_path, monkeypatch):
+    """End to end through papermill: the kernel inherits the phase log that reproduce names for
+    the notebook, a study's phase there lands in the entry, and no temporary file is left."""
+    import nbformat
+
+    path = _tiny_notebook(tmp_path / "09_phases.ipynb",
+                          "from oneranker.study import Study\n"
+                          "study = Study(profile, (0,), device='cpu')\n"
+                          "with study._phase('models trained') as phase:\n"
+                          "    phase['items'] = 2\n"
+                          "from oneranker.parallel import progress\n"
+                          "sum(progress(range(3), desc='a bar'))")
     monkeypatch.setattr(reproduce, "ROOT", tmp_path)
     monkeypatch.delenv(PHASE_LOG_ENV, raising=False)
     out = tmp_path / "out"
@@ -152,14 +160,9 @@ def test_a_notebooks_kernel_logs_its_phases_into_its_run_record_entry(tmp_path, 
 
 
 def test_a_failing_notebook_leaves_no_file_and_no_environment_behind(tmp_path, monkeypatch):
-    import nbformat
     from papermill.exceptions import PapermillExecutionError
 
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
-                                                           "display_name": "Python 3"}})
-    nb.cells = [nbformat.v4.new_code_cell("raise RuntimeError('cell fails')")]
-    path = tmp_path / "09_fails.ipynb"
-    nbformat.write(nb, path)
+    path = _tiny_notebook(tmp_path / "09_fails.ipynb", "raise RuntimeError('cell fails')")
     monkeypatch.setattr(reproduce, "ROOT", tmp_path)
     monkeypatch.delenv(PHASE_LOG_ENV, raising=False)
     out = tmp_path / "out"
@@ -182,3 +185,22 @@ def test_headless_kernels_set_their_environment_and_restore_it(monkeypatch):
     with pytest.raises(KeyError), reproduce.headless_kernels({"ONERANKER_ML100K": "/theirs"}):
         raise KeyError("restored after an error too")
     assert os.environ["ONERANKER_ML100K"] == "/mine" and PROGRESS_BARS_ENV not in os.environ
+
+
+def test_each_notebooks_entry_is_saved_when_it_ends_and_the_pretraining_has_its_own(tmp_path, monkeypatch):
+    """A series cut short by a failing notebook keeps the entries of those that ran; the
+    pretraining of the whole series is an entry of its own, kept by later partial runs."""
+    from papermill.exceptions import PapermillExecutionError
+
+    monkeypatch.setattr(reproduce, "ROOT", tmp_path)
+    monkeypatch.setattr("oneranker.pool.train_notebook_models", lambda *a, **k: (69, 9))
+    ok = _tiny_notebook(tmp_path / "01_ok.ipynb", "1 + 1")
+    bad = _tiny_notebook(tmp_path / "02_bad.ipynb", "raise RuntimeError('cut short')")
+    with pytest.raises(PapermillExecutionError):
+        reproduce.run_notebooks("paper", [str(ok), str(bad)], device="cpu", pretrain=True)
+    log = tmp_path / "results" / "paper" / "run_record.json"
+    record = json.loads(log.read_text())
+    assert [r["notebook"] for r in record["runs"]] == ["01_ok.ipynb"]
+    assert (record["pretrain"]["configs"], record["pretrain"]["trained"]) == (69, 9)
+    reproduce.run_notebooks("paper", [str(ok)], device="cpu")          # a later sitting, no pretraining
+    assert json.loads(log.read_text())["pretrain"] == record["pretrain"]
