@@ -2,10 +2,10 @@
 
 Numbers in results must be rendered from the tables (``tables.paired_sentence`` and friends),
 never typed into markdown, where they outlive the run that produced them. This test reads
-every committed notebook: each number its markdown cells state (decimals, percentages,
-ratios such as 2.9x, and integers of two or more digits) must appear as a number in the
-notebook's own outputs or code, so a stale sentence fails here. LaTeX, inline code and
-links are not prose numbers and are skipped.
+every committed notebook (those of other profiles in results/*/notebooks too): each number
+its markdown cells state (decimals, percentages, ratios such as 2.9x, and integers of two or
+more digits) must appear as a number in the notebook's own outputs or code, so a stale
+sentence fails here. LaTeX, inline code and links are not prose numbers and are skipped.
 """
 
 import json
@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))
+# the committed default-profile notebooks and the executed ones of other profiles (e.g. paper)
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb")) + sorted((ROOT / "results").glob("*/notebooks/0*.ipynb"))
 
 _NUMBER = re.compile(r"(?<![\w.])[-+−]?\d{1,3}(?:,\d{3})+(?:\.\d+)?|(?<![\w.])[-+−]?\d+(?:\.\d+)?")
 _SKIP = [re.compile(p, re.S) for p in (r"\$\$.*?\$\$", r"\$[^$\n]+\$", r"`[^`]*`", r"\]\([^)]*\)",
@@ -92,7 +93,7 @@ def test_prose_numbers_are_read_by_hand():
     assert prose_numbers(text) == {0.0377, 0.6213, 128, 2.9, 12.5, 1024, 0.3}
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_notebook_quotes_a_number_its_outputs_lack(path):
     missing = unquoted(path)
     assert not missing, f"{path.name}: markdown cells state numbers no output or code holds: " + "; ".join(
