@@ -1,5 +1,6 @@
 #!/bin/bash
 # Next session: paper notebooks 03 and 04 under MPS (01 and 02 are committed under model code 228471b4),
+# then the kernel time of a step with fused LayerNorms / compiled blocks (benchmarks/training_step.py),
 # then whether nvidia-smi sampling slows a lone model (sampler off, on every 2 s, off). Runs detached in /tmp/w.
 # usage: bash /tmp/paper.sh REPO COMMIT
 mkdir -p /tmp/out
@@ -23,6 +24,13 @@ for nb in 03 04; do
   tar czf /tmp/out/results.tar.gz results/paper figures/paper 2>/dev/null
   [ $rc = 0 ] || break
 done
+# then what the model-code decision needs (kernel time per step), in separate invocations so
+# that a long compile cannot take the first one's numbers with it; the sampler A/B last
+stamp "kernels start"
+timeout 240 python3 benchmarks/training_step.py --cache /tmp/w/cache --contenders today layernorms-compiled-dynamic today-again > /tmp/out/step_layernorms.txt 2>&1
+stamp "kernels layernorms rc=$?"
+timeout 300 python3 benchmarks/training_step.py --cache /tmp/w/cache --contenders today blocks-compiled-dynamic > /tmp/out/step_blocks.txt 2>&1
+stamp "kernels blocks rc=$?"
 stamp "sampler start"
 for sm in 0 2000 0; do
   echo "## sample-ms $sm" >> /tmp/out/sampler.txt

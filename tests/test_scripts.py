@@ -98,15 +98,22 @@ def test_training_step_benchmark_times_and_profiles_every_contender(tmp_path):
         assert res.returncode != 0 and "--contenders" in res.stderr and "warmed up" not in res.stdout
     import importlib.util
 
+    import torch
+
     spec = importlib.util.spec_from_file_location("training_step", ROOT / "benchmarks" / "training_step.py")
     bench = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(ROOT / "benchmarks"))
     spec.loader.exec_module(bench)
     assert bench.parse_contender("loss-compiled-dynamic") == {"train.compile": "off", "compile_dynamic": "loss"}
+    # layernorms-compiled-dynamic's forward (here with the uncompiled function) is the module's own
+    norm = torch.nn.LayerNorm(6, eps=1e-3)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 2.0), norm.bias.uniform_(-1.0, 1.0)
+    x = torch.randn(2, 5, 6)
+    assert torch.equal(bench._fused_forward(bench._layer_norm, norm, x), norm(x))
     assert bench.parse_contender("flex:bwd_BLOCK_M1=32,ROWS_GUARANTEED_SAFE=true") == \
         {"flex_options": {"bwd_BLOCK_M1": 32, "ROWS_GUARANTEED_SAFE": True}}
     import pytest
-    import torch
     from types import SimpleNamespace
 
     a, b = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
