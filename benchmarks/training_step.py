@@ -107,24 +107,24 @@ def _compiled_graphs() -> int:
     return int(counters["stats"]["unique_graphs"])
 
 
-def compile_dynamic(trainer, scope: str | None) -> None:
+def compile_dynamic(trainer, scope: str | None, backend: str = "inductor") -> None:
     """``*-compiled-dynamic``: the trainer's loss, each of its transformer blocks, or each of its
     LayerNorms, compiled with every size symbolic (``dynamic=True``); the trainer itself was
-    built with compilation off."""
+    built with compilation off. ``backend``: torch.compile's (a test traces with ``aot_eager``)."""
     import torch
 
     from oneranker.losses import loss_from_draws
     from oneranker.train import transformer_blocks
 
     if scope == "loss":
-        trainer.loss_fn = torch.compile(loss_from_draws, dynamic=True)
+        trainer.loss_fn = torch.compile(loss_from_draws, dynamic=True, backend=backend)
     elif scope == "blocks":
         for block in transformer_blocks(trainer.model):
-            block.compile(dynamic=True)
+            block.compile(dynamic=True, backend=backend)
     elif scope == "layernorms":
         # not module.compile(): dynamo does not trace a frame of torch.nn's own code (a bare
         # LayerNorm's _call_impl ran eager, 0 graphs), so each forward calls a function of ours
-        fused = torch.compile(_layer_norm, dynamic=True)
+        fused = torch.compile(_layer_norm, dynamic=True, backend=backend)
         for module in trainer.model.modules():
             if isinstance(module, torch.nn.LayerNorm):
                 module.forward = functools.partial(_fused_forward, fused, module)

@@ -61,8 +61,9 @@ def run_notebooks(profile: str, notebooks: list[str] | None = None, seed: int = 
     records = []
     gpu = GpuSampler(GPU_SAMPLE_MS) if device != "cpu" else None
     try:
-        if pretrain:
-            _write_run_record(profile, seed, seeds, device, [], _pretrain(profile, device, workers, seeds, gpu))
+        if pretrain and (entry := _pretrain(profile, device, workers, seeds, gpu))["jobs_trained"]:
+            # an entry only when it trained something: a rerun over a full cache keeps the real cost
+            _write_run_record(profile, seed, seeds, device, [], entry)
         for i, path in enumerate(paths, 1):
             records.append(_run_one(path, i, len(paths), parameters, out_dir, gpu))
             _write_run_record(profile, seed, seeds, device, records[-1:])
@@ -75,20 +76,31 @@ def run_notebooks(profile: str, notebooks: list[str] | None = None, seed: int = 
 def _pretrain(profile: str, device: str, workers: int | None, seeds: list[int] | None,
               gpu: GpuSampler | None) -> dict:
     """Train every model of the series missing from ``cache/`` in one pool; the run-record
-    entry of that: how many configs the notebooks use and how many were trained, wall time,
-    when it ended, the GPU's busy share and peak memory, and the provenance."""
+    entry of that: how many configs the notebooks use and how many training jobs ran (a stack
+    of seeds, ``train.stack_seeds``, is one job), the seeds, and :func:`_timed_entry`'s fields."""
     from .pool import train_notebook_models
 
     print("[pretrain] every model of the notebooks, in one pool", flush=True)
     start, t0 = time.perf_counter(), time.time()
-    configs, trained = train_notebook_models(profile, ROOT / "cache", device=device, workers=workers, seeds=seeds)
-    entry = {"configs": configs, "trained": trained, "seconds": round(time.perf_counter() - start, 1),
+    configs, jobs = train_notebook_models(profile, ROOT / "cache", device=device, workers=workers, seeds=seeds)
+    entry = {"configs": configs, "jobs_trained": jobs, "seeds": seeds, **_timed_entry(start, t0, gpu)}
+    print(f"    done in {entry['seconds']} s: {jobs} training jobs for {configs} configs"
+          + _busy_text(entry), flush=True)
+    return entry
+
+
+def _timed_entry(start: float, t0: float, gpu: GpuSampler | None) -> dict:
+    """The fields every run-record entry has: wall seconds since ``start`` (perf_counter), when
+    it ended, the provenance, and the GPU's busy share and peak memory since ``t0`` (host
+    clock) where the sampler saw it."""
+    entry = {"seconds": round(time.perf_counter() - start, 1),
              "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **provenance()}
     busy = gpu.summary(t0, time.time()) if gpu is not None else None
-    entry |= busy or {}
-    print(f"    done in {entry['seconds']} s: {trained} trained (a stack counts once), {configs} configs in all"
-          + (f", GPU busy {busy['gpu_busy_percent']:.0f}%" if busy else ""), flush=True)
-    return entry
+    return entry | (busy or {})
+
+
+def _busy_text(entry: dict) -> str:
+    return f", GPU busy {entry['gpu_busy_percent']:.0f}%" if entry.get("gpu_busy_percent") is not None else ""
 
 
 def _run_one(path: Path, i: int, n: int, parameters: dict, out_dir: Path | None,
@@ -118,14 +130,8 @@ def _run_one(path: Path, i: int, n: int, parameters: dict, out_dir: Path | None,
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    entry = {"notebook": path.name, "seconds": round(time.perf_counter() - start, 1),
-             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **provenance()}
-    busy = gpu.summary(t0, time.time()) if gpu is not None else None
-    entry |= busy or {}
-    entry["phases"] = phases
-    print(f"    done in {entry['seconds']} s"
-          + (f", GPU busy {busy['gpu_busy_percent']:.0f}%" if busy else "") + f" -> {target.relative_to(ROOT)}",
-          flush=True)
+    entry = {"notebook": path.name, **_timed_entry(start, t0, gpu), "phases": phases}
+    print(f"    done in {entry['seconds']} s" + _busy_text(entry) + f" -> {target.relative_to(ROOT)}", flush=True)
     for row in phases:
         print(f"      {phase_line(row)}", flush=True)
     return entry
@@ -234,9 +240,10 @@ def _write_run_record(profile: str, seed: int, seeds: list[int] | None, device: 
 
 
 def code_versions(record: dict) -> set[str]:
-    """The model-code versions a run record's notebook entries ran (entries older than this
-    field count as unknown): a series committed as one result must show exactly one."""
-    return {r.get("model_code", "unknown") for r in record.get("runs", [])}
+    """The model-code versions a run record's entries ran, the pretraining's included (entries
+    older than this field count as unknown): a series committed as one result must show exactly one."""
+    entries = record.get("runs", []) + ([record["pretrain"]] if "pretrain" in record else [])
+    return {r.get("model_code", "unknown") for r in entries}
 
 
 # --- the notebook suite as a regression test (``make test``) ---------------------------------

@@ -709,7 +709,9 @@ def paper_series() -> str:
     pre = record.get("pretrain")
     pretrained = "" if pre is None else (
         f"\n\nPretraining (every model of the series in one pool, before the notebooks; model code "
-        f"`{pre['model_code']}`): {pre['trained']} of {pre['configs']} configs trained in {pre['seconds']:.0f} s"
+        f"`{pre['model_code']}`, seeds {', '.join(map(str, pre['seeds'])) if pre['seeds'] else 'of each notebook'}): "
+        f"{pre['jobs_trained']} training jobs "
+        f"for {pre['configs']} configs in {pre['seconds']:.0f} s"
         + ("" if pre.get("gpu_busy_percent") is None else f", GPU busy {pre['gpu_busy_percent']:.0f}%") + ".")
     total += 0 if pre is None else pre["seconds"]
     return (markdown_table(pd.DataFrame(rows), index=False).rstrip("\n") + pretrained

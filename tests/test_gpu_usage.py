@@ -193,7 +193,8 @@ def test_each_notebooks_entry_is_saved_when_it_ends_and_the_pretraining_has_its_
     from papermill.exceptions import PapermillExecutionError
 
     monkeypatch.setattr(reproduce, "ROOT", tmp_path)
-    monkeypatch.setattr("oneranker.pool.train_notebook_models", lambda *a, **k: (69, 9))
+    jobs = iter([9, 0])                      # the first pretraining trains 9 jobs, a rerun none
+    monkeypatch.setattr("oneranker.pool.train_notebook_models", lambda *a, **k: (69, next(jobs)))
     ok = _tiny_notebook(tmp_path / "01_ok.ipynb", "1 + 1")
     bad = _tiny_notebook(tmp_path / "02_bad.ipynb", "raise RuntimeError('cut short')")
     with pytest.raises(PapermillExecutionError):
@@ -201,6 +202,10 @@ def test_each_notebooks_entry_is_saved_when_it_ends_and_the_pretraining_has_its_
     log = tmp_path / "results" / "paper" / "run_record.json"
     record = json.loads(log.read_text())
     assert [r["notebook"] for r in record["runs"]] == ["01_ok.ipynb"]
-    assert (record["pretrain"]["configs"], record["pretrain"]["trained"]) == (69, 9)
+    assert (record["pretrain"]["configs"], record["pretrain"]["jobs_trained"]) == (69, 9)
+    assert reproduce.code_versions(record) == {record["pretrain"]["model_code"]}
     reproduce.run_notebooks("paper", [str(ok)], device="cpu")          # a later sitting, no pretraining
+    reproduce.run_notebooks("paper", [str(ok)], device="cpu", pretrain=True)   # a rerun: nothing to train
     assert json.loads(log.read_text())["pretrain"] == record["pretrain"]
+    stale = {**record, "pretrain": {**record["pretrain"], "model_code": "older"}}
+    assert reproduce.code_versions(stale) == {"older", record["pretrain"]["model_code"]}

@@ -98,6 +98,9 @@ def test_training_step_benchmark_times_and_profiles_every_contender(tmp_path):
         assert res.returncode != 0 and "--contenders" in res.stderr and "warmed up" not in res.stdout
     import importlib.util
 
+    import functools
+    from types import SimpleNamespace
+
     import torch
 
     spec = importlib.util.spec_from_file_location("training_step", ROOT / "benchmarks" / "training_step.py")
@@ -105,16 +108,30 @@ def test_training_step_benchmark_times_and_profiles_every_contender(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     spec.loader.exec_module(bench)
     assert bench.parse_contender("loss-compiled-dynamic") == {"train.compile": "off", "compile_dynamic": "loss"}
-    # layernorms-compiled-dynamic's forward (here with the uncompiled function) is the module's own
-    norm = torch.nn.LayerNorm(6, eps=1e-3)
+    # layernorms-compiled-dynamic: every LayerNorm now runs through a traced graph (module.compile()
+    # traced none), with the module's own weights: outputs and gradients equal eager ones
+    import copy
+
+    from torch._dynamo.utils import counters
+
+    eager = torch.nn.Sequential(torch.nn.Linear(6, 6), torch.nn.LayerNorm(6, eps=1e-3), torch.nn.LayerNorm(6))
     with torch.no_grad():
-        norm.weight.uniform_(0.5, 2.0), norm.bias.uniform_(-1.0, 1.0)
+        for norm in eager[1:]:
+            norm.weight.uniform_(0.5, 2.0), norm.bias.uniform_(-1.0, 1.0)
+    fused = copy.deepcopy(eager)
+    graphs = counters["stats"]["unique_graphs"]
+    bench.compile_dynamic(SimpleNamespace(model=fused), "layernorms", backend="aot_eager")
     x = torch.randn(2, 5, 6)
-    assert torch.equal(bench._fused_forward(bench._layer_norm, norm, x), norm(x))
+    for model in (eager, fused):
+        model(x).pow(2).sum().backward()
+    assert counters["stats"]["unique_graphs"] > graphs
+    assert all(isinstance(m.forward, functools.partial) for m in fused[1:])
+    assert torch.allclose(fused(x), eager(x), atol=1e-6)
+    for a, b in zip(eager.parameters(), fused.parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-6)
     assert bench.parse_contender("flex:bwd_BLOCK_M1=32,ROWS_GUARANTEED_SAFE=true") == \
         {"flex_options": {"bwd_BLOCK_M1": 32, "ROWS_GUARANTEED_SAFE": True}}
     import pytest
-    from types import SimpleNamespace
 
     a, b = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
     b.load_state_dict(a.state_dict())
