@@ -31,6 +31,9 @@ timeout 240 python3 benchmarks/training_step.py --cache /tmp/w/cache --contender
 stamp "kernels layernorms rc=$?"
 timeout 300 python3 benchmarks/training_step.py --cache /tmp/w/cache --contenders today blocks-compiled-dynamic > /tmp/out/step_blocks.txt 2>&1
 stamp "kernels blocks rc=$?"
+# issue 14's H200 column: ranking with K/V pass-through (each size's rows print as measured)
+timeout 200 python3 benchmarks/model.py --quick --only rank --candidates 256 1024 64 > /tmp/out/model_rank.txt 2>&1
+stamp "rank rc=$?"
 stamp "sampler start"
 for sm in 0 2000 0; do
   echo "## sample-ms $sm" >> /tmp/out/sampler.txt

@@ -13,8 +13,10 @@ On a CPU (a smoke run at toy sizes):  python benchmarks/model.py --smoke
   discards (the dense kernel computes it, the flex kernel skips it).
 * mask: building the Step-1 block mask of a batch (eager and compiled ``create_block_mask``)
   as a share of the fast training step.
-* rank: candidates scored per second by the R-Decoder from passed-through K/V, against
-  re-encoding the history with the candidates (the cascade's cost), n = 64, 256, 1024.
+* rank: candidates scored per second by the R-Decoder from passed-through K/V (eager, and
+  compiled once for every n), against re-encoding the history with the candidates (the
+  cascade's cost), n = 64, 256, 1024; ``--rank-contenders`` picks some (e.g. the eager two,
+  which need no compile: an H200 call cut short printed no ranking row before).
 * e2e: one batch of 8 requests: prefill (Steps 1-2), generation (top-n over the catalogue)
   and ranking; median and p99 latency. Contenders: the eager model, the ``--compile``
   scopes, the whole request compiled as one graph, and that graph replayed as a CUDA graph
@@ -166,28 +168,44 @@ def bench_mask(args, device, step_s: float | None) -> None:
         print(f"{name:28s} {v['median_s'] * 1e3:8.3f} ms{share}")
 
 
+RANK_CONTENDERS = ("pass-through", "re-encode", "compiled")
+
+
 @torch.no_grad()
 def bench_rank(args, device) -> None:
+    """Candidates scored per second at each ``--candidates`` size, by each of
+    ``--rank-contenders``: the R-Decoder from passed-through K/V (eager, and ``compiled`` as
+    one graph, compiled once with symbolic sizes so that every n reuses it) against
+    re-encoding the history with the candidates. Each contender's first call (its compile
+    included) is reported as it ends, and each size's rows as soon as that size is timed, so a
+    call cut short still leaves what it measured."""
     S, d = args.history, args.d
     model = paper_model(d, args.heads, S, device, attention="flex" if device.type == "cuda" else "sdpa").eval()
     B = args.rank_users
     batch = synthetic_batch(model, B, S, device)
     print(f"\n## ranking: d={d}, history={S}, users per batch={B} (bf16 autocast on GPU)")
-    # The pass-through ranking also compiled as one graph (K/V projection, R-Decoder, scores).
-    compiled_rank = torch.compile(rank_candidates, dynamic=False) if device.type == "cuda" else rank_candidates
-    print("    n  pass-through cands/s  compiled cands/s  re-encode cands/s  pass-through vs re-encode  "
-          "compiled vs re-encode")
+    compiled_rank = torch.compile(rank_candidates, dynamic=True) if device.type == "cuda" else rank_candidates
+    with _autocast(device):
+        state = model.encode(batch)
     for n in args.candidates:
         cands = torch.randint(0, model.items.n_items, (B, n), device=device)
-        with _autocast(device):
-            state = model.encode(batch)
-            fns = {"pass-through": lambda: rank_candidates(model, state, cands),
-                   "compiled": lambda: compiled_rank(model, state, cands),
-                   "re-encode": lambda: rank_reencoding(model, batch, cands)}
-            t = time_side_by_side(fns, repeats=args.repeats, warmup=2, device=device)
+        every = {"pass-through": lambda: rank_candidates(model, state, cands),
+                 "compiled": lambda: compiled_rank(model, state, cands),
+                 "re-encode": lambda: rank_reencoding(model, batch, cands)}
+        fns = {name: _under_autocast(every[name], device) for name in args.rank_contenders}
+        first_steps(fns, device)
+        t = time_side_by_side(fns, repeats=args.repeats, warmup=2, device=device)
         rate = {k: B * n / v["median_s"] for k, v in t.items()}
-        print(f"{n:5d} {rate['pass-through']:21.0f} {rate['compiled']:17.0f} {rate['re-encode']:18.0f} "
-              f"{rate['pass-through'] / rate['re-encode']:26.1f}x {rate['compiled'] / rate['re-encode']:21.1f}x")
+        for name, r in rate.items():
+            versus = f", {r / rate['re-encode']:.1f}x re-encode" if "re-encode" in rate and name != "re-encode" else ""
+            print(f"n = {n:5d}  {name:13s} {r:14.0f} candidates/s{versus}")
+
+
+def _under_autocast(fn, device: torch.device):
+    def call():
+        with _autocast(device):
+            return fn()
+    return call
 
 
 @torch.no_grad()
@@ -248,6 +266,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64, help="requests per training step")
     ap.add_argument("--rank-users", type=int, default=128)
     ap.add_argument("--candidates", type=int, nargs="+", default=[64, 256, 1024])
+    ap.add_argument("--rank-contenders", nargs="+", default=list(RANK_CONTENDERS), choices=RANK_CONTENDERS,
+                    help="the ranking contenders (re-encode is the ratios' reference)")
     ap.add_argument("--compile", nargs="+", default=["step1", "model", "loss"], choices=["step1", "model", "loss"],
                     help="what the fast training path compiles (one contender each)")
     ap.add_argument("--profile", action="store_true", help="print the top kernels of one step of each contender")

@@ -140,6 +140,24 @@ def test_training_step_benchmark_times_and_profiles_every_contender(tmp_path):
     assert bench.weight_drift(SimpleNamespace(model=b), SimpleNamespace(model=a)) == pytest.approx(0.5)
 
 
+def test_model_benchmark_reports_each_ranking_contender_as_each_size_is_timed():
+    """benchmarks/model.py --smoke --only rank: a ready line per contender and size, then a row per
+    contender with its rate and, beside the re-encoding reference, the ratio; a subset of the
+    contenders runs alone (no ratio without the reference); an unknown one is refused."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "model.py"), "--smoke", "--only", "rank"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT / "benchmarks").stdout
+    rows = [line.split() for line in out.splitlines() if line.startswith("n = ")]
+    assert [(r[2], r[3]) for r in rows] == [(n, c) for n in ("8", "16") for c in ("pass-through", "re-encode", "compiled")]
+    assert all(("x re-encode" in " ".join(r)) == (r[3] != "re-encode") for r in rows)
+    assert out.count("ready: ") == 6
+    alone = subprocess.run(cmd + ["--rank-contenders", "pass-through"], capture_output=True, text=True, check=True,
+                           cwd=ROOT / "benchmarks").stdout
+    assert [line.split()[3] for line in alone.splitlines() if line.startswith("n = ")] == ["pass-through"] * 2
+    assert "re-encode" not in alone.split("## ranking")[1]
+    bad = subprocess.run(cmd + ["--rank-contenders", "fastest"], capture_output=True, text=True, cwd=ROOT / "benchmarks")
+    assert bad.returncode != 0 and "--rank-contenders" in bad.stderr
+
+
 def test_multi_gpu_check_compares_one_and_two_processes_on_the_cpu(tmp_path):
     """scripts/multi_gpu_check.py with gloo processes at the smoke profile: the 2-process model
     computes what the 1-process model computes (fp32, to rounding) and serves the same lists;
