@@ -49,6 +49,14 @@ from .runtime import distributed_rank
 # given its dataset. Their code (docstrings and comments left out: code_text) keys the cache.
 DATA_CODE = ("config", "schema", "world", "loaders", "semantic_ids", "data")
 MODEL_CODE = DATA_CODE + ("runtime", "masks", "layers", "model", "losses", "graphs", "train", "stacked")
+# The modules that turn trained models into a notebook's numbers (generation, evaluation against
+# the truth, reference lists, metrics, CIs, the named variants). Nothing of theirs is cached, so
+# they key no model; a run record names their version beside the model code's, so that a series
+# assembled across sittings shows whether its numbers came from one evaluation too.
+EVALUATION_CODE = ("generate", "evaluate", "metrics", "reference", "tables", "studies", "baselines")
+# Modules those import that compute no number: they spread seeded work over processes (results
+# in the order of their arguments, whatever ran where) or write files. In neither version.
+ORCHESTRATION = ("parallel", "outputs")
 # Module-level tables of values that reach a result only as config values, which the config's
 # own hash already keys: the named profiles. Left out of the code version, so that re-sizing
 # the paper profile does not throw away every quick model; a change of what the values *mean*

@@ -178,15 +178,16 @@ def read_phases(log: Path, gpu: GpuSampler | None) -> list[dict]:
 
 def provenance() -> dict:
     """What a run-record entry ran on: the model code's version (the cache key's, so entries
-    from different code are told apart across sittings), the checkout's commit and whether it
+    from different code are told apart across sittings) and the evaluation code's
+    (``cache.EVALUATION_CODE``), the checkout's commit and whether it
     had uncommitted changes, where git knows them, the machine, and whether its processes
     shared the GPU under CUDA's MPS."""
     import torch
 
-    from .cache import MODEL_CODE, code_version
+    from .cache import EVALUATION_CODE, MODEL_CODE, code_version
     from .pool import MPS_ENV
 
-    return {"model_code": code_version(MODEL_CODE), **_git_state(), "torch": torch.__version__,
+    return {"model_code": code_version(MODEL_CODE), "evaluation_code": code_version(EVALUATION_CODE), **_git_state(), "torch": torch.__version__,
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "mps": bool(os.environ.get(MPS_ENV[0])),   # set by pool.mps (--mps) for its clients
             "machine": platform.platform(), "cpu_count": os.cpu_count()}

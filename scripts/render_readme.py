@@ -700,8 +700,10 @@ def paper_series() -> str:
                      "peak GPU memory, GiB": known(None if peak is None else peak / 1024, "{:.0f}"),
                      "MPS": {True: "on", False: "off"}.get(r.get("mps"), "not recorded"),
                      "ended": r["finished"][:10], "commit": f"`{r['commit'][:7]}`", "model code": f"`{r['model_code']}`",
+                     "evaluation code": f"`{r['evaluation_code']}`" if "evaluation_code" in r else "not recorded",
                      "phases": _phase_totals(r["phases"]) if "phases" in r else "not logged (run before the phase log)"})
     versions = code_versions(record)
+    evaluations = {r["evaluation_code"] for r in record["runs"] if "evaluation_code" in r}
     ran = {r["notebook"][:2] for r in record["runs"]}
     missing = [f"{i:02d}" for i in range(1, 7) if f"{i:02d}" not in ran]
     total = sum(r["seconds"] for r in record["runs"])
@@ -719,6 +721,7 @@ def paper_series() -> str:
             + f"{', '.join(map(str, record['seeds']))}), "
             + (f"under one model-code version (`{next(iter(versions))}`)" if len(versions) == 1
                else f"under {len(versions)} model-code versions ({', '.join(sorted(versions))}): not yet one series")
+            + (f", evaluation code {', '.join(f'`{v}`' for v in sorted(evaluations))} where recorded" if evaluations else "")
             + f"; over the {NOTEBOOK_BOUND_S // 60}-minute bound: {', '.join(over) or 'none'}"
             + (f"; not yet run: {', '.join(missing)}.\n" if missing else ".\n"))
 

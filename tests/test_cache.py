@@ -135,14 +135,13 @@ def test_atomic_write_text_replaces_whole_and_cleans_up(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "record.json"]
 
 
-def test_the_code_version_covers_every_module_a_model_depends_on():
-    """Every package module that train, losses, model or data import (directly or through each
-    other) is hashed into the model key: otherwise a change there would serve stale models."""
+def _package_imports(start: str) -> set[str]:
+    """Every package module that ``start`` imports, directly or through each other (itself included)."""
     import ast
     from pathlib import Path
 
     root = Path(cache.__file__).parent
-    deps, todo = set(), ["train"]
+    deps, todo = set(), [start]
     while todo:
         name = todo.pop()
         if name in deps:
@@ -157,5 +156,27 @@ def test_the_code_version_covers_every_module_a_model_depends_on():
                 if isinstance(node, ast.ImportFrom) and node.level == (2 if f.parent != root else 1):
                     tops = [node.module.split(".")[0]] if node.module else [a.name for a in node.names]
                     todo += [t for t in tops if (root / f"{t}.py").exists() or (root / t).is_dir()]
-    deps -= {"cache"}          # the keys themselves
+    return deps - {"cache"}          # the keys themselves
+
+
+def test_the_code_version_covers_every_module_a_model_depends_on():
+    """Every package module that train, losses, model or data import (directly or through each
+    other) is hashed into the model key: otherwise a change there would serve stale models."""
+    deps = _package_imports("train")
     assert deps <= set(cache.MODEL_CODE), sorted(deps - set(cache.MODEL_CODE))
+
+
+def test_the_evaluation_code_version_covers_what_turns_models_into_numbers():
+    """What the studies' tables are computed with (evaluation, references, tables of CIs, the
+    named variants) and all they import is in the model or the evaluation code version, or
+    computes no number (cache.ORCHESTRATION); the three do not overlap, and the record's
+    provenance names both versions."""
+    from oneranker import reproduce
+
+    covered = set(cache.MODEL_CODE) | set(cache.EVALUATION_CODE) | set(cache.ORCHESTRATION)
+    for start in ("evaluate", "reference", "tables", "studies"):
+        deps = _package_imports(start)
+        assert deps <= covered, (start, sorted(deps - covered))
+    assert not set(cache.MODEL_CODE) & set(cache.EVALUATION_CODE)
+    assert not (set(cache.MODEL_CODE) | set(cache.EVALUATION_CODE)) & set(cache.ORCHESTRATION)
+    assert reproduce.provenance()["evaluation_code"] == cache.code_version(cache.EVALUATION_CODE)
