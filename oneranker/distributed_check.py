@@ -20,7 +20,6 @@ verified on two H200s") and by tests/test_distributed.py.
 
 from __future__ import annotations
 
-import os
 import pickle
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import torch
 
 from .config import Config, config_from_dict
+from .parallel import environment
 
 # NVLink multicast (NVLS) off for NCCL and symmetric memory: the lent multi-GPU machines ask it
 # (a setting of the process, not of the machine)
@@ -98,18 +98,9 @@ def train_on(world: int, cfg: Config, cache: str | Path, device: str, steps: int
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     out, init = workdir / f"world{world}.pkl", f"file://{(workdir / f'init{world}').resolve()}"
-    saved = {k: os.environ.get(k) for k in NCCL_ENV}
-    if device == "cuda":
-        os.environ.update(NCCL_ENV)   # inherited by the spawned processes
-    try:
+    with environment(NCCL_ENV if device == "cuda" else {}):   # inherited by the spawned processes
         mp.spawn(_rank_main, args=(world, cfg.to_dict(), str(cache), device, steps, warmup, init, str(out)),
                  nprocs=world, join=True)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     with open(out, "rb") as f:
         return pickle.load(f)
 

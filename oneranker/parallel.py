@@ -5,9 +5,10 @@ share. Light on purpose: it imports nothing of the model, so pure-measurement mo
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import TypeVar
 
@@ -25,6 +26,23 @@ def progress(iterable: Iterable | None = None, *, total: int | None = None, desc
     each phase's count and time instead (:meth:`oneranker.study.Study._phase`)."""
     return tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave,
                 disable=disable or os.environ.get(PROGRESS_BARS_ENV) == "0")
+
+
+@contextlib.contextmanager
+def environment(updates: dict[str, str | None]) -> Iterator[None]:
+    """``os.environ`` with ``updates`` set inside the block (a None value leaves that variable as
+    it is), every one of them restored afterwards, also on error: the one home for settings that
+    child processes inherit (notebook kernels, MPS clients, NCCL ranks)."""
+    before = {name: os.environ.get(name) for name in updates}
+    try:
+        os.environ.update({name: value for name, value in updates.items() if value is not None})
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def process_pool(workers: int) -> ProcessPoolExecutor:

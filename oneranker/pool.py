@@ -22,7 +22,7 @@ import torch
 from .cache import has_dataset, has_model
 from .config import Config
 from .data import cached_prepared
-from .parallel import in_processes, process_pool, progress
+from .parallel import environment, in_processes, process_pool, progress
 from .runtime import resolve_device
 from .stacked import stack_mates
 from .train import train_or_load
@@ -117,27 +117,24 @@ def mps(enabled: bool = True) -> Iterator[None]:
         return
     control = check_mps()
     folder = Path(tempfile.mkdtemp(prefix="oneranker-mps-"))
-    saved = {k: os.environ.get(k) for k in MPS_ENV}
-    os.environ.update({MPS_ENV[0]: str(folder / "pipe"), MPS_ENV[1]: str(folder / "log")})
     try:
-        for k in MPS_ENV:
-            Path(os.environ[k]).mkdir()
-        started = subprocess.run([control, "-d"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                 timeout=60)
-        if started.returncode != 0:
-            raise RuntimeError(f"{MPS_CONTROL} -d could not start the MPS daemon (exit {started.returncode}): "
-                               f"{(started.stderr or started.stdout).strip()[:300]}")
-        yield
+        with environment({MPS_ENV[0]: str(folder / "pipe"), MPS_ENV[1]: str(folder / "log")}):
+            try:
+                for k in MPS_ENV:
+                    Path(os.environ[k]).mkdir()
+                started = subprocess.run([control, "-d"], stdin=subprocess.DEVNULL, capture_output=True,
+                                         text=True, timeout=60)
+                if started.returncode != 0:
+                    raise RuntimeError(f"{MPS_CONTROL} -d could not start the MPS daemon (exit {started.returncode}): "
+                                       f"{(started.stderr or started.stdout).strip()[:300]}")
+                yield
+            finally:     # the daemon is told to quit while its environment still names it
+                try:
+                    subprocess.run([control], input="quit\n", text=True, timeout=60, capture_output=True)
+                except subprocess.TimeoutExpired:
+                    warnings.warn(f"the MPS daemon did not stop within 60 s (pipe folder {folder / 'pipe'})",
+                                  stacklevel=2)
     finally:
-        try:
-            subprocess.run([control], input="quit\n", text=True, timeout=60, capture_output=True)
-        except subprocess.TimeoutExpired:
-            warnings.warn(f"the MPS daemon did not stop within 60 s (pipe folder {folder / 'pipe'})", stacklevel=2)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         shutil.rmtree(folder, ignore_errors=True)
 
 

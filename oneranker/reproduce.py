@@ -15,7 +15,6 @@ import platform
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from .gpu_usage import GpuSampler
@@ -137,27 +136,14 @@ def _run_one(path: Path, i: int, n: int, parameters: dict, out_dir: Path | None,
     return entry
 
 
-@contextlib.contextmanager
-def headless_kernels(extra: dict[str, str | None] | None = None) -> Iterator[None]:
+def headless_kernels(extra: dict[str, str | None] | None = None) -> contextlib.AbstractContextManager[None]:
     """Environment for the notebook kernels started inside (they inherit this process's): no
     progress-bar widgets (:func:`oneranker.parallel.progress`; a saved widget shows only its
     first frame), plus ``extra`` (a None value leaves that variable as it is), all restored
-    afterwards."""
-    from .parallel import PROGRESS_BARS_ENV
+    afterwards (:func:`oneranker.parallel.environment`)."""
+    from .parallel import PROGRESS_BARS_ENV, environment
 
-    updates = {PROGRESS_BARS_ENV: "0", **(extra or {})}
-    before = {name: os.environ.get(name) for name in updates}
-    try:
-        for name, value in updates.items():
-            if value is not None:
-                os.environ[name] = value
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    return environment({PROGRESS_BARS_ENV: "0", **(extra or {})})
 
 
 def read_phases(log: Path, gpu: GpuSampler | None) -> list[dict]:
