@@ -16,6 +16,7 @@ import argparse
 import json
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -751,6 +752,76 @@ def paper_table3() -> str:
             f"{run['gpu_memory_peak_mib'] / 1024:.0f} GiB), commit `{run['commit'][:7]}`, model code `{run['model_code']}`.\n")
 
 
+@dataclass(frozen=True)
+class Claim:
+    """One comparison the paper reports, and where each profile's notebook writes ours: row
+    ``row`` of ``results/<profile>/<table>.csv``, column ``column``, a paired "mean ± ci" cell."""
+    label: str
+    notebook: str
+    table: str
+    row: str
+    column: str
+    paper: float
+    paper_shown: str
+
+
+def _claims() -> list[Claim]:
+    """Every paper comparison the notebooks test, in notebook order, with the paper's own difference."""
+    t2, t3, t1 = paper.TABLE2, paper.TABLE3_HR5, paper.TABLE1_HR
+    design, full = t3["Step 2 only (paper design)"], t2["Full OneRanker"][0]
+    out = [Claim(f"Table 3: {v} minus the paper's design, HR@5", "02", "02_table3_paired", v, "HR@5", t3[v] - design,
+                 f"{t3[v] - design:+.4f}") for v in ("self-attention before cross-attention", "without the heterogeneous mask")]
+    out += [Claim(f"Table 2 (Step 2): {v} minus Step 2 only, HR@5", "03", "03_step2_ablations_paired", v, "HR@5",
+                  t2[f"Step 2 {v}"][0] - t2["Step 2 only (no ranker)"][0],
+                  f"{t2[f'Step 2 {v}'][0] - t2['Step 2 only (no ranker)'][0]:+.4f}")
+            for v in ("without Fake Item Tokens", "without Fake Items and task tokens")]
+    step2 = t2["Step 2 only (no ranker)"][0]
+    out.append(Claim("Table 2: full OneRanker (ranked) minus Step 2 only, HR@5", "04", "04_ranker_vs_step2_only",
+                     "full OneRanker (ranked)", "HR@5", full - step2, f"{full - step2:+.4f}"))
+    out += [Claim(f"Table 2: {v} minus full OneRanker, HR@5", "05", "05_table2_vs_full", v, "HR@5", t2[v][0] - full,
+                  f"{t2[v][0] - full:+.4f}") for v in t2 if v != "Full OneRanker"]
+    out += [Claim(f"Table 1: OneRanker minus {name}-style, HR@5", "06", "06_oneranker_vs_baselines", f"{name}-style", "HR@5",
+                  t1["OneRanker"][2] - t1[name][2], f"{t1['OneRanker'][2] - t1[name][2]:+.4f}") for name in ("HSTU", "GPR")]
+    gmv = paper.AB["GMV"]
+    out.append(Claim("A/B: OneRanker's GMV lift over the cascade", "06", "06_ab_gmv_cost", "OneRanker", "vs cascade: gmv",
+                     float(gmv.iloc[1]), " / ".join(f"{v:+.2f}%" for v in gmv) + " (5/20/80% traffic; 5% and 80% n.s.)"))
+    return out
+
+
+def _claim_cell(claim: Claim, directory: Path) -> str:
+    """Our "mean ± ci: verdict" for one claim from one profile's results, or why there is none."""
+    path = directory / f"{claim.table}.csv"
+    if not path.exists():
+        return "not yet run"
+    if claim.table == "06_ab_gmv_cost":
+        t = pd.read_csv(path, header=[0, 1], index_col=0, keep_default_na=False)
+        t.columns = [f"{a}: {b}" for a, b in t.columns]
+    else:
+        t = pd.read_csv(path, index_col=0, keep_default_na=False)
+    if claim.row not in t.index or claim.column not in t.columns:
+        raise LookupError(f"{path} has no cell ({claim.row!r}, {claim.column!r}) for the claim {claim.label!r}")
+    cell = str(t.loc[claim.row, claim.column])
+    mean, ci = _parse_pm(cell)
+    return f"{cell.strip()}: {tables.verdict(mean, ci, claim.paper).split(' (')[0]}"
+
+
+def paper_claims() -> str:
+    """The paper's comparisons side by side: its difference, ours at the quick profile and ours at
+    the paper profile (3 seeds on one GPU) where that notebook has run, each with the verdict rule."""
+    from oneranker.studies import SEEDS
+
+    paper_seeds = _paper_record()["seeds"]
+    rows = [{"claim": c.label, "notebook": c.notebook, "paper": c.paper_shown,
+             "quick (seeds)": f"{_claim_cell(c, QUICK)} ({len(SEEDS[c.notebook])})",
+             f"paper profile ({len(paper_seeds)} seeds)": _claim_cell(c, ROOT / "results" / "paper")} for c in _claims()]
+    table = pd.DataFrame(rows)
+    counts = {col: table[col].str.extract(r": (reproduced|not separated|opposite to the paper)")[0].value_counts()
+              for col in table.columns[3:]}
+    summary = "; ".join(f"{col}: " + ", ".join(f"{n} {word}" for word, n in counts[col].items()) for col in counts
+                        if len(counts[col]))
+    return markdown_table(table, index=False).rstrip("\n") + f"\n\n{len(table)} comparisons. {summary}.\n"
+
+
 def paper_mps() -> str:
     """benchmarks/training_throughput.py's 8 models at once with and without CUDA's MPS
     (results/paper/mps_throughput_h200.txt): each call's pair, in the order they ran."""
@@ -1129,6 +1200,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "paper-stacked-summary": paper_stacked_summary,
     "paper-headroom": paper_headroom,
     "paper-table3": paper_table3,
+    "paper-claims": paper_claims,
     "paper-series": paper_series,
     "paper-mps": paper_mps,
     "paper-mps-graphs": paper_mps_graphs,

@@ -115,3 +115,24 @@ def test_the_readme_sums_a_notebooks_phases_by_name_weighting_the_gpu_share_by_t
               {"phase": "models trained", "items": 3, "seconds": 30.0, "gpu_busy_percent": 60.0}]
     assert render_readme._phase_totals(phases) == ("models trained: 5 in 40 s, GPU busy 68%; "
                                                    "models evaluated: 2 in 4 s")
+
+
+def test_the_readme_claims_read_each_profiles_cell_and_say_when_a_notebook_has_not_run(monkeypatch, tmp_path):
+    """scripts/render_readme.py's paper-claims cells, hand-made tables: a paired cell on the
+    paper's side is reproduced, one whose CI holds 0 is not separated, the A/B's two-row header
+    is read, a missing table is "not yet run" and a missing row is an error naming the table."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import render_readme
+
+    claim = render_readme.Claim("x", "03", "t", "without Fake Item Tokens", "HR@5", -0.0245, "-0.0245")
+    (tmp_path / "t.csv").write_text(",HR@5\nwithout Fake Item Tokens,-0.0100 ± 0.0040\nother,+0.0010 ± 0.0040\n")
+    assert render_readme._claim_cell(claim, tmp_path) == "-0.0100 ± 0.0040: reproduced"
+    other = render_readme.Claim("y", "03", "t", "other", "HR@5", -0.0245, "-0.0245")
+    assert render_readme._claim_cell(other, tmp_path) == "+0.0010 ± 0.0040: not separated"
+    ab = render_readme.Claim("z", "06", "06_ab_gmv_cost", "OneRanker", "vs cascade: gmv", 0.78, "+0.78%")
+    (tmp_path / "06_ab_gmv_cost.csv").write_text(",vs cascade,vs cascade\n,gmv,cost\nOneRanker,-9.00% ± 4.00%,+1% ± 1%\n")
+    assert render_readme._claim_cell(ab, tmp_path) == "-9.00% ± 4.00%: opposite to the paper"
+    assert render_readme._claim_cell(ab, tmp_path / "absent") == "not yet run"
+    missing = render_readme.Claim("w", "03", "t", "no such row", "HR@5", -0.0245, "-0.0245")
+    with pytest.raises(LookupError, match="t.csv"):
+        render_readme._claim_cell(missing, tmp_path)
