@@ -1,0 +1,35 @@
+#!/bin/bash
+# Here, after a sitting: bring its paper-profile results into the checkout.
+# usage: bash .device/collect.sh FILES_AT COMMIT    (FILES_AT: the last call's files_at; COMMIT: the one sent)
+# Unpacks FILES_AT/out.tar.gz, copies the files of results/paper and figures/paper that are new or
+# differ (cmp) into the checkout, writes each notebook's papermill log with the progress log as
+# results/paper/notebookNN_h200_COMMIT.txt, and the benchmark outputs as results/paper/*_h200_COMMIT.txt.
+# It commits nothing: read what it lists, then render the README and commit.
+set -euo pipefail
+files_at=$1; commit=${2:0:7}
+[ -f "$files_at/out.tar.gz" ] || { echo "no out.tar.gz in $files_at" >&2; exit 1; }
+cd "$(dirname "$0")/.."
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+tar xzf "$files_at/out.tar.gz" -C "$tmp"
+if [ -f "$tmp/out/results.tar.gz" ]; then
+  mkdir "$tmp/R" && tar xzf "$tmp/out/results.tar.gz" -C "$tmp/R"
+  (cd "$tmp/R" && find results/paper figures/paper -type f 2>/dev/null || true) | while read -r f; do
+    if ! cmp -s "$tmp/R/$f" "$f"; then mkdir -p "$(dirname "$f")"; cp "$tmp/R/$f" "$f"; echo "changed: $f"; fi
+  done
+else
+  echo "no results.tar.gz: no notebook finished in this sitting"
+fi
+day=$(date -u +%F)
+for log in "$tmp"/out/nb_*.log; do
+  [ -f "$log" ] || continue
+  nb=$(basename "$log" .log); nb=${nb#nb_}
+  state=$(grep -E "notebook $nb end" "$tmp/out/progress.log" || echo "notebook $nb did not end in this sitting")
+  { echo "# notebook $nb at paper, one NVIDIA H200, $day, commit $commit: reproduce --profile paper --device cuda --seeds 0 1 2 --mps, ONERANKER_GPU_WORKERS=9 ($state)"
+    tr '\r' '\n' < "$log" | grep -v '^$'
+    echo "# progress.log"; cat "$tmp/out/progress.log"; } > "results/paper/notebook${nb}_h200_${commit}.txt"
+  echo "wrote: results/paper/notebook${nb}_h200_${commit}.txt ($state)"
+done
+for b in step_layernorms step_blocks model_rank sampler; do
+  [ -s "$tmp/out/$b.txt" ] && cp "$tmp/out/$b.txt" "results/paper/${b}_h200_${commit}.txt" && echo "wrote: results/paper/${b}_h200_${commit}.txt"
+done
+echo "# progress.log"; cat "$tmp/out/progress.log"
