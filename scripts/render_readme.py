@@ -805,6 +805,36 @@ def _claim_cell(claim: Claim, directory: Path) -> str:
     return f"{cell.strip()}: {tables.verdict(mean, ci, claim.paper).split(' (')[0]}"
 
 
+SCALE_TABLES = {"02": "02_table3", "03": "03_step2_ablations", "04": "04_ranker_ablations", "05": "05_table2",
+                "06": "06_table1_hr"}
+REFERENCES = ("random", "popularity", "co-occurrence", "interest oracle", "value oracle")
+
+
+def _scale_row(notebook: str, profile: str) -> dict | None:
+    """One notebook's scale at one profile: the HR@5 gap closed by its models (lowest and highest
+    mean; a model with a served and a generated list counts by each), the co-occurrence list's, and
+    popularity's and the interest oracle's HR@5, from its main table; None where it has not run."""
+    path = ROOT / "results" / profile / f"{SCALE_TABLES[notebook]}.csv"
+    if not path.exists():
+        return None
+    t = pd.read_csv(path, index_col=0, keep_default_na=False)
+    gap = {i: _parse_pm(c) for i, c in zip(t.index, t["gap closed HR@5 (%)"])}
+    models = [m for i, m in gap.items() if i not in REFERENCES]
+    low, high = min(models, key=lambda m: m[0]), max(models, key=lambda m: m[0])
+    first = lambda name: t.loc[t.index == name, "HR@5"].iloc[0]  # noqa: E731  (04 lists some rows twice)
+    return {"notebook": notebook, "profile": profile, "seeds": str(t["seeds"].iloc[0]), "model rows": str(len(models)),
+            "gap closed, lowest model": f"{low[0]:.1f} ± {low[1]:.1f}%", "gap closed, highest model": f"{high[0]:.1f} ± {high[1]:.1f}%",
+            "co-occurrence, gap closed": f"{gap['co-occurrence'][0]:.1f} ± {gap['co-occurrence'][1]:.1f}%",
+            "popularity HR@5": first("popularity"), "interest oracle HR@5": first("interest oracle")}
+
+
+def paper_scale() -> str:
+    """The scale beside the paper-claims table: per notebook and profile, how much of the
+    popularity -> interest-oracle HR@5 gap its models close against the non-learned co-occurrence list."""
+    rows = [r for nb in SCALE_TABLES for prof in ("quick", "paper") if (r := _scale_row(nb, prof)) is not None]
+    return markdown_table(pd.DataFrame(rows), index=False)
+
+
 def paper_claims() -> str:
     """The paper's comparisons side by side: its difference, ours at the quick profile and ours at
     the paper profile (3 seeds on one GPU) where that notebook has run, each with the verdict rule."""
@@ -1201,6 +1231,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "paper-headroom": paper_headroom,
     "paper-table3": paper_table3,
     "paper-claims": paper_claims,
+    "paper-scale": paper_scale,
     "paper-series": paper_series,
     "paper-mps": paper_mps,
     "paper-mps-graphs": paper_mps_graphs,
