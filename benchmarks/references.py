@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,21 +19,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
-from common import header  # noqa: E402
+from common import best_of, header  # noqa: E402
 from test_reference import _counts_by_loop, _sessions_by_loop  # noqa: E402
 
 from oneranker import reference  # noqa: E402
 from oneranker.config import make_config  # noqa: E402
 from oneranker.data import _csr_numpy, cached_prepared  # noqa: E402
 
-
-def _best_of(fn, repeats: int) -> tuple[float, object]:
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
 
 
 def main() -> None:
@@ -54,14 +45,14 @@ def main() -> None:
     slates = reference._prepared_slates(prepared, "train", "imp_item")
     clicks = reference._prepared_slates(prepared, "train", "imp_click")
     print(f"{len(users)} training requests")
-    t_loop, s_loop = _best_of(lambda: _sessions_by_loop(offsets, tok_type, tok_item, users, ends, n_organic), args.repeats)
-    t_vec, s_vec = _best_of(lambda: reference.request_sessions(offsets, tok_type, tok_item, users, ends, n_organic),
+    t_loop, s_loop = best_of(lambda: _sessions_by_loop(offsets, tok_type, tok_item, users, ends, n_organic), args.repeats)
+    t_vec, s_vec = best_of(lambda: reference.request_sessions(offsets, tok_type, tok_item, users, ends, n_organic),
                             args.repeats)
     same = all(np.array_equal(a, b) for a, b in zip(s_loop, s_vec)) and len(s_loop) == len(s_vec)
     print(f"sessions: per-request loop {t_loop:.3f} s, vectorised {t_vec:.3f} s, {t_loop / t_vec:.1f}x; equal: {same}")
     n_keys = max(1, n_organic)
-    t_loop, (counts, pop) = _best_of(lambda: _counts_by_loop(n_keys, n_items, s_vec, slates, clicks), args.repeats)
-    t_vec, model = _best_of(lambda: reference.CooccurrenceModel(n_keys, n_items).fit(s_vec, slates, clicks),
+    t_loop, (counts, pop) = best_of(lambda: _counts_by_loop(n_keys, n_items, s_vec, slates, clicks), args.repeats)
+    t_vec, model = best_of(lambda: reference.CooccurrenceModel(n_keys, n_items).fit(s_vec, slates, clicks),
                             args.repeats)
     same = (model.counts != counts).nnz == 0 and np.array_equal(model.popularity, pop)
     print(f"co-occurrence counts: per-request loop {t_loop:.3f} s, vectorised {t_vec:.3f} s, "

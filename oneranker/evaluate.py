@@ -23,7 +23,7 @@ from .config import Config
 from .data import Collator, Prepared
 from .runtime import batch_to_device, gpu_padding
 from .generate import rank_candidates, topk_candidates
-from .metrics import KS, expected_hit_ndcg, expected_hit_rate, ndcg
+from .metrics import KS, hit_ndcg_of_shares, hit_rate_of_shares, list_shares, ndcg
 from .model import OneRanker
 from .world import Truth, World
 
@@ -116,11 +116,13 @@ def list_metrics(ranked: np.ndarray, ts: TruthSet, ks: tuple[int, ...] = KS) -> 
     and the eCPM-graded NDCG@K of the list."""
     out = {}
     gains = np.take_along_axis(ts.truth.ecpm, ranked, axis=1)
+    head = ranked[:, :max(ks)]      # the catalogue is read once per weight, not per metric and K
+    interest, value = list_shares(head, ts.truth.pctr), list_shares(head, ts.truth.ecpm)
     for k in ks:
-        out[f"HR@{k}"] = expected_hit_rate(ranked, ts.truth.pctr, k)
-        out[f"NDCG@{k}"] = expected_hit_ndcg(ranked, ts.truth.pctr, k)
-        out[f"valueHR@{k}"] = expected_hit_rate(ranked, ts.truth.ecpm, k)
-        out[f"valueNDCG@{k}"] = expected_hit_ndcg(ranked, ts.truth.ecpm, k)
+        out[f"HR@{k}"] = hit_rate_of_shares(interest, k)
+        out[f"NDCG@{k}"] = hit_ndcg_of_shares(interest, k)
+        out[f"valueHR@{k}"] = hit_rate_of_shares(value, k)
+        out[f"valueNDCG@{k}"] = hit_ndcg_of_shares(value, k)
         out[f"ecpmNDCG@{k}"] = ndcg(gains, k)
     out["mean_ecpm@5"] = float(gains[:, :5].mean())
     return out

@@ -48,10 +48,32 @@ def click_counts(imp_item: np.ndarray, imp_click: np.ndarray, n_items: int) -> n
             + 1e-6 * np.bincount(imp_item, minlength=n_items))
 
 
-def top_n(scores: np.ndarray, n: int) -> np.ndarray:
-    """Indices of the ``n`` highest scores of each row, best first; ties go to the lower index
-    (a full stable sort: a partial one could pick another member of a tie at the cut)."""
-    return np.argsort(-np.atleast_2d(scores), axis=1, kind="stable")[:, :n]
+def top_n(scores: np.ndarray, n: int, rows_at_once: int = 256) -> np.ndarray:
+    """Indices of the ``n`` highest scores of each row, best first; ties go to the lower index:
+    exactly the first ``n`` of a full stable sort of the negated scores. A partition finds each
+    row's n-th highest score; where exactly ``n`` scores reach it (no tie across the cut), those
+    ``n`` are sorted alone, in index order, stably: the full sort's answer at a fraction of
+    its cost (2,000 x 20,000 oracle scores at the paper profile). Other rows take the full sort.
+    Rows go ``rows_at_once`` at a time, so the partition's copy stays small."""
+    scores = np.atleast_2d(scores)
+    n_rows, n_cols = scores.shape
+    if not 0 < n < n_cols:
+        return np.argsort(-scores, axis=1, kind="stable")[:, :n]
+    out = np.empty((n_rows, n), dtype=np.intp)
+    for lo in range(0, n_rows, rows_at_once):
+        block = scores[lo:lo + rows_at_once]
+        cut = np.partition(block, n_cols - n, axis=1)[:, n_cols - n:n_cols - n + 1]
+        inside = block >= cut
+        # exactly n reach the cut: they are the n highest (NaN reaches no cut; the full sort puts it last)
+        simple = inside.sum(1) == n
+        rows = np.flatnonzero(simple)
+        idx = np.nonzero(inside[rows])[1].reshape(len(rows), n)          # in index order
+        order = np.argsort(-np.take_along_axis(block[rows], idx, axis=1), axis=1, kind="stable")
+        out[lo + rows] = np.take_along_axis(idx, order, axis=1)
+        rest = np.flatnonzero(~simple)
+        if len(rest):
+            out[lo + rest] = np.argsort(-block[rest], axis=1, kind="stable")[:, :n]
+    return out
 
 
 def interest_oracle_list(pctr: np.ndarray, n: int) -> np.ndarray:

@@ -91,6 +91,7 @@ class Study:
     truths_kept: int = 4
     progress: bool = True
     _truths: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
+    _reference_rows: dict = field(default_factory=dict, init=False, repr=False)
     timings: list[dict] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -171,6 +172,17 @@ class Study:
                 self._truths.popitem(last=False)
         return self._truths[key]
 
+    def _references(self, cfg: Config, prepared: Prepared, ts: TruthSet, n: int) -> list[dict]:
+        """The reference lists' rows of ``cfg``'s dataset (:func:`reference.reference_lists`,
+        scored by :func:`_row_metrics`), computed once per dataset, list length and truth set:
+        every grid of a notebook shows them, and at paper scale they cost seconds per dataset."""
+        key = (cfg.data_hash(), self.eval_requests, n, cfg.seed)
+        if key not in self._reference_rows:
+            self._reference_rows[key] = [
+                {"variant": name, "seed": cfg.seed, "list": "generated", "data": key[0], **_row_metrics(ranked, ts, cfg)}
+                for name, ranked in reference_lists(prepared, ts, n, cfg.seed).items()]
+        return self._reference_rows[key]
+
     # ------------------------------------------------------------------ grids
     def grid(self, variants: dict[str, Variant], references: bool = True, per_head: bool = False,
              n_candidates: int | None = None) -> pd.DataFrame:
@@ -205,9 +217,7 @@ class Study:
                 ts, n = self.truth_set(cfg, prepared), n_candidates or cfg.train.n_candidates
                 key = cfg.data_hash()
                 if references and key not in seen:
-                    for ref_name, ref_list in reference_lists(prepared, ts, n, seed).items():
-                        rows.append({"variant": ref_name, "seed": seed, "list": "generated", "data": key,
-                                     **_row_metrics(ref_list, ts, cfg)})
+                    rows.extend(dict(row) for row in self._references(cfg, prepared, ts, n))
                 seen.add(key)
                 models = [train_or_load(c, prepared, self.cache_dir, device=str(self.dev), progress=False)
                           for c in cfgs]

@@ -960,6 +960,23 @@ def truth_speed() -> str:
             f"{int(size[1]):,} requests × {int(size[2]):,} ads on this 2-core CPU, {same}.\n")
 
 
+LIST_METRICS_LINE = re.compile(r"^(?P<what>[^:]+): (?P<old_name>.+?) (?P<old>[\d.]+) s, (?P<new_name>.+?) (?P<new>[\d.]+) s, "
+                               r"(?P<ratio>[\d.]+)x; equal: (?P<equal>True|False)$")
+
+
+def list_metrics_speed() -> str:
+    """benchmarks/list_metrics.py: the oracles' top-n and a list's metrics at the paper
+    profile's shapes against the code they replaced, side by side in one run."""
+    text = (ROOT / "results" / "quick" / "list_metrics_cpu.txt").read_text()
+    head = next(line for line in text.splitlines() if line.startswith("# device"))
+    lines = []
+    for m in filter(None, map(LIST_METRICS_LINE.match, text.splitlines())):
+        same = "the same output exactly" if m["equal"] == "True" else "A DIFFERENT OUTPUT"
+        lines.append(f"- {m['what']}: {m['new']} s instead of {m['old']} s ({m['ratio']}×; {m['old_name']} before, "
+                     f"{m['new_name']} now), {same}.")
+    return "\n".join(lines) + f"\n\n({head.removeprefix('# ')}; this project's 2-core machine.)\n"
+
+
 STEP_KERNELS = {"FlexAttention backward": "triton_tem_fused_flex_attention_backward",
                 "LayerNorm backward": "aten::native_layer_norm_backward",
                 "embedding backward": "aten::embedding_dense_backward"}
@@ -1226,6 +1243,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "paper-step-summary": paper_step_summary,
     "paper-workers-summary": paper_workers_summary,
     "truth-speed": truth_speed,
+    "list-metrics-speed": list_metrics_speed,
     "paper-stacked-step": paper_stacked_step,
     "paper-stacked-summary": paper_stacked_summary,
     "paper-headroom": paper_headroom,

@@ -41,3 +41,29 @@ def test_consistency_and_ranker_auc_on_a_tiny_model(tiny_prepared):
     no_ranker = tiny_config(**{"model.use_ranker": False})
     with pytest.raises(ValueError, match="ranker"):
         generator_ranker_consistency(build_model(no_ranker, tiny_prepared), no_ranker, tiny_prepared, ts, n=10)
+
+
+def test_list_metrics_equal_each_metric_computed_on_its_own_bit_for_bit():
+    """list_metrics reads the catalogue once per weight; each number must be exactly what the
+    one-metric functions (metrics.expected_hit_rate, expected_hit_ndcg, ndcg) give."""
+    from oneranker.evaluate import list_metrics
+    from oneranker.metrics import KS, expected_hit_ndcg, expected_hit_rate, ndcg
+
+    rng = np.random.default_rng(3)
+    shape = (50, 300)
+    truth = Truth(pctr=rng.random(shape) * 0.1, pcvr=rng.random(shape), bid=rng.random(shape) * 3,
+                  price=rng.random(shape) * 10)
+    ts = TruthSet(indices=np.arange(shape[0]), truth=truth)
+    ranked = np.argsort(rng.random(shape), axis=1)[:, :30]
+    got = list_metrics(ranked, ts)
+    gains = np.take_along_axis(truth.ecpm, ranked, axis=1)
+    for k in KS:
+        # the closed form written out: (weight of the first k) / (row's total weight)
+        share = np.take_along_axis(truth.pctr, ranked[:, :k], axis=1) / truth.pctr.sum(1, keepdims=True)
+        assert got[f"HR@{k}"] == float(share.sum(1).mean())
+        assert got[f"NDCG@{k}"] == float((share * (1.0 / np.log2(np.arange(2, k + 2)))).sum(1).mean())
+        assert got[f"HR@{k}"] == expected_hit_rate(ranked, truth.pctr, k)
+        assert got[f"NDCG@{k}"] == expected_hit_ndcg(ranked, truth.pctr, k)
+        assert got[f"valueHR@{k}"] == expected_hit_rate(ranked, truth.ecpm, k)
+        assert got[f"valueNDCG@{k}"] == expected_hit_ndcg(ranked, truth.ecpm, k)
+        assert got[f"ecpmNDCG@{k}"] == ndcg(gains, k)

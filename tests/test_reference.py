@@ -19,6 +19,27 @@ def test_oracles_pick_the_highest_truth():
 def test_top_n_is_stable_and_best_first():
     assert reference.top_n(np.array([[1.0, 3.0, 3.0, 2.0]]), 3).tolist() == [[1, 2, 3]]
     assert reference.top_n(np.array([[1.0, 3.0]]), 2).tolist() == [[1, 0]]
+    # a tie across the cut (two 3.0s for one place) takes the full sort: the lower index wins
+    assert reference.top_n(np.array([[3.0, 1.0, 3.0, 5.0]]), 2).tolist() == [[3, 0]]
+    # NaN goes last, as in the full sort of the negated scores
+    assert reference.top_n(np.array([[np.nan, 1.0, 2.0]]), 2).tolist() == [[2, 1]]
+
+
+def test_top_n_equals_the_first_n_of_a_full_stable_sort():
+    """The partition path must be the full stable argsort's answer, row by row, on scores with
+    ties at and across the cut, NaNs, signed zeros, and more rows than one block."""
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        shape = (int(rng.integers(1, 12)), int(rng.integers(1, 40)))
+        kind = trial % 4
+        x = rng.normal(size=shape) if kind == 0 else rng.integers(0, 4, size=shape).astype(float)
+        if kind == 2:
+            x[rng.random(shape) < 0.2] = np.nan
+        if kind == 3:
+            x = np.where(rng.random(shape) < 0.5, 0.0, -0.0)
+        for n in (0, 1, 2, 5, shape[1], shape[1] + 2):
+            want = np.argsort(-x, axis=1, kind="stable")[:, :n]
+            assert np.array_equal(reference.top_n(x, n, rows_at_once=3), want), (trial, n)
 
 
 def test_random_list_is_distinct_and_seeded():

@@ -233,3 +233,14 @@ def test_code_version_comparison_tells_equal_models_from_different_ones(tmp_path
     save("ddd-old", 1.0, 5.0, 8.0)                                       # not retrained
     assert cmp.compare(tmp_path, "old", "new") == {"old": "old", "new": "new", "compared": 3, "equal": 1,
                                                    "differ": ["bbb", "ccc"], "only_old": 1, "only_new": 0}
+
+
+def test_list_metrics_benchmark_compares_each_path_with_the_one_it_replaced():
+    """benchmarks/list_metrics.py at a toy size: two rows, each with a ratio, and both outputs
+    equal to the replaced code's (the parity the README's block reports)."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "list_metrics.py"), "--requests", "40", "--ads", "500",
+           "--n", "30", "--repeats", "1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rows = [line for line in out.splitlines() if "x; equal:" in line]
+    assert [row.split(":")[0] for row in rows] == ["top-30 of every row", "one list's metrics"]
+    assert all(row.endswith("equal: True") for row in rows)

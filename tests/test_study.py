@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -238,6 +239,26 @@ def test_centroid_alignment_shapes_and_refusal(tmp_path):
     model2, _ = train_or_load(no_fake, prepared, tmp_path, device="cpu", progress=False)
     with pytest.raises(ValueError, match="Fake Item Tokens"):
         evaluate.centroid_alignment(model2, no_fake, prepared, ts)
+
+
+def test_a_study_scores_each_datasets_references_once_and_rows_stay_its_own(tmp_path, monkeypatch):
+    """Two grids on one dataset: the reference lists are built and scored once, both grids get
+    the same rows, and a grid that edits its frame cannot change the next grid's rows."""
+    import oneranker.study as study_module
+
+    calls = []
+    real = study_module.reference_lists
+    monkeypatch.setattr(study_module, "reference_lists", lambda *a: calls.append(a) or real(*a))
+    study = _study(tmp_path)
+    variants = {"GPR-style": {**TINY, **GPR}}
+    first = study.grid(variants)
+    first.loc[first.variant == "popularity", "HR@5"] = -1.0
+    second = study.grid(variants)
+    assert len(calls) == 1
+    refs = lambda res: res[res.variant.isin(reference.REFERENCES)].reset_index(drop=True)  # noqa: E731
+    assert (refs(second)["HR@5"] >= 0).all()
+    fresh = _study(tmp_path).grid(variants)
+    pd.testing.assert_frame_equal(refs(second), refs(fresh))
 
 
 def test_a_study_keeps_its_truth_sets_and_they_are_the_truth_sets(tmp_path):
