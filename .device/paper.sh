@@ -1,9 +1,12 @@
 #!/bin/bash
-# Next session: paper notebooks 03 and 04 under MPS (01 and 02 are committed under model code 228471b4),
-# then the kernel time of a step with fused LayerNorms / compiled blocks (benchmarks/training_step.py),
-# then whether nvidia-smi sampling slows a lone model (sampler off, on every 2 s, off). Runs detached in /tmp/w.
-# usage: bash /tmp/paper.sh REPO COMMIT [NOTEBOOKS]   (NOTEBOOKS: e.g. "05" or "05 06"; default "03 04 05": 05 reuses 18 of its 30 models from 03 and 04)
+# Next sitting: paper notebook 04 under MPS (01-03 are committed under model code 228471b4; 04 is
+# the last notebook that fits a sitting with today's kernels: README "Does each notebook fit one
+# sitting?"), then, on the GPU it leaves idle, the kernel time of a step with fused LayerNorms /
+# compiled blocks (benchmarks/training_step.py: the measurement a faster step needs), the ranking
+# rows, and whether nvidia-smi sampling slows a lone model. Runs detached in /tmp/w.
+# usage: bash /tmp/paper.sh REPO COMMIT [NOTEBOOKS]   (NOTEBOOKS: e.g. "05" or "04 05"; default "04")
 mkdir -p /tmp/out
+echo $$ > /tmp/out/paper.pid   # a session leader under setsid: stop.sh ends its session
 LOG=/tmp/out/progress.log
 stamp() { echo "$(date -u +%FT%TZ) $*" >> $LOG; }
 stamp start
@@ -14,7 +17,7 @@ export PYTHONPATH=/tmp/w:/tmp/site PYTHONUNBUFFERED=1 ONERANKER_COMMIT=$2
 cd /tmp/w
 nvidia-smi > /tmp/out/nvidia_smi_start.txt 2>&1
 MPS=--mps
-for nb in ${3:-03 04 05}; do
+for nb in ${3:-04}; do
   stamp "notebook $nb start ($MPS)"
   export ONERANKER_GPU_WORKERS=9
   python3 -m oneranker reproduce --profile paper --device cuda --seeds 0 1 2 $MPS --notebooks notebooks/${nb}_*.ipynb > /tmp/out/nb_$nb.log 2>&1

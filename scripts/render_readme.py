@@ -727,6 +727,46 @@ def paper_series() -> str:
             + (f"; not yet run: {', '.join(missing)}.\n" if missing else ".\n"))
 
 
+SITTING_S = 30 * 60   # the device time of one session, the machine's start included (.device/README)
+OTHER_S = 5 * 60      # of which a notebook's start, worlds and evaluation are given this much
+
+
+def paper_sitting_fit() -> str:
+    """Whether each notebook still to run fits one sitting: the models it trains from an empty
+    cache (each sitting's machine starts bare, and a paper model, about 22 MB, cannot travel
+    back), times the seconds per model of the latest paper run with a training phase: over all
+    its training phases, and in its best pool (a pool of few models leaves the GPU idle)."""
+    from oneranker import studies
+
+    record = _paper_record()
+    runs = [r for r in record["runs"] if any(p["phase"] == "models trained" for p in r.get("phases", []))]
+    if not runs:
+        return "No paper run has logged its training phase yet.\n"
+    run = runs[-1]
+    trained = [p for p in run["phases"] if p["phase"] == "models trained" and p["items"]]
+    mean = sum(p["seconds"] for p in trained) / sum(p["items"] for p in trained)
+    best = min(p["seconds"] / p["items"] for p in trained)
+    ran = {r["notebook"][:2] for r in record["runs"]}
+    budget = (SITTING_S - OTHER_S) / 60
+    rows = []
+    for nb in sorted(studies.SEEDS):
+        models = len({c.hash() for v in studies.notebook_variants(nb) for s in record["seeds"]
+                      for c in studies.configs(v, "paper", s)})
+        at_mean, at_best = models * mean / 60, models * best / 60
+        state = ("ran" if nb in ran else "fits" if at_mean <= budget else
+                 "tight: fits only at the best pool's pace" if at_best <= budget else "does not fit one sitting")
+        rows.append({"notebook": nb, "models from an empty cache": str(models),
+                     "training, minutes (mean pace – best pool's pace)": f"{at_mean:.0f} – {at_best:.0f}", "state": state})
+    return (markdown_table(pd.DataFrame(rows), index=False).rstrip("\n")
+            + f"\n\nPace from notebook {run['notebook'][:2]}'s paper run ({run['gpu']}, MPS "
+            f"{'on' if run.get('mps') else 'off'}): {mean:.0f} s per model over its {len(trained)} training phases "
+            f"({sum(p['items'] for p in trained)} models in {sum(p['seconds'] for p in trained):.0f} s), {best:.0f} s in "
+            f"its best one. A sitting has {SITTING_S // 60} minutes of device time; {OTHER_S // 60} are left here for "
+            f"the machine's start (1.5–4.5 minutes seen), the worlds and the evaluation, so a notebook's training fits "
+            f"in {budget:.0f}. That run's work other than training (its worlds, its evaluation, the rest of its cells) "
+            f"took {(run['seconds'] - sum(p['seconds'] for p in trained)) / 60:.1f} minutes.\n")
+
+
 def paper_table3() -> str:
     """Notebook 02 at the paper profile: its table with the reference rows and gap closed, the
     paired differences with their verdicts, and the run that made them."""
@@ -1251,6 +1291,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "paper-claims": paper_claims,
     "paper-scale": paper_scale,
     "paper-series": paper_series,
+    "paper-sitting-fit": paper_sitting_fit,
     "paper-mps": paper_mps,
     "paper-mps-graphs": paper_mps_graphs,
     "paper-graphed-step": paper_graphed_step,

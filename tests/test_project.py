@@ -136,3 +136,25 @@ def test_the_readme_claims_read_each_profiles_cell_and_say_when_a_notebook_has_n
     missing = render_readme.Claim("w", "03", "t", "no such row", "HR@5", -0.0245, "-0.0245")
     with pytest.raises(LookupError, match="t.csv"):
         render_readme._claim_cell(missing, tmp_path)
+
+
+def test_the_readme_estimates_a_sitting_from_the_latest_logged_training_pace(monkeypatch):
+    """scripts/render_readme.py's paper-sitting-fit, hand-computed: pools of 3 models in 240 s
+    and 6 in 258 s give 498 / 9 = 55.3 s per model on the mean and 43 s in the best pool; a
+    notebook of 30 models then needs 27.7 and 21.5 minutes, against 25 minutes of training a
+    sitting leaves: tight. A run without a logged training phase is passed over."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import render_readme
+
+    phases = [{"phase": "models trained", "items": 3, "seconds": 240.0, "gpu_busy_percent": 55.0},
+              {"phase": "models evaluated", "items": 9, "seconds": 70.0, "gpu_busy_percent": 1.0},
+              {"phase": "models trained", "items": 6, "seconds": 258.0, "gpu_busy_percent": 88.0}]
+    record = {"seeds": [0, 1, 2], "runs": [
+        {"notebook": "03_fake_item_tokens.ipynb", "seconds": 700.0, "gpu": "GPU", "mps": True, "phases": phases},
+        {"notebook": "02_task_token_mask.ipynb", "seconds": 600.0, "gpu": "GPU"}]}
+    monkeypatch.setattr(render_readme, "_paper_record", lambda: record)
+    text = render_readme.paper_sitting_fit()
+    assert "| 05 | 30 | 28 – 22 | tight: fits only at the best pool's pace |" in text
+    assert "| 04 | 15 | 14 – 11 | fits |" in text and "| 03 | 15 | 14 – 11 | ran |" in text
+    assert "55 s per model over its 2 training phases (9 models in 498 s), 43 s in its best one" in text
+    assert "took 3.4 minutes" in text           # 700 s less 498 s of training
