@@ -6,7 +6,7 @@
 # results/paper/notebookNN_h200_COMMIT.txt, and the benchmark outputs as results/paper/*_h200_COMMIT.txt.
 # It commits nothing: read what it lists, then render the README and commit.
 set -euo pipefail
-files_at=$1; commit=${2:0:7}
+files_at=$(realpath "$1"); commit=${2:0:7}
 [ -f "$files_at/out.tar.gz" ] || { echo "no out.tar.gz in $files_at" >&2; exit 1; }
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -19,13 +19,13 @@ if [ -f "$tmp/out/results.tar.gz" ]; then
 else
   echo "no results.tar.gz: no notebook finished in this sitting"
 fi
-day=$(date -u +%F)
+day=$(head -c 10 "$tmp/out/progress.log")     # the run's day: its first stamp
 for log in "$tmp"/out/nb_*.log; do
   [ -f "$log" ] || continue
   nb=$(basename "$log" .log); nb=${nb#nb_}
   state=$(grep -E "notebook $nb end" "$tmp/out/progress.log" || echo "notebook $nb did not end in this sitting")
-  { echo "# notebook $nb at paper, one NVIDIA H200, $day, commit $commit: reproduce --profile paper --device cuda --seeds 0 1 2 --mps, ONERANKER_GPU_WORKERS=9 ($state)"
-    tr '\r' '\n' < "$log" | grep -v '^$'
+  { echo "# notebook $nb at paper, one NVIDIA H200, $day, commit $commit: the reproduce command of .device/paper.sh's notebook loop ($state)"
+    tr '\r' '\n' < "$log" | grep -v '^$' || true
     echo "# progress.log"; cat "$tmp/out/progress.log"; } > "results/paper/notebook${nb}_h200_${commit}.txt"
   echo "wrote: results/paper/notebook${nb}_h200_${commit}.txt ($state)"
 done

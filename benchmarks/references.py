@@ -27,7 +27,6 @@ from oneranker.config import make_config  # noqa: E402
 from oneranker.data import _csr_numpy, cached_prepared  # noqa: E402
 
 
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="quick")

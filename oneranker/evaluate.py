@@ -115,9 +115,10 @@ def list_metrics(ranked: np.ndarray, ts: TruthSet, ks: tuple[int, ...] = KS) -> 
     """Expected HR@K / NDCG@K of an interest (pCTR-drawn) and a value (eCPM-drawn) positive,
     and the eCPM-graded NDCG@K of the list."""
     out = {}
-    gains = np.take_along_axis(ts.truth.ecpm, ranked, axis=1)
-    head = ranked[:, :max(ks)]      # the catalogue is read once per weight, not per metric and K
-    interest, value = list_shares(head, ts.truth.pctr), list_shares(head, ts.truth.ecpm)
+    ecpm = ts.truth.ecpm            # a product over the catalogue (world.Truth): computed once
+    gains = np.take_along_axis(ecpm, ranked, axis=1)
+    head = ranked[:, :max(ks)]      # the catalogue is read per weight, not per metric and K
+    interest, value = list_shares(head, ts.truth.pctr), list_shares(head, ecpm)
     for k in ks:
         out[f"HR@{k}"] = hit_rate_of_shares(interest, k)
         out[f"NDCG@{k}"] = hit_ndcg_of_shares(interest, k)

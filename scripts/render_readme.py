@@ -727,15 +727,18 @@ def paper_series() -> str:
             + (f"; not yet run: {', '.join(missing)}.\n" if missing else ".\n"))
 
 
-SITTING_S = 30 * 60   # the device time of one session, the machine's start included (.device/README)
-OTHER_S = 5 * 60      # of which a notebook's start, worlds and evaluation are given this much
+SITTING_S = 30 * 60        # the device time of one session, the machine's start included (.device/README)
+MACHINE_START_S = (90, 270)  # a machine's start, the quickest and slowest seen (2026-12-02 and 12-03)
 
 
 def paper_sitting_fit() -> str:
     """Whether each notebook still to run fits one sitting: the models it trains from an empty
-    cache (each sitting's machine starts bare, and a paper model, about 22 MB, cannot travel
-    back), times the seconds per model of the latest paper run with a training phase: over all
-    its training phases, and in its best pool (a pool of few models leaves the GPU idle)."""
+    cache (each sitting's machine starts bare, and a paper model's weights exceed a file the
+    device tool brings back) at the pace of the latest paper run with a training phase, plus that
+    run's other work (worlds, evaluation, the other cells) and the machine's start. Two
+    estimates: as measured (mean pace over the run's pools, other work growing with the number
+    of models, the slowest start) and favourable (its best pool's pace, its other work as it was,
+    the quickest start)."""
     from oneranker import studies
 
     record = _paper_record()
@@ -744,27 +747,27 @@ def paper_sitting_fit() -> str:
         return "No paper run has logged its training phase yet.\n"
     run = runs[-1]
     trained = [p for p in run["phases"] if p["phase"] == "models trained" and p["items"]]
-    mean = sum(p["seconds"] for p in trained) / sum(p["items"] for p in trained)
-    best = min(p["seconds"] / p["items"] for p in trained)
+    n_run, train_s = sum(p["items"] for p in trained), sum(p["seconds"] for p in trained)
+    mean, best = train_s / n_run, min(p["seconds"] / p["items"] for p in trained)
+    other = run["seconds"] - train_s
     ran = {r["notebook"][:2] for r in record["runs"]}
-    budget = (SITTING_S - OTHER_S) / 60
     rows = []
     for nb in sorted(studies.SEEDS):
         models = len({c.hash() for v in studies.notebook_variants(nb) for s in record["seeds"]
                       for c in studies.configs(v, "paper", s)})
-        at_mean, at_best = models * mean / 60, models * best / 60
-        state = ("ran" if nb in ran else "fits" if at_mean <= budget else
-                 "tight: fits only at the best pool's pace" if at_best <= budget else "does not fit one sitting")
+        measured = models * mean + other * models / n_run + MACHINE_START_S[1]
+        favourable = models * best + other + MACHINE_START_S[0]
+        state = ("ran" if nb in ran else "fits" if measured <= SITTING_S else
+                 "tight: fits only in the favourable estimate" if favourable <= SITTING_S else "does not fit")
         rows.append({"notebook": nb, "models from an empty cache": str(models),
-                     "training, minutes (mean pace – best pool's pace)": f"{at_mean:.0f} – {at_best:.0f}", "state": state})
+                     "sitting minutes needed (favourable – as measured)": f"{favourable / 60:.0f} – {measured / 60:.0f}",
+                     "state": state})
     return (markdown_table(pd.DataFrame(rows), index=False).rstrip("\n")
-            + f"\n\nPace from notebook {run['notebook'][:2]}'s paper run ({run['gpu']}, MPS "
-            f"{'on' if run.get('mps') else 'off'}): {mean:.0f} s per model over its {len(trained)} training phases "
-            f"({sum(p['items'] for p in trained)} models in {sum(p['seconds'] for p in trained):.0f} s), {best:.0f} s in "
-            f"its best one. A sitting has {SITTING_S // 60} minutes of device time; {OTHER_S // 60} are left here for "
-            f"the machine's start (1.5–4.5 minutes seen), the worlds and the evaluation, so a notebook's training fits "
-            f"in {budget:.0f}. That run's work other than training (its worlds, its evaluation, the rest of its cells) "
-            f"took {(run['seconds'] - sum(p['seconds'] for p in trained)) / 60:.1f} minutes.\n")
+            + f"\n\nFrom notebook {run['notebook'][:2]}'s paper run ({run['gpu']}, MPS {'on' if run.get('mps') else 'off'}): "
+            f"{mean:.0f} s per model over its {len(trained)} training phases ({n_run} models in {train_s:.0f} s), "
+            f"{best:.0f} s in its best one; {other / 60:.1f} minutes of other work; a machine's start took "
+            f"{MACHINE_START_S[0] / 60:.1f}–{MACHINE_START_S[1] / 60:.1f} minutes. A sitting has {SITTING_S // 60} "
+            f"minutes of device time.\n")
 
 
 def paper_table3() -> str:
@@ -816,15 +819,18 @@ def _claims() -> list[Claim]:
                   f"{t2[f'Step 2 {v}'][0] - t2['Step 2 only (no ranker)'][0]:+.4f}")
             for v in ("without Fake Item Tokens", "without Fake Items and task tokens")]
     step2 = t2["Step 2 only (no ranker)"][0]
-    out.append(Claim("Table 2: full OneRanker (ranked) minus Step 2 only, HR@5", "04", "04_ranker_vs_step2_only",
+    # notebook 04 tests the ranker's share of Table 2 on its own models, as 05 does in its full table
+    out.append(Claim("Table 2: full OneRanker (ranked) minus Step 2 only, HR@5 (05 tests it reversed)", "04", "04_ranker_vs_step2_only",
                      "full OneRanker (ranked)", "HR@5", full - step2, f"{full - step2:+.4f}"))
     out += [Claim(f"Table 2: {v} minus full OneRanker, HR@5", "05", "05_table2_vs_full", v, "HR@5", t2[v][0] - full,
                   f"{t2[v][0] - full:+.4f}") for v in t2 if v != "Full OneRanker"]
     out += [Claim(f"Table 1: OneRanker minus {name}-style, HR@5", "06", "06_oneranker_vs_baselines", f"{name}-style", "HR@5",
                   t1["OneRanker"][2] - t1[name][2], f"{t1['OneRanker'][2] - t1[name][2]:+.4f}") for name in ("HSTU", "GPR")]
     gmv = paper.AB["GMV"]
+    shown = ", ".join(f"{v:+.2f}% at {share}" + (" (n.s.)" if (share, "GMV") in paper.AB_NOT_SIGNIFICANT else "")
+                      for share, v in gmv.items())
     out.append(Claim("A/B: OneRanker's GMV lift over the cascade", "06", "06_ab_gmv_cost", "OneRanker", "vs cascade: gmv",
-                     float(gmv.iloc[1]), " / ".join(f"{v:+.2f}%" for v in gmv) + " (5/20/80% traffic; 5% and 80% n.s.)"))
+                     float(gmv["20% traffic"]), shown))   # the sign of its one significant GMV lift
     return out
 
 
@@ -858,13 +864,14 @@ def _scale_row(notebook: str, profile: str) -> dict | None:
     if not path.exists():
         return None
     t = pd.read_csv(path, index_col=0, keep_default_na=False)
-    gap = {i: _parse_pm(c) for i, c in zip(t.index, t["gap closed HR@5 (%)"])}
-    models = [m for i, m in gap.items() if i not in REFERENCES]
+    gap = list(zip(t.index, map(_parse_pm, t["gap closed HR@5 (%)"])))   # 04 lists a model twice (generated, ranked)
+    models = [m for i, m in gap if i not in REFERENCES]
+    cooc = next(m for i, m in gap if i == "co-occurrence")
     low, high = min(models, key=lambda m: m[0]), max(models, key=lambda m: m[0])
     first = lambda name: t.loc[t.index == name, "HR@5"].iloc[0]  # noqa: E731  (04 lists some rows twice)
     return {"notebook": notebook, "profile": profile, "seeds": str(t["seeds"].iloc[0]), "model rows": str(len(models)),
             "gap closed, lowest model": f"{low[0]:.1f} ± {low[1]:.1f}%", "gap closed, highest model": f"{high[0]:.1f} ± {high[1]:.1f}%",
-            "co-occurrence, gap closed": f"{gap['co-occurrence'][0]:.1f} ± {gap['co-occurrence'][1]:.1f}%",
+            "co-occurrence, gap closed": f"{cooc[0]:.1f} ± {cooc[1]:.1f}%",
             "popularity HR@5": first("popularity"), "interest oracle HR@5": first("interest oracle")}
 
 
@@ -889,7 +896,8 @@ def paper_claims() -> str:
               for col in table.columns[3:]}
     summary = "; ".join(f"{col}: " + ", ".join(f"{n} {word}" for word, n in counts[col].items()) for col in counts
                         if len(counts[col]))
-    return markdown_table(table, index=False).rstrip("\n") + f"\n\n{len(table)} comparisons. {summary}.\n"
+    return (markdown_table(table, index=False).rstrip("\n") + f"\n\n{len(table)} rows, {len(table) - 1} distinct "
+            f"comparisons (04 and 05 both test full OneRanker against Step 2 only). {summary}.\n")
 
 
 def paper_mps() -> str:
