@@ -1,8 +1,8 @@
 #!/bin/bash
 # Next sitting: paper notebook 04 under MPS (01-03 are committed under model code 228471b4; 04 is
 # the last notebook that fits a sitting with today's kernels: README "Does each notebook fit one
-# sitting?"), then, on the GPU it leaves idle, the kernel time of a step with fused LayerNorms /
-# compiled blocks (benchmarks/training_step.py: the measurement a faster step needs), the ranking
+# sitting?"), then, on the GPU it leaves idle, the kernel time of a step with fused LayerNorms,
+# compiled embedding lookups, both, or compiled blocks (benchmarks/training_step.py: the measurement a faster step needs), the ranking
 # rows, and whether nvidia-smi sampling slows a lone model. Runs detached in /tmp/w.
 # usage: bash /tmp/paper.sh REPO COMMIT [NOTEBOOKS]   (NOTEBOOKS: e.g. "05" or "04 05"; default "04")
 mkdir -p /tmp/out
@@ -30,8 +30,8 @@ done
 # then what the model-code decision needs (kernel time per step), in separate invocations so
 # that a long compile cannot take the first one's numbers with it; the sampler A/B last
 stamp "kernels start"
-timeout 240 python3 benchmarks/training_step.py --cache /tmp/w/cache --contenders today layernorms-compiled-dynamic today-again > /tmp/out/step_layernorms.txt 2>&1
-stamp "kernels layernorms rc=$?"
+timeout 300 python3 benchmarks/training_step.py --cache /tmp/w/cache --contenders today layernorms-compiled-dynamic embeddings-compiled-dynamic norms-embeddings-compiled-dynamic today-again > /tmp/out/step_layernorms.txt 2>&1
+stamp "kernels layernorms+embeddings rc=$?"
 timeout 300 python3 benchmarks/training_step.py --cache /tmp/w/cache --contenders today blocks-compiled-dynamic > /tmp/out/step_blocks.txt 2>&1
 stamp "kernels blocks rc=$?"
 # issue 14's H200 column: ranking with K/V pass-through (each size's rows print as measured)

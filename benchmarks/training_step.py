@@ -28,6 +28,11 @@ the same batches, changed in one respect only:
   small graph that inductor fuses forward and backward: the H200 profile of ``today`` put
   LayerNorm's backward and its weight-gradient reduction at about a fifth of a step's kernel
   time, and these graphs compile in seconds, where whole blocks take minutes;
+* ``embeddings-compiled-dynamic``: only the embedding lookups compiled (``dynamic=True``): every
+  ``nn.Embedding`` module's and the one gathered token lookup's (``F.embedding`` in
+  ``TokenEmbedding._gathered``). Inductor's backward is a scatter-add where eager's
+  ``embedding_dense_backward`` sorts the indices: the H200 profiles of ``today`` put it at 8-15%
+  of a step's kernel time. ``norms-embeddings-compiled-dynamic``: this and the LayerNorms together;
 * ``flex-autotune``: FlexAttention compiled with ``mode='max-autotune-no-cudagraphs'``;
 * ``graphed``: ``train.cuda_graphs`` (:mod:`oneranker.graphs`): the step's GPU work captured
   as one CUDA graph per batch shape and replayed, one launch instead of about 1,900. Its
@@ -65,6 +70,8 @@ NAMED = {"today": {}, "today-again": {}, "select": {"lookup": "select"}, "sdpa":
          "loss-compiled-dynamic": {"train.compile": "off", "compile_dynamic": "loss"},
          "blocks-compiled-dynamic": {"train.compile": "off", "compile_dynamic": "blocks"},
          "layernorms-compiled-dynamic": {"train.compile": "off", "compile_dynamic": "layernorms"},
+         "embeddings-compiled-dynamic": {"train.compile": "off", "compile_dynamic": "embeddings"},
+         "norms-embeddings-compiled-dynamic": {"train.compile": "off", "compile_dynamic": "layernorms+embeddings"},
          "flex-autotune": {"flex_mode": "max-autotune-no-cudagraphs"}, "graphed": {"train.cuda_graphs": True}}
 
 
@@ -88,16 +95,20 @@ def parse_contender(spec: str) -> dict:
 @contextlib.contextmanager
 def contender_setting(trainer, setting: dict):
     """The contender's model-side settings, in force for its steps only (contenders alternate)."""
-    saved = layers.FLEX_COMPILE_MODE, layers.FLEX_KERNEL_OPTIONS, trainer.model.embed.lookup
+    from oneranker import model as model_module
+
+    saved = layers.FLEX_COMPILE_MODE, layers.FLEX_KERNEL_OPTIONS, trainer.model.embed.lookup, model_module.F
     layers.FLEX_COMPILE_MODE = setting.get("flex_mode")
     layers.FLEX_KERNEL_OPTIONS = setting.get("flex_options")
     trainer.model.embed.lookup = setting.get("lookup", "auto")
+    # the model module's torch.nn.functional, with embedding compiled (embeddings-compiled-dynamic)
+    model_module.F = getattr(trainer, "functional", model_module.F)
     kernel = setting.get("kernel")
     try:
         with trainer.model.attention_kernel(kernel) if kernel else contextlib.nullcontext():
             yield
     finally:
-        layers.FLEX_COMPILE_MODE, layers.FLEX_KERNEL_OPTIONS, trainer.model.embed.lookup = saved
+        layers.FLEX_COMPILE_MODE, layers.FLEX_KERNEL_OPTIONS, trainer.model.embed.lookup, model_module.F = saved
 
 
 def _compiled_graphs() -> int:
@@ -108,9 +119,13 @@ def _compiled_graphs() -> int:
 
 
 def compile_dynamic(trainer, scope: str | None, backend: str = "inductor") -> None:
-    """``*-compiled-dynamic``: the trainer's loss, each of its transformer blocks, or each of its
-    LayerNorms, compiled with every size symbolic (``dynamic=True``); the trainer itself was
-    built with compilation off. ``backend``: torch.compile's (a test traces with ``aot_eager``)."""
+    """``*-compiled-dynamic``: the trainer's loss, each of its transformer blocks, each of its
+    LayerNorms or each of its embedding lookups (``scope`` joins several with ``+``), compiled
+    with every size symbolic (``dynamic=True``); the trainer itself was built with compilation
+    off. An embedding lookup that is no module call (the gathered token lookup) goes through
+    ``trainer.functional``, which :func:`contender_setting` puts in the model module's place of
+    ``torch.nn.functional`` during the contender's steps only. ``backend``: torch.compile's (a
+    test traces with ``aot_eager``)."""
     import torch
 
     from oneranker.losses import loss_from_draws
@@ -121,13 +136,44 @@ def compile_dynamic(trainer, scope: str | None, backend: str = "inductor") -> No
     elif scope == "blocks":
         for block in transformer_blocks(trainer.model):
             block.compile(dynamic=True, backend=backend)
-    elif scope == "layernorms":
+    elif scope and set(scope.split("+")) <= {"layernorms", "embeddings"}:
         # not module.compile(): dynamo does not trace a frame of torch.nn's own code (a bare
         # LayerNorm's _call_impl ran eager, 0 graphs), so each forward calls a function of ours
-        fused = torch.compile(_layer_norm, dynamic=True, backend=backend)
-        for module in trainer.model.modules():
-            if isinstance(module, torch.nn.LayerNorm):
-                module.forward = functools.partial(_fused_forward, fused, module)
+        parts = scope.split("+")
+        if "layernorms" in parts:
+            fused = torch.compile(_layer_norm, dynamic=True, backend=backend)
+            for module in trainer.model.modules():
+                if isinstance(module, torch.nn.LayerNorm):
+                    module.forward = functools.partial(_fused_forward, fused, module)
+        if "embeddings" in parts:
+            lookup = torch.compile(_embedding_lookup, dynamic=True, backend=backend)
+            for module in trainer.model.modules():
+                if isinstance(module, torch.nn.Embedding):
+                    if module.padding_idx is not None or module.max_norm is not None or module.sparse:
+                        raise ValueError(f"{module}: only plain embedding tables are compiled here")
+                    module.forward = functools.partial(lookup, weight=module.weight)
+            trainer.functional = _FunctionalWith(lookup)
+    elif scope is not None:
+        raise ValueError(f"compile_dynamic: unknown scope {scope!r}")
+
+
+def _embedding_lookup(idx, weight):
+    import torch.nn.functional as F
+
+    return F.embedding(idx, weight)
+
+
+class _FunctionalWith:
+    """``torch.nn.functional`` with ``embedding`` replaced (a plain lookup: the model's gathered
+    token lookup passes no other argument)."""
+
+    def __init__(self, embedding) -> None:
+        self.embedding = lambda idx, weight: embedding(idx, weight)
+
+    def __getattr__(self, name: str):
+        import torch.nn.functional as F
+
+        return getattr(F, name)
 
 
 def _layer_norm(x, weight, bias, shape: tuple[int, ...], eps: float):

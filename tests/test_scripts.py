@@ -140,6 +140,60 @@ def test_training_step_benchmark_times_and_profiles_every_contender(tmp_path):
     assert bench.weight_drift(SimpleNamespace(model=b), SimpleNamespace(model=a)) == pytest.approx(0.5)
 
 
+def test_embeddings_contender_routes_every_lookup_through_one_traced_graph_in_its_steps_only():
+    """benchmarks/training_step.py embeddings-compiled-dynamic: each nn.Embedding module and the
+    model module's F.embedding (the gathered token lookup) go through the compiled lookup, with
+    equal outputs and gradients; the model module's F is the compiled one only inside the
+    contender's setting; a padded table and an unknown scope are refused."""
+    import copy
+    import importlib.util
+    from types import SimpleNamespace
+
+    import pytest
+    import torch
+    from torch._dynamo.utils import counters
+
+    from oneranker import model as model_module
+
+    spec = importlib.util.spec_from_file_location("training_step", ROOT / "benchmarks" / "training_step.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec.loader.exec_module(bench)
+    assert bench.parse_contender("norms-embeddings-compiled-dynamic")["compile_dynamic"] == "layernorms+embeddings"
+
+    class Tiny(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.table, self.norm = torch.nn.Embedding(7, 4), torch.nn.LayerNorm(4)
+            self.embed = SimpleNamespace(lookup="auto")
+
+        def forward(self, idx):
+            return self.norm(self.table(idx) + model_module.F.embedding(idx, self.table.weight * 2))
+
+    eager = Tiny()
+    fused = copy.deepcopy(eager)
+    trainer = SimpleNamespace(model=fused)
+    graphs = counters["stats"]["unique_graphs"]
+    bench.compile_dynamic(trainer, "layernorms+embeddings", backend="aot_eager")
+    idx = torch.tensor([[0, 3, 3, 6], [1, 1, 2, 5]])
+    plain_f = model_module.F
+    eager(idx).pow(2).sum().backward()
+    with bench.contender_setting(trainer, {}):
+        assert model_module.F is trainer.functional and model_module.F.relu is torch.nn.functional.relu
+        out = fused(idx)
+        out.pow(2).sum().backward()
+    assert model_module.F is plain_f                                   # restored after the steps
+    assert counters["stats"]["unique_graphs"] > graphs
+    assert torch.allclose(out, eager(idx), atol=1e-6)
+    for a, b in zip(eager.parameters(), fused.parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-6)
+    with pytest.raises(ValueError, match="plain embedding"):
+        bench.compile_dynamic(SimpleNamespace(model=torch.nn.Embedding(3, 2, padding_idx=0)), "embeddings",
+                              backend="aot_eager")
+    with pytest.raises(ValueError, match="unknown scope"):
+        bench.compile_dynamic(trainer, "everything", backend="aot_eager")
+
+
 def test_model_benchmark_reports_each_ranking_contender_as_each_size_is_timed():
     """benchmarks/model.py --smoke --only rank: a ready line per contender and size, then a row per
     contender with its rate and, beside the re-encoding reference, the ratio; a subset of the
