@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import best_of, header  # noqa: E402
 
 from oneranker.evaluate import TruthSet, list_metrics  # noqa: E402
-from oneranker.metrics import KS, ndcg  # noqa: E402
+from oneranker.metrics import KS, expected_hit_ndcg, expected_hit_rate, ndcg  # noqa: E402
 from oneranker.reference import top_n  # noqa: E402
 from oneranker.world import Truth  # noqa: E402
 
@@ -37,37 +37,18 @@ def full_sort_top_n(scores: np.ndarray, n: int) -> np.ndarray:
     return np.argsort(-np.atleast_2d(scores), axis=1, kind="stable")[:, :n]
 
 
-def _old_normalised_list_weights(ranked: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """``metrics._normalised_list_weights`` as it was, verbatim: the replaced code, kept here so
-    that "equal" compares with it and not with the helpers that replaced it."""
-    if (weights < 0).any():
-        raise ValueError("weights must be non-negative")
-    for row in ranked[: min(len(ranked), 64)]:
-        if len(np.unique(row)) != len(row):
-            raise ValueError("expected metrics need lists without repeated items")
-    total = weights.sum(1, keepdims=True)
-    return np.take_along_axis(weights, ranked, axis=1) / np.where(total > 0, total, 1.0)
-
-
-def _old_expected_hit_rate(ranked: np.ndarray, weights: np.ndarray, k: int) -> float:
-    return float(_old_normalised_list_weights(ranked[:, :k], weights).sum(1).mean())
-
-
-def _old_expected_hit_ndcg(ranked: np.ndarray, weights: np.ndarray, k: int) -> float:
-    share = _old_normalised_list_weights(ranked[:, :k], weights)
-    discounts = 1.0 / np.log2(np.arange(2, share.shape[1] + 2))
-    return float((share * discounts).sum(1).mean())
-
-
 def metrics_one_by_one(ranked: np.ndarray, ts: TruthSet) -> dict[str, float]:
-    """What ``evaluate.list_metrics`` was, verbatim: each expected metric at each K reads the catalogue."""
+    """What ``evaluate.list_metrics`` was: each expected metric at each K reads the catalogue,
+    through ``metrics.expected_hit_rate`` / ``expected_hit_ndcg``, whose per-K computation is
+    the replaced one unchanged (``metrics.list_shares`` is the old ``_normalised_list_weights``
+    renamed, applied to the first K of the list, then summed as before)."""
     out = {}
     gains = np.take_along_axis(ts.truth.ecpm, ranked, axis=1)
     for k in KS:
-        out[f"HR@{k}"] = _old_expected_hit_rate(ranked, ts.truth.pctr, k)
-        out[f"NDCG@{k}"] = _old_expected_hit_ndcg(ranked, ts.truth.pctr, k)
-        out[f"valueHR@{k}"] = _old_expected_hit_rate(ranked, ts.truth.ecpm, k)
-        out[f"valueNDCG@{k}"] = _old_expected_hit_ndcg(ranked, ts.truth.ecpm, k)
+        out[f"HR@{k}"] = expected_hit_rate(ranked, ts.truth.pctr, k)
+        out[f"NDCG@{k}"] = expected_hit_ndcg(ranked, ts.truth.pctr, k)
+        out[f"valueHR@{k}"] = expected_hit_rate(ranked, ts.truth.ecpm, k)
+        out[f"valueNDCG@{k}"] = expected_hit_ndcg(ranked, ts.truth.ecpm, k)
         out[f"ecpmNDCG@{k}"] = ndcg(gains, k)
     out["mean_ecpm@5"] = float(gains[:, :5].mean())
     return out

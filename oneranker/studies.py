@@ -117,20 +117,26 @@ def configs(variant: Variant, profile: str, seed: int) -> list[Config]:
     return [make_config(profile, seed=seed, **variant)]
 
 
+def notebook_configs(notebook: str, profile: str, seeds: list[int] | tuple[int, ...] | None = None) -> list[Config]:
+    """Every distinct model config one notebook reads, in its order (``seeds`` replaces the
+    notebook's own, as ``reproduce --seeds`` does): what it trains from an empty cache."""
+    out: dict[str, Config] = {}
+    for seed in seeds if seeds is not None else SEEDS[notebook]:
+        for variant in notebook_variants(notebook):
+            for cfg in configs(variant, profile, seed):
+                out.setdefault(cfg.hash(), cfg)
+    return list(out.values())
+
+
 def configs_by_notebook(profile: str, seeds: list[int] | tuple[int, ...] | None = None) -> dict[str, list[Config]]:
     """Each notebook's model configs that no earlier notebook uses, in notebook order
     (``seeds`` replaces each notebook's own seeds, as ``reproduce --seeds`` does): where each
-    shared model is first trained, and so what each notebook costs from an empty cache."""
+    shared model is first trained, and so what each notebook costs after the earlier ones."""
     seen: set[str] = set()
     out: dict[str, list[Config]] = {}
     for nb in sorted(SEEDS):
-        out[nb] = []
-        for seed in seeds if seeds is not None else SEEDS[nb]:
-            for variant in notebook_variants(nb):
-                for cfg in configs(variant, profile, seed):
-                    if cfg.hash() not in seen:
-                        seen.add(cfg.hash())
-                        out[nb].append(cfg)
+        out[nb] = [cfg for cfg in notebook_configs(nb, profile, seeds) if cfg.hash() not in seen]
+        seen.update(cfg.hash() for cfg in out[nb])
     return out
 
 

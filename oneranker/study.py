@@ -105,9 +105,9 @@ class Study:
 
     def _bar(self, items, desc: str):
         """A progress bar over ``items`` (an iterable, or a count for a manual bar)."""
-        if isinstance(items, int):
-            return progress(total=items, desc=desc, unit="model", disable=not self.progress, leave=False)
-        return progress(items, desc=desc, unit="model", disable=not self.progress, leave=False)
+        counted = isinstance(items, int)
+        return progress(None if counted else items, total=items if counted else None, desc=desc, unit="model",
+                        disable=not self.progress, leave=False)
 
     @contextlib.contextmanager
     def _phase(self, what: str) -> Iterator[dict]:

@@ -753,8 +753,7 @@ def paper_sitting_fit() -> str:
     ran = {r["notebook"][:2] for r in record["runs"]}
     rows = []
     for nb in sorted(studies.SEEDS):
-        models = len({c.hash() for v in studies.notebook_variants(nb) for s in record["seeds"]
-                      for c in studies.configs(v, "paper", s)})
+        models = len(studies.notebook_configs(nb, "paper", record["seeds"]))
         measured = models * mean + other * models / n_run + MACHINE_START_S[1]
         favourable = models * best + other + MACHINE_START_S[0]
         state = ("ran" if nb in ran else "fits" if measured <= SITTING_S else
@@ -839,11 +838,7 @@ def _claim_cell(claim: Claim, directory: Path) -> str:
     path = directory / f"{claim.table}.csv"
     if not path.exists():
         return "not yet run"
-    if claim.table == "06_ab_gmv_cost":
-        t = pd.read_csv(path, header=[0, 1], index_col=0, keep_default_na=False)
-        t.columns = [f"{a}: {b}" for a, b in t.columns]
-    else:
-        t = pd.read_csv(path, index_col=0, keep_default_na=False)
+    t = _ab_table(directory) if claim.table == "06_ab_gmv_cost" else pd.read_csv(path, index_col=0, keep_default_na=False)
     if claim.row not in t.index or claim.column not in t.columns:
         raise LookupError(f"{path} has no cell ({claim.row!r}, {claim.column!r}) for the claim {claim.label!r}")
     cell = str(t.loc[claim.row, claim.column])
@@ -1205,11 +1200,16 @@ def table1_verdicts() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _ab_table(directory: Path = QUICK) -> pd.DataFrame:
+    """Notebook 06's A/B table, its two header rows joined ("vs cascade: gmv", ...)."""
+    t = pd.read_csv(directory / "06_ab_gmv_cost.csv", header=[0, 1], index_col=0, keep_default_na=False)
+    t.columns = [f"{a}: {b}" for a, b in t.columns]
+    return t
+
+
 def ab() -> str:
     """Notebook 06: expected GMV and cost of each arm's 4-ad slate, lifts paired by seed."""
-    t = pd.read_csv(QUICK / "06_ab_gmv_cost.csv", header=[0, 1], index_col=0, keep_default_na=False)
-    t.columns = [f"{a}: {b}" for a, b in t.columns]
-    return markdown_table(t.rename_axis("arm (5 seeds)"))
+    return markdown_table(_ab_table().rename_axis("arm (5 seeds)"))
 
 
 def targets() -> str:
