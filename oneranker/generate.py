@@ -197,16 +197,31 @@ def rank_candidates(model: OneRanker, state: State, candidates: Tensor, use_cach
                       for i in range(0, candidates.shape[1], step)], dim=1)
 
 
+# Per-candidate re-encoding encodes a [history; candidate] sequence per candidate: at most this
+# many attention-matrix entries (sequences x tokens^2) per pass. At the paper profile's 1,024
+# tokens, 64 requests x 300 candidates in one pass asked the H200 for a 76 GiB dense mask.
+REENCODE_PASS_ENTRIES = 2 ** 28
+
+
 def rank_reencoding(model: OneRanker, batch: dict[str, Tensor], candidates: Tensor,
-                    per_candidate: bool = False) -> Tensor:
+                    per_candidate: bool = False, pass_entries: int = REENCODE_PASS_ENTRIES) -> Tensor:
     """The same R-Decoder scores as :func:`rank_candidates`, paid for the way a separate
     ranker pays: the history is encoded again (Steps 1-2) for ranking, once per request, or
     with ``per_candidate`` once per candidate (a ranker that reads ``[history; candidate]``
     as one sequence, like a cascade's target-attention ranker). Used to measure what K/V
-    pass-through saves (notebook 04); the scores are identical by construction (tested)."""
+    pass-through saves (notebook 04); the scores are identical by construction (tested).
+    Per candidate, the sequences are encoded in passes of at most ``pass_entries`` attention
+    entries (sequences x padded length^2), so that memory stays bounded; every sequence is
+    encoded on its own row, so the scores and the FLOPs are those of one pass."""
     if not per_candidate:
         return rank_candidates(model, model.encode(batch), candidates)
     B, C = candidates.shape
-    repeated = {k: v.repeat_interleave(C, dim=0) for k, v in batch.items()}
-    state = model.encode(repeated)
-    return rank_candidates(model, state, candidates.reshape(B * C, 1)).view(B, C)
+    L = batch["tok_type"].shape[1]
+    rows = max(1, pass_entries // max(1, L * L))
+    flat = candidates.reshape(B * C, 1)
+    scores = []
+    for start in range(0, B * C, rows):
+        idx = torch.arange(start, min(start + rows, B * C), device=candidates.device) // C   # each row's request
+        state = model.encode({k: v.index_select(0, idx.to(v.device)) for k, v in batch.items()})
+        scores.append(rank_candidates(model, state, flat[start:start + rows]))
+    return torch.cat(scores).view(B, C)

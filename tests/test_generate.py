@@ -96,8 +96,12 @@ def test_reencoding_gives_the_pass_through_scores(tiny_prepared):
         passed = rank_candidates(model, model.encode(batch), cands)
         once = rank_reencoding(model, batch, cands)
         per_cand = rank_reencoding(model, batch, cands, per_candidate=True)
+        # in passes of at most 5 sequences (4 passes, the last one short): the same scores
+        L = batch["tok_type"].shape[1]
+        in_passes = rank_reencoding(model, batch, cands, per_candidate=True, pass_entries=5 * L * L)
     torch.testing.assert_close(once, passed, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(per_cand, passed, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(in_passes, per_cand, rtol=1e-6, atol=1e-6)
 
 
 # Beam search scores an ad as a sum over its codes: the paper's codes-only ads, no bid term.
