@@ -1,10 +1,14 @@
 #!/bin/bash
-# Next sitting: paper notebook 04 under MPS (01-03 are committed under model code 228471b4; 04 is
-# the last notebook that fits a sitting with today's kernels: README "Does each notebook fit one
-# sitting?"), then, on the GPU it leaves idle, the kernel time of a step with fused LayerNorms,
-# compiled embedding lookups, both, or compiled blocks (benchmarks/training_step.py: the measurement a faster step needs), the ranking
-# rows, and whether nvidia-smi sampling slows a lone model. Runs detached in /tmp/w.
-# usage: bash /tmp/paper.sh REPO COMMIT [NOTEBOOKS]   (NOTEBOOKS: e.g. "05" or "04 05"; default "04")
+# Next sitting: paper notebook 04 under MPS (01-03 are committed under model code 228471b4; 04
+# failed on 2026-12-03 in a cell after its training, fixed since: results/paper/notebook04_h200_4e2f4c4_failed.txt),
+# then, on the GPU it leaves idle, whether compiled transformer blocks (train.compile='blocks', a
+# runtime field: reproduce --train-compile) speed eight models training at once under MPS, the
+# pace of notebooks 05 and 06 (benchmarks/training_throughput.py; a step's kernels alone were
+# 28% shorter: results/paper/step_blocks_h200_4e2f4c4.txt), the existing 'blocks' scope's step
+# and warm-up, the ranking rows, and whether nvidia-smi sampling slows a lone model. Runs
+# detached in /tmp/w.
+# usage: bash /tmp/paper.sh REPO COMMIT [NOTEBOOKS [TRAIN_COMPILE]]
+#   NOTEBOOKS: e.g. "05" or "04 05" (default "04"); TRAIN_COMPILE: e.g. blocks (default: the profile's, off)
 mkdir -p /tmp/out
 echo $$ > /tmp/out/paper.pid   # a session leader under setsid: stop.sh ends its session
 LOG=/tmp/out/progress.log
@@ -17,22 +21,24 @@ export PYTHONPATH=/tmp/w:/tmp/site PYTHONUNBUFFERED=1 ONERANKER_COMMIT=$2
 cd /tmp/w
 nvidia-smi > /tmp/out/nvidia_smi_start.txt 2>&1
 MPS=--mps
+COMPILE=${4:+--train-compile $4}
 for nb in ${3:-04}; do
-  stamp "notebook $nb start ($MPS)"
+  stamp "notebook $nb start ($MPS $COMPILE)"
   export ONERANKER_GPU_WORKERS=9
-  python3 -m oneranker reproduce --profile paper --device cuda --seeds 0 1 2 $MPS --notebooks notebooks/${nb}_*.ipynb > /tmp/out/nb_$nb.log 2>&1
+  python3 -m oneranker reproduce --profile paper --device cuda --seeds 0 1 2 $MPS $COMPILE --notebooks notebooks/${nb}_*.ipynb > /tmp/out/nb_$nb.log 2>&1
   rc=$?
   unset ONERANKER_GPU_WORKERS
   stamp "notebook $nb end rc=$rc"
   tar czf /tmp/out/results.tar.gz results/paper figures/paper 2>/dev/null
   [ $rc = 0 ] || break
 done
-# then what the model-code decision needs (kernel time per step), in separate invocations so
-# that a long compile cannot take the first one's numbers with it; the sampler A/B last
-stamp "kernels start"
-timeout 300 python3 benchmarks/training_step.py --cache /tmp/w/cache --contenders today layernorms-compiled-dynamic embeddings-compiled-dynamic norms-embeddings-compiled-dynamic today-again > /tmp/out/step_layernorms.txt 2>&1
-stamp "kernels layernorms+embeddings rc=$?"
-timeout 300 python3 benchmarks/training_step.py --cache /tmp/w/cache --contenders today blocks-compiled-dynamic > /tmp/out/step_blocks.txt 2>&1
+# then whether compiled blocks speed a pool of eight models under MPS (each contender its own
+# daemon; eager before and after it), then the existing 'blocks' scope's step alone, in separate
+# invocations so that a long compile cannot take the first one's numbers with it; the sampler A/B last
+stamp "pool start"
+timeout 420 python3 benchmarks/training_throughput.py --cache /tmp/w/cache --runs 20x8ft2m 20x8fcbt2m 20x8ft2m > /tmp/out/pool_blocks.txt 2>&1
+stamp "pool blocks rc=$?"
+timeout 300 python3 benchmarks/training_step.py --cache /tmp/w/cache --contenders today blocks-compiled today-again > /tmp/out/step_blocks.txt 2>&1
 stamp "kernels blocks rc=$?"
 # issue 14's H200 column: ranking with K/V pass-through (each size's rows print as measured)
 timeout 200 python3 benchmarks/model.py --quick --only rank --candidates 256 1024 64 > /tmp/out/model_rank.txt 2>&1

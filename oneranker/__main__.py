@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -180,7 +181,23 @@ def check_gpu_sharing(args: argparse.Namespace) -> None:
         check_mps()
 
 
+def train_compile_env(args: argparse.Namespace) -> dict[str, str | None]:
+    """``--train-compile``: the environment that makes the run's training use that
+    ``train.compile`` on CUDA (:func:`oneranker.pool.as_trained`), checked against the field's
+    choices before any work; nothing when not given."""
+    from .config import TrainConfig
+    from .pool import TRAIN_COMPILE_ENV
+
+    if args.train_compile is None:
+        return {}
+    choices = next(f.metadata["choices"] for f in dataclasses.fields(TrainConfig) if f.name == "compile")
+    if args.train_compile not in choices:
+        raise ConfigError(f"--train-compile {args.train_compile!r}: choose one of {', '.join(choices)}")
+    return {TRAIN_COMPILE_ENV: args.train_compile}
+
+
 def cmd_pretrain(args: argparse.Namespace) -> None:
+    from .parallel import environment
     from .pool import mps, train_notebook_models
 
     from .reproduce import check_seeds
@@ -193,13 +210,15 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
         check_gpu_sharing(args)
     except (ValueError, FileNotFoundError) as e:
         raise ConfigError(str(e)) from None
-    with mps(args.mps):
+    compile_env = train_compile_env(args)
+    with mps(args.mps), environment(compile_env):
         n, trained = train_notebook_models(args.profile, args.cache, device=args.device, workers=args.workers,
                                            seeds=args.seeds)
     print(f"{n} notebook models of profile {args.profile} are in {args.cache} ({trained} trained now)")
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
+    from .parallel import environment
     from .pool import mps
     from .reproduce import notebook_paths, run_notebooks
 
@@ -214,7 +233,8 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
         check_gpu_sharing(args)
     except (ValueError, FileNotFoundError) as e:
         raise ConfigError(str(e)) from None
-    with mps(args.mps):   # the training workers and the notebooks' kernels start inside
+    compile_env = train_compile_env(args)
+    with mps(args.mps), environment(compile_env):   # the training workers and the notebooks' kernels start inside
         # the whole series: every model first, in one pool (oneranker.studies), recorded as the pretraining
         run_notebooks(args.profile, notebooks=args.notebooks, seed=args.seed, device=args.device, seeds=args.seeds,
                       pretrain=not args.notebooks, workers=args.workers)
@@ -265,6 +285,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="run the GPU's processes under CUDA's Multi-Process Service (a private daemon for the "
                         "run; oneranker.pool.mps): their kernels then share the GPU at once instead of in time "
                         "slices; needs nvidia-cuda-mps-control")
+    r.add_argument("--train-compile", default=None, metavar="SCOPE",
+                   help="train.compile for every model this run trains on CUDA, in place of the profile's "
+                        "(off, blocks or loss; a runtime field, so the models' cache keys are unchanged; "
+                        "oneranker.pool.as_trained); recorded in the run record")
     r.set_defaults(func=cmd_reproduce)
     w = sub.add_parser("pretrain", help="train every model the notebooks use, in one pool (oneranker.studies)")
     w.add_argument("--profile", default="quick")
@@ -276,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="run the GPU's processes under CUDA's Multi-Process Service (a private daemon for the "
                         "run; oneranker.pool.mps): their kernels then share the GPU at once instead of in time "
                         "slices; needs nvidia-cuda-mps-control")
+    w.add_argument("--train-compile", default=None, metavar="SCOPE",
+                   help="train.compile for every model this run trains on CUDA, in place of the profile's "
+                        "(off, blocks or loss; a runtime field, so the models' cache keys are unchanged; "
+                        "oneranker.pool.as_trained); recorded in the run record")
     w.set_defaults(func=cmd_pretrain)
     args = parser.parse_args(argv)
     try:

@@ -8,6 +8,7 @@ ran or in which order: a model trained here is bit-identical to one trained in t
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -43,6 +44,25 @@ def _train_in_worker(cfg_dict: dict, cache_dir: str, device: str = "cpu", thread
 
         raise RuntimeError(f"training model {cfg.hash()} failed:\n{traceback.format_exc()}") from None
     return cfg.hash()
+
+
+# train.compile for the models a run trains on CUDA, in place of their configs' (``reproduce`` and
+# ``pretrain`` --train-compile set it for the run; the notebooks' kernels and workers inherit it)
+TRAIN_COMPILE_ENV = "ONERANKER_TRAIN_COMPILE"
+
+
+def as_trained(cfg: Config, device: torch.device) -> Config:
+    """``cfg`` as a run trains it: on CUDA with ``train.compile`` from ``ONERANKER_TRAIN_COMPILE``
+    where that is set. The field is a runtime one (fused kernels round bf16 differently and
+    compute the same; tests/test_train.py compares them with eager on CUDA), so the config hash,
+    hence the model's cache key, is the same, and a run can choose how its models are compiled
+    without a change of code. Why: several models sharing a GPU go at the pace of a step's GPU
+    kernel time, which compiled transformer blocks cut by about a quarter on the H200
+    (results/paper/step_blocks_h200_4e2f4c4.txt). The CPU always trains eager."""
+    scope = os.environ.get(TRAIN_COMPILE_ENV)
+    if not scope or device.type != "cuda" or scope == cfg.train.compile:
+        return cfg
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, compile=scope))
 
 
 def _prepare_in_worker(cfg_dict: dict, cache_dir: str) -> str:
@@ -176,6 +196,7 @@ def train_all(cfgs: list[Config], cache_dir: str | Path, device: str = "auto", w
         jobs.setdefault(tuple(m.hash() for m in stack_mates(c)), c)
     stack_size = max(len(key) for key in jobs)
     missing = {c.hash(): c for c in jobs.values()}
+    missing = {h: as_trained(c, dev) for h, c in missing.items()}
     workers = workers or default_workers(dev, stack_size)
     bar = progress(total=len(missing), desc="training models (a stack counts once)", unit="job")
     if dev.type != "cpu" and min(workers, len(missing)) == 1:

@@ -166,16 +166,19 @@ def provenance() -> dict:
     """What a run-record entry ran on: the model code's version (the cache key's, so entries
     from different code are told apart across sittings) and the evaluation code's
     (``cache.EVALUATION_CODE``), the checkout's commit and whether it
-    had uncommitted changes, where git knows them, the machine, and whether its processes
-    shared the GPU under CUDA's MPS."""
+    had uncommitted changes, where git knows them, the machine, whether its processes
+    shared the GPU under CUDA's MPS, and the ``train.compile`` its models were trained with
+    where ``--train-compile`` chose it."""
     import torch
 
     from .cache import EVALUATION_CODE, MODEL_CODE, code_version
-    from .pool import MPS_ENV
+    from .pool import MPS_ENV, TRAIN_COMPILE_ENV
 
     return {"model_code": code_version(MODEL_CODE), "evaluation_code": code_version(EVALUATION_CODE), **_git_state(), "torch": torch.__version__,
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "mps": bool(os.environ.get(MPS_ENV[0])),   # set by pool.mps (--mps) for its clients
+            # --train-compile's scope; None: the configs' own train.compile (every profile's: off)
+            "train_compile": os.environ.get(TRAIN_COMPILE_ENV),
             "machine": platform.platform(), "cpu_count": os.cpu_count()}
 
 

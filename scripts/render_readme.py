@@ -430,6 +430,60 @@ def paper_step_contenders() -> str:
     return markdown_table(pd.DataFrame(rows), index=False)
 
 
+# The fused-kernel contenders measured alone after notebook 04's failed run (2026-12-03): call e the
+# LayerNorm / embedding scopes, call f compiled blocks (benchmarks/training_step.py)
+FUSION_CALLS = (("e", "step_layernorms_h200_4e2f4c4.txt"), ("f", "step_blocks_h200_4e2f4c4.txt"))
+WARMUP_LINE = re.compile(r"^\s*(?P<spec>\S+): warmed up in\s+(?P<s>[\d.]+) s, (?P<graphs>\d+) graphs compiled")
+DRIFT = re.compile(r"differ from today's by at most (?P<drift>[\d.e+-]+)")
+FUSION_NAMES = {"today": "eager (today)", "today-again": "eager again (the GPU's own drift)",
+                "layernorms-compiled-dynamic": "LayerNorms compiled",
+                "embeddings-compiled-dynamic": "embedding lookups compiled",
+                "norms-embeddings-compiled-dynamic": "LayerNorms and lookups compiled",
+                "blocks-compiled-dynamic": "transformer blocks compiled"}
+
+
+def _fusion_rows() -> list[dict]:
+    """Each contender of the two fusion calls: its step, its kernel time against its call's eager
+    row, its weights' distance from eager's after the same batches, and its warm-up."""
+    rows = []
+    for call, name in FUSION_CALLS:
+        text = (ROOT / "results" / "paper" / name).read_text()
+        warm = {m["spec"]: m for m in map(WARMUP_LINE.match, text.splitlines()) if m}
+        lines = [(m.groupdict(), DRIFT.search(line)["drift"]) for line in text.splitlines()
+                 if (m := STEP_LINE.match(line))]
+        today = next(float(m["kernel"]) for m, _ in lines if m["spec"] == "today")
+        for m, drift in lines:
+            rows.append({"call": call, "contender": FUSION_NAMES.get(m["spec"], m["spec"]), "spec": m["spec"],
+                         "wall ms per step (median)": m["ms"], "GPU kernel ms per step": m["kernel"],
+                         "kernel time vs eager": f"{float(m['kernel']) / today - 1:+.0%}",
+                         "kernels per step": f"{int(m['kernels']):,}",
+                         "max weight distance from eager": drift,
+                         "warm-up, s (graphs compiled)": f"{warm[m['spec']]['s']} ({warm[m['spec']]['graphs']})"})
+    return rows
+
+
+def paper_step_fusions() -> str:
+    """The fused-kernel contenders on the H200, one model alone (calls e and f), and what they say."""
+    rows = _fusion_rows()
+    table = markdown_table(pd.DataFrame(rows).drop(columns="spec"), index=False)
+    by = {r["spec"]: r for r in rows if r["spec"] != "today"}
+    eager = by["today-again"]["max weight distance from eager"]
+    within = [r["contender"] for r in by.values() if r["spec"] != "today-again"
+              and float(r["max weight distance from eager"]) <= float(eager)]
+    return (table + "\n\n"
+            f"- Compiled transformer blocks: {by['blocks-compiled-dynamic']['kernel time vs eager']} GPU kernel time "
+            f"per step, after a warm-up of {by['blocks-compiled-dynamic']['warm-up, s (graphs compiled)'].split()[0]} s; "
+            f"LayerNorms and lookups: {by['norms-embeddings-compiled-dynamic']['kernel time vs eager']}, "
+            f"LayerNorms alone {by['layernorms-compiled-dynamic']['kernel time vs eager']}.\n"
+            f"- A second eager run's weights end {eager} from the first's after the same batches; within that: "
+            f"{', '.join(within) if within else 'none'}; the others within "
+            f"{max(float(r['max weight distance from eager']) for r in by.values()) / float(eager):.1f}× it.\n"
+            "- A lone model's wall time does not move: its host launches the kernels. What the kernel time sets is the "
+            "pace of several models sharing the GPU under MPS; whether compiled blocks speed such a pool, their warm-up "
+            "paid in every process, is the next measurement (`.device/paper.sh`).\n"
+            "- A warm-up of 0 graphs reused the graphs of the contenders before it in the same process.\n")
+
+
 THREADS_LINE = re.compile(r"^\s*(?P<spec>\S+): .*?prefetch (?P<prefetch>on|off).*?(?P<models>\d+) model\(s\) at once:\s+"
                           r"(?P<rps>\d+) requests/s.*?(?P<ms>[\d.]+) ms per step of one model, .*?GPU busy (?P<busy>\S+) "
                           r"\(.*?CPU threads per model (?P<threads>\w+)")
@@ -1286,6 +1340,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "paper-lr-warmup": paper_lr_warmup,
     "paper-compile-throughput": paper_compile_throughput,
     "paper-step-contenders": paper_step_contenders,
+    "paper-step-fusions": paper_step_fusions,
     "paper-workers-threads": paper_workers_threads,
     "paper-gpu-floor": paper_gpu_floor,
     "paper-step-summary": paper_step_summary,

@@ -160,3 +160,28 @@ def test_the_readme_estimates_a_sitting_from_the_latest_logged_training_pace(mon
     assert "| 04 | 15 | 16 – 24 | fits |" in text and "| 03 | 15 | 16 – 24 | ran |" in text
     assert "55 s per model over its 2 training phases (9 models in 498 s), 43 s in its best one" in text
     assert "3.4 minutes of other work" in text
+
+
+def test_the_readme_reads_each_fused_kernel_contender_against_its_calls_eager_row(monkeypatch, tmp_path):
+    """scripts/render_readme.py's paper-step-fusions rows, hand-made benchmark output: kernel time
+    against the same call's eager row (15 / 20 ms = -25%), the weight distance and the warm-up."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import render_readme
+
+    out = tmp_path / "results" / "paper"
+    out.mkdir(parents=True)
+    line = ("{spec}:    {ms} ms per step (median of 20, p90 99.0), 1.00x the first row's speed; GPU kernels {k} ms and "
+            "{n} kernels per step (3 profiled steps); after the same batches its weights differ from today's by at most {d}")
+    (out / "a.txt").write_text("\n".join([
+        "           today: warmed up in  20.0 s, 4 graphs compiled",
+        "blocks-compiled-dynamic: warmed up in  80.5 s, 7 graphs compiled",
+        line.format(spec="           today", ms="70.0", k="20.0", n=1900, d="0.00e+00"),
+        "   a profiler table that is no result line",
+        line.format(spec="blocks-compiled-dynamic", ms="72.5", k="15.0", n=1700, d="1.50e-03")]))
+    monkeypatch.setattr(render_readme, "ROOT", tmp_path)
+    monkeypatch.setattr(render_readme, "FUSION_CALLS", (("e", "a.txt"),))
+    rows = render_readme._fusion_rows()
+    assert [r["spec"] for r in rows] == ["today", "blocks-compiled-dynamic"]
+    assert rows[1]["kernel time vs eager"] == "-25%" and rows[0]["kernel time vs eager"] == "+0%"
+    assert rows[1]["max weight distance from eager"] == "1.50e-03"
+    assert rows[1]["warm-up, s (graphs compiled)"] == "80.5 (7)" and rows[1]["kernels per step"] == "1,700"

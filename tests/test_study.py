@@ -399,3 +399,34 @@ def test_phases_are_logged_for_the_run_record_and_an_idle_phase_is_not(tmp_path,
     with pytest.warns(UserWarning, match="phase log cannot be written"), study._phase("models trained") as phase:
         phase["items"] = 1
     assert len(study.timings) == 2
+
+
+def test_a_runs_train_compile_replaces_the_configs_on_cuda_only_and_keeps_the_cache_key(tmp_path, monkeypatch,
+                                                                                        capsys):
+    """pool.as_trained: ONERANKER_TRAIN_COMPILE (reproduce/pretrain --train-compile) sets the
+    train.compile of every model a run trains on CUDA, a runtime field, so the config hash (the
+    model's cache key) is unchanged; on the CPU, or unset, the config is the one given. A scope
+    that is no choice of the field is refused by the command line before any work, and the run
+    record names the scope."""
+    from oneranker import reproduce
+    from oneranker.__main__ import main
+
+    cfg = make_config("smoke", seed=0)
+    monkeypatch.delenv(pool.TRAIN_COMPILE_ENV, raising=False)
+    assert pool.as_trained(cfg, torch.device("cuda")) is cfg
+    assert reproduce.provenance()["train_compile"] is None
+    monkeypatch.setenv(pool.TRAIN_COMPILE_ENV, "blocks")
+    assert pool.as_trained(cfg, torch.device("cpu")) is cfg
+    compiled = pool.as_trained(cfg, torch.device("cuda"))
+    assert compiled.train.compile == "blocks" and cfg.train.compile == "off"
+    assert compiled.hash() == cfg.hash()
+    assert reproduce.provenance()["train_compile"] == "blocks"
+    monkeypatch.delenv(pool.TRAIN_COMPILE_ENV)
+    notebook = str(Path(__file__).resolve().parent.parent / "notebooks" / "01_data_prep.ipynb")
+    assert main(["reproduce", "--profile", "smoke", "--device", "cpu", "--train-compile", "everything",
+                 "--notebooks", notebook]) == 2
+    assert main(["pretrain", "--profile", "smoke", "--device", "cpu", "--train-compile", "fast",
+                 "--cache", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--train-compile 'everything': choose one of off, blocks, loss" in err and "'fast'" in err
+    assert not (tmp_path / "models").exists() and pool.TRAIN_COMPILE_ENV not in os.environ
