@@ -5,13 +5,16 @@ side by side in one run, with the outputs compared exactly.
 - top-n: ``reference.top_n`` (partition, then a sort of the n found) against the full stable
   argsort of every row it replaced (kept below as the parity reference);
 - a list's metrics: ``evaluate.list_metrics`` (one pass over the catalogue per weight) against
-  one pass per metric and K (``metrics.expected_hit_rate`` / ``expected_hit_ndcg`` at each K).
+  one pass per metric and K (``metrics.expected_hit_rate`` / ``expected_hit_ndcg`` at each K);
+- a ranker's GAUC over the logged test impressions (notebook 06 at paper scale: about 120,000
+  impressions of 30,000 users, six rankers): ``metrics.gauc`` (one sort) against a pass over
+  the impressions per user with scikit-learn's AUC (what it replaced), equal to 1e-12.
 
 On notebook 03's paper run (one H200 host, 16 cores) its evaluation phases took 170 s at 1% GPU
 busy; these two were most of the CPU time of one model's evaluation on this project's 2-core
 machine (profiled with cProfile on a paper world).
 
-    python benchmarks/list_metrics.py --requests 2000 --ads 20000 --n 30
+    python benchmarks/list_metrics.py --requests 2000 --ads 20000 --n 30 --users 30000 --impressions 120000
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import best_of, header  # noqa: E402
 
 from oneranker.evaluate import TruthSet, list_metrics  # noqa: E402
-from oneranker.metrics import KS, expected_hit_ndcg, expected_hit_rate, ndcg  # noqa: E402
+from oneranker.metrics import KS, auc, expected_hit_ndcg, expected_hit_rate, gauc, ndcg  # noqa: E402
 from oneranker.reference import top_n  # noqa: E402
 from oneranker.world import Truth  # noqa: E402
 
@@ -54,11 +57,25 @@ def metrics_one_by_one(ranked: np.ndarray, ts: TruthSet) -> dict[str, float]:
     return out
 
 
+def gauc_per_user(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> float:
+    """What ``metrics.gauc`` was: a pass over every example per group, scikit-learn's AUC in each."""
+    total, weight = 0.0, 0
+    for g in np.unique(groups):
+        sel = groups == g
+        a = auc(scores[sel], labels[sel])
+        if not np.isnan(a):
+            total += a * sel.sum()
+            weight += int(sel.sum())
+    return total / weight if weight else float("nan")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--ads", type=int, default=20_000)
     ap.add_argument("--n", type=int, default=30, help="list length (the paper profile's candidates)")
+    ap.add_argument("--users", type=int, default=30_000, help="GAUC: users (groups) of the test impressions")
+    ap.add_argument("--impressions", type=int, default=120_000, help="GAUC: test impressions")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     print(header(f"{args.requests} requests x {args.ads} ads, lists of {args.n}"), flush=True)
@@ -75,6 +92,14 @@ def main() -> None:
     t_new, have = best_of(lambda: list_metrics(got, ts), args.repeats)
     print(f"one list's metrics: a pass per metric and K {t_old:.3f} s, a pass per weight {t_new:.3f} s, "
           f"{t_old / t_new:.1f}x; equal: {want == have}", flush=True)
+    users = rng.integers(0, args.users, args.impressions)
+    scores = rng.normal(size=args.impressions).astype(np.float32)
+    clicks = rng.random(args.impressions) < 1 / (1 + np.exp(2.5 - scores))
+    t_old, want = best_of(lambda: gauc_per_user(scores, clicks, users), 1)
+    t_new, have = best_of(lambda: gauc(scores, clicks, users), args.repeats)
+    print(f"GAUC over {args.impressions} impressions of {args.users} users: a pass per user {t_old:.3f} s, "
+          f"one sort {t_new:.3f} s, {t_old / t_new:.1f}x; equal within 1e-12: {abs(want - have) <= 1e-12 * abs(want)}",
+          flush=True)
 
 
 if __name__ == "__main__":

@@ -88,16 +88,33 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
 def gauc(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> float:
     """Group AUC: the AUC within each group (a user, or a request), averaged with weights equal
     to the group's number of examples, over the groups that hold both classes (the usual
-    definition in ad ranking: ordering across users does not count)."""
+    definition in ad ranking: ordering across users does not count).
+
+    Every group's AUC at once, as the Mann-Whitney statistic of its positives' ranks among its
+    own examples (ties share their mean rank, so a tied pair counts one half, as in
+    :func:`auc`): one sort of all examples instead of a pass over them per group, which at
+    notebook 06's paper scale (30,000 users, 120,000 impressions) took 13 s a call."""
     scores, labels, groups = map(np.asarray, (scores, labels, groups))
-    total, weight = 0.0, 0
-    for g in np.unique(groups):
-        sel = groups == g
-        a = auc(scores[sel], labels[sel])
-        if not np.isnan(a):
-            total += a * sel.sum()
-            weight += int(sel.sum())
-    return total / weight if weight else float("nan")
+    if scores.size == 0:
+        return float("nan")
+    order = np.lexsort((scores, groups))
+    g, s, y = groups[order], scores[order], labels[order].astype(bool)
+    n = len(g)
+    group_start = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    group_of = np.cumsum(np.r_[True, g[1:] != g[:-1]]) - 1             # each example's group, 0-based
+    tie_start = np.flatnonzero(np.r_[True, (g[1:] != g[:-1]) | (s[1:] != s[:-1])])
+    tie_len = np.diff(np.r_[tie_start, n])
+    position = np.arange(n) - group_start[group_of] + 1                 # 1-based rank within the group
+    mean_rank = np.repeat(position[tie_start] + (tie_len - 1) / 2, tie_len)
+    size = np.bincount(group_of).astype(float)
+    pos = np.bincount(group_of, weights=y.astype(float))
+    rank_sum = np.bincount(group_of, weights=np.where(y, mean_rank, 0.0))
+    both = (pos > 0) & (pos < size)
+    if not both.any():
+        return float("nan")
+    neg = size - pos
+    group_auc = (rank_sum[both] - pos[both] * (pos[both] + 1) / 2) / (pos[both] * neg[both])
+    return float((group_auc * size[both]).sum() / size[both].sum())
 
 
 def ranks(scores: np.ndarray) -> np.ndarray:

@@ -1058,17 +1058,18 @@ def truth_speed() -> str:
 
 
 LIST_METRICS_LINE = re.compile(r"^(?P<what>[^:]+): (?P<old_name>.+?) (?P<old>[\d.]+) s, (?P<new_name>.+?) (?P<new>[\d.]+) s, "
-                               r"(?P<ratio>[\d.]+)x; equal: (?P<equal>True|False)$")
+                               r"(?P<ratio>[\d.]+)x; equal(?P<within> within \S+)?: (?P<equal>True|False)$")
 
 
 def list_metrics_speed() -> str:
-    """benchmarks/list_metrics.py: the oracles' top-n and a list's metrics at the paper
-    profile's shapes against the code they replaced, side by side in one run."""
+    """benchmarks/list_metrics.py: the oracles' top-n, a list's metrics and a ranker's GAUC at
+    the paper profile's shapes against the code they replaced, side by side in one run."""
     text = (ROOT / "results" / "quick" / "list_metrics_cpu.txt").read_text()
     head = next(line for line in text.splitlines() if line.startswith("# device"))
     lines = []
     for m in filter(None, map(LIST_METRICS_LINE.match, text.splitlines())):
-        same = "the same output exactly" if m["equal"] == "True" else "A DIFFERENT OUTPUT"
+        same = ("A DIFFERENT OUTPUT" if m["equal"] != "True" else
+                f"the same output to{m['within'].removeprefix(' within')}" if m["within"] else "the same output exactly")
         lines.append(f"- {m['what']}: {m['new']} s instead of {m['old']} s ({m['ratio']}×; {m['old_name']} before, "
                      f"{m['new_name']} now), {same}.")
     return "\n".join(lines) + f"\n\n({head.removeprefix('# ')}; this project's 2-core machine.)\n"

@@ -73,6 +73,26 @@ def test_auc_and_gauc_by_hand():
     assert metrics.gauc(scores, labels, groups) == pytest.approx(1.0)
     groups3 = np.array([0, 0, 0, 1])                         # group 0 = [.9 .8 .3] labels [1 0 1]: 1/2; group 1 one class
     assert metrics.gauc(scores, labels, groups3) == pytest.approx(0.5)
+    assert np.isnan(metrics.gauc(scores, np.ones(4), groups)) and np.isnan(metrics.gauc([], [], []))
+    # a tie between a positive and a negative of one group counts one half: [.5 .5 .1] labels [1 0 0] -> 3/4
+    assert metrics.gauc([0.5, 0.5, 0.1], [1, 0, 0], [7, 7, 7]) == pytest.approx(0.75)
+
+
+def test_gauc_equals_the_per_group_auc_average():
+    """The one-sort GAUC against its definition written out (scikit-learn's AUC per group, weighted
+    by group size, over groups with both classes), on random groups with ties and one-class groups."""
+    rng = np.random.default_rng(0)
+    for n, n_groups, levels in ((500, 40, 5), (2000, 300, 1000), (50, 50, 3)):
+        groups = rng.integers(0, n_groups, n) * 7 - 100         # unsorted, negative and sparse ids
+        scores = rng.integers(0, levels, n) / levels            # many ties within groups
+        labels = rng.random(n) < 0.3
+        total, weight = 0.0, 0
+        for g in np.unique(groups):
+            sel = groups == g
+            if labels[sel].min() != labels[sel].max():
+                total += metrics.auc(scores[sel], labels[sel]) * sel.sum()
+                weight += sel.sum()
+        assert metrics.gauc(scores, labels, groups) == pytest.approx(total / weight, rel=1e-12)
 
 
 def test_consistency_metrics_by_hand():
