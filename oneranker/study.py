@@ -13,6 +13,7 @@ every metric as a column, the input of :mod:`oneranker.tables`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import os
@@ -75,7 +76,8 @@ class Study:
     ``progress`` shows a bar over the models each call evaluates (a notebook cell that scores
     dozens of models must say how far it is).
     The truth sets computed so far are kept (at paper scale one costs about 10 s and 640 MB,
-    and a notebook asks for the same few many times): the ``truths_kept`` most recent.
+    and a notebook asks for the same few many times, notebook 06 for nine worlds'): the most
+    recent ones that fit in ``truths_kept_gib`` GiB of host memory, and always the last one.
     ``timings`` gets one row per phase that did work (worlds simulated, models trained, models
     evaluated) with its wall seconds, so that a notebook's wall time can be taken apart
     (papermill keeps no progress bar's final state); with ``progress`` each row is also printed
@@ -88,7 +90,7 @@ class Study:
     device: str = "auto"
     eval_requests: int | None = 1000
     workers: int | None = None
-    truths_kept: int = 4
+    truths_kept_gib: float = 8.0
     progress: bool = True
     _truths: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
     _reference_rows: dict = field(default_factory=dict, init=False, repr=False)
@@ -168,7 +170,8 @@ class Study:
             self._truths.move_to_end(key)
         else:
             self._truths[key] = truth_set(World(cfg.world, cfg.seed), prepared, n_requests=self.eval_requests)
-            while len(self._truths) > self.truths_kept:
+            budget = self.truths_kept_gib * 2**30
+            while len(self._truths) > 1 and sum(map(held_bytes, self._truths.values())) > budget:
                 self._truths.popitem(last=False)
         return self._truths[key]
 
@@ -335,6 +338,13 @@ class Study:
             rows += [{"seed": cfg.seed, "pair": f"{a} / {b}", "overlap": list_overlap(lists[a], lists[b], k)}
                      for a, b in itertools.combinations(sorted(lists), 2)]
         return pd.DataFrame(rows)
+
+
+def held_bytes(ts: TruthSet) -> int:
+    """Host memory a truth set holds: each array's own elements (a broadcast view, such as an ad's
+    bid repeated over the requests, holds one row, not the product of its shape)."""
+    arrays = [ts.indices, *(getattr(ts.truth, f.name) for f in dataclasses.fields(ts.truth))]
+    return sum(a.itemsize * int(np.prod([n for n, step in zip(a.shape, a.strides) if step != 0])) for a in arrays)
 
 
 def _row_metrics(ranked: np.ndarray, ts: TruthSet, cfg: Config) -> dict[str, float]:

@@ -263,7 +263,7 @@ def test_a_study_scores_each_datasets_references_once_and_rows_stay_its_own(tmp_
 
 def test_a_study_keeps_its_truth_sets_and_they_are_the_truth_sets(tmp_path):
     study = _study(tmp_path)
-    study.truths_kept = 1
+    study.truths_kept_gib = 0.0                                     # room for the last one only
     cfg = tiny_config(seed=0)
     prepared = cached_prepared(cfg, tmp_path)
     a = study.truth_set(cfg, prepared)
@@ -276,6 +276,22 @@ def test_a_study_keeps_its_truth_sets_and_they_are_the_truth_sets(tmp_path):
     study.truth_set(other, cached_prepared(other, tmp_path))
     assert study.truth_set(cfg, prepared) is not a                 # only the most recent one was kept
     assert _study(tmp_path).truth_set(cfg, prepared) is not a      # each study keeps its own
+    study.truths_kept_gib = 1.0                                     # room for both
+    a = study.truth_set(cfg, prepared)
+    assert study.truth_set(other, cached_prepared(other, tmp_path)) is not a and study.truth_set(cfg, prepared) is a
+
+
+def test_a_truth_sets_held_bytes_count_a_broadcast_row_once():
+    """study.held_bytes, by hand: 3 requests x 5 ads of float64 pCTR and pCVR (120 bytes each),
+    the bid and price broadcast from one row of 5 (40 bytes each), 3 int64 indices (24 bytes)."""
+    from oneranker.study import held_bytes
+    from oneranker.world import Truth
+
+    row = np.arange(5.0)
+    ts = evaluate.TruthSet(indices=np.arange(3), truth=Truth(pctr=np.zeros((3, 5)), pcvr=np.ones((3, 5)),
+                                                              bid=np.broadcast_to(row, (3, 5)),
+                                                              price=np.broadcast_to(row, (3, 5))))
+    assert held_bytes(ts) == 24 + 120 + 120 + 40 + 40
 
 
 def test_studies_name_the_models_the_notebooks_share():
