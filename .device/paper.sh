@@ -36,7 +36,7 @@ done
 # daemon; eager before and after it), then the existing 'blocks' scope's step alone, in separate
 # invocations so that a long compile cannot take the first one's numbers with it; the sampler A/B last
 stamp "pool start"
-timeout 420 python3 benchmarks/training_throughput.py --cache /tmp/w/cache --runs 20x8ft2m 20x8fcbt2m 20x8ft2m > /tmp/out/pool_blocks.txt 2>&1
+timeout 480 python3 benchmarks/training_throughput.py --cache /tmp/w/cache --runs 20x8ft2m 20x8fcbt2m 20x8ft2m > /tmp/out/pool_blocks.txt 2>&1
 stamp "pool blocks rc=$?"
 timeout 300 python3 benchmarks/training_step.py --cache /tmp/w/cache --contenders today blocks-compiled today-again > /tmp/out/step_blocks.txt 2>&1
 stamp "kernels blocks rc=$?"
