@@ -4,9 +4,9 @@
 # then, on the GPU it leaves idle, whether compiled transformer blocks (train.compile='blocks', a
 # runtime field: reproduce --train-compile) speed eight models training at once under MPS, the
 # pace of notebooks 05 and 06 (benchmarks/training_throughput.py; a step's kernels alone were
-# 28% shorter: results/paper/step_blocks_h200_4e2f4c4.txt), the existing 'blocks' scope's step
-# and warm-up, the ranking rows, and whether nvidia-smi sampling slows a lone model. Runs
-# detached in /tmp/w.
+# 28% shorter: results/paper/step_blocks_h200_4e2f4c4.txt), then a lone step's kernel time and
+# warm-up with the whole loss compiled (dynamic sizes) and with the package's 'blocks' scope, the
+# ranking rows, and whether nvidia-smi sampling slows a lone model. Runs detached in /tmp/w.
 # usage: bash /tmp/paper.sh REPO COMMIT [NOTEBOOKS [TRAIN_COMPILE]]
 #   NOTEBOOKS: e.g. "05" or "04 05" (default "04"); TRAIN_COMPILE: e.g. blocks (default: the profile's, off)
 mkdir -p /tmp/out
@@ -38,6 +38,11 @@ done
 stamp "pool start"
 timeout 480 python3 benchmarks/training_throughput.py --cache /tmp/w/cache --runs 20x8ft2m 20x8fcbt2m 20x8ft2m > /tmp/out/pool_blocks.txt 2>&1
 stamp "pool blocks rc=$?"
+# a bigger lever, if its compile is short enough: the whole forward pass and losses as one graph,
+# every size symbolic from the start (train.compile='loss' recompiles at the second length and
+# outlasted 6.5 minutes on static shapes); then the package's 'blocks' step alone
+timeout 360 python3 benchmarks/training_step.py --cache /tmp/w/cache --contenders today loss-compiled-dynamic > /tmp/out/step_loss.txt 2>&1
+stamp "kernels loss rc=$?"
 timeout 300 python3 benchmarks/training_step.py --cache /tmp/w/cache --contenders today blocks-compiled today-again > /tmp/out/step_blocks.txt 2>&1
 stamp "kernels blocks rc=$?"
 # issue 14's H200 column: ranking with K/V pass-through (each size's rows print as measured)
