@@ -7,8 +7,11 @@
 # 28% shorter: results/paper/step_blocks_h200_4e2f4c4.txt), then a lone step's kernel time and
 # warm-up with the whole loss compiled (dynamic sizes) and with the package's 'blocks' scope, the
 # ranking rows, and whether nvidia-smi sampling slows a lone model. Runs detached in /tmp/w.
-# usage: bash /tmp/paper.sh REPO COMMIT [NOTEBOOKS [TRAIN_COMPILE]]
+# usage: [SEEDS="0 1"] [RESULTS_IN=FILE] bash /tmp/paper.sh REPO COMMIT [NOTEBOOKS [TRAIN_COMPILE]]
 #   NOTEBOOKS: e.g. "05" or "04 05" (default "04"); TRAIN_COMPILE: e.g. blocks (default: the profile's, off)
+#   A notebook too long for one sitting runs in two (oneranker.study: the cache's results):
+#   SEEDS="0 1" first, which leaves /tmp/out/results_cache.tar.gz (commit it) and no notebook;
+#   then RESULTS_IN=that file with the default seeds 0 1 2, which trains only seed 2's models.
 mkdir -p /tmp/out
 echo $$ > /tmp/out/paper.pid   # a session leader under setsid: stop.sh ends its session
 LOG=/tmp/out/progress.log
@@ -21,15 +24,20 @@ export PYTHONPATH=/tmp/w:/tmp/site PYTHONUNBUFFERED=1 ONERANKER_COMMIT=$2
 cd /tmp/w
 nvidia-smi > /tmp/out/nvidia_smi_start.txt 2>&1
 MPS=--mps
+SEEDS=${SEEDS:-0 1 2}
+if [ -n "$RESULTS_IN" ]; then mkdir -p cache && tar xzf "$RESULTS_IN" -C cache; stamp "results in from $RESULTS_IN rc=$?"; fi
 COMPILE=${4:+--train-compile $4}
 for nb in ${3:-04}; do
   stamp "notebook $nb start ($MPS $COMPILE)"
   export ONERANKER_GPU_WORKERS=9
-  python3 -m oneranker reproduce --profile paper --device cuda --seeds 0 1 2 $MPS $COMPILE --notebooks notebooks/${nb}_*.ipynb > /tmp/out/nb_$nb.log 2>&1
+  python3 -m oneranker reproduce --profile paper --device cuda --seeds $SEEDS $MPS $COMPILE --notebooks notebooks/${nb}_*.ipynb > /tmp/out/nb_$nb.log 2>&1
   rc=$?
   unset ONERANKER_GPU_WORKERS
-  stamp "notebook $nb end rc=$rc"
-  tar czf /tmp/out/results.tar.gz results/paper figures/paper 2>/dev/null
+  stamp "notebook $nb end rc=$rc (seeds $SEEDS)"
+  # the models' results, for a later sitting (small; the models themselves stay here)
+  [ -d cache/results ] && tar czf /tmp/out/results_cache.tar.gz -C cache results
+  # a run with fewer seeds only fills the results cache: its notebook is not the series'
+  [ "$SEEDS" = "0 1 2" ] && tar czf /tmp/out/results.tar.gz results/paper figures/paper 2>/dev/null
   [ $rc = 0 ] || break
 done
 # then whether compiled blocks speed a pool of eight models under MPS (each contender its own

@@ -10,6 +10,15 @@ Layout under a cache folder (``cache/`` by default; the notebooks use ``../cache
     models/<first model key>-stack<M>/stack_checkpoint.pt
                                     while a stack of M models trains (train.stack_seeds; each
                                     model's final.pt then goes to its own folder)
+    results/<result key>.pt         what a study computed from one model (its rows, arrays)
+    results/asked/<model key>.json  the result keys a study asked of that model
+
+A **result key** is the kind of result, the model keys of the models it reads (a cascade reads
+two), its arguments and the version of the code that computes results from models
+(``RESULT_CODE``). Results are small where models are not (a paper model's weights exceed what
+the lent GPU machine returns), so they can travel between sittings: a notebook run with some of
+its seeds leaves every result it asked for, and a later run with all seeds need not train the
+models whose every asked-for result it finds (:func:`answered`).
 
 A **model key** is the config hash, the version of the code that trains a model
 (:func:`code_version`) and, for a dataset given as a folder of real logs, the dataset's
@@ -33,6 +42,7 @@ import tokenize
 import contextlib
 import functools
 import hashlib
+import json
 import os
 import pickle
 import tempfile
@@ -54,6 +64,9 @@ MODEL_CODE = DATA_CODE + ("runtime", "masks", "layers", "model", "losses", "grap
 # they key no model; a run record names their version beside the model code's, so that a series
 # assembled across sittings shows whether its numbers came from one evaluation too.
 EVALUATION_CODE = ("generate", "evaluate", "metrics", "reference", "tables", "studies", "baselines")
+# The code that turns a trained model into a study's results (oneranker.study's rows too): keys
+# the results cache
+RESULT_CODE = EVALUATION_CODE + ("study",)
 # Modules those import that compute no number: they spread seeded work over processes (results
 # in the order of their arguments, whatever ran where) or write files. In neither version.
 ORCHESTRATION = ("parallel", "outputs")
@@ -158,6 +171,42 @@ def has_model(cfg: Config, cache_dir: str | Path, fingerprint: str | None = None
 
 def has_dataset(cfg: Config, cache_dir: str | Path) -> bool:
     return (dataset_folder(cfg, cache_dir) / "meta.json").exists()
+
+
+def result_path(kind: str, cfgs: list[Config], args: dict, cache_dir: str | Path) -> Path:
+    """Where the result ``kind`` of the models of ``cfgs`` under ``args`` (JSON-able) lives."""
+    key = json.dumps([kind, [model_folder(c, cache_dir).name for c in cfgs], code_version(RESULT_CODE), args],
+                     sort_keys=True, default=str)
+    return Path(cache_dir) / "results" / f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
+
+
+def _asked_file(cfg: Config, cache_dir: str | Path) -> Path:
+    return Path(cache_dir) / "results" / "asked" / f"{model_folder(cfg, cache_dir).name}.json"
+
+
+# What a study records when it used a model itself (its weights, not a cached result): no
+# result can stand in for it, so such a model is never skipped
+ASKED_MODEL = "the model itself"
+
+
+def note_asked(cfgs: list[Config], name: str, cache_dir: str | Path) -> None:
+    """Record that a study asked the models of ``cfgs`` for the result file ``name`` (or for
+    :data:`ASKED_MODEL`)."""
+    for cfg in cfgs:
+        file = _asked_file(cfg, cache_dir)
+        asked = set(json.loads(file.read_text())) if file.exists() else set()
+        if name not in asked:
+            atomic_write_text(file, json.dumps(sorted(asked | {name})))
+
+
+def answered(cfg: Config, cache_dir: str | Path) -> bool:
+    """Whether every result a study has asked of the model of ``cfg`` is in the cache (at least
+    one asked, never the model itself): then a study that asks the same need not train it."""
+    file = _asked_file(cfg, cache_dir)
+    if not file.exists():
+        return False
+    asked = json.loads(file.read_text())
+    return bool(asked) and ASKED_MODEL not in asked and all((file.parent.parent / n).exists() for n in asked)
 
 
 def atomic_save(obj: Any, path: Path) -> None:

@@ -22,13 +22,14 @@ import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
 import torch
 
 from .baselines import Cascade
+from .cache import ASKED_MODEL, answered, atomic_save, load_entry, note_asked, result_path
 from .config import Config, make_config
 from .data import Collator, Prepared, cached_prepared
 from .evaluate import (TruthSet, centroid_alignment, generator_ranker_consistency, list_metrics, model_lists,
@@ -82,6 +83,14 @@ class Study:
     evaluated) with its wall seconds, so that a notebook's wall time can be taken apart
     (papermill keeps no progress bar's final state); with ``progress`` each row is also printed
     as it ends.
+
+    What a study computes from one model (a grid's rows, a consistency, loss terms, an AUC) is
+    kept in the cache's results (:meth:`_result`, keyed by the models, the arguments and the
+    code), with a record of what was asked of each model. A later study that finds every
+    result it asks of a model there neither trains nor loads that model (:meth:`_train_configs`),
+    so a notebook's seeds can train in different sittings of a GPU whose trained models do not
+    outlive the sitting: one run with some seeds leaves their results, a run with all seeds
+    then trains only the others. ``results_reused`` counts the results served so.
     """
 
     profile: str
@@ -95,6 +104,7 @@ class Study:
     _truths: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
     _reference_rows: dict = field(default_factory=dict, init=False, repr=False)
     timings: list[dict] = field(default_factory=list, init=False, repr=False)
+    results_reused: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self.seeds = tuple(self.seeds)
@@ -147,16 +157,51 @@ class Study:
         self._train_configs([c for v in variants for s in self.seeds for c in self.configs(v, s)])
 
     def _train_configs(self, cfgs: list[Config]) -> None:
-        """Simulate the missing worlds, then train the missing models, each a timed phase."""
+        """Simulate the missing worlds, then train the missing models whose results are not all
+        in the cache already (:func:`cache.answered`), each a timed phase."""
         with self._phase("worlds simulated") as phase:
             phase["items"] = prepare_all(cfgs, self.cache_dir)
+        needed = [c for c in cfgs if not answered(c, self.cache_dir)]
         with self._phase("models trained") as phase:      # a stack (train.stack_seeds) counts once
-            phase["items"] = train_all(cfgs, self.cache_dir, device=self.device, workers=self.workers)
+            phase["items"] = train_all(needed, self.cache_dir, device=self.device, workers=self.workers)
+
+    def _result(self, kind: str, cfgs: list[Config], args: dict, compute: Callable[[], dict]) -> dict:
+        """``compute()`` (a dict of numbers, strings, lists and arrays computed from the models of
+        ``cfgs``), from the cache's results where a study already computed it under the same
+        models, ``args`` and code (:func:`cache.result_path`), else computed and saved there
+        (atomically). Either way the ask is recorded (:func:`cache.note_asked`)."""
+        path = result_path(kind, cfgs, {**args, "eval_requests": self.eval_requests, "device": self.dev.type},
+                           self.cache_dir)
+        note_asked(cfgs, path.name, self.cache_dir)
+        blob = load_entry(path, expect=("value",))
+        if blob is not None:
+            self.results_reused += 1
+            return _from_saved(blob["value"])
+        value = compute()
+        atomic_save({"value": _to_saved(value)}, path)
+        return value
+
+    @contextlib.contextmanager
+    def _reuse_logged(self) -> Iterator[None]:
+        """Log, as a phase of its own, how many results the block served from the cache (a run
+        record then says which of a notebook's numbers came from models of an earlier run)."""
+        before = self.results_reused
+        with self._phase("results reused from the cache") as phase:
+            yield
+            phase["items"] = self.results_reused - before
+
+    def _load(self, cfg: Config) -> tuple[Prepared, OneRanker, History]:
+        """The dataset, model (on the study's device) and history of ``cfg``, trained if missing."""
+        prepared = cached_prepared(cfg, self.cache_dir, progress=False)
+        model, history = train_or_load(cfg, prepared, self.cache_dir, device=str(self.dev), progress=False)
+        return prepared, model, history
 
     def trained(self, overrides: dict) -> Iterator[Trained]:
         """(config, dataset, model on the study's device, history) of the one-model variant
         ``overrides`` for every seed, the missing models trained first, in parallel."""
         cfgs = [make_config(self.profile, seed=s, **overrides) for s in self.seeds]
+        for cfg in cfgs:                 # the caller uses the models themselves: never skip them
+            note_asked([cfg], ASKED_MODEL, self.cache_dir)
         self._train_configs(cfgs)
         for cfg in self._bar(cfgs, "models"):
             prepared = cached_prepared(cfg, self.cache_dir)
@@ -201,7 +246,7 @@ class Study:
         model row is read against (:func:`tables.with_gap_closed` needs them).
         """
         self.train(list(variants.values()))
-        with self._phase("models evaluated") as phase:
+        with self._reuse_logged(), self._phase("models evaluated") as phase:
             rows = self._evaluate_grid(variants, references, per_head, n_candidates)
             phase["items"] = len(self.seeds) * len(variants)
         return pd.DataFrame(rows)
@@ -222,23 +267,27 @@ class Study:
                 if references and key not in seen:
                     rows.extend(dict(row) for row in self._references(cfg, prepared, ts, n))
                 seen.add(key)
-                models = [train_or_load(c, prepared, self.cache_dir, device=str(self.dev), progress=False)
-                          for c in cfgs]
-                ranker = models[1][0] if isinstance(variant, Cascade) else None
-                lists = model_lists(models[0][0], cfg, prepared, ts, n, device=self.dev, per_head=per_head,
-                                    ranker=ranker)
-                history = models[0][1]
-                for list_name, ranked in lists.items():
-                    rows.append({"variant": name, "seed": seed, "list": list_name, "data": key,
-                                 "epochs": len(history.epochs),
-                                 "train_seconds": sum(e.get("seconds", np.nan) for e in history.epochs),
-                                 **_row_metrics(ranked, ts, cfg)})
-                del models
-                if self.dev.type == "cuda":
-                    torch.cuda.empty_cache()
+                result = self._result("lists", cfgs, {"n": n, "per_head": per_head},
+                                      lambda: self._list_rows(cfgs, prepared, ts, n, per_head))
+                rows += [{"variant": name, "seed": seed, **row} for row in result["rows"]]
                 bar.update()
         bar.close()
         return rows
+
+    def _list_rows(self, cfgs: list[Config], prepared: Prepared, ts: TruthSet, n: int, per_head: bool) -> dict:
+        """One model's (or a cascade's) rows of :meth:`grid`: each of its lists scored against the
+        truth, with the generator's epochs and training seconds."""
+        models = [train_or_load(c, prepared, self.cache_dir, device=str(self.dev), progress=False) for c in cfgs]
+        ranker = models[1][0] if len(models) > 1 else None
+        lists = model_lists(models[0][0], cfgs[0], prepared, ts, n, device=self.dev, per_head=per_head, ranker=ranker)
+        history = models[0][1]
+        rows = [{"list": list_name, "data": cfgs[0].data_hash(), "epochs": len(history.epochs),
+                 "train_seconds": sum(e.get("seconds", np.nan) for e in history.epochs),
+                 **_row_metrics(ranked, ts, cfgs[0])} for list_name, ranked in lists.items()]
+        del models
+        if self.dev.type == "cuda":
+            torch.cuda.empty_cache()
+        return {"rows": rows}
 
     def world_sweep(self, variants: dict[str, Variant], knob: str, values: list | tuple,
                     **grid_kwargs) -> pd.DataFrame:
@@ -279,19 +328,27 @@ class Study:
         requests' ``train.n_candidates`` generated candidates."""
         self.train(list(variants.values()))
         summary, overlap, differences = [], [], {}
-        for name, overrides in variants.items():
-            pooled = []
-            for cfg, prepared, model, _ in self.trained(overrides):
-                c = generator_ranker_consistency(model, cfg, prepared, self.truth_set(cfg, prepared),
-                                                 cfg.train.n_candidates, device=self.dev)
-                d = c["rank_difference"]
-                summary.append({"variant": name, "seed": cfg.seed, "IQR": iqr(d), "median": float(np.median(d)),
-                                "mean": float(d.mean())})
-                overlap += [{"variant": name, "seed": cfg.seed, "k": k, "overlap": float(o)}
-                            for k, o in enumerate(c["topk_overlap"], start=1)]
-                pooled.append(d.ravel())
-            differences[name] = np.concatenate(pooled)
+        with self._reuse_logged():
+            for name, overrides in variants.items():
+                pooled = []
+                for seed in self.seeds:
+                    cfg = make_config(self.profile, seed=seed, **overrides)
+                    r = self._result("consistency", [cfg], {}, lambda: self._consistency(cfg))
+                    summary.append({"variant": name, "seed": seed, **r["summary"]})
+                    overlap += [{"variant": name, "seed": seed, "k": k, "overlap": o}
+                                for k, o in enumerate(r["topk_overlap"], start=1)]
+                    pooled.append(r["rank_difference"].ravel())
+                differences[name] = np.concatenate(pooled)
         return Consistency(pd.DataFrame(summary), pd.DataFrame(overlap), differences)
+
+    def _consistency(self, cfg: Config) -> dict:
+        """One model's part of :meth:`consistency`."""
+        prepared, model, _ = self._load(cfg)
+        c = generator_ranker_consistency(model, cfg, prepared, self.truth_set(cfg, prepared),
+                                         cfg.train.n_candidates, device=self.dev)
+        d = c["rank_difference"]
+        return {"summary": {"IQR": iqr(d), "median": float(np.median(d)), "mean": float(d.mean())},
+                "topk_overlap": [float(o) for o in c["topk_overlap"]], "rank_difference": d}
 
     def validation_loss_terms(self, variants: dict[str, dict], reference: dict | None = None,
                               n_requests: int = 1000) -> pd.DataFrame:
@@ -300,25 +357,43 @@ class Study:
         the losses of the ``reference`` overrides (default: the full model's), so that a model
         trained without a term (e.g. gamma = 0) is still scored on it. Random candidates and
         targets are drawn from one fixed generator per seed, the same for every variant."""
+        self.train(list(variants.values()))
         rows = []
-        for name, overrides in variants.items():
-            for cfg, prepared, model, _ in self.trained(overrides):
-                tc = make_config(self.profile, seed=cfg.seed, **(reference or {})).train
-                collate = Collator(prepared, cfg.data.max_history_len, pad_to=gpu_padding(self.dev))
-                n = min(n_requests, len(prepared.requests["valid"]))
-                rows.append({"variant": name, "seed": cfg.seed,
-                             **mean_loss_terms(model, prepared, tc, n, cfg.seed, self.dev, collate)})
+        with self._reuse_logged():
+            for name, overrides in variants.items():
+                for seed in self.seeds:
+                    cfg = make_config(self.profile, seed=seed, **overrides)
+                    tc = make_config(self.profile, seed=seed, **(reference or {})).train
+                    args = {"reference": dataclasses.asdict(tc), "n_requests": n_requests}
+                    rows.append({"variant": name, "seed": seed, **self._result(
+                        "loss_terms", [cfg], args, lambda: self._loss_terms(cfg, tc, n_requests))})
         return pd.DataFrame(rows)
+
+    def _loss_terms(self, cfg: Config, tc, n_requests: int) -> dict:
+        """One model's row of :meth:`validation_loss_terms`."""
+        prepared, model, _ = self._load(cfg)
+        collate = Collator(prepared, cfg.data.max_history_len, pad_to=gpu_padding(self.dev))
+        n = min(n_requests, len(prepared.requests["valid"]))
+        return mean_loss_terms(model, prepared, tc, n, cfg.seed, self.dev, collate)
 
     def ranker_auc(self, rankers: dict[str, Variant], n_requests: int | None = None) -> pd.DataFrame:
         """AUC and GAUC of each variant's ranker (a model's own R-Decoder, or a cascade's separate
         ranker) on the logged test impressions, one row per (variant, seed)."""
         ranker_overrides = {name: (v.ranker if isinstance(v, Cascade) else v) for name, v in rankers.items()}
         self.train(list(ranker_overrides.values()))
-        return pd.DataFrame([{"variant": name, "seed": cfg.seed,
-                              **ranker_auc(model, cfg, prepared, n_requests, device=self.dev)}
-                             for name, overrides in ranker_overrides.items()
-                             for cfg, prepared, model, _ in self.trained(overrides)])
+        rows = []
+        with self._reuse_logged():
+            for name, overrides in ranker_overrides.items():
+                for seed in self.seeds:
+                    cfg = make_config(self.profile, seed=seed, **overrides)
+                    rows.append({"variant": name, "seed": seed, **self._result(
+                        "ranker_auc", [cfg], {"n_requests": n_requests}, lambda: self._ranker_auc(cfg, n_requests))})
+        return pd.DataFrame(rows)
+
+    def _ranker_auc(self, cfg: Config, n_requests: int | None) -> dict:
+        """One model's row of :meth:`ranker_auc`."""
+        prepared, model, _ = self._load(cfg)
+        return ranker_auc(model, cfg, prepared, n_requests, device=self.dev)
 
     def learning_curves(self, overrides: dict) -> pd.DataFrame:
         """Per-epoch training and validation loss of the model of ``overrides`` for every seed:
@@ -345,6 +420,31 @@ def held_bytes(ts: TruthSet) -> int:
     bid repeated over the requests, holds one row, not the product of its shape)."""
     arrays = [ts.indices, *(getattr(ts.truth, f.name) for f in dataclasses.fields(ts.truth))]
     return sum(a.itemsize * int(np.prod([n for n, step in zip(a.shape, a.strides) if step != 0])) for a in arrays)
+
+
+def _to_saved(value: Any) -> Any:
+    """A result as the cache saves it (``torch.load(weights_only=True)`` reads tensors and plain
+    Python values only): arrays as tensors, numpy scalars as Python numbers."""
+    if isinstance(value, dict):
+        return {k: _to_saved(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_saved(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _from_saved(value: Any) -> Any:
+    """The inverse of :func:`_to_saved`: tensors back to arrays."""
+    if isinstance(value, dict):
+        return {k: _from_saved(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_saved(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return value.numpy()
+    return value
 
 
 def _row_metrics(ranked: np.ndarray, ts: TruthSet, cfg: Config) -> dict[str, float]:

@@ -164,7 +164,9 @@ def test_grid_runs_references_and_a_cascade(tmp_path, capsys):
     again = _study(tmp_path)
     bare = again.grid({"GPR-style": variants["GPR-style"]}, references=False)
     assert bare.variant.tolist() == ["GPR-style"]
-    assert [t["phase"] for t in again.timings] == ["models evaluated"]    # everything else was cached
+    # everything else was cached, the model's scored lists too (the cache's results)
+    assert [(t["phase"], t["items"]) for t in again.timings] == [("models evaluated", 1),
+                                                                ("results reused from the cache", 1)]
 
 
 def test_world_sweep_consistency_and_loss_terms_on_tiny_models(tmp_path):
@@ -446,3 +448,40 @@ def test_a_runs_train_compile_replaces_the_configs_on_cuda_only_and_keeps_the_ca
     err = capsys.readouterr().err
     assert "--train-compile 'everything': choose one of off, blocks, loss" in err and "'fast'" in err
     assert not (tmp_path / "models").exists() and pool.TRAIN_COMPILE_ENV not in os.environ
+
+
+def _every_result(study: Study, variants: dict, rankers: dict) -> dict:
+    """What notebooks 05 and 06 ask of models (grid, consistency, loss terms, ranker AUC)."""
+    c = study.consistency(variants)
+    return {"grid": study.grid({**variants, **rankers}), "summary": c.summary, "overlap": c.overlap,
+            "differences": c.differences, "terms": study.validation_loss_terms(variants, reference=TINY, n_requests=30),
+            "auc": study.ranker_auc(rankers, n_requests=50)}
+
+
+def test_a_notebooks_seeds_can_train_in_two_sittings_through_the_cached_results(tmp_path):
+    """A study with seeds 0 and 1 leaves each model's results in the cache. Its models and worlds
+    then vanish (a sitting of the GPU machine ends); a study with seeds 0, 1 and 2 on what is left
+    trains only seed 2's models, and every table equals a study that trained all three seeds."""
+    variants = {"full": dict(TINY), "no DC": {**TINY, "train.gamma": 0.0}}
+    rankers = {"cascade": Cascade(generator={**TINY, **GPR}, ranker={**TINY, **CASCADE_RANKER})}
+    first = _every_result(_study(tmp_path / "split", seeds=(0, 1)), variants, rankers)
+    assert len(first["grid"][first["grid"].variant == "full"]) == 2 * 2        # 2 seeds x (generated, ranked)
+    for folder in ("models", "data"):
+        shutil.rmtree(tmp_path / "split" / folder)
+    later = _study(tmp_path / "split", seeds=(0, 1, 2))
+    split = _every_result(later, variants, rankers)
+    trained = [t["items"] for t in later.timings if t["phase"] == "models trained"]
+    # seed 2's models only: full and no DC (for the consistency), then the cascade's two (the grid)
+    assert trained == [2, 2]
+    assert later.results_reused == 2 * (3 + 2 + 2 + 1)   # seeds 0 and 1: grid rows, consistency, loss terms, AUC
+    whole = _every_result(_study(tmp_path / "whole", seeds=(0, 1, 2)), variants, rankers)
+    for name in ("grid", "summary", "overlap", "terms", "auc"):       # all but the training's wall seconds
+        pd.testing.assert_frame_equal(split[name].drop(columns="train_seconds", errors="ignore"),
+                                      whole[name].drop(columns="train_seconds", errors="ignore"),
+                                      check_exact=True, obj=name)
+    for name, d in whole["differences"].items():
+        np.testing.assert_array_equal(split["differences"][name], d)
+    # a study that uses a model itself (its weights) never skips it: the results cannot stand in
+    user = _study(tmp_path / "split", seeds=(0, 1, 2))
+    assert len(list(user.trained(variants["full"]))) == 3
+    assert (tmp_path / "split" / "models").exists() and len(list((tmp_path / "split" / "models").iterdir())) >= 6
