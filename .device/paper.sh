@@ -24,8 +24,14 @@ export PYTHONPATH=/tmp/w:/tmp/site PYTHONUNBUFFERED=1 ONERANKER_COMMIT=$2
 cd /tmp/w
 nvidia-smi > /tmp/out/nvidia_smi_start.txt 2>&1
 MPS=--mps
+PARTIAL=${SEEDS:+1}          # SEEDS given: a first sitting that only fills the results cache
 SEEDS=${SEEDS:-0 1 2}
-if [ -n "$RESULTS_IN" ]; then mkdir -p cache && tar xzf "$RESULTS_IN" -C cache; stamp "results in from $RESULTS_IN rc=$?"; fi
+if [ -n "$RESULTS_IN" ]; then
+  mkdir -p cache && tar xzf "$RESULTS_IN" -C cache
+  rc=$?; stamp "results in from $RESULTS_IN rc=$rc"
+  # without them this run would train every seed, more than a sitting holds: stop instead
+  [ $rc = 0 ] || { touch /tmp/out/DONE; exit 1; }
+fi
 COMPILE=${4:+--train-compile $4}
 for nb in ${3:-04}; do
   stamp "notebook $nb start ($MPS $COMPILE)"
@@ -34,10 +40,12 @@ for nb in ${3:-04}; do
   rc=$?
   unset ONERANKER_GPU_WORKERS
   stamp "notebook $nb end rc=$rc (seeds $SEEDS)"
-  # the models' results, for a later sitting (small; the models themselves stay here)
-  [ -d cache/results ] && tar czf /tmp/out/results_cache.tar.gz -C cache results
-  # a run with fewer seeds only fills the results cache: its notebook is not the series'
-  [ "$SEEDS" = "0 1 2" ] && tar czf /tmp/out/results.tar.gz results/paper figures/paper 2>/dev/null
+  if [ -n "$PARTIAL" ]; then
+    # a first sitting: only the models' results travel (small; the models stay here), not its notebook
+    tar czf /tmp/out/results_cache.tar.gz -C cache results
+  else
+    tar czf /tmp/out/results.tar.gz results/paper figures/paper 2>/dev/null
+  fi
   [ $rc = 0 ] || break
 done
 # then whether compiled blocks speed a pool of eight models under MPS (each contender its own

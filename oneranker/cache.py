@@ -11,7 +11,8 @@ Layout under a cache folder (``cache/`` by default; the notebooks use ``../cache
                                     while a stack of M models trains (train.stack_seeds; each
                                     model's final.pt then goes to its own folder)
     results/<result key>.pt         what a study computed from one model (its rows, arrays)
-    results/asked/<model key>.json  the result keys a study asked of that model
+    results/asked/<model key>-<result code>.json
+                                    the result files a study asked of that model
 
 A **result key** is the kind of result, the model keys of the models it reads (a cascade reads
 two), its arguments and the version of the code that computes results from models
@@ -60,9 +61,10 @@ from .runtime import distributed_rank
 DATA_CODE = ("config", "schema", "world", "loaders", "semantic_ids", "data")
 MODEL_CODE = DATA_CODE + ("runtime", "masks", "layers", "model", "losses", "graphs", "train", "stacked")
 # The modules that turn trained models into a notebook's numbers (generation, evaluation against
-# the truth, reference lists, metrics, CIs, the named variants). Nothing of theirs is cached, so
-# they key no model; a run record names their version beside the model code's, so that a series
-# assembled across sittings shows whether its numbers came from one evaluation too.
+# the truth, reference lists, metrics, CIs, the named variants). They key no model; they key the
+# results a study caches (RESULT_CODE), and a run record names their version beside the model
+# code's, so that a series assembled across sittings shows whether its numbers came from one
+# evaluation too.
 EVALUATION_CODE = ("generate", "evaluate", "metrics", "reference", "tables", "studies", "baselines")
 # The code that turns a trained model into a study's results (oneranker.study's rows too): keys
 # the results cache
@@ -181,7 +183,10 @@ def result_path(kind: str, cfgs: list[Config], args: dict, cache_dir: str | Path
 
 
 def _asked_file(cfg: Config, cache_dir: str | Path) -> Path:
-    return Path(cache_dir) / "results" / "asked" / f"{model_folder(cfg, cache_dir).name}.json"
+    """The record of what was asked of the model of ``cfg`` under today's result code: asks
+    recorded under other code name results this code would not read."""
+    name = f"{model_folder(cfg, cache_dir).name}-{code_version(RESULT_CODE)}.json"
+    return Path(cache_dir) / "results" / "asked" / name
 
 
 # What a study records when it used a model itself (its weights, not a cached result): no

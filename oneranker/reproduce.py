@@ -177,8 +177,8 @@ def provenance() -> dict:
     return {"model_code": code_version(MODEL_CODE), "evaluation_code": code_version(EVALUATION_CODE), **_git_state(), "torch": torch.__version__,
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "mps": bool(os.environ.get(MPS_ENV[0])),   # set by pool.mps (--mps) for its clients
-            # --train-compile's scope; None: the configs' own train.compile (every profile's: off)
-            "train_compile": os.environ.get(TRAIN_COMPILE_ENV),
+            # --train-compile's scope where it applied (CUDA); None: the configs' own (every profile's: off)
+            "train_compile": os.environ.get(TRAIN_COMPILE_ENV) if torch.cuda.is_available() else None,
             "machine": platform.platform(), "cpu_count": os.cpu_count()}
 
 

@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 from .baselines import Cascade
-from .cache import ASKED_MODEL, answered, atomic_save, load_entry, note_asked, result_path
+from .cache import ASKED_MODEL, answered, atomic_save, has_model, load_entry, note_asked, result_path
 from .config import Config, make_config
 from .data import Collator, Prepared, cached_prepared
 from .evaluate import (TruthSet, centroid_alignment, generator_ranker_consistency, list_metrics, model_lists,
@@ -86,11 +86,12 @@ class Study:
 
     What a study computes from one model (a grid's rows, a consistency, loss terms, an AUC) is
     kept in the cache's results (:meth:`_result`, keyed by the models, the arguments and the
-    code), with a record of what was asked of each model. A later study that finds every
-    result it asks of a model there neither trains nor loads that model (:meth:`_train_configs`),
-    so a notebook's seeds can train in different sittings of a GPU whose trained models do not
-    outlive the sitting: one run with some seeds leaves their results, a run with all seeds
-    then trains only the others. ``results_reused`` counts the results served so.
+    code), with a record of what was asked of each model. A later study does not train a model
+    whose every result asked so far is there (:meth:`_train_configs`), and trains up front, in
+    its pool, the models of any result it then misses (:meth:`_ensure_models`). So a notebook's
+    seeds can train in different sittings of a GPU whose trained models do not outlive the
+    sitting: one run with some seeds leaves their results, a run with all seeds then trains
+    only the others. ``results_reused`` counts the results served so.
     """
 
     profile: str
@@ -122,13 +123,14 @@ class Study:
                         disable=not self.progress, leave=False)
 
     @contextlib.contextmanager
-    def _phase(self, what: str) -> Iterator[dict]:
+    def _phase(self, what: str, quiet: bool = False) -> Iterator[dict]:
         """Time one phase; the caller sets the yielded row's ``items`` (how many it did). A
         phase that did nothing (everything cached) or raised leaves no row. Where
         ``ONERANKER_PHASE_LOG`` names a file (``reproduce`` sets it for each notebook it runs),
         the row is appended to it as a JSON line, so that the run record can give each phase its
         share of the GPU; a log that cannot be written is warned about, never fatal (the phase's
-        work is done by then)."""
+        work is done by then). ``quiet``: logged, not printed (a notebook cell's output stays what
+        it is whether the cache held the phase's work or not)."""
         row = {"phase": what, "items": 0, "started": time.time()}
         yield row
         row["ended"] = time.time()
@@ -142,7 +144,7 @@ class Study:
                     f.write(json.dumps(row) + "\n")
             except OSError as e:
                 warnings.warn(f"{PHASE_LOG_ENV}={log}: the phase log cannot be written ({e})", stacklevel=3)
-        if self.progress:
+        if self.progress and not quiet:
             print(phase_line(row), flush=True)
 
     # ------------------------------------------------------------------ models
@@ -156,43 +158,64 @@ class Study:
         grids); later calls find them in the cache."""
         self._train_configs([c for v in variants for s in self.seeds for c in self.configs(v, s)])
 
-    def _train_configs(self, cfgs: list[Config]) -> None:
-        """Simulate the missing worlds, then train the missing models whose results are not all
-        in the cache already (:func:`cache.answered`), each a timed phase."""
+    def _train_configs(self, cfgs: list[Config], skip_answered: bool = True) -> None:
+        """Simulate the missing worlds, then train the missing models, each a timed phase; with
+        ``skip_answered``, not those whose every result asked so far is in the cache
+        (:func:`cache.answered`)."""
         with self._phase("worlds simulated") as phase:
             phase["items"] = prepare_all(cfgs, self.cache_dir)
-        needed = [c for c in cfgs if not answered(c, self.cache_dir)]
+        needed = [c for c in cfgs if not (skip_answered and answered(c, self.cache_dir))]
         with self._phase("models trained") as phase:      # a stack (train.stack_seeds) counts once
             phase["items"] = train_all(needed, self.cache_dir, device=self.device, workers=self.workers)
+
+    def _result_path(self, kind: str, cfgs: list[Config], args: dict) -> Path:
+        """Where :meth:`_result` keeps ``kind`` of the models of ``cfgs`` under ``args``: the study's
+        test requests and device are arguments too."""
+        return result_path(kind, cfgs, {**args, "eval_requests": self.eval_requests, "device": self.dev.type},
+                           self.cache_dir)
+
+    def _ensure_models(self, asks: list[tuple[str, list[Config], dict]]) -> None:
+        """Train, in one pool, the models of every ask (kind, configs, arguments) whose result is
+        not in the cache: a model skipped because an earlier run's asks were all answered may
+        still be needed by an ask that run did not make (another call, a failed run)."""
+        missing = [c for kind, cfgs, args in asks if not self._result_path(kind, cfgs, args).exists() for c in cfgs]
+        if missing:
+            self._train_configs(missing, skip_answered=False)
 
     def _result(self, kind: str, cfgs: list[Config], args: dict, compute: Callable[[], dict]) -> dict:
         """``compute()`` (a dict of numbers, strings, lists and arrays computed from the models of
         ``cfgs``), from the cache's results where a study already computed it under the same
         models, ``args`` and code (:func:`cache.result_path`), else computed and saved there
-        (atomically). Either way the ask is recorded (:func:`cache.note_asked`)."""
-        path = result_path(kind, cfgs, {**args, "eval_requests": self.eval_requests, "device": self.dev.type},
-                           self.cache_dir)
+        (atomically); the same values either way (both pass through the saved form). The ask
+        is recorded (:func:`cache.note_asked`)."""
+        path = self._result_path(kind, cfgs, args)
         note_asked(cfgs, path.name, self.cache_dir)
         blob = load_entry(path, expect=("value",))
         if blob is not None:
             self.results_reused += 1
             return _from_saved(blob["value"])
-        value = compute()
-        atomic_save({"value": _to_saved(value)}, path)
-        return value
+        saved = _to_saved(compute())
+        atomic_save({"value": saved}, path)
+        return _from_saved(saved)
 
     @contextlib.contextmanager
     def _reuse_logged(self) -> Iterator[None]:
         """Log, as a phase of its own, how many results the block served from the cache (a run
-        record then says which of a notebook's numbers came from models of an earlier run)."""
+        record then says which of a notebook's numbers came from models of an earlier run); not
+        printed."""
         before = self.results_reused
-        with self._phase("results reused from the cache") as phase:
+        with self._phase("results reused from the cache", quiet=True) as phase:
             yield
             phase["items"] = self.results_reused - before
+            phase["started"] = time.time()     # a count, not a duration: the block's time is its own phase's
 
     def _load(self, cfg: Config) -> tuple[Prepared, OneRanker, History]:
-        """The dataset, model (on the study's device) and history of ``cfg``, trained if missing."""
+        """The dataset, model (on the study's device) and history of ``cfg``. The model is trained
+        up front (:meth:`_ensure_models`); one still missing is trained here, alone, with a warning."""
         prepared = cached_prepared(cfg, self.cache_dir, progress=False)
+        if not has_model(cfg, self.cache_dir):
+            warnings.warn(f"model {cfg.hash()} was not trained up front; training it alone in this process",
+                          stacklevel=2)
         model, history = train_or_load(cfg, prepared, self.cache_dir, device=str(self.dev), progress=False)
         return prepared, model, history
 
@@ -246,6 +269,7 @@ class Study:
         model row is read against (:func:`tables.with_gap_closed` needs them).
         """
         self.train(list(variants.values()))
+        self._ensure_models([self._lists_ask(v, s, per_head, n_candidates) for s in self.seeds for v in variants.values()])
         with self._reuse_logged(), self._phase("models evaluated") as phase:
             rows = self._evaluate_grid(variants, references, per_head, n_candidates)
             phase["items"] = len(self.seeds) * len(variants)
@@ -259,20 +283,26 @@ class Study:
         for seed in self.seeds:
             seen: set[str] = set()
             for name, variant in variants.items():
-                cfgs = self.configs(variant, seed)
-                cfg = cfgs[0]
+                kind, cfgs, args = self._lists_ask(variant, seed, per_head, n_candidates)
+                cfg, n = cfgs[0], args["n"]
                 prepared = cached_prepared(cfg, self.cache_dir, progress=False)
-                ts, n = self.truth_set(cfg, prepared), n_candidates or cfg.train.n_candidates
+                ts = self.truth_set(cfg, prepared)
                 key = cfg.data_hash()
                 if references and key not in seen:
                     rows.extend(dict(row) for row in self._references(cfg, prepared, ts, n))
                 seen.add(key)
-                result = self._result("lists", cfgs, {"n": n, "per_head": per_head},
-                                      lambda: self._list_rows(cfgs, prepared, ts, n, per_head))
+                result = self._result(kind, cfgs, args, lambda: self._list_rows(cfgs, prepared, ts, n, per_head))
                 rows += [{"variant": name, "seed": seed, **row} for row in result["rows"]]
                 bar.update()
         bar.close()
         return rows
+
+    def _lists_ask(self, variant: Variant, seed: int, per_head: bool,
+                   n_candidates: int | None) -> tuple[str, list[Config], dict]:
+        """What :meth:`grid` asks of one variant at one seed: its lists of ``n`` (the config's
+        candidates unless given) scored, per head too with ``per_head``."""
+        cfgs = self.configs(variant, seed)
+        return "lists", cfgs, {"n": n_candidates or cfgs[0].train.n_candidates, "per_head": per_head}
 
     def _list_rows(self, cfgs: list[Config], prepared: Prepared, ts: TruthSet, n: int, per_head: bool) -> dict:
         """One model's (or a cascade's) rows of :meth:`grid`: each of its lists scored against the
@@ -327,13 +357,16 @@ class Study:
         """:func:`evaluate.generator_ranker_consistency` of every variant and seed on the test
         requests' ``train.n_candidates`` generated candidates."""
         self.train(list(variants.values()))
+        asks = {(name, seed): ("consistency", [make_config(self.profile, seed=seed, **overrides)], {})
+                for name, overrides in variants.items() for seed in self.seeds}
+        self._ensure_models(list(asks.values()))
         summary, overlap, differences = [], [], {}
         with self._reuse_logged():
-            for name, overrides in variants.items():
+            for name in variants:
                 pooled = []
                 for seed in self.seeds:
-                    cfg = make_config(self.profile, seed=seed, **overrides)
-                    r = self._result("consistency", [cfg], {}, lambda: self._consistency(cfg))
+                    kind, cfgs, args = asks[name, seed]
+                    r = self._result(kind, cfgs, args, lambda: self._consistency(cfgs[0]))
                     summary.append({"variant": name, "seed": seed, **r["summary"]})
                     overlap += [{"variant": name, "seed": seed, "k": k, "overlap": o}
                                 for k, o in enumerate(r["topk_overlap"], start=1)]
@@ -358,15 +391,16 @@ class Study:
         trained without a term (e.g. gamma = 0) is still scored on it. Random candidates and
         targets are drawn from one fixed generator per seed, the same for every variant."""
         self.train(list(variants.values()))
+        objective = {seed: make_config(self.profile, seed=seed, **(reference or {})).train for seed in self.seeds}
+        asks = {(name, seed): ("loss_terms", [make_config(self.profile, seed=seed, **overrides)],
+                               {"reference": dataclasses.asdict(objective[seed]), "n_requests": n_requests})
+                for name, overrides in variants.items() for seed in self.seeds}
+        self._ensure_models(list(asks.values()))
         rows = []
         with self._reuse_logged():
-            for name, overrides in variants.items():
-                for seed in self.seeds:
-                    cfg = make_config(self.profile, seed=seed, **overrides)
-                    tc = make_config(self.profile, seed=seed, **(reference or {})).train
-                    args = {"reference": dataclasses.asdict(tc), "n_requests": n_requests}
-                    rows.append({"variant": name, "seed": seed, **self._result(
-                        "loss_terms", [cfg], args, lambda: self._loss_terms(cfg, tc, n_requests))})
+            for (name, seed), (kind, cfgs, args) in asks.items():
+                rows.append({"variant": name, "seed": seed, **self._result(
+                    kind, cfgs, args, lambda: self._loss_terms(cfgs[0], objective[seed], n_requests))})
         return pd.DataFrame(rows)
 
     def _loss_terms(self, cfg: Config, tc, n_requests: int) -> dict:
@@ -381,13 +415,15 @@ class Study:
         ranker) on the logged test impressions, one row per (variant, seed)."""
         ranker_overrides = {name: (v.ranker if isinstance(v, Cascade) else v) for name, v in rankers.items()}
         self.train(list(ranker_overrides.values()))
+        asks = {(name, seed): ("ranker_auc", [make_config(self.profile, seed=seed, **overrides)],
+                               {"n_requests": n_requests})
+                for name, overrides in ranker_overrides.items() for seed in self.seeds}
+        self._ensure_models(list(asks.values()))
         rows = []
         with self._reuse_logged():
-            for name, overrides in ranker_overrides.items():
-                for seed in self.seeds:
-                    cfg = make_config(self.profile, seed=seed, **overrides)
-                    rows.append({"variant": name, "seed": seed, **self._result(
-                        "ranker_auc", [cfg], {"n_requests": n_requests}, lambda: self._ranker_auc(cfg, n_requests))})
+            for (name, seed), (kind, cfgs, args) in asks.items():
+                rows.append({"variant": name, "seed": seed, **self._result(
+                    kind, cfgs, args, lambda: self._ranker_auc(cfgs[0], n_requests))})
         return pd.DataFrame(rows)
 
     def _ranker_auc(self, cfg: Config, n_requests: int | None) -> dict:
@@ -430,7 +466,9 @@ def _to_saved(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_to_saved(v) for v in value]
     if isinstance(value, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(value))
+        if value.dtype == object:
+            raise TypeError("a result's arrays must be numeric, not of Python objects")
+        return torch.from_numpy(np.array(value, order="C"))       # a copy; 0-d stays 0-d
     if isinstance(value, np.generic):
         return value.item()
     return value

@@ -478,7 +478,7 @@ def paper_step_fusions() -> str:
             f"- A second eager run's weights end {eager} from the first's after the same batches; within that: "
             f"{', '.join(within) if within else 'none'}; the others within "
             f"{max(float(r['max weight distance from eager']) for r in by.values()) / float(eager):.1f}× it.\n"
-            "- A lone model's wall time does not move: its host launches the kernels. What the kernel time sets is the "
+            "- A lone model's wall time does not fall: its host launches the kernels. What the kernel time sets is the "
             "pace of several models sharing the GPU under MPS; whether compiled blocks speed such a pool, their warm-up "
             "paid in every process, is the next measurement (`.device/paper.sh`).\n"
             "- A warm-up of 0 graphs reused the graphs of the contenders before it in the same process.\n")

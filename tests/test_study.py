@@ -438,7 +438,11 @@ def test_a_runs_train_compile_replaces_the_configs_on_cuda_only_and_keeps_the_ca
     compiled = pool.as_trained(cfg, torch.device("cuda"))
     assert compiled.train.compile == "blocks" and cfg.train.compile == "off"
     assert compiled.hash() == cfg.hash()
-    assert reproduce.provenance()["train_compile"] == "blocks"
+    assert reproduce.provenance()["train_compile"] is None                 # no CUDA here: it did not apply
+    with monkeypatch.context() as m:
+        m.setattr(torch.cuda, "is_available", lambda: True)
+        m.setattr(torch.cuda, "get_device_name", lambda: "a GPU")
+        assert reproduce.provenance()["train_compile"] == "blocks"
     monkeypatch.delenv(pool.TRAIN_COMPILE_ENV)
     notebook = str(Path(__file__).resolve().parent.parent / "notebooks" / "01_data_prep.ipynb")
     assert main(["reproduce", "--profile", "smoke", "--device", "cpu", "--train-compile", "everything",
@@ -481,7 +485,39 @@ def test_a_notebooks_seeds_can_train_in_two_sittings_through_the_cached_results(
                                       check_exact=True, obj=name)
     for name, d in whole["differences"].items():
         np.testing.assert_array_equal(split["differences"][name], d)
-    # a study that uses a model itself (its weights) never skips it: the results cannot stand in
+    # a study that uses a model itself (its weights) never skips it: seeds 0 and 1 train again, in a pool
     user = _study(tmp_path / "split", seeds=(0, 1, 2))
     assert len(list(user.trained(variants["full"]))) == 3
-    assert (tmp_path / "split" / "models").exists() and len(list((tmp_path / "split" / "models").iterdir())) >= 6
+    assert [(t["phase"], t["items"]) for t in user.timings if t["phase"] == "models trained"] == [("models trained", 2)]
+
+
+def test_a_result_the_first_sitting_did_not_ask_trains_its_models_up_front_and_new_code_skips_nothing(
+        tmp_path, monkeypatch):
+    """A first study with seeds 0 1 asks only for a grid. A second, with seeds 0 1 2, skips the
+    models of seeds 0 and 1 for the grid, but its consistency needs them: they train up front in
+    one pool (a logged phase), never one by one in the study's process. And under other result
+    code nothing that was asked before counts: every model trains."""
+    import warnings
+
+    from oneranker import cache
+
+    variants = {"full": dict(TINY)}
+    _study(tmp_path / "a", seeds=(0, 1)).grid(variants, references=False)
+    for folder in ("models", "data"):
+        shutil.rmtree(tmp_path / "a" / folder)
+    later = _study(tmp_path / "a", seeds=(0, 1, 2))
+    later.grid(variants, references=False)
+    assert [t["items"] for t in later.timings if t["phase"] == "models trained"] == [1]      # seed 2
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*not trained up front.*")
+        later.consistency(variants)
+    assert [t["items"] for t in later.timings if t["phase"] == "models trained"] == [1, 2]   # then seeds 0 and 1
+    _study(tmp_path / "b", seeds=(0, 1)).grid(variants, references=False)
+    shutil.rmtree(tmp_path / "b" / "models")
+    version = cache.code_version
+    monkeypatch.setattr(cache, "code_version",
+                        lambda modules=cache.MODEL_CODE: "newcode0" if modules == cache.RESULT_CODE else version(modules))
+    other = _study(tmp_path / "b", seeds=(0, 1))
+    other.grid(variants, references=False)
+    assert [t["items"] for t in other.timings if t["phase"] == "models trained"] == [2]
+    assert other.results_reused == 0
