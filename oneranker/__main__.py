@@ -240,6 +240,18 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
                       pretrain=not args.notebooks, workers=args.workers)
 
 
+def add_training_run_options(parser: argparse.ArgumentParser) -> None:
+    """How a run that trains many models on a GPU trains them (``reproduce``, ``pretrain``)."""
+    parser.add_argument("--mps", action="store_true",
+                        help="run the GPU's processes under CUDA's Multi-Process Service (a private daemon for "
+                             "the run; oneranker.pool.mps): their kernels then share the GPU at once instead of "
+                             "in time slices; needs nvidia-cuda-mps-control")
+    parser.add_argument("--train-compile", default=None, metavar="SCOPE",
+                        help="train.compile for every model this run trains on CUDA, in place of the profile's "
+                             "(off, blocks or loss; a runtime field, so the models' cache keys are unchanged; "
+                             "oneranker.pool.as_trained); recorded in the run record")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m oneranker", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -281,14 +293,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="replace the notebooks' seed lists (default: each notebook's own)")
     r.add_argument("--workers", type=int, default=None,
                    help="training processes of the up-front pool (default: one per core up to 4 on CPU)")
-    r.add_argument("--mps", action="store_true",
-                   help="run the GPU's processes under CUDA's Multi-Process Service (a private daemon for the "
-                        "run; oneranker.pool.mps): their kernels then share the GPU at once instead of in time "
-                        "slices; needs nvidia-cuda-mps-control")
-    r.add_argument("--train-compile", default=None, metavar="SCOPE",
-                   help="train.compile for every model this run trains on CUDA, in place of the profile's "
-                        "(off, blocks or loss; a runtime field, so the models' cache keys are unchanged; "
-                        "oneranker.pool.as_trained); recorded in the run record")
+    add_training_run_options(r)
     r.set_defaults(func=cmd_reproduce)
     w = sub.add_parser("pretrain", help="train every model the notebooks use, in one pool (oneranker.studies)")
     w.add_argument("--profile", default="quick")
@@ -296,14 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--device", default="auto")
     w.add_argument("--workers", type=int, default=None, help="training processes (default: one per core up to 4 on CPU)")
     w.add_argument("--seeds", type=int, nargs="+", default=None, help="replace the notebooks' seed lists")
-    w.add_argument("--mps", action="store_true",
-                   help="run the GPU's processes under CUDA's Multi-Process Service (a private daemon for the "
-                        "run; oneranker.pool.mps): their kernels then share the GPU at once instead of in time "
-                        "slices; needs nvidia-cuda-mps-control")
-    w.add_argument("--train-compile", default=None, metavar="SCOPE",
-                   help="train.compile for every model this run trains on CUDA, in place of the profile's "
-                        "(off, blocks or loss; a runtime field, so the models' cache keys are unchanged; "
-                        "oneranker.pool.as_trained); recorded in the run record")
+    add_training_run_options(w)
     w.set_defaults(func=cmd_pretrain)
     args = parser.parse_args(argv)
     try:

@@ -195,8 +195,7 @@ def train_all(cfgs: list[Config], cache_dir: str | Path, device: str = "auto", w
     for c in missing.values():
         jobs.setdefault(tuple(m.hash() for m in stack_mates(c)), c)
     stack_size = max(len(key) for key in jobs)
-    missing = {c.hash(): c for c in jobs.values()}
-    missing = {h: as_trained(c, dev) for h, c in missing.items()}
+    missing = {c.hash(): as_trained(c, dev) for c in jobs.values()}
     workers = workers or default_workers(dev, stack_size)
     bar = progress(total=len(missing), desc="training models (a stack counts once)", unit="job")
     if dev.type != "cpu" and min(workers, len(missing)) == 1:

@@ -223,8 +223,7 @@ class Study:
         """(config, dataset, model on the study's device, history) of the one-model variant
         ``overrides`` for every seed, the missing models trained first, in parallel."""
         cfgs = [make_config(self.profile, seed=s, **overrides) for s in self.seeds]
-        for cfg in cfgs:                 # the caller uses the models themselves: never skip them
-            note_asked([cfg], ASKED_MODEL, self.cache_dir)
+        note_asked(cfgs, ASKED_MODEL, self.cache_dir)      # the caller uses the models themselves: never skip them
         self._train_configs(cfgs)
         for cfg in self._bar(cfgs, "models"):
             prepared = cached_prepared(cfg, self.cache_dir)
@@ -353,25 +352,28 @@ class Study:
                          "value_rho": float(np.nanmean(a["value_rho"]))})
         return pd.DataFrame(rows)
 
+    def _per_model(self, kind: str, variants: dict[str, dict], args: Callable[[int], dict],
+                   compute: Callable[[Config], dict]) -> dict[tuple[str, int], dict]:
+        """``compute(config)`` of the one-model variant of each name at each seed, keyed (name,
+        seed), through the cache's results (:meth:`_result`, under ``args(seed)``): the models
+        trained first, the skipped ones too where a result is missing (:meth:`_ensure_models`)."""
+        self.train(list(variants.values()))
+        asks = {(name, seed): (kind, [make_config(self.profile, seed=seed, **overrides)], args(seed))
+                for name, overrides in variants.items() for seed in self.seeds}
+        self._ensure_models(list(asks.values()))
+        with self._reuse_logged():
+            return {key: self._result(kind, cfgs, a, lambda: compute(cfgs[0]))
+                    for key, (kind, cfgs, a) in asks.items()}
+
     def consistency(self, variants: dict[str, dict]) -> Consistency:
         """:func:`evaluate.generator_ranker_consistency` of every variant and seed on the test
         requests' ``train.n_candidates`` generated candidates."""
-        self.train(list(variants.values()))
-        asks = {(name, seed): ("consistency", [make_config(self.profile, seed=seed, **overrides)], {})
-                for name, overrides in variants.items() for seed in self.seeds}
-        self._ensure_models(list(asks.values()))
-        summary, overlap, differences = [], [], {}
-        with self._reuse_logged():
-            for name in variants:
-                pooled = []
-                for seed in self.seeds:
-                    kind, cfgs, args = asks[name, seed]
-                    r = self._result(kind, cfgs, args, lambda: self._consistency(cfgs[0]))
-                    summary.append({"variant": name, "seed": seed, **r["summary"]})
-                    overlap += [{"variant": name, "seed": seed, "k": k, "overlap": o}
-                                for k, o in enumerate(r["topk_overlap"], start=1)]
-                    pooled.append(r["rank_difference"].ravel())
-                differences[name] = np.concatenate(pooled)
+        results = self._per_model("consistency", variants, lambda seed: {}, self._consistency)
+        summary = [{"variant": name, "seed": seed, **r["summary"]} for (name, seed), r in results.items()]
+        overlap = [{"variant": name, "seed": seed, "k": k, "overlap": o}
+                   for (name, seed), r in results.items() for k, o in enumerate(r["topk_overlap"], start=1)]
+        differences = {name: np.concatenate([results[name, seed]["rank_difference"].ravel() for seed in self.seeds])
+                       for name in variants}
         return Consistency(pd.DataFrame(summary), pd.DataFrame(overlap), differences)
 
     def _consistency(self, cfg: Config) -> dict:
@@ -390,18 +392,11 @@ class Study:
         the losses of the ``reference`` overrides (default: the full model's), so that a model
         trained without a term (e.g. gamma = 0) is still scored on it. Random candidates and
         targets are drawn from one fixed generator per seed, the same for every variant."""
-        self.train(list(variants.values()))
         objective = {seed: make_config(self.profile, seed=seed, **(reference or {})).train for seed in self.seeds}
-        asks = {(name, seed): ("loss_terms", [make_config(self.profile, seed=seed, **overrides)],
-                               {"reference": dataclasses.asdict(objective[seed]), "n_requests": n_requests})
-                for name, overrides in variants.items() for seed in self.seeds}
-        self._ensure_models(list(asks.values()))
-        rows = []
-        with self._reuse_logged():
-            for (name, seed), (kind, cfgs, args) in asks.items():
-                rows.append({"variant": name, "seed": seed, **self._result(
-                    kind, cfgs, args, lambda: self._loss_terms(cfgs[0], objective[seed], n_requests))})
-        return pd.DataFrame(rows)
+        results = self._per_model(
+            "loss_terms", variants, lambda seed: {"reference": dataclasses.asdict(objective[seed]), "n_requests": n_requests},
+            lambda cfg: self._loss_terms(cfg, objective[cfg.seed], n_requests))
+        return pd.DataFrame([{"variant": name, "seed": seed, **r} for (name, seed), r in results.items()])
 
     def _loss_terms(self, cfg: Config, tc, n_requests: int) -> dict:
         """One model's row of :meth:`validation_loss_terms`."""
@@ -414,17 +409,9 @@ class Study:
         """AUC and GAUC of each variant's ranker (a model's own R-Decoder, or a cascade's separate
         ranker) on the logged test impressions, one row per (variant, seed)."""
         ranker_overrides = {name: (v.ranker if isinstance(v, Cascade) else v) for name, v in rankers.items()}
-        self.train(list(ranker_overrides.values()))
-        asks = {(name, seed): ("ranker_auc", [make_config(self.profile, seed=seed, **overrides)],
-                               {"n_requests": n_requests})
-                for name, overrides in ranker_overrides.items() for seed in self.seeds}
-        self._ensure_models(list(asks.values()))
-        rows = []
-        with self._reuse_logged():
-            for (name, seed), (kind, cfgs, args) in asks.items():
-                rows.append({"variant": name, "seed": seed, **self._result(
-                    kind, cfgs, args, lambda: self._ranker_auc(cfgs[0], n_requests))})
-        return pd.DataFrame(rows)
+        results = self._per_model("ranker_auc", ranker_overrides, lambda seed: {"n_requests": n_requests},
+                                  lambda cfg: self._ranker_auc(cfg, n_requests))
+        return pd.DataFrame([{"variant": name, "seed": seed, **r} for (name, seed), r in results.items()])
 
     def _ranker_auc(self, cfg: Config, n_requests: int | None) -> dict:
         """One model's row of :meth:`ranker_auc`."""
