@@ -1,14 +1,14 @@
 #!/bin/bash
-# Next sitting: paper notebook 04 under MPS (01-03 are committed under model code 228471b4; 04
-# failed on 2026-12-03 in a cell after its training, fixed since: results/paper/notebook04_h200_4e2f4c4_failed.txt),
-# then, on the GPU it leaves idle, whether compiled transformer blocks (train.compile='blocks', a
-# runtime field: reproduce --train-compile) speed eight models training at once under MPS, the
-# pace of notebooks 05 and 06 (benchmarks/training_throughput.py; a step's kernels alone were
-# 28% shorter: results/paper/step_blocks_h200_4e2f4c4.txt), then a lone step's kernel time and
-# warm-up with the whole loss compiled (dynamic sizes) and with the package's 'blocks' scope, the
-# ranking rows, and whether nvidia-smi sampling slows a lone model. Runs detached in /tmp/w.
-# usage: [SEEDS="0 1"] [RESULTS_IN=FILE] bash /tmp/paper.sh REPO COMMIT [NOTEBOOKS [TRAIN_COMPILE]]
-#   NOTEBOOKS: e.g. "05" or "04 05" (default "04"); TRAIN_COMPILE: e.g. blocks (default: the profile's, off)
+# Next sittings: paper notebooks 05 and 06, each in two sittings (01-04 are committed under model
+# code 228471b4; 04 ran whole on 2026-12-03 in 15 minutes: results/paper/notebook04_h200_4c61cb6.txt),
+# then, on the GPU it leaves idle, whether torch's deterministic algorithms (reproduce --deterministic,
+# oneranker.pool.run_algorithms) make a paper step repeat bit for bit and what they cost beside
+# eager (benchmarks/training_step.py; two eager runs over the same batches ended 1.06e-3 apart:
+# results/paper/step_blocks_h200_4c61cb6.txt), then the GPU test that two deterministic tiny runs
+# end with the same weights. Runs detached in /tmp/w.
+# usage: [SEEDS="0 1"] [RESULTS_IN=FILE] [DETERMINISTIC=1] bash /tmp/paper.sh REPO COMMIT [NOTEBOOKS [TRAIN_COMPILE]]
+#   NOTEBOOKS: e.g. "05" or "05 06" (default "05"); TRAIN_COMPILE: e.g. blocks (default: the profile's, off);
+#   DETERMINISTIC=1: reproduce --deterministic (both sittings of a notebook must run the same way)
 #   A notebook too long for one sitting runs in two (oneranker.study: the cache's results):
 #   SEEDS="0 1" first, which leaves /tmp/out/results_cache.tar.gz (commit it) and no notebook;
 #   then RESULTS_IN=that file with the default seeds 0 1 2, which trains only seed 2's models.
@@ -33,10 +33,11 @@ if [ -n "$RESULTS_IN" ]; then
   [ $rc = 0 ] || { touch /tmp/out/DONE; exit 1; }
 fi
 COMPILE=${4:+--train-compile $4}
-for nb in ${3:-04}; do
-  stamp "notebook $nb start ($MPS $COMPILE)"
+DET=${DETERMINISTIC:+--deterministic}
+for nb in ${3:-05}; do
+  stamp "notebook $nb start ($MPS $COMPILE $DET)"
   export ONERANKER_GPU_WORKERS=9
-  python3 -m oneranker reproduce --profile paper --device cuda --seeds $SEEDS $MPS $COMPILE --notebooks notebooks/${nb}_*.ipynb > /tmp/out/nb_$nb.log 2>&1
+  python3 -m oneranker reproduce --profile paper --device cuda --seeds $SEEDS $MPS $COMPILE $DET --notebooks notebooks/${nb}_*.ipynb > /tmp/out/nb_$nb.log 2>&1
   rc=$?
   unset ONERANKER_GPU_WORKERS
   stamp "notebook $nb end rc=$rc (seeds $SEEDS)"
@@ -48,26 +49,11 @@ for nb in ${3:-04}; do
   fi
   [ $rc = 0 ] || break
 done
-# then whether compiled blocks speed a pool of eight models under MPS (each contender its own
-# daemon; eager before and after it), then the existing 'blocks' scope's step alone, in separate
-# invocations so that a long compile cannot take the first one's numbers with it; the sampler A/B last
-stamp "pool start"
-timeout 480 python3 benchmarks/training_throughput.py --cache /tmp/w/cache --runs 20x8ft2m 20x8fcbt2m 20x8ft2m > /tmp/out/pool_blocks.txt 2>&1
-stamp "pool blocks rc=$?"
-# a bigger lever, if its compile is short enough: the whole forward pass and losses as one graph,
-# every size symbolic from the start (train.compile='loss' recompiles at the second length and
-# outlasted 6.5 minutes on static shapes); then the package's 'blocks' step alone
-timeout 360 python3 benchmarks/training_step.py --cache /tmp/w/cache --contenders today loss-compiled-dynamic > /tmp/out/step_loss.txt 2>&1
-stamp "kernels loss rc=$?"
-timeout 300 python3 benchmarks/training_step.py --cache /tmp/w/cache --contenders today blocks-compiled today-again > /tmp/out/step_blocks.txt 2>&1
-stamp "kernels blocks rc=$?"
-# issue 14's H200 column: ranking with K/V pass-through (each size's rows print as measured)
-timeout 200 python3 benchmarks/model.py --quick --only rank --candidates 256 1024 64 > /tmp/out/model_rank.txt 2>&1
-stamp "rank rc=$?"
-stamp "sampler start"
-for sm in 0 2000 0; do
-  echo "## sample-ms $sm" >> /tmp/out/sampler.txt
-  timeout 150 python3 benchmarks/training_throughput.py --cache /tmp/w/cache --sample-ms $sm --runs 20x1f 20x1f --warmup 10 --steps 30 2>&1 | grep -E "^ *20x|^#" >> /tmp/out/sampler.txt
-done
-stamp "sampler end"
+# then whether deterministic algorithms make a paper step repeat bit for bit, and their cost beside
+# eager (today-again: the GPU's own drift), then the GPU test of the same on a tiny model
+stamp "determinism start"
+timeout 300 python3 benchmarks/training_step.py --cache /tmp/w/cache --contenders today deterministic deterministic-again today-again > /tmp/out/step_deterministic.txt 2>&1
+stamp "determinism step rc=$?"
+timeout 240 python3 -m pytest -q -p no:cacheprovider tests/test_train.py -k deterministic_run > /tmp/out/gpu_tests_deterministic.txt 2>&1
+stamp "determinism test rc=$?"
 touch /tmp/out/DONE

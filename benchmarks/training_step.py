@@ -11,6 +11,13 @@ the same batches, changed in one respect only:
 * ``today``: the Trainer as configured; ``today-again``: the same a second time, whose weight
   drift from ``today``'s (printed for every contender) is the scale of the GPU's own
   run-to-run rounding (atomic additions in some backward kernels);
+* ``deterministic``: the step under torch's deterministic algorithms (``pool.run_algorithms``,
+  ``reproduce --deterministic``); ``deterministic-again``: the same a second time. Where a
+  contender ``X-again`` runs beside ``X``, its weight distance from ``X``'s is printed too:
+  0 for the deterministic pair says that a run repeats bit for bit, and the ratio to ``today``
+  what that costs. With either of them, cuBLAS's deterministic workspace
+  (``pool.CUBLAS_DETERMINISTIC``) is set for the whole process before CUDA starts, so every
+  contender of that invocation runs with it;
 * ``select``: tokens looked up type by type (``TokenEmbedding.lookup='select'``, the CPU's
   reference way; ``today`` gathers them in one lookup on CUDA);
 * ``sdpa``: Step 1 on dense-mask scaled-dot-product attention instead of FlexAttention;
@@ -54,6 +61,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import os
 import sys
 import time
 from pathlib import Path
@@ -65,7 +73,8 @@ from oneranker.config import make_config  # noqa: E402
 from oneranker.data import cached_prepared  # noqa: E402
 from oneranker.profiling import profile_training_steps, synchronize, time_side_by_side  # noqa: E402
 
-NAMED = {"today": {}, "today-again": {}, "select": {"lookup": "select"}, "sdpa": {"kernel": "sdpa"},
+NAMED = {"today": {}, "today-again": {}, "deterministic": {"deterministic": True},
+         "deterministic-again": {"deterministic": True}, "select": {"lookup": "select"}, "sdpa": {"kernel": "sdpa"},
          "loss-compiled": {"train.compile": "loss"}, "blocks-compiled": {"train.compile": "blocks"},
          "loss-compiled-dynamic": {"train.compile": "off", "compile_dynamic": "loss"},
          "blocks-compiled-dynamic": {"train.compile": "off", "compile_dynamic": "blocks"},
@@ -96,6 +105,7 @@ def parse_contender(spec: str) -> dict:
 def contender_setting(trainer, setting: dict):
     """The contender's model-side settings, in force for its steps only (contenders alternate)."""
     from oneranker import model as model_module
+    from oneranker.pool import deterministic_algorithms
 
     saved = layers.FLEX_COMPILE_MODE, layers.FLEX_KERNEL_OPTIONS, trainer.model.embed.lookup, model_module.F
     layers.FLEX_COMPILE_MODE = setting.get("flex_mode")
@@ -105,7 +115,8 @@ def contender_setting(trainer, setting: dict):
     model_module.F = getattr(trainer, "functional", model_module.F)
     kernel = setting.get("kernel")
     try:
-        with trainer.model.attention_kernel(kernel) if kernel else contextlib.nullcontext():
+        with trainer.model.attention_kernel(kernel) if kernel else contextlib.nullcontext(), \
+                deterministic_algorithms(setting.get("deterministic", False)):
             yield
     finally:
         layers.FLEX_COMPILE_MODE, layers.FLEX_KERNEL_OPTIONS, trainer.model.embed.lookup, model_module.F = saved
@@ -211,6 +222,10 @@ def main() -> None:
     ap.add_argument("--tables", action="store_true", help="print every contender's top operators, not only the first's")
     args = ap.parse_args()
     settings = {spec: parse_contender(spec) for spec in args.contenders}
+    if any(s.get("deterministic") for s in settings.values()):   # before CUDA's first cuBLAS call
+        from oneranker.pool import CUBLAS_DETERMINISTIC
+
+        os.environ.update(CUBLAS_DETERMINISTIC)
     if args.steps < 1 or args.warmup < 0:
         raise SystemExit("--steps must be >= 1 and --warmup >= 0")
     # every contender compiles its own graphs (one per padded shape): above dynamo's default limit
@@ -267,6 +282,17 @@ def main() -> None:
               f"from {first_spec}'s by at most {drift[spec]:.2e}", flush=True)
         if i == 0 or args.tables:
             print(prof["top"], flush=True)
+    for spec, line in again_lines(trainers).items():
+        print(f"{spec:>16s}: {line}", flush=True)
+
+
+def again_lines(trainers: dict) -> dict[str, str]:
+    """For each contender ``X-again`` that ran beside ``X``: how far its weights ended from ``X``'s
+    after the same batches (0: the step repeats bit for bit)."""
+    return {spec: f"after the same batches its weights differ from {spec[:-len('-again')]}'s by at most "
+                  f"{weight_drift(trainer, trainers[spec[:-len('-again')]]):.2e}"
+            for spec, trainer in trainers.items()
+            if spec.endswith("-again") and spec[:-len("-again")] in trainers}
 
 
 if __name__ == "__main__":

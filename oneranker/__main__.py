@@ -196,6 +196,28 @@ def train_compile_env(args: argparse.Namespace) -> dict[str, str | None]:
     return {TRAIN_COMPILE_ENV: args.train_compile}
 
 
+def deterministic_env(args: argparse.Namespace) -> dict[str, str | None]:
+    """``--deterministic``: the environment that makes the run's CUDA training take torch's
+    deterministic algorithms (:func:`oneranker.pool.run_algorithms`), with cuBLAS's deterministic
+    workspace; refused before any work on a device that is not CUDA, whose training is
+    deterministic already; nothing when not given."""
+    from .pool import CUBLAS_DETERMINISTIC, DETERMINISTIC_ENV
+    from .runtime import resolve_device
+
+    if not args.deterministic:
+        return {}
+    if resolve_device(args.device).type != "cuda":
+        raise ConfigError(f"--deterministic makes CUDA training deterministic; --device {args.device} is not CUDA, "
+                          "and training on the CPU is deterministic already")
+    return {DETERMINISTIC_ENV: "1", **CUBLAS_DETERMINISTIC}
+
+
+def training_env(args: argparse.Namespace) -> dict[str, str | None]:
+    """The environment of a run that trains many models (``reproduce``, ``pretrain``): its
+    ``--train-compile`` and ``--deterministic``, each checked before any work."""
+    return {**train_compile_env(args), **deterministic_env(args)}
+
+
 def cmd_pretrain(args: argparse.Namespace) -> None:
     from .parallel import environment
     from .pool import mps, train_notebook_models
@@ -210,8 +232,8 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
         check_gpu_sharing(args)
     except (ValueError, FileNotFoundError) as e:
         raise ConfigError(str(e)) from None
-    compile_env = train_compile_env(args)
-    with mps(args.mps), environment(compile_env):
+    run_env = training_env(args)
+    with mps(args.mps), environment(run_env):
         n, trained = train_notebook_models(args.profile, args.cache, device=args.device, workers=args.workers,
                                            seeds=args.seeds)
     print(f"{n} notebook models of profile {args.profile} are in {args.cache} ({trained} trained now)")
@@ -233,8 +255,8 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
         check_gpu_sharing(args)
     except (ValueError, FileNotFoundError) as e:
         raise ConfigError(str(e)) from None
-    compile_env = train_compile_env(args)
-    with mps(args.mps), environment(compile_env):   # the training workers and the notebooks' kernels start inside
+    run_env = training_env(args)
+    with mps(args.mps), environment(run_env):   # the training workers and the notebooks' kernels start inside
         # the whole series: every model first, in one pool (oneranker.studies), recorded as the pretraining
         run_notebooks(args.profile, notebooks=args.notebooks, seed=args.seed, device=args.device, seeds=args.seeds,
                       pretrain=not args.notebooks, workers=args.workers)
@@ -246,6 +268,11 @@ def add_training_run_options(parser: argparse.ArgumentParser) -> None:
                         help="run the GPU's processes under CUDA's Multi-Process Service (a private daemon for "
                              "the run; oneranker.pool.mps): their kernels then share the GPU at once instead of "
                              "in time slices; needs nvidia-cuda-mps-control")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="train on CUDA with torch's deterministic algorithms (oneranker.pool.run_algorithms): "
+                             "the same seed then gives the same weights on the same GPU and software, at a cost "
+                             "benchmarks/training_step.py measures; a runtime choice, so the models' cache keys "
+                             "are unchanged; recorded in the run record")
     parser.add_argument("--train-compile", default=None, metavar="SCOPE",
                         help="train.compile for every model this run trains on CUDA, in place of the profile's "
                              "(off, blocks or loss; a runtime field, so the models' cache keys are unchanged; "

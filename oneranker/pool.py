@@ -38,7 +38,9 @@ def _train_in_worker(cfg_dict: dict, cache_dir: str, device: str = "cpu", thread
     torch.set_num_threads(threads)
     cfg = config_from_dict(cfg_dict)
     try:
-        train_or_load(cfg, cached_prepared(cfg, cache_dir, progress=False), cache_dir, device=device, progress=False)
+        with run_algorithms(torch.device(device)):
+            train_or_load(cfg, cached_prepared(cfg, cache_dir, progress=False), cache_dir, device=device,
+                          progress=False)
     except Exception:  # some errors (e.g. the compiler's) cannot be pickled back to the parent
         import traceback
 
@@ -63,6 +65,38 @@ def as_trained(cfg: Config, device: torch.device) -> Config:
     if not scope or device.type != "cuda" or scope == cfg.train.compile:
         return cfg
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, compile=scope))
+
+
+# Deterministic CUDA training for a run (``reproduce`` and ``pretrain`` --deterministic set it;
+# the training workers inherit it with cuBLAS's deterministic workspace setting, which must be
+# in the environment before a process's first cuBLAS call)
+DETERMINISTIC_ENV = "ONERANKER_DETERMINISTIC"
+CUBLAS_DETERMINISTIC = {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool) -> Iterator[None]:
+    """torch's deterministic algorithms on (or off) for the block, then as they were. Why: on a
+    GPU some backward kernels add with atomics in whatever order the threads arrive, so two
+    runs of one paper model over the same batches ended about 1e-3 apart and two runs of
+    notebook 04 moved its tables (README); with these on, torch takes a deterministic kernel
+    for such an op or raises naming the op that has none. The CPU is deterministic either way."""
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(enabled)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+def run_algorithms(device: torch.device) -> contextlib.AbstractContextManager:
+    """How this run's models train on ``device``: deterministically where ``ONERANKER_DETERMINISTIC``
+    is set and the device is CUDA (:func:`deterministic_algorithms`), otherwise as torch chooses.
+    A runtime choice like ``train.compile``: the same computation, so the models' cache keys do
+    not change, and the run record says which way a run trained (``deterministic``)."""
+    if device.type == "cuda" and os.environ.get(DETERMINISTIC_ENV):
+        return deterministic_algorithms(True)
+    return contextlib.nullcontext()
 
 
 def _prepare_in_worker(cfg_dict: dict, cache_dir: str) -> str:
@@ -200,7 +234,8 @@ def train_all(cfgs: list[Config], cache_dir: str | Path, device: str = "auto", w
     bar = progress(total=len(missing), desc="training models (a stack counts once)", unit="job")
     if dev.type != "cpu" and min(workers, len(missing)) == 1:
         for c in missing.values():
-            train_or_load(c, cached_prepared(c, cache_dir), cache_dir, device=str(dev), progress=False)
+            with run_algorithms(dev):
+                train_or_load(c, cached_prepared(c, cache_dir), cache_dir, device=str(dev), progress=False)
             bar.update()
     else:
         n = min(workers, len(missing))

@@ -167,18 +167,20 @@ def provenance() -> dict:
     from different code are told apart across sittings) and the evaluation code's
     (``cache.EVALUATION_CODE``), the checkout's commit and whether it
     had uncommitted changes, where git knows them, the machine, whether its processes
-    shared the GPU under CUDA's MPS, and the ``train.compile`` its models were trained with
-    where ``--train-compile`` chose it."""
+    shared the GPU under CUDA's MPS, the ``train.compile`` its models were trained with
+    where ``--train-compile`` chose it, and whether they trained deterministically (``--deterministic``)."""
     import torch
 
     from .cache import EVALUATION_CODE, MODEL_CODE, code_version
-    from .pool import MPS_ENV, TRAIN_COMPILE_ENV
+    from .pool import DETERMINISTIC_ENV, MPS_ENV, TRAIN_COMPILE_ENV
 
     return {"model_code": code_version(MODEL_CODE), "evaluation_code": code_version(EVALUATION_CODE), **_git_state(), "torch": torch.__version__,
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "mps": bool(os.environ.get(MPS_ENV[0])),   # set by pool.mps (--mps) for its clients
             # --train-compile's scope where it applied (CUDA); None: the configs' own (every profile's: off)
             "train_compile": os.environ.get(TRAIN_COMPILE_ENV) if torch.cuda.is_available() else None,
+            # --deterministic where it applied (CUDA); None on a machine without CUDA
+            "deterministic": bool(os.environ.get(DETERMINISTIC_ENV)) if torch.cuda.is_available() else None,
             "machine": platform.platform(), "cpu_count": os.cpu_count()}
 
 

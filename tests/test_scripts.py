@@ -80,18 +80,24 @@ def test_training_throughput_contenders_are_parsed_or_refused():
 
 def test_training_step_benchmark_times_and_profiles_every_contender(tmp_path):
     """benchmarks/training_step.py at the smoke profile on the CPU: a line per contender with its
-    step time, ratio and kernel count (0 on the CPU), the first one's operator table; a
+    step time, ratio and kernel count (0 on the CPU), the first one's operator table, and for a
+    contender run again beside itself (deterministic-again) its distance from the first run; a
     malformed contender is refused before any work."""
     cmd = [sys.executable, str(ROOT / "benchmarks" / "training_step.py"), "--profile", "smoke", "--device", "cpu",
            "--cache", str(tmp_path), "--warmup", "0", "--steps", "2"]
-    out = subprocess.run(cmd + ["--contenders", "today", "select", "flex:fwd_BLOCK_M=64,PRESCALE_QK=false", "graphed"],
+    out = subprocess.run(cmd + ["--contenders", "today", "select", "flex:fwd_BLOCK_M=64,PRESCALE_QK=false", "graphed",
+                                         "deterministic", "deterministic-again"],
                          capture_output=True, text=True, check=True).stdout
     lines = [line for line in out.splitlines() if "ms per step" in line]
-    assert [line.split(":")[0].strip() for line in lines] == ["today", "select", "flex", "graphed"]
+    assert [line.split(":")[0].strip() for line in lines] == ["today", "select", "flex", "graphed", "deterministic",
+                                                               "deterministic-again"]
     assert "1.00x the first row's speed" in lines[0] and all("0 kernels per step" in line for line in lines)
     assert "differ from today's by at most 0.00e+00" in lines[1]     # the CPU is exact, whatever the lookup
     assert "differ from today's by at most 0.00e+00" in lines[3]     # and runs eager under train.cuda_graphs
-    assert out.count("0 graphs compiled") == 4            # eager contenders compile nothing on the CPU
+    again = [line for line in out.splitlines() if line.strip().startswith("deterministic-again: after")]
+    assert again == ["deterministic-again: after the same batches its weights differ from deterministic's by at most "
+                     "0.00e+00"]
+    assert out.count("0 graphs compiled") == 6            # eager contenders compile nothing on the CPU
     assert out.count("Self CPU time total") == 1          # only the first contender's table without --tables
     for bad in ("fast", "flex:BLOCK_M", "flex:BLOCK_M=big"):
         res = subprocess.run(cmd + ["--contenders", "today", bad], capture_output=True, text=True)

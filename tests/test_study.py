@@ -1,6 +1,7 @@
 """Studies: parallel training gives the models of sequential training; grids, sweeps and the
 analyses of one mechanism on tiny models; the truth sets a study keeps."""
 
+import argparse
 import itertools
 import json
 import os
@@ -521,3 +522,44 @@ def test_a_result_the_first_sitting_did_not_ask_trains_its_models_up_front_and_n
     other.grid(variants, references=False)
     assert [t["items"] for t in other.timings if t["phase"] == "models trained"] == [2]
     assert other.results_reused == 0
+
+
+def test_a_runs_deterministic_switch_turns_torchs_deterministic_algorithms_on_for_cuda_training_only(
+        tmp_path, monkeypatch, capsys):
+    """pool.run_algorithms: with ONERANKER_DETERMINISTIC (reproduce/pretrain --deterministic) a
+    model that trains on CUDA trains under torch's deterministic algorithms, which are as they
+    were afterwards, also when the training fails; on the CPU, or unset, nothing changes. The
+    command line refuses the switch on a device that is not CUDA before any work, sets cuBLAS's
+    deterministic workspace beside it, and the run record says whether it applied."""
+    from oneranker import reproduce
+    from oneranker.__main__ import deterministic_env, main
+
+    assert not torch.are_deterministic_algorithms_enabled()
+    monkeypatch.delenv(pool.DETERMINISTIC_ENV, raising=False)
+    with pool.run_algorithms(torch.device("cuda")):
+        assert not torch.are_deterministic_algorithms_enabled()
+    monkeypatch.setenv(pool.DETERMINISTIC_ENV, "1")
+    with pool.run_algorithms(torch.device("cpu")):
+        assert not torch.are_deterministic_algorithms_enabled()
+    with pytest.raises(RuntimeError, match="a failed training"), pool.run_algorithms(torch.device("cuda")):
+        assert torch.are_deterministic_algorithms_enabled()
+        raise RuntimeError("a failed training")
+    assert not torch.are_deterministic_algorithms_enabled()
+    with pool.deterministic_algorithms(True), pool.deterministic_algorithms(False):   # nested: each restores its own
+        assert not torch.are_deterministic_algorithms_enabled()
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert reproduce.provenance()["deterministic"] is None                  # no CUDA here: it did not apply
+    with monkeypatch.context() as m:
+        m.setattr(torch.cuda, "is_available", lambda: True)
+        m.setattr(torch.cuda, "get_device_name", lambda: "a GPU")
+        assert reproduce.provenance()["deterministic"] is True
+        m.delenv(pool.DETERMINISTIC_ENV)
+        assert reproduce.provenance()["deterministic"] is False
+        m.setattr("oneranker.runtime.resolve_device", lambda device: torch.device("cuda"))
+        env = deterministic_env(argparse.Namespace(deterministic=True, device="cuda"))
+        assert env == {pool.DETERMINISTIC_ENV: "1", "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
+        assert deterministic_env(argparse.Namespace(deterministic=False, device="cuda")) == {}
+    monkeypatch.delenv(pool.DETERMINISTIC_ENV)
+    assert main(["pretrain", "--profile", "smoke", "--device", "cpu", "--deterministic", "--cache", str(tmp_path)]) == 2
+    assert "--deterministic makes CUDA training deterministic; --device cpu is not CUDA" in capsys.readouterr().err
+    assert not (tmp_path / "models").exists() and pool.DETERMINISTIC_ENV not in os.environ

@@ -302,3 +302,28 @@ def test_a_graphed_training_run_on_the_gpu_follows_the_eager_one(tiny_prepared, 
     np.testing.assert_allclose(runs["graphed"][0], runs["eager"][0], rtol=1e-3)
     with pytest.raises(ValueError, match="train.compile"):
         Trainer(tiny_config(**{"train.cuda_graphs": True, "train.compile": "blocks"}), tiny_prepared, device="cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="deterministic algorithms matter on CUDA only")
+def test_a_deterministic_run_trains_the_same_weights_twice_on_the_gpu(tiny_prepared, monkeypatch):
+    """Under --deterministic (pool.run_algorithms) two trainings of one config on the same GPU
+    end with the same weights bit for bit, dropout on: without it, two runs of a paper model
+    over the same batches ended about 1e-3 apart on the H200 (benchmarks/training_step.py). An
+    op with no deterministic CUDA kernel would raise here, naming itself."""
+    from oneranker import pool
+
+    monkeypatch.setenv(pool.DETERMINISTIC_ENV, "1")
+    for key, value in pool.CUBLAS_DETERMINISTIC.items():
+        monkeypatch.setenv(key, value)
+    weights = []
+    for _ in range(2):
+        with pool.run_algorithms(torch.device("cuda")):
+            trainer = Trainer(tiny_config(**{"model.dropout": 0.1}), tiny_prepared, device="cuda", progress=False)
+            for batch in trainer.epoch_batches(0)[:6]:
+                trainer.train_step(batch)
+            torch.cuda.synchronize()
+        weights.append({k: v.detach().cpu().clone() for k, v in trainer.model.state_dict().items()})
+    assert weights[0].keys() == weights[1].keys()
+    differ = [k for k in weights[0] if not torch.equal(weights[0][k], weights[1][k])]
+    assert not differ, f"weights that differ between two deterministic runs: {differ[:5]}"
