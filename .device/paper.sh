@@ -56,4 +56,14 @@ timeout 300 python3 benchmarks/training_step.py --cache /tmp/w/cache --contender
 stamp "determinism step rc=$?"
 timeout 240 python3 -m pytest -q -p no:cacheprovider tests/test_train.py -k deterministic_run > /tmp/out/gpu_tests_deterministic.txt 2>&1
 stamp "determinism test rc=$?"
+# issue 14's H200 column, with what time is left, most asked first: beam search, attention kernels,
+# end to end, the training step's fast path (each prints its rows as measured)
+timeout 150 python3 benchmarks/beam_search.py --quick > /tmp/out/beam_search.txt 2>&1
+stamp "beam rc=$?"
+timeout 200 python3 benchmarks/attention.py --quick > /tmp/out/attention.txt 2>&1
+stamp "attention rc=$?"
+timeout 240 python3 benchmarks/model.py --quick --only e2e > /tmp/out/model_e2e.txt 2>&1
+stamp "e2e rc=$?"
+timeout 300 python3 benchmarks/model.py --quick --only train,mask > /tmp/out/model_train.txt 2>&1
+stamp "train rc=$?"
 touch /tmp/out/DONE
