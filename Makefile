@@ -28,8 +28,10 @@ reproduce: $(STAMP)
 PAPER_SEEDS ?= 0 1 2
 # MPS=1: the GPU's processes share it under CUDA's Multi-Process Service (reproduce --mps)
 MPS ?=
+# DETERMINISTIC=1: CUDA training under torch's deterministic algorithms (reproduce --deterministic)
+DETERMINISTIC ?=
 paper: $(STAMP)
-	$(PY) -m oneranker reproduce --profile paper --seed $(SEED) --device cuda --seeds $(PAPER_SEEDS) $(if $(filter 1,$(MPS)),--mps)
+	$(PY) -m oneranker reproduce --profile paper --seed $(SEED) --device cuda --seeds $(PAPER_SEEDS) $(if $(filter 1,$(MPS)),--mps) $(if $(filter 1,$(DETERMINISTIC)),--deterministic)
 
 # The executed notebooks (notebooks/, and results/<profile>/notebooks/ of other profiles) as HTML.
 book: $(STAMP)

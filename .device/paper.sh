@@ -33,7 +33,13 @@ if [ -n "$RESULTS_IN" ]; then
   [ $rc = 0 ] || { touch /tmp/out/DONE; exit 1; }
 fi
 COMPILE=${4:+--train-compile $4}
-DET=${DETERMINISTIC:+--deterministic}
+DET=; MODE=eager
+[ "${DETERMINISTIC:-0}" = 1 ] && { DET=--deterministic; MODE=deterministic; }
+if [ -n "$RESULTS_IN" ]; then
+  # both sittings of a notebook train one way: the first's mode travels with its results
+  first=$(cat cache/results/TRAINING_MODE 2>/dev/null || echo unknown)
+  [ "$first" = "$MODE" ] || { stamp "results in were trained $first, this sitting $MODE: stopped"; touch /tmp/out/DONE; exit 1; }
+fi
 for nb in ${3:-05}; do
   stamp "notebook $nb start ($MPS $COMPILE $DET)"
   export ONERANKER_GPU_WORKERS=9
@@ -43,6 +49,7 @@ for nb in ${3:-05}; do
   stamp "notebook $nb end rc=$rc (seeds $SEEDS)"
   if [ -n "$PARTIAL" ]; then
     # a first sitting: only the models' results travel (small; the models stay here), not its notebook
+    mkdir -p cache/results && echo $MODE > cache/results/TRAINING_MODE
     tar czf /tmp/out/results_cache.tar.gz -C cache results
   else
     tar czf /tmp/out/results.tar.gz results/paper figures/paper 2>/dev/null
@@ -54,8 +61,8 @@ done
 stamp "determinism start"
 timeout 300 python3 benchmarks/training_step.py --cache /tmp/w/cache --contenders today deterministic deterministic-again today-again > /tmp/out/step_deterministic.txt 2>&1
 stamp "determinism step rc=$?"
-timeout 240 python3 -m pytest -q -p no:cacheprovider tests/test_train.py -k deterministic_run > /tmp/out/gpu_tests_deterministic.txt 2>&1
-stamp "determinism test rc=$?"
+timeout 240 python3 -m pytest -q -p no:cacheprovider -rs tests/test_train.py -k deterministic_run > /tmp/out/gpu_tests_deterministic.txt 2>&1
+rc=$?; stamp "determinism test rc=$rc ($(grep -Eo '[0-9]+ (passed|failed|skipped)' /tmp/out/gpu_tests_deterministic.txt | tr '\n' ' '))"
 # issue 14's H200 column, with what time is left, most asked first: beam search, attention kernels,
 # end to end, the training step's fast path (each prints its rows as measured)
 timeout 150 python3 benchmarks/beam_search.py --quick > /tmp/out/beam_search.txt 2>&1

@@ -198,6 +198,20 @@ def _fused_forward(fused, module, x):
     return fused(x, module.weight, module.bias, tuple(module.normalized_shape), module.eps)
 
 
+def weights_digest(trainer) -> str:
+    """A short SHA-1 of the trainer's weights, byte for byte: equal digests from two invocations
+    (two processes, two sittings) say that their runs ended with the same weights."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha1()
+    for name, value in sorted(trainer.model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(value.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
 def weight_drift(trainer, reference) -> float:
     """The largest absolute difference between two trainers' weights (same config, same batches)."""
     import torch
@@ -268,6 +282,7 @@ def main() -> None:
                               device=torch.device(args.device), grad=True)
     first_spec = next(iter(trainers))
     drift = {spec: weight_drift(trainer, trainers[first_spec]) for spec, trainer in trainers.items()}
+    digests = {spec: weights_digest(trainer) for spec, trainer in trainers.items()}   # before profiling steps
     first = None
     for i, (spec, trainer) in enumerate(trainers.items()):
         med = times[spec]["median_s"]
@@ -279,7 +294,7 @@ def main() -> None:
               f"{1e3 * times[spec]['p90_s']:.1f}), {first / med:.2f}x the first row's speed; "
               f"GPU kernels {1e3 * prof['gpu_kernel_s_per_step']:.1f} ms and {prof['gpu_kernels_per_step']:.0f} kernels "
               f"per step ({len(profiled)} profiled steps); after the same batches its weights differ "
-              f"from {first_spec}'s by at most {drift[spec]:.2e}", flush=True)
+              f"from {first_spec}'s by at most {drift[spec]:.2e} (weights sha1 {digests[spec]})", flush=True)
         if i == 0 or args.tables:
             print(prof["top"], flush=True)
     for spec, line in again_lines(trainers).items():

@@ -38,9 +38,7 @@ def _train_in_worker(cfg_dict: dict, cache_dir: str, device: str = "cpu", thread
     torch.set_num_threads(threads)
     cfg = config_from_dict(cfg_dict)
     try:
-        with run_algorithms(torch.device(device)):
-            train_or_load(cfg, cached_prepared(cfg, cache_dir, progress=False), cache_dir, device=device,
-                          progress=False)
+        train_or_load_in_run(cfg, cached_prepared(cfg, cache_dir, progress=False), cache_dir, device)
     except Exception:  # some errors (e.g. the compiler's) cannot be pickled back to the parent
         import traceback
 
@@ -81,22 +79,35 @@ def deterministic_algorithms(enabled: bool) -> Iterator[None]:
     runs of one paper model over the same batches ended about 1e-3 apart and two runs of
     notebook 04 moved its tables (README); with these on, torch takes a deterministic kernel
     for such an op or raises naming the op that has none. The CPU is deterministic either way."""
-    before = torch.are_deterministic_algorithms_enabled()
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(enabled)
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(before)
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
 
 def run_algorithms(device: torch.device) -> contextlib.AbstractContextManager:
     """How this run's models train on ``device``: deterministically where ``ONERANKER_DETERMINISTIC``
     is set and the device is CUDA (:func:`deterministic_algorithms`), otherwise as torch chooses.
     A runtime choice like ``train.compile``: the same computation, so the models' cache keys do
-    not change, and the run record says which way a run trained (``deterministic``)."""
+    not change, and the run record says which way a run trained (``deterministic``). cuBLAS's
+    deterministic workspace is set here too where the command line did not (a process that
+    trains inside has not started cuBLAS yet; torch refuses a deterministic run without it)."""
     if device.type == "cuda" and os.environ.get(DETERMINISTIC_ENV):
+        for name, value in CUBLAS_DETERMINISTIC.items():
+            os.environ.setdefault(name, value)
         return deterministic_algorithms(True)
     return contextlib.nullcontext()
+
+
+def train_or_load_in_run(cfg: Config, prepared, cache_dir: str | Path, device: str | torch.device):
+    """:func:`oneranker.train.train_or_load` under the run's algorithms (:func:`run_algorithms`):
+    the one way the package trains a model in a process of its own (a pool's worker, or the
+    study's process for a model not trained up front), so that ``--deterministic`` reaches every
+    model a run trains."""
+    with run_algorithms(torch.device(device)):
+        return train_or_load(cfg, prepared, cache_dir, device=str(device), progress=False)
 
 
 def _prepare_in_worker(cfg_dict: dict, cache_dir: str) -> str:
@@ -234,8 +245,7 @@ def train_all(cfgs: list[Config], cache_dir: str | Path, device: str = "auto", w
     bar = progress(total=len(missing), desc="training models (a stack counts once)", unit="job")
     if dev.type != "cpu" and min(workers, len(missing)) == 1:
         for c in missing.values():
-            with run_algorithms(dev):
-                train_or_load(c, cached_prepared(c, cache_dir), cache_dir, device=str(dev), progress=False)
+            train_or_load_in_run(c, cached_prepared(c, cache_dir), cache_dir, dev)
             bar.update()
     else:
         n = min(workers, len(missing))

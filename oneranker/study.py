@@ -37,12 +37,12 @@ from .evaluate import (TruthSet, centroid_alignment, generator_ranker_consistenc
 from .metrics import iqr, list_overlap
 from .model import OneRanker
 from .parallel import progress
-from .pool import prepare_all, train_all
+from .pool import prepare_all, train_all, train_or_load_in_run
 from .reference import reference_lists
 from .runtime import gpu_padding, resolve_device
 from .studies import Variant, configs, loss_grid, with_knob
 from .tables import served
-from .train import History, mean_loss_terms, train_or_load
+from .train import History, mean_loss_terms
 from .world import World
 
 Trained = tuple[Config, Prepared, OneRanker, History]
@@ -216,7 +216,7 @@ class Study:
         if not has_model(cfg, self.cache_dir):
             warnings.warn(f"model {cfg.hash()} was not trained up front; training it alone in this process",
                           stacklevel=2)
-        model, history = train_or_load(cfg, prepared, self.cache_dir, device=str(self.dev), progress=False)
+        model, history = train_or_load_in_run(cfg, prepared, self.cache_dir, self.dev)
         return prepared, model, history
 
     def trained(self, overrides: dict) -> Iterator[Trained]:
@@ -227,7 +227,7 @@ class Study:
         self._train_configs(cfgs)
         for cfg in self._bar(cfgs, "models"):
             prepared = cached_prepared(cfg, self.cache_dir)
-            model, history = train_or_load(cfg, prepared, self.cache_dir, device=self.device, progress=False)
+            model, history = train_or_load_in_run(cfg, prepared, self.cache_dir, self.dev)
             yield cfg, prepared, model, history
 
     def truth_set(self, cfg: Config, prepared: Prepared) -> TruthSet:
@@ -306,7 +306,7 @@ class Study:
     def _list_rows(self, cfgs: list[Config], prepared: Prepared, ts: TruthSet, n: int, per_head: bool) -> dict:
         """One model's (or a cascade's) rows of :meth:`grid`: each of its lists scored against the
         truth, with the generator's epochs and training seconds."""
-        models = [train_or_load(c, prepared, self.cache_dir, device=str(self.dev), progress=False) for c in cfgs]
+        models = [train_or_load_in_run(c, prepared, self.cache_dir, self.dev) for c in cfgs]
         ranker = models[1][0] if len(models) > 1 else None
         lists = model_lists(models[0][0], cfgs[0], prepared, ts, n, device=self.dev, per_head=per_head, ranker=ranker)
         history = models[0][1]

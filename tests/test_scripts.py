@@ -97,6 +97,8 @@ def test_training_step_benchmark_times_and_profiles_every_contender(tmp_path):
     again = [line for line in out.splitlines() if line.strip().startswith("deterministic-again: after")]
     assert again == ["deterministic-again: after the same batches its weights differ from deterministic's by at most "
                      "0.00e+00"]
+    digests = {line.split(":")[0].strip(): line.split("weights sha1 ")[1].rstrip(")") for line in lines}
+    assert len(set(digests.values())) == 1                # the CPU is exact: every contender the same weights
     assert out.count("0 graphs compiled") == 6            # eager contenders compile nothing on the CPU
     assert out.count("Self CPU time total") == 1          # only the first contender's table without --tables
     for bad in ("fast", "flex:BLOCK_M", "flex:BLOCK_M=big"):

@@ -528,9 +528,9 @@ def test_a_runs_deterministic_switch_turns_torchs_deterministic_algorithms_on_fo
         tmp_path, monkeypatch, capsys):
     """pool.run_algorithms: with ONERANKER_DETERMINISTIC (reproduce/pretrain --deterministic) a
     model that trains on CUDA trains under torch's deterministic algorithms, which are as they
-    were afterwards, also when the training fails; on the CPU, or unset, nothing changes. The
-    command line refuses the switch on a device that is not CUDA before any work, sets cuBLAS's
-    deterministic workspace beside it, and the run record says whether it applied."""
+    were afterwards (warn_only too), also when the training fails; on the CPU, or unset, nothing
+    changes. The command line refuses the switch on a device that is not CUDA before any work,
+    sets cuBLAS's deterministic workspace beside it, and the run record says whether it applied."""
     from oneranker import reproduce
     from oneranker.__main__ import deterministic_env, main
 
@@ -541,13 +541,24 @@ def test_a_runs_deterministic_switch_turns_torchs_deterministic_algorithms_on_fo
     monkeypatch.setenv(pool.DETERMINISTIC_ENV, "1")
     with pool.run_algorithms(torch.device("cpu")):
         assert not torch.are_deterministic_algorithms_enabled()
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     with pytest.raises(RuntimeError, match="a failed training"), pool.run_algorithms(torch.device("cuda")):
         assert torch.are_deterministic_algorithms_enabled()
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"   # set where the command line did not
         raise RuntimeError("a failed training")
     assert not torch.are_deterministic_algorithms_enabled()
-    with pool.deterministic_algorithms(True), pool.deterministic_algorithms(False):   # nested: each restores its own
-        assert not torch.are_deterministic_algorithms_enabled()
+    with pool.deterministic_algorithms(True):           # nested: each block restores what it found
+        with pool.deterministic_algorithms(False):
+            assert not torch.are_deterministic_algorithms_enabled()
+        assert torch.are_deterministic_algorithms_enabled()
     assert not torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        with pool.deterministic_algorithms(False):
+            pass
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
     assert reproduce.provenance()["deterministic"] is None                  # no CUDA here: it did not apply
     with monkeypatch.context() as m:
         m.setattr(torch.cuda, "is_available", lambda: True)
@@ -563,3 +574,50 @@ def test_a_runs_deterministic_switch_turns_torchs_deterministic_algorithms_on_fo
     assert main(["pretrain", "--profile", "smoke", "--device", "cpu", "--deterministic", "--cache", str(tmp_path)]) == 2
     assert "--deterministic makes CUDA training deterministic; --device cpu is not CUDA" in capsys.readouterr().err
     assert not (tmp_path / "models").exists() and pool.DETERMINISTIC_ENV not in os.environ
+
+
+def test_every_way_a_run_trains_a_model_takes_the_runs_algorithms(tmp_path, monkeypatch):
+    """--deterministic must reach every model a run trains: a pool worker's, the pool's own
+    process (one job on a GPU), and a study's model not trained up front all train through
+    pool.train_or_load_in_run. A stand-in for train_or_load records, on a pretend CUDA device,
+    whether the deterministic algorithms were on as each model trained; and the run's
+    environment (the switch and cuBLAS's workspace) reaches spawned worker processes."""
+    from oneranker import study as study_module
+    from oneranker.__main__ import training_env
+    from oneranker.parallel import environment, in_processes
+
+    seen = []
+
+    def recorder(cfg, prepared, cache_dir, device, progress):
+        seen.append((device, torch.are_deterministic_algorithms_enabled()))
+        return "model", "history"
+
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(pool, "train_or_load", recorder)
+    monkeypatch.setattr(pool, "cached_prepared", lambda cfg, cache_dir, progress=True: "prepared")
+    monkeypatch.setattr(pool, "resolve_device", lambda device: cuda)
+    monkeypatch.setattr(pool, "prepare_all", lambda cfgs, cache_dir, workers=None: 0)
+    monkeypatch.setattr(pool, "has_model", lambda cfg, cache_dir: False)
+    monkeypatch.setattr(study_module, "cached_prepared", lambda cfg, cache_dir, progress=True: "prepared")
+    monkeypatch.setattr(study_module, "has_model", lambda cfg, cache_dir: False)
+    monkeypatch.setattr(study_module, "resolve_device", lambda device: cuda)
+    cfg = make_config("smoke", seed=0)
+    study = Study("smoke", seeds=(0,), cache_dir=tmp_path, progress=False)
+
+    def train_every_way() -> None:
+        pool._train_in_worker(cfg.to_dict(), str(tmp_path), "cuda")
+        assert pool.train_all([cfg], tmp_path, device="cuda", workers=1) == 1
+        with pytest.warns(UserWarning, match="not trained up front"):
+            study._load(cfg)
+
+    monkeypatch.delenv(pool.DETERMINISTIC_ENV, raising=False)
+    train_every_way()
+    assert seen == [("cuda", False)] * 3
+    seen.clear()
+    monkeypatch.setattr("oneranker.runtime.resolve_device", lambda device: cuda)
+    with environment(training_env(argparse.Namespace(deterministic=True, device="cuda", train_compile=None))):
+        train_every_way()
+        names = [(pool.DETERMINISTIC_ENV,), ("CUBLAS_WORKSPACE_CONFIG",)]
+        assert in_processes(os.getenv, names, workers=2) == ["1", ":4096:8"]
+    assert seen == [("cuda", True)] * 3
+    assert not torch.are_deterministic_algorithms_enabled() and pool.DETERMINISTIC_ENV not in os.environ

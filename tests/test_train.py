@@ -306,24 +306,30 @@ def test_a_graphed_training_run_on_the_gpu_follows_the_eager_one(tiny_prepared, 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="deterministic algorithms matter on CUDA only")
-def test_a_deterministic_run_trains_the_same_weights_twice_on_the_gpu(tiny_prepared, monkeypatch):
-    """Under --deterministic (pool.run_algorithms) two trainings of one config on the same GPU
-    end with the same weights bit for bit, dropout on: without it, two runs of a paper model
-    over the same batches ended about 1e-3 apart on the H200 (benchmarks/training_step.py). An
-    op with no deterministic CUDA kernel would raise here, naming itself."""
+def test_a_deterministic_run_trains_the_same_weights_twice_on_the_gpu(tmp_path, monkeypatch):
+    """Under --deterministic two runs that train the same configs on the same GPU, each in fresh
+    spawned worker processes (pool.train_all, the way a notebook's pool trains), end with the
+    same weights bit for bit, dropout on. Without it, two runs of a paper model over the same
+    batches ended about 1e-3 apart on the H200 (benchmarks/training_step.py). An op with no
+    deterministic CUDA kernel would raise here, naming itself."""
     from oneranker import pool
+    from oneranker.data import cached_prepared
+    from oneranker.train import load_trained
 
     monkeypatch.setenv(pool.DETERMINISTIC_ENV, "1")
     for key, value in pool.CUBLAS_DETERMINISTIC.items():
         monkeypatch.setenv(key, value)
+    with pool.run_algorithms(torch.device("cuda")):
+        assert torch.are_deterministic_algorithms_enabled()
+    # FlexAttention (the paper profile's kernel on CUDA), dropout on, two epochs each
+    cfgs = [tiny_config(**{"model.attention": "flex", "model.dropout": 0.1, "train.epochs": 2}, seed=s)
+            for s in (0, 1)]
     weights = []
-    for _ in range(2):
-        with pool.run_algorithms(torch.device("cuda")):
-            trainer = Trainer(tiny_config(**{"model.dropout": 0.1}), tiny_prepared, device="cuda", progress=False)
-            for batch in trainer.epoch_batches(0)[:6]:
-                trainer.train_step(batch)
-            torch.cuda.synchronize()
-        weights.append({k: v.detach().cpu().clone() for k, v in trainer.model.state_dict().items()})
-    assert weights[0].keys() == weights[1].keys()
-    differ = [k for k in weights[0] if not torch.equal(weights[0][k], weights[1][k])]
-    assert not differ, f"weights that differ between two deterministic runs: {differ[:5]}"
+    for run in ("a", "b"):
+        cache = tmp_path / run
+        assert pool.train_all(cfgs, cache, device="cuda", workers=2) == 2
+        weights.append([load_trained(c, cached_prepared(c, cache), cache, device="cpu")[0].state_dict()
+                        for c in cfgs])
+    for first, second in zip(*weights):
+        differ = [k for k in first if not torch.equal(first[k], second[k])]
+        assert not differ, f"weights that differ between two deterministic runs: {differ[:5]}"
