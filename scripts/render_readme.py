@@ -480,7 +480,7 @@ def paper_step_fusions() -> str:
             f"{max(float(r['max weight distance from eager']) for r in by.values()) / float(eager):.1f}× it.\n"
             "- A lone model's wall time does not fall: its host launches the kernels. What the kernel time sets is the "
             "pace of several models sharing the GPU under MPS; whether compiled blocks speed such a pool, their warm-up "
-            "paid in every process, is the next measurement (`.device/paper.sh`).\n"
+            "paid in every process, was measured after notebook 04 (\"Compiled blocks under MPS\" below).\n"
             "- A warm-up of 0 graphs reused the graphs of the contenders before it in the same process.\n")
 
 
