@@ -484,6 +484,68 @@ def paper_step_fusions() -> str:
             "- A warm-up of 0 graphs reused the graphs of the contenders before it in the same process.\n")
 
 
+# Deterministic CUDA training (reproduce --deterministic), measured by .device/paper.sh after a
+# notebook: benchmarks/training_step.py --contenders today deterministic deterministic-again
+# today-again, and the GPU test tests/test_train.py -k deterministic_run (collect.sh names them
+# step_deterministic_h200_COMMIT.txt and gpu_tests_deterministic_h200_COMMIT.txt)
+DETERMINISM_KERNEL_RATIO = 1.15     # the rule's bound on deterministic's GPU kernel time, set before measuring
+DETERMINISM_FILE: str | None = None   # which measurement the rule reads, once there are several (the first)
+AGAIN_LINE = re.compile(r"^\s*(?P<spec>\S+)-again: after the same batches its weights differ from (?P<base>\S+)'s "
+                        r"by at most (?P<drift>[\d.e+-]+)")
+DIGEST = re.compile(r"weights sha1 (?P<sha>[0-9a-f]+)")
+
+
+def determinism_verdict(step_text: str, test_text: str, bound: float = DETERMINISM_KERNEL_RATIO) -> tuple[pd.DataFrame, str]:
+    """The determinism measurement's table and what the README's rule, set before it, decides:
+    notebook 06 trains with --deterministic only if deterministic-again ends bit for bit where
+    deterministic does (distance 0 and the same weights digest), the GPU test passed, and
+    deterministic's GPU kernel time per step is at most ``bound`` x today's in the same call."""
+    steps = {m["spec"]: (m, DIGEST.search(line)) for line in step_text.splitlines() if (m := STEP_LINE.match(line))}
+    again = {m["spec"]: float(m["drift"]) for m in map(AGAIN_LINE.match, step_text.splitlines()) if m}
+    missing = [s for s in ("today", "deterministic", "deterministic-again") if s not in steps]
+    if missing:
+        return pd.DataFrame(), (f"The measurement has no row for {', '.join(missing)}: the rule cannot decide, "
+                                "so notebook 06 trains eager.")
+    today = float(steps["today"][0]["kernel"])
+    rows = [{"contender": spec, "wall ms per step (median)": m["ms"], "GPU kernel ms per step": m["kernel"],
+             "kernel time vs today": f"{float(m['kernel']) / today:.2f}×",
+             "weights digest": digest["sha"] if digest else "",
+             "distance from its first run": f"{again[spec.removesuffix('-again')]:.2e}"
+             if spec.endswith("-again") and spec.removesuffix("-again") in again else ""}
+            for spec, (m, digest) in steps.items()]
+    digests = [steps[s][1]["sha"] if steps[s][1] else None for s in ("deterministic", "deterministic-again")]
+    repeats = again.get("deterministic") == 0.0 and digests[0] is not None and digests[0] == digests[1]
+    passed = re.search(r"\b1 passed\b", test_text) is not None and "failed" not in test_text
+    ratio = float(steps["deterministic"][0]["kernel"]) / today
+    checks = [("a deterministic step repeats bit for bit", repeats), ("the GPU test passed", passed),
+              (f"its kernel time is {ratio:.2f}× today's, at most {bound:.2f}×", ratio <= bound)]
+    failed = [name for name, ok in checks if not ok]
+    decision = ("so notebook 06 trains with `--deterministic`." if not failed
+                else f"not met: {'; '.join(failed)}; so notebook 06 trains eager.")
+    return pd.DataFrame(rows), ("The rule: " + "; ".join(f"{name}: {'yes' if ok else 'no'}" for name, ok in checks)
+                                + f". {decision[0].upper() + decision[1:]}")
+
+
+def paper_determinism() -> str:
+    """The latest determinism measurement on the H200 and the rule's decision, or that it has not run."""
+    steps = sorted((ROOT / "results" / "paper").glob("step_deterministic_h200_*.txt"))
+    if DETERMINISM_FILE:
+        steps = [ROOT / "results" / "paper" / DETERMINISM_FILE]
+    if not steps:
+        return ("Not yet measured on a GPU; `.device/paper.sh` measures it after the next notebook, and this block "
+                "then shows the rule's decision.\n")
+    if len(steps) > 1:
+        raise ValueError(f"several determinism measurements ({', '.join(s.name for s in steps)}): name the one the "
+                         "rule reads (the first) in DETERMINISM_FILE")
+    step = steps[0]
+    commit = step.stem.rsplit("_", 1)[-1]
+    test = ROOT / "results" / "paper" / f"gpu_tests_deterministic_h200_{commit}.txt"
+    table, decision = determinism_verdict(step.read_text(), test.read_text() if test.exists() else "")
+    body = markdown_table(table, index=False) + "\n\n" if not table.empty else ""
+    return (body + f"From `{step.relative_to(ROOT)}`"
+            + (f" and `{test.relative_to(ROOT)}`" if test.exists() else " (no GPU test output)") + ". " + decision + "\n")
+
+
 THREADS_LINE = re.compile(r"^\s*(?P<spec>\S+): .*?prefetch (?P<prefetch>on|off).*?(?P<models>\d+) model\(s\) at once:\s+"
                           r"(?P<rps>\d+) requests/s.*?(?P<ms>[\d.]+) ms per step of one model, .*?GPU busy (?P<busy>\S+) "
                           r"\(.*?CPU threads per model (?P<threads>\w+)")
@@ -1353,6 +1415,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "paper-compile-throughput": paper_compile_throughput,
     "paper-step-contenders": paper_step_contenders,
     "paper-step-fusions": paper_step_fusions,
+    "paper-determinism": paper_determinism,
     "paper-workers-threads": paper_workers_threads,
     "paper-gpu-floor": paper_gpu_floor,
     "paper-step-summary": paper_step_summary,

@@ -189,3 +189,40 @@ def test_the_readme_reads_each_fused_kernel_contender_against_its_calls_eager_ro
     assert rows[1]["kernel time vs eager"] == "-25%" and rows[0]["kernel time vs eager"] == "+0%"
     assert rows[1]["max weight distance from eager"] == "1.50e-03"
     assert rows[1]["warm-up, s (graphs compiled)"] == "80.5 (7)" and rows[1]["kernels per step"] == "1,700"
+
+
+def test_the_readme_applies_the_determinism_rule_set_before_the_measurement(monkeypatch):
+    """scripts/render_readme.py's paper-determinism decision, hand-made benchmark output: notebook 06
+    trains with --deterministic only when the deterministic pair ends bit for bit (distance 0 and
+    one weights digest), the GPU test passed, and the kernel time is at most 1.15x today's
+    (22.0 / 20.0 = 1.10 passes, 23.4 / 20.0 = 1.17 does not); each failed check is named."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import render_readme
+
+    def step(spec: str, kernel: float, sha: str) -> str:
+        return (f"{spec:>16s}:    70.0 ms per step (median of 20, p90 90.0), 1.00x the first row's speed; GPU kernels "
+                f"{kernel:.1f} ms and 1911 kernels per step (3 profiled steps); after the same batches its weights "
+                f"differ from today's by at most 1.00e-03 (weights sha1 {sha})")
+
+    def output(kernel: float = 22.0, again_sha: str = "bbb", drift: str = "0.00e+00") -> str:
+        return "\n".join([step("today", 20.0, "aaa"), step("deterministic", kernel, "bbb"),
+                          step("deterministic-again", kernel, again_sha), step("today-again", 20.0, "ccc"),
+                          f"deterministic-again: after the same batches its weights differ from deterministic's by "
+                          f"at most {drift}",
+                          "     today-again: after the same batches its weights differ from today's by at most 1.06e-03"])
+
+    table, decision = render_readme.determinism_verdict(output(), "1 passed in 40.0s")
+    assert decision.endswith("So notebook 06 trains with `--deterministic`.")
+    assert "its kernel time is 1.10× today's, at most 1.15×: yes" in decision
+    assert list(table["kernel time vs today"]) == ["1.00×", "1.10×", "1.10×", "1.00×"]
+    assert list(table["distance from its first run"]) == ["", "", "0.00e+00", "1.06e-03"]
+    _, slow = render_readme.determinism_verdict(output(kernel=23.4), "1 passed")
+    assert "Not met: its kernel time is 1.17× today's, at most 1.15×; so notebook 06 trains eager." in slow
+    _, drifting = render_readme.determinism_verdict(output(again_sha="ddd", drift="3.00e-07"), "1 passed")
+    assert "Not met: a deterministic step repeats bit for bit; so notebook 06 trains eager." in drifting
+    _, same_digest_but_drift = render_readme.determinism_verdict(output(drift="1.00e-09"), "1 passed")
+    assert "a deterministic step repeats bit for bit: no" in same_digest_but_drift
+    _, skipped = render_readme.determinism_verdict(output(), "1 skipped in 0.1s")
+    assert "Not met: the GPU test passed; so notebook 06 trains eager." in skipped
+    _, missing = render_readme.determinism_verdict(step("today", 20.0, "aaa"), "1 passed")
+    assert missing.startswith("The measurement has no row for deterministic, deterministic-again")
