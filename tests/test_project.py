@@ -222,6 +222,10 @@ def test_the_readme_applies_the_determinism_rule_set_before_the_measurement(monk
     assert "Not met: a deterministic step repeats bit for bit; so notebook 06 trains eager." in drifting
     _, same_digest_but_drift = render_readme.determinism_verdict(output(drift="1.00e-09"), "1 passed")
     assert "a deterministic step repeats bit for bit: no" in same_digest_but_drift
+    _, failed = render_readme.determinism_verdict(output(), "a warning: compile failed, retried\n1 failed, 1 passed in 9s")
+    assert "the GPU test passed: no" in failed
+    _, warned = render_readme.determinism_verdict(output(), "UserWarning: autotuning failed for one config\n1 passed in 9s")
+    assert "the GPU test passed: yes" in warned
     _, skipped = render_readme.determinism_verdict(output(), "1 skipped in 0.1s")
     assert "Not met: the GPU test passed; so notebook 06 trains eager." in skipped
     _, missing = render_readme.determinism_verdict(step("today", 20.0, "aaa"), "1 passed")
