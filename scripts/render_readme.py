@@ -546,12 +546,134 @@ def paper_determinism() -> str:
             + (f" and `{test.relative_to(ROOT)}`" if test.exists() else " (no GPU test output)") + ". " + decision + "\n")
 
 
+# Notebook 04 at paper scale twice, same code and seeds on one kind of GPU: the tables the failed run
+# (commit 4e2f4c4) had written, kept in its log, against the committed run's (commit 4c61cb6)
+RERUN_04_LOG = "notebook04_h200_4e2f4c4_failed.txt"
+RERUN_04_DIFFERENCES = {"04_headline_relative.csv": 1, "04_headline_vs_baselines.csv": 2, "04_ranker_vs_step2_only.csv": 1}
+
+
+def _logged_tables(log: str) -> dict[str, list[list[str]]]:
+    """The CSV tables a failed notebook's log kept ("# table written before the failure: NAME"),
+    each as its lines split on commas."""
+    tables_, name = {}, None
+    for line in log.splitlines():
+        if line.startswith("# table written before the failure: "):
+            name = line.rsplit(" ", 1)[-1]
+            tables_[name] = []
+        elif line.startswith("#"):
+            name = None
+        elif name and line.strip():
+            tables_[name].append(line.split(","))
+    return tables_
+
+
+def _cells(rows: list[list[str]], labels: int) -> dict[tuple[str, ...], str]:
+    """Every cell of a split CSV table by (its row's label columns..., its column's header)."""
+    header = rows[0]
+    return {(*row[:labels], header[j]): row[j] for row in rows[1:] for j in range(labels, len(row))}
+
+
+def _separated(cell: str) -> bool:
+    mean, ci = _parse_pm(cell)
+    return abs(mean) > ci
+
+
+def rerun_comparison(then: dict[str, list[list[str]]], now: dict[str, list[list[str]]]) -> dict:
+    """What moved between two runs' tables of notebook 04: the difference cells (a mean ± CI of
+    a paired difference) whose verdict changed sides between separated from 0 and not, out of
+    all compared, and the largest move of a gap-closed mean (points, where, then and now)."""
+    flips, compared = [], 0
+    for name, labels in RERUN_04_DIFFERENCES.items():
+        old, new = _cells(then[name], labels), _cells(now[name], labels)
+        for key, cell in old.items():
+            if "±" in cell and "±" in new.get(key, ""):
+                compared += 1
+                if _separated(cell) != _separated(new[key]):
+                    flips.append((name, key, cell, new[key]))
+    old, new = (_cells(x["04_headline_gap_closed.csv"], 2) for x in (then, now))
+    moves = [(abs(_parse_pm(new[k])[0] - _parse_pm(v)[0]), k, v, new[k]) for k, v in old.items()
+             if "±" in v and k in new]
+    return {"flips": flips, "compared": compared, "largest": max(moves)}
+
+
+def paper_rerun_04() -> str:
+    """Notebook 04's two paper runs side by side: the gap-closed and ranker rows the README names,
+    then and now, and how many difference verdicts changed sides."""
+    paper_dir = ROOT / "results" / "paper"
+    then = _logged_tables((paper_dir / RERUN_04_LOG).read_text())
+    now = {name: [line.split(",") for line in (paper_dir / name).read_text().splitlines() if line.strip()]
+           for name in then}
+    gap_then, gap_now = (_cells(x["04_headline_gap_closed.csv"], 2) for x in (then, now))
+    diff_then, diff_now = (_cells(x["04_ranker_vs_step2_only.csv"], 1) for x in (then, now))
+    shown = [("full OneRanker, ranked list: gap closed, HR@5", gap_then, gap_now,
+              ("full OneRanker", "ranked", "gap closed HR@5 (%)")),
+             ("full OneRanker, ranked list: gap closed, HR@1", gap_then, gap_now,
+              ("full OneRanker", "ranked", "gap closed HR@1 (%)")),
+             ("Step-1 generator: gap closed, HR@5", gap_then, gap_now,
+              ("Step-1 generator", "generated", "gap closed HR@5 (%)")),
+             ("full OneRanker (ranked) minus Step 2 only, HR@5", diff_then, diff_now, ("full OneRanker (ranked)", "HR@5")),
+             ("ranker on Step 1 only (ranked) minus Step 2 only, HR@5", diff_then, diff_now,
+              ("ranker on Step 1 only (ranked)", "HR@5"))]
+    rows = [{"what": what, "failed run (4e2f4c4)": a[key] + ("%" if "gap" in what else ""),
+             "committed run (4c61cb6)": b[key] + ("%" if "gap" in what else "")} for what, a, b, key in shown]
+    stop_then, stop_now = (_cells(x["04_stopping.csv"], 2) for x in (then, now))
+    rows.append({"what": "full OneRanker, seed 1: epochs (ended by)",
+                 "failed run (4e2f4c4)": f"{stop_then[('full OneRanker', '1', 'epochs')]} "
+                                         f"({stop_then[('full OneRanker', '1', 'ended by')]})",
+                 "committed run (4c61cb6)": f"{stop_now[('full OneRanker', '1', 'epochs')]} "
+                                            f"({stop_now[('full OneRanker', '1', 'ended by')]})"})
+    c = rerun_comparison(then, now)
+    points, (variant, list_name, column), old, new = c["largest"]
+    fixed = ("random", "popularity", "co-occurrence", "interest oracle", "value oracle")
+    same = all(gap_then[k] == gap_now[k] for k in gap_then if k[0] in fixed)
+    return (markdown_table(pd.DataFrame(rows), index=False) + "\n\n"
+            f"- The non-learned rows ({', '.join(fixed)}) are {'the same' if same else 'NOT the same'} in both runs, "
+            f"to the last digit of every gap-closed cell.\n"
+            f"- Over every K and metric of its three difference tables ({', '.join(f'`{n[:-4]}`' for n in RERUN_04_DIFFERENCES)}), "
+            f"{len(c['flips'])} of {c['compared']} cells changed sides between separated from 0 and not.\n"
+            f"- The largest move of a gap-closed mean: {points:.1f} points ({variant}, {list_name} list, "
+            f"{column.removeprefix('gap closed ').removesuffix(' (%)')}: {old}% then, {new}% now).\n")
+
+
 THREADS_LINE = re.compile(r"^\s*(?P<spec>\S+): .*?prefetch (?P<prefetch>on|off).*?(?P<models>\d+) model\(s\) at once:\s+"
                           r"(?P<rps>\d+) requests/s.*?(?P<ms>[\d.]+) ms per step of one model, .*?GPU busy (?P<busy>\S+) "
                           r"\(.*?CPU threads per model (?P<threads>\w+)")
 
 
 THROUGHPUT_CALLS = (("c", "training_throughput_threads_h200.txt"), ("d", "training_throughput_prefetch_h200.txt"))
+
+
+# Whether compiled blocks speed eight models at once under MPS (after notebook 04, 2026-12-03), and
+# the rule set before it: at least this many times the slower eager row's requests/s, with the
+# slowest worker's warm-up under this many seconds
+POOL_BLOCKS_FILE = "pool_blocks_h200_4c61cb6.txt"
+POOL_BLOCKS_RULE = (1.15, 180)
+WARMUP_S = re.compile(r"warm-up (?P<warm>\d+) s")
+
+
+def pool_blocks_verdict(text: str, rule: tuple[float, int] = POOL_BLOCKS_RULE) -> tuple[pd.DataFrame, str]:
+    """benchmarks/training_throughput.py's eager / compiled-blocks / eager rows and what the rule
+    decides for notebooks 05 and 06."""
+    rows = [{**m.groupdict(), "warm": WARMUP_S.search(line)["warm"], "compiled": "compiled blocks" in line}
+            for line in text.splitlines() if (m := THREADS_LINE.match(line))]
+    eager = min(float(r["rps"]) for r in rows if not r["compiled"])
+    compiled = next(r for r in rows if r["compiled"])
+    ratio, warm = float(compiled["rps"]) / eager, int(compiled["warm"])
+    table = pd.DataFrame([{"run": r["spec"], "training": "compiled blocks" if r["compiled"] else "eager",
+                           "models at once": r["models"], "requests/s": f"{int(r['rps']):,}",
+                           "ms per step of one model": r["ms"], "slowest warm-up, s": r["warm"],
+                           "× the slower eager row": f"{float(r['rps']) / eager:.2f}"} for r in rows])
+    ok = ratio >= rule[0] and warm < rule[1]
+    return table, (f"The rule: compiled blocks at {ratio:.2f}× the slower eager row (at least {rule[0]:.2f}× asked), "
+                   f"slowest warm-up {warm} s (under {rule[1]} s asked): "
+                   + ("met, so notebooks 05 and 06 train with `--train-compile blocks`." if ok
+                      else "not met, so notebooks 05 and 06 train eager, as 01–04."))
+
+
+def paper_pool_blocks() -> str:
+    """The compiled-blocks pool measurement on the H200 and the rule's decision."""
+    table, decision = pool_blocks_verdict((ROOT / "results" / "paper" / POOL_BLOCKS_FILE).read_text())
+    return markdown_table(table, index=False) + f"\n\nFrom `results/paper/{POOL_BLOCKS_FILE}`. {decision}\n"
 
 
 def _throughput_lines(name: str) -> list[dict]:
@@ -1416,6 +1538,8 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "paper-step-contenders": paper_step_contenders,
     "paper-step-fusions": paper_step_fusions,
     "paper-determinism": paper_determinism,
+    "paper-rerun-04": paper_rerun_04,
+    "paper-pool-blocks": paper_pool_blocks,
     "paper-workers-threads": paper_workers_threads,
     "paper-gpu-floor": paper_gpu_floor,
     "paper-step-summary": paper_step_summary,

@@ -230,3 +230,56 @@ def test_the_readme_applies_the_determinism_rule_set_before_the_measurement(monk
     assert "Not met: the GPU test passed; so notebook 06 trains eager." in skipped
     _, missing = render_readme.determinism_verdict(step("today", 20.0, "aaa"), "1 passed")
     assert missing.startswith("The measurement has no row for deterministic, deterministic-again")
+
+
+def test_the_readme_compares_two_runs_of_a_notebook_cell_by_cell(monkeypatch):
+    """scripts/render_readme.py's rerun comparison, hand-made tables: a difference cell whose CI
+    stops holding 0 counts as changed sides (+0.0050 ± 0.0010 -> +0.0030 ± 0.0040), one that
+    stays separated does not; the largest move of a gap-closed mean is found (80.0 -> 72.5:
+    7.5 points) over a smaller one (70.0 -> 71.0)."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import render_readme
+
+    def tables(a: str, b: str, gap: str) -> dict:
+        split = lambda text: [line.split(",") for line in text.splitlines()]   # noqa: E731
+        diff = split(f",HR@5,NDCG@5\nfull,{a},+0.0040 ± 0.0010")
+        return {"04_headline_relative.csv": split(",HR@5\nx,+1.0% ± 2.0%"),
+                "04_headline_vs_baselines.csv": split(",,HR@5\nvs p,x,+0.0100 ± 0.0010"),
+                "04_ranker_vs_step2_only.csv": diff if b is None else split(f",HR@5,NDCG@5\nfull,{b},+0.0040 ± 0.0010"),
+                "04_headline_gap_closed.csv": split(f"variant,list,gap closed HR@5 (%)\nfull,ranked,{gap}\n"
+                                                    f"gen,generated,70.0 ± 3.0")}
+
+    then = tables("+0.0050 ± 0.0010", None, "80.0 ± 5.0")
+    now = tables("+0.0050 ± 0.0010", "+0.0030 ± 0.0040", "72.5 ± 9.0")
+    now["04_headline_gap_closed.csv"][2] = ["gen", "generated", "71.0 ± 3.0"]
+    c = render_readme.rerun_comparison(then, now)
+    assert c["compared"] == 4                 # 1 + 1 + 2 difference cells
+    assert [(name, key) for name, key, _, _ in c["flips"]] == [("04_ranker_vs_step2_only.csv", ("full", "HR@5"))]
+    assert c["largest"][:2] == (7.5, ("full", "ranked", "gap closed HR@5 (%)"))
+
+
+def test_the_readme_applies_the_compiled_pool_rule_set_before_the_measurement(monkeypatch):
+    """scripts/render_readme.py's compiled-blocks rule, hand-made rows: compiled blocks at 2,300
+    requests/s against eager rows of 2,000 and 2,200 is 1.15x the slower (met, warm-up 100 s);
+    at 2,200 it is 1.10x (not met); a warm-up of 200 s fails even at 1.15x."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import render_readme
+
+    def line(spec: str, how: str, rps: int, warm: int) -> str:
+        return (f"{spec:>10s}: grouping  20, pad default, prefetch on, {how}, batch default, 8 model(s) at once: "
+                f"{rps:8d} requests/s,   0.60 M history tokens/s,  200.0 ms per step of one model, 1.00x the first "
+                f"row, GPU busy n/a (start 5 s, warm-up {warm} s for 7 shapes, CPU threads per model 2, MPS on, "
+                f"CUDA graphs off, padded / real history tokens 1.10)")
+
+    def verdict(rps: int, warm: int) -> str:
+        text = "\n".join([line("a", "eager", 2000, 15), line("b", "compiled blocks", rps, warm),
+                          line("c", "eager", 2200, 14)])
+        return render_readme.pool_blocks_verdict(text)[1]
+
+    assert verdict(2300, 100).endswith("met, so notebooks 05 and 06 train with `--train-compile blocks`.")
+    assert "1.15× the slower eager row" in verdict(2300, 100)
+    assert verdict(2200, 100).endswith("not met, so notebooks 05 and 06 train eager, as 01–04.")
+    assert verdict(2300, 200).endswith("not met, so notebooks 05 and 06 train eager, as 01–04.")
+    table, _ = render_readme.pool_blocks_verdict("\n".join([line("a", "eager", 2000, 15),
+                                                           line("b", "compiled blocks", 2300, 100)]))
+    assert list(table["× the slower eager row"]) == ["1.00", "1.15"]
