@@ -68,8 +68,10 @@ def main() -> None:
         print(f"{B:6d} {eager * 1e3:9.3f} {B * args.beam / eager:14.0f} {graph * 1e3:9.3f} "
               f"{B * args.beam / graph:14.0f} {eager / graph:15.2f}x")
 
+    # beam search walks semantic IDs, so its ads are their codes alone (the paper profile adds an
+    # ID embedding and the bid feature, which beam_generate refuses: it could not score a prefix)
     model = paper_model(d, heads, history, device, attention="flex" if device.type == "cuda" else "sdpa",
-                        n_items=args.items, digits=digits).eval()
+                        n_items=args.items, digits=digits, item_representation="sid", value_features=False).eval()
     model.items.codes.copy_(torch.as_tensor(codes, device=device))
     batch = synthetic_batch(model, gen_users, history, device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")

@@ -48,10 +48,13 @@ def peak_flops() -> float | None:
 
 
 def paper_model(d: int, heads: int, history: int, device: torch.device, attention: str = "sdpa",
-                n_items: int = 20_000, digits: tuple[int, ...] = (256, 256, 256, 4), seed: int = 0) -> OneRanker:
+                n_items: int = 20_000, digits: tuple[int, ...] = (256, 256, 256, 4), seed: int = 0,
+                **model: object) -> OneRanker:
     """OneRanker with the paper profile's structure (4/2/1 layers, 6+2 tasks, 32 Fake Item
-    Tokens) at width ``d``, over a random semantic-ID catalogue of ``n_items`` ads."""
-    overrides = {"model.d_model": d, "model.n_heads": heads, "model.attention": attention, "model.dropout": 0.0}
+    Tokens) at width ``d``, over a random semantic-ID catalogue of ``n_items`` ads; ``model``:
+    further ``model.*`` knobs by name (e.g. ``item_representation="sid"``)."""
+    overrides = {"model.d_model": d, "model.n_heads": heads, "model.attention": attention, "model.dropout": 0.0,
+                 **{f"model.{k}": v for k, v in model.items()}}
     cfg = make_config("paper", seed=seed, **overrides)
     rng = np.random.default_rng(seed)
     codes = np.stack([rng.integers(0, k, n_items) for k in digits], axis=1)

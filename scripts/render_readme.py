@@ -517,12 +517,18 @@ def determinism_verdict(step_text: str, test_text: str, bound: float = DETERMINI
     repeats = again.get("deterministic") == 0.0 and digests[0] is not None and digests[0] == digests[1]
     passed = re.search(r"\b1 passed\b", test_text) is not None and not re.search(r"\b\d+ (failed|errors?)\b", test_text)
     ratio = float(steps["deterministic"][0]["kernel"]) / today
-    checks = [("a deterministic step repeats bit for bit", repeats), ("the GPU test passed", passed),
-              (f"its kernel time is {ratio:.2f}× today's, at most {bound:.2f}×", ratio <= bound)]
-    failed = [name for name, ok in checks if not ok]
+    summary = [m.group(1) for m in re.finditer(
+        r"^=*[ \t]*(\d+ (?:passed|failed|skipped|errors?|deselected)\b.*?)[ \t]*=*[ \t]*$", test_text, re.M)]
+    said = f" (its summary: {summary[-1]})" if summary else " (no pytest summary)"
+    # (the check as the rule states it, whether it holds, what the decision says when it does not)
+    checks = [("a deterministic step repeats bit for bit", repeats, "a deterministic step did not repeat bit for bit"),
+              ("the GPU test passed", passed, "the GPU test did not pass" + said),
+              (f"its kernel time is {ratio:.2f}× today's, at most {bound:.2f}×", ratio <= bound,
+               f"its kernel time is {ratio:.2f}× today's, over {bound:.2f}×")]
+    failed = [why for _, ok, why in checks if not ok]
     decision = ("so notebook 06 trains with `--deterministic`." if not failed
                 else f"not met: {'; '.join(failed)}; so notebook 06 trains eager.")
-    return pd.DataFrame(rows), ("The rule: " + "; ".join(f"{name}: {'yes' if ok else 'no'}" for name, ok in checks)
+    return pd.DataFrame(rows), ("The rule: " + "; ".join(f"{name}: {'yes' if ok else 'no'}" for name, ok, _ in checks)
                                 + f". {decision[0].upper() + decision[1:]}")
 
 
@@ -541,7 +547,7 @@ def paper_determinism() -> str:
     commit = step.stem.rsplit("_", 1)[-1]
     test = ROOT / "results" / "paper" / f"gpu_tests_deterministic_h200_{commit}.txt"
     table, decision = determinism_verdict(step.read_text(), test.read_text() if test.exists() else "")
-    body = markdown_table(table, index=False) + "\n\n" if not table.empty else ""
+    body = markdown_table(table, index=False).rstrip("\n") + "\n\n" if not table.empty else ""
     return (body + f"From `{step.relative_to(ROOT)}`"
             + (f" and `{test.relative_to(ROOT)}`" if test.exists() else " (no GPU test output)") + ". " + decision + "\n")
 

@@ -217,17 +217,23 @@ def test_the_readme_applies_the_determinism_rule_set_before_the_measurement(monk
     assert list(table["kernel time vs today"]) == ["1.00×", "1.10×", "1.10×", "1.00×"]
     assert list(table["distance from its first run"]) == ["", "", "0.00e+00", "1.06e-03"]
     _, slow = render_readme.determinism_verdict(output(kernel=23.4), "1 passed")
-    assert "Not met: its kernel time is 1.17× today's, at most 1.15×; so notebook 06 trains eager." in slow
+    assert "Not met: its kernel time is 1.17× today's, over 1.15×; so notebook 06 trains eager." in slow
     _, drifting = render_readme.determinism_verdict(output(again_sha="ddd", drift="3.00e-07"), "1 passed")
-    assert "Not met: a deterministic step repeats bit for bit; so notebook 06 trains eager." in drifting
+    assert "Not met: a deterministic step did not repeat bit for bit; so notebook 06 trains eager." in drifting
     _, same_digest_but_drift = render_readme.determinism_verdict(output(drift="1.00e-09"), "1 passed")
     assert "a deterministic step repeats bit for bit: no" in same_digest_but_drift
     _, failed = render_readme.determinism_verdict(output(), "a warning: compile failed, retried\n1 failed, 1 passed in 9s")
     assert "the GPU test passed: no" in failed
+    assert "the GPU test did not pass (its summary: 1 failed, 1 passed in 9s)" in failed
+    _, framed = render_readme.determinism_verdict(output(), "E   NYI\n==== 1 failed, 19 deselected in 47.96s ====")
+    assert "(its summary: 1 failed, 19 deselected in 47.96s)" in framed
+    _, silent = render_readme.determinism_verdict(output(), "")
+    assert "the GPU test did not pass (no pytest summary)" in silent
     _, warned = render_readme.determinism_verdict(output(), "UserWarning: autotuning failed for one config\n1 passed in 9s")
     assert "the GPU test passed: yes" in warned
     _, skipped = render_readme.determinism_verdict(output(), "1 skipped in 0.1s")
-    assert "Not met: the GPU test passed; so notebook 06 trains eager." in skipped
+    assert ("Not met: the GPU test did not pass (its summary: 1 skipped in 0.1s); so notebook 06 trains "
+            "eager.") in skipped
     _, missing = render_readme.determinism_verdict(step("today", 20.0, "aaa"), "1 passed")
     assert missing.startswith("The measurement has no row for deterministic, deterministic-again")
 

@@ -306,3 +306,17 @@ def test_list_metrics_benchmark_compares_each_path_with_the_one_it_replaced():
     rows = [line for line in out.splitlines() if "x; equal:" in line]
     assert [row.split(":")[0] for row in rows] == ["top-30 of every row", "one list's metrics"]
     assert all(row.endswith("equal: True") for row in rows)
+
+
+def test_beam_search_benchmark_runs_both_parts_at_the_smoke_size():
+    """benchmarks/beam_search.py --smoke: a row per user count of the search from user vectors,
+    then the generation part's two contenders and their ratio. Its generation part once asked
+    beam search of a model whose ads carry an ID embedding and so raised on every device, and the
+    H200 sitting of 2026-12-03 lost it: this runs the whole script."""
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "beam_search.py"), "--smoke"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    search = out.split("## search from user vectors")[1].split("##")[0].splitlines()
+    assert [line.split()[0] for line in search[2:] if line.strip()] == ["4"]
+    generation = out.split("## generation")[1].splitlines()
+    assert [line.split()[0] for line in generation[1:3]] == ["shared", "per-beam"]
+    assert "shared vs per-beam copies:" in out and "same ads in" in out
