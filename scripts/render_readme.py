@@ -25,6 +25,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import benchmark_table  # noqa: E402  (scripts/, beside this file)
 from oneranker import paper, realdata, reference, tables  # noqa: E402
 from oneranker.metrics import mean_ci  # noqa: E402
 
@@ -1544,6 +1545,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "paper-step-contenders": paper_step_contenders,
     "paper-step-fusions": paper_step_fusions,
     "paper-determinism": paper_determinism,
+    "gpu-benchmarks": benchmark_table.table,
     "paper-rerun-04": paper_rerun_04,
     "paper-pool-blocks": paper_pool_blocks,
     "paper-workers-threads": paper_workers_threads,

@@ -289,3 +289,48 @@ def test_the_readme_applies_the_compiled_pool_rule_set_before_the_measurement(mo
     table, _ = render_readme.pool_blocks_verdict("\n".join([line("a", "eager", 2000, 15),
                                                            line("b", "compiled blocks", 2300, 100)]))
     assert list(table["× the slower eager row"]) == ["1.00", "1.15"]
+
+
+def test_the_gpu_benchmark_table_reads_each_h200_cell_from_its_output(tmp_path, monkeypatch):
+    """scripts/benchmark_table.py on hand-made benchmark outputs: each H200 cell quotes its file's
+    lines and is judged against the row's target (beam search 3.50x at 16 users meets >= 3x,
+    2.00x at 64 does not; end to end 9.5 ms at p99/median 1.2 meets <= 10 ms and <= 1.5, 12.0 ms
+    does not; flex/SDPA 1.70 at 1k meets 1.6, 1.50 at 2k misses 1.9); a benchmark with no file
+    reads 'not yet measured', one whose file lacks the lines says so, and two files of one kind
+    stop the rendering until one is chosen."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import benchmark_table as bt
+
+    (tmp_path / "beam_search_h200_abc.txt").write_text(
+        "## search from user vectors (fp32)\n users  eager ms  paths/s eager  graph ms  paths/s graph  graph vs eager\n"
+        "    16     1.000        4096000     0.286       14336000            3.50x\n"
+        "    64     1.000       16384000     0.500       32768000            2.00x\n")
+    (tmp_path / "model_e2e_h200_abc.txt").write_text(
+        "flex, eager model                    median    9.50 ms, p99   11.40 ms, p99/median 1.20 (20 batches)\n"
+        "flex, step1 compiled                 median   12.00 ms, p99   13.20 ms, p99/median 1.10 (20 batches)\n")
+    (tmp_path / "attention_h200_abc.txt").write_text(
+        "d_model  heads  S     B   flex_ms  sdpa_mask_ms  flash_ms  sdpa/flex  flex_speed_vs_flash  build_ms\n"
+        "    128      4  1024  32    1.000         1.700     0.700       1.70                 0.70     0.300\n"
+        "    128      4  2048  16    1.000         1.500     0.600       1.50                 0.60     0.300\n")
+    (tmp_path / "model_train_h200_abc.txt").write_text("## training step: d=512\ncounted FLOPs (dense path) 19.23 T\n")
+    rows = {row.kind + ":" + row.h200.__name__: row for row in bt.ROWS}
+
+    def cell(key: str) -> tuple[str, str]:
+        return bt.h200_cell(rows[key], tmp_path)
+
+    paths, verdict = cell("beam_search:beam_paths")
+    assert paths.startswith("16.4 M paths/s eager, 32.8 M with a CUDA graph (64 users)") and verdict == "met"
+    assert cell("beam_search:beam_graph") == ("3.50× at 16 users, 2.00× at 64 users (`beam_search_h200_abc.txt`)",
+                                              "met at 16 users")
+    assert cell("beam_search:beam_generation")[1] == "not measured"
+    e2e, verdict = cell("model_e2e:end_to_end")
+    assert "flex, eager model: median 9.50 ms, p99/median 1.20" in e2e and verdict == "met by flex, eager model"
+    assert cell("attention:flex_vs_sdpa") == ("d = 128: 1.70 / 1.50× (`attention_h200_abc.txt`)", "missed at 2k")
+    assert cell("attention:flex_vs_flash") == ("0.60–0.70× (`attention_h200_abc.txt`)", "missed in 1 of 2 sizes")
+    assert cell("model_train:training_step") == (
+        "not in the output (the call ended before the first contender's line) (`model_train_h200_abc.txt`)",
+        "not measured")
+    assert cell("model_rank:ranking_256") == ("not yet measured", "")
+    (tmp_path / "attention_h200_def.txt").write_text("")
+    with pytest.raises(ValueError, match="several attention outputs.*CHOSEN"):
+        cell("attention:flex_vs_sdpa")
