@@ -553,6 +553,37 @@ def paper_determinism() -> str:
             + (f" and `{test.relative_to(ROOT)}`" if test.exists() else " (no GPU test output)") + ". " + decision + "\n")
 
 
+FIRST_SITTING = re.compile(r"notebook (?P<nb>\d+) end rc=0 \(seeds (?P<seeds>[\d ]+)\)")
+DONE = re.compile(r"done in (?P<s>[\d.]+) s, GPU busy (?P<busy>\d+)%")
+TRAINED = re.compile(r"models trained: (?P<n>\d+) in (?P<s>\d+) s")
+
+
+def paper_first_sittings() -> str:
+    """The first sittings of notebooks split over two (``.device/paper.sh`` with SEEDS): each
+    one's log (notebookNN_h200_COMMIT.txt, whose header names the seeds it ran) beside the results
+    cache it left for the second sitting (results_cache_COMMIT.tar.gz, which only a first sitting
+    leaves), or that none has run."""
+    rows = []
+    for log in sorted((ROOT / "results" / "paper").glob("notebook*_h200_*.txt")):
+        text = log.read_text()
+        first = FIRST_SITTING.search(text.splitlines()[0]) if text else None
+        if first is None:
+            continue
+        commit = log.stem.rsplit("_", 1)[-1]
+        cache = ROOT / "results" / "paper" / f"results_cache_{commit}.tar.gz"
+        if not cache.exists():          # a whole run (collect.sh keeps a results cache only from a first sitting)
+            continue
+        done, trained = DONE.search(text), TRAINED.search(text)
+        rows.append({"notebook": first["nb"], "seeds": first["seeds"], "commit": f"`{commit}`",
+                     "wall s": done["s"] if done else "?", "GPU busy": f"{done['busy']}%" if done else "?",
+                     "models trained": f"{trained['n']} in {trained['s']} s" if trained else "?",
+                     "results left for the second sitting": f"`{cache.relative_to(ROOT)}`",
+                     "log": f"`{log.relative_to(ROOT)}`"})
+    if not rows:
+        return "No notebook has run a first sitting yet.\n"
+    return markdown_table(pd.DataFrame(rows), index=False).rstrip("\n") + "\n"
+
+
 # Notebook 04 at paper scale twice, same code and seeds on one kind of GPU: the tables the failed run
 # (commit 4e2f4c4) had written, kept in its log, against the committed run's (commit 4c61cb6)
 RERUN_04_LOG = "notebook04_h200_4e2f4c4_failed.txt"
@@ -1546,6 +1577,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "paper-step-fusions": paper_step_fusions,
     "paper-determinism": paper_determinism,
     "gpu-benchmarks": benchmark_table.table,
+    "paper-first-sittings": paper_first_sittings,
     "paper-rerun-04": paper_rerun_04,
     "paper-pool-blocks": paper_pool_blocks,
     "paper-workers-threads": paper_workers_threads,
