@@ -34,7 +34,7 @@ for log in "$tmp"/out/nb_*.log; do
     echo "# progress.log"; cat "$tmp/out/progress.log"; } > "results/paper/notebook${nb}_h200_${commit}.txt"
   echo "wrote: results/paper/notebook${nb}_h200_${commit}.txt ($state)"
 done
-for b in pool_blocks step_loss step_layernorms step_blocks model_rank sampler step_deterministic gpu_tests_deterministic beam_search attention model_e2e model_train; do
+for b in pool_blocks step_loss step_layernorms step_blocks model_rank sampler step_deterministic gpu_tests_deterministic gpu_tests beam_search attention model_e2e model_train; do
   [ -s "$tmp/out/$b.txt" ] && cp "$tmp/out/$b.txt" "results/paper/${b}_h200_${commit}.txt" && echo "wrote: results/paper/${b}_h200_${commit}.txt"
 done
 echo "# progress.log"; cat "$tmp/out/progress.log"

@@ -18,10 +18,10 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parent.parent
 PAPER = ROOT / "results" / "paper"
 
-# Which output file each benchmark's H200 cells read, once there are several of a kind (None:
-# the only one). Named by the pattern collect.sh writes.
-CHOSEN: dict[str, str | None] = {"beam_search": None, "attention": None, "model_e2e": None, "model_rank": None,
-                                 "model_train": None}
+# The output files each benchmark's H200 cells read once there are several of a kind, newest first
+# (a kind left out, or with one file: that file). A later sitting may measure only what an earlier
+# one missed, so a cell reads every file listed, and a line of the newer file wins over the older's.
+NEWEST_FIRST: dict[str, list[str]] = {}
 
 SEARCH_ROW = re.compile(r"^\s*(?P<users>\d+)\s+(?P<eager_ms>[\d.]+)\s+(?P<eager>\d+)\s+(?P<graph_ms>[\d.na]+)\s+"
                         r"(?P<graph>[\d.na]+)\s+(?P<ratio>[\d.na]+)x$")
@@ -42,20 +42,27 @@ MODELS_ROW = re.compile(r"^\s*(?P<spec>\S+): .*?prefetch \w+, (?P<training>[^,]+
                         r"\s+(?P<rps>\d+) requests/s.*?(?P<ms>[\d.]+) ms per step of one model")
 
 
-def output_file(kind: str, directory: Path = PAPER) -> Path | None:
-    """The H200 output of benchmark ``kind`` (``CHOSEN``'s, or the only one), or None if none exists."""
-    if CHOSEN.get(kind):
-        return directory / CHOSEN[kind]
+def output_files(kind: str, directory: Path = PAPER) -> list[Path]:
+    """The H200 outputs of benchmark ``kind``, newest first (``NEWEST_FIRST``'s order, or the only
+    one); none if it has not run. Several files not all ordered there stop the rendering."""
     found = sorted(directory.glob(f"{kind}_h200_*.txt"))
-    if len(found) > 1:
-        raise ValueError(f"several {kind} outputs ({', '.join(p.name for p in found)}): name the one the README "
-                         f"reads in scripts/benchmark_table.py's CHOSEN[{kind!r}]")
-    return found[0] if found else None
+    order = NEWEST_FIRST.get(kind, [])
+    if len(found) > 1 and sorted(order) != [p.name for p in found]:
+        raise ValueError(f"several {kind} outputs ({', '.join(p.name for p in found)}): list them newest first "
+                         f"in scripts/benchmark_table.py's NEWEST_FIRST[{kind!r}]")
+    return [directory / name for name in order] if len(found) > 1 else found
 
 
-def rows_of(pattern: re.Pattern, text: str) -> list[dict[str, str]]:
-    """Every line of ``text`` that ``pattern`` matches, as its named groups."""
-    return [m.groupdict() for m in map(pattern.match, text.splitlines()) if m]
+def rows_of(pattern: re.Pattern, text: str, key: tuple[str, ...] | None = None) -> list[dict[str, str]]:
+    """Every line of ``text`` that ``pattern`` matches, as its named groups; with ``key``, of lines
+    with the same ``key`` groups only the first (``text`` puts the newest file first)."""
+    if key is None:
+        return [m.groupdict() for m in map(pattern.match, text.splitlines()) if m]
+    rows: dict[tuple, dict[str, str]] = {}
+    for m in map(pattern.match, text.splitlines()):
+        if m:
+            rows.setdefault(tuple(m.group(k) for k in key), m.groupdict())
+    return list(rows.values())
 
 
 def millions(rate: str | float) -> str:
@@ -78,7 +85,7 @@ def _missing(what: str) -> tuple[str, str]:
 
 
 def training_step(text: str) -> tuple[str, str]:
-    rows = {r["name"]: r for r in rows_of(TRAIN_ROW, text)}
+    rows = {r["name"]: r for r in rows_of(TRAIN_ROW, text, ("name",))}
     if not rows:
         return _missing("the call ended before the first contender's line")
     fast = {n: r for n, r in rows.items() if n != "eager dense"}
@@ -88,7 +95,7 @@ def training_step(text: str) -> tuple[str, str]:
 
 
 def mfu(text: str) -> tuple[str, str]:
-    rows = rows_of(TRAIN_ROW, text)
+    rows = rows_of(TRAIN_ROW, text, ("name",))
     if not rows:
         return _missing("the call ended before the first contender's line")
     best = max(rows, key=lambda r: float(r["mfu"].rstrip("%")) if r["mfu"] != "n/a" else -1.0)
@@ -96,7 +103,7 @@ def mfu(text: str) -> tuple[str, str]:
 
 
 def block_mask(text: str) -> tuple[str, str]:
-    rows = {r["name"]: r for r in rows_of(MASK_ROW, text)}
+    rows = {r["name"]: r for r in rows_of(MASK_ROW, text, ("name",))}
     compiled = rows.get("compiled create_block_mask")
     if compiled is None:
         return _missing("no compiled create_block_mask line")
@@ -109,7 +116,7 @@ def block_mask(text: str) -> tuple[str, str]:
 
 
 def beam_paths(text: str) -> tuple[str, str]:
-    rows = rows_of(SEARCH_ROW, text)
+    rows = rows_of(SEARCH_ROW, text, ("users",))
     if not rows:
         return _missing("no search row")
     top = max(rows, key=lambda r: int(r["users"]))
@@ -119,7 +126,7 @@ def beam_paths(text: str) -> tuple[str, str]:
 
 
 def beam_graph(text: str) -> tuple[str, str]:
-    rows = rows_of(SEARCH_ROW, text)
+    rows = rows_of(SEARCH_ROW, text, ("users",))
     if not rows:
         return _missing("no search row")
     met = [r["users"] for r in rows if r["ratio"] != "nan" and float(r["ratio"]) >= 3]
@@ -131,12 +138,12 @@ def beam_generation(text: str) -> tuple[str, str]:
     m = GENERATION.search(text)
     if m is None:
         return _missing("the script stopped before its generation part")
-    ms = {r["name"]: r["ms"] for r in rows_of(GENERATION_ROW, text)}
+    ms = {r["name"]: r["ms"] for r in rows_of(GENERATION_ROW, text, ("name",))}
     return f"{m['ratio']}× ({ms.get('shared history')} vs {ms.get('per-beam copies')} ms)", ""
 
 
 def _ranking(text: str, n: str) -> dict[str, dict[str, str]]:
-    return {r["name"]: r for r in rows_of(RANK_ROW, text) if r["n"] == n}
+    return {r["name"]: r for r in rows_of(RANK_ROW, text, ("n", "name")) if r["n"] == n}
 
 
 def ranking_256(text: str) -> tuple[str, str]:
@@ -160,16 +167,16 @@ def ranking_others(text: str) -> tuple[str, str]:
 
 
 def end_to_end(text: str) -> tuple[str, str]:
-    rows = rows_of(E2E_ROW, text)
+    rows = rows_of(E2E_ROW, text, ("name",))
     if not rows:
         return _missing("no contender line")
     cell = "; ".join(f"{r['name']}: median {r['median']} ms, p99/median {r['ratio']}" for r in rows)
     ok = [r["name"] for r in rows if float(r["median"]) <= 10 and float(r["ratio"]) <= 1.5]
-    return cell, ("met by " + ", ".join(ok) if ok else "missed")
+    return cell, ("met by " + "; ".join(ok) if ok else "missed")
 
 
 def _attention_rows(text: str) -> list[dict[str, str]]:
-    return rows_of(ATTENTION_ROW, text)
+    return rows_of(ATTENTION_ROW, text, ("d", "heads", "S", "B"))
 
 
 ATTENTION_TARGETS = {"1024": 1.6, "2048": 1.9, "4096": 2.1}
@@ -226,12 +233,13 @@ ROWS = [
 
 
 def h200_cell(row: Row, directory: Path = PAPER) -> tuple[str, str]:
-    """(the H200 cell with its source file, its verdict) for ``row``."""
-    path = output_file(row.kind, directory)
-    if path is None:
+    """(the H200 cell with its source files, its verdict) for ``row``."""
+    paths = output_files(row.kind, directory)
+    if not paths:
         return "not yet measured", ""
-    cell, verdict = row.h200(path.read_text())
-    return f"{cell} (`{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name}`)", verdict
+    cell, verdict = row.h200("\n".join(p.read_text() for p in paths))
+    names = ", ".join(f"`{p.relative_to(ROOT) if p.is_relative_to(ROOT) else p.name}`" for p in paths)
+    return f"{cell} ({names})", verdict
 
 
 def throughput_cell(directory: Path = PAPER) -> str:

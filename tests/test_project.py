@@ -332,5 +332,15 @@ def test_the_gpu_benchmark_table_reads_each_h200_cell_from_its_output(tmp_path, 
         "not measured")
     assert cell("model_rank:ranking_256") == ("not yet measured", "")
     (tmp_path / "attention_h200_def.txt").write_text("")
-    with pytest.raises(ValueError, match="several attention outputs.*CHOSEN"):
+    with pytest.raises(ValueError, match="several attention outputs.*NEWEST_FIRST"):
         cell("attention:flex_vs_sdpa")
+    # a later sitting measures what the first missed: both files read, the newer's line wins
+    (tmp_path / "model_e2e_h200_new.txt").write_text(
+        "flex, request compiled, CUDA graph   median    4.00 ms, p99    4.40 ms, p99/median 1.10 (20 batches)\n"
+        "flex, eager model                    median    9.90 ms, p99   11.88 ms, p99/median 1.20 (20 batches)\n")
+    monkeypatch.setitem(bt.NEWEST_FIRST, "model_e2e", ["model_e2e_h200_new.txt", "model_e2e_h200_abc.txt"])
+    e2e, verdict = cell("model_e2e:end_to_end")
+    assert e2e == ("flex, request compiled, CUDA graph: median 4.00 ms, p99/median 1.10; flex, eager model: median "
+                   "9.90 ms, p99/median 1.20; flex, step1 compiled: median 12.00 ms, p99/median 1.10 "
+                   "(`model_e2e_h200_new.txt`, `model_e2e_h200_abc.txt`)")
+    assert verdict == "met by flex, request compiled, CUDA graph; flex, eager model"

@@ -320,3 +320,14 @@ def test_beam_search_benchmark_runs_both_parts_at_the_smoke_size():
     generation = out.split("## generation")[1].splitlines()
     assert [line.split()[0] for line in generation[1:3]] == ["shared", "per-beam"]
     assert "shared vs per-beam copies:" in out and "same ads in" in out
+
+
+def test_model_benchmark_measures_the_end_to_end_contenders_asked_in_their_order():
+    """benchmarks/model.py --only e2e --e2e-contenders: the contenders named, in the order given
+    (a short GPU call measures the aimed-at ones first: on 2026-12-03 the H200's 240 s ended
+    after the first two of five), each a line with its median and p99/median."""
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "model.py"), "--smoke", "--only", "e2e",
+                          "--e2e-contenders", "request", "none"], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    lines = [line for line in out.splitlines() if line.startswith("flex, ") and "p99/median" in line]
+    assert [line.split("  ")[0] for line in lines] == ["flex, request compiled", "flex, eager model"]
