@@ -558,20 +558,18 @@ DONE = re.compile(r"done in (?P<s>[\d.]+) s, GPU busy (?P<busy>\d+)%")
 TRAINED = re.compile(r"models trained: (?P<n>\d+) in (?P<s>\d+) s")
 
 
-def paper_first_sittings() -> str:
-    """The first sittings of notebooks split over two (``.device/paper.sh`` with SEEDS): each
-    one's log (notebookNN_h200_COMMIT.txt, whose header names the seeds it ran) beside the results
-    cache it left for the second sitting (results_cache_COMMIT.tar.gz, which only a first sitting
-    leaves), or that none has run."""
+def _first_sittings() -> list[dict]:
+    """The first sittings of notebooks split over two (``.device/paper.sh`` with SEEDS), oldest
+    log name first: each one's log (notebookNN_h200_COMMIT.txt, whose header names the seeds it
+    ran) beside the results cache it left for the second sitting (results_cache_COMMIT.tar.gz,
+    which only a first sitting leaves)."""
     rows = []
     for log in sorted((ROOT / "results" / "paper").glob("notebook*_h200_*.txt")):
         text = log.read_text()
         first = FIRST_SITTING.search(text.splitlines()[0]) if text else None
-        if first is None:
-            continue
         commit = log.stem.rsplit("_", 1)[-1]
         cache = ROOT / "results" / "paper" / f"results_cache_{commit}.tar.gz"
-        if not cache.exists():          # a whole run (collect.sh keeps a results cache only from a first sitting)
+        if first is None or not cache.exists():   # a whole run: collect.sh keeps no results cache of it
             continue
         done, trained = DONE.search(text), TRAINED.search(text)
         rows.append({"notebook": first["nb"], "seeds": first["seeds"], "commit": f"`{commit}`",
@@ -579,6 +577,12 @@ def paper_first_sittings() -> str:
                      "models trained": f"{trained['n']} in {trained['s']} s" if trained else "?",
                      "results left for the second sitting": f"`{cache.relative_to(ROOT)}`",
                      "log": f"`{log.relative_to(ROOT)}`"})
+    return rows
+
+
+def paper_first_sittings() -> str:
+    """The first sittings run so far (:func:`_first_sittings`), or that none has run."""
+    rows = _first_sittings()
     if not rows:
         return "No notebook has run a first sitting yet.\n"
     return markdown_table(pd.DataFrame(rows), index=False).rstrip("\n") + "\n"
@@ -1029,12 +1033,14 @@ def paper_sitting_fit() -> str:
     mean, best = train_s / n_run, min(p["seconds"] / p["items"] for p in trained)
     other = run["seconds"] - train_s
     ran = {r["notebook"][:2] for r in record["runs"]}
+    halfway = {f["notebook"]: f["seeds"] for f in _first_sittings()}
     rows = []
     for nb in sorted(studies.SEEDS):
         models = len(studies.notebook_configs(nb, "paper", record["seeds"]))
         measured = models * mean + other * models / n_run + MACHINE_START_S[1]
         favourable = models * best + other + MACHINE_START_S[0]
-        state = ("ran" if nb in ran else "fits" if measured <= SITTING_S else
+        state = ("ran" if nb in ran else f"first of two sittings ran (seeds {halfway[nb]})" if nb in halfway
+                 else "fits" if measured <= SITTING_S else
                  "tight: fits only in the favourable estimate" if favourable <= SITTING_S else "does not fit")
         # in two sittings (oneranker.study's cached results): the first seeds' models, then the
         # rest, the second sitting's other work counted whole (it evaluates every model's seed)
