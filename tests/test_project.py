@@ -1,5 +1,6 @@
 """The project's own files: one list of dependencies, pinned installs, the two commands."""
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -344,3 +345,31 @@ def test_the_gpu_benchmark_table_reads_each_h200_cell_from_its_output(tmp_path, 
                    "9.90 ms, p99/median 1.20; flex, step1 compiled: median 12.00 ms, p99/median 1.10 "
                    "(`model_e2e_h200_new.txt`, `model_e2e_h200_abc.txt`)")
     assert verdict == "met by flex, request compiled, CUDA graph; flex, eager model"
+
+
+def test_a_pending_second_sitting_finds_the_code_its_first_sitting_ran():
+    """A notebook split over two GPU sittings (README "A notebook in two sittings") reads the first
+    sitting's results only under the model and result code that computed them (their versions key
+    them): a change to either in between makes the second sitting train every seed, more than a
+    sitting holds. So while a first sitting's results are committed and its notebook has no entry
+    in the paper run record, the checkout's code versions must be those its results name. To
+    change the code anyway, give up the split: delete results/paper/results_cache_COMMIT.tar.gz."""
+    import tarfile
+
+    from oneranker.cache import MODEL_CODE, RESULT_CODE, code_version
+
+    record = json.loads((ROOT / "results" / "paper" / "run_record.json").read_text())
+    ran = {r["notebook"][:2] for r in record["runs"]}
+    here = (code_version(MODEL_CODE), code_version(RESULT_CODE))
+    for cache in sorted((ROOT / "results" / "paper").glob("results_cache_*.tar.gz")):
+        commit = cache.name.removeprefix("results_cache_").removesuffix(".tar.gz")
+        logs = list((ROOT / "results" / "paper").glob(f"notebook*_h200_{commit}.txt"))
+        assert len(logs) == 1, f"{cache.name}: no single notebook log of its sitting ({[p.name for p in logs]})"
+        notebook = logs[0].name.removeprefix("notebook")[:2]
+        if notebook in ran:
+            continue                                    # its second sitting has run
+        with tarfile.open(cache) as tar:
+            keys = {tuple(Path(n).stem.split("-")[1:3]) for n in tar.getnames() if "/asked/" in n}
+        assert keys == {here}, (f"{cache.name} (notebook {notebook}'s first sitting) holds results of code "
+                                f"{sorted(keys)}, this checkout is {here}: its second sitting would retrain "
+                                "every seed; restore the code, or delete the file to give up the split")
