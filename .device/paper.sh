@@ -62,7 +62,7 @@ done
 # paper step was measured on 2026-12-03 (results/paper/step_deterministic_h200_bd6a44f.txt); the
 # README's rule reads that one file, so it is not measured again here.
 stamp "queue start"
-timeout 240 python3 -m pytest -q -p no:cacheprovider -rs -m gpu tests > /tmp/out/gpu_tests.txt 2>&1
+timeout 240 python3 -m pytest -q -p no:cacheprovider -rA -m gpu tests > /tmp/out/gpu_tests.txt 2>&1
 rc=$?; stamp "gpu tests rc=$rc ($(tail -1 /tmp/out/gpu_tests.txt))"
 timeout 300 python3 benchmarks/model.py --quick --only train,mask > /tmp/out/model_train.txt 2>&1
 stamp "train rc=$?"

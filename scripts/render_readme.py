@@ -518,8 +518,7 @@ def determinism_verdict(step_text: str, test_text: str, bound: float = DETERMINI
     repeats = again.get("deterministic") == 0.0 and digests[0] is not None and digests[0] == digests[1]
     passed = re.search(r"\b1 passed\b", test_text) is not None and not re.search(r"\b\d+ (failed|errors?)\b", test_text)
     ratio = float(steps["deterministic"][0]["kernel"]) / today
-    summary = [m.group(1) for m in re.finditer(
-        r"^=*[ \t]*(\d+ (?:passed|failed|skipped|errors?|deselected)\b.*?)[ \t]*=*[ \t]*$", test_text, re.M)]
+    summary = PYTEST_SUMMARY.findall(test_text)
     said = f" (its summary: {summary[-1]})" if summary else " (no pytest summary)"
     # (the check as the rule states it, whether it holds, what the decision says when it does not)
     checks = [("a deterministic step repeats bit for bit", repeats, "a deterministic step did not repeat bit for bit"),
@@ -558,26 +557,58 @@ DONE = re.compile(r"done in (?P<s>[\d.]+) s, GPU busy (?P<busy>\d+)%")
 TRAINED = re.compile(r"models trained: (?P<n>\d+) in (?P<s>\d+) s")
 
 
-def _first_sittings() -> list[dict]:
+def _first_sittings(directory: Path = ROOT / "results" / "paper", seeds: tuple[int, ...] = (0, 1, 2)) -> list[dict]:
     """The first sittings of notebooks split over two (``.device/paper.sh`` with SEEDS), oldest
     log name first: each one's log (notebookNN_h200_COMMIT.txt, whose header names the seeds it
-    ran) beside the results cache it left for the second sitting (results_cache_COMMIT.tar.gz,
-    which only a first sitting leaves)."""
+    ran, fewer than the series' ``seeds``) beside the results cache it left for the second sitting
+    (results_cache_COMMIT.tar.gz, which only a first sitting leaves)."""
     rows = []
-    for log in sorted((ROOT / "results" / "paper").glob("notebook*_h200_*.txt")):
+    for log in sorted(directory.glob("notebook*_h200_*.txt")):
         text = log.read_text()
         first = FIRST_SITTING.search(text.splitlines()[0]) if text else None
         commit = log.stem.rsplit("_", 1)[-1]
-        cache = ROOT / "results" / "paper" / f"results_cache_{commit}.tar.gz"
-        if first is None or not cache.exists():   # a whole run: collect.sh keeps no results cache of it
-            continue
+        cache = directory / f"results_cache_{commit}.tar.gz"
+        if first is None or not cache.exists() or set(map(int, first["seeds"].split())) >= set(seeds):
+            continue                                # a whole run: all the seeds, no results cache
         done, trained = DONE.search(text), TRAINED.search(text)
         rows.append({"notebook": first["nb"], "seeds": first["seeds"], "commit": f"`{commit}`",
                      "wall s": done["s"] if done else "?", "GPU busy": f"{done['busy']}%" if done else "?",
                      "models trained": f"{trained['n']} in {trained['s']} s" if trained else "?",
-                     "results left for the second sitting": f"`{cache.relative_to(ROOT)}`",
-                     "log": f"`{log.relative_to(ROOT)}`"})
+                     "results left for the second sitting": f"`{_shown(cache)}`", "log": f"`{_shown(log)}`"})
     return rows
+
+
+PYTEST_SUMMARY = re.compile(r"^=*[ \t]*(\d+ (?:passed|failed|skipped|errors?|deselected)\b.*?)[ \t]*=*[ \t]*$", re.M)
+PYTEST_FAILURE_HEADER = re.compile(r"^_{3,} (\S+) _{3,}$", re.M)
+PYTEST_OUTCOME = re.compile(r"^(?P<outcome>PASSED|FAILED|ERROR|SKIPPED) (?P<what>.+)$", re.M)
+# The runs of every GPU-only test on the H200 (pytest -m gpu, or one of them), oldest first; the
+# queue of .device/paper.sh adds gpu_tests_h200_COMMIT.txt (-rA: every test's outcome named)
+GPU_TEST_RUNS = ("gpu_tests_marker_h200.txt", "gpu_tests_deterministic_h200_bd6a44f.txt")
+
+
+def gpu_tests() -> str:
+    """The GPU-only test runs on the H200: each file's last pytest summary and the tests it names
+    as failed or skipped (issue 14 asks every GPU-only test run there and passing)."""
+    directory = ROOT / "results" / "paper"
+    files = [directory / n for n in GPU_TEST_RUNS] + sorted(directory.glob("gpu_tests_h200_*.txt"))
+    rows = [{"run": f"`{_shown(path)}`", **gpu_test_run(path.read_text())} for path in files]
+    return markdown_table(pd.DataFrame(rows), index=False).rstrip("\n") + "\n"
+
+
+def gpu_test_run(text: str) -> dict[str, str]:
+    """One pytest output's last summary line and the tests it names as failed, errored or skipped
+    (from -rA/-rf/-rs lines, or, for a failure, its traceback's header)."""
+    summary = PYTEST_SUMMARY.findall(text)
+    named = [f"{m['outcome']} {m['what'].split(' - ')[0]}" for m in PYTEST_OUTCOME.finditer(text)
+             if m["outcome"] != "PASSED"]
+    named += [f"FAILED {m[1]}" for m in PYTEST_FAILURE_HEADER.finditer(text) if not any(m[1] in n for n in named)]
+    return {"pytest's summary": summary[-1] if summary else "none (cut short)",
+            "failed or skipped": "; ".join(dict.fromkeys(named)) or "none named"}
+
+
+def _shown(path: Path) -> Path:
+    """``path`` as the README names it: from the repository's root when inside it."""
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
 def paper_first_sittings() -> str:
@@ -1033,7 +1064,7 @@ def paper_sitting_fit() -> str:
     mean, best = train_s / n_run, min(p["seconds"] / p["items"] for p in trained)
     other = run["seconds"] - train_s
     ran = {r["notebook"][:2] for r in record["runs"]}
-    halfway = {f["notebook"]: f["seeds"] for f in _first_sittings()}
+    halfway = {f["notebook"]: f["seeds"] for f in _first_sittings(seeds=tuple(record["seeds"]))}
     rows = []
     for nb in sorted(studies.SEEDS):
         models = len(studies.notebook_configs(nb, "paper", record["seeds"]))
@@ -1584,6 +1615,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "paper-determinism": paper_determinism,
     "gpu-benchmarks": benchmark_table.table,
     "paper-first-sittings": paper_first_sittings,
+    "gpu-tests": gpu_tests,
     "paper-rerun-04": paper_rerun_04,
     "paper-pool-blocks": paper_pool_blocks,
     "paper-workers-threads": paper_workers_threads,

@@ -158,6 +158,7 @@ def test_the_readme_estimates_a_sitting_from_the_latest_logged_training_pace(mon
         {"notebook": "02_task_token_mask.ipynb", "seconds": 600.0, "gpu": "GPU"}]}
     monkeypatch.setattr(render_readme, "_paper_record", lambda: record)
     monkeypatch.setattr(render_readme, "MACHINE_START_S", (90, 270))
+    monkeypatch.setattr(render_readme, "_first_sittings", lambda **_: [])
     text = render_readme.paper_sitting_fit()
     # in two sittings, as measured: 20 * 55.3 + 202 * 20 / 9 + 270 = 1826 s (30 min), then
     # 10 * 55.3 + 202 * 30 / 9 + 270 = 1497 s (25 min), the second's other work counted whole
@@ -165,6 +166,30 @@ def test_the_readme_estimates_a_sitting_from_the_latest_logged_training_pace(mon
     assert "| 04 | 15 | 16 – 24 | fits |" in text and "| 03 | 15 | 16 – 24 | ran |" in text
     assert "55 s per model over its 2 training phases (9 models in 498 s), 43 s in its best one" in text
     assert "3.4 minutes of other work" in text
+    monkeypatch.setattr(render_readme, "_first_sittings", lambda **_: [{"notebook": "06", "seeds": "0 1"}])
+    assert "| 06 | 30 | 26 – 43 | first of two sittings ran (seeds 0 1) |" in render_readme.paper_sitting_fit()
+
+
+def test_the_readme_finds_a_first_sitting_by_its_partial_seeds_and_results(monkeypatch, tmp_path):
+    """scripts/render_readme.py's first sittings: a notebook log whose first line ran seeds 0 1 and
+    whose commit left a results cache is one; a log of all three seeds is a whole run even beside
+    a cache, and a partial log without its cache is not a first sitting to continue from."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import render_readme
+
+    def log(nb: str, commit: str, seeds: str, cache: bool) -> None:
+        (tmp_path / f"notebook{nb}_h200_{commit}.txt").write_text(
+            f"# notebook {nb} at paper (2026-12-03T16:37:23Z notebook {nb} end rc=0 (seeds {seeds}))\n"
+            "    done in 1127.8 s, GPU busy 76% -> x.ipynb\n      models trained: 20 in 926 s, GPU busy 92%\n")
+        if cache:
+            (tmp_path / f"results_cache_{commit}.tar.gz").write_bytes(b"")
+
+    log("05", "aaa", "0 1", True)
+    log("04", "bbb", "0 1 2", True)
+    log("06", "ccc", "0 1", False)
+    rows = render_readme._first_sittings(tmp_path)
+    assert [(r["notebook"], r["seeds"], r["wall s"], r["models trained"]) for r in rows] == [
+        ("05", "0 1", "1127.8", "20 in 926 s")]
 
 
 def test_the_readme_reads_each_fused_kernel_contender_against_its_calls_eager_row(monkeypatch, tmp_path):
@@ -332,6 +357,19 @@ def test_the_gpu_benchmark_table_reads_each_h200_cell_from_its_output(tmp_path, 
         "not in the output (the call ended before the first contender's line) (`model_train_h200_abc.txt`)",
         "not measured")
     assert cell("model_rank:ranking_256") == ("not yet measured", "")
+    (tmp_path / "model_rank_h200_abc.txt").write_text(
+        "n =   256  pass-through         6000000 candidates/s, 8.0x re-encode\n"
+        "n =   256  re-encode             750000 candidates/s\n"
+        "n =   256  compiled             9000000 candidates/s, 12.0x re-encode\n")
+    assert cell("model_rank:ranking_256")[1] == "throughput met compiled only, ratio met compiled only"
+    (tmp_path / "training_throughput_h200.txt").write_text("\n".join(
+        f"  {spec}: grouping  20, pad default, prefetch on, eager, batch default, {m} model(s) at once:  {rps} "
+        f"requests/s,   0.52 M history tokens/s,  {ms} ms per step of one model, 1.00x the first row"
+        for spec, m, rps, ms in [("20x1f", 1, 500, "400.0"), ("20x1f", 1, 1500, "160.0"), ("20x4f", 4, 3000, "280.0")]))
+    assert bt.throughput_cell(tmp_path).startswith(
+        "1 at once: 1,500 requests/s, 160.0 ms per step of one model; 4 at once: 3,000 requests/s, 280.0 ms per step "
+        "of one model (2.00× one) (sampled by nvidia-smi")
+    assert bt.throughput_cell(tmp_path).endswith("`pool_blocks_h200_4c61cb6.txt` missing")
     (tmp_path / "attention_h200_def.txt").write_text("")
     with pytest.raises(ValueError, match="several attention outputs.*NEWEST_FIRST"):
         cell("attention:flex_vs_sdpa")
@@ -373,3 +411,21 @@ def test_a_pending_second_sitting_finds_the_code_its_first_sitting_ran():
         assert keys == {here}, (f"{cache.name} (notebook {notebook}'s first sitting) holds results of code "
                                 f"{sorted(keys)}, this checkout is {here}: its second sitting would retrain "
                                 "every seed; restore the code, or delete the file to give up the split")
+
+
+def test_the_readme_reads_a_gpu_test_run_by_its_summary_and_named_outcomes(monkeypatch):
+    """scripts/render_readme.py's GPU-test rows, hand-made pytest outputs: the last summary line,
+    the tests named failed or skipped by -rA (PASSED lines left out), a failure named only by its
+    traceback header (a run without -rA), and a run cut before its summary."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import render_readme
+
+    ra = ("..F.s\n=== short test summary info ===\nPASSED tests/test_a.py::test_one\n"
+          "FAILED tests/test_b.py::test_two - AssertionError: 1 != 2\nSKIPPED [1] tests/test_c.py:9: needs two CUDA GPUs\n"
+          "==== 1 failed, 3 passed, 1 skipped, 400 deselected in 61.00s (0:01:01) ====\n")
+    assert render_readme.gpu_test_run(ra) == {
+        "pytest's summary": "1 failed, 3 passed, 1 skipped, 400 deselected in 61.00s (0:01:01)",
+        "failed or skipped": "FAILED tests/test_b.py::test_two; SKIPPED [1] tests/test_c.py:9: needs two CUDA GPUs"}
+    quiet = "F\n_____ test_two _____\nE   AssertionError\n1 failed, 19 deselected in 47.96s\n"
+    assert render_readme.gpu_test_run(quiet)["failed or skipped"] == "FAILED test_two"
+    assert render_readme.gpu_test_run("..\n")["pytest's summary"] == "none (cut short)"

@@ -1,6 +1,7 @@
 """The measurement scripts run end to end at the smoke profile and write what they promise."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -320,6 +321,37 @@ def test_beam_search_benchmark_runs_both_parts_at_the_smoke_size():
     generation = out.split("## generation")[1].splitlines()
     assert [line.split()[0] for line in generation[1:3]] == ["shared", "per-beam"]
     assert "shared vs per-beam copies:" in out and "same ads in" in out
+    # the README's benchmark table reads this very output (scripts/benchmark_table.py)
+    table = _benchmark_table()
+    assert table.beam_paths(out)[0].endswith("paths/s eager (4 users)")       # no CUDA graph on the CPU
+    assert re.fullmatch(r"[\d.]+× \([\d.]+ vs [\d.]+ ms\)", table.beam_generation(out)[0])
+
+
+def _benchmark_table():
+    """scripts/benchmark_table.py, the README's GPU benchmark table."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import benchmark_table
+    finally:
+        sys.path.pop(0)
+    return benchmark_table
+
+
+def test_model_benchmark_training_rows_are_what_the_readme_table_reads():
+    """benchmarks/model.py --smoke --only train,mask: a line per training contender (median, tokens/s,
+    MFU, ratio to the eager dense step) and per block-mask builder; scripts/benchmark_table.py
+    parses each of them (on the CPU the MFU is n/a: no peak FLOP rate is known)."""
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "model.py"), "--smoke", "--only", "train,mask"],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    table = _benchmark_table()
+    cell, verdict = table.training_step(out)
+    assert [part.split(":")[0] for part in cell.split("; ")] == ["fast (step1 compiled)", "fast (model compiled)",
+                                                                  "fast (loss compiled)"]
+    assert verdict in ("met", "missed")
+    assert table.mfu(out) == ("n/a (no peak FLOP rate known for the device)", "not measured")
+    mask, _ = table.block_mask(out)
+    assert mask.startswith("not in the output (no compiled create_block_mask line)")   # compiled on CUDA only
+    assert [r["name"] for r in table.rows_of(table.MASK_ROW, out)] == ["eager create_block_mask"]
 
 
 def test_model_benchmark_measures_the_end_to_end_contenders_asked_in_their_order():
@@ -331,3 +363,5 @@ def test_model_benchmark_measures_the_end_to_end_contenders_asked_in_their_order
                          check=True).stdout
     lines = [line for line in out.splitlines() if line.startswith("flex, ") and "p99/median" in line]
     assert [line.split("  ")[0] for line in lines] == ["flex, request compiled", "flex, eager model"]
+    cell, _ = _benchmark_table().end_to_end(out)
+    assert [part.split(":")[0] for part in cell.split("; ")] == ["flex, request compiled", "flex, eager model"]
