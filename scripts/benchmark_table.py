@@ -38,8 +38,10 @@ TRAIN_ROW = re.compile(r"^(?P<name>\S.*?)\s+(?P<ms>[\d.]+) ms/step\s+(?P<tokens>
                        r"(?P<speed>[\d.]+)x eager dense")
 MASK_ROW = re.compile(r"^(?P<name>(?:eager|compiled) create_block_mask)\s+(?P<ms>[\d.]+) ms"
                       r"(?:\s+(?P<share>[\d.]+)% of the fast training step)?")
-MODELS_ROW = re.compile(r"^\s*(?P<spec>\S+): .*?prefetch \w+, (?P<training>[^,]+), .*?(?P<models>\d+) model\(s\) at once:"
-                        r"\s+(?P<rps>\d+) requests/s.*?(?P<ms>[\d.]+) ms per step of one model")
+# benchmarks/training_throughput.py's line per contender (render_readme reads it too)
+THROUGHPUT_LINE = re.compile(r"^\s*(?P<spec>\S+): .*?(?P<mode>eager|compiled \w+), batch \S+, (?P<models>\d+) model\(s\) "
+                             r"at once:\s+(?P<rps>\d+) requests/s.*?(?P<ms>[\d.]+) ms per step of one model, "
+                             r"(?P<ratio>[\d.]+)x the first row")
 
 
 def output_files(kind: str, directory: Path = PAPER) -> list[Path]:
@@ -268,7 +270,7 @@ def throughput_cell(directory: Path = PAPER) -> str:
         if not path.exists():
             parts.append(f"`{name}` missing")
             continue
-        rows = [r for r in rows_of(MODELS_ROW, path.read_text()) if r["training"] == "eager"]
+        rows = [r for r in rows_of(THROUGHPUT_LINE, path.read_text()) if r["mode"] == "eager"]
         last = {r["models"]: r for r in rows}
         if name.startswith("pool_blocks"):            # two eager rows of one run, both shown
             shown = [f"{m} at once under MPS (`--mps`): " + " and ".join(f"{int(r['rps']):,}" for r in rows

@@ -382,9 +382,7 @@ def paper_lr_warmup() -> str:
               f"nvidia-smi every 2 s while the models held memory)." + pace)
 
 
-THROUGHPUT_LINE = re.compile(r"^\s*(?P<spec>\S+): .*?(?P<mode>eager|compiled \w+), batch \S+, (?P<models>\d+) model\(s\) "
-                             r"at once:\s+(?P<rps>\d+) requests/s.*?(?P<ms>[\d.]+) ms per step of one model, "
-                             r"(?P<ratio>[\d.]+)x the first row")
+THROUGHPUT_LINE = benchmark_table.THROUGHPUT_LINE
 
 
 def paper_compile_throughput() -> str:
