@@ -1042,6 +1042,26 @@ SITTING_S = 30 * 60        # the device time of one session, the machine's start
 MACHINE_START_S = (90, 364)
 
 
+def paper_convergence(directory: Path = ROOT / "results" / "paper") -> str:
+    """Whether the paper series' models reached the convergence criterion (early stopping) or the
+    cap of epochs, from the stopping tables the notebooks write (``tables.stopping_summary``;
+    notebook 04 writes one), in the package's own words (``tables.capped_runs_sentence``), with
+    how many capped runs had their best validation loss in their last three epochs (still
+    improving when the cap stopped them)."""
+    from oneranker.config import make_config
+
+    cap = make_config("paper").train.epochs
+    lines = []
+    for path in sorted(directory.glob("*_stopping.csv")):
+        stopping = pd.read_csv(path).set_index(["variant", "seed"])
+        capped = stopping[stopping["ended by"] != "early stopping"]
+        improving = int((capped["best epoch"] > capped["epochs"] - 3).sum())
+        lines.append(f"Notebook {path.name[:2]} (`{_shown(path)}`):\n" + tables.capped_runs_sentence(stopping, cap)
+                     + (f" {improving} of them had their best validation loss in their last three epochs." if len(capped)
+                        else ""))
+    return ("\n\n".join(lines) if lines else "No paper notebook has written its stopping table yet.") + "\n"
+
+
 def paper_sitting_fit() -> str:
     """Whether each notebook still to run fits one sitting: the models it trains from an empty
     cache (each sitting's machine starts bare, and a paper model's weights exceed a file the
@@ -1614,6 +1634,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "gpu-benchmarks": benchmark_table.table,
     "paper-first-sittings": paper_first_sittings,
     "gpu-tests": gpu_tests,
+    "paper-convergence": paper_convergence,
     "paper-rerun-04": paper_rerun_04,
     "paper-pool-blocks": paper_pool_blocks,
     "paper-workers-threads": paper_workers_threads,

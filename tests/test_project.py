@@ -429,3 +429,20 @@ def test_the_readme_reads_a_gpu_test_run_by_its_summary_and_named_outcomes(monke
     quiet = "F\n_____ test_two _____\nE   AssertionError\n1 failed, 19 deselected in 47.96s\n"
     assert render_readme.gpu_test_run(quiet)["failed or skipped"] == "FAILED test_two"
     assert render_readme.gpu_test_run("..\n")["pytest's summary"] == "none (cut short)"
+
+
+def test_the_readme_counts_the_paper_runs_that_reached_the_epoch_cap(monkeypatch, tmp_path):
+    """scripts/render_readme.py's paper-convergence, a hand-made stopping table at the paper cap of
+    30 epochs: of three runs two reached the cap, one with its best epoch at 29 (within the last
+    three, still improving) and one at 20; the early-stopped run is not counted."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import render_readme
+
+    (tmp_path / "04_stopping.csv").write_text("variant,seed,epochs,best epoch,ended by\n"
+                                             "a,0,30,29,the 30-epoch cap\na,1,30,20,the 30-epoch cap\n"
+                                             "b,0,17,14,early stopping\n")
+    text = render_readme.paper_convergence(tmp_path)
+    assert text.startswith("Notebook 04 (`")
+    assert "- 2 of 3 runs reached the 30-epoch cap: a (seed 0), a (seed 1);" in text
+    assert text.endswith(" 1 of them had their best validation loss in their last three epochs.\n")
+    assert render_readme.paper_convergence(tmp_path / "none") == "No paper notebook has written its stopping table yet.\n"
