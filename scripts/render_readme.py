@@ -1015,9 +1015,14 @@ def paper_series() -> str:
     versions = code_versions(record)
     evaluations = {r["evaluation_code"] for r in record["runs"] if "evaluation_code" in r}
     ran = {r["notebook"][:2] for r in record["runs"]}
-    missing = [f"{i:02d}" for i in range(1, 7) if f"{i:02d}" not in ran]
-    total = sum(r["seconds"] for r in record["runs"])
-    over = [r["notebook"][:2] for r in record["runs"] if r["seconds"] > NOTEBOOK_BOUND_S]
+    # a notebook split over two sittings: its entry is the second's; the first's time is in its log
+    firsts = {f["notebook"]: float(f["wall s"]) for f in _first_sittings(seeds=tuple(record["seeds"]))
+              if f["wall s"] != "?"}
+    missing = [f"{i:02d}" + (" (the first of its two sittings ran)" if f"{i:02d}" in firsts else "")
+               for i in range(1, 7) if f"{i:02d}" not in ran]
+    split = {nb: s for nb, s in firsts.items() if nb in ran}
+    total = sum(r["seconds"] for r in record["runs"]) + sum(split.values())
+    over = [r["notebook"][:2] for r in record["runs"] if r["seconds"] + split.get(r["notebook"][:2], 0) > NOTEBOOK_BOUND_S]
     pre = record.get("pretrain")
     pretrained = "" if pre is None else (
         f"\n\nPretraining (every model of the series in one pool, before the notebooks; model code "
@@ -1027,7 +1032,10 @@ def paper_series() -> str:
         + ("" if pre.get("gpu_busy_percent") is None else f", GPU busy {pre['gpu_busy_percent']:.0f}%") + ".")
     total += 0 if pre is None else pre["seconds"]
     return (markdown_table(pd.DataFrame(rows), index=False).rstrip("\n") + pretrained
-            + f"\n\n{len(record['runs'])} of notebooks 01–06 ran, {total / 60:.1f} minutes in all (seeds "
+            + f"\n\n{len(record['runs'])} of notebooks 01–06 ran, {total / 60:.1f} minutes in all"
+            + ("" if not split else " (with the first sittings of " + ", ".join(
+                f"{nb} ({s:.0f} s)" for nb, s in sorted(split.items())) + ", which the table's rows leave out)")
+            + " (seeds "
             + f"{', '.join(map(str, record['seeds']))}), "
             + (f"under one model-code version (`{next(iter(versions))}`)" if len(versions) == 1
                else f"under {len(versions)} model-code versions ({', '.join(sorted(versions))}): not yet one series")

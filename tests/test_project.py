@@ -446,3 +446,27 @@ def test_the_readme_counts_the_paper_runs_that_reached_the_epoch_cap(monkeypatch
     assert "- 2 of 3 runs reached the 30-epoch cap: a (seed 0), a (seed 1);" in text
     assert text.endswith(" 1 of them had their best validation loss in their last three epochs.\n")
     assert render_readme.paper_convergence(tmp_path / "none") == "No paper notebook has written its stopping table yet.\n"
+
+
+def test_the_paper_series_counts_a_split_notebooks_first_sitting(monkeypatch):
+    """scripts/render_readme.py's paper-series totals, a hand-made record: notebooks 01 (200 s) and
+    05 (400 s, its second sitting) ran, 05's first sitting took 1,000 s and 06's first sitting ran
+    alone. The total is 200 + 400 + 1000 = 1600 s (26.7 minutes), 05 counts as over the 8-minute
+    bound by its two sittings together (400 s alone is under it), and 06 is still to run, its
+    first sitting named."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import render_readme
+
+    def entry(nb: str, seconds: float) -> dict:
+        return {"notebook": nb, "seconds": seconds, "finished": "2026-12-04T00:00:00Z", "commit": "a" * 40,
+                "model_code": "228471b4", "evaluation_code": "f04dfbd5", "mps": True}
+
+    record = {"seeds": [0, 1, 2], "runs": [entry("01_data_prep.ipynb", 200.0), entry("05_dc.ipynb", 400.0)]}
+    monkeypatch.setattr(render_readme, "_paper_record", lambda: record)
+    monkeypatch.setattr(render_readme, "_first_sittings", lambda **_: [
+        {"notebook": "05", "wall s": "1000.0"}, {"notebook": "06", "wall s": "900.0"}])
+    text = render_readme.paper_series()
+    assert "2 of notebooks 01–06 ran, 26.7 minutes in all (with the first sittings of 05 (1000 s), which the " \
+           "table's rows leave out) (seeds 0, 1, 2)" in text
+    assert "over the 8-minute bound: 05;" in text
+    assert text.endswith("not yet run: 02, 03, 04, 06 (the first of its two sittings ran).\n")
