@@ -1111,7 +1111,8 @@ def paper_sitting_fit() -> str:
                          f"{halves[0] / 60:.0f} + {halves[1] / 60:.0f} ({first} + {models - first} models)"})
     return (markdown_table(pd.DataFrame(rows), index=False).rstrip("\n")
             + f"\n\nFrom notebook {run['notebook'][:2]}'s paper run ({run['gpu']}, MPS {'on' if run.get('mps') else 'off'}): "
-            f"{mean:.0f} s per model over its {len(trained)} training phases ({n_run} models in {train_s:.0f} s), "
+            f"{mean:.0f} s per model over its {len(trained)} training phase{'s' if len(trained) > 1 else ''} "
+            f"({n_run} models in {train_s:.0f} s), "
             f"{best:.0f} s in its best one; {other / 60:.1f} minutes of other work; a machine's start took "
             f"{MACHINE_START_S[0] / 60:.1f}–{MACHINE_START_S[1] / 60:.1f} minutes. A sitting has {SITTING_S // 60} "
             f"minutes of device time. In two sittings (\"A notebook in two sittings\" below) the first trains and "
