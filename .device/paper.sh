@@ -62,7 +62,8 @@ done
 # paper step was measured on 2026-12-03 (results/paper/step_deterministic_h200_bd6a44f.txt); the
 # README's rule reads that one file, so it is not measured again here.
 stamp "queue start"
-timeout 240 python3 -m pytest -q -p no:cacheprovider -rA -m gpu tests > /tmp/out/gpu_tests.txt 2>&1
+echo "# device: $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1), $(date -u +%F); commit $2; python -m pytest -q -p no:cacheprovider -rA -m gpu tests (every test marked gpu)" > /tmp/out/gpu_tests.txt
+timeout 240 python3 -m pytest -q -p no:cacheprovider -rA -m gpu tests >> /tmp/out/gpu_tests.txt 2>&1
 rc=$?; stamp "gpu tests rc=$rc ($(tail -1 /tmp/out/gpu_tests.txt))"
 timeout 300 python3 benchmarks/model.py --quick --only train,mask > /tmp/out/model_train.txt 2>&1
 stamp "train rc=$?"
