@@ -45,6 +45,9 @@ for nb in ${3:-05}; do
   rc=$?
   unset ONERANKER_GPU_WORKERS
   stamp "notebook $nb end rc=$rc (seeds $SEEDS)"
+  # the learning curve of every model it trained (the weights stay here; the curves are a few KB)
+  python3 scripts/paper_histories.py --notebooks $nb --profile paper --seeds $SEEDS --cache cache --out /tmp/out/histories_$nb.jsonl > /tmp/out/histories_$nb.log 2>&1
+  stamp "histories $nb rc=$?"
   if [ -n "$PARTIAL" ]; then
     # a first sitting: only the models' results travel (small; the models stay here), not its notebook
     mkdir -p cache/results && echo $MODE > cache/results/TRAINING_MODE

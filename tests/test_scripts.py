@@ -365,3 +365,44 @@ def test_model_benchmark_measures_the_end_to_end_contenders_asked_in_their_order
     assert [line.split("  ")[0] for line in lines] == ["flex, request compiled", "flex, eager model"]
     cell, _ = _benchmark_table().end_to_end(out)
     assert [part.split(":")[0] for part in cell.split("; ")] == ["flex, request compiled", "flex, eager model"]
+
+
+def test_paper_histories_writes_each_cached_models_curve_and_summarises_it(tmp_path):
+    """scripts/paper_histories.py at the smoke profile: of notebook 04's five configs of seed 0 the
+    cache holds one (trained here), so one record, labelled by what its config changes from the
+    profile, with a curve of one row per epoch trained and what ended it; --summary prints its
+    convergence table. A notebook that trains no model is refused by name."""
+    from oneranker import studies, train
+    from oneranker.data import cached_prepared
+
+    cfg = studies.notebook_configs("04", "smoke", [0])[0]
+    train.train_or_load(cfg, cached_prepared(cfg, tmp_path / "cache"), tmp_path / "cache", device="cpu", progress=False)
+    out = tmp_path / "h.jsonl"
+    script = [sys.executable, str(ROOT / "scripts" / "paper_histories.py")]
+    subprocess.run([*script, "--notebooks", "04", "--profile", "smoke", "--seeds", "0", "--cache",
+                    str(tmp_path / "cache"), "--out", str(out)], cwd=ROOT, check=True, capture_output=True, text=True)
+    (record,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert record["notebook"] == "04" and record["seed"] == 0 and record["config"] == cfg.hash()
+    assert record["label"] == "model.use_ranker=False"
+    assert [e["epoch"] for e in record["curve"]] == list(range(1, record["epochs"] + 1))
+    assert 1 <= record["best_epoch"] <= record["epochs"] <= cfg.train.epochs
+    assert record["stopped_early"] == (record["epochs"] < cfg.train.epochs)
+    table = subprocess.run([*script, "--summary", str(out)], cwd=ROOT, check=True, capture_output=True,
+                           text=True).stdout
+    assert "model.use_ranker=False" in table and "runs reached the cap" in table
+    refused = subprocess.run([*script, "--notebooks", "01", "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
+    assert refused.returncode == 2 and "no notebook 01 trains models" in refused.stderr
+
+
+def test_paper_histories_measures_the_last_epochs_change_by_hand():
+    """scripts/paper_histories.py's last-five-epochs change, hand-computed: validation losses 10, 9,
+    8, 7, 6, 5 end 5 / 10 - 1 = -50% below the loss five epochs before the last; five epochs or
+    fewer have no such change."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import paper_histories
+    finally:
+        sys.path.pop(0)
+    curve = [{"epoch": i + 1, "valid_loss": v} for i, v in enumerate([10.0, 9.0, 8.0, 7.0, 6.0, 5.0])]
+    assert paper_histories.last_change(curve) == -0.5
+    assert paper_histories.last_change(curve[1:]) is None

@@ -1,0 +1,119 @@
+"""Every trained model's learning curve, written out of a cache before the machine is given back.
+
+A paper model's weights (about 22 MB) stay on the lent GPU machine, and with them its training
+history: per-epoch training and validation losses, the best epoch and what ended the run. The
+notebooks keep a stopping table for notebook 04 only, without the curves, so whether the paper
+runs had flattened can only be read off a figure (README "Trained to convergence?"). This script
+reads the histories of a notebook's models from the cache and writes them as JSON lines (a few
+KB), which `.device/paper.sh` brings back after each notebook. It reads; it trains nothing and
+changes no cached entry.
+
+    python scripts/paper_histories.py --notebooks 05 --profile paper --seeds 0 1 2 --cache cache \
+        --out histories_05.jsonl
+    python scripts/paper_histories.py --summary histories_05.jsonl      # the convergence table
+
+Each line: the notebook, the config's hash and seed, what its config changes from the profile's
+(``label``), the epochs, the best epoch, whether early stopping ended the run, and the curve.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from oneranker import studies  # noqa: E402
+from oneranker.cache import load_entry, model_folder  # noqa: E402
+from oneranker.config import Config, make_config  # noqa: E402
+
+LAST = 5        # the summary's window: the validation loss's change over a run's last five epochs
+
+
+def label(cfg: Config, profile: str) -> str:
+    """What ``cfg`` changes from its profile's config of the same seed, as ``section.field=value``
+    (``profile default`` when nothing): a readable name for a model without the notebook's."""
+    base = make_config(profile, seed=cfg.seed)
+    changed = []
+    for section in dataclasses.fields(cfg):
+        mine, theirs = getattr(cfg, section.name), getattr(base, section.name)
+        if not dataclasses.is_dataclass(mine):
+            continue
+        changed += [f"{section.name}.{f.name}={getattr(mine, f.name)!r}" for f in dataclasses.fields(mine)
+                    if getattr(mine, f.name) != getattr(theirs, f.name)]
+    return ", ".join(changed) or "profile default"
+
+
+def histories(notebook: str, profile: str, seeds: list[int], cache: Path) -> list[dict]:
+    """One record per model of ``notebook`` (its configs at ``seeds``) that the cache holds."""
+    records = []
+    for cfg in studies.notebook_configs(notebook, profile, seeds):
+        blob = load_entry(model_folder(cfg, cache) / "final.pt", expect=("config_hash", "history"))
+        if blob is None:
+            continue
+        if blob["config_hash"] != cfg.hash():
+            raise ValueError(f"{model_folder(cfg, cache)}: made by config {blob['config_hash']}, not {cfg.hash()}")
+        history = json.loads(blob["history"])
+        records.append({"notebook": notebook, "config": cfg.hash(), "seed": cfg.seed, "label": label(cfg, profile),
+                        "epochs": len(history["epochs"]), "best_epoch": history["best_epoch"],
+                        "stopped_early": history["stopped_early"], "cap": cfg.train.epochs,
+                        "curve": [{k: e[k] for k in ("epoch", "train_loss", "valid_loss") if k in e}
+                                  for e in history["epochs"]]})
+    return records
+
+
+def last_change(curve: list[dict], last: int = LAST) -> float | None:
+    """The validation loss's relative change over the last ``last`` epochs (None if fewer)."""
+    if len(curve) <= last:
+        return None
+    return curve[-1]["valid_loss"] / curve[-1 - last]["valid_loss"] - 1
+
+
+def summary(records: list[dict]) -> str:
+    """A line per model: epochs, best epoch, what ended it and the last epochs' change of the
+    validation loss; then how many reached the cap and how many of those were still improving."""
+    lines = [f"{'notebook':8s} {'seed':>4s} {'epochs':>6s} {'best':>4s}  {'ended by':14s} {f'last {LAST}':>8s}  label"]
+    for r in records:
+        change = last_change(r["curve"])
+        lines.append(f"{r['notebook']:8s} {r['seed']:4d} {r['epochs']:6d} {r['best_epoch']:4d}  "
+                     f"{'early stopping' if r['stopped_early'] else 'the cap':14s} "
+                     f"{'n/a' if change is None else f'{100 * change:+.2f}%':>8s}  {r['label']}")
+    capped = [r for r in records if not r["stopped_early"]]
+    late = [r for r in capped if r["best_epoch"] > r["epochs"] - 3]
+    lines.append(f"{len(capped)} of {len(records)} runs reached the cap; {len(late)} of them had their best "
+                 "validation loss in their last three epochs.")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--notebooks", nargs="+", help="e.g. 05 06")
+    ap.add_argument("--profile", default="paper")
+    ap.add_argument("--seeds", type=int, nargs="+", help="the run's seeds (default: each notebook's)")
+    ap.add_argument("--cache", type=Path, default=ROOT / "cache")
+    ap.add_argument("--out", type=Path, help="the JSON-lines file to write")
+    ap.add_argument("--summary", type=Path, help="print the convergence table of a file this script wrote")
+    args = ap.parse_args()
+    if args.summary:
+        print(summary([json.loads(line) for line in args.summary.read_text().splitlines() if line.strip()]))
+        return
+    if not (args.notebooks and args.out):
+        ap.error("give --notebooks and --out (or --summary FILE)")
+    unknown = [nb for nb in args.notebooks if nb not in studies.SEEDS]
+    if unknown:
+        ap.error(f"no notebook {', '.join(unknown)} trains models; those that do: {', '.join(sorted(studies.SEEDS))}")
+    records = [r for nb in args.notebooks
+               for r in histories(nb, args.profile, args.seeds or list(studies.SEEDS[nb]), args.cache)]
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    tmp.replace(args.out)                # never a half-written file
+    print(f"{len(records)} histories -> {args.out}")
+    print(summary(records))
+
+
+if __name__ == "__main__":
+    main()
