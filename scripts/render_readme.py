@@ -1070,6 +1070,29 @@ def paper_convergence(directory: Path = ROOT / "results" / "paper") -> str:
     return ("\n\n".join(lines) if lines else "No paper notebook has written its stopping table yet.") + "\n"
 
 
+def paper_histories_block(directory: Path = ROOT / "results" / "paper") -> str:
+    """The learning curves brought back from the GPU (scripts/paper_histories.py, one file per
+    notebook and sitting): per file, how many runs reached the cap, how many of those had their
+    best epoch in their last three, and the validation loss's change over the last five epochs
+    (median and range over the capped runs: how far from flat they were)."""
+    import paper_histories
+
+    rows = []
+    for path in sorted(directory.glob("histories_*_h200_*.jsonl")):
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        capped = [r for r in records if not r["stopped_early"]]
+        changes = sorted(c for r in capped if (c := paper_histories.last_change(r["curve"])) is not None)
+        rows.append({"file": f"`{_shown(path)}`", "runs": len(records), "reached the cap": len(capped),
+                     "of those, best epoch in the last three": sum(r["best_epoch"] > r["epochs"] - 3 for r in capped),
+                     f"capped runs: validation loss's change over the last {paper_histories.LAST} epochs, median (range)":
+                         f"{100 * changes[len(changes) // 2]:+.2f}% ({100 * changes[0]:+.2f}% to {100 * changes[-1]:+.2f}%)"
+                         if changes else "n/a"})
+    if not rows:
+        return ("No learning curves brought back yet: `.device/paper.sh` writes them after each notebook from its next "
+                "sitting on (`scripts/paper_histories.py`).\n")
+    return markdown_table(pd.DataFrame(rows), index=False).rstrip("\n") + "\n"
+
+
 def paper_sitting_fit() -> str:
     """Whether each notebook still to run fits one sitting: the models it trains from an empty
     cache (each sitting's machine starts bare, and a paper model's weights exceed a file the
@@ -1644,6 +1667,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "paper-first-sittings": paper_first_sittings,
     "gpu-tests": gpu_tests,
     "paper-convergence": paper_convergence,
+    "paper-histories": paper_histories_block,
     "paper-rerun-04": paper_rerun_04,
     "paper-pool-blocks": paper_pool_blocks,
     "paper-workers-threads": paper_workers_threads,

@@ -471,3 +471,24 @@ def test_the_paper_series_counts_a_split_notebooks_first_sitting(monkeypatch):
            "table's rows leave out) (seeds 0, 1, 2)" in text
     assert "over the 8-minute bound: 05;" in text
     assert text.endswith("not yet run: 02, 03, 04, 06 (the first of its two sittings ran).\n")
+
+
+def test_the_readme_summarises_the_learning_curves_brought_back(monkeypatch, tmp_path):
+    """scripts/render_readme.py's paper-histories, hand-made curves at a cap of 6 epochs: run a
+    (capped, losses 10..5, best at 6: -50% over its last five epochs), run b (capped, 12, 11, 10,
+    10, 10, 11, best at 3: 11 / 12 - 1 = -8.33%), run c (stopped early). Two of three reached
+    the cap, one of them with its best epoch in the last three; median of the sorted changes
+    [-50%, -8.33%] at index 1, range -50% to -8.33%."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import render_readme
+
+    def run(losses: list[float], best: int, early: bool) -> str:
+        curve = [{"epoch": i + 1, "train_loss": v, "valid_loss": v} for i, v in enumerate(losses)]
+        return json.dumps({"notebook": "05", "seed": 0, "epochs": len(losses), "best_epoch": best,
+                           "stopped_early": early, "cap": 6, "curve": curve})
+
+    (tmp_path / "histories_05_h200_abc.jsonl").write_text("\n".join([
+        run([10, 9, 8, 7, 6, 5], 6, False), run([12, 11, 10, 10, 10, 11], 3, False), run([9, 8, 9, 9], 2, True)]))
+    text = render_readme.paper_histories_block(tmp_path)
+    assert "histories_05_h200_abc.jsonl` | 3 | 2 | 1 | -8.33% (-50.00% to -8.33%) |" in text
+    assert render_readme.paper_histories_block(tmp_path / "none").startswith("No learning curves brought back yet")
