@@ -14,8 +14,9 @@ import shutil
 import subprocess
 import tempfile
 import warnings
-from collections.abc import Iterator
-from concurrent.futures import as_completed
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import torch
@@ -253,11 +254,26 @@ def train_all(cfgs: list[Config], cache_dir: str | Path, device: str = "auto", w
         with process_pool(n) as pool:
             futures = [pool.submit(_train_in_worker, c.to_dict(), str(cache_dir), str(dev), threads)
                        for c in missing.values()]
-            for f in as_completed(futures):
-                f.result()
-                bar.update()
+            wait_for_training(futures, bar.update, n, dev)
     bar.close()
     return len(missing)
+
+
+def wait_for_training(futures: list[Future], done: Callable[[], None], workers: int, dev: torch.device) -> None:
+    """Each training job's outcome as it ends (``done`` after each). A worker killed from outside
+    (by the kernel for memory, most often) breaks the whole pool with an exception that names no
+    cause; it is re-raised saying what was running and what to try. Models already trained
+    stay in the cache, so a rerun resumes with the rest."""
+    for f in as_completed(futures):
+        try:
+            f.result()
+        except BrokenProcessPool as e:
+            raise RuntimeError(
+                f"a training worker process died abruptly ({workers} workers training models on {dev.type}); "
+                "the usual cause is the machine running out of memory (a paper-profile model on a CPU, or too "
+                "many workers): try fewer workers (--workers, ONERANKER_GPU_WORKERS) or a smaller profile; the "
+                "models trained so far are in the cache and a rerun skips them") from e
+        done()
 
 
 def train_notebook_models(profile: str, cache_dir: str | Path, device: str = "auto", workers: int | None = None,

@@ -621,3 +621,28 @@ def test_every_way_a_run_trains_a_model_takes_the_runs_algorithms(tmp_path, monk
         assert in_processes(os.getenv, names, workers=2) == ["1", ":4096:8"]
     assert seen == [("cuda", True)] * 3
     assert not torch.are_deterministic_algorithms_enabled() and pool.DETERMINISTIC_ENV not in os.environ
+
+
+def test_a_training_worker_killed_from_outside_is_named_with_what_to_try():
+    """pool.wait_for_training: a job that ended counts as done; a worker killed from outside
+    (BrokenProcessPool, which names no cause: a local paper-profile run on 2 CPU cores died so)
+    becomes an error saying what ran and what to try; any other error of a job passes unchanged."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from oneranker import pool
+
+    def future(error: BaseException | None = None) -> Future:
+        f: Future = Future()
+        f.set_exception(error) if error else f.set_result(None)
+        return f
+
+    done = []
+    pool.wait_for_training([future(), future()], lambda: done.append(1), 2, torch.device("cpu"))
+    assert done == [1, 1]
+    with pytest.raises(RuntimeError, match=r"died abruptly \(2 workers training models on cpu\).*out of memory"
+                                           r".*--workers.*a rerun skips them") as raised:
+        pool.wait_for_training([future(BrokenProcessPool("gone"))], lambda: None, 2, torch.device("cpu"))
+    assert isinstance(raised.value.__cause__, BrokenProcessPool)
+    with pytest.raises(ValueError, match="a bad config"):
+        pool.wait_for_training([future(ValueError("a bad config"))], lambda: None, 1, torch.device("cpu"))
