@@ -9,7 +9,8 @@ import contextlib
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
 from tqdm.auto import tqdm
@@ -51,6 +52,19 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
 
 
+def result_of(future: Future[T], running: str) -> T:
+    """``future.result()``; a worker killed from outside (by the kernel for memory, most often)
+    breaks the whole pool with an exception that names no cause, so it is re-raised saying what
+    was ``running`` (e.g. "2 workers training models on cpu") and what to try."""
+    try:
+        return future.result()
+    except BrokenProcessPool as e:
+        raise RuntimeError(
+            f"a worker process died abruptly ({running}); the usual cause is the machine running out of memory "
+            "(a paper-profile model on a CPU, or too many workers): try fewer workers (--workers, "
+            "ONERANKER_GPU_WORKERS) or a smaller profile; what finished is in the cache and a rerun skips it") from e
+
+
 def in_processes(fn: Callable[..., T], args: list[tuple], workers: int | None = None,
                  desc: str | None = None) -> list[T]:
     """``[fn(*a) for a in args]``, the calls spread over spawned worker processes (results in the
@@ -68,7 +82,7 @@ def in_processes(fn: Callable[..., T], args: list[tuple], workers: int | None = 
     try:
         futures = [pool.submit(fn, *a) for a in args]
         for f in progress(as_completed(futures), total=len(futures), desc=desc, disable=desc is None):
-            f.result()
+            result_of(f, f"{workers} workers {desc or fn.__name__}")
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
         raise

@@ -16,7 +16,6 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import torch
@@ -24,7 +23,7 @@ import torch
 from .cache import has_dataset, has_model
 from .config import Config
 from .data import cached_prepared
-from .parallel import environment, in_processes, process_pool, progress
+from .parallel import environment, in_processes, process_pool, progress, result_of
 from .runtime import resolve_device
 from .stacked import stack_mates
 from .train import train_or_load
@@ -260,19 +259,11 @@ def train_all(cfgs: list[Config], cache_dir: str | Path, device: str = "auto", w
 
 
 def wait_for_training(futures: list[Future], done: Callable[[], None], workers: int, dev: torch.device) -> None:
-    """Each training job's outcome as it ends (``done`` after each). A worker killed from outside
-    (by the kernel for memory, most often) breaks the whole pool with an exception that names no
-    cause; it is re-raised saying what was running and what to try. Models already trained
-    stay in the cache, so a rerun resumes with the rest."""
+    """Each training job's outcome as it ends (``done`` after each), a worker killed from outside
+    named as such (:func:`parallel.result_of`). Models already trained stay in the cache, so a
+    rerun resumes with the rest."""
     for f in as_completed(futures):
-        try:
-            f.result()
-        except BrokenProcessPool as e:
-            raise RuntimeError(
-                f"a training worker process died abruptly ({workers} workers training models on {dev.type}); "
-                "the usual cause is the machine running out of memory (a paper-profile model on a CPU, or too "
-                "many workers): try fewer workers (--workers, ONERANKER_GPU_WORKERS) or a smaller profile; the "
-                "models trained so far are in the cache and a rerun skips them") from e
+        result_of(f, f"{workers} workers training models on {dev.type}")
         done()
 
 

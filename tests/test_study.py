@@ -641,8 +641,21 @@ def test_a_training_worker_killed_from_outside_is_named_with_what_to_try():
     pool.wait_for_training([future(), future()], lambda: done.append(1), 2, torch.device("cpu"))
     assert done == [1, 1]
     with pytest.raises(RuntimeError, match=r"died abruptly \(2 workers training models on cpu\).*out of memory"
-                                           r".*--workers.*a rerun skips them") as raised:
+                                           r".*--workers.*a rerun skips it") as raised:
         pool.wait_for_training([future(BrokenProcessPool("gone"))], lambda: None, 2, torch.device("cpu"))
     assert isinstance(raised.value.__cause__, BrokenProcessPool)
     with pytest.raises(ValueError, match="a bad config"):
         pool.wait_for_training([future(ValueError("a bad config"))], lambda: None, 1, torch.device("cpu"))
+
+
+def test_a_worker_process_that_dies_is_named_by_in_processes():
+    """parallel.in_processes over workers that exit at once (os._exit, as a process killed for
+    memory ends): the error says a worker died, which work ran and what to try, not the bare
+    BrokenProcessPool the pool raises."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from oneranker.parallel import in_processes
+
+    with pytest.raises(RuntimeError, match=r"died abruptly \(2 workers dying\).*out of memory") as raised:
+        in_processes(os._exit, [(1,), (1,)], workers=2, desc="dying")
+    assert isinstance(raised.value.__cause__, BrokenProcessPool)
