@@ -304,10 +304,10 @@ def main() -> None:
 def again_lines(trainers: dict) -> dict[str, str]:
     """For each contender ``X-again`` that ran beside ``X``: how far its weights ended from ``X``'s
     after the same batches (0: the step repeats bit for bit)."""
-    return {spec: f"after the same batches its weights differ from {spec[:-len('-again')]}'s by at most "
-                  f"{weight_drift(trainer, trainers[spec[:-len('-again')]]):.2e}"
+    return {spec: f"after the same batches its weights differ from {spec.removesuffix('-again')}'s by at most "
+                  f"{weight_drift(trainer, trainers[spec.removesuffix('-again')]):.2e}"
             for spec, trainer in trainers.items()
-            if spec.endswith("-again") and spec[:-len("-again")] in trainers}
+            if spec.endswith("-again") and spec.removesuffix("-again") in trainers}
 
 
 if __name__ == "__main__":

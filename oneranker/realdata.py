@@ -203,6 +203,15 @@ def learning_curves(results: pd.DataFrame, models: list[str]) -> pd.DataFrame:
                          for epoch in json.loads(row["curve"])])
 
 
+def last_epochs_change(valid_losses: list[float] | np.ndarray, last: int = 5) -> float | None:
+    """The validation loss's relative change over a run's last ``last`` epochs (None with
+    ``last`` epochs or fewer): a run still falling by more than a fraction of a percent had not
+    flattened. Read by :func:`stopping_table` and by scripts/paper_histories.py for the paper runs."""
+    if len(valid_losses) <= last:
+        return None
+    return float(valid_losses[-1] / valid_losses[-1 - last] - 1)
+
+
 def stopping_table(results: pd.DataFrame, models: list[str], cap: int) -> pd.DataFrame:
     """Per (model, seed): :func:`tables.stopping_summary` (epochs trained, the best epoch and
     what ended the run) and how much the validation loss still moved over its last five epochs
@@ -216,7 +225,8 @@ def stopping_table(results: pd.DataFrame, models: list[str], cap: int) -> pd.Dat
     table = stopping_summary(curves, cap)
 
     def last5(v: np.ndarray) -> str:
-        return f"{100 * (v[-1] / v[-6] - 1):+.2f}%" if len(v) >= 6 else "(fewer than 6 epochs)"
+        change = last_epochs_change(v)
+        return "(fewer than 6 epochs)" if change is None else f"{100 * change:+.2f}%"
 
     table["last 5 epochs: change of validation loss"] = [
         last5(g.sort_values("epoch").valid_loss.to_numpy()) for _, g in curves.groupby(["variant", "seed"], sort=False)]

@@ -257,8 +257,9 @@ def h200_cell(row: Row, directory: Path = PAPER) -> tuple[str, str]:
 # The real Trainer's throughput on the H200: one model and four at once (training_throughput.py's
 # second attempt of 2026-12-02, nvidia-smi sampling every 500 ms, which may slow the host), and
 # eight at once under MPS, eager (the eager rows of the compiled-blocks pool run)
+POOL_BLOCKS_FILE = "pool_blocks_h200_4c61cb6.txt"   # eight models under MPS, eager and compiled blocks (render_readme too)
 THROUGHPUT_FILES = {"training_throughput_h200.txt": "sampled by nvidia-smi every 500 ms, which may slow the host",
-                    "pool_blocks_h200_4c61cb6.txt": "eager"}
+                    POOL_BLOCKS_FILE: "eager"}
 
 
 def throughput_cell(directory: Path = PAPER) -> str:

@@ -28,10 +28,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from oneranker import studies  # noqa: E402
-from oneranker.cache import load_entry, model_folder  # noqa: E402
+from oneranker.cache import MODEL_CODE, code_version, load_entry, model_folder  # noqa: E402
 from oneranker.config import Config, make_config  # noqa: E402
+from oneranker.realdata import last_epochs_change  # noqa: E402
 
 LAST = 5        # the summary's window: the validation loss's change over a run's last five epochs
+LATE = 3        # a capped run whose best epoch is among its last LATE was still improving
 
 
 def label(cfg: Config, profile: str) -> str:
@@ -58,7 +60,8 @@ def histories(notebook: str, profile: str, seeds: list[int], cache: Path) -> lis
         if blob["config_hash"] != cfg.hash():
             raise ValueError(f"{model_folder(cfg, cache)}: made by config {blob['config_hash']}, not {cfg.hash()}")
         history = json.loads(blob["history"])
-        records.append({"notebook": notebook, "config": cfg.hash(), "seed": cfg.seed, "label": label(cfg, profile),
+        records.append({"notebook": notebook, "config": cfg.hash(), "model_code": code_version(MODEL_CODE),
+                        "seed": cfg.seed, "label": label(cfg, profile),
                         "epochs": len(history["epochs"]), "best_epoch": history["best_epoch"],
                         "stopped_early": history["stopped_early"], "cap": cfg.train.epochs,
                         "curve": [{k: e[k] for k in ("epoch", "train_loss", "valid_loss") if k in e}
@@ -67,10 +70,20 @@ def histories(notebook: str, profile: str, seeds: list[int], cache: Path) -> lis
 
 
 def last_change(curve: list[dict], last: int = LAST) -> float | None:
-    """The validation loss's relative change over the last ``last`` epochs (None if fewer)."""
-    if len(curve) <= last:
-        return None
-    return curve[-1]["valid_loss"] / curve[-1 - last]["valid_loss"] - 1
+    """The validation loss's relative change over a curve's last ``last`` epochs
+    (:func:`oneranker.realdata.last_epochs_change`; None with ``last`` epochs or fewer)."""
+    return last_epochs_change([e["valid_loss"] for e in curve], last)
+
+
+def still_improving(best_epoch: int, epochs: int) -> bool:
+    """Whether a run's best validation loss came in its last ``LATE`` epochs: a run the cap
+    stopped then was still improving."""
+    return best_epoch > epochs - LATE
+
+
+def read(path: Path) -> list[dict]:
+    """The records of a file :func:`main` wrote."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def summary(records: list[dict]) -> str:
@@ -83,9 +96,9 @@ def summary(records: list[dict]) -> str:
                      f"{'early stopping' if r['stopped_early'] else 'the cap':14s} "
                      f"{'n/a' if change is None else f'{100 * change:+.2f}%':>8s}  {r['label']}")
     capped = [r for r in records if not r["stopped_early"]]
-    late = [r for r in capped if r["best_epoch"] > r["epochs"] - 3]
+    late = [r for r in capped if still_improving(r["best_epoch"], r["epochs"])]
     lines.append(f"{len(capped)} of {len(records)} runs reached the cap; {len(late)} of them had their best "
-                 "validation loss in their last three epochs.")
+                 f"validation loss in their last {LATE} epochs.")
     return "\n".join(lines)
 
 
@@ -99,7 +112,7 @@ def main() -> None:
     ap.add_argument("--summary", type=Path, help="print the convergence table of a file this script wrote")
     args = ap.parse_args()
     if args.summary:
-        print(summary([json.loads(line) for line in args.summary.read_text().splitlines() if line.strip()]))
+        print(summary(read(args.summary)))
         return
     if not (args.notebooks and args.out):
         ap.error("give --notebooks and --out (or --summary FILE)")

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import benchmark_table  # noqa: E402  (scripts/, beside this file)
+import paper_histories  # noqa: E402
 from oneranker import paper, realdata, reference, tables  # noqa: E402
 from oneranker.metrics import mean_ci  # noqa: E402
 
@@ -514,9 +515,10 @@ def determinism_verdict(step_text: str, test_text: str, bound: float = DETERMINI
             for spec, (m, digest) in steps.items()]
     digests = [steps[s][1]["sha"] if steps[s][1] else None for s in ("deterministic", "deterministic-again")]
     repeats = again.get("deterministic") == 0.0 and digests[0] is not None and digests[0] == digests[1]
-    passed = re.search(r"\b1 passed\b", test_text) is not None and not re.search(r"\b\d+ (failed|errors?)\b", test_text)
-    ratio = float(steps["deterministic"][0]["kernel"]) / today
     summary = PYTEST_SUMMARY.findall(test_text)
+    passed = bool(summary) and re.search(r"\b1 passed\b", summary[-1]) is not None \
+        and not re.search(r"\b\d+ (failed|errors?)\b", summary[-1])
+    ratio = float(steps["deterministic"][0]["kernel"]) / today
     said = f" (its summary: {summary[-1]})" if summary else " (no pytest summary)"
     # (the check as the rule states it, whether it holds, what the decision says when it does not)
     checks = [("a deterministic step repeats bit for bit", repeats, "a deterministic step did not repeat bit for bit"),
@@ -717,7 +719,7 @@ THROUGHPUT_CALLS = (("c", "training_throughput_threads_h200.txt"), ("d", "traini
 # Whether compiled blocks speed eight models at once under MPS (after notebook 04, 2026-12-03), and
 # the rule set before it: at least this many times the slower eager row's requests/s, with the
 # slowest worker's warm-up under this many seconds
-POOL_BLOCKS_FILE = "pool_blocks_h200_4c61cb6.txt"
+POOL_BLOCKS_FILE = benchmark_table.POOL_BLOCKS_FILE
 POOL_BLOCKS_RULE = (1.15, 180)
 WARMUP_S = re.compile(r"warm-up (?P<warm>\d+) s")
 
@@ -1050,6 +1052,10 @@ SITTING_S = 30 * 60        # the device time of one session, the machine's start
 MACHINE_START_S = (90, 364)
 
 
+def _number_word(n: int) -> str:
+    return {2: "two", 3: "three", 4: "four", 5: "five"}.get(n, str(n))
+
+
 def paper_convergence(directory: Path = ROOT / "results" / "paper") -> str:
     """Whether the paper series' models reached the convergence criterion (early stopping) or the
     cap of epochs, from the stopping tables the notebooks write (``tables.stopping_summary``;
@@ -1063,10 +1069,10 @@ def paper_convergence(directory: Path = ROOT / "results" / "paper") -> str:
     for path in sorted(directory.glob("*_stopping.csv")):
         stopping = pd.read_csv(path).set_index(["variant", "seed"])
         capped = stopping[stopping["ended by"] != "early stopping"]
-        improving = int((capped["best epoch"] > capped["epochs"] - 3).sum())
+        improving = sum(map(paper_histories.still_improving, capped["best epoch"], capped["epochs"]))
         lines.append(f"Notebook {path.name[:2]} (`{_shown(path)}`):\n" + tables.capped_runs_sentence(stopping, cap)
-                     + (f" {improving} of them had their best validation loss in their last three epochs." if len(capped)
-                        else ""))
+                     + (f" {improving} of them had their best validation loss in their last "
+                        f"{_number_word(paper_histories.LATE)} epochs." if len(capped) else ""))
     return ("\n\n".join(lines) if lines else "No paper notebook has written its stopping table yet.") + "\n"
 
 
@@ -1075,15 +1081,14 @@ def paper_histories_block(directory: Path = ROOT / "results" / "paper") -> str:
     notebook and sitting): per file, how many runs reached the cap, how many of those had their
     best epoch in their last three, and the validation loss's change over the last five epochs
     (median and range over the capped runs: how far from flat they were)."""
-    import paper_histories
-
     rows = []
     for path in sorted(directory.glob("histories_*_h200_*.jsonl")):
-        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        records = paper_histories.read(path)
         capped = [r for r in records if not r["stopped_early"]]
         changes = sorted(c for r in capped if (c := paper_histories.last_change(r["curve"])) is not None)
         rows.append({"file": f"`{_shown(path)}`", "runs": len(records), "reached the cap": len(capped),
-                     "of those, best epoch in the last three": sum(r["best_epoch"] > r["epochs"] - 3 for r in capped),
+                     f"of those, best epoch in the last {_number_word(paper_histories.LATE)}":
+                         sum(paper_histories.still_improving(r["best_epoch"], r["epochs"]) for r in capped),
                      f"capped runs: validation loss's change over the last {paper_histories.LAST} epochs, median (range)":
                          f"{100 * changes[len(changes) // 2]:+.2f}% ({100 * changes[0]:+.2f}% to {100 * changes[-1]:+.2f}%)"
                          if changes else "n/a"})
