@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -581,6 +582,8 @@ def _first_sittings(directory: Path = ROOT / "results" / "paper", seeds: tuple[i
 PYTEST_SUMMARY = re.compile(r"^=*[ \t]*(\d+ (?:passed|failed|skipped|errors?|deselected)\b.*?)[ \t]*=*[ \t]*$", re.M)
 PYTEST_FAILURE_HEADER = re.compile(r"^_{3,} (\S+) _{3,}$", re.M)
 PYTEST_OUTCOME = re.compile(r"^(?P<outcome>PASSED|FAILED|ERROR|SKIPPED) (?P<what>.+)$", re.M)
+# -rA's PASSES section: a header per passed test with its captured output, up to the next section
+PYTEST_PASSES_SECTION = re.compile(r"^=+ PASSES =+$.*?(?=^=+ [^\n]* =+$|\Z)", re.M | re.S)
 # The runs of every GPU-only test on the H200 (pytest -m gpu, or one of them), oldest first; the
 # queue of .device/paper.sh adds gpu_tests_h200_COMMIT.txt (-rA: every test's outcome named)
 GPU_TEST_RUNS = ("gpu_tests_marker_h200.txt", "gpu_tests_deterministic_h200_bd6a44f.txt")
@@ -601,7 +604,9 @@ def gpu_test_run(text: str) -> dict[str, str]:
     summary = PYTEST_SUMMARY.findall(text)
     named = [f"{m['outcome']} {m['what'].split(' - ')[0]}" for m in PYTEST_OUTCOME.finditer(text)
              if m["outcome"] != "PASSED"]
-    named += [f"FAILED {m[1]}" for m in PYTEST_FAILURE_HEADER.finditer(text) if not any(m[1] in n for n in named)]
+    tracebacks = PYTEST_PASSES_SECTION.sub("", text)   # the headers left are failures' and errors'
+    named += [f"FAILED {m[1]}" for m in PYTEST_FAILURE_HEADER.finditer(tracebacks)
+              if not any(m[1] in n for n in named)]
     return {"pytest's summary": summary[-1] if summary else "none (cut short)",
             "failed or skipped": "; ".join(dict.fromkeys(named)) or "none named"}
 
@@ -1079,23 +1084,33 @@ def paper_convergence(directory: Path = ROOT / "results" / "paper") -> str:
 def paper_histories_block(directory: Path = ROOT / "results" / "paper") -> str:
     """The learning curves brought back from the GPU (scripts/paper_histories.py, one file per
     notebook and sitting): per file, how many runs reached the cap, how many of those had their
-    best epoch in their last three, and the validation loss's change over the last five epochs
-    (median and range over the capped runs: how far from flat they were)."""
+    best epoch in their last three, and the validation loss's change over the last five epochs,
+    for the capped runs and for those early stopping ended (median and range: how far from flat
+    each kind was when it ended; an early stop on a still-falling curve stopped on noise)."""
     rows = []
     for path in sorted(directory.glob("histories_*_h200_*.jsonl")):
         records = paper_histories.read(path)
         capped = [r for r in records if not r["stopped_early"]]
-        changes = sorted(c for r in capped if (c := paper_histories.last_change(r["curve"])) is not None)
+        early = [r for r in records if r["stopped_early"]]
+        last = f"validation loss's change over the last {paper_histories.LAST} epochs, median (range)"
         rows.append({"file": f"`{_shown(path)}`", "runs": len(records), "reached the cap": len(capped),
                      f"of those, best epoch in the last {_number_word(paper_histories.LATE)}":
                          sum(paper_histories.still_improving(r["best_epoch"], r["epochs"]) for r in capped),
-                     f"capped runs: validation loss's change over the last {paper_histories.LAST} epochs, median (range)":
-                         f"{100 * changes[len(changes) // 2]:+.2f}% ({100 * changes[0]:+.2f}% to {100 * changes[-1]:+.2f}%)"
-                         if changes else "n/a"})
+                     f"capped runs: {last}": _median_and_range(capped),
+                     f"early-stopped runs: {last}": _median_and_range(early)})
     if not rows:
         return ("No learning curves brought back yet: `.device/paper.sh` writes them after each notebook from its next "
                 "sitting on (`scripts/paper_histories.py`).\n")
     return markdown_table(pd.DataFrame(rows), index=False).rstrip("\n") + "\n"
+
+
+def _median_and_range(records: list[dict]) -> str:
+    """The runs' validation-loss change over their last epochs (paper_histories.last_change) as
+    'median (lowest to highest)' in percent; n/a without a run long enough to have one."""
+    changes = sorted(c for r in records if (c := paper_histories.last_change(r["curve"])) is not None)
+    if not changes:
+        return "n/a"
+    return f"{100 * statistics.median(changes):+.2f}% ({100 * changes[0]:+.2f}% to {100 * changes[-1]:+.2f}%)"
 
 
 def paper_sitting_fit() -> str:

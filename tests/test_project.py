@@ -417,7 +417,9 @@ def test_a_pending_second_sitting_finds_the_code_its_first_sitting_ran():
 def test_the_readme_reads_a_gpu_test_run_by_its_summary_and_named_outcomes(monkeypatch):
     """scripts/render_readme.py's GPU-test rows, hand-made pytest outputs: the last summary line,
     the tests named failed or skipped by -rA (PASSED lines left out), a failure named only by its
-    traceback header (a run without -rA), and a run cut before its summary."""
+    traceback header (a run without -rA), a passed test's header in -rA's PASSES section (its
+    captured output, not a failure: the H200 run of 86ffb35 listed 16 passed tests as failed), and
+    a run cut before its summary."""
     monkeypatch.syspath_prepend(str(ROOT / "scripts"))
     import render_readme
 
@@ -429,6 +431,13 @@ def test_the_readme_reads_a_gpu_test_run_by_its_summary_and_named_outcomes(monke
         "failed or skipped": "FAILED tests/test_b.py::test_two; SKIPPED [1] tests/test_c.py:9: needs two CUDA GPUs"}
     quiet = "F\n_____ test_two _____\nE   AssertionError\n1 failed, 19 deselected in 47.96s\n"
     assert render_readme.gpu_test_run(quiet)["failed or skipped"] == "FAILED test_two"
+    passes = ("..F\n=== FAILURES ===\n_____ test_three _____\nE   AssertionError\n=== PASSES ===\n"
+              "_____ test_one _____\n--- Captured stderr call ---\nwarning\n_____ test_two _____\nok\n"
+              "=== short test summary info ===\nPASSED t.py::test_one\nPASSED t.py::test_two\n"
+              "FAILED t.py::test_three - AssertionError\n=== 1 failed, 2 passed in 3.00s ===\n")
+    assert render_readme.gpu_test_run(passes)["failed or skipped"] == "FAILED t.py::test_three"
+    assert render_readme.gpu_test_run(passes.replace("PASSED t.py::test_one\n", ""))["failed or skipped"] == \
+        "FAILED t.py::test_three"
     assert render_readme.gpu_test_run("..\n")["pytest's summary"] == "none (cut short)"
 
 
@@ -476,9 +485,11 @@ def test_the_paper_series_counts_a_split_notebooks_first_sitting(monkeypatch):
 def test_the_readme_summarises_the_learning_curves_brought_back(monkeypatch, tmp_path):
     """scripts/render_readme.py's paper-histories, hand-made curves at a cap of 6 epochs: run a
     (capped, losses 10..5, best at 6: -50% over its last five epochs), run b (capped, 12, 11, 10,
-    10, 10, 11, best at 3: 11 / 12 - 1 = -8.33%), run c (stopped early). Two of three reached
-    the cap, one of them with its best epoch in the last three; median of the sorted changes
-    [-50%, -8.33%] at index 1, range -50% to -8.33%."""
+    10, 10, 11, best at 3: 11 / 12 - 1 = -8.33%), run c (stopped early after 4 epochs: too short
+    for a change over five), run d (stopped early, 10, 9, 9, 9, 8, 8: 8 / 10 - 1 = -20%). Two of
+    four reached the cap, one of them with its best epoch in the last three; the capped runs'
+    median is the mean of the middle two, (-50% - 8.33%) / 2 = -29.17%, range -50% to -8.33%;
+    the early-stopped ones have one change, -20%."""
     monkeypatch.syspath_prepend(str(ROOT / "scripts"))
     import render_readme
 
@@ -488,7 +499,9 @@ def test_the_readme_summarises_the_learning_curves_brought_back(monkeypatch, tmp
                            "stopped_early": early, "cap": 6, "curve": curve})
 
     (tmp_path / "histories_05_h200_abc.jsonl").write_text("\n".join([
-        run([10, 9, 8, 7, 6, 5], 6, False), run([12, 11, 10, 10, 10, 11], 3, False), run([9, 8, 9, 9], 2, True)]))
+        run([10, 9, 8, 7, 6, 5], 6, False), run([12, 11, 10, 10, 10, 11], 3, False), run([9, 8, 9, 9], 2, True),
+        run([10, 9, 9, 9, 8, 8], 5, True)]))
     text = render_readme.paper_histories_block(tmp_path)
-    assert "histories_05_h200_abc.jsonl` | 3 | 2 | 1 | -8.33% (-50.00% to -8.33%) |" in text
+    assert "histories_05_h200_abc.jsonl` | 4 | 2 | 1 | -29.17% (-50.00% to -8.33%) | -20.00% (-20.00% to -20.00%) |" \
+        in text
     assert render_readme.paper_histories_block(tmp_path / "none").startswith("No learning curves brought back yet")
