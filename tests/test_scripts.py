@@ -406,3 +406,35 @@ def test_paper_histories_measures_the_last_epochs_change_by_hand():
     curve = [{"epoch": i + 1, "valid_loss": v} for i, v in enumerate([10.0, 9.0, 8.0, 7.0, 6.0, 5.0])]
     assert paper_histories.last_change(curve) == -0.5
     assert paper_histories.last_change(curve[1:]) is None
+
+
+def test_patience_study_applies_its_stated_rule_to_hand_made_runs():
+    """scripts/patience_study.py's paired comparison, hand-computed. OneRanker, three seeds, best
+    validation losses 10, 10, 10 at patience 2 and 9, 9.5, 9.25 at patience 5: relative changes
+    -10%, -5%, -7.5%, mean -7.5%, sd 2.5%, 95% CI t(2) 4.303 x 2.5% / sqrt(3) = 6.21%: the upper
+    end -1.29% is below zero, so patience 2 stops on noise. The generator's changes 0%, +1%, -1%
+    straddle zero: not separated. The gap closed's change is reported, not judged."""
+    import pandas as pd
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import patience_study
+    finally:
+        sys.path.pop(0)
+
+    def rows(model: str, patience: int, losses: list[float], gaps: list[float]) -> list[dict]:
+        return [{"model": model, "patience": patience, "seed": s, "best valid loss": v, "gap closed HR@5": g}
+                for s, (v, g) in enumerate(zip(losses, gaps))]
+
+    frame = pd.DataFrame(rows("OneRanker", 2, [10, 10, 10], [0.5, 0.5, 0.5])
+                         + rows("OneRanker", 5, [9, 9.5, 9.25], [0.6, 0.5, 0.55])
+                         + rows("Step-1 generator", 2, [10, 10, 10], [0.6, 0.6, 0.6])
+                         + rows("Step-1 generator", 5, [10, 10.1, 9.9], [0.6, 0.6, 0.6]))
+    out = patience_study.paired(frame, reference=2).set_index("model")
+    assert out.loc["OneRanker", "best valid loss, relative change"] == "-7.50% ± 6.21%"
+    assert out.loc["OneRanker", "lower on seeds"] == "3 of 3"
+    assert out.loc["OneRanker", "gap closed HR@5, change"] == "+5.0 ± 12.4 points"
+    assert out.loc["OneRanker", "rule"] == "patience 2 stops on noise"
+    assert out.loc["Step-1 generator", "rule"] == "not separated"
+    refused = subprocess.run([sys.executable, str(ROOT / "scripts" / "patience_study.py"), "--patience", "2"],
+                             cwd=ROOT, capture_output=True, text=True)
+    assert refused.returncode == 2 and "two or more distinct values" in refused.stderr
