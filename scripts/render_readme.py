@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 import benchmark_table  # noqa: E402  (scripts/, beside this file)
 import paper_histories  # noqa: E402
-from oneranker import paper, realdata, reference, tables  # noqa: E402
+import patience_study  # noqa: E402
+from oneranker import config, paper, realdata, reference, tables  # noqa: E402
 from oneranker.metrics import mean_ci  # noqa: E402
 
 QUICK = ROOT / "results" / "quick"
@@ -147,6 +148,16 @@ def stopping() -> str:
                 "ended by early stopping": f"{(g['ended by'] == 'early stopping').sum()} of {len(g)}"}
             for v, g in st.groupby("variant", sort=False)}
     return markdown_table(pd.DataFrame.from_dict(rows, orient="index").rename_axis("model (quick)"))
+
+
+def patience_study_block() -> str:
+    """scripts/patience_study.py at the quick profile: the full model and the Step-1 generator
+    trained with today's patience and a larger one, per model and patience, and paired by seed
+    against today's patience with the rule the script states before its runs."""
+    rows = pd.read_csv(QUICK / "patience_study.csv")
+    today = config.make_config("quick").train.patience
+    return (markdown_table(patience_study.summary(rows), index=False).rstrip("\n") + "\n\n"
+            + markdown_table(patience_study.paired(rows, today), index=False).rstrip("\n") + "\n")
 
 
 def paper_curves() -> str:
@@ -1673,6 +1684,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "targets": targets,
     "headroom": headroom,
     "stopping": stopping,
+    "patience-study": patience_study_block,
     "paper-curves": paper_curves,
     "paper-probes": paper_probes,
     "paper-seeds": paper_seeds,
