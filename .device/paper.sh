@@ -1,9 +1,9 @@
 #!/bin/bash
 # Next sittings: paper notebook 06 in two sittings (01-05 are committed under model code 228471b4;
 # 05 ran in two sittings on 2026-12-03: results/paper/notebook05_h200_bd6a44f.txt and _86ffb35.txt),
-# then, on the GPU it leaves idle, the GPU-only tests and the benchmarks of the README's H200 column
-# not yet measured (the queue at the end). Runs detached in /tmp/w.
-# usage: [SEEDS="0 1"] [RESULTS_IN=FILE] [DETERMINISTIC=1] bash /tmp/paper.sh REPO COMMIT [NOTEBOOKS [TRAIN_COMPILE]]
+# then, on the GPU it leaves idle, the benchmarks of the README's H200 column not yet measured (the
+# queue at the end; the GPU-only tests first with GPU_TESTS=1). Runs detached in /tmp/w.
+# usage: [SEEDS="0 1"] [RESULTS_IN=FILE] [DETERMINISTIC=1] [GPU_TESTS=1] bash /tmp/paper.sh REPO COMMIT [NOTEBOOKS [TRAIN_COMPILE]]
 #   NOTEBOOKS: e.g. "06" or "05 06" (default "06"); TRAIN_COMPILE: e.g. blocks (default: the profile's, off);
 #   DETERMINISTIC=1: reproduce --deterministic (both sittings of a notebook must run the same way)
 #   A notebook too long for one sitting runs in two (oneranker.study: the cache's results):
@@ -71,7 +71,7 @@ if [ "${GPU_TESTS:-0}" = 1 ]; then
   timeout 240 python3 -m pytest -q -p no:cacheprovider -rA -m gpu tests >> /tmp/out/gpu_tests.txt 2>&1
   rc=$?; stamp "gpu tests rc=$rc ($(tail -1 /tmp/out/gpu_tests.txt))"
 fi
-timeout 300 python3 benchmarks/model.py --quick --only train,mask --compile step1 > /tmp/out/model_train.txt 2>&1
+timeout 360 python3 benchmarks/model.py --quick --only train,mask --compile step1 > /tmp/out/model_train.txt 2>&1
 stamp "train rc=$?"
 timeout 150 python3 benchmarks/beam_search.py --quick > /tmp/out/beam_search.txt 2>&1
 stamp "beam rc=$?"

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 import benchmark_table  # noqa: E402  (scripts/, beside this file)
 import paper_histories  # noqa: E402
 import patience_study  # noqa: E402
-from oneranker import config, paper, realdata, reference, tables  # noqa: E402
+from oneranker import paper, realdata, reference, tables  # noqa: E402
 from oneranker.metrics import mean_ci  # noqa: E402
 
 QUICK = ROOT / "results" / "quick"
@@ -155,9 +155,9 @@ def patience_study_block() -> str:
     trained with today's patience and a larger one, per model and patience, and paired by seed
     against today's patience with the rule the script states before its runs."""
     rows = pd.read_csv(QUICK / "patience_study.csv")
-    today = config.make_config("quick").train.patience
+    reference = int(rows["patience"].min())         # the script's reference: its smallest patience
     return (markdown_table(patience_study.summary(rows), index=False).rstrip("\n") + "\n\n"
-            + markdown_table(patience_study.paired(rows, today), index=False).rstrip("\n") + "\n")
+            + markdown_table(patience_study.paired(rows, reference), index=False).rstrip("\n") + "\n")
 
 
 def paper_curves() -> str:
@@ -593,8 +593,9 @@ def _first_sittings(directory: Path = ROOT / "results" / "paper", seeds: tuple[i
 PYTEST_SUMMARY = re.compile(r"^=*[ \t]*(\d+ (?:passed|failed|skipped|errors?|deselected)\b.*?)[ \t]*=*[ \t]*$", re.M)
 PYTEST_FAILURE_HEADER = re.compile(r"^_{3,} (\S+) _{3,}$", re.M)
 PYTEST_OUTCOME = re.compile(r"^(?P<outcome>PASSED|FAILED|ERROR|SKIPPED) (?P<what>.+)$", re.M)
-# -rA's PASSES section: a header per passed test with its captured output, up to the next section
-PYTEST_PASSES_SECTION = re.compile(r"^=+ PASSES =+$.*?(?=^=+ [^\n]* =+$|\Z)", re.M | re.S)
+# -rA's PASSES (and XPASSES) section: a header per passed test with its captured output, up to the
+# next section (a '=== ... ===' line in a test's own output would end it early)
+PYTEST_PASSES_SECTION = re.compile(r"^=+ X?PASSES =+$.*?(?=^=+ [^\n]* =+$|\Z)", re.M | re.S)
 # The runs of every GPU-only test on the H200 (pytest -m gpu, or one of them), oldest first; the
 # queue of .device/paper.sh adds gpu_tests_h200_COMMIT.txt (-rA: every test's outcome named)
 GPU_TEST_RUNS = ("gpu_tests_marker_h200.txt", "gpu_tests_deterministic_h200_bd6a44f.txt")

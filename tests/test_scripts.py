@@ -435,6 +435,21 @@ def test_patience_study_applies_its_stated_rule_to_hand_made_runs():
     assert out.loc["OneRanker", "gap closed HR@5, change"] == "+5.0 ± 12.4 points"
     assert out.loc["OneRanker", "rule"] == "patience 2 stops on noise"
     assert out.loc["Step-1 generator", "rule"] == "not separated"
+    higher = frame.assign(**{"best valid loss": [10, 10, 10, 11, 11.5, 11.2, 10, 10, 10, 10, 10, 10]})
+    assert patience_study.paired(higher, reference=2).set_index("model").loc["OneRanker", "rule"] == \
+        "patience 5 ends higher"
+    one_seed = frame[frame["seed"] == 0]
+    assert set(patience_study.paired(one_seed, reference=2)["rule"]) == {"n/a (one seed: no CI)"}
+    assert patience_study.paired(frame, reference=5).empty   # only larger patiences are compared
+    try:
+        patience_study.paired(frame, reference=3)
+        raise AssertionError("a reference without runs was accepted")
+    except ValueError as err:
+        assert "no runs at the reference patience 3" in str(err)
     refused = subprocess.run([sys.executable, str(ROOT / "scripts" / "patience_study.py"), "--patience", "2"],
                              cwd=ROOT, capture_output=True, text=True)
     assert refused.returncode == 2 and "two or more distinct values" in refused.stderr
+    for argv, why in ((["--patience", "5", "2"], "must be the smallest"), (["--seeds", "0"], "two or more seeds")):
+        refused = subprocess.run([sys.executable, str(ROOT / "scripts" / "patience_study.py"), *argv],
+                                 cwd=ROOT, capture_output=True, text=True)
+        assert refused.returncode == 2 and why in refused.stderr, argv
