@@ -47,16 +47,14 @@ def variant_name(model: str, patience: int) -> str:
 
 
 def curves_summary(study: Study, model: str, patience: int) -> pd.DataFrame:
-    """Per seed: epochs trained, the best epoch, its validation loss and whether early stopping
-    ended the run, from the cached models' learning curves (:meth:`Study.learning_curves`)."""
-    curves = study.learning_curves({**MODELS[model], "train.patience": patience})
-    rows = []
-    for seed, g in curves.groupby("seed"):
-        best = g.loc[g["valid_loss"].idxmin()]
-        rows.append({"model": model, "patience": patience, "seed": seed, "epochs": int(g["epoch"].max()),
-                     "best epoch": int(best["epoch"]), "best valid loss": float(best["valid_loss"]),
-                     "stopped early": bool(g["stopped_early"].iloc[0])})
-    return pd.DataFrame(rows)
+    """Per seed: epochs trained, best epoch and what ended the run (:func:`tables.stopping_summary`
+    over the cached models' learning curves), with the best epoch's validation loss."""
+    curves = study.learning_curves({**MODELS[model], "train.patience": patience}).assign(variant=model)
+    stops = tables.stopping_summary(curves, study.configs({}, study.seeds[0])[0].train.epochs).reset_index()
+    best = curves.groupby("seed")["valid_loss"].min().rename("best valid loss").reset_index()
+    return (stops.merge(best, on="seed")
+            .assign(model=model, patience=patience, **{"stopped early": lambda t: t["ended by"] == "early stopping"})
+            [["model", "patience", "seed", "epochs", "best epoch", "best valid loss", "stopped early"]])
 
 
 def summary(rows: pd.DataFrame) -> pd.DataFrame:
