@@ -29,9 +29,10 @@ On a CPU (a smoke run at toy sizes):  python benchmarks/model.py --smoke
 from __future__ import annotations
 
 import argparse
-import sys
 import statistics
+import sys
 import time
+from collections.abc import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -201,6 +202,23 @@ def bench_rank(args, device) -> None:
             print(f"n = {n:5d}  {name:13s} {r:14.0f} candidates/s{versus}")
 
 
+def _request_times(request: Callable[[], torch.Tensor], repeats: int, device: torch.device) -> list[float]:
+    """Seconds of each of ``repeats`` calls of ``request``, sorted, after five warm-up calls (the
+    first compiles); synchronised around each call, so that a call's time is its GPU work too."""
+    for _ in range(5):
+        request()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        request()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)
+
+
 def _under_autocast(fn, device: torch.device):
     def call():
         with _autocast(device):
@@ -240,21 +258,20 @@ def bench_e2e(args, device) -> None:
         def request() -> torch.Tensor:
             return serve(model, batch)
 
-        for _ in range(5):
-            request()
-        times = []
-        for _ in range(args.e2e_repeats):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            request()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
-        times.sort()
-        med, p99 = statistics.median(times), times[min(len(times) - 1, int(0.99 * len(times)))]
         label = {"none": "flex, eager model", "request+graph": "flex, request compiled, CUDA graph"}.get(
             scope, f"flex, {scope} compiled")
+        try:
+            times = _request_times(request, args.e2e_repeats, device)
+        except Exception as e:
+            # named in the output, so that a crash is not read as the next contender's (on the H200 the
+            # whole request compiled crashed in inductor's autotuning, 2026-12-03); after a CUDA error
+            # the process's GPU context is unusable, so the contenders after it are not measured
+            error = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            print(f"{label:36s} failed: {type(e).__name__}: {error}")
+            if isinstance(e, torch.AcceleratorError):
+                raise
+            continue
+        med, p99 = statistics.median(times), times[min(len(times) - 1, int(0.99 * len(times)))]
         print(f"{label:36s} median {med * 1e3:7.2f} ms, p99 {p99 * 1e3:7.2f} ms, p99/median {p99 / med:.2f} "
               f"({len(times)} batches)")
 

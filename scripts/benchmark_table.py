@@ -22,7 +22,9 @@ PAPER = ROOT / "results" / "paper"
 # (a kind left out, or with one file: that file). A later sitting may measure only what an earlier
 # one missed, so a cell reads every file listed, and a line of the newer file wins over the older's.
 NEWEST_FIRST: dict[str, list[str]] = {
-    "model_train": ["model_train_h200_86ffb35.txt", "model_train_h200_bd6a44f.txt"],
+    "model_train": ["model_train_h200_cb8a1b5.txt", "model_train_h200_86ffb35.txt", "model_train_h200_bd6a44f.txt"],
+    "beam_search": ["beam_search_h200_cb8a1b5.txt", "beam_search_h200_bd6a44f.txt"],
+    "model_e2e": ["model_e2e_h200_cb8a1b5_2.txt", "model_e2e_h200_cb8a1b5.txt", "model_e2e_h200_bd6a44f.txt"],
 }
 
 SEARCH_ROW = re.compile(r"^\s*(?P<users>\d+)\s+(?P<eager_ms>[\d.]+)\s+(?P<eager>\d+)\s+(?P<graph_ms>[\d.na]+)\s+"
@@ -33,6 +35,8 @@ RANK_ROW = re.compile(r"^n =\s+(?P<n>\d+)\s+(?P<name>pass-through|re-encode|comp
                       r"(?:, (?P<ratio>[\d.]+)x re-encode)?")
 E2E_ROW = re.compile(r"^(?P<name>flex, .+?)\s+median\s+(?P<median>[\d.]+) ms, p99\s+(?P<p99>[\d.]+) ms, "
                      r"p99/median (?P<ratio>[\d.]+)")
+E2E_FAIL = re.compile(r"^(?P<name>flex, .+?)\s+failed: (?P<error>.+)$")
+CUDA_CRASH = re.compile(r"^torch\.AcceleratorError: (?P<error>.+)$")
 ATTENTION_ROW = re.compile(r"^\s*(?P<d>\d+)\s+(?P<heads>\d+)\s+(?P<S>\d+)\s+(?P<B>\d+)\s+(?P<flex>[\d.]+)\s+"
                            r"(?P<sdpa>[\d.]+)\s+(?P<flash>[\d.]+)\s+(?P<sdpa_over_flex>[\d.]+)\s+"
                            r"(?P<flex_vs_flash>[\d.]+)\s+(?P<build>[\d.]+)$")
@@ -180,11 +184,23 @@ def ranking_others(text: str) -> tuple[str, str]:
     return ("; ".join(cells), "") if cells else _missing("no 64- or 1,024-candidate line")
 
 
+def e2e_failures(text: str) -> list[str]:
+    """The end-to-end contenders that failed, each with its error: the benchmark's own ``failed:``
+    lines, and, from outputs written before it named them, an uncaught CUDA error (the run's
+    crash, its contender unnamed). A contender measured in any output read is not listed."""
+    measured = {r["name"] for r in rows_of(E2E_ROW, text)}
+    named = [f"{r['name']} failed ({r['error']})" for r in rows_of(E2E_FAIL, text, ("name",))
+             if r["name"] not in measured]
+    unnamed = [f"a run crashed ({r['error']})" for r in rows_of(CUDA_CRASH, text, ("error",))]
+    return named + unnamed
+
+
 def end_to_end(text: str) -> tuple[str, str]:
     rows = rows_of(E2E_ROW, text, ("name",))
+    failures = e2e_failures(text)
     if not rows:
-        return _missing("no contender line")
-    cell = "; ".join(f"{r['name']}: median {r['median']} ms, p99/median {r['ratio']}" for r in rows)
+        return _missing("no contender line" + "".join(f"; {f}" for f in failures))
+    cell = "; ".join([f"{r['name']}: median {r['median']} ms, p99/median {r['ratio']}" for r in rows] + failures)
     ok = [r["name"] for r in rows if float(r["median"]) <= 10 and float(r["ratio"]) <= 1.5]
     return cell, ("met by " + "; ".join(ok) if ok else "missed")
 

@@ -195,23 +195,54 @@ def test_the_whole_loss_compiles_to_one_graph_and_matches_eager(tiny_prepared):
     assert float(whole["total"]) == float(eager["total"])       # loss_terms = the draws, then this loss
 
 
-def test_a_whole_serving_request_compiles_to_one_graph(tiny_prepared):
-    """Prefill, generation (top-n over the catalogue) and ranking with passed-through K/V
-    trace as one graph: the compiled (and CUDA-graphed) request of benchmarks/model.py."""
+def _serving_request(model):
+    """A whole serving request as benchmarks/model.py compiles it: prefill, generation (top-n over
+    the catalogue), ranking with passed-through K/V; the candidates and their scores."""
     from oneranker.generate import rank_candidates, topk_candidates
-
-    model = build_model(tiny_config(), tiny_prepared).eval()
-    batch = _batch(tiny_prepared, tiny_config())
 
     def serve(batch):
         state = model.encode(batch)
         interest, value = model.generator_scores(state)
-        return rank_candidates(model, state, topk_candidates(interest, value, 10))
+        candidates = topk_candidates(interest.float(), value.float(), 10)
+        return candidates, rank_candidates(model, state, candidates)
+    return serve
 
+
+def test_a_whole_serving_request_compiles_to_one_graph(tiny_prepared):
+    """The serving request traces as one graph, and the traced graph (``aot_eager``: the trace
+    without code generation) returns eager's candidates and scores."""
+    model = build_model(tiny_config(), tiny_prepared).eval()
+    batch = _batch(tiny_prepared, tiny_config())
+    serve = _serving_request(model)
     torch._dynamo.reset()
     with torch.no_grad():
         report = torch._dynamo.explain(serve)(batch)
+        eager, traced = serve(batch), torch.compile(serve, backend="aot_eager")(batch)
     assert (report.graph_count, report.graph_break_count) == (1, 0), [r.reason for r in report.break_reasons]
+    assert torch.equal(traced[0], eager[0])
+    torch.testing.assert_close(traced[1], eager[1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="inductor's GPU kernels exist on a GPU only")
+@pytest.mark.parametrize("mode", [None, "reduce-overhead"])
+def test_the_serving_request_compiled_on_the_gpu_matches_eager(tiny_prepared, mode):
+    """The whole request compiled by inductor (its Triton kernels; with ``reduce-overhead`` also
+    replayed as a CUDA graph) returns eager's candidates and scores on the GPU. At the paper's
+    sizes its first call crashed on the H200 in inductor's runtime autotuning (2026-12-03, README
+    "GPU benchmarks"); this checks the same request at the tiny sizes."""
+    model = build_model(tiny_config(**{"model.attention": "flex"}), tiny_prepared).eval().cuda()
+    batch = {k: v.cuda() for k, v in _batch(tiny_prepared, tiny_config()).items()}
+    serve = _serving_request(model)
+    torch._dynamo.reset()
+    with torch.no_grad():
+        eager = serve(batch)
+        compiled = torch.compile(serve, dynamic=False, mode=mode)
+        for _ in range(3):                 # reduce-overhead records its graph on a later call
+            out = compiled(batch)
+        torch.cuda.synchronize()
+    assert torch.equal(out[0], eager[0])
+    torch.testing.assert_close(out[1], eager[1], rtol=1e-4, atol=1e-5)
 
 
 def test_input_checks_still_raise_on_the_cpu(tiny_prepared):

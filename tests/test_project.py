@@ -385,6 +385,29 @@ def test_the_gpu_benchmark_table_reads_each_h200_cell_from_its_output(tmp_path, 
     assert verdict == "met by flex, request compiled, CUDA graph; flex, eager model"
 
 
+def test_the_end_to_end_cell_names_the_contenders_that_failed(monkeypatch):
+    """A contender that failed is listed with its error beside the measured ones: the benchmark's
+    own 'failed:' line (its contender named), or an uncaught CUDA error in an older output (the
+    run named, not the contender); a contender measured in another output read is not listed as
+    failed, and failures alone are no measurement."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import benchmark_table as bt
+
+    measured = "flex, eager model                    median    9.50 ms, p99   11.40 ms, p99/median 1.20 (20 batches)\n"
+    failed = ("flex, request compiled               failed: AcceleratorError: CUDA error: bad address\n"
+              "flex, step1 compiled                 failed: RuntimeError: no kernel\n")
+    crash = "Traceback (most recent call last):\ntorch.AcceleratorError: CUDA error: illegal access\n"
+    later = "flex, step1 compiled                 median   12.00 ms, p99   13.20 ms, p99/median 1.10 (20 batches)\n"
+    cell, verdict = bt.end_to_end(measured + failed + crash + later)
+    assert cell == ("flex, eager model: median 9.50 ms, p99/median 1.20; flex, step1 compiled: median 12.00 ms, "
+                    "p99/median 1.10; flex, request compiled failed (AcceleratorError: CUDA error: bad address); "
+                    "a run crashed (CUDA error: illegal access)")
+    assert verdict == "met by flex, eager model"
+    assert bt.end_to_end(failed) == (
+        "not in the output (no contender line; flex, request compiled failed (AcceleratorError: CUDA error: bad "
+        "address); flex, step1 compiled failed (RuntimeError: no kernel))", "not measured")
+
+
 def test_a_pending_second_sitting_finds_the_code_its_first_sitting_ran():
     """A notebook split over two GPU sittings (README "A notebook in two sittings") reads the first
     sitting's results only under the model and result code that computed them (their versions key
