@@ -16,16 +16,7 @@ if [ -n "$SEEDS" ] && [ "$(echo $SEEDS | tr ' ' '\n' | sort -u | wc -l)" -lt 2 ]
   echo "SEEDS=\"$SEEDS\": give at least two distinct seeds (each notebook's CIs need two)" | tee /tmp/out/progress.log >&2
   touch /tmp/out/DONE; exit 2
 fi
-echo $$ > /tmp/out/paper.pid   # a session leader under setsid: stop.sh ends its session
-LOG=/tmp/out/progress.log
-stamp() { echo "$(date -u +%FT%TZ) $*" >> $LOG; }
-stamp start
-rm -rf /tmp/w && mkdir -p /tmp/w && cp -r "$1"/. /tmp/w/
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site $(ls /tmp/w/wheels/*.whl | grep -v oneranker) > /tmp/out/pip.log 2>&1
-stamp "installed rc=$?"
-export PYTHONPATH=/tmp/w:/tmp/site PYTHONUNBUFFERED=1 ONERANKER_COMMIT=$2
-cd /tmp/w
-nvidia-smi > /tmp/out/nvidia_smi_start.txt 2>&1
+. "$(dirname "$0")/setup.sh" "$1" "$2"
 MPS=--mps
 PARTIAL=${SEEDS:+1}          # SEEDS given: a first sitting that only fills the results cache
 SEEDS=${SEEDS:-0 1 2}

@@ -173,12 +173,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def check_gpu_sharing(args: argparse.Namespace) -> None:
     """``--mps`` needs a CUDA device and CUDA's MPS control program: refused before any work."""
     from .pool import check_mps
-    from .runtime import resolve_device
 
     if args.mps:
-        if resolve_device(args.device).type != "cuda":
-            raise ValueError(f"--mps shares a CUDA device between processes; --device {args.device} is not one")
-        check_mps()
+        check_mps(args.device)
 
 
 def train_compile_env(args: argparse.Namespace) -> dict[str, str | None]:

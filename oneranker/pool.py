@@ -153,9 +153,16 @@ MPS_CONTROL = "nvidia-cuda-mps-control"
 MPS_ENV = ("CUDA_MPS_PIPE_DIRECTORY", "CUDA_MPS_LOG_DIRECTORY")
 
 
-def check_mps() -> str:
+def check_mps(device: str | None = None) -> str:
     """The path of CUDA's MPS control program, or an error naming what is missing (asked before
-    any work: a run that asks for MPS and cannot have it must not start without it)."""
+    any work: a run that asks for MPS and cannot have it must not start without it). With
+    ``device`` (the run's ``--device``), also an error unless it is a CUDA device: MPS shares one
+    between processes."""
+    if device is not None:
+        from .runtime import resolve_device
+
+        if resolve_device(device).type != "cuda":
+            raise ValueError(f"--mps shares a CUDA device between processes; --device {device} is not one")
     path = shutil.which(MPS_CONTROL)
     if path is None:
         raise FileNotFoundError(f"--mps needs CUDA's Multi-Process Service: {MPS_CONTROL} is not on PATH "

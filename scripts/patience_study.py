@@ -36,6 +36,7 @@ import pandas as pd
 
 from oneranker import baselines, tables
 from oneranker.metrics import mean_ci
+from oneranker.pool import check_mps, mps
 from oneranker.study import Study
 
 MODELS = {"OneRanker": {}, "Step-1 generator": dict(baselines.HSTU)}
@@ -104,6 +105,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--cache", default="cache")
     ap.add_argument("--workers", type=int, default=None, help="training processes (default: the package's)")
+    ap.add_argument("--mps", action="store_true",
+                    help="train under CUDA's Multi-Process Service (oneranker.pool.mps), as the paper notebooks do")
     ap.add_argument("--out", default=None, help="CSV of the per-seed rows")
     args = ap.parse_args()
     if len(args.patience) < 2 or min(args.patience) < 0 or len(set(args.patience)) != len(args.patience):
@@ -112,10 +115,16 @@ def main() -> None:
         ap.error(f"--patience: the first value is the reference and must be the smallest, got {args.patience}")
     if len(set(args.seeds)) < 2:
         ap.error(f"--seeds needs two or more seeds (a CI over seeds), got {args.seeds}")
+    if args.mps:
+        try:
+            check_mps(args.device)
+        except (ValueError, FileNotFoundError) as e:
+            ap.error(str(e))
     t0 = time.time()
     study = Study(args.profile, tuple(args.seeds), args.cache, args.device, workers=args.workers)
     variants = {variant_name(m, p): {**o, "train.patience": p} for p in args.patience for m, o in MODELS.items()}
-    res = tables.with_gap_closed(study.grid(variants))
+    with mps(args.mps):
+        res = tables.with_gap_closed(study.grid(variants))
     served = pd.concat([res[(res["variant"] == variant_name(m, p)) & (res["list"] == SERVED[m])]
                         .assign(model=m, patience=p) for p in args.patience for m in MODELS])
     curves = pd.concat([curves_summary(study, m, p) for p in args.patience for m in MODELS])

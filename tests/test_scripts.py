@@ -449,7 +449,8 @@ def test_patience_study_applies_its_stated_rule_to_hand_made_runs():
     refused = subprocess.run([sys.executable, str(ROOT / "scripts" / "patience_study.py"), "--patience", "2"],
                              cwd=ROOT, capture_output=True, text=True)
     assert refused.returncode == 2 and "two or more distinct values" in refused.stderr
-    for argv, why in ((["--patience", "5", "2"], "must be the smallest"), (["--seeds", "0"], "two or more seeds")):
+    for argv, why in ((["--patience", "5", "2"], "must be the smallest"), (["--seeds", "0"], "two or more seeds"),
+                      (["--mps", "--device", "cpu"], "--device cpu is not one")):
         refused = subprocess.run([sys.executable, str(ROOT / "scripts" / "patience_study.py"), *argv],
                                  cwd=ROOT, capture_output=True, text=True)
         assert refused.returncode == 2 and why in refused.stderr, argv

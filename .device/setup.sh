@@ -1,0 +1,16 @@
+# Sourced (not run) by paper.sh and job.sh on the device machine: it records the detached run's pid
+# for stop.sh, starts the progress log and its stamp function, copies the sent tree to /tmp/w (so that
+# a later call, which replaces the carried tree, cannot change a running job's code), installs the
+# carried wheels into /tmp/site, and leaves the job in /tmp/w with the environment set.
+# usage: . "$(dirname "$0")/setup.sh" REPO COMMIT
+mkdir -p /tmp/out
+echo $$ > /tmp/out/paper.pid   # a session leader under setsid: stop.sh ends its session
+LOG=/tmp/out/progress.log
+stamp() { echo "$(date -u +%FT%TZ) $*" >> $LOG; }
+stamp start
+rm -rf /tmp/w && mkdir -p /tmp/w && cp -r "$1"/. /tmp/w/
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site $(ls /tmp/w/wheels/*.whl | grep -v oneranker) > /tmp/out/pip.log 2>&1
+stamp "installed rc=$?"
+export PYTHONPATH=/tmp/w:/tmp/site PYTHONUNBUFFERED=1 ONERANKER_COMMIT=$2
+cd /tmp/w
+nvidia-smi > /tmp/out/nvidia_smi_start.txt 2>&1
