@@ -594,8 +594,11 @@ PYTEST_SUMMARY = re.compile(r"^=*[ \t]*(\d+ (?:passed|failed|skipped|errors?|des
 PYTEST_FAILURE_HEADER = re.compile(r"^_{3,} (\S+) _{3,}$", re.M)
 PYTEST_OUTCOME = re.compile(r"^(?P<outcome>PASSED|FAILED|ERROR|SKIPPED) (?P<what>.+)$", re.M)
 # -rA's PASSES (and XPASSES) section: a header per passed test with its captured output, up to the
-# next section (a '=== ... ===' line in a test's own output would end it early)
-PYTEST_PASSES_SECTION = re.compile(r"^=+ X?PASSES =+$.*?(?=^=+ [^\n]* =+$|\Z)", re.M | re.S)
+# next of pytest's own sections (by title: a '=== ... ===' banner in a test's captured output does
+# not end it) or the final summary line
+PYTEST_SECTION_AFTER_PASSES = (r"(?:FAILURES|ERRORS|X?PASSES|warnings summary|short test summary info"
+                               r"|slowest \S+ durations|\d+ (?:passed|failed|skipped|errors?|deselected)\b[^\n]*)")
+PYTEST_PASSES_SECTION = re.compile(rf"^=+ X?PASSES =+$.*?(?=^=+ {PYTEST_SECTION_AFTER_PASSES} =+$|\Z)", re.M | re.S)
 # The runs of every GPU-only test on the H200 (pytest -m gpu, or one of them), oldest first; the
 # queue of .device/paper.sh adds gpu_tests_h200_COMMIT.txt (-rA: every test's outcome named)
 GPU_TEST_RUNS = ("gpu_tests_marker_h200.txt", "gpu_tests_deterministic_h200_bd6a44f.txt")

@@ -441,8 +441,8 @@ def test_the_readme_reads_a_gpu_test_run_by_its_summary_and_named_outcomes(monke
     """scripts/render_readme.py's GPU-test rows, hand-made pytest outputs: the last summary line,
     the tests named failed or skipped by -rA (PASSED lines left out), a failure named only by its
     traceback header (a run without -rA), a passed test's header in -rA's PASSES section (its
-    captured output, not a failure: the H200 run of 86ffb35 listed 16 passed tests as failed), and
-    a run cut before its summary."""
+    captured output, not a failure: the H200 run of 86ffb35 listed 16 passed tests as failed), also
+    past a '=== ... ===' banner in that output, and a run cut before its summary."""
     monkeypatch.syspath_prepend(str(ROOT / "scripts"))
     import render_readme
 
@@ -461,6 +461,9 @@ def test_the_readme_reads_a_gpu_test_run_by_its_summary_and_named_outcomes(monke
     assert render_readme.gpu_test_run(passes)["failed or skipped"] == "FAILED t.py::test_three"
     assert render_readme.gpu_test_run(passes.replace("PASSED t.py::test_one\n", ""))["failed or skipped"] == \
         "FAILED t.py::test_three"
+    # a banner in a passed test's captured output does not end the PASSES section early
+    banner = passes.replace("warning\n", "warning\n=== a benchmark's banner ===\n_____ not_a_failure _____\n")
+    assert render_readme.gpu_test_run(banner)["failed or skipped"] == "FAILED t.py::test_three"
     assert render_readme.gpu_test_run("..\n")["pytest's summary"] == "none (cut short)"
 
 
