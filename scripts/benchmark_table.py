@@ -33,9 +33,9 @@ GENERATION = re.compile(r"shared vs per-beam copies: (?P<ratio>[\d.]+)x")
 GENERATION_ROW = re.compile(r"^(?P<name>shared history|per-beam copies)\s+(?P<ms>[\d.]+) ms")
 RANK_ROW = re.compile(r"^n =\s+(?P<n>\d+)\s+(?P<name>pass-through|re-encode|compiled)\s+(?P<rate>\d+) candidates/s"
                       r"(?:, (?P<ratio>[\d.]+)x re-encode)?")
-E2E_ROW = re.compile(r"^(?P<name>flex, .+?)\s+median\s+(?P<median>[\d.]+) ms, p99\s+(?P<p99>[\d.]+) ms, "
+E2E_ROW = re.compile(r"^(?P<name>(?:flex|sdpa), .+?)\s+median\s+(?P<median>[\d.]+) ms, p99\s+(?P<p99>[\d.]+) ms, "
                      r"p99/median (?P<ratio>[\d.]+)")
-E2E_FAIL = re.compile(r"^(?P<name>flex, .+?)\s+failed: (?P<error>.+)$")
+E2E_FAIL = re.compile(r"^(?P<name>(?:flex|sdpa), .+?)\s+failed: (?P<error>.+)$")
 CUDA_CRASH = re.compile(r"^torch\.AcceleratorError: (?P<error>.+)$")
 ATTENTION_ROW = re.compile(r"^\s*(?P<d>\d+)\s+(?P<heads>\d+)\s+(?P<S>\d+)\s+(?P<B>\d+)\s+(?P<flex>[\d.]+)\s+"
                            r"(?P<sdpa>[\d.]+)\s+(?P<flash>[\d.]+)\s+(?P<sdpa_over_flex>[\d.]+)\s+"

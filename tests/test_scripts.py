@@ -357,14 +357,16 @@ def test_model_benchmark_training_rows_are_what_the_readme_table_reads():
 def test_model_benchmark_measures_the_end_to_end_contenders_asked_in_their_order():
     """benchmarks/model.py --only e2e --e2e-contenders: the contenders named, in the order given
     (a short GPU call measures the aimed-at ones first: on 2026-12-03 the H200's 240 s ended
-    after the first two of five), each a line with its median and p99/median."""
+    after the first two of five), each a line with its median and p99/median, named as measured
+    (on the CPU: SDPA, nothing compiled)."""
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "model.py"), "--smoke", "--only", "e2e",
                           "--e2e-contenders", "request", "none"], cwd=ROOT, capture_output=True, text=True,
                          check=True).stdout
-    lines = [line for line in out.splitlines() if line.startswith("flex, ") and "p99/median" in line]
-    assert [line.split("  ")[0] for line in lines] == ["flex, request compiled", "flex, eager model"]
-    cell, _ = _benchmark_table().end_to_end(out)
-    assert [part.split(":")[0] for part in cell.split("; ")] == ["flex, request compiled", "flex, eager model"]
+    names = ["sdpa, eager model (request compiles on CUDA only)", "sdpa, eager model"]   # as measured on the CPU
+    table = _benchmark_table()
+    assert [r["name"] for r in table.rows_of(table.E2E_ROW, out)] == names
+    cell, _ = table.end_to_end(out)
+    assert [part.split(":")[0] for part in cell.split("; ")] == names
 
 
 def test_paper_histories_writes_each_cached_models_curve_and_summarises_it(tmp_path):
