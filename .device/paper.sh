@@ -3,7 +3,7 @@
 # 05 ran in two sittings on 2026-12-03: results/paper/notebook05_h200_bd6a44f.txt and _86ffb35.txt),
 # then, on the GPU it leaves idle, the benchmarks of the README's H200 column not yet measured (the
 # queue at the end; the GPU-only tests first with GPU_TESTS=1). Runs detached in /tmp/w.
-# usage: [SEEDS="0 1"] [RESULTS_IN=FILE] [DETERMINISTIC=1] [GPU_TESTS=1] bash /tmp/paper.sh REPO COMMIT [NOTEBOOKS [TRAIN_COMPILE]]
+# usage: [SEEDS="0 1"] [RESULTS_IN=FILE] [DETERMINISTIC=1] [GPU_TESTS=1|K] bash /tmp/paper.sh REPO COMMIT [NOTEBOOKS [TRAIN_COMPILE]]
 #   NOTEBOOKS: e.g. "06" or "05 06" (default "06"); TRAIN_COMPILE: e.g. blocks (default: the profile's, off);
 #   DETERMINISTIC=1: reproduce --deterministic (both sittings of a notebook must run the same way)
 #   A notebook too long for one sitting runs in two (oneranker.study: the cache's results):
@@ -57,15 +57,19 @@ done
 # The training step with its block masks was measured on 2026-12-03 (results/paper/model_train_h200_cb8a1b5.txt:
 # step1 compiled 1.58x eager, MFU 23.4%, compiled block mask 1.5% of the step), so it is no longer queued.
 # GPU_TESTS=1 runs every GPU-only test first: all passed at model code 228471b4
-# (results/paper/gpu_tests_h200_86ffb35.txt) before the test of the compiled serving request was added; it
-# checks, at tiny sizes, the request whose compile crashed at the paper's sizes (README "GPU benchmarks").
+# (results/paper/gpu_tests_h200_86ffb35.txt) before the tests of the compiled serving request were added;
+# GPU_TESTS=compiled_serving_part runs only those (tests/test_generate.py: each part of the request whose
+# compile crashed at the benchmark's sizes, compiled alone in a process of its own, to name the part).
 # Then beam search's generation part (150 s ended it after the search part on 2026-12-03), then the
 # compiled request once more under CUDA_LAUNCH_BLOCKING=1, to name the kernel that fails (its times,
 # blocking, are not the table's: collect.sh keeps it as model_e2e_blocking_h200_COMMIT.txt).
 stamp "queue start"
-if [ "${GPU_TESTS:-0}" = 1 ]; then
-  echo "# device: $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1), $(date -u +%F); commit $2; python -m pytest -q -p no:cacheprovider -rA -m gpu tests (every test marked gpu)" > /tmp/out/gpu_tests.txt
-  timeout 240 python3 -m pytest -q -p no:cacheprovider -rA -m gpu tests >> /tmp/out/gpu_tests.txt 2>&1
+if [ "${GPU_TESTS:-0}" != 0 ]; then
+  # GPU_TESTS=1: every test marked gpu; another value: those that pytest's -k selects by it
+  K=(); what="every test marked gpu"
+  [ "$GPU_TESTS" != 1 ] && { K=(-k "$GPU_TESTS"); what="the tests marked gpu that -k '$GPU_TESTS' selects"; }
+  echo "# device: $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1), $(date -u +%F); commit $2; python -m pytest -q -p no:cacheprovider -rA -m gpu ${K[*]} tests ($what)" > /tmp/out/gpu_tests.txt
+  timeout 480 python3 -m pytest -q -p no:cacheprovider -rA -m gpu "${K[@]}" tests >> /tmp/out/gpu_tests.txt 2>&1
   rc=$?; stamp "gpu tests rc=$rc ($(tail -1 /tmp/out/gpu_tests.txt))"
 fi
 timeout 300 python3 benchmarks/beam_search.py --quick > /tmp/out/beam_search.txt 2>&1

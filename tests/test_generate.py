@@ -1,5 +1,9 @@
 """Generation: merged top-K, trie-constrained beam search vs exhaustive scoring, cached K/V ranking."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -158,3 +162,34 @@ def test_beam_generation_refuses_scores_that_are_not_sums_over_codes(tiny_prepar
     batch = Collator(tiny_prepared, cfg.data.max_history_len)([tiny_prepared.requests["test"][0]])
     with pytest.raises(ValueError, match="codes alone"):
         beam_generate(model, batch, PrefixTrie(model.items.codes.numpy()), beam_size=4)
+
+
+COMPILE_CHECK = Path(__file__).resolve().parents[1] / "benchmarks" / "compile_check.py"
+
+
+def _compile_check(*argv: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """benchmarks/compile_check.py in a process of its own: a CUDA error there (the compiled request
+    crashed on the H200) cannot leave this test session's GPU context unusable."""
+    return subprocess.run([sys.executable, str(COMPILE_CHECK), *argv], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_the_compile_check_compares_a_compiled_part_with_eager():
+    """The script behind the GPU tests below, at toy sizes on this machine: the compiled
+    deduplication returns eager's ids and says so."""
+    done = _compile_check("--part", "first_unique", "--items", "50", "--n", "5", "--requests", "2")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "first_unique compiled (default): ids equal (0 of 10 differ), no scores: ok" in done.stdout
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="inductor's GPU kernels exist on a GPU only")
+@pytest.mark.parametrize("part", ["first_unique", "topk", "request"])
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_a_compiled_serving_part_on_the_gpu_matches_eager(part, mode):
+    """Each part of the serving request compiled by inductor for the GPU, at the end-to-end
+    benchmark's sizes, returns eager's candidates (and scores): at those sizes the whole request
+    crashed on the H200 in inductor's autotuning (2026-12-03, README "GPU benchmarks"); the part
+    that fails here names where."""
+    done = _compile_check("--part", part, "--mode", mode)
+    assert done.returncode == 0, (done.stdout[-1000:], done.stderr[-3000:])
