@@ -4,6 +4,13 @@
 # carried wheels into /tmp/site, and leaves the job in /tmp/w with the environment set.
 # usage: . "$(dirname "$0")/setup.sh" REPO COMMIT
 mkdir -p /tmp/out
+# one job at a time: a second would delete the first's tree (/tmp/w, its cache too) and take its pid file
+# from stop.sh; run stop.sh first to replace a running job
+old=$(cat /tmp/out/paper.pid 2>/dev/null)
+if [ -n "$old" ] && [ "$old" != $$ ] && kill -0 "$old" 2>/dev/null; then
+  echo "a job is still running (pid $old, /tmp/out/paper.pid): bash /tmp/stop.sh first" >&2; exit 3
+fi
+rm -f /tmp/out/DONE            # a DONE left by an earlier job or stop.sh would end wait.sh at once
 echo $$ > /tmp/out/paper.pid   # a session leader under setsid: stop.sh ends its session
 LOG=/tmp/out/progress.log
 stamp() { echo "$(date -u +%FT%TZ) $*" >> $LOG; }

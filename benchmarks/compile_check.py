@@ -12,8 +12,11 @@ leaves the process's GPU context unusable; tests/test_generate.py does so).
 * ``topk``: the generator's merged top-n over the catalogue (per-head top-k, then first_unique);
 * ``request``: the whole request (prefill, top-n, ranking from passed-through K/V).
 
-Exit status 0 when the compiled part returns eager's ids (exactly) and scores (to bf16's
-rounding); 1 with the first differences otherwise; a crash exits with the error.
+Exit status 0 when the compiled part agrees with eager: the deduplication and the top-n return
+eager's ids exactly (fp32 scores in, no ties to break differently); the request, which runs under
+bf16 autocast on a GPU as the benchmark does, returns at least 90% of eager's candidates (bf16
+scores tie, and a tie may be broken either way) with their scores within bf16's rounding. 3 when
+it ran and disagreed (the line says by how much); a crash exits with its error (1).
 
     python benchmarks/compile_check.py --part topk [--mode reduce-overhead] [--d 512 --history 2048]
 """
@@ -58,6 +61,32 @@ def part_function(part: str, args: argparse.Namespace, device: torch.device):
     return serve, (batch,)
 
 
+MISMATCH = 3          # the exit status of a part that ran but disagreed with eager (a crash exits 1)
+SHARED_CANDIDATES = 0.9
+
+
+def agreement(eager: tuple[torch.Tensor, torch.Tensor | None], out: tuple[torch.Tensor, torch.Tensor | None],
+              low_precision: bool) -> tuple[bool, str]:
+    """Whether the compiled output ``out`` agrees with ``eager``, and a line saying how far. Ids alone
+    must be equal; a request's candidates are compared per request as sets (the share of the compiled
+    request's candidates that eager returns too), and its scores on the candidates both return (a
+    candidate's score does not depend on the others: they never see each other)."""
+    ids_e, scores_e = eager
+    ids_o, scores_o = out
+    if scores_e is None:
+        same = torch.equal(ids_o, ids_e)
+        return same, f"ids {'equal' if same else 'DIFFER'} ({int((ids_o != ids_e).sum())} of {ids_e.numel()} differ)"
+    match = ids_o[:, :, None] == ids_e[:, None, :]                       # [B, n compiled, n eager]
+    share = int(match.any(2).sum()) / ids_o.numel()                     # exact: a count over a count
+    gaps = (scores_o[:, :, None] - scores_e[:, None, :]).abs()[match]
+    gap = float(gaps.max()) if gaps.numel() else float("inf")
+    scale = max(1.0, float(scores_e.abs().max()))
+    tolerance = (3e-2 if low_precision else 1e-4) * scale                # bf16 keeps 8 bits of mantissa
+    ok = share >= SHARED_CANDIDATES and gap <= tolerance
+    return ok, (f"{share:.1%} of the candidates shared (at least {SHARED_CANDIDATES:.0%}), largest score difference "
+                f"on them {gap:.3g} (at most {tolerance:.3g})")
+
+
 def as_pair(out) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(ids, scores or None) of a part's output."""
     return (out[0], out[1]) if isinstance(out, tuple) else (out, None)
@@ -86,14 +115,9 @@ def main() -> int:
         out = as_pair(tuple(t.clone() if t is not None else None for t in as_pair(out)))
         if device.type == "cuda":
             torch.cuda.synchronize()
-    same_ids = torch.equal(out[0], eager[0])
-    score_gap = float((out[1] - eager[1]).abs().max()) if eager[1] is not None else None
-    ok = same_ids and (score_gap is None or score_gap <= 2e-2)     # bf16 scores: a few units of its last place
-    scores = "no scores" if score_gap is None else f"largest score difference {score_gap:.3g}"
-    print(f"{args.part} compiled ({args.mode}): ids {'equal' if same_ids else 'DIFFER'} "
-          f"({int((out[0] != eager[0]).sum())} of {out[0].numel()} differ), {scores}: "
-          f"{'ok' if ok else 'MISMATCH'}", flush=True)
-    return 0 if ok else 1
+    ok, how = agreement(eager, out, low_precision=args.part == "request" and device.type == "cuda")
+    print(f"{args.part} compiled ({args.mode}): {how}: {'ok' if ok else 'MISMATCH'}", flush=True)
+    return 0 if ok else MISMATCH
 
 
 if __name__ == "__main__":

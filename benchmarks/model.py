@@ -219,6 +219,24 @@ def _request_times(request: Callable[[], torch.Tensor], repeats: int, device: to
     return sorted(times)
 
 
+def _gpu_context_lost(error: BaseException, device: torch.device) -> bool:
+    """Whether ``error`` left the process's CUDA context unusable: a CUDA error anywhere in its chain
+    (the compiler wraps one raised while it autotunes), or one the device reports on the next
+    synchronisation (kernel errors arrive asynchronously)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, torch.AcceleratorError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    if device.type != "cuda":
+        return False
+    try:
+        torch.cuda.synchronize()
+    except Exception:
+        return True
+    return False
+
+
 def _under_autocast(fn, device: torch.device):
     def call():
         with _autocast(device):
@@ -276,7 +294,7 @@ def bench_e2e(args, device) -> None:
             # the process's GPU context is unusable, so the contenders after it are not measured
             error = str(e).strip().splitlines()[0] if str(e).strip() else ""
             print(f"{label:36s} failed: {type(e).__name__}: {error}")
-            if isinstance(e, torch.AcceleratorError):
+            if _gpu_context_lost(e, device):
                 raise
             continue
         med, p99 = statistics.median(times), times[min(len(times) - 1, int(0.99 * len(times)))]

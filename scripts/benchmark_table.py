@@ -187,11 +187,14 @@ def ranking_others(text: str) -> tuple[str, str]:
 def e2e_failures(text: str) -> list[str]:
     """The end-to-end contenders that failed, each with its error: the benchmark's own ``failed:``
     lines, and, from outputs written before it named them, an uncaught CUDA error (the run's
-    crash, its contender unnamed). A contender measured in any output read is not listed."""
+    crash, its contender unnamed; the benchmark re-raises a CUDA error after naming it, so a crash
+    whose error a named failure already shows is not listed again). A contender measured in any
+    output read is not listed."""
     measured = {r["name"] for r in rows_of(E2E_ROW, text)}
-    named = [f"{r['name']} failed ({r['error']})" for r in rows_of(E2E_FAIL, text, ("name",))
-             if r["name"] not in measured]
-    unnamed = [f"a run crashed ({r['error']})" for r in rows_of(CUDA_CRASH, text, ("error",))]
+    failed = [r for r in rows_of(E2E_FAIL, text, ("name",)) if r["name"] not in measured]
+    named = [f"{r['name']} failed ({r['error']})" for r in failed]
+    unnamed = [f"a run crashed ({r['error']})" for r in rows_of(CUDA_CRASH, text, ("error",))
+               if not any(f["error"].endswith(r["error"]) for f in failed)]
     return named + unnamed
 
 

@@ -403,6 +403,10 @@ def test_the_end_to_end_cell_names_the_contenders_that_failed(monkeypatch):
                     "p99/median 1.10; flex, request compiled failed (AcceleratorError: CUDA error: bad address); "
                     "a run crashed (CUDA error: illegal access)")
     assert verdict == "met by flex, eager model"
+    # from now on the benchmark names a CUDA error and then re-raises it: listed once, by name
+    named_then_raised = failed + "Traceback (most recent call last):\ntorch.AcceleratorError: CUDA error: bad address\n"
+    assert bt.e2e_failures(named_then_raised) == ["flex, request compiled failed (AcceleratorError: CUDA error: bad "
+                                                  "address)", "flex, step1 compiled failed (RuntimeError: no kernel)"]
     assert bt.end_to_end(failed) == (
         "not in the output (no contender line; flex, request compiled failed (AcceleratorError: CUDA error: bad "
         "address); flex, step1 compiled failed (RuntimeError: no kernel))", "not measured")
