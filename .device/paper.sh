@@ -44,13 +44,12 @@ for nb in ${3:-06}; do
   # the learning curve of every model it trained (the weights stay here; the curves are a few KB)
   python3 scripts/paper_histories.py --notebooks $nb --profile paper --seeds $SEEDS --cache cache --out /tmp/out/histories_$nb.jsonl > /tmp/out/histories_$nb.log 2>&1
   stamp "histories $nb rc=$?"
-  # a first sitting's results travel even if its notebook failed late: each is keyed by its models and
-  # code, so the ones computed are valid (seeds are checked before any work, so none is empty for that)
   if [ -n "$PARTIAL" ]; then
-    # a first sitting: only the models' results travel (small; the models stay here), not its notebook
+    # a first sitting: only the models' results travel (small; the models stay here), not its notebook;
+    # also after a late failure: each result is keyed by its models and code, so those computed are valid
     mkdir -p cache/results && echo $MODE > cache/results/TRAINING_MODE
     tar czf /tmp/out/results_cache.tar.gz -C cache results
-  elif [ -z "$PARTIAL" ]; then
+  else
     tar czf /tmp/out/results.tar.gz results/paper figures/paper 2>/dev/null
   fi
   [ $rc = 0 ] || break

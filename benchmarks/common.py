@@ -63,6 +63,21 @@ def paper_model(d: int, heads: int, history: int, device: torch.device, attentio
     return OneRanker(cfg.model, vocab, codes, history).to(device)
 
 
+def serve_request(model: OneRanker, batch: dict[str, torch.Tensor], n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One serving request end to end, as the benchmarks time and compile it: prefill (``encode``),
+    the generator's merged top-``n`` over the catalogue, and the R-Decoder's scores of those
+    candidates from the passed-through K/V; under bf16 autocast on a GPU. Returns the candidates
+    [B, n] and their scores [B, n]. No host reads, so it traces as one graph."""
+    from oneranker.generate import rank_candidates, topk_candidates
+
+    device = next(model.parameters()).device
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        state = model.encode(batch)
+        interest, value = model.generator_scores(state)
+        candidates = topk_candidates(interest.float(), value.float(), n)
+        return candidates, rank_candidates(model, state, candidates)
+
+
 def synthetic_batch(model: OneRanker, B: int, history: int, device: torch.device, min_share: float = 0.5,
                     n_impressions: int = 8, seed: int = 0) -> dict[str, torch.Tensor]:
     """B requests whose histories have between ``min_share * history`` and ``history`` tokens

@@ -28,37 +28,35 @@ import sys
 
 import torch
 
-from common import header, paper_model, synthetic_batch
-from oneranker.generate import first_unique, rank_candidates, topk_candidates
+from common import header, paper_model, serve_request, synthetic_batch
+from oneranker.config import make_config
+from oneranker.generate import first_unique, topk_candidates
 
 PARTS = ("first_unique", "topk", "request")
+PAPER_HEADS = make_config("paper").model         # its interest and value task heads
 
 
 def serving_scores(B: int, n_items: int, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random interest [B, 6, n_items] and value [B, 2, n_items] scores: the paper profile's heads."""
+    """Random interest [B, interest heads, n_items] and value [B, value heads, n_items] scores, as
+    many heads as the paper profile has."""
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(B, 6, n_items, generator=g).to(device), torch.randn(B, 2, n_items, generator=g).to(device)
+    return (torch.randn(B, PAPER_HEADS.n_interest_tasks, n_items, generator=g).to(device),
+            torch.randn(B, PAPER_HEADS.n_value_tasks, n_items, generator=g).to(device))
 
 
 def part_function(part: str, args: argparse.Namespace, device: torch.device):
     """(function, its inputs) of one part, at the end-to-end benchmark's sizes by default."""
     if part == "first_unique":
         g = torch.Generator().manual_seed(0)
-        ids = torch.randint(0, args.items, (args.requests, 7 * args.n), generator=g).to(device)
+        merged = PAPER_HEADS.n_interest_tasks + 1          # topk_candidates merges each interest head and the value mean
+        ids = torch.randint(0, args.items, (args.requests, merged * args.n), generator=g).to(device)
         return (lambda ids: first_unique(ids, args.n)), (ids,)
     if part == "topk":
         return (lambda i, v: topk_candidates(i, v, args.n)), serving_scores(args.requests, args.items, device)
     model = paper_model(args.d, args.heads, args.history, device, attention="flex" if device.type == "cuda" else "sdpa",
                         n_items=args.items).eval()
     batch = synthetic_batch(model, args.requests, args.history, device)
-
-    def serve(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            state = model.encode(batch)
-            interest, value = model.generator_scores(state)
-            candidates = topk_candidates(interest.float(), value.float(), args.n)
-            return candidates, rank_candidates(model, state, candidates).float()
-    return serve, (batch,)
+    return (lambda batch: serve_request(model, batch, args.n)), (batch,)
 
 
 MISMATCH = 3          # the exit status of a part that ran but disagreed with eager (a crash exits 1)
@@ -78,7 +76,7 @@ def agreement(eager: tuple[torch.Tensor, torch.Tensor | None], out: tuple[torch.
         return same, f"ids {'equal' if same else 'DIFFER'} ({int((ids_o != ids_e).sum())} of {ids_e.numel()} differ)"
     match = ids_o[:, :, None] == ids_e[:, None, :]                       # [B, n compiled, n eager]
     share = int(match.any(2).sum()) / ids_o.numel()                     # exact: a count over a count
-    gaps = (scores_o[:, :, None] - scores_e[:, None, :]).abs()[match]
+    gaps = (scores_o.float()[:, :, None] - scores_e.float()[:, None, :]).abs()[match]
     gap = float(gaps.max()) if gaps.numel() else float("inf")
     scale = max(1.0, float(scores_e.abs().max()))
     tolerance = (3e-2 if low_precision else 1e-4) * scale                # bf16 keeps 8 bits of mantissa

@@ -37,10 +37,10 @@ from collections.abc import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from common import header, paper_model, peak_flops, step1_mask_density, synthetic_batch
+from common import header, paper_model, peak_flops, serve_request, step1_mask_density, synthetic_batch
 from oneranker import masks
 from oneranker.config import make_config
-from oneranker.generate import rank_candidates, rank_reencoding, topk_candidates
+from oneranker.generate import rank_candidates, rank_reencoding
 from oneranker.model import OneRanker
 from oneranker.profiling import time_side_by_side
 from oneranker.losses import draw_loss_samples, loss_from_draws, loss_terms
@@ -202,7 +202,7 @@ def bench_rank(args, device) -> None:
             print(f"n = {n:5d}  {name:13s} {r:14.0f} candidates/s{versus}")
 
 
-def _request_times(request: Callable[[], torch.Tensor], repeats: int, device: torch.device) -> list[float]:
+def _request_times(request: Callable[[], object], repeats: int, device: torch.device) -> list[float]:
     """Seconds of each of ``repeats`` calls of ``request``, sorted, after five warm-up calls (the
     first compiles); synchronised around each call, so that a call's time is its GPU work too."""
     for _ in range(5):
@@ -271,18 +271,14 @@ def bench_e2e(args, device) -> None:
             paper_model(args.d, args.heads, S, device, attention="flex" if device.type == "cuda" else "sdpa")
         model.eval()
 
-        def serve(model: OneRanker, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-            with _autocast(device):
-                state = model.encode(batch)
-                interest, value = model.generator_scores(state)
-                cands = topk_candidates(interest.float(), value.float(), n)
-                return rank_candidates(model, state, cands)
+        def serve(model: OneRanker, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+            return serve_request(model, batch, n)
 
         if device.type == "cuda" and scope.startswith("request"):
             # One graph (no host reads in the request); "+graph" also replays it as a CUDA graph.
             serve = torch.compile(serve, dynamic=False, mode="reduce-overhead" if scope.endswith("graph") else None)
 
-        def request() -> torch.Tensor:
+        def request() -> tuple[torch.Tensor, torch.Tensor]:
             return serve(model, batch)
 
         label = e2e_label(scope, device)

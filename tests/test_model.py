@@ -1,5 +1,7 @@
 """The model: shapes, masks seen through the model, and every ablation switch changes the computation."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -195,25 +197,19 @@ def test_the_whole_loss_compiles_to_one_graph_and_matches_eager(tiny_prepared):
     assert float(whole["total"]) == float(eager["total"])       # loss_terms = the draws, then this loss
 
 
-def _serving_request(model):
-    """A whole serving request as benchmarks/model.py compiles it: prefill, generation (top-n over
-    the catalogue), ranking with passed-through K/V; the candidates and their scores."""
-    from oneranker.generate import rank_candidates, topk_candidates
+def test_a_whole_serving_request_compiles_to_one_graph(tiny_prepared, monkeypatch):
+    """The serving request the benchmarks compile (``benchmarks/common.py``'s ``serve_request``:
+    prefill, top-n over the catalogue, ranking with passed-through K/V) traces as one graph, and
+    the traced graph (``aot_eager``: the trace without code generation) returns eager's
+    candidates and scores."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from common import serve_request
 
-    def serve(batch):
-        state = model.encode(batch)
-        interest, value = model.generator_scores(state)
-        candidates = topk_candidates(interest.float(), value.float(), 10)
-        return candidates, rank_candidates(model, state, candidates)
-    return serve
-
-
-def test_a_whole_serving_request_compiles_to_one_graph(tiny_prepared):
-    """The serving request traces as one graph, and the traced graph (``aot_eager``: the trace
-    without code generation) returns eager's candidates and scores."""
     model = build_model(tiny_config(), tiny_prepared).eval()
     batch = _batch(tiny_prepared, tiny_config())
-    serve = _serving_request(model)
+
+    def serve(batch):
+        return serve_request(model, batch, 10)
     torch._dynamo.reset()
     with torch.no_grad():
         report = torch._dynamo.explain(serve)(batch)
