@@ -3,22 +3,22 @@
 # 05 ran in two sittings on 2026-12-03: results/paper/notebook05_h200_bd6a44f.txt and _86ffb35.txt),
 # then, on the GPU it leaves idle, the benchmarks of the README's H200 column not yet measured (the
 # queue at the end; the GPU-only tests first with GPU_TESTS=1). Runs detached in /tmp/w.
-# usage: [SEEDS="0 1"] [RESULTS_IN=FILE] [DETERMINISTIC=1] [GPU_TESTS=1|K] bash /tmp/paper.sh REPO COMMIT [NOTEBOOKS [TRAIN_COMPILE]]
+# usage: [SEEDS="0 1"] [RESULTS_IN=FILE] [GPU_WORKERS=N] [DETERMINISTIC=1] [GPU_TESTS=1|K] bash /tmp/paper.sh REPO COMMIT [NOTEBOOKS [TRAIN_COMPILE]]
 #   NOTEBOOKS: e.g. "06" or "05 06" (default "06"); TRAIN_COMPILE: e.g. blocks (default: the profile's, off);
 #   DETERMINISTIC=1: reproduce --deterministic (both sittings of a notebook must run the same way)
 #   A notebook too long for one sitting runs in two (oneranker.study: the cache's results):
 #   SEEDS="0 1" first, which leaves /tmp/out/results_cache.tar.gz (commit it) and no notebook;
 #   then RESULTS_IN=that file with the default seeds 0 1 2, which trains only seed 2's models.
 mkdir -p /tmp/out
-# a bad argument stops here, before any work (on 2026-12-03 SEEDS="0" reached reproduce, which refused one
-# seed: a CI needs two; the notebook's sitting was lost, the queue ran)
-if [ -n "$SEEDS" ] && [ "$(echo $SEEDS | tr ' ' '\n' | sort -u | wc -l)" -lt 2 ]; then
-  echo "SEEDS=\"$SEEDS\": give at least two distinct seeds (each notebook's CIs need two)" | tee /tmp/out/progress.log >&2
+# a bad argument stops here, before any work (on 2026-12-03 SEEDS="0" reached reproduce, which then refused
+# one seed; a first sitting now runs reproduce --results-only, which takes one: a sitting per seed fits one call)
+if [ -n "$SEEDS" ] && [ "$(echo $SEEDS | tr ' ' '\n' | sort -u | wc -l)" != "$(echo $SEEDS | wc -w)" ]; then
+  echo "SEEDS=\"$SEEDS\": give distinct seeds" | tee /tmp/out/progress.log >&2
   touch /tmp/out/DONE; exit 2
 fi
 . "$(dirname "$0")/setup.sh" "$1" "$2"
 MPS=--mps
-PARTIAL=${SEEDS:+1}          # SEEDS given: a first sitting that only fills the results cache
+PARTIAL=${SEEDS:+--results-only}   # SEEDS given: a first sitting that only fills the results cache
 SEEDS=${SEEDS:-0 1 2}
 if [ -n "$RESULTS_IN" ]; then
   mkdir -p cache && tar xzf "$RESULTS_IN" -C cache
@@ -36,8 +36,8 @@ if [ -n "$RESULTS_IN" ]; then
 fi
 for nb in ${3:-06}; do
   stamp "notebook $nb start ($MPS $COMPILE $DET)"
-  export ONERANKER_GPU_WORKERS=9
-  python3 -m oneranker reproduce --profile paper --device cuda --seeds $SEEDS $MPS $COMPILE $DET --notebooks notebooks/${nb}_*.ipynb > /tmp/out/nb_$nb.log 2>&1
+  export ONERANKER_GPU_WORKERS=${GPU_WORKERS:-9}   # GPU_WORKERS=10: one seed of 06 (10 models) in one wave
+  python3 -m oneranker reproduce --profile paper --device cuda --seeds $SEEDS $PARTIAL $MPS $COMPILE $DET --notebooks notebooks/${nb}_*.ipynb > /tmp/out/nb_$nb.log 2>&1
   rc=$?
   unset ONERANKER_GPU_WORKERS
   stamp "notebook $nb end rc=$rc (seeds $SEEDS)"

@@ -246,7 +246,9 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
 
     make_config(args.profile)  # validate everything before training a model or starting a kernel
     try:
-        check_seeds(args.seeds)
+        check_seeds(args.seeds, args.results_only)
+        if args.results_only and not args.notebooks:
+            raise ValueError("--results-only needs --notebooks: it is one notebook's sitting, not the series'")
         resolve_device(args.device)   # e.g. `make paper` on a machine without CUDA fails here
         notebook_paths(args.notebooks)
         check_gpu_sharing(args)
@@ -256,7 +258,7 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     with mps(args.mps), environment(run_env):   # the training workers and the notebooks' kernels start inside
         # the whole series: every model first, in one pool (oneranker.studies), recorded as the pretraining
         run_notebooks(args.profile, notebooks=args.notebooks, seed=args.seed, device=args.device, seeds=args.seeds,
-                      pretrain=not args.notebooks, workers=args.workers)
+                      pretrain=not args.notebooks, workers=args.workers, results_only=args.results_only)
 
 
 def add_training_run_options(parser: argparse.ArgumentParser) -> None:
@@ -317,6 +319,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="replace the notebooks' seed lists (default: each notebook's own)")
     r.add_argument("--workers", type=int, default=None,
                    help="training processes of the up-front pool (default: one per core up to 4 on CPU)")
+    r.add_argument("--results-only", action="store_true",
+                   help="a first sitting of a notebook too long for one: run it only to fill the cache's "
+                        "results (one seed is enough), keeping no notebook, table, figure or run record; "
+                        "a later run over every seed reuses them (oneranker.reproduce.run_notebooks)")
     add_training_run_options(r)
     r.set_defaults(func=cmd_reproduce)
     w = sub.add_parser("pretrain", help="train every model the notebooks use, in one pool (oneranker.studies)")

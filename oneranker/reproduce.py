@@ -33,22 +33,37 @@ def notebook_paths(notebooks: list[str] | None = None) -> list[Path]:
     return paths
 
 
-def check_seeds(seeds: list[int] | tuple[int, ...] | None) -> None:
-    """A seed list replacing the notebooks' own must allow a CI: two or more distinct seeds >= 0."""
-    if seeds is not None and (len(seeds) < 2 or len(set(seeds)) != len(seeds) or min(seeds) < 0):
-        raise ValueError(f"seeds={list(seeds)}: give at least two distinct non-negative seeds (a CI needs two)")
+def check_seeds(seeds: list[int] | tuple[int, ...] | None, results_only: bool = False) -> None:
+    """A seed list replacing the notebooks' own must allow a CI: two or more distinct seeds >= 0.
+    A results-only run (:func:`run_notebooks`) keeps no table, so one seed is enough there: it
+    only fills the cache's results for a later run over every seed."""
+    if seeds is None:
+        return
+    least = 1 if results_only else 2
+    if len(seeds) < least or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        why = "" if results_only else " (a CI needs two; --results-only takes one)"
+        raise ValueError(f"seeds={list(seeds)}: give at least {least} distinct non-negative seed"
+                         f"{'s' if least > 1 else ''}{why}")
 
 
 def run_notebooks(profile: str, notebooks: list[str] | None = None, seed: int = 0, device: str = "auto",
-                  seeds: list[int] | None = None, pretrain: bool = False, workers: int | None = None) -> list[dict]:
+                  seeds: list[int] | None = None, pretrain: bool = False, workers: int | None = None,
+                  results_only: bool = False) -> list[dict]:
     """Run each notebook with papermill; return the run-record entries, each saved in
     ``results/<profile>/run_record.json`` as soon as its notebook ends (a series cut short
     keeps the entries of the notebooks that ran). ``seeds`` replaces the notebooks' own seed
     lists (e.g. fewer seeds for the costly paper profile). ``pretrain`` first trains every model
     of the series in one pool (:func:`oneranker.pool.train_notebook_models`, ``workers``
     processes), recorded as the record's ``pretrain`` entry: the notebooks' own times then
-    leave their training out, and a whole run's time is the sum of the two."""
-    check_seeds(seeds)
+    leave their training out, and a whole run's time is the sum of the two.
+
+    ``results_only`` runs the notebooks for what they leave in the cache's results
+    (:class:`oneranker.study.Study`: one entry per model and evaluation, keyed by the models and
+    the code) and keeps nothing else: the executed notebooks go to a temporary folder, their
+    tables and figures to ``scratch/`` (:mod:`oneranker.outputs`), and no run record is written.
+    It is the first sitting of a notebook too long for one (e.g. one seed at a time on a lent
+    GPU); a later run over every seed reuses those results and trains only the rest."""
+    check_seeds(seeds, results_only)
     from .runtime import resolve_device
 
     resolve_device(device)  # e.g. `make paper` on a machine without CUDA fails here, not in notebook 02
@@ -57,6 +72,8 @@ def run_notebooks(profile: str, notebooks: list[str] | None = None, seed: int = 
     if seeds is not None:
         parameters["seeds"] = list(seeds)
     out_dir = None if profile == DEFAULT_PROFILE else ROOT / "results" / profile / "notebooks"
+    if results_only:
+        return _run_results_only(paths, parameters, gpu_wanted=device != "cpu")
     records = []
     gpu = GpuSampler(GPU_SAMPLE_MS) if device != "cpu" else None
     try:
@@ -70,6 +87,20 @@ def run_notebooks(profile: str, notebooks: list[str] | None = None, seed: int = 
         if gpu is not None:
             gpu.close()
     return records
+
+
+def _run_results_only(paths: list[Path], parameters: dict, gpu_wanted: bool) -> list[dict]:
+    """:func:`run_notebooks` with ``results_only``: every notebook executed into a temporary
+    folder with its outputs in ``scratch/``; the entries (times and phases) are returned and
+    printed, not recorded."""
+    gpu = GpuSampler(GPU_SAMPLE_MS) if gpu_wanted else None
+    try:
+        with tempfile.TemporaryDirectory() as out:
+            return [_run_one(path, i, len(paths), parameters, Path(out), gpu, committed=False)
+                    for i, path in enumerate(paths, 1)]
+    finally:
+        if gpu is not None:
+            gpu.close()
 
 
 def _pretrain(profile: str, device: str, workers: int | None, seeds: list[int] | None,
@@ -103,7 +134,7 @@ def _busy_text(entry: dict) -> str:
 
 
 def _run_one(path: Path, i: int, n: int, parameters: dict, out_dir: Path | None,
-             gpu: GpuSampler | None) -> dict:
+             gpu: GpuSampler | None, committed: bool = True) -> dict:
     """Execute one notebook into a temporary file, renamed into place only when it succeeded;
     its run-record entry: wall time, when it ended, the code version it ran, the GPU's mean
     utilisation and peak memory while it ran (where nvidia-smi sampled them), and its phases
@@ -121,7 +152,8 @@ def _run_one(path: Path, i: int, n: int, parameters: dict, out_dir: Path | None,
     try:
         with tempfile.TemporaryDirectory() as logs:     # outside the results, gone whatever happens
             phase_log = Path(logs) / "phases.jsonl"
-            with writing_committed_outputs(), headless_kernels({PHASE_LOG_ENV: str(phase_log)}):
+            outputs = writing_committed_outputs() if committed else contextlib.nullcontext()
+            with outputs, headless_kernels({PHASE_LOG_ENV: str(phase_log)}):
                 pm.execute_notebook(str(path), tmp, parameters=parameters,
                                     cwd=str(path.parent), progress_bar=True, kernel_name="python3")
             phases = read_phases(phase_log, gpu)
@@ -130,7 +162,8 @@ def _run_one(path: Path, i: int, n: int, parameters: dict, out_dir: Path | None,
         if os.path.exists(tmp):
             os.remove(tmp)
     entry = {"notebook": path.name, **_timed_entry(start, t0, gpu), "phases": phases}
-    print(f"    done in {entry['seconds']} s" + _busy_text(entry) + f" -> {target.relative_to(ROOT)}", flush=True)
+    where = target.relative_to(ROOT) if target.is_relative_to(ROOT) else "(not kept: results only)"
+    print(f"    done in {entry['seconds']} s" + _busy_text(entry) + f" -> {where}", flush=True)
     for row in phases:
         print(f"      {phase_line(row)}", flush=True)
     return entry

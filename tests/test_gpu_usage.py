@@ -209,3 +209,32 @@ def test_each_notebooks_entry_is_saved_when_it_ends_and_the_pretraining_has_its_
     assert json.loads(log.read_text())["pretrain"] == record["pretrain"]
     stale = {**record, "pretrain": {**record["pretrain"], "model_code": "older"}}
     assert reproduce.code_versions(stale) == {"older", record["pretrain"]["model_code"]}
+
+
+def test_a_results_only_run_keeps_no_notebook_table_or_record_and_takes_one_seed(tmp_path, monkeypatch):
+    """reproduce --results-only (a first sitting that only fills the cache's results): one seed
+    is accepted there and nowhere else, the notebook runs (its study phases are returned), and
+    nothing of it is kept: no executed notebook, no run record, its tables in scratch/."""
+    from oneranker.outputs import OUTPUTS_ENV
+
+    monkeypatch.setattr(reproduce, "ROOT", tmp_path)
+    monkeypatch.delenv(OUTPUTS_ENV, raising=False)
+    path = _tiny_notebook(tmp_path / "09_results.ipynb",
+                          "import os\n"
+                          "from oneranker.outputs import OUTPUTS_ENV\n"
+                          "assert OUTPUTS_ENV not in os.environ   # tables and figures go to scratch/\n"
+                          "from oneranker.study import Study\n"
+                          "study = Study(profile, (0,), device='cpu')\n"
+                          "with study._phase('models evaluated') as phase:\n"
+                          "    phase['items'] = 1")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    entries = reproduce.run_notebooks("smoke", [str(path)], device="cpu", seeds=[0], results_only=True)
+    assert [(e["notebook"], [(p["phase"], p["items"]) for p in e["phases"]]) for e in entries] == \
+        [("09_results.ipynb", [("models evaluated", 1)])]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before      # no results/, no notebook written
+    with pytest.raises(ValueError, match=r"seeds=\[0\]: give at least 2 .*--results-only takes one"):
+        reproduce.run_notebooks("smoke", [str(path)], device="cpu", seeds=[0])
+    with pytest.raises(ValueError, match=r"seeds=\[1, 1\]: give at least 1 distinct"):
+        reproduce.check_seeds([1, 1], results_only=True)
+    reproduce.check_seeds([3], results_only=True)
+    reproduce.check_seeds(None)
