@@ -86,7 +86,7 @@ def _train_and_report(cfg: Config, args: argparse.Namespace, device: torch.devic
     """Train (one process or one rank of several) and, on rank 0, print the report."""
     from .data import cached_prepared
     from .evaluate import list_metrics, model_lists, truth_set
-    from .train import train_or_load
+    from .pool import train_or_load_in_run
     from .world import World
 
     rank = int(os.environ.get("RANK", "0"))
@@ -97,7 +97,8 @@ def _train_and_report(cfg: Config, args: argparse.Namespace, device: torch.devic
 
         dist.barrier()
     prepared = cached_prepared(cfg, args.cache, progress=False)
-    model, history = train_or_load(cfg, prepared, args.cache, device=str(device), progress=rank == 0)
+    # the pool's thread count on the CPU: the model cached here is the one a notebook's pool trains
+    model, history = train_or_load_in_run(cfg, prepared, args.cache, device, progress=rank == 0)
     if rank != 0:
         return
     print(f"model {cfg.hash()} in {Path(args.cache) / 'models' / cfg.hash()}")
@@ -133,12 +134,12 @@ def _train_real_and_report(cfg: Config, args: argparse.Namespace, device: torch.
     metrics beside popularity and random."""
     from .realdata import evaluate_real
     from .cache import model_folder
-    from .train import train_or_load
+    from .pool import train_or_load_in_run
 
     prepared, fingerprint = _real_data(args.data)
     rank = int(os.environ.get("RANK", "0"))
-    model, history = train_or_load(cfg, prepared, args.cache, device=str(device), progress=rank == 0,
-                                   fingerprint=fingerprint)
+    model, history = train_or_load_in_run(cfg, prepared, args.cache, device, progress=rank == 0,
+                                          fingerprint=fingerprint)
     if rank != 0:
         return
     print(f"model {cfg.hash()} of dataset {fingerprint} in {model_folder(cfg, args.cache, fingerprint)}")

@@ -35,7 +35,7 @@ def _train_in_worker(cfg_dict: dict, cache_dir: str, device: str = "cpu", thread
     CPU threads: one on CPU, :func:`gpu_worker_threads` on a GPU)."""
     from .config import config_from_dict
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads)      # on CPU, train_or_load_in_run pins CPU_TRAINING_THREADS too
     cfg = config_from_dict(cfg_dict)
     try:
         train_or_load_in_run(cfg, cached_prepared(cfg, cache_dir, progress=False), cache_dir, device)
@@ -101,13 +101,44 @@ def run_algorithms(device: torch.device) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def train_or_load_in_run(cfg: Config, prepared, cache_dir: str | Path, device: str | torch.device):
-    """:func:`oneranker.train.train_or_load` under the run's algorithms (:func:`run_algorithms`):
-    the one way the package trains a model in a process of its own (a pool's worker, or the
-    study's process for a model not trained up front), so that ``--deterministic`` reaches every
-    model a run trains."""
-    with run_algorithms(torch.device(device)):
-        return train_or_load(cfg, prepared, cache_dir, device=str(device), progress=False)
+# Intra-op CPU threads of every model trained on the CPU, wherever it trains. CPU kernels split
+# their sums over the threads, so one config trained with 1 and with 2 threads ends with other
+# weights (a quick Step-2-only model: every tensor, up to 0.0135 apart) under the same cache key,
+# and a notebook's numbers then depend on which process trained its models (README, "Same seed,
+# same numbers").
+CPU_TRAINING_THREADS = 1
+
+
+@contextlib.contextmanager
+def cpu_training_threads(device: str | torch.device) -> Iterator[None]:
+    """On the CPU, :data:`CPU_TRAINING_THREADS` intra-op threads for the block, then as before (a
+    notebook's own evaluation keeps its threads); elsewhere a no-op (a GPU worker's threads are
+    :func:`gpu_worker_threads`, and a GPU step's CPU work does not depend on them). Why: the model
+    cache keys a model by its config and code, not by the thread count it trained with, so every
+    way a CPU model is trained (a pool's worker, a study's model not trained up front, ``python -m
+    oneranker train``) must train it with the same count, the pool's."""
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(CPU_TRAINING_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def train_or_load_in_run(cfg: Config, prepared, cache_dir: str | Path, device: str | torch.device,
+                         progress: bool = False, fingerprint: str | None = None):
+    """:func:`oneranker.train.train_or_load` under the run's algorithms (:func:`run_algorithms`)
+    and, on the CPU, with the pool's thread count (:func:`cpu_training_threads`): the one way the
+    package trains a model in a process of its own (a pool's worker, the study's process for a
+    model not trained up front, ``python -m oneranker train``), so that ``--deterministic``
+    reaches every model a run trains and a CPU model is the same bits whichever trained it."""
+    dev = torch.device(device)
+    with run_algorithms(dev), cpu_training_threads(dev):
+        return train_or_load(cfg, prepared, cache_dir, device=str(device), progress=progress,
+                             **({} if fingerprint is None else {"fingerprint": fingerprint}))
 
 
 def _prepare_in_worker(cfg_dict: dict, cache_dir: str) -> str:

@@ -201,7 +201,8 @@ def provenance() -> dict:
     (``cache.EVALUATION_CODE``), the checkout's commit and whether it
     had uncommitted changes, where git knows them, the machine, whether its processes
     shared the GPU under CUDA's MPS, the ``train.compile`` its models were trained with
-    where ``--train-compile`` chose it, and whether they trained deterministically (``--deterministic``)."""
+    where ``--train-compile`` chose it, whether they trained deterministically (``--deterministic``),
+    and the processor and CPU kernels a CPU-trained model's bits depend on (:func:`cpu_numerics`)."""
     import torch
 
     from .cache import EVALUATION_CODE, MODEL_CODE, code_version
@@ -214,7 +215,31 @@ def provenance() -> dict:
             "train_compile": os.environ.get(TRAIN_COMPILE_ENV) if torch.cuda.is_available() else None,
             # --deterministic where it applied (CUDA); None on a machine without CUDA
             "deterministic": bool(os.environ.get(DETERMINISTIC_ENV)) if torch.cuda.is_available() else None,
-            "machine": platform.platform(), "cpu_count": os.cpu_count()}
+            "machine": platform.platform(), "cpu_count": os.cpu_count(), **cpu_numerics()}
+
+
+def cpu_numerics() -> dict:
+    """What decides a CPU-trained model's bits besides its config, code and torch build, which the
+    model cache does not key: the processor (a VM of the same name can run on another host), the
+    kernels torch dispatches to on it (``avx2``, ``avx512``: AVX2 kernels on the same processor
+    trained a quick Step-2-only model whose weights ended up to 0.58 apart) and the intra-op threads
+    a CPU model trains with (:data:`oneranker.pool.CPU_TRAINING_THREADS`). Two run-record entries
+    that differ here may hold other last digits from the same seeds."""
+    import torch
+
+    from .pool import CPU_TRAINING_THREADS
+
+    name = platform.processor() or None
+    try:        # a VM may name only the vendor ("AMD EPYC"): its family and model tell hosts apart
+        with open("/proc/cpuinfo") as f:
+            info = dict(line.split(":", 1) for line in f.read().split("\n\n")[0].splitlines() if ":" in line)
+        info = {k.strip(): v.strip() for k, v in info.items()}
+        if "model name" in info:
+            name = f"{info['model name']} (family {info.get('cpu family')}, model {info.get('model')})"
+    except OSError:
+        pass
+    return {"cpu": name, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cpu_training_threads": CPU_TRAINING_THREADS}
 
 
 COMMIT_ENV = "ONERANKER_COMMIT"

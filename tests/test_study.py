@@ -659,3 +659,70 @@ def test_a_worker_process_that_dies_is_named_by_in_processes():
     with pytest.raises(RuntimeError, match=r"died abruptly \(2 workers dying\).*out of memory") as raised:
         in_processes(os._exit, [(1,), (1,)], workers=2, desc="dying")
     assert isinstance(raised.value.__cause__, BrokenProcessPool)
+
+
+def test_a_cpu_model_is_the_same_bits_whichever_process_trains_it(tmp_path):
+    """One config trained on the CPU by the pool (a worker, one thread) and by a study's own
+    process running two intra-op threads (a model not trained up front) gives the same weights
+    bit for bit: the cache keys a model by its config and code only, so the thread count must
+    not change it (pool.cpu_training_threads). Without that pin this tiny model's weights differ
+    by about 1e-3 between 1 and 2 threads (CPU kernels split their sums over the threads); a
+    fresh clone's make reproduce found the quick Step-2-only models differing so (README)."""
+    cfg = tiny_config(seed=0)
+    pool.train_all([cfg], tmp_path / "pool", device="cpu", workers=1)
+    study = _study(tmp_path / "own")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.warns(UserWarning, match="not trained up front"):
+            study._load(cfg)
+        assert torch.get_num_threads() == 2         # the process's own count again after training
+    finally:
+        torch.set_num_threads(before)
+    a, b = (torch.load(model_folder(cfg, tmp_path / d) / "final.pt", weights_only=True)["model"] for d in ("pool", "own"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_every_way_a_cpu_model_trains_takes_the_pools_thread_count(tmp_path, monkeypatch):
+    """A pool's worker, a study's model not trained up front and ``python -m oneranker train``
+    (simulated market and real logs) all train a CPU model with pool.CPU_TRAINING_THREADS
+    intra-op threads, and give the calling process its own count back. A stand-in for
+    train_or_load records the count each saw."""
+    import warnings
+
+    from oneranker import study as study_module
+    from oneranker.__main__ import main
+
+    class Trained(Exception):
+        pass
+
+    seen = []
+
+    def recorder(cfg, prepared, cache_dir, device, progress, **kwargs):
+        seen.append((device, torch.get_num_threads()))
+        raise Trained
+
+    monkeypatch.setattr(pool, "train_or_load", recorder)
+    monkeypatch.setattr(pool, "cached_prepared", lambda cfg, cache_dir, progress=True: "prepared")
+    monkeypatch.setattr(study_module, "cached_prepared", lambda cfg, cache_dir, progress=True: "prepared")
+    monkeypatch.setattr("oneranker.data.cached_prepared", lambda cfg, cache_dir, progress=True: "prepared")
+    monkeypatch.setattr("oneranker.__main__._real_data", lambda folder: ("prepared", "fingerprint"))
+    cfg = make_config("smoke", seed=0)
+    study = Study("smoke", seeds=(0,), cache_dir=tmp_path, device="cpu", progress=False)
+    before = torch.get_num_threads()
+    try:
+        for way in (lambda: pool._train_in_worker(cfg.to_dict(), str(tmp_path), "cpu"),
+                    lambda: study._load(cfg),
+                    lambda: main(["train", "--profile", "smoke", "--device", "cpu", "--cache", str(tmp_path)]),
+                    lambda: main(["train", "--profile", "smoke", "--device", "cpu", "--cache", str(tmp_path),
+                                  "--data", str(tmp_path)])):
+            torch.set_num_threads(2)
+            with pytest.raises((Trained, RuntimeError)), warnings.catch_warnings():
+                warnings.simplefilter("ignore")     # "not trained up front": the study's own process trains it
+                way()
+            if len(seen) > 1:                      # the worker sets its own count for good; the others restore it
+                assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [("cpu", pool.CPU_TRAINING_THREADS)] * 4
+
