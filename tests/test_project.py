@@ -535,3 +535,32 @@ def test_the_readme_summarises_the_learning_curves_brought_back(monkeypatch, tmp
     assert "histories_05_h200_abc.jsonl` | 4 | 2 | 1 | -29.17% (-50.00% to -8.33%) | -20.00% (-20.00% to -20.00%) |" \
         in text
     assert render_readme.paper_histories_block(tmp_path / "none").startswith("No learning curves brought back yet")
+
+
+def test_a_model_shown_by_several_committed_quick_tables_reads_the_same_in_each():
+    """Notebooks 02, 03 and 04 each show the Step-2-only model of seeds 0-2 (the same configs,
+    hence the same cached models, scored by the same grid) and the same reference lists, so
+    their committed rows must be equal. A notebook executed from an older set of models than its
+    neighbours shows here: 02's Step-2-only row (0.0954 ± 0.0086) came from the models of commit
+    a338df2, which 03 and 04 no longer read after the quick models were retrained on another
+    machine (0.0953 ± 0.0085 there, and in a fresh clone's make reproduce)."""
+    import pandas as pd
+
+    from oneranker import studies
+
+    grids = {"02_table3": studies.TABLE3, "03_step2_ablations": studies.STEP2_ABLATIONS,
+             "04_ranker_ablations": studies.RANKER_ABLATIONS}
+    assert studies.SEEDS["02"] == studies.SEEDS["03"] == studies.SEEDS["04"]
+    metrics = ["HR@5", "NDCG@5", "valueHR@5", "ecpmNDCG@5"]
+    first: dict[tuple[str, str], tuple[str, tuple]] = {}
+    differ = []
+    for table, variants in grids.items():
+        rows = pd.read_csv(ROOT / "results" / "quick" / f"{table}.csv", dtype=str, keep_default_na=False)
+        for _, row in rows.iterrows():
+            what = variants.get(row["variant"], f"reference list {row['variant']}")
+            key = (json.dumps(what, sort_keys=True, default=str), row["list"])
+            values = tuple(row[m] for m in metrics)
+            where, seen = first.setdefault(key, (table, values))
+            if seen != values:
+                differ.append(f"{row['variant']} ({row['list']}): {table} {values}, {where} {seen}")
+    assert len(first) >= 6 and not differ, "\n".join(differ)
