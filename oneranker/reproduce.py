@@ -72,35 +72,23 @@ def run_notebooks(profile: str, notebooks: list[str] | None = None, seed: int = 
     if seeds is not None:
         parameters["seeds"] = list(seeds)
     out_dir = None if profile == DEFAULT_PROFILE else ROOT / "results" / profile / "notebooks"
-    if results_only:
-        return _run_results_only(paths, parameters, gpu_wanted=device != "cpu")
     records = []
     gpu = GpuSampler(GPU_SAMPLE_MS) if device != "cpu" else None
     try:
-        if pretrain and (entry := _pretrain(profile, device, workers, seeds, gpu))["jobs_trained"]:
-            # an entry only when it trained something: a rerun over a full cache keeps the real cost
-            _write_run_record(profile, seed, seeds, device, [], entry)
-        for i, path in enumerate(paths, 1):
-            records.append(_run_one(path, i, len(paths), parameters, out_dir, gpu))
-            _write_run_record(profile, seed, seeds, device, records[-1:])
+        with contextlib.ExitStack() as stack:
+            if results_only:            # the executed notebooks go where nothing keeps them
+                out_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            if pretrain and not results_only and (entry := _pretrain(profile, device, workers, seeds, gpu))["jobs_trained"]:
+                # an entry only when it trained something: a rerun over a full cache keeps the real cost
+                _write_run_record(profile, seed, seeds, device, [], entry)
+            for i, path in enumerate(paths, 1):
+                records.append(_run_one(path, i, len(paths), parameters, out_dir, gpu, committed=not results_only))
+                if not results_only:
+                    _write_run_record(profile, seed, seeds, device, records[-1:])
     finally:
         if gpu is not None:
             gpu.close()
     return records
-
-
-def _run_results_only(paths: list[Path], parameters: dict, gpu_wanted: bool) -> list[dict]:
-    """:func:`run_notebooks` with ``results_only``: every notebook executed into a temporary
-    folder with its outputs in ``scratch/``; the entries (times and phases) are returned and
-    printed, not recorded."""
-    gpu = GpuSampler(GPU_SAMPLE_MS) if gpu_wanted else None
-    try:
-        with tempfile.TemporaryDirectory() as out:
-            return [_run_one(path, i, len(paths), parameters, Path(out), gpu, committed=False)
-                    for i, path in enumerate(paths, 1)]
-    finally:
-        if gpu is not None:
-            gpu.close()
 
 
 def _pretrain(profile: str, device: str, workers: int | None, seeds: list[int] | None,
