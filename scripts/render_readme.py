@@ -1183,7 +1183,6 @@ def paper_table3() -> str:
     paired differences with their verdicts, and the run that made them."""
     table = pd.read_csv(ROOT / "results" / "paper" / "02_table3.csv", index_col=0, keep_default_na=False)
     cols = ["HR@5", "NDCG@5", "valueHR@5", "ecpmNDCG@5", "gap closed HR@5 (%)"]
-    run = _paper_run("02_")
     gap = {row: _parse_pm(cell) for row, cell in table["gap closed HR@5 (%)"].items()}
     refs = ("random", "popularity", "co-occurrence", "interest oracle", "value oracle")
     models = {row: mc for row, mc in gap.items() if row not in refs}
@@ -1195,8 +1194,14 @@ def paper_table3() -> str:
                f"co-occurrence list ({co:.1f} ± {co_ci:.1f}%){', within the CIs' if overlap else ''}. "
                f"Each design against the paper's, paired by seed:\n\n")
     return (markdown_table(table[cols].rename_axis(f"paper profile, {table['seeds'].iloc[0]} seeds")).rstrip("\n") + "\n\n" + learned
-            + table3(ROOT / "results" / "paper")
-            + f"\nNotebook 02, paper profile: {run['seconds']:.0f} s on one {run['gpu']}, "
+            + table3(ROOT / "results" / "paper") + "\n" + _paper_run_line("02"))
+
+
+def _paper_run_line(notebook: str) -> str:
+    """One sentence on the committed paper run of ``notebook`` ("02"): wall time against issue 14's
+    bound, GPU use, commit and model code, from the run record."""
+    run = _paper_run(f"{notebook}_")
+    return (f"Notebook {notebook}, paper profile: {run['seconds']:.0f} s on one {run['gpu']}, "
             f"{'over' if run['seconds'] > NOTEBOOK_BOUND_S else 'within'} the {NOTEBOOK_BOUND_S // 60} minutes "
             f"per notebook of issue 14 "
             f"(GPU busy {run['gpu_busy_percent']:.0f}% of nvidia-smi's {run['gpu_samples']} samples, peak "
@@ -1587,16 +1592,17 @@ def task_query_quick() -> str:
     return markdown_table(pd.DataFrame(rows), index=False) + f"\n{line}\n"
 
 
-def table1() -> str:
+def table1(directory: Path = QUICK) -> str:
     """Notebook 06: the paper's Table 1 on served lists, with the references and the gap closed."""
-    t = _csv("06_table1_hr").drop(columns=["seeds"])
-    return markdown_table(t.rename_axis("served list (5 seeds)"))
+    t = _csv("06_table1_hr", directory)
+    seeds = t.pop("seeds").iloc[0]
+    return markdown_table(t.rename_axis(f"served list ({seeds} seeds)"))
 
 
-def table1_verdicts() -> str:
+def table1_verdicts(directory: Path = QUICK) -> str:
     """Notebook 06: OneRanker minus each pipeline on HR@5, with the paper's difference where
     Table 1 has the pipeline (HSTU, GPR)."""
-    d = _csv("06_oneranker_vs_baselines")
+    d = _csv("06_oneranker_vs_baselines", directory)
     paper_diff = {"HSTU-style": paper.TABLE1_HR["OneRanker"][2] - paper.TABLE1_HR["HSTU"][2],
                   "GPR-style": paper.TABLE1_HR["OneRanker"][2] - paper.TABLE1_HR["GPR"][2]}
     lines = []
@@ -1617,9 +1623,40 @@ def _ab_table(directory: Path = QUICK) -> pd.DataFrame:
     return t
 
 
-def ab() -> str:
+def ab(directory: Path = QUICK, seeds: int = 5) -> str:
     """Notebook 06: expected GMV and cost of each arm's 4-ad slate, lifts paired by seed."""
-    return markdown_table(_ab_table().rename_axis("arm (5 seeds)"))
+    return markdown_table(_ab_table(directory).rename_axis(f"arm ({seeds} seeds)"))
+
+
+def paper_table1() -> str:
+    """Notebook 06 at the paper profile: Table 1 on served lists (interest, HR, and value, eCPM-NDCG),
+    OneRanker against each pipeline with verdicts, the simulated A/B, and the run that made them.
+    The sentence on value is read from the paired table, so it says what the CSVs say."""
+    directory = ROOT / "results" / "paper"
+    hr = _csv("06_table1_hr", directory)
+    ecpm = _csv("06_table1_ecpm_ndcg", directory)
+    seeds = int(hr["seeds"].iloc[0])
+    shown = hr[["HR@5", "HR@15", "gap closed HR@5 (%)"]].join(ecpm[["ecpmNDCG@5", "ecpmNDCG@15"]])
+    d = _csv("06_oneranker_vs_baselines", directory)
+    learned = [r for r in d.index if r not in ("popularity", "co-occurrence")]
+
+    def count(metric: str, sign: int) -> list[str]:
+        return [r for r in learned if sign * (m := _parse_pm(d.loc[r, metric]))[0] > m[1]]
+
+    above_hr, below_value = count("HR@5", 1), count("ecpmNDCG@5", -1)
+    value = (f"On interest, OneRanker's served list is above {len(above_hr)} of the {len(learned)} learned pipelines on "
+             f"HR@5 ({', '.join(above_hr) or 'none'}); on value it is below {len(below_value)} of them on eCPM-NDCG@5 "
+             f"({', '.join(below_value) or 'none'}), paired by seed. ")
+    gmv, gmv_ci = _parse_pm(_ab_table(directory).loc["OneRanker", "vs cascade: gmv"].replace("%", ""))
+    value += (f"Its simulated GMV against the cascade: {gmv:+.2f}% ± {gmv_ci:.2f}% "
+              f"({tables.verdict(gmv, gmv_ci, None)}).\n\n")
+    records = [r for path in sorted(directory.glob("histories_06_h200_*.jsonl")) for r in paper_histories.read(path)]
+    capped = sum(not r["stopped_early"] for r in records)
+    provisional = (f"Provisional: {capped} of the {len(records)} runs whose learning curves came back reached the "
+                   f"epoch cap (\"Trained to convergence?\" below).\n\n" if capped else "")
+    return (provisional + markdown_table(shown.rename_axis(f"paper profile, served list ({seeds} seeds)")).rstrip("\n")
+            + "\n\nOneRanker minus each list, paired by seed:\n\n" + table1_verdicts(directory) + "\n" + value
+            + ab(directory, seeds) + "\n" + _paper_run_line("06"))
 
 
 def targets() -> str:
@@ -1727,6 +1764,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "paper-arithmetic": paper_arithmetic,
     "task-query-quick": task_query_quick,
     "table1": table1,
+    "paper-table1": paper_table1,
     "table1-verdicts": table1_verdicts,
     "ab": ab,
     "table2": table2,
