@@ -47,11 +47,21 @@ def variant_name(model: str, patience: int) -> str:
     return f"{model}, patience {patience}"
 
 
-def curves_summary(study: Study, model: str, patience: int) -> pd.DataFrame:
+def variants(patiences: list[int], epochs: int | None = None) -> dict[str, dict]:
+    """Each model at each patience, as a study's variants; with ``epochs``, every run's cap of epochs
+    set to it (``train.epochs``; its cosine decay ends there too), else the profile's."""
+    cap = {} if epochs is None else {"train.epochs": epochs}
+    return {variant_name(m, p): {**o, "train.patience": p, **cap} for p in patiences for m, o in MODELS.items()}
+
+
+def curves_summary(study: Study, model: str, patience: int, epochs: int | None = None) -> pd.DataFrame:
     """Per seed: epochs trained, best epoch and what ended the run (:func:`tables.stopping_summary`
-    over the cached models' learning curves), with the best epoch's validation loss."""
-    curves = study.learning_curves({**MODELS[model], "train.patience": patience}).assign(variant=model)
-    stops = tables.stopping_summary(curves, study.configs({}, study.seeds[0])[0].train.epochs).reset_index()
+    over the cached models' learning curves, against the cap they ran under), with the best
+    epoch's validation loss."""
+    overrides = variants([patience], epochs)[variant_name(model, patience)]
+    curves = study.learning_curves(overrides).assign(variant=model)
+    cap = study.configs(overrides, study.seeds[0])[0].train.epochs
+    stops = tables.stopping_summary(curves, cap).reset_index()
     best = curves.groupby("seed")["valid_loss"].min().rename("best valid loss").reset_index()
     return (stops.merge(best, on="seed")
             .assign(model=model, patience=patience, **{"stopped early": lambda t: t["ended by"] == "early stopping"})
@@ -107,6 +117,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None, help="training processes (default: the package's)")
     ap.add_argument("--mps", action="store_true",
                     help="train under CUDA's Multi-Process Service (oneranker.pool.mps), as the paper notebooks do")
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="every run's cap of epochs (train.epochs; default: the profile's). At the paper profile "
+                         "30 is reached by runs still improving (README 'Trained to convergence?')")
     ap.add_argument("--out", default=None, help="CSV of the per-seed rows")
     args = ap.parse_args()
     if len(args.patience) < 2 or min(args.patience) < 0 or len(set(args.patience)) != len(args.patience):
@@ -115,6 +128,8 @@ def main() -> None:
         ap.error(f"--patience: the first value is the reference and must be the smallest, got {args.patience}")
     if len(set(args.seeds)) < 2:
         ap.error(f"--seeds needs two or more seeds (a CI over seeds), got {args.seeds}")
+    if args.epochs is not None and args.epochs < 1:
+        ap.error(f"--epochs must be at least 1, got {args.epochs}")
     if args.mps:
         try:
             check_mps(args.device)
@@ -122,18 +137,18 @@ def main() -> None:
             ap.error(str(e))
     t0 = time.time()
     study = Study(args.profile, tuple(args.seeds), args.cache, args.device, workers=args.workers)
-    variants = {variant_name(m, p): {**o, "train.patience": p} for p in args.patience for m, o in MODELS.items()}
     with mps(args.mps):
-        res = tables.with_gap_closed(study.grid(variants))
+        res = tables.with_gap_closed(study.grid(variants(args.patience, args.epochs)))
     served = pd.concat([res[(res["variant"] == variant_name(m, p)) & (res["list"] == SERVED[m])]
                         .assign(model=m, patience=p) for p in args.patience for m in MODELS])
-    curves = pd.concat([curves_summary(study, m, p) for p in args.patience for m in MODELS])
+    curves = pd.concat([curves_summary(study, m, p, args.epochs) for p in args.patience for m in MODELS])
     rows = served[["model", "patience", "seed", "HR@5", "gap closed HR@5"]].merge(curves, on=["model", "patience", "seed"])
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         rows.to_csv(args.out, index=False)
     pd.set_option("display.width", 220)
-    print(f"# {args.profile} profile, seeds {args.seeds}, {time.time() - t0:.0f} s; served list: "
+    cap = f"cap {args.epochs} epochs" if args.epochs else "the profile's cap of epochs"
+    print(f"# {args.profile} profile, seeds {args.seeds}, {cap}, {time.time() - t0:.0f} s; served list: "
           + ", ".join(f"{m} {SERVED[m]}" for m in MODELS))
     print(summary(rows).to_string(index=False))
     print()

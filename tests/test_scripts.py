@@ -451,7 +451,16 @@ def test_patience_study_applies_its_stated_rule_to_hand_made_runs():
                              cwd=ROOT, capture_output=True, text=True)
     assert refused.returncode == 2 and "two or more distinct values" in refused.stderr
     for argv, why in ((["--patience", "5", "2"], "must be the smallest"), (["--seeds", "0"], "two or more seeds"),
-                      (["--mps", "--device", "cpu"], "--device cpu is not one")):
+                      (["--mps", "--device", "cpu"], "--device cpu is not one"),
+                      (["--epochs", "0"], "--epochs must be at least 1")):
         refused = subprocess.run([sys.executable, str(ROOT / "scripts" / "patience_study.py"), *argv],
                                  cwd=ROOT, capture_output=True, text=True)
         assert refused.returncode == 2 and why in refused.stderr, argv
+    # the variants: each model at each patience; --epochs sets every run's cap, else the profile's stays
+    assert patience_study.variants([2, 5])["OneRanker, patience 5"] == {"train.patience": 5}
+    capped = patience_study.variants([2, 5], epochs=60)
+    assert set(capped) == {"OneRanker, patience 2", "Step-1 generator, patience 2", "OneRanker, patience 5",
+                           "Step-1 generator, patience 5"}
+    assert all(v["train.epochs"] == 60 for v in capped.values())
+    assert capped["Step-1 generator, patience 2"] == {**patience_study.MODELS["Step-1 generator"],
+                                                      "train.patience": 2, "train.epochs": 60}
