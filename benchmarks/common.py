@@ -63,19 +63,40 @@ def paper_model(d: int, heads: int, history: int, device: torch.device, attentio
     return OneRanker(cfg.model, vocab, codes, history).to(device)
 
 
-def serve_request(model: OneRanker, batch: dict[str, torch.Tensor], n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One serving request end to end, as the benchmarks time and compile it: prefill (``encode``),
-    the generator's merged top-``n`` over the catalogue, and the R-Decoder's scores of those
-    candidates from the passed-through K/V; under bf16 autocast on a GPU. Returns the candidates
-    [B, n] and their scores [B, n]. No host reads, so it traces as one graph."""
-    from oneranker.generate import rank_candidates, topk_candidates
+def serving_autocast(device: torch.device) -> torch.autocast:
+    """The serving request's precision: bf16 autocast on a GPU, fp32 on the CPU."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
-    device = next(model.parameters()).device
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+
+def serve_prefill(model: OneRanker, batch: dict[str, torch.Tensor]):
+    """The request's model half before candidate selection: prefill (``encode``) and the generator's
+    catalogue scores of every head. Returns (state, interest [B, heads, N], value [B, heads, N])."""
+    with serving_autocast(next(model.parameters()).device):
         state = model.encode(batch)
         interest, value = model.generator_scores(state)
-        candidates = topk_candidates(interest.float(), value.float(), n)
-        return candidates, rank_candidates(model, state, candidates)
+    return state, interest, value
+
+
+def serve_ranking(model: OneRanker, state, candidates: torch.Tensor) -> torch.Tensor:
+    """The request's model half after candidate selection: the R-Decoder's scores [B, n] of
+    ``candidates`` from the passed-through K/V."""
+    from oneranker.generate import rank_candidates
+
+    with serving_autocast(next(model.parameters()).device):
+        return rank_candidates(model, state, candidates)
+
+
+def serve_request(model: OneRanker, batch: dict[str, torch.Tensor], n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One serving request end to end, as the benchmarks time and compile it: :func:`serve_prefill`,
+    the generator's merged top-``n`` over the catalogue (ids: no autocast op in it), and
+    :func:`serve_ranking` of those candidates; the model halves under bf16 autocast on a GPU.
+    Returns the candidates [B, n] and their scores [B, n]. No host reads, so it traces as one
+    graph (benchmarks/compile_check.py compiles each half alone too)."""
+    from oneranker.generate import topk_candidates
+
+    state, interest, value = serve_prefill(model, batch)
+    candidates = topk_candidates(interest.float(), value.float(), n)
+    return candidates, serve_ranking(model, state, candidates)
 
 
 def synthetic_batch(model: OneRanker, B: int, history: int, device: torch.device, min_share: float = 0.5,

@@ -1599,15 +1599,15 @@ def table1(directory: Path = QUICK) -> str:
     return markdown_table(t.rename_axis(f"served list ({seeds} seeds)"))
 
 
-def table1_verdicts(directory: Path = QUICK) -> str:
-    """Notebook 06: OneRanker minus each pipeline on HR@5, with the paper's difference where
-    Table 1 has the pipeline (HSTU, GPR)."""
+def table1_verdicts(directory: Path = QUICK, metrics: tuple[str, ...] = ("HR@5", "valueHR@5")) -> str:
+    """Notebook 06: OneRanker minus each pipeline on ``metrics``, with the paper's difference on
+    HR@5 where Table 1 has the pipeline (HSTU, GPR)."""
     d = _csv("06_oneranker_vs_baselines", directory)
     paper_diff = {"HSTU-style": paper.TABLE1_HR["OneRanker"][2] - paper.TABLE1_HR["HSTU"][2],
                   "GPR-style": paper.TABLE1_HR["OneRanker"][2] - paper.TABLE1_HR["GPR"][2]}
     lines = []
     for other in d.index:
-        for metric in ("HR@5", "valueHR@5"):
+        for metric in metrics:
             mean, ci = _parse_pm(d.loc[other, metric])
             theirs = paper_diff.get(other) if metric == "HR@5" else None
             shown = f" (paper {theirs:+.4f})" if theirs is not None else ""
@@ -1628,6 +1628,14 @@ def ab(directory: Path = QUICK, seeds: int = 5) -> str:
     return markdown_table(_ab_table(directory).rename_axis(f"arm ({seeds} seeds)"))
 
 
+def _sitting_histories(notebook: str, directory: Path) -> list[Path]:
+    """The learning-curve files of the committed paper run of ``notebook`` ("06"): its run record
+    entry's commit and, where it ran in two sittings, its first sitting's (not a later rerun's)."""
+    commits = {_paper_run(f"{notebook}_")["commit"][:7]}
+    commits |= {row["commit"].strip("`") for row in _first_sittings(directory) if row["notebook"] == notebook}
+    return [path for c in sorted(commits) if (path := directory / f"histories_{notebook}_h200_{c}.jsonl").exists()]
+
+
 def paper_table1() -> str:
     """Notebook 06 at the paper profile: Table 1 on served lists (interest, HR, and value, eCPM-NDCG),
     OneRanker against each pipeline with verdicts, the simulated A/B, and the run that made them.
@@ -1638,24 +1646,26 @@ def paper_table1() -> str:
     seeds = int(hr["seeds"].iloc[0])
     shown = hr[["HR@5", "HR@15", "gap closed HR@5 (%)"]].join(ecpm[["ecpmNDCG@5", "ecpmNDCG@15"]])
     d = _csv("06_oneranker_vs_baselines", directory)
-    learned = [r for r in d.index if r not in ("popularity", "co-occurrence")]
+    learned = [r for r in d.index if r not in reference.REFERENCES]
 
-    def count(metric: str, sign: int) -> list[str]:
-        return [r for r in learned if sign * (m := _parse_pm(d.loc[r, metric]))[0] > m[1]]
+    def count(metric: str, side: str) -> list[str]:
+        """The learned pipelines OneRanker is ``side`` of on ``metric``, by tables.verdict's rule."""
+        return [r for r in learned if tables.verdict(*_parse_pm(d.loc[r, metric])).startswith(f"{side} 0")]
 
-    above_hr, below_value = count("HR@5", 1), count("ecpmNDCG@5", -1)
+    above_hr, below_value = count("HR@5", "above"), count("ecpmNDCG@5", "below")
     value = (f"On interest, OneRanker's served list is above {len(above_hr)} of the {len(learned)} learned pipelines on "
              f"HR@5 ({', '.join(above_hr) or 'none'}); on value it is below {len(below_value)} of them on eCPM-NDCG@5 "
              f"({', '.join(below_value) or 'none'}), paired by seed. ")
     gmv, gmv_ci = _parse_pm(_ab_table(directory).loc["OneRanker", "vs cascade: gmv"].replace("%", ""))
-    value += (f"Its simulated GMV against the cascade: {gmv:+.2f}% ± {gmv_ci:.2f}% "
-              f"({tables.verdict(gmv, gmv_ci, None)}).\n\n")
-    records = [r for path in sorted(directory.glob("histories_06_h200_*.jsonl")) for r in paper_histories.read(path)]
+    value += (f"Its simulated GMV against the cascade: {gmv:+.2f}% ± {gmv_ci:.2f}%, "
+              f"{tables.verdict(gmv, gmv_ci, None)}.\n\n")
+    records = [r for path in _sitting_histories("06", directory) for r in paper_histories.read(path)]
     capped = sum(not r["stopped_early"] for r in records)
-    provisional = (f"Provisional: {capped} of the {len(records)} runs whose learning curves came back reached the "
-                   f"epoch cap (\"Trained to convergence?\" below).\n\n" if capped else "")
+    provisional = (f"Provisional: {capped} of the notebook's {len(records)} runs whose learning curves came back "
+                   f"reached the epoch cap (\"Trained to convergence?\" below).\n\n" if capped else "")
     return (provisional + markdown_table(shown.rename_axis(f"paper profile, served list ({seeds} seeds)")).rstrip("\n")
-            + "\n\nOneRanker minus each list, paired by seed:\n\n" + table1_verdicts(directory) + "\n" + value
+            + "\n\nOneRanker minus each list, paired by seed:\n\n"
+            + table1_verdicts(directory, ("HR@5", "valueHR@5", "ecpmNDCG@5")) + "\n" + value
             + ab(directory, seeds) + "\n" + _paper_run_line("06"))
 
 

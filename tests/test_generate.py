@@ -224,6 +224,12 @@ def test_the_compile_checks_agreement_of_a_request_allows_ties_not_wrong_scores(
         True, "largest score difference 0.05 (at most 0.06)")
     assert not compile_check.scores_agree((interest, value), (interest, value + 0.07), low_precision=True)[0]
     assert not compile_check.scores_agree((interest, value), near, low_precision=False)[0]
+    nan_value = (interest, torch.full_like(value, float("nan")))             # NaN in a later head fails too
+    assert compile_check.scores_agree((interest, value), nan_value, low_precision=True) == (
+        False, "largest score difference nan (at most 0.06)")
+    nan_score = off.clone()
+    nan_score[0, 3] = float("nan")
+    assert not compile_check.agreement((ids, scores), (ids, nan_score), low_precision=True)[0]
 
 
 @pytest.mark.gpu
