@@ -464,3 +464,23 @@ def test_patience_study_applies_its_stated_rule_to_hand_made_runs():
     assert all(v["train.epochs"] == 60 for v in capped.values())
     assert capped["Step-1 generator, patience 2"] == {**patience_study.MODELS["Step-1 generator"],
                                                       "train.patience": 2, "train.epochs": 60}
+    # the learning curves are read from the models trained under that cap, not the profile's
+
+    class FakeStudy:
+        seeds = (0,)
+        asked: list[dict] = []
+
+        def learning_curves(self, overrides: dict) -> pd.DataFrame:
+            self.asked.append(overrides)
+            return pd.DataFrame({"seed": 0, "epoch": [1, 2, 3], "valid_loss": [3.0, 2.0, 2.5],
+                                 "stopped_early": False})
+
+        def configs(self, overrides: dict, seed: int):
+            from oneranker.config import make_config
+            return [make_config("smoke", seed, **overrides)]
+
+    row = patience_study.curves_summary(FakeStudy(), "OneRanker", 2, epochs=3).iloc[0]
+    assert FakeStudy.asked[-1] == {"train.patience": 2, "train.epochs": 3}
+    assert (row["epochs"], row["best epoch"], row["best valid loss"], row["stopped early"]) == (3, 2, 2.0, False)
+    patience_study.curves_summary(FakeStudy(), "OneRanker", 2)
+    assert FakeStudy.asked[-1] == {"train.patience": 2}
