@@ -19,7 +19,7 @@ import argparse
 import numpy as np
 import torch
 
-from common import header, paper_model, synthetic_batch
+from common import header, paper_model, bf16_on_gpu, synthetic_batch
 from oneranker.generate import beam_generate, beam_search, graphed_beam_search
 from oneranker.profiling import time_side_by_side
 from oneranker.semantic_ids import PrefixTrie, dedup_digit
@@ -74,8 +74,7 @@ def main() -> None:
                         n_items=args.items, digits=digits, item_representation="sid", value_features=False).eval()
     model.items.codes.copy_(torch.as_tensor(codes, device=device))
     batch = synthetic_batch(model, gen_users, history, device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-    with torch.no_grad(), autocast:
+    with torch.no_grad(), bf16_on_gpu(device):
         shared = beam_generate(model, batch, trie, args.beam)
         copies = beam_generate(model, batch, trie, args.beam, per_beam_copies=True)
         same = float((shared[0] == copies[0]).float().mean())

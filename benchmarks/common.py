@@ -63,18 +63,27 @@ def paper_model(d: int, heads: int, history: int, device: torch.device, attentio
     return OneRanker(cfg.model, vocab, codes, history).to(device)
 
 
-def serving_autocast(device: torch.device) -> torch.autocast:
-    """The serving request's precision: bf16 autocast on a GPU, fp32 on the CPU."""
+def bf16_on_gpu(device: torch.device) -> torch.autocast:
+    """The benchmarks' precision (the serving request's, the ranking's and training's): bf16
+    autocast on a GPU, fp32 on the CPU."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
 def serve_prefill(model: OneRanker, batch: dict[str, torch.Tensor]):
     """The request's model half before candidate selection: prefill (``encode``) and the generator's
     catalogue scores of every head. Returns (state, interest [B, heads, N], value [B, heads, N])."""
-    with serving_autocast(next(model.parameters()).device):
+    with bf16_on_gpu(next(model.parameters()).device):
         state = model.encode(batch)
         interest, value = model.generator_scores(state)
     return state, interest, value
+
+
+def serve_candidates(interest: torch.Tensor, value: torch.Tensor, n: int) -> torch.Tensor:
+    """The request's candidate selection between its model halves: the generator's merged top-``n``
+    over the catalogue, on fp32 scores (ids only: no autocast op in it)."""
+    from oneranker.generate import topk_candidates
+
+    return topk_candidates(interest.float(), value.float(), n)
 
 
 def serve_ranking(model: OneRanker, state, candidates: torch.Tensor) -> torch.Tensor:
@@ -82,20 +91,17 @@ def serve_ranking(model: OneRanker, state, candidates: torch.Tensor) -> torch.Te
     ``candidates`` from the passed-through K/V."""
     from oneranker.generate import rank_candidates
 
-    with serving_autocast(next(model.parameters()).device):
+    with bf16_on_gpu(next(model.parameters()).device):
         return rank_candidates(model, state, candidates)
 
 
 def serve_request(model: OneRanker, batch: dict[str, torch.Tensor], n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """One serving request end to end, as the benchmarks time and compile it: :func:`serve_prefill`,
-    the generator's merged top-``n`` over the catalogue (ids: no autocast op in it), and
-    :func:`serve_ranking` of those candidates; the model halves under bf16 autocast on a GPU.
-    Returns the candidates [B, n] and their scores [B, n]. No host reads, so it traces as one
-    graph (benchmarks/compile_check.py compiles each half alone too)."""
-    from oneranker.generate import topk_candidates
-
+    :func:`serve_candidates` and :func:`serve_ranking` of those candidates; the model halves under
+    bf16 autocast on a GPU. Returns the candidates [B, n] and their scores [B, n]. No host reads,
+    so it traces as one graph (benchmarks/compile_check.py compiles each half alone too)."""
     state, interest, value = serve_prefill(model, batch)
-    candidates = topk_candidates(interest.float(), value.float(), n)
+    candidates = serve_candidates(interest, value, n)
     return candidates, serve_ranking(model, state, candidates)
 
 

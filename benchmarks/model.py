@@ -37,17 +37,13 @@ from collections.abc import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from common import header, paper_model, peak_flops, serve_request, step1_mask_density, synthetic_batch
+from common import header, paper_model, peak_flops, serve_request, bf16_on_gpu, step1_mask_density, synthetic_batch
 from oneranker import masks
 from oneranker.config import make_config
 from oneranker.generate import rank_candidates, rank_reencoding
 from oneranker.model import OneRanker
 from oneranker.profiling import time_side_by_side
 from oneranker.losses import draw_loss_samples, loss_from_draws, loss_terms
-
-
-def _autocast(device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
 def train_step_fn(model, batch, device, loss_fn=loss_from_draws):
@@ -58,7 +54,7 @@ def train_step_fn(model, batch, device, loss_fn=loss_from_draws):
 
     def step() -> None:
         gen = torch.Generator().manual_seed(0)
-        with _autocast(device):
+        with bf16_on_gpu(device):
             loss = loss_fn(model, batch, tc, draw_loss_samples(model, batch, tc, gen))["total"]
         optim.zero_grad(set_to_none=True)
         loss.backward()
@@ -70,7 +66,7 @@ def counted_flops(model, batch, device) -> int:
     """Forward + backward FLOPs of the loss, counted by torch (dense path)."""
     tc = make_config("paper").train
     with FlopCounterMode(display=False) as fc:
-        with _autocast(device):
+        with bf16_on_gpu(device):
             loss = loss_terms(model, batch, tc, torch.Generator().manual_seed(0))["total"]
         loss.backward()
     model.zero_grad(set_to_none=True)
@@ -186,7 +182,7 @@ def bench_rank(args, device) -> None:
     batch = synthetic_batch(model, B, S, device)
     print(f"\n## ranking: d={d}, history={S}, users per batch={B} (bf16 autocast on GPU)")
     compiled_rank = torch.compile(rank_candidates, dynamic=True) if device.type == "cuda" else rank_candidates
-    with _autocast(device):
+    with bf16_on_gpu(device):
         state = model.encode(batch)
     for n in args.candidates:
         cands = torch.randint(0, model.items.n_items, (B, n), device=device)
@@ -239,7 +235,7 @@ def _gpu_context_lost(error: BaseException, device: torch.device) -> bool:
 
 def _under_autocast(fn, device: torch.device):
     def call():
-        with _autocast(device):
+        with bf16_on_gpu(device):
             return fn()
     return call
 

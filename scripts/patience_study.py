@@ -47,20 +47,24 @@ def variant_name(model: str, patience: int) -> str:
     return f"{model}, patience {patience}"
 
 
+def overrides(model: str, patience: int, epochs: int | None = None) -> dict:
+    """One model's config overrides at ``patience``; with ``epochs``, its cap of epochs set to it
+    (``train.epochs``; its cosine decay ends there too), else the profile's."""
+    return {**MODELS[model], "train.patience": patience, **({} if epochs is None else {"train.epochs": epochs})}
+
+
 def variants(patiences: list[int], epochs: int | None = None) -> dict[str, dict]:
-    """Each model at each patience, as a study's variants; with ``epochs``, every run's cap of epochs
-    set to it (``train.epochs``; its cosine decay ends there too), else the profile's."""
-    cap = {} if epochs is None else {"train.epochs": epochs}
-    return {variant_name(m, p): {**o, "train.patience": p, **cap} for p in patiences for m, o in MODELS.items()}
+    """Each model at each patience, as a study's variants (:func:`overrides`)."""
+    return {variant_name(m, p): overrides(m, p, epochs) for p in patiences for m in MODELS}
 
 
 def curves_summary(study: Study, model: str, patience: int, epochs: int | None = None) -> pd.DataFrame:
     """Per seed: epochs trained, best epoch and what ended the run (:func:`tables.stopping_summary`
     over the cached models' learning curves, against the cap they ran under), with the best
     epoch's validation loss."""
-    overrides = variants([patience], epochs)[variant_name(model, patience)]
-    curves = study.learning_curves(overrides).assign(variant=model)
-    cap = study.configs(overrides, study.seeds[0])[0].train.epochs
+    run = overrides(model, patience, epochs)
+    curves = study.learning_curves(run).assign(variant=model)
+    cap = study.configs(run, study.seeds[0])[0].train.epochs
     stops = tables.stopping_summary(curves, cap).reset_index()
     best = curves.groupby("seed")["valid_loss"].min().rename("best valid loss").reset_index()
     return (stops.merge(best, on="seed")

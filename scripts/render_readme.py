@@ -1623,8 +1623,10 @@ def _ab_table(directory: Path = QUICK) -> pd.DataFrame:
     return t
 
 
-def ab(directory: Path = QUICK, seeds: int = 5) -> str:
-    """Notebook 06: expected GMV and cost of each arm's 4-ad slate, lifts paired by seed."""
+def ab(directory: Path = QUICK) -> str:
+    """Notebook 06: expected GMV and cost of each arm's 4-ad slate, lifts paired by seed (over the
+    seeds of its Table 1)."""
+    seeds = _csv("06_table1_hr", directory)["seeds"].iloc[0]
     return markdown_table(_ab_table(directory).rename_axis(f"arm ({seeds} seeds)"))
 
 
@@ -1666,7 +1668,7 @@ def paper_table1() -> str:
     return (provisional + markdown_table(shown.rename_axis(f"paper profile, served list ({seeds} seeds)")).rstrip("\n")
             + "\n\nOneRanker minus each list, paired by seed:\n\n"
             + table1_verdicts(directory, ("HR@5", "valueHR@5", "ecpmNDCG@5")) + "\n" + value
-            + ab(directory, seeds) + "\n" + _paper_run_line("06"))
+            + ab(directory) + "\n" + _paper_run_line("06"))
 
 
 def targets() -> str:
