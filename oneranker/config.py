@@ -344,9 +344,25 @@ class TrainConfig(Validated):
                               "of ~57% (scripts/learnability.py).", ge=1)
     lr: float = knob(5e-3, "Peak AdamW learning rate.", gt=0.0)
     weight_decay: float = knob(0.01, "AdamW weight decay.", ge=0.0)
-    warmup_steps: int = knob(20, "Linear warm-up steps, then cosine decay to 10% of the peak.", ge=0)
+    warmup_steps: int = knob(20, "Linear warm-up steps, then the learning-rate schedule (train.lr_schedule).",
+                             ge=0)
     patience: int = knob(2, "Epochs without validation improvement before early stopping (2: one noisy "
-                            "epoch does not end training).", ge=0)
+                            "epoch does not end training); under train.lr_schedule='plateau' counted "
+                            "only once the learning rate is at its floor.", ge=0)
+    lr_schedule: str = knob("cosine", "After the warm-up: 'cosine' = decay to 10% of the peak at the cap "
+                                      "(train.epochs), so a run that reaches the cap is annealed by its budget "
+                                      "and its best epoch comes last; 'plateau' = the peak until the "
+                                      "validation loss stops improving, then x train.lr_decay after each "
+                                      "plateau of more than train.lr_patience epochs (torch's "
+                                      "ReduceLROnPlateau rule), down to train.lr_floor x the peak, and early "
+                                      "stopping there: a schedule the cap does not shape (oneranker.train."
+                                      "plateau_schedule).", choices=("cosine", "plateau"))
+    lr_decay: float = knob(0.5, "plateau: the factor of each decay of the learning rate.", gt=0.0, lt=1.0)
+    lr_patience: int = knob(2, "plateau: epochs without a new best validation loss the rate waits out "
+                               "before it decays (ReduceLROnPlateau's patience).", ge=0)
+    lr_floor: float = knob(0.125, "plateau: the lowest learning rate, as a fraction of train.lr (0.125: "
+                                  "three halvings); early stopping counts train.patience epochs there.",
+                           gt=0.0, le=1.0)
     length_grouping: int = knob(0, "Batches of similar history length: each epoch's shuffled order is cut "
                                    "into windows of this many batches, each window sorted by history length "
                                    "and cut into batches, and the batches shuffled (0 = off, plain shuffled "
@@ -397,6 +413,14 @@ class TrainConfig(Validated):
         if self.stack_seeds and self.cuda_graphs:
             raise ConfigError("train.cuda_graphs does not apply to stacked models (train.stack_seeds); "
                               "set one of them")
+        if self.stack_seeds and self.lr_schedule == "plateau":
+            raise ConfigError("train.lr_schedule='plateau' does not apply to stacked models (train.stack_seeds: "
+                              "one learning rate for the stack, each model's plateau its own); set one of them")
+
+
+# The plateau schedule's own fields: a cosine config's hash leaves them out (Config.hash), so adding
+# them kept every cosine config's hash, and with it every cached model, as it was.
+PLATEAU_FIELDS: tuple[str, ...] = ("lr_schedule", "lr_decay", "lr_patience", "lr_floor")
 
 
 @dataclass(frozen=True)
@@ -425,6 +449,9 @@ class Config(Validated):
                     del d[name][f.name]
         if not self.stacked:   # a model that trains alone is the same model whatever the field says
             d["train"].pop("stack_seeds", None)
+        if self.train.lr_schedule == "cosine":   # the plateau's fields do not act on a cosine schedule
+            for name in PLATEAU_FIELDS:
+                d["train"].pop(name, None)
         if sections is not None:
             d = {k: d[k] for k in ("seed", *sections)}
         blob = json.dumps(d, sort_keys=True, default=list)

@@ -1,6 +1,6 @@
-"""Training: the OneRanker objective on request batches, AdamW with warm-up and cosine decay,
-early stopping on the validation split, bf16 autocast on CUDA, and atomic, resumable
-checkpoints.
+"""Training: the OneRanker objective on request batches, AdamW with warm-up and then cosine decay
+or a decay on plateaus of the validation loss, early stopping on the validation split, bf16
+autocast on CUDA, and atomic, resumable checkpoints.
 
 Determinism is by construction rather than by saving RNG states: the order of an epoch's
 batches, the dropout noise and the sampled targets/negatives of step ``t`` are all seeded by
@@ -147,6 +147,41 @@ class History:
     stopped_early: bool = False
 
 
+@dataclass(frozen=True)
+class Plateau:
+    """Where the plateau schedule stands after some epochs (:func:`plateau_schedule`)."""
+
+    decays: int        # times the learning rate has been multiplied by train.lr_decay
+    scale: float       # the learning rate's factor now: lr_decay ** decays, not below lr_floor
+    bad_epochs: int    # epochs since the last new best validation loss or the last decay
+    stop: bool         # early stopping: train.patience epochs without a new best at the floor
+
+
+def plateau_schedule(valid_losses: list[float], tc: TrainConfig) -> Plateau:
+    """The plateau schedule's state after the epochs whose validation losses are given.
+
+    torch's ``ReduceLROnPlateau`` rule (mode 'min', threshold 0, cooldown 0): an epoch whose loss
+    is below the best so far resets the count of bad epochs, any other adds one; when the count
+    exceeds ``lr_patience`` the rate is multiplied by ``lr_decay`` (not below ``lr_floor`` x the
+    peak) and the count restarts. Once the rate is at its floor, a count above ``patience`` ends
+    training. A function of the losses alone rather than a stateful scheduler, so a resumed run
+    (whose history is checkpointed) continues on the same rate, and the rate of every epoch can be
+    read back from a learning curve (tests/test_train.py checks the decays against torch's
+    scheduler)."""
+    floor_decays = max(0, math.ceil(math.log(tc.lr_floor) / math.log(tc.lr_decay) - 1e-9))
+    best, bad, decays, stop = math.inf, 0, 0, False
+    for loss in valid_losses:
+        if loss < best:
+            best, bad = loss, 0
+        else:
+            bad += 1
+        if decays >= floor_decays:
+            stop = stop or bad > tc.patience
+        elif bad > tc.lr_patience:
+            decays, bad = decays + 1, 0
+    return Plateau(decays, max(tc.lr_decay ** decays, tc.lr_floor), bad, stop)
+
+
 class Trainer:
     """Trains one model of one config on one prepared dataset, checkpointing to ``workdir``."""
 
@@ -200,11 +235,18 @@ class Trainer:
 
     # ---------------------------------------------------------------- schedule and batches
     def lr_at(self, step: int) -> float:
-        """Linear warm-up, then cosine decay to 10% of the peak."""
+        """Linear warm-up, then the schedule (``train.lr_schedule``): cosine decay to 10% of the
+        peak at the cap, or the plateau schedule's rate after the epochs trained so far."""
+        if self.tc.lr_schedule == "plateau":
+            scale = plateau_schedule(self._valid_losses(), self.tc).scale
+            return self.tc.lr * scale * min(1.0, (step + 1) / max(1, self.tc.warmup_steps))
         if step < self.tc.warmup_steps:
             return self.tc.lr * (step + 1) / self.tc.warmup_steps
         t = (step - self.tc.warmup_steps) / max(1, self.total_steps - self.tc.warmup_steps)
         return self.tc.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+    def _valid_losses(self) -> list[float]:
+        return [e["valid_loss"] for e in self.history.epochs]
 
     def host_batch(self, split: str, indices: np.ndarray) -> dict[str, torch.Tensor]:
         """The requests ``indices`` of ``split`` collated on the CPU (see :func:`collated`)."""
@@ -358,8 +400,10 @@ class Trainer:
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         else:
             self.bad_epochs += 1
-            if self.bad_epochs > self.tc.patience:
-                self.history.stopped_early = True
+        if self.tc.lr_schedule == "plateau":   # stops only at the floor of its learning rate
+            self.history.stopped_early = plateau_schedule(self._valid_losses(), self.tc).stop
+        elif self.bad_epochs > self.tc.patience:
+            self.history.stopped_early = True
 
     # ---------------------------------------------------------------- checkpoints
     def _save(self) -> None:

@@ -6,7 +6,7 @@ import torch
 
 from conftest import tiny_config
 from oneranker.losses import funnel_level
-from oneranker.train import Trainer, length_grouped_batches
+from oneranker.train import Plateau, Trainer, length_grouped_batches, plateau_schedule
 
 
 def test_funnel_levels():
@@ -74,6 +74,114 @@ def test_resume_on_the_quick_profile_ends_with_the_same_metrics(tmp_path):
         return {name: list_metrics(lists, ts) for name, lists in model_lists(model, cfg, prepared, ts, 30).items()}
 
     assert metrics(resumed.model) == metrics(full.model)
+
+
+# A scripted validation curve and what the plateau schedule makes of it (lr_decay 0.5, lr_patience 1,
+# lr_floor 0.25: two decays, patience 1 at the floor), by hand:
+#   epoch 1-2: new bests (5, 4); 3: 4.5, one bad epoch; 4: 4.2, two > 1: first decay, count restarts;
+#   5: 3.9 a new best; 6, 7: two bad epochs: second decay, now at the floor 0.25;
+#   8: 3.95, one bad epoch; 9: 3.99, two > patience 1: early stopping, the best epoch 5.
+PLATEAU = {"train.lr_schedule": "plateau", "train.lr_decay": 0.5, "train.lr_patience": 1, "train.lr_floor": 0.25,
+           "train.patience": 1}
+SCRIPTED = [5.0, 4.0, 4.5, 4.2, 3.9, 4.0, 4.1, 3.95, 3.99, 3.0, 2.0]
+
+
+def test_the_plateau_schedule_on_a_hand_computed_curve():
+    tc = tiny_config(**PLATEAU).train
+    assert plateau_schedule([], tc) == Plateau(decays=0, scale=1.0, bad_epochs=0, stop=False)
+    assert plateau_schedule(SCRIPTED[:3], tc) == Plateau(0, 1.0, 1, False)
+    assert plateau_schedule(SCRIPTED[:4], tc) == Plateau(1, 0.5, 0, False)
+    assert plateau_schedule(SCRIPTED[:7], tc) == Plateau(2, 0.25, 0, False)
+    assert plateau_schedule(SCRIPTED[:8], tc) == Plateau(2, 0.25, 1, False)
+    assert plateau_schedule(SCRIPTED[:9], tc) == Plateau(2, 0.25, 2, True)
+    # a floor between two powers of the decay is reached by the decay that passes it, and held
+    odd = tiny_config(**{**PLATEAU, "train.lr_floor": 0.3}).train
+    assert plateau_schedule(SCRIPTED[:7], odd).scale == 0.3
+    # no decays (floor 1): early stopping as under the cosine schedule, patience 1 at a constant rate
+    flat = tiny_config(**{**PLATEAU, "train.lr_floor": 1.0}).train
+    assert plateau_schedule(SCRIPTED[:3], flat) == Plateau(0, 1.0, 1, False)
+    assert plateau_schedule(SCRIPTED[:4], flat) == Plateau(0, 1.0, 2, True)
+
+
+def test_the_plateau_schedule_decays_as_torch_reduce_lr_on_plateau():
+    """Parity with the library's scheduler (mode 'min', threshold 0, no cooldown) on random
+    walks: the same rate after every epoch, through the floor."""
+    tc = tiny_config(**{"train.lr_schedule": "plateau", "train.lr_decay": 0.5, "train.lr_patience": 2,
+                        "train.lr_floor": 0.125, "train.patience": 100}).train
+    rng = np.random.default_rng(0)
+    for walk in range(20):
+        losses = list(10 + np.cumsum(rng.normal(-0.02, 0.1, size=60)))
+        optim = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(optim, mode="min", factor=0.5, patience=2,
+                                                           threshold=0.0, cooldown=0, min_lr=0.125)
+        for i, loss in enumerate(losses):
+            sched.step(loss)
+            assert plateau_schedule(losses[:i + 1], tc).scale == optim.param_groups[0]["lr"], (walk, i)
+
+
+def _scripted(monkeypatch) -> None:
+    """Every trainer's validation loss of epoch e is SCRIPTED[e - 1] (a resumed one's too)."""
+    monkeypatch.setattr(Trainer, "validation_loss", lambda self: SCRIPTED[len(self.history.epochs)])
+
+
+def test_a_plateau_run_decays_on_its_curve_and_stops_at_the_floor(tiny_prepared, monkeypatch):
+    _scripted(monkeypatch)
+    cfg = tiny_config(**PLATEAU, **{"train.epochs": 11, "train.warmup_steps": 2, "train.lr": 1e-3})
+    t = Trainer(cfg, tiny_prepared, progress=False)
+    rates = []
+    step = t.train_step
+    monkeypatch.setattr(t, "train_step", lambda *a: (step(*a), rates.append(t.optim.param_groups[0]["lr"]))[0])
+    t.fit()
+    assert t.history.stopped_early and len(t.history.epochs) == 9 and t.history.best_epoch == 5
+    per_epoch = [rates[e * t.steps_per_epoch:(e + 1) * t.steps_per_epoch] for e in range(9)]
+    assert per_epoch[0][:2] == pytest.approx([0.5e-3, 1e-3])                       # the warm-up
+    expected = [1, 1, 1, 1, 0.5, 0.5, 0.5, 0.25, 0.25]                               # epoch by epoch, above
+    assert [set(r) for r in per_epoch[1:]] == [{1e-3 * x} for x in expected[1:]]
+    # a cosine run of the same curve stops at its first patience-1 plateau, epoch 4
+    cosine = Trainer(tiny_config(**{"train.patience": 1, "train.epochs": 11}), tiny_prepared, progress=False)
+    cosine.fit()
+    assert cosine.history.stopped_early and len(cosine.history.epochs) == 4
+
+
+def test_a_killed_plateau_run_resumes_on_its_decayed_rate(tiny_prepared, tmp_path, monkeypatch):
+    """The rate is a function of the checkpointed curve: a run killed after its first decay
+    (epoch 4, the middle of epoch 5) resumes on the decayed rate and ends bit for bit as the
+    uninterrupted run."""
+    _scripted(monkeypatch)
+    cfg = tiny_config(**PLATEAU, **{"train.epochs": 11})
+    full = Trainer(cfg, tiny_prepared, workdir=tmp_path / "a", progress=False)
+    full.fit()
+    killed = Trainer(cfg, tiny_prepared, workdir=tmp_path / "b", progress=False)
+    killed.fit(stop_after_steps=4 * killed.steps_per_epoch + 2)
+    resumed = Trainer(cfg, tiny_prepared, workdir=tmp_path / "b", progress=False)
+    assert resumed.lr_at(resumed.step) == cfg.train.lr * 0.5
+    resumed.fit()
+    assert [e["valid_loss"] for e in resumed.history.epochs] == SCRIPTED[:9]
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_the_plateau_fields_enter_the_hash_only_under_the_plateau_schedule():
+    """Adding the fields kept every cosine config's hash (the pinned profile hashes,
+    tests/test_config.py); under 'plateau' each of them is part of the model's config."""
+    base = tiny_config()
+    assert tiny_config(**{"train.lr_decay": 0.3, "train.lr_floor": 0.5, "train.lr_patience": 7}).hash() == base.hash()
+    plateau = tiny_config(**{"train.lr_schedule": "plateau"})
+    assert plateau.hash() != base.hash()
+    for field, value in (("lr_decay", 0.3), ("lr_floor", 0.5), ("lr_patience", 7)):
+        assert tiny_config(**{"train.lr_schedule": "plateau", f"train.{field}": value}).hash() != plateau.hash()
+
+
+@pytest.mark.parametrize("overrides, why", [
+    ({"train.lr_schedule": "step"}, "lr_schedule"),
+    ({"train.lr_schedule": "plateau", "train.lr_decay": 1.0}, "lr_decay"),
+    ({"train.lr_floor": 0.0}, "lr_floor"),
+    ({"train.lr_schedule": "plateau", "train.stack_seeds": (0, 1)}, "stacked models"),
+])
+def test_a_bad_plateau_setting_is_refused_before_any_work(overrides, why):
+    from oneranker.config import ConfigError
+    with pytest.raises(ConfigError, match=why):
+        tiny_config(**overrides)
 
 
 def test_length_grouped_batches_cover_every_request_once_and_group_by_length():
