@@ -42,7 +42,7 @@ done
 for b in pool_blocks step_loss step_layernorms step_blocks model_rank sampler step_deterministic gpu_tests_deterministic gpu_tests beam_search attention model_e2e model_e2e_blocking model_train patience_study; do
   [ -s "$tmp/out/$b.txt" ] && cp "$tmp/out/$b.txt" "results/paper/${b}_h200_${commit}.txt" && echo "wrote: results/paper/${b}_h200_${commit}.txt"
 done
-for c in patience_study; do     # a job's table (job.sh: the command's --out under /tmp/out)
+for c in patience_study patience_study_curves; do     # a job's tables (job.sh: the command's --out, --curves under /tmp/out)
   [ -s "$tmp/out/$c.csv" ] && cp "$tmp/out/$c.csv" "results/paper/${c}_h200_${commit}.csv" && echo "wrote: results/paper/${c}_h200_${commit}.csv"
 done
 echo "# progress.log"; cat "$tmp/out/progress.log"

@@ -154,8 +154,8 @@ def patience_study_block() -> str:
     """scripts/patience_study.py at the quick profile: the full model and the Step-1 generator
     trained with today's patience and a larger one, per model and patience, and paired by seed
     against today's patience with the rule the script states before its runs."""
-    rows = pd.read_csv(QUICK / "patience_study.csv")
-    reference = int(rows["patience"].min())         # the script's reference: its smallest patience
+    rows = patience_study.with_rules(pd.read_csv(QUICK / "patience_study.csv"))
+    reference = patience_study.patience_rule(int(rows["patience"].min()))   # the script's: its smallest patience
     return (markdown_table(patience_study.summary(rows), index=False).rstrip("\n") + "\n\n"
             + markdown_table(patience_study.paired(rows, reference), index=False).rstrip("\n") + "\n")
 

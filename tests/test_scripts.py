@@ -412,6 +412,20 @@ def test_paper_histories_measures_the_last_epochs_change_by_hand():
     assert paper_histories.last_change(curve[1:]) is None
 
 
+def _patience_study():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import patience_study
+    finally:
+        sys.path.pop(0)
+    return patience_study
+
+
+def _study_rows(model: str, rule: str, losses: list[float], gaps: list[float], stopped: bool = True) -> list[dict]:
+    return [{"model": model, "rule": rule, "seed": s, "best valid loss": v, "gap closed HR@5": g,
+             "stopped early": stopped} for s, (v, g) in enumerate(zip(losses, gaps))]
+
+
 def test_patience_study_applies_its_stated_rule_to_hand_made_runs():
     """scripts/patience_study.py's paired comparison, hand-computed. OneRanker, three seeds, best
     validation losses 10, 10, 10 at patience 2 and 9, 9.5, 9.25 at patience 5: relative changes
@@ -419,52 +433,81 @@ def test_patience_study_applies_its_stated_rule_to_hand_made_runs():
     end -1.29% is below zero, so patience 2 stops on noise. The generator's changes 0%, +1%, -1%
     straddle zero: not separated. The gap closed's change is reported, not judged."""
     import pandas as pd
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import patience_study
-    finally:
-        sys.path.pop(0)
-
-    def rows(model: str, patience: int, losses: list[float], gaps: list[float]) -> list[dict]:
-        return [{"model": model, "patience": patience, "seed": s, "best valid loss": v, "gap closed HR@5": g}
-                for s, (v, g) in enumerate(zip(losses, gaps))]
-
-    frame = pd.DataFrame(rows("OneRanker", 2, [10, 10, 10], [0.5, 0.5, 0.5])
-                         + rows("OneRanker", 5, [9, 9.5, 9.25], [0.6, 0.5, 0.55])
-                         + rows("Step-1 generator", 2, [10, 10, 10], [0.6, 0.6, 0.6])
-                         + rows("Step-1 generator", 5, [10, 10.1, 9.9], [0.6, 0.6, 0.6]))
-    out = patience_study.paired(frame, reference=2).set_index("model")
+    patience_study = _patience_study()
+    rows = _study_rows
+    frame = pd.DataFrame(rows("OneRanker", "patience 2", [10, 10, 10], [0.5, 0.5, 0.5])
+                         + rows("OneRanker", "patience 5", [9, 9.5, 9.25], [0.6, 0.5, 0.55])
+                         + rows("Step-1 generator", "patience 2", [10, 10, 10], [0.6, 0.6, 0.6])
+                         + rows("Step-1 generator", "patience 5", [10, 10.1, 9.9], [0.6, 0.6, 0.6]))
+    out = patience_study.paired(frame, reference="patience 2").set_index("model")
+    assert out.loc["OneRanker", "rule"] == "patience 5 vs patience 2"
     assert out.loc["OneRanker", "best valid loss, relative change"] == "-7.50% ± 6.21%"
     assert out.loc["OneRanker", "lower on seeds"] == "3 of 3"
     assert out.loc["OneRanker", "gap closed HR@5, change"] == "+5.0 ± 12.4 points"
-    assert out.loc["OneRanker", "rule"] == "patience 2 stops on noise"
-    assert out.loc["Step-1 generator", "rule"] == "not separated"
+    assert out.loc["OneRanker", "rule's verdict"] == "patience 2 stops on noise"
+    assert out.loc["Step-1 generator", "rule's verdict"] == "not separated"
     higher = frame.assign(**{"best valid loss": [10, 10, 10, 11, 11.5, 11.2, 10, 10, 10, 10, 10, 10]})
-    assert patience_study.paired(higher, reference=2).set_index("model").loc["OneRanker", "rule"] == \
+    assert patience_study.paired(higher, "patience 2").set_index("model").loc["OneRanker", "rule's verdict"] == \
         "patience 5 ends higher"
     one_seed = frame[frame["seed"] == 0]
-    assert set(patience_study.paired(one_seed, reference=2)["rule"]) == {"n/a (one seed: no CI)"}
-    assert patience_study.paired(frame, reference=5).empty   # only larger patiences are compared
-    with pytest.raises(ValueError, match="no runs at the reference patience 3"):
-        patience_study.paired(frame, reference=3)
-    refused = subprocess.run([sys.executable, str(ROOT / "scripts" / "patience_study.py"), "--patience", "2"],
-                             cwd=ROOT, capture_output=True, text=True)
-    assert refused.returncode == 2 and "two or more distinct values" in refused.stderr
-    for argv, why in ((["--patience", "5", "2"], "must be the smallest"), (["--seeds", "0"], "two or more seeds"),
-                      (["--mps", "--device", "cpu"], "--device cpu is not one"),
-                      (["--epochs", "0"], "--epochs must be at least 1")):
-        refused = subprocess.run([sys.executable, str(ROOT / "scripts" / "patience_study.py"), *argv],
-                                 cwd=ROOT, capture_output=True, text=True)
+    assert set(patience_study.paired(one_seed, "patience 2")["rule's verdict"]) == {"n/a (one seed: no CI)"}
+    assert patience_study.paired(frame, "patience 5").empty   # only larger patiences are compared
+    with pytest.raises(ValueError, match="no runs under the reference rule 'patience 3'"):
+        patience_study.paired(frame, "patience 3")
+    # rows written before rules had names (the committed quick study) are named by their patience
+    old = frame.assign(patience=frame["rule"].str.split().str[-1].astype(int)).drop(columns="rule")
+    assert patience_study.paired(old, "patience 2").equals(patience_study.paired(frame, "patience 2"))
+    assert patience_study.plateau_adopted(frame, "patience 2") is None   # no plateau runs
+
+
+def test_patience_study_judges_the_plateau_schedule_by_the_rule_stated_before_its_runs():
+    """The plateau rule against the reference, by hand: OneRanker's plateau losses 9, 9.5, 9.25
+    against 10, 10, 10 end lower (the CI above); the generator's 10, 10.1, 9.9 are not
+    separated. Every plateau run ended by its rule and none ends higher: adopted. One run at
+    its cap, or a model ending higher, and it is not."""
+    import pandas as pd
+    patience_study = _patience_study()
+    rows = _study_rows
+    frame = pd.DataFrame(rows("OneRanker", "patience 2", [10, 10, 10], [0.5, 0.5, 0.5], stopped=False)
+                         + rows("OneRanker", "plateau, patience 2", [9, 9.5, 9.25], [0.6, 0.5, 0.55])
+                         + rows("Step-1 generator", "patience 2", [10, 10, 10], [0.6, 0.6, 0.6])
+                         + rows("Step-1 generator", "plateau, patience 2", [10, 10.1, 9.9], [0.6, 0.6, 0.6]))
+    out = patience_study.paired(frame, "patience 2").set_index("model")
+    assert out.loc["OneRanker", "rule's verdict"] == "plateau, patience 2 ends lower"
+    assert out.loc["Step-1 generator", "rule's verdict"] == "not separated"
+    assert patience_study.plateau_adopted(frame, "patience 2") == \
+        "plateau schedule adopted: all 6 plateau runs ended by its rule, none ends higher"
+    capped = frame.assign(**{"stopped early": [True] * 3 + [False, True, True] + [True] * 6})
+    assert patience_study.plateau_adopted(capped, "patience 2") == \
+        "plateau schedule not adopted: 1 of 6 plateau runs reached their cap"
+    higher = frame.assign(**{"best valid loss": [10, 10, 10, 11, 11.5, 11.2] + [10] * 6})
+    assert patience_study.plateau_adopted(higher, "patience 2") == \
+        "plateau schedule not adopted: OneRanker: plateau, patience 2 ends higher"
+
+
+def test_patience_study_refuses_bad_arguments_and_builds_its_rules():
+    import pandas as pd
+    patience_study = _patience_study()
+    script = str(ROOT / "scripts" / "patience_study.py")
+    for argv, why in ((["--patience", "2"], "two or more rules"), (["--patience", "5", "2"], "must be the smallest"),
+                      (["--patience", "2", "2", "--plateau-epochs", "40"], "distinct values"),
+                      (["--seeds", "0"], "two or more seeds"), (["--mps", "--device", "cpu"], "--device cpu is not one"),
+                      (["--epochs", "0"], "--epochs must be at least 1"),
+                      (["--patience", "2", "--plateau-epochs", "0"], "--plateau-epochs must be at least 1")):
+        refused = subprocess.run([sys.executable, script, *argv], cwd=ROOT, capture_output=True, text=True)
         assert refused.returncode == 2 and why in refused.stderr, argv
-    # the variants: each model at each patience; --epochs sets every run's cap, else the profile's stays
-    assert patience_study.variants([2, 5])["OneRanker, patience 5"] == {"train.patience": 5}
-    capped = patience_study.variants([2, 5], epochs=60)
+    # the rules: each patience on the profile's schedule; --epochs sets their cap, else the profile's
+    # stays; the plateau rule at the reference patience under its own cap
+    assert patience_study.rules([2, 5]) == {"patience 2": {"train.patience": 2}, "patience 5": {"train.patience": 5}}
+    assert patience_study.rules([2], epochs=60, plateau_epochs=40) == {
+        "patience 2": {"train.patience": 2, "train.epochs": 60},
+        "plateau, patience 2": {"train.lr_schedule": "plateau", "train.patience": 2, "train.epochs": 40}}
+    capped = patience_study.variants(patience_study.rules([2, 5], epochs=60))
     assert set(capped) == {"OneRanker, patience 2", "Step-1 generator, patience 2", "OneRanker, patience 5",
                            "Step-1 generator, patience 5"}
-    assert all(v["train.epochs"] == 60 for v in capped.values())
     assert capped["Step-1 generator, patience 2"] == {**patience_study.MODELS["Step-1 generator"],
                                                       "train.patience": 2, "train.epochs": 60}
-    # the learning curves are read from the models trained under that cap, not the profile's
+    # the learning curves are read from the models trained under the rule's cap, not the profile's
 
     class FakeStudy:
         seeds = (0,)
@@ -472,15 +515,18 @@ def test_patience_study_applies_its_stated_rule_to_hand_made_runs():
 
         def learning_curves(self, overrides: dict) -> pd.DataFrame:
             self.asked.append(overrides)
-            return pd.DataFrame({"seed": 0, "epoch": [1, 2, 3], "valid_loss": [3.0, 2.0, 2.5],
-                                 "stopped_early": False})
+            return pd.DataFrame({"seed": 0, "epoch": [1, 2, 3, 4, 5, 6], "valid_loss": [4.0, 3.0, 2.0, 2.5, 2.2, 2.1],
+                                 "seconds": [1.0, 1.0, 1.0, 1.0, 1.0, 1.5], "stopped_early": False})
 
         def configs(self, overrides: dict, seed: int):
             from oneranker.config import make_config
             return [make_config("smoke", seed, **overrides)]
 
-    row = patience_study.curves_summary(FakeStudy(), "OneRanker", 2, epochs=3).iloc[0]
-    assert FakeStudy.asked[-1] == {"train.patience": 2, "train.epochs": 3}
-    assert (row["epochs"], row["best epoch"], row["best valid loss"], row["stopped early"]) == (3, 2, 2.0, False)
-    patience_study.curves_summary(FakeStudy(), "OneRanker", 2)
+    rule = {"train.patience": 2, "train.epochs": 6}
+    row = patience_study.curves_summary(FakeStudy(), "OneRanker", "patience 2", rule).iloc[0]
+    assert FakeStudy.asked[-1] == rule
+    assert (row["epochs"], row["best epoch"], row["best valid loss"], row["stopped early"], row["cap"]) == \
+        (6, 3, 2.0, False, 6)
+    assert row["last 5 epochs"] == pytest.approx(2.1 / 4.0 - 1) and row["train seconds"] == 6.5
+    patience_study.curves_summary(FakeStudy(), "OneRanker", "patience 2", {"train.patience": 2})
     assert FakeStudy.asked[-1] == {"train.patience": 2}
