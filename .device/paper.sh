@@ -1,14 +1,15 @@
 #!/bin/bash
-# Next sittings: paper notebook 06 in two sittings (01-05 are committed under model code 228471b4;
-# 05 ran in two sittings on 2026-12-03: results/paper/notebook05_h200_bd6a44f.txt and _86ffb35.txt),
-# then, on the GPU it leaves idle, the benchmarks of the README's H200 column not yet measured (the
-# queue at the end; the GPU-only tests first with GPU_TESTS=1). Runs detached in /tmp/w.
+# Next sittings: the paper series again under the profile's new defaults (the plateau schedule, cap 60;
+# .device/README NEXT), one notebook per sitting, 05 and 06 one seed per sitting; then, on the GPU it
+# leaves idle, the benchmarks of the README's H200 column not yet measured (the queue at the end; the
+# GPU-only tests first with GPU_TESTS=1). Runs detached in /tmp/w.
 # usage: [SEEDS="0 1"] [RESULTS_IN=FILE] [GPU_WORKERS=N] [DETERMINISTIC=1] [GPU_TESTS=1|K] bash /tmp/paper.sh REPO COMMIT [NOTEBOOKS [TRAIN_COMPILE]]
 #   NOTEBOOKS: e.g. "06" or "05 06" (default "06"); TRAIN_COMPILE: e.g. blocks (default: the profile's, off);
 #   DETERMINISTIC=1: reproduce --deterministic (both sittings of a notebook must run the same way)
-#   A notebook too long for one sitting runs in two (oneranker.study: the cache's results):
-#   SEEDS="0 1" first, which leaves /tmp/out/results_cache.tar.gz (commit it) and no notebook;
-#   then RESULTS_IN=that file with the default seeds 0 1 2, which trains only seed 2's models.
+#   A notebook too long for one sitting runs in two or three (oneranker.study: the cache's results):
+#   SEEDS="0 1" (or "0") first, which leaves /tmp/out/results_cache.tar.gz (commit it) and no notebook;
+#   [then SEEDS="0 1" RESULTS_IN=that file, which adds seed 1's and leaves the results of both;]
+#   then RESULTS_IN=the last file with the default seeds 0 1 2, which trains only seed 2's models.
 mkdir -p /tmp/out
 # a bad argument stops here, before any work (on 2026-12-03 SEEDS="0" reached reproduce, which then refused
 # one seed; a first sitting now runs reproduce --results-only, which takes one: a sitting per seed fits one call)

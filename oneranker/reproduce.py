@@ -149,7 +149,12 @@ def _run_one(path: Path, i: int, n: int, parameters: dict, out_dir: Path | None,
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    entry = {"notebook": path.name, **_timed_entry(start, t0, gpu), "phases": phases}
+    # the profile's config hash: an entry names the stopping rule and every other default its
+    # models trained under (a profile whose defaults changed since must run again)
+    from .config import make_config
+
+    entry = {"notebook": path.name, "profile_config": make_config(parameters["profile"]).hash(),
+             **_timed_entry(start, t0, gpu), "phases": phases}
     where = target.relative_to(ROOT) if target.is_relative_to(ROOT) else "(not kept: results only)"
     print(f"    done in {entry['seconds']} s" + _busy_text(entry) + f" -> {where}", flush=True)
     for row in phases:

@@ -35,7 +35,9 @@ setting, not a knob to tune for a metric). Needs two seeds or more (a CI).
     python scripts/patience_study.py --profile quick --seeds 0 1 2 3 4 --patience 2 5 \\
         --out results/quick/patience_study.csv
     python scripts/patience_study.py --profile paper --seeds 0 1 2 --patience 2 --plateau-epochs 60 \\
-        --device cuda --mps --workers 10 --out /tmp/out/patience_study.csv
+        --device cuda --mps --workers 10 --out /tmp/out/patience_study.csv --curves /tmp/out/patience_study_curves.csv
+    python scripts/patience_study.py --plot results/paper/patience_study_curves_h200_8f61a7b.csv \\
+        --figure figures/paper/patience_study_curves.png
 """
 
 from __future__ import annotations
@@ -190,6 +192,18 @@ def plateau_adopted(rows: pd.DataFrame, reference: str) -> str | None:
     return f"plateau schedule adopted: all {len(plateau)} plateau runs ended by its rule, none ends higher"
 
 
+def plot(curves_csv: Path, figure: Path) -> None:
+    """Every run's learning curve of a study (``--curves``' CSV), one panel per model and rule
+    (:func:`oneranker.plots.learning_curves`), written to ``figure``."""
+    from oneranker.plots import learning_curves
+
+    curves = pd.read_csv(curves_csv)
+    fig = learning_curves(curves.assign(variant=curves["model"] + ", " + curves["rule"]))
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(figure, dpi=110, bbox_inches="tight")
+    print(f"wrote {figure}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="quick")
@@ -210,7 +224,16 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="CSV of the per-seed rows")
     ap.add_argument("--curves", default=None, help="CSV of every run's learning curve (per epoch: train and "
                                                    "validation loss, seconds), for the figure")
+    ap.add_argument("--plot", type=Path, default=None, metavar="CURVES_CSV",
+                    help="train nothing: draw the learning curves of a --curves CSV into --figure")
+    ap.add_argument("--figure", type=Path, default=None, help="the PNG that --plot writes")
     args = ap.parse_args()
+    if args.plot is not None or args.figure is not None:
+        if args.plot is None or args.figure is None:
+            ap.error("--plot and --figure go together")
+        if not args.plot.is_file():
+            ap.error(f"--plot {args.plot}: no such file")
+        return plot(args.plot, args.figure)
     if min(args.patience) < 0 or len(set(args.patience)) != len(args.patience):
         ap.error(f"--patience needs distinct values >= 0, got {args.patience}")
     if len(args.patience) + (args.plateau_epochs is not None) < 2:

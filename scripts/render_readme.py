@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import statistics
 import sys
@@ -30,6 +31,7 @@ import benchmark_table  # noqa: E402  (scripts/, beside this file)
 import paper_histories  # noqa: E402
 import patience_study  # noqa: E402
 from oneranker import paper, realdata, reference, tables  # noqa: E402
+from oneranker.config import make_config  # noqa: E402
 from oneranker.metrics import mean_ci  # noqa: E402
 
 QUICK = ROOT / "results" / "quick"
@@ -160,6 +162,42 @@ def patience_study_block() -> str:
             + markdown_table(patience_study.paired(rows, reference), index=False).rstrip("\n") + "\n")
 
 
+def paper_patience_study() -> str:
+    """scripts/patience_study.py at the paper profile on one H200: the full model and the Step-1
+    generator under the former rule (cosine decay to a 30-epoch cap, patience 2) and the plateau
+    schedule (cap 60), per model and rule, paired by seed, and the rule's verdict on the plateau
+    schedule stated before the runs."""
+    rows = patience_study.with_rules(pd.read_csv(PAPER_STUDY))
+    reference = next(r for r in rows["rule"] if not r.startswith("plateau"))   # the script writes it first
+    return (f"`{_shown(PAPER_STUDY)}` (and its `.txt`, the run's output):\n\n"
+            + markdown_table(patience_study.summary(rows), index=False).rstrip("\n") + "\n\n"
+            + markdown_table(patience_study.paired(rows, reference), index=False).rstrip("\n") + "\n\n"
+            + f"By the rule stated before the runs: {patience_study.plateau_adopted(rows, reference)}.\n\n"
+            + _rule_runs_line(rows, reference))
+
+
+def _rule_runs_line(rows: pd.DataFrame, reference: str) -> str:
+    """Per rule of a patience study: how its runs ended, how far before its last epoch the best
+    came, how much the validation loss moved over the last five epochs; the epochs' ratio."""
+    def pct(v: float) -> str:
+        return f"{100 * v:+.2f}%"
+
+    parts, epochs = [], {}
+    for rule, g in rows.groupby("rule", sort=False):
+        ended = int(g["stopped early"].astype(bool).sum())
+        before = (g["epochs"] - g["best epoch"]).astype(int)
+        change = g["last 5 epochs"].astype(float)
+        epochs[rule] = g["epochs"].mean()
+        parts.append(f"{rule}: {ended} of {len(g)} runs ended by early stopping, after {g['epochs'].min()}–"
+                     f"{g['epochs'].max()} epochs, the best {before.min()}–{before.max()} epochs before the last; "
+                     f"the validation loss's change over the last five epochs {pct(change.min())} to "
+                     f"{pct(change.max())} (median {pct(change.median())})")
+    plateau = [r for r in epochs if r.startswith("plateau")]
+    ratio = "".join(f" The runs of {r} took {epochs[r] / epochs[reference]:.2f}× the epochs of {reference}'s "
+                    f"({epochs[r]:.1f} against {epochs[reference]:.1f} on average)." for r in plateau)
+    return "- " + ".\n- ".join(parts) + "." + ("\n\n" + ratio.strip() if ratio else "") + "\n"
+
+
 def paper_curves() -> str:
     """results/paper/learning_curves_h200.log: one seed of the paper profile on an H200."""
     text = (ROOT / "results" / "paper" / "learning_curves_h200.log").read_text()
@@ -200,12 +238,35 @@ def _gap_percent(value: float, refs: dict) -> str:
     return f"{round(100 * _gap(value, refs)) + 0:.0f}%"
 
 
+PAPER_STUDY = ROOT / "results" / "paper" / "patience_study_h200_8f61a7b.csv"   # the newest paper patience study
+
+
 def _paper_series() -> tuple[int, int]:
-    """The paper series' model configs (notebooks 02-06, 3 seeds) and the paper profile's epoch cap."""
+    """The paper series' model configs (notebooks 02-06, 3 seeds) and the epochs a run of the paper
+    profile's rule takes: the mean of the paper patience study's runs under it (rounded up), or the
+    profile's cap while that study has no run of the rule."""
     from oneranker import studies
     from oneranker.config import make_config
 
-    return len(studies.all_configs("paper", [0, 1, 2])), make_config("paper").train.epochs
+    return len(studies.all_configs("paper", [0, 1, 2])), _paper_epochs(make_config("paper"))[0]
+
+
+def _epochs_are() -> str:
+    from oneranker.config import make_config
+
+    return _paper_epochs(make_config("paper"))[1]
+
+
+def _paper_epochs(cfg) -> tuple[int, str]:
+    """(epochs, what they are) of a run of ``cfg``'s stopping rule at the paper profile."""
+    cap = cfg.train.epochs
+    if cfg.train.lr_schedule == "plateau" and PAPER_STUDY.exists():
+        runs = patience_study.with_rules(pd.read_csv(PAPER_STUDY))
+        runs = runs[runs["rule"] == patience_study.plateau_rule(cfg.train.patience)]
+        if len(runs):
+            return (math.ceil(runs["epochs"].mean()),
+                    f"the mean of the paper patience study's {len(runs)} plateau runs; the cap is {cap}")
+    return cap, "the cap"
 
 
 def paper_arithmetic() -> str:
@@ -220,8 +281,8 @@ def paper_arithmetic() -> str:
     configs, cap = _paper_series()
     hours = configs * cap * per_model / 3600
     return (f"{n_models} models sharing the H200 took {per_epoch:.1f} s per epoch each (run 4, median), "
-            f"{per_model:.1f} s per model-epoch, so the {configs} configs at the {cap}-epoch cap would take "
-            f"about {configs} × {cap} × {per_model:.1f} s ≈ {hours:.1f} hours.\n")
+            f"{per_model:.1f} s per model-epoch, so the {configs} configs at {cap} epochs ({_epochs_are()}) would "
+            f"take about {configs} × {cap} × {per_model:.1f} s ≈ {hours:.1f} hours.\n")
 
 
 PROBE_RUNS = tuple(f"learning_probes_h200_run{i}" for i in range(1, 6))
@@ -386,7 +447,7 @@ def paper_lr_warmup() -> str:
     pace = (f" At run 8's pace ({per_model:.1f} s per model-epoch, {sharing} models sharing the GPU) the paper "
             f"series' {configs} models would train for about {configs} × E × {per_model:.1f} s: "
             f"{configs * 20 * per_model / 60:.0f} minutes at E = 20 epochs, {configs * cap * per_model / 60:.0f} "
-            f"at the {cap}-epoch cap.\n")
+            f"at {cap} epochs ({_epochs_are()}).\n")
     return (f"Run 7 ({len(run7)} models at once; early stopping off):\n\n" + markdown_table(run7.fillna(""), index=False)
             + f"\nRun 8 ({sharing} models at once; patience 2, cap 30):\n\n" + markdown_table(run8.fillna(""), index=False)
             + f"\nGap closed (%, each seed's own popularity → interest-oracle gap on its 1,000 test requests). "
@@ -873,7 +934,7 @@ def paper_gpu_floor() -> str:
                      f"GPU kernel minutes, {cap} epochs": f"{len(cfgs) * cap * steps * lo / 6e4:.1f}–"
                                                           f"{len(cfgs) * cap * steps * hi / 6e4:.1f}"})
     return (f"{configs} configs × {steps} steps per epoch × {lo:.1f}–{hi:.1f} ms of GPU kernels per step: "
-            f"{minutes(cap, lo):.0f}–{minutes(cap, hi):.0f} minutes at the {cap}-epoch cap, "
+            f"{minutes(cap, lo):.0f}–{minutes(cap, hi):.0f} minutes at {cap} epochs ({_epochs_are()}), "
             f"{minutes(20, lo):.0f}–{minutes(20, hi):.0f} at 20 epochs, against the 20-minute target for the whole "
             f"series ({minutes(20, lo) / 20:.1f}–{minutes(cap, hi) / 20:.1f}× over it before any evaluation or world "
             f"simulation). Run 8's training ({sharing} models sharing the GPU; its epochs' seconds include the "
@@ -1084,10 +1145,13 @@ def paper_convergence(directory: Path = ROOT / "results" / "paper") -> str:
     improving when the cap stopped them)."""
     from oneranker.config import make_config
 
-    cap = make_config("paper").train.epochs
     lines = []
     for path in sorted(directory.glob("*_stopping.csv")):
         stopping = pd.read_csv(path).set_index(["variant", "seed"])
+        # the cap the runs ran under, as the table names it (a table of a profile since changed keeps
+        # its own); without a capped run, the profile's
+        caps = stopping["ended by"].str.extract(r"the (\d+)-epoch cap")[0].dropna().astype(int).unique()
+        cap = int(caps[0]) if len(caps) == 1 else make_config("paper").train.epochs
         capped = stopping[stopping["ended by"] != "early stopping"]
         improving = sum(map(paper_histories.still_improving, capped["best epoch"], capped["epochs"]))
         lines.append(f"Notebook {path.name[:2]} (`{_shown(path)}`):\n" + tables.capped_runs_sentence(stopping, cap)
@@ -1146,17 +1210,22 @@ def paper_sitting_fit() -> str:
     trained = [p for p in run["phases"] if p["phase"] == "models trained" and p["items"]]
     n_run, train_s = sum(p["items"] for p in trained), sum(p["seconds"] for p in trained)
     mean, best = train_s / n_run, min(p["seconds"] / p["items"] for p in trained)
+    factor, why = _rule_factor(run)
+    mean, best = mean * factor, best * factor
     other = run["seconds"] - train_s
-    ran = {r["notebook"][:2] for r in record["runs"]}
+    current = make_config("paper").hash()
+    ran = {r["notebook"][:2] for r in record["runs"] if r.get("profile_config", OLD_PAPER_CONFIG) == current}
+    ran_before = {r["notebook"][:2] for r in record["runs"]} - ran
     halfway = {f["notebook"]: f["seeds"] for f in _first_sittings(seeds=tuple(record["seeds"]))}
     rows = []
     for nb in sorted(studies.SEEDS):
         models = len(studies.notebook_configs(nb, "paper", record["seeds"]))
         measured = models * mean + other * models / n_run + MACHINE_START_S[1]
         favourable = models * best + other + MACHINE_START_S[0]
-        state = ("ran" if nb in ran else f"first of two sittings ran (seeds {halfway[nb]})" if nb in halfway
-                 else "fits" if measured <= SITTING_S else
-                 "tight: fits only in the favourable estimate" if favourable <= SITTING_S else "does not fit")
+        fit = ("fits" if measured <= SITTING_S else
+               "tight: fits only in the favourable estimate" if favourable <= SITTING_S else "does not fit")
+        state = ("ran" if nb in ran else f"ran under the former defaults; again: {fit}" if nb in ran_before
+                 else f"first of two sittings ran (seeds {halfway[nb]})" if nb in halfway else fit)
         # in two sittings (oneranker.study's cached results): the first seeds' models, then the
         # rest, the second sitting's other work counted whole (it evaluates every model's seed)
         first = len(studies.notebook_configs(nb, "paper", record["seeds"][:2]))
@@ -1170,12 +1239,30 @@ def paper_sitting_fit() -> str:
     return (markdown_table(pd.DataFrame(rows), index=False).rstrip("\n")
             + f"\n\nFrom notebook {run['notebook'][:2]}'s paper run ({run['gpu']}, MPS {'on' if run.get('mps') else 'off'}): "
             f"{mean:.0f} s per model over its {len(trained)} training phase{'s' if len(trained) > 1 else ''} "
-            f"({n_run} models in {train_s:.0f} s), "
+            f"({n_run} models in {train_s:.0f} s{why}), "
             f"{best:.0f} s in its best one; {other / 60:.1f} minutes of other work; a machine's start took "
             f"{MACHINE_START_S[0] / 60:.1f}–{MACHINE_START_S[1] / 60:.1f} minutes. A sitting has {SITTING_S // 60} "
             f"minutes of device time. In two sittings (\"A notebook in two sittings\" below) the first trains and "
             f"evaluates seeds {record['seeds'][0]} and {record['seeds'][1]}, the second the rest, its other work "
             f"counted whole.\n")
+
+
+# The paper profile's config before run-record entries named theirs (the cosine schedule to a 30-epoch cap)
+OLD_PAPER_CONFIG = "b317c2748b38"
+
+
+def _rule_factor(run: dict) -> tuple[float, str]:
+    """How much longer a model trains under today's paper profile than under ``run``'s, and the
+    words for it: the ratio of the mean epochs of the paper patience study's runs under the two
+    rules (measured side by side, one sitting); 1 when the run trained under today's defaults."""
+    cfg = make_config("paper")
+    if run.get("profile_config", OLD_PAPER_CONFIG) != OLD_PAPER_CONFIG or cfg.train.lr_schedule != "plateau":
+        return 1.0, ""   # trained under today's defaults (or under none the study compared)
+    rows = patience_study.with_rules(pd.read_csv(PAPER_STUDY))
+    now = rows[rows["rule"] == patience_study.plateau_rule(cfg.train.patience)]["epochs"].mean()
+    then = rows[rows["rule"] == patience_study.patience_rule(cfg.train.patience)]["epochs"].mean()
+    return now / then, (f", scaled by {now / then:.2f} here: the paper patience study's plateau runs took {now:.1f} "
+                        f"epochs on average, its runs under the former cosine schedule to a 30-epoch cap {then:.1f}")
 
 
 def paper_table3() -> str:
@@ -1736,6 +1823,7 @@ def workshop_times() -> str:
 BLOCKS: dict[str, Callable[[], str]] = {
     "targets": targets,
     "headroom": headroom,
+    "paper-patience-study": paper_patience_study,
     "stopping": stopping,
     "patience-study": patience_study_block,
     "paper-curves": paper_curves,

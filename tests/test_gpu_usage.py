@@ -151,6 +151,8 @@ def test_a_notebooks_kernel_logs_its_phases_into_its_run_record_entry(tmp_path, 
     out = tmp_path / "out"
     entry = reproduce._run_one(path, 1, 1, {"profile": "smoke", "seed": 0}, out, None)
     assert [(p["phase"], p["items"], p["gpu_busy_percent"]) for p in entry["phases"]] == [("models trained", 2, None)]
+    from oneranker.config import make_config
+    assert entry["profile_config"] == make_config("smoke").hash()   # the defaults its models trained under
     assert sorted(f.name for f in out.iterdir()) == ["09_phases.ipynb"]
     assert PHASE_LOG_ENV not in os.environ
     # the bar was left out: the saved cell holds the phase line and the result, no widget frame

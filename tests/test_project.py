@@ -153,9 +153,13 @@ def test_the_readme_estimates_a_sitting_from_the_latest_logged_training_pace(mon
     phases = [{"phase": "models trained", "items": 3, "seconds": 240.0, "gpu_busy_percent": 55.0},
               {"phase": "models evaluated", "items": 9, "seconds": 70.0, "gpu_busy_percent": 1.0},
               {"phase": "models trained", "items": 6, "seconds": 258.0, "gpu_busy_percent": 88.0}]
+    from oneranker.config import make_config
+
+    today = make_config("paper").hash()
     record = {"seeds": [0, 1, 2], "runs": [
-        {"notebook": "03_fake_item_tokens.ipynb", "seconds": 700.0, "gpu": "GPU", "mps": True, "phases": phases},
-        {"notebook": "02_task_token_mask.ipynb", "seconds": 600.0, "gpu": "GPU"}]}
+        {"notebook": "03_fake_item_tokens.ipynb", "profile_config": today, "seconds": 700.0, "gpu": "GPU", "mps": True,
+         "phases": phases},
+        {"notebook": "02_task_token_mask.ipynb", "profile_config": today, "seconds": 600.0, "gpu": "GPU"}]}
     monkeypatch.setattr(render_readme, "_paper_record", lambda: record)
     monkeypatch.setattr(render_readme, "MACHINE_START_S", (90, 270))
     monkeypatch.setattr(render_readme, "_first_sittings", lambda **_: [])
@@ -168,6 +172,16 @@ def test_the_readme_estimates_a_sitting_from_the_latest_logged_training_pace(mon
     assert "3.4 minutes of other work" in text
     monkeypatch.setattr(render_readme, "_first_sittings", lambda **_: [{"notebook": "06", "seeds": "0 1"}])
     assert "| 06 | 30 | 26 – 43 | first of two sittings ran (seeds 0 1) |" in render_readme.paper_sitting_fit()
+    # an entry without its profile config ran under the former paper defaults (cosine to 30 epochs):
+    # it counts as run under them, and its pace is scaled by the paper patience study's ratio of
+    # epochs, 250 / 167 = 1.497 (41.7 against 27.8 on average): 55.3 and 43 s become 82.8 and 64.4 s
+    # per model, so 03 needs 15 * 64.4 + 202 + 90 = 1258 s (21 min) favourably and
+    # 15 * 82.8 + 202 * 15 / 9 + 270 = 1849 s (31 min) as measured: tight.
+    for run in record["runs"]:
+        del run["profile_config"]
+    text = render_readme.paper_sitting_fit()
+    assert "| 03 | 15 | 21 – 31 | ran under the former defaults; again: tight: fits only in the favourable estimate |" in text
+    assert "83 s per model over its 2 training phases (9 models in 498 s, scaled by 1.50 here" in text
 
 
 def test_the_readme_finds_a_first_sitting_by_its_partial_seeds_and_results(monkeypatch, tmp_path):

@@ -493,7 +493,9 @@ def test_patience_study_refuses_bad_arguments_and_builds_its_rules():
                       (["--patience", "2", "2", "--plateau-epochs", "40"], "distinct values"),
                       (["--seeds", "0"], "two or more seeds"), (["--mps", "--device", "cpu"], "--device cpu is not one"),
                       (["--epochs", "0"], "--epochs must be at least 1"),
-                      (["--patience", "2", "--plateau-epochs", "0"], "--plateau-epochs must be at least 1")):
+                      (["--patience", "2", "--plateau-epochs", "0"], "--plateau-epochs must be at least 1"),
+                      (["--plot", "curves.csv"], "--plot and --figure go together"),
+                      (["--plot", "no_such.csv", "--figure", "x.png"], "no_such.csv: no such file")):
         refused = subprocess.run([sys.executable, script, *argv], cwd=ROOT, capture_output=True, text=True)
         assert refused.returncode == 2 and why in refused.stderr, argv
     # the rules: each patience on the profile's schedule; --epochs sets their cap, else the profile's
