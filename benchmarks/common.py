@@ -69,11 +69,18 @@ def bf16_on_gpu(device: torch.device) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
-def serve_prefill(model: OneRanker, batch: dict[str, torch.Tensor]):
-    """The request's model half before candidate selection: prefill (``encode``) and the generator's
-    catalogue scores of every head. Returns (state, interest [B, heads, N], value [B, heads, N])."""
+def step1_mask(model: OneRanker, batch: dict[str, torch.Tensor]):
+    """The batch's Step-1 mask as ``encode`` builds it, for a caller that builds it outside a
+    compiled graph (compile_check --mask outside)."""
+    return model.step1_mask(batch["length"], batch["prefix_len"], batch["tok_type"].shape[1])
+
+
+def serve_prefill(model: OneRanker, batch: dict[str, torch.Tensor], mask=None):
+    """The request's model half before candidate selection: prefill (``encode``, on Step 1's
+    ``mask`` when given, else the one it builds) and the generator's catalogue scores of every
+    head. Returns (state, interest [B, heads, N], value [B, heads, N])."""
     with bf16_on_gpu(next(model.parameters()).device):
-        state = model.encode(batch)
+        state = model.encode(batch, mask)
         interest, value = model.generator_scores(state)
     return state, interest, value
 
@@ -95,12 +102,14 @@ def serve_ranking(model: OneRanker, state, candidates: torch.Tensor) -> torch.Te
         return rank_candidates(model, state, candidates)
 
 
-def serve_request(model: OneRanker, batch: dict[str, torch.Tensor], n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One serving request end to end, as the benchmarks time and compile it: :func:`serve_prefill`,
-    :func:`serve_candidates` and :func:`serve_ranking` of those candidates; the model halves under
-    bf16 autocast on a GPU. Returns the candidates [B, n] and their scores [B, n]. No host reads,
-    so it traces as one graph (benchmarks/compile_check.py compiles each half alone too)."""
-    state, interest, value = serve_prefill(model, batch)
+def serve_request(model: OneRanker, batch: dict[str, torch.Tensor], n: int,
+                  mask=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One serving request end to end, as the benchmarks time and compile it: :func:`serve_prefill`
+    (on Step 1's ``mask`` when given), :func:`serve_candidates` and :func:`serve_ranking` of those
+    candidates; the model halves under bf16 autocast on a GPU. Returns the candidates [B, n] and
+    their scores [B, n]. No host reads, so it traces as one graph (benchmarks/compile_check.py
+    compiles each half alone too)."""
+    state, interest, value = serve_prefill(model, batch, mask)
     candidates = serve_candidates(interest, value, n)
     return candidates, serve_ranking(model, state, candidates)
 

@@ -15,6 +15,11 @@ leaves the process's GPU context unusable; tests/test_generate.py does so).
 * ``ranking``: the model's part after it (the R-Decoder's scores of given candidates from the
   passed-through K/V), on a prefill and candidates computed eagerly;
 * ``request``: the whole request (prefill, top-n, ranking from passed-through K/V).
+``--mask outside`` builds Step 1's mask eagerly, outside the compiled graph, and passes it in to
+``prefill`` and ``request`` (default ``inside``: built in the graph, as ``encode`` does alone). On
+the H200 (2026-12-04) ``prefill`` with the mask inside crashed in FlexAttention's kernel with the
+mask's construction fused into it, the pattern of upstream reports of FlexAttention and
+``create_block_mask`` compiled together (README "GPU benchmarks").
 
 On the H200 (2026-12-04) the first two matched eager alone and the whole request did not, so the
 failing kernels are in ``prefill`` or ``ranking``: the two model parts name which, if one fails.
@@ -29,6 +34,7 @@ model parts, under the same autocast, return every score within bf16's rounding.
 and disagreed (the line says by how much); a crash exits with its error (1).
 
     python benchmarks/compile_check.py --part topk [--mode reduce-overhead] [--d 512 --history 2048]
+    python benchmarks/compile_check.py --part prefill --mask outside
 """
 
 from __future__ import annotations
@@ -38,7 +44,8 @@ import sys
 
 import torch
 
-from common import header, paper_model, serve_candidates, serve_prefill, serve_ranking, serve_request, synthetic_batch
+from common import (header, paper_model, serve_candidates, serve_prefill, serve_ranking, serve_request, step1_mask,
+                    synthetic_batch)
 from oneranker.config import make_config
 from oneranker.generate import first_unique
 
@@ -68,6 +75,12 @@ def part_function(part: str, args: argparse.Namespace, device: torch.device):
     model = paper_model(args.d, args.heads, args.history, device, attention="flex" if device.type == "cuda" else "sdpa",
                         n_items=args.items).eval()
     batch = synthetic_batch(model, args.requests, args.history, device)
+    if args.mask == "outside" and part in ("request", "prefill"):
+        with torch.no_grad():
+            mask = step1_mask(model, batch)                      # eager: the compiled graph takes it in
+        if part == "request":
+            return (lambda batch, mask: serve_request(model, batch, args.n, mask)), (batch, mask)
+        return (lambda batch, mask: serve_prefill(model, batch, mask)[1:]), (batch, mask)
     if part == "request":
         return (lambda batch: serve_request(model, batch, args.n)), (batch,)
     if part == "prefill":
@@ -129,6 +142,9 @@ def main() -> int:
     ap.add_argument("--part", choices=PARTS, required=True)
     ap.add_argument("--mode", default="default", choices=["default", "reduce-overhead"],
                     help="torch.compile's mode ('reduce-overhead' also replays a CUDA graph)")
+    ap.add_argument("--mask", default="inside", choices=["inside", "outside"],
+                    help="where the prefill and request parts build Step 1's mask: in the compiled graph "
+                         "(as encode does) or eagerly before it, passed in")
     ap.add_argument("--requests", type=int, default=8)
     ap.add_argument("--items", type=int, default=20_000)
     ap.add_argument("--n", type=int, default=30, help="candidates per request")
@@ -137,7 +153,7 @@ def main() -> int:
     ap.add_argument("--history", type=int, default=2048)
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    print(header(f"part {args.part}, mode {args.mode}"), flush=True)
+    print(header(f"part {args.part}, mode {args.mode}, mask {args.mask}"), flush=True)
     fn, inputs = part_function(args.part, args, device)
     with torch.no_grad():
         eager = fn(*inputs)
@@ -151,7 +167,8 @@ def main() -> int:
         ok, how = scores_agree(eager, tuple(t.clone() for t in out), low_precision)
     else:
         ok, how = agreement(as_pair(eager), tuple(t if t is None else t.clone() for t in as_pair(out)), low_precision)
-    print(f"{args.part} compiled ({args.mode}): {how}: {'ok' if ok else 'MISMATCH'}", flush=True)
+    print(f"{args.part} compiled ({args.mode}{', mask outside' if args.mask == 'outside' else ''}): {how}: "
+          f"{'ok' if ok else 'MISMATCH'}", flush=True)
     return 0 if ok else MISMATCH
 
 

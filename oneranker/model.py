@@ -404,11 +404,16 @@ class OneRanker(nn.Module):
             self._kernel = previous
 
     # ---------------------------------------------------------------- Steps 1 and 2
-    def encode(self, batch: dict[str, Tensor]) -> State:
+    def encode(self, batch: dict[str, Tensor], mask: Mask | None = None) -> State:
+        """Steps 1 and 2 on a batch. ``mask``: Step 1's, as :meth:`step1_mask` builds it for this
+        batch, built here when not given. A caller that compiles the rest passes it in, built
+        outside the compiled graph: on the H200, FlexAttention's kernel with its block mask built
+        inside the same compiled graph read out of bounds (README "GPU benchmarks")."""
         tok_type = batch["tok_type"]
         B, L = tok_type.shape
         lengths, prefix = batch["length"], batch["prefix_len"]
-        mask = self.step1_mask(lengths, prefix, L)   # first: it checks lengths and prefix
+        if mask is None:
+            mask = self.step1_mask(lengths, prefix, L)   # first: it checks lengths and prefix
         x = self.drop(self.embed(tok_type, batch["tok_id"], batch["tok_action"], self.items, lengths, prefix))
         h1 = self.step1(x, mask)
         key_pad = masks.key_padding(lengths, L)
