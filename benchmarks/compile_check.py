@@ -152,6 +152,8 @@ def main() -> int:
     ap.add_argument("--heads", type=int, default=8)
     ap.add_argument("--history", type=int, default=2048)
     args = ap.parse_args()
+    if args.mask == "outside" and args.part not in ("prefill", "request"):
+        ap.error(f"--mask outside applies to the parts that build Step 1's mask (prefill, request), not {args.part}")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     print(header(f"part {args.part}, mode {args.mode}, mask {args.mask}"), flush=True)
     fn, inputs = part_function(args.part, args, device)

@@ -70,7 +70,9 @@ def main() -> None:
     prepared = cached_prepared(base, args.cache, progress=False)
 
     def trainer(seed: int, **over) -> Trainer:
-        return Trainer(make_config(args.profile, seed=seed, **over), prepared, device=args.device, progress=False)
+        # the cosine schedule: a stack has one learning rate (the paper profile's plateau is per model)
+        cfg = make_config(args.profile, seed=seed, **{"train.lr_schedule": "cosine", **over})
+        return Trainer(cfg, prepared, device=args.device, progress=False)
 
     n = args.warmup + args.steps
     seeds = range(max(args.stacks))

@@ -245,6 +245,9 @@ class StackedTrainer:
         if not trainers:
             raise ValueError("a stack needs at least one Trainer")
         first = trainers[0]
+        if first.tc.lr_schedule != "cosine":   # one rate for the stack: each model's plateau would be its own
+            raise ValueError(f"a stack trains on the cosine schedule only, got train.lr_schedule="
+                             f"{first.tc.lr_schedule!r}")
         seeds = [t.cfg.seed for t in trainers]
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"a stack's models must have distinct seeds, got {seeds}")

@@ -110,6 +110,12 @@ def _summed_over_processes(counts: torch.Tensor) -> torch.Tensor:
 _SHOW_LOSS_EVERY = 25   # steps between progress-bar loss updates (each waits for the GPU)
 
 
+def _from_process_0(value: torch.Tensor) -> torch.Tensor:
+    """``value`` as process 0 holds it, in every process of the distributed group."""
+    dist.broadcast(value, src=0)
+    return value
+
+
 def _killed(stop_after_steps: int | None, step: int) -> bool:
     """Whether a run simulating a kill after ``stop_after_steps`` steps stops at ``step`` (the
     resume tests); a kill at an epoch's last step comes after the epoch's validation, as the
@@ -168,6 +174,8 @@ def plateau_schedule(valid_losses: list[float], tc: TrainConfig) -> Plateau:
     (whose history is checkpointed) continues on the same rate, and the rate of every epoch can be
     read back from a learning curve (tests/test_train.py checks the decays against torch's
     scheduler)."""
+    # decays to reach the floor: the smallest k with lr_decay ** k <= lr_floor (the tolerance keeps
+    # a floor that is an exact power, 0.5 ** 3 = 0.125, at 3 despite the logarithms' rounding)
     floor_decays = max(0, math.ceil(math.log(tc.lr_floor) / math.log(tc.lr_decay) - 1e-9))
     best, bad, decays, stop = math.inf, 0, 0, False
     for loss in valid_losses:
@@ -240,6 +248,7 @@ class Trainer:
         if self.tc.lr_schedule == "plateau":
             scale = plateau_schedule(self._valid_losses(), self.tc).scale
             return self.tc.lr * scale * min(1.0, (step + 1) / max(1, self.tc.warmup_steps))
+        # the cosine schedule's own warm-up, kept as it was: cosine runs stay bit for bit those of before
         if step < self.tc.warmup_steps:
             return self.tc.lr * (step + 1) / self.tc.warmup_steps
         t = (step - self.tc.warmup_steps) / max(1, self.total_steps - self.tc.warmup_steps)
@@ -391,6 +400,11 @@ class Trainer:
 
     def _end_epoch(self, epoch: int) -> None:
         valid = self.validation_loss()
+        if self.ddp is not None:
+            # every process takes process 0's loss: the stopping epoch and, under the plateau
+            # schedule, the learning rate follow it, so the processes cannot drift apart on a
+            # last-bit difference of their own validation passes
+            valid = float(_from_process_0(torch.tensor([valid], dtype=torch.float64, device=self.device)))
         train = float(np.mean([float(x) for x in self.epoch_losses])) if self.epoch_losses else float("nan")
         self.epoch_losses = []
         self.history.epochs.append({"epoch": epoch + 1, "train_loss": train, "valid_loss": valid,
@@ -399,7 +413,7 @@ class Trainer:
             self.history.best_valid, self.history.best_epoch, self.bad_epochs = valid, epoch + 1, 0
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         else:
-            self.bad_epochs += 1
+            self.bad_epochs += 1     # the cosine schedule's count; the plateau schedule keeps its own
         if self.tc.lr_schedule == "plateau":   # stops only at the floor of its learning rate
             self.history.stopped_early = plateau_schedule(self._valid_losses(), self.tc).stop
         elif self.bad_epochs > self.tc.patience:

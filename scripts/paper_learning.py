@@ -52,7 +52,9 @@ PROBE_BASE = {"model.task_query": "learned", "model.step2_init": "default",
               "train.dc_candidates": "impressions+negatives"}
 # ... and, at the paper profile, its learning rate and warm-up before run 7 (config.py now
 # trains it at 1e-3 after three epochs of warm-up: "today's defaults, lr 1e-3, warm-up 3 epochs")
-PROBE_BASE_OF_PROFILE = {"paper": {"train.lr": 2e-3, "train.warmup_steps": 30}}
+# ... and the cosine schedule the probes ran on before the paper profile took the plateau one
+# (README "Trained to convergence?"): --epochs stays the schedule's length
+PROBE_BASE_OF_PROFILE = {"paper": {"train.lr": 2e-3, "train.warmup_steps": 30, "train.lr_schedule": "cosine"}}
 
 
 def probe_base(profile: str) -> dict:

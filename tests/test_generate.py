@@ -194,6 +194,11 @@ def test_the_compile_check_compares_a_compiled_part_with_eager(part, says):
     assert says in done.stdout and done.stdout.rstrip().endswith(": ok"), done.stdout[-500:]
 
 
+def test_the_compile_check_refuses_a_mask_outside_for_a_part_without_one():
+    done = _compile_check("--part", "ranking", "--mask", "outside")
+    assert done.returncode == 2 and "applies to the parts that build Step 1's mask" in done.stderr
+
+
 def test_the_compile_checks_agreement_of_a_request_allows_ties_not_wrong_scores(monkeypatch):
     """A request's candidates are compared as sets per request and its scores on the shared ones,
     hand-computed: one swapped candidate of ten (a bf16 tie broken the other way) is 90% shared and

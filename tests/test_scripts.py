@@ -423,7 +423,8 @@ def _patience_study():
 
 def _study_rows(model: str, rule: str, losses: list[float], gaps: list[float], stopped: bool = True) -> list[dict]:
     return [{"model": model, "rule": rule, "seed": s, "best valid loss": v, "gap closed HR@5": g,
-             "stopped early": stopped} for s, (v, g) in enumerate(zip(losses, gaps))]
+             "stopped early": stopped, "epochs": 40 if stopped else 60, "cap": 60}
+            for s, (v, g) in enumerate(zip(losses, gaps))]
 
 
 def test_patience_study_applies_its_stated_rule_to_hand_made_runs():
@@ -480,6 +481,9 @@ def test_patience_study_judges_the_plateau_schedule_by_the_rule_stated_before_it
     capped = frame.assign(**{"stopped early": [True] * 3 + [False, True, True] + [True] * 6})
     assert patience_study.plateau_adopted(capped, "patience 2") == \
         "plateau schedule not adopted: 1 of 6 plateau runs reached their cap"
+    at_cap = frame.assign(epochs=[40] * 9 + [60, 40, 40])    # stopped by its rule, but at the cap's epoch
+    assert patience_study.plateau_adopted(at_cap, "patience 2") == \
+        "plateau schedule not adopted: 1 of 6 plateau runs reached their cap"
     higher = frame.assign(**{"best valid loss": [10, 10, 10, 11, 11.5, 11.2] + [10] * 6})
     assert patience_study.plateau_adopted(higher, "patience 2") == \
         "plateau schedule not adopted: OneRanker: plateau, patience 2 ends higher"
@@ -500,14 +504,21 @@ def test_patience_study_refuses_bad_arguments_and_builds_its_rules():
         assert refused.returncode == 2 and why in refused.stderr, argv
     # the rules: each patience on the profile's schedule; --epochs sets their cap, else the profile's
     # stays; the plateau rule at the reference patience under its own cap
-    assert patience_study.rules([2, 5]) == {"patience 2": {"train.patience": 2}, "patience 5": {"train.patience": 5}}
+    # (the patience rules pin the cosine schedule: the paper profile's own is the plateau one)
+    cosine = {"train.lr_schedule": "cosine"}
+    assert patience_study.rules([2, 5]) == {"patience 2": {**cosine, "train.patience": 2},
+                                            "patience 5": {**cosine, "train.patience": 5}}
     assert patience_study.rules([2], epochs=60, plateau_epochs=40) == {
-        "patience 2": {"train.patience": 2, "train.epochs": 60},
+        "patience 2": {**cosine, "train.patience": 2, "train.epochs": 60},
         "plateau, patience 2": {"train.lr_schedule": "plateau", "train.patience": 2, "train.epochs": 40}}
+    from oneranker.config import make_config
+    paper = {name: make_config("paper", **rule).train for name, rule in patience_study.rules([2], 30, 60).items()}
+    assert (paper["patience 2"].lr_schedule, paper["patience 2"].epochs) == ("cosine", 30)   # the former rule
+    assert (paper["plateau, patience 2"].lr_schedule, paper["plateau, patience 2"].epochs) == ("plateau", 60)
     capped = patience_study.variants(patience_study.rules([2, 5], epochs=60))
     assert set(capped) == {"OneRanker, patience 2", "Step-1 generator, patience 2", "OneRanker, patience 5",
                            "Step-1 generator, patience 5"}
-    assert capped["Step-1 generator, patience 2"] == {**patience_study.MODELS["Step-1 generator"],
+    assert capped["Step-1 generator, patience 2"] == {**patience_study.MODELS["Step-1 generator"], **cosine,
                                                       "train.patience": 2, "train.epochs": 60}
     # the learning curves are read from the models trained under the rule's cap, not the profile's
 

@@ -137,6 +137,10 @@ def test_a_plateau_run_decays_on_its_curve_and_stops_at_the_floor(tiny_prepared,
     assert per_epoch[0][:2] == pytest.approx([0.5e-3, 1e-3])                       # the warm-up
     expected = [1, 1, 1, 1, 0.5, 0.5, 0.5, 0.25, 0.25]                               # epoch by epoch, above
     assert [set(r) for r in per_epoch[1:]] == [{1e-3 * x} for x in expected[1:]]
+    # a plateau run that reaches its cap above its floor was not ended by its rule
+    capped = Trainer(tiny_config(**PLATEAU, **{"train.epochs": 6}), tiny_prepared, progress=False)
+    capped.fit()
+    assert not capped.history.stopped_early and len(capped.history.epochs) == 6
     # a cosine run of the same curve stops at its first patience-1 plateau, epoch 4
     cosine = Trainer(tiny_config(**{"train.patience": 1, "train.epochs": 11}), tiny_prepared, progress=False)
     cosine.fit()
@@ -170,6 +174,17 @@ def test_the_plateau_fields_enter_the_hash_only_under_the_plateau_schedule():
     assert plateau.hash() != base.hash()
     for field, value in (("lr_decay", 0.3), ("lr_floor", 0.5), ("lr_patience", 7)):
         assert tiny_config(**{"train.lr_schedule": "plateau", f"train.{field}": value}).hash() != plateau.hash()
+
+
+def test_a_stack_of_plateau_trainers_is_refused(tiny_prepared):
+    """A stack shares one learning rate; each model's plateau is its own (configs refuse
+    train.stack_seeds with the plateau schedule; a stack built from Trainers directly, as
+    benchmarks/stacked_step.py does, is refused too)."""
+    from oneranker.stacked import StackedTrainer
+    trainers = [Trainer(tiny_config(seed=s, **{"train.lr_schedule": "plateau"}), tiny_prepared, progress=False)
+                for s in (0, 1)]
+    with pytest.raises(ValueError, match="cosine schedule only"):
+        StackedTrainer(trainers)
 
 
 @pytest.mark.parametrize("overrides, why", [
