@@ -115,6 +115,20 @@ def curves_summary(study: Study, model: str, name: str, rule: dict) -> pd.DataFr
               "best valid loss", "train seconds"]])
 
 
+def change_before_best(curves: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, rule, seed) of a ``--curves`` table: the validation loss's relative change over
+    the five epochs up to the run's best epoch (None for a best within the first five). Unlike the
+    change over a run's last five epochs, which a stopping rule pulls towards zero (it stops after
+    epochs without a new best), this asks whether the curve had flattened where its weights were
+    kept."""
+    rows = []
+    for (model, rule, seed), g in curves.groupby(["model", "rule", "seed"], sort=False):
+        v = g.sort_values("epoch")["valid_loss"].to_numpy()
+        rows.append({"model": model, "rule": rule, "seed": seed,
+                     "5 epochs before the best": last_epochs_change(v[: int(v.argmin()) + 1])})
+    return pd.DataFrame(rows)
+
+
 def with_rules(rows: pd.DataFrame) -> pd.DataFrame:
     """Rows written before rules had names (the quick study: a ``patience`` column) named by it."""
     return rows if "rule" in rows else rows.assign(rule=rows["patience"].map(patience_rule))

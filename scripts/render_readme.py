@@ -173,29 +173,37 @@ def paper_patience_study() -> str:
             + markdown_table(patience_study.summary(rows), index=False).rstrip("\n") + "\n\n"
             + markdown_table(patience_study.paired(rows, reference), index=False).rstrip("\n") + "\n\n"
             + f"By the rule stated before the runs: {patience_study.plateau_adopted(rows, reference)}.\n\n"
-            + _rule_runs_line(rows, reference))
+            + _rule_runs_line(rows, reference, patience_study.change_before_best(pd.read_csv(PAPER_CURVES))))
 
 
-def _rule_runs_line(rows: pd.DataFrame, reference: str) -> str:
+def _rule_runs_line(rows: pd.DataFrame, reference: str, before_best: pd.DataFrame) -> str:
     """Per rule of a patience study: how its runs ended, how far before its last epoch the best
-    came, how much the validation loss moved over the last five epochs; the epochs' ratio."""
+    came, how much the validation loss moved over the last five epochs and over the five up to the
+    best (``before_best``: :func:`patience_study.change_before_best`); the epochs' ratio."""
     def pct(v: float) -> str:
         return f"{100 * v:+.2f}%"
 
-    parts, epochs = [], {}
+    def spread(values: pd.Series) -> str:
+        return f"{pct(values.min())} to {pct(values.max())} (median {pct(values.median())})"
+
+    parts = []
     for rule, g in rows.groupby("rule", sort=False):
         ended = int(g["stopped early"].astype(bool).sum())
         before = (g["epochs"] - g["best epoch"]).astype(int)
-        change = g["last 5 epochs"].astype(float)
-        epochs[rule] = g["epochs"].mean()
+        up_to_best = before_best.loc[before_best["rule"] == rule, "5 epochs before the best"].astype(float)
         parts.append(f"{rule}: {ended} of {len(g)} runs ended by early stopping, after {g['epochs'].min()}–"
                      f"{g['epochs'].max()} epochs, the best {before.min()}–{before.max()} epochs before the last; "
-                     f"the validation loss's change over the last five epochs {pct(change.min())} to "
-                     f"{pct(change.max())} (median {pct(change.median())})")
-    plateau = [r for r in epochs if r.startswith("plateau")]
-    ratio = "".join(f" The runs of {r} took {epochs[r] / epochs[reference]:.2f}× the epochs of {reference}'s "
-                    f"({epochs[r]:.1f} against {epochs[reference]:.1f} on average)." for r in plateau)
-    return "- " + ".\n- ".join(parts) + "." + ("\n\n" + ratio.strip() if ratio else "") + "\n"
+                     f"the validation loss's change over the last five epochs {spread(g['last 5 epochs'].astype(float))}, "
+                     f"over the five epochs up to the best {spread(up_to_best)}")
+    ratio = " ".join(f"The runs of {r} took {now / then:.2f}× the epochs of {reference}'s ({now:.1f} against "
+                     f"{then:.1f} on average)." for r, (now, then) in _epoch_ratios(rows, reference).items())
+    return "- " + ".\n- ".join(parts) + "." + ("\n\n" + ratio if ratio else "") + "\n"
+
+
+def _epoch_ratios(rows: pd.DataFrame, reference: str) -> dict[str, tuple[float, float]]:
+    """Per plateau rule of a patience study: (its runs' mean epochs, the reference rule's)."""
+    then = rows.loc[rows["rule"] == reference, "epochs"].mean()
+    return {r: (g["epochs"].mean(), then) for r, g in rows.groupby("rule", sort=False) if r.startswith("plateau")}
 
 
 def paper_curves() -> str:
@@ -239,6 +247,7 @@ def _gap_percent(value: float, refs: dict) -> str:
 
 
 PAPER_STUDY = ROOT / "results" / "paper" / "patience_study_h200_8f61a7b.csv"   # the newest paper patience study
+PAPER_CURVES = ROOT / "results" / "paper" / "patience_study_curves_h200_8f61a7b.csv"   # its learning curves
 
 
 def _paper_series() -> tuple[int, int]:
@@ -1254,15 +1263,17 @@ OLD_PAPER_CONFIG = "b317c2748b38"
 def _rule_factor(run: dict) -> tuple[float, str]:
     """How much longer a model trains under today's paper profile than under ``run``'s, and the
     words for it: the ratio of the mean epochs of the paper patience study's runs under the two
-    rules (measured side by side, one sitting); 1 when the run trained under today's defaults."""
+    rules (measured side by side, one sitting; :func:`_epoch_ratios`); 1 when the run trained
+    under today's defaults, or under defaults the study did not compare."""
     cfg = make_config("paper")
     if run.get("profile_config", OLD_PAPER_CONFIG) != OLD_PAPER_CONFIG or cfg.train.lr_schedule != "plateau":
-        return 1.0, ""   # trained under today's defaults (or under none the study compared)
+        return 1.0, ""
     rows = patience_study.with_rules(pd.read_csv(PAPER_STUDY))
-    now = rows[rows["rule"] == patience_study.plateau_rule(cfg.train.patience)]["epochs"].mean()
-    then = rows[rows["rule"] == patience_study.patience_rule(cfg.train.patience)]["epochs"].mean()
+    reference = patience_study.patience_rule(cfg.train.patience)
+    now, then = _epoch_ratios(rows, reference)[patience_study.plateau_rule(cfg.train.patience)]
     return now / then, (f", scaled by {now / then:.2f} here: the paper patience study's plateau runs took {now:.1f} "
-                        f"epochs on average, its runs under the former cosine schedule to a 30-epoch cap {then:.1f}")
+                        f"epochs on average, its runs under the former rule ({reference}, cosine to a 30-epoch "
+                        f"cap) {then:.1f}")
 
 
 def paper_table3() -> str:
