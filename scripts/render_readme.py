@@ -1233,6 +1233,8 @@ def paper_sitting_fit() -> str:
         favourable = models * best + other + MACHINE_START_S[0]
         fit = ("fits" if measured <= SITTING_S else
                "tight: fits only in the favourable estimate" if favourable <= SITTING_S else "does not fit")
+        # (a first sitting is not told apart by its defaults: during the rerun, a notebook whose
+        # former run is recorded shows that run until its new entry names today's config)
         state = ("ran" if nb in ran else f"ran under the former defaults; again: {fit}" if nb in ran_before
                  else f"first of two sittings ran (seeds {halfway[nb]})" if nb in halfway else fit)
         # in two sittings (oneranker.study's cached results): the first seeds' models, then the

@@ -187,7 +187,8 @@ def test_the_compile_check_compares_a_compiled_part_with_eager(part, says):
     """The script behind the GPU tests below, at toy sizes on this machine: the compiled
     deduplication returns eager's ids, the compiled ranking (its model state, computed eagerly,
     passed in) eager's scores, and so does the compiled prefill with Step 1's mask built eagerly
-    and passed in; each says so."""
+    and passed in (the plumbing: on the CPU that mask is a dense one; the block mask crossing the
+    compiled graph's boundary is the GPU tests' below); each says so."""
     done = _compile_check("--part", *part.split(), "--items", "50", "--n", "5", "--requests", "2", "--d", "32",
                           "--heads", "2", "--history", "16")
     assert done.returncode == 0, done.stderr[-2000:]
