@@ -252,9 +252,11 @@ def test_truth_benchmark_compares_both_ways_and_checks_they_agree():
 
 
 def test_paper_probe_names_keep_their_meaning_after_the_paper_defaults_moved():
-    """Run 7 moved the paper profile to lr 1e-3 after three epochs of warm-up. The probes' base
-    pins the old rate and warm-up at the paper profile, so every variant name still means the
-    run it named, and "today's defaults, lr 1e-3, warm-up 3 epochs" is the profile's default."""
+    """Run 7 moved the paper profile to lr 1e-3 after three epochs of warm-up, and the paper
+    patience study to the plateau schedule with a 60-epoch cap. The probes' base pins the old rate,
+    warm-up and the cosine schedule at the paper profile, so every variant name still means the run
+    it named, and "today's defaults, lr 1e-3, warm-up 3 epochs" at its 30-epoch cap is the profile
+    as it was before the plateau schedule (b317c2748b38, the committed paper results' key)."""
     import argparse
     import importlib.util
 
@@ -268,7 +270,8 @@ def test_paper_probe_names_keep_their_meaning_after_the_paper_defaults_moved():
     paper = make_config("paper")
     assert (paper.train.lr, paper.train.warmup_steps) == (1e-3, probes.PAPER_3_EPOCHS) == (1e-3, 282)
     named = {**probes.probe_base("paper"), **probes.VARIANTS["today's defaults, lr 1e-3, warm-up 3 epochs"]}
-    assert make_config("paper", **named).hash() == paper.hash()
+    assert make_config("paper", **named, **{"train.epochs": 30}).hash() == "b317c2748b38"
+    assert make_config("paper", **named).train.lr_schedule == "cosine" != paper.train.lr_schedule
     old = make_config("paper", **{**probes.probe_base("paper"), **probes.TODAY})
     assert (old.train.lr, old.train.warmup_steps) == (2e-3, 30)
     assert "train.lr" not in probes.probe_base("quick")          # quick's variants keep quick's rate
