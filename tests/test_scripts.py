@@ -492,10 +492,9 @@ def test_patience_study_judges_the_plateau_schedule_by_the_rule_stated_before_it
         "plateau schedule not adopted: OneRanker: plateau, patience 2 ends higher"
 
 
-def test_patience_study_refuses_bad_arguments_and_builds_its_rules():
+def test_patience_study_refuses_bad_arguments_and_builds_its_rules(monkeypatch, capsys):
     import pandas as pd
     patience_study = _patience_study()
-    script = str(ROOT / "scripts" / "patience_study.py")
     for argv, why in ((["--patience", "2"], "two or more rules"), (["--patience", "5", "2"], "must be the smallest"),
                       (["--patience", "2", "2", "--plateau-epochs", "40"], "distinct values"),
                       (["--seeds", "0"], "two or more seeds"), (["--mps", "--device", "cpu"], "--device cpu is not one"),
@@ -503,8 +502,10 @@ def test_patience_study_refuses_bad_arguments_and_builds_its_rules():
                       (["--patience", "2", "--plateau-epochs", "0"], "--plateau-epochs must be at least 1"),
                       (["--plot", "curves.csv"], "--plot and --figure go together"),
                       (["--plot", "no_such.csv", "--figure", "x.png"], "no_such.csv: no such file")):
-        refused = subprocess.run([sys.executable, script, *argv], cwd=ROOT, capture_output=True, text=True)
-        assert refused.returncode == 2 and why in refused.stderr, argv
+        monkeypatch.setattr(sys, "argv", ["patience_study.py", *argv])   # in this process: argparse's refusal
+        with pytest.raises(SystemExit) as refused:
+            patience_study.main()
+        assert refused.value.code == 2 and why in capsys.readouterr().err, argv
     # the rules: each patience on the profile's schedule; --epochs sets their cap, else the profile's
     # stays; the plateau rule at the reference patience under its own cap
     # (the patience rules pin the cosine schedule: the paper profile's own is the plateau one)
