@@ -206,7 +206,8 @@ def plateau_adopted(rows: pd.DataFrame, reference: str) -> str | None:
         why = ([f"{capped} of {len(plateau)} plateau runs reached their cap"] if capped else []) + \
               [f"{m}: {v}" for m, v in zip(higher["model"], higher["rule's verdict"])]
         return "plateau schedule not adopted: " + "; ".join(why)
-    return f"plateau schedule adopted: all {len(plateau)} plateau runs ended by its rule, none ends higher"
+    return (f"plateau schedule adopted: all {len(plateau)} plateau runs ended by its rule before the cap, and no "
+            f"model's best validation loss ends higher (paired by seed)")
 
 
 def plot(curves_csv: Path, figure: Path) -> None:

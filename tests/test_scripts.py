@@ -480,7 +480,8 @@ def test_patience_study_judges_the_plateau_schedule_by_the_rule_stated_before_it
     assert out.loc["OneRanker", "rule's verdict"] == "plateau, patience 2 ends lower"
     assert out.loc["Step-1 generator", "rule's verdict"] == "not separated"
     assert patience_study.plateau_adopted(frame, "patience 2") == \
-        "plateau schedule adopted: all 6 plateau runs ended by its rule, none ends higher"
+        "plateau schedule adopted: all 6 plateau runs ended by its rule before the cap, and no model's best " \
+        "validation loss ends higher (paired by seed)"
     capped = frame.assign(**{"stopped early": [True] * 3 + [False, True, True] + [True] * 6})
     assert patience_study.plateau_adopted(capped, "patience 2") == \
         "plateau schedule not adopted: 1 of 6 plateau runs reached their cap"
