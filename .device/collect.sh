@@ -45,4 +45,9 @@ done
 for c in patience_study patience_study_curves; do     # a job's tables (job.sh: the command's --out, --curves under /tmp/out)
   [ -s "$tmp/out/$c.csv" ] && cp "$tmp/out/$c.csv" "results/paper/${c}_h200_${commit}.csv" && echo "wrote: results/paper/${c}_h200_${commit}.csv"
 done
+for g in "$tmp"/out/*_nvidia_smi.csv; do      # job.sh's GPU samples, one file per job
+  [ -s "$g" ] || continue
+  j=$(basename "$g" _nvidia_smi.csv)
+  cp "$g" "results/paper/${j}_nvidia_smi_h200_${commit}.csv" && echo "wrote: results/paper/${j}_nvidia_smi_h200_${commit}.csv"
+done
 echo "# progress.log"; cat "$tmp/out/progress.log"

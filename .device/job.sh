@@ -8,6 +8,13 @@
 . "$(dirname "$0")/setup.sh" "$1" "$2"
 name=$3; shift 3
 stamp "$name start: $*"
+# the GPU's busy share and memory every 2 s while the job runs (issue 14 asks for utilisation as it runs)
+if command -v nvidia-smi > /dev/null; then
+  nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 2 > "/tmp/out/${name}_nvidia_smi.csv" 2>&1 &
+  sampler=$!
+fi
 "$@" > "/tmp/out/$name.txt" 2>&1
-stamp "$name end rc=$?"
+rc=$?
+[ -n "$sampler" ] && kill "$sampler" 2>/dev/null
+stamp "$name end rc=$rc"
 touch /tmp/out/DONE
