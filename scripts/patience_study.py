@@ -54,6 +54,7 @@ from oneranker import baselines, tables
 from oneranker.metrics import mean_ci
 from oneranker.pool import check_mps, mps
 from oneranker.realdata import last_epochs_change
+from oneranker.reference import REFERENCES
 from oneranker.study import Study
 
 MODELS = {"OneRanker": {}, "Step-1 generator": dict(baselines.HSTU)}
@@ -293,6 +294,10 @@ def main() -> None:
     print(f"# {args.profile} profile, seeds {args.seeds}, patience rules at {cap}, {time.time() - t0:.0f} s; "
           "served list: " + ", ".join(f"{m} {SERVED[m]}" for m in MODELS))
     print(summary(rows).to_string(index=False))
+    # the scale: the reference lists of the same datasets and test requests
+    refs = res[res["variant"].isin(REFERENCES)].drop_duplicates(["variant", "seed"])
+    print("\nreferences (mean ± 95% CI over seeds):")
+    print(tables.summarise(refs, ["HR@5", "gap closed HR@5"], by=("variant",)).to_string())
     print()
     print(paired(rows, reference).to_string(index=False), flush=True)
     adopted = plateau_adopted(rows, reference)

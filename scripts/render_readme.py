@@ -159,6 +159,7 @@ def patience_study_block() -> str:
     rows = patience_study.with_rules(pd.read_csv(QUICK / "patience_study.csv"))
     reference = patience_study.patience_rule(int(rows["patience"].min()))   # the script's: its smallest patience
     return (markdown_table(patience_study.summary(rows), index=False).rstrip("\n") + "\n\n"
+            + _study_scale(QUICK / "06_table1_hr.csv") + "\n\n"
             + markdown_table(patience_study.paired(rows, reference), index=False).rstrip("\n") + "\n")
 
 
@@ -167,10 +168,11 @@ def paper_patience_study() -> str:
     generator under the former rule (cosine decay to a 30-epoch cap, patience 2) and the plateau
     schedule (cap 60), per model and rule, paired by seed, and the rule's verdict on the plateau
     schedule stated before the runs."""
-    rows = patience_study.with_rules(pd.read_csv(PAPER_STUDY))
+    rows = _paper_study_rows()
     reference = next(r for r in rows["rule"] if not r.startswith("plateau"))   # the script writes it first
     return (f"`{_shown(PAPER_STUDY)}` (and its `.txt`, the run's output):\n\n"
             + markdown_table(patience_study.summary(rows), index=False).rstrip("\n") + "\n\n"
+            + _study_scale(ROOT / "results" / "paper" / "06_table1_hr.csv") + "\n\n"
             + markdown_table(patience_study.paired(rows, reference), index=False).rstrip("\n") + "\n\n"
             + f"By the rule stated before the runs: {patience_study.plateau_adopted(rows, reference)}.\n\n"
             + _rule_runs_line(rows, reference, patience_study.change_before_best(pd.read_csv(PAPER_CURVES))))
@@ -250,32 +252,37 @@ PAPER_STUDY = ROOT / "results" / "paper" / "patience_study_h200_8f61a7b.csv"   #
 PAPER_CURVES = ROOT / "results" / "paper" / "patience_study_curves_h200_8f61a7b.csv"   # its learning curves
 
 
-def _paper_series() -> tuple[int, int]:
-    """The paper series' model configs (notebooks 02-06, 3 seeds) and the epochs a run of the paper
-    profile's rule takes: the mean of the paper patience study's runs under it (rounded up), or the
-    profile's cap while that study has no run of the rule."""
+def _study_scale(table1: Path) -> str:
+    """The scale of a patience study's HR@5: the reference lists of the same worlds and test
+    requests (the profile's default world at the study's seeds), as notebook 06's Table 1 at that
+    profile reports them (the study's committed rows hold the models only)."""
+    table = pd.read_csv(table1, index_col=0)
+    refs = ", ".join(f"{name} {table.loc[name, 'HR@5']}" for name in reference.REFERENCES[:4])
+    return (f"The scale, HR@5 on the same worlds and test requests (notebook 06's Table 1, "
+            f"`{_shown(table1)}`): {refs}; the gap closed is each seed's share of its own "
+            f"popularity → interest-oracle gap.")
+
+
+def _paper_study_rows() -> pd.DataFrame:
+    """The paper patience study's per-seed rows, each named by its rule."""
+    return patience_study.with_rules(pd.read_csv(PAPER_STUDY))
+
+
+def _paper_series() -> tuple[int, int, str]:
+    """The paper series' model configs (notebooks 02-06, 3 seeds), the epochs a run of the paper
+    profile's rule takes and what they are: the mean of the paper patience study's runs under it
+    (rounded up), or the profile's cap while that study has no run of the rule."""
     from oneranker import studies
-    from oneranker.config import make_config
 
-    return len(studies.all_configs("paper", [0, 1, 2])), _paper_epochs(make_config("paper"))[0]
-
-
-def _epochs_are() -> str:
-    from oneranker.config import make_config
-
-    return _paper_epochs(make_config("paper"))[1]
-
-
-def _paper_epochs(cfg) -> tuple[int, str]:
-    """(epochs, what they are) of a run of ``cfg``'s stopping rule at the paper profile."""
-    cap = cfg.train.epochs
-    if cfg.train.lr_schedule == "plateau" and PAPER_STUDY.exists():
-        runs = patience_study.with_rules(pd.read_csv(PAPER_STUDY))
-        runs = runs[runs["rule"] == patience_study.plateau_rule(cfg.train.patience)]
+    tc = make_config("paper").train
+    configs = len(studies.all_configs("paper", [0, 1, 2]))
+    if tc.lr_schedule == "plateau" and PAPER_STUDY.exists():
+        runs = _paper_study_rows()
+        runs = runs[runs["rule"] == patience_study.plateau_rule(tc.patience)]
         if len(runs):
-            return (math.ceil(runs["epochs"].mean()),
-                    f"the mean of the paper patience study's {len(runs)} plateau runs; the cap is {cap}")
-    return cap, "the cap"
+            return (configs, math.ceil(runs["epochs"].mean()),
+                    f"the mean of the paper patience study's {len(runs)} plateau runs; the cap is {tc.epochs}")
+    return configs, tc.epochs, "the cap"
 
 
 def paper_arithmetic() -> str:
@@ -287,10 +294,10 @@ def paper_arithmetic() -> str:
     n_models = len({r["variant"] for r in epochs})
     per_epoch = pd.Series([r["seconds"] for r in epochs]).median()
     per_model = per_epoch / n_models
-    configs, cap = _paper_series()
+    configs, cap, epochs_are = _paper_series()
     hours = configs * cap * per_model / 3600
     return (f"{n_models} models sharing the H200 took {per_epoch:.1f} s per epoch each (run 4, median), "
-            f"{per_model:.1f} s per model-epoch, so the {configs} configs at {cap} epochs ({_epochs_are()}) would "
+            f"{per_model:.1f} s per model-epoch, so the {configs} configs at {cap} epochs ({epochs_are}) would "
             f"take about {configs} × {cap} × {per_model:.1f} s ≈ {hours:.1f} hours.\n")
 
 
@@ -452,11 +459,11 @@ def paper_lr_warmup() -> str:
     epoch_s = {run: pd.Series([r["seconds"] for r in _probe_records(run) if r.get("epoch", 1) > 1]).median()
                for run in runs}
     sharing, per_model = _run8_pace()
-    configs, cap = _paper_series()
+    configs, cap, epochs_are = _paper_series()
     pace = (f" At run 8's pace ({per_model:.1f} s per model-epoch, {sharing} models sharing the GPU) the paper "
             f"series' {configs} models would train for about {configs} × E × {per_model:.1f} s: "
             f"{configs * 20 * per_model / 60:.0f} minutes at E = 20 epochs, {configs * cap * per_model / 60:.0f} "
-            f"at {cap} epochs ({_epochs_are()}).\n")
+            f"at {cap} epochs ({epochs_are}).\n")
     return (f"Run 7 ({len(run7)} models at once; early stopping off):\n\n" + markdown_table(run7.fillna(""), index=False)
             + f"\nRun 8 ({sharing} models at once; patience 2, cap 30):\n\n" + markdown_table(run8.fillna(""), index=False)
             + f"\nGap closed (%, each seed's own popularity → interest-oracle gap on its 1,000 test requests). "
@@ -924,7 +931,7 @@ def paper_gpu_floor() -> str:
 
     tc = make_config("paper").train
     steps = -(-tc.max_train_requests // tc.batch_size)
-    configs, cap = _paper_series()
+    configs, cap, epochs_are = _paper_series()
     kernel_ms = sorted(float(m["kernel"]) for name in STEP_CALLS
                        for m in _step_lines(name) if m["spec"] == "today")
     lo, hi = kernel_ms[0], kernel_ms[-1]
@@ -943,7 +950,7 @@ def paper_gpu_floor() -> str:
                      f"GPU kernel minutes, {cap} epochs": f"{len(cfgs) * cap * steps * lo / 6e4:.1f}–"
                                                           f"{len(cfgs) * cap * steps * hi / 6e4:.1f}"})
     return (f"{configs} configs × {steps} steps per epoch × {lo:.1f}–{hi:.1f} ms of GPU kernels per step: "
-            f"{minutes(cap, lo):.0f}–{minutes(cap, hi):.0f} minutes at {cap} epochs ({_epochs_are()}), "
+            f"{minutes(cap, lo):.0f}–{minutes(cap, hi):.0f} minutes at {cap} epochs ({epochs_are}), "
             f"{minutes(20, lo):.0f}–{minutes(20, hi):.0f} at 20 epochs, against the 20-minute target for the whole "
             f"series ({minutes(20, lo) / 20:.1f}–{minutes(cap, hi) / 20:.1f}× over it before any evaluation or world "
             f"simulation). Run 8's training ({sharing} models sharing the GPU; its epochs' seconds include the "
@@ -1270,7 +1277,7 @@ def _rule_factor(run: dict) -> tuple[float, str]:
     cfg = make_config("paper")
     if run.get("profile_config", OLD_PAPER_CONFIG) != OLD_PAPER_CONFIG or cfg.train.lr_schedule != "plateau":
         return 1.0, ""
-    rows = patience_study.with_rules(pd.read_csv(PAPER_STUDY))
+    rows = _paper_study_rows()
     reference = patience_study.patience_rule(cfg.train.patience)
     now, then = _epoch_ratios(rows, reference)[patience_study.plateau_rule(cfg.train.patience)]
     return now / then, (f", scaled by {now / then:.2f} here: the paper patience study's plateau runs took {now:.1f} "
