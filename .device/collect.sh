@@ -39,7 +39,7 @@ for h in "$tmp"/out/histories_*.jsonl; do      # each notebook's models' learnin
   nb=$(basename "$h" .jsonl); nb=${nb#histories_}
   cp "$h" "results/paper/histories_${nb}_h200_${commit}.jsonl" && echo "wrote: results/paper/histories_${nb}_h200_${commit}.jsonl"
 done
-for b in pool_blocks step_loss step_layernorms step_blocks model_rank sampler step_deterministic gpu_tests_deterministic gpu_tests beam_search attention model_e2e model_e2e_blocking model_train patience_study; do
+for b in pool_blocks step_loss step_layernorms step_blocks model_rank sampler step_deterministic gpu_tests_deterministic gpu_tests beam_search attention model_e2e model_e2e_blocking model_train patience_study compile_check_mask_outside; do
   [ -s "$tmp/out/$b.txt" ] && cp "$tmp/out/$b.txt" "results/paper/${b}_h200_${commit}.txt" && echo "wrote: results/paper/${b}_h200_${commit}.txt"
 done
 for c in patience_study patience_study_curves; do     # a job's tables (job.sh: the command's --out, --curves under /tmp/out)

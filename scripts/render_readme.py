@@ -1144,9 +1144,9 @@ def paper_series() -> str:
 
 
 SITTING_S = 30 * 60        # the device time of one session, the machine's start included (.device/README)
-# a machine's start, the quickest and slowest seen (2026-12-02; 2026-12-03's fourth sitting: held 952 s
-# for a 588 s command)
-MACHINE_START_S = (90, 364)
+# a machine's start, the quickest and slowest seen (2026-12-04's second sitting: held 623 s for a
+# 590 s command; 2026-12-03's fourth sitting: held 952 s for a 588 s command)
+MACHINE_START_S = (33, 364)
 
 
 def _number_word(n: int) -> str:
@@ -1222,7 +1222,7 @@ def paper_sitting_fit() -> str:
     runs = [r for r in record["runs"] if any(p["phase"] == "models trained" for p in r.get("phases", []))]
     if not runs:
         return "No paper run has logged its training phase yet.\n"
-    run = runs[-1]
+    run = max(runs, key=lambda r: r["finished"])
     trained = [p for p in run["phases"] if p["phase"] == "models trained" and p["items"]]
     n_run, train_s = sum(p["items"] for p in trained), sum(p["seconds"] for p in trained)
     mean, best = train_s / n_run, min(p["seconds"] / p["items"] for p in trained)
@@ -1249,11 +1249,18 @@ def paper_sitting_fit() -> str:
         first = len(studies.notebook_configs(nb, "paper", record["seeds"][:2]))
         halves = [k * mean + other * evaluated / n_run + MACHINE_START_S[1]
                   for k, evaluated in ((first, first), (models - first, models))]
+        # one seed per sitting: each adds its seed's models, the last evaluates every seed's
+        per_seed = [len(studies.notebook_configs(nb, "paper", record["seeds"][:i + 1])) for i in range(len(record["seeds"]))]
+        added = [b - a for a, b in zip([0] + per_seed, per_seed)]
+        sittings = [k * mean + other * (models if i == len(added) - 1 else k) / n_run + MACHINE_START_S[1]
+                    for i, k in enumerate(added)]
         rows.append({"notebook": nb, "models from an empty cache": str(models),
                      "sitting minutes needed (favourable – as measured)": f"{favourable / 60:.0f} – {measured / 60:.0f}",
                      "state": state,
                      "in two sittings, as measured (first seeds, then the rest)":
-                         f"{halves[0] / 60:.0f} + {halves[1] / 60:.0f} ({first} + {models - first} models)"})
+                         f"{halves[0] / 60:.0f} + {halves[1] / 60:.0f} ({first} + {models - first} models)",
+                     "one seed per sitting, as measured":
+                         " + ".join(f"{t / 60:.0f}" for t in sittings) + f" ({' + '.join(map(str, added))} models)"})
     return (markdown_table(pd.DataFrame(rows), index=False).rstrip("\n")
             + f"\n\nFrom notebook {run['notebook'][:2]}'s paper run ({run['gpu']}, MPS {'on' if run.get('mps') else 'off'}): "
             f"{mean:.0f} s per model over its {len(trained)} training phase{'s' if len(trained) > 1 else ''} "
@@ -1403,17 +1410,33 @@ def paper_claims() -> str:
     the paper profile (3 seeds on one GPU) where that notebook has run, each with the verdict rule."""
     from oneranker.studies import SEEDS
 
-    paper_seeds = _paper_record()["seeds"]
+    record = _paper_record()
+    paper_seeds = record["seeds"]
+    defaults = _paper_defaults(record)
     rows = [{"claim": c.label, "notebook": c.notebook, "paper": c.paper_shown,
              "quick (seeds)": f"{_claim_cell(c, QUICK)} ({len(SEEDS[c.notebook])})",
-             f"paper profile ({len(paper_seeds)} seeds)": _claim_cell(c, ROOT / "results" / "paper")} for c in _claims()]
+             f"paper profile ({len(paper_seeds)} seeds)": _claim_cell(c, ROOT / "results" / "paper"),
+             "paper run's defaults": defaults.get(c.notebook, "not yet run")} for c in _claims()]
     table = pd.DataFrame(rows)
     counts = {col: table[col].str.extract(r": (reproduced|not separated|opposite to the paper)")[0].value_counts()
-              for col in table.columns[3:]}
+              for col in table.columns[3:5]}
     summary = "; ".join(f"{col}: " + ", ".join(f"{n} {word}" for word, n in counts[col].items()) for col in counts
                         if len(counts[col]))
     return (markdown_table(table, index=False).rstrip("\n") + f"\n\n{len(table)} rows, {len(table) - 1} distinct "
             f"comparisons (04 and 05 both test full OneRanker against Step 2 only). {summary}.\n")
+
+
+def _paper_defaults(record: dict) -> dict[str, str]:
+    """Per notebook (two digits), the paper-profile defaults its recorded run trained under:
+    today's, or the former ones (an entry without ``profile_config`` ran under
+    ``OLD_PAPER_CONFIG``), each with its config hash. During a rerun under new defaults the
+    claims' cells mix both, and this says which is which."""
+    current = make_config("paper").hash()
+    words = {}
+    for run in record["runs"]:
+        config = run.get("profile_config", OLD_PAPER_CONFIG)
+        words[run["notebook"][:2]] = f"today's (`{config}`)" if config == current else f"former (`{config}`)"
+    return words
 
 
 def paper_mps() -> str:

@@ -145,8 +145,8 @@ def test_the_readme_estimates_a_sitting_from_the_latest_logged_training_pace(mon
     the run's other work is 700 - 498 = 202 s. A notebook of 30 models then needs, favourably,
     30 * 43 + 202 + 90 = 1582 s (26 min) and, as measured, 30 * 55.3 + 202 * 30 / 9 + 270 = 2603 s
     (43 min): tight against 30 minutes. One of 15: 15 * 43 + 202 + 90 = 937 s (16 min) and 15 * 55.3 + 202 * 15 / 9 + 270 = 1437 s (24
-    min), fits. In two sittings, seeds 0 1 then the rest. A run without a logged training phase
-    is passed over."""
+    min), fits. In two sittings, seeds 0 1 then the rest; in three, a seed each. A run without a
+    logged training phase is passed over, and of the others the one that ended last is taken."""
     monkeypatch.syspath_prepend(str(ROOT / "scripts"))
     import render_readme
 
@@ -156,10 +156,15 @@ def test_the_readme_estimates_a_sitting_from_the_latest_logged_training_pace(mon
     from oneranker.config import make_config
 
     today = make_config("paper").hash()
+    # the latest run by its end, not by its place in the record (a rerun replaces its notebook's entry
+    # in place): 04's older run, listed last, is passed over
     record = {"seeds": [0, 1, 2], "runs": [
         {"notebook": "03_fake_item_tokens.ipynb", "profile_config": today, "seconds": 700.0, "gpu": "GPU", "mps": True,
-         "phases": phases},
-        {"notebook": "02_task_token_mask.ipynb", "profile_config": today, "seconds": 600.0, "gpu": "GPU"}]}
+         "phases": phases, "finished": "2026-12-04T17:18:32Z"},
+        {"notebook": "02_task_token_mask.ipynb", "profile_config": today, "seconds": 600.0, "gpu": "GPU",
+         "finished": "2026-12-04T18:00:00Z"},
+        {"notebook": "04_ranking_decoder.ipynb", "profile_config": "older", "seconds": 900.0, "gpu": "GPU",
+         "phases": [{"phase": "models trained", "items": 15, "seconds": 600.0}], "finished": "2026-12-03T14:14:41Z"}]}
     monkeypatch.setattr(render_readme, "_paper_record", lambda: record)
     monkeypatch.setattr(render_readme, "MACHINE_START_S", (90, 270))
     monkeypatch.setattr(render_readme, "_first_sittings", lambda **_: [])
@@ -167,7 +172,11 @@ def test_the_readme_estimates_a_sitting_from_the_latest_logged_training_pace(mon
     # in two sittings, as measured: 20 * 55.3 + 202 * 20 / 9 + 270 = 1826 s (30 min), then
     # 10 * 55.3 + 202 * 30 / 9 + 270 = 1497 s (25 min), the second's other work counted whole
     assert "| 05 | 30 | 26 – 43 | tight: fits only in the favourable estimate | 30 + 25 (20 + 10 models) |" in text
-    assert "| 04 | 15 | 16 – 24 | fits |" in text and "| 03 | 15 | 16 – 24 | ran |" in text
+    assert "| 04 | 15 | 16 – 24 | ran under the former defaults; again: fits |" in text
+    assert "| 03 | 15 | 16 – 24 | ran |" in text
+    # one seed per sitting, as measured: 10 * 55.3 + 202 * 10 / 9 + 270 = 1048 s (17 min) twice, then
+    # 10 * 55.3 + 202 * 30 / 9 + 270 = 1496 s (25 min), the last evaluating every seed
+    assert "| 30 + 25 (20 + 10 models) | 17 + 17 + 25 (10 + 10 + 10 models) |" in text
     assert "55 s per model over its 2 training phases (9 models in 498 s), 43 s in its best one" in text
     assert "3.4 minutes of other work" in text
     monkeypatch.setattr(render_readme, "_first_sittings", lambda **_: [{"notebook": "06", "seeds": "0 1"}])
