@@ -212,6 +212,15 @@ def last_epochs_change(valid_losses: list[float] | np.ndarray, last: int = 5) ->
     return float(valid_losses[-1] / valid_losses[-1 - last] - 1)
 
 
+def change_up_to_best(valid_losses: list[float] | np.ndarray, last: int = 5) -> float | None:
+    """The validation loss's relative change over the ``last`` epochs up to a run's best epoch
+    (None for a best within the first ``last``). Unlike :func:`last_epochs_change`, which a
+    stopping rule pulls towards zero (it stops after epochs without a new best), this asks
+    whether the curve had flattened where its weights were kept."""
+    losses = np.asarray(valid_losses, dtype=float)
+    return last_epochs_change(losses[: int(losses.argmin()) + 1], last)
+
+
 def stopping_table(results: pd.DataFrame, models: list[str], cap: int) -> pd.DataFrame:
     """Per (model, seed): :func:`tables.stopping_summary` (epochs trained, the best epoch and
     what ended the run) and how much the validation loss still moved over its last five epochs

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from oneranker import studies  # noqa: E402
 from oneranker.cache import MODEL_CODE, code_version, load_entry, model_folder  # noqa: E402
 from oneranker.config import Config, make_config  # noqa: E402
-from oneranker.realdata import last_epochs_change  # noqa: E402
+from oneranker.realdata import change_up_to_best, last_epochs_change  # noqa: E402
 
 LAST = 5        # the summary's window: the validation loss's change over a run's last five epochs
 LATE = 3        # a capped run whose best epoch is among its last LATE was still improving
@@ -75,6 +75,13 @@ def last_change(curve: list[dict], last: int = LAST) -> float | None:
     return last_epochs_change([e["valid_loss"] for e in curve], last)
 
 
+def change_to_best(curve: list[dict], last: int = LAST) -> float | None:
+    """The validation loss's relative change over the ``last`` epochs up to a curve's best epoch
+    (:func:`oneranker.realdata.change_up_to_best`; None for a best within the first ``last``): the
+    stopping rule does not pull it towards zero, as it does the change over the last epochs."""
+    return change_up_to_best([e["valid_loss"] for e in curve], last)
+
+
 def still_improving(best_epoch: int, epochs: int) -> bool:
     """Whether a run's best validation loss came in its last ``LATE`` epochs: a run the cap
     stopped then was still improving."""
@@ -89,12 +96,14 @@ def read(path: Path) -> list[dict]:
 def summary(records: list[dict]) -> str:
     """A line per model: epochs, best epoch, what ended it and the last epochs' change of the
     validation loss; then how many reached the cap and how many of those were still improving."""
-    lines = [f"{'notebook':8s} {'seed':>4s} {'epochs':>6s} {'best':>4s}  {'ended by':14s} {f'last {LAST}':>8s}  label"]
+    lines = [f"{'notebook':8s} {'seed':>4s} {'epochs':>6s} {'best':>4s}  {'ended by':14s} {f'last {LAST}':>8s} "
+             f"{f'{LAST} to best':>10s}  label"]
     for r in records:
-        change = last_change(r["curve"])
+        change, to_best = last_change(r["curve"]), change_to_best(r["curve"])
         lines.append(f"{r['notebook']:8s} {r['seed']:4d} {r['epochs']:6d} {r['best_epoch']:4d}  "
                      f"{'early stopping' if r['stopped_early'] else 'the cap':14s} "
-                     f"{'n/a' if change is None else f'{100 * change:+.2f}%':>8s}  {r['label']}")
+                     f"{'n/a' if change is None else f'{100 * change:+.2f}%':>8s} "
+                     f"{'n/a' if to_best is None else f'{100 * to_best:+.2f}%':>10s}  {r['label']}")
     capped = [r for r in records if not r["stopped_early"]]
     late = [r for r in capped if still_improving(r["best_epoch"], r["epochs"])]
     lines.append(f"{len(capped)} of {len(records)} runs reached the cap; {len(late)} of them had their best "

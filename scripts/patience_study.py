@@ -53,7 +53,7 @@ import pandas as pd
 from oneranker import baselines, tables
 from oneranker.metrics import mean_ci
 from oneranker.pool import check_mps, mps
-from oneranker.realdata import last_epochs_change
+from oneranker.realdata import change_up_to_best, last_epochs_change
 from oneranker.reference import REFERENCES
 from oneranker.study import Study
 
@@ -124,9 +124,8 @@ def change_before_best(curves: pd.DataFrame) -> pd.DataFrame:
     kept."""
     rows = []
     for (model, rule, seed), g in curves.groupby(["model", "rule", "seed"], sort=False):
-        v = g.sort_values("epoch")["valid_loss"].to_numpy()
         rows.append({"model": model, "rule": rule, "seed": seed,
-                     "5 epochs before the best": last_epochs_change(v[: int(v.argmin()) + 1])})
+                     "5 epochs before the best": change_up_to_best(g.sort_values("epoch")["valid_loss"].to_numpy())})
     return pd.DataFrame(rows)
 
 

@@ -1181,7 +1181,9 @@ def paper_histories_block(directory: Path = ROOT / "results" / "paper") -> str:
     notebook and sitting): per file, how many runs reached the cap, how many of those had their
     best epoch in their last three, and the validation loss's change over the last five epochs,
     for the capped runs and for those early stopping ended (median and range: how far from flat
-    each kind was when it ended; an early stop on a still-falling curve stopped on noise)."""
+    each kind was when it ended; an early stop on a still-falling curve stopped on noise), and
+    every run's change over the five epochs up to its best (where its weights were kept; the
+    stopping rule does not pull it towards zero)."""
     rows = []
     for path in sorted(directory.glob("histories_*_h200_*.jsonl")):
         records = paper_histories.read(path)
@@ -1192,17 +1194,21 @@ def paper_histories_block(directory: Path = ROOT / "results" / "paper") -> str:
                      f"of those, best epoch in the last {_number_word(paper_histories.LATE)}":
                          sum(paper_histories.still_improving(r["best_epoch"], r["epochs"]) for r in capped),
                      f"capped runs: {last}": _median_and_range(capped),
-                     f"early-stopped runs: {last}": _median_and_range(early)})
+                     f"early-stopped runs: {last}": _median_and_range(early),
+                     f"all runs: its change over the {paper_histories.LAST} epochs up to the best, median (range)":
+                         _median_and_range(records, paper_histories.change_to_best)})
     if not rows:
         return ("No learning curves brought back yet: `.device/paper.sh` writes them after each notebook from its next "
                 "sitting on (`scripts/paper_histories.py`).\n")
     return markdown_table(pd.DataFrame(rows), index=False).rstrip("\n") + "\n"
 
 
-def _median_and_range(records: list[dict]) -> str:
-    """The runs' validation-loss change over their last epochs (paper_histories.last_change) as
-    'median (lowest to highest)' in percent; n/a without a run long enough to have one."""
-    changes = sorted(c for r in records if (c := paper_histories.last_change(r["curve"])) is not None)
+def _median_and_range(records: list[dict], change=None) -> str:
+    """The runs' validation-loss change (``change`` of a curve; by default over its last epochs,
+    paper_histories.last_change) as 'median (lowest to highest)' in percent; n/a without a run
+    long enough to have one."""
+    change = change or paper_histories.last_change
+    changes = sorted(c for r in records if (c := change(r["curve"])) is not None)
     if not changes:
         return "n/a"
     return f"{100 * statistics.median(changes):+.2f}% ({100 * changes[0]:+.2f}% to {100 * changes[-1]:+.2f}%)"

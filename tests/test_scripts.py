@@ -404,7 +404,7 @@ def test_paper_histories_writes_each_cached_models_curve_and_summarises_it(tmp_p
 def test_paper_histories_measures_the_last_epochs_change_by_hand():
     """scripts/paper_histories.py's last-five-epochs change, hand-computed: validation losses 10, 9,
     8, 7, 6, 5 end 5 / 10 - 1 = -50% below the loss five epochs before the last; five epochs or
-    fewer have no such change."""
+    fewer have no such change. The change up to the best epoch ignores the epochs after it."""
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
         import paper_histories
@@ -413,6 +413,13 @@ def test_paper_histories_measures_the_last_epochs_change_by_hand():
     curve = [{"epoch": i + 1, "valid_loss": v} for i, v in enumerate([10.0, 9.0, 8.0, 7.0, 6.0, 5.0])]
     assert paper_histories.last_change(curve) == -0.5
     assert paper_histories.last_change(curve[1:]) is None
+    # up to the best: two rising epochs after the best (5.5, 6) leave the last five epochs' change
+    # at 6 / 8 - 1 = -25%, but the five up to the best still fell by 5 / 10 - 1 = -50%
+    later = curve + [{"epoch": 7, "valid_loss": 5.5}, {"epoch": 8, "valid_loss": 6.0}]
+    assert paper_histories.last_change(later) == -0.25
+    assert paper_histories.change_to_best(later) == -0.5
+    # a best within the first five epochs has no such change
+    assert paper_histories.change_to_best(curve[::-1]) is None
 
 
 def _patience_study():
