@@ -1203,7 +1203,7 @@ def paper_histories_block(directory: Path = ROOT / "results" / "paper") -> str:
     return markdown_table(pd.DataFrame(rows), index=False).rstrip("\n") + "\n"
 
 
-def _median_and_range(records: list[dict], change=None) -> str:
+def _median_and_range(records: list[dict], change: Callable[[list[dict]], float | None] | None = None) -> str:
     """The runs' validation-loss change (``change`` of a curve; by default over its last epochs,
     paper_histories.last_change) as 'median (lowest to highest)' in percent; n/a without a run
     long enough to have one."""

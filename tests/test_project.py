@@ -139,6 +139,23 @@ def test_the_readme_claims_read_each_profiles_cell_and_say_when_a_notebook_has_n
         render_readme._claim_cell(missing, tmp_path)
 
 
+def test_the_readme_names_the_defaults_each_notebooks_paper_run_trained_under(monkeypatch):
+    """scripts/render_readme.py's claims column: an entry naming today's paper config ran under
+    today's defaults, one naming another config or none (entries before they named theirs ran
+    under the cosine schedule's b317c2748b38) under the former ones; a notebook not in the record
+    has no entry."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import render_readme
+    from oneranker.config import make_config
+
+    today = make_config("paper").hash()
+    record = {"runs": [{"notebook": "02_task_token_mask.ipynb", "profile_config": today},
+                       {"notebook": "03_fake_item_tokens.ipynb"},
+                       {"notebook": "04_ranking_decoder.ipynb", "profile_config": "0123456789ab"}]}
+    assert render_readme._paper_defaults(record) == {"02": f"today's (`{today}`)", "03": "former (`b317c2748b38`)",
+                                                     "04": "former (`0123456789ab`)"}
+
+
 def test_the_readme_estimates_a_sitting_from_the_latest_logged_training_pace(monkeypatch):
     """scripts/render_readme.py's paper-sitting-fit, hand-computed: pools of 3 models in 240 s
     and 6 in 258 s give 498 / 9 = 55.3 s per model on the mean and 43 s in the best pool, and
