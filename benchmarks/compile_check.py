@@ -52,6 +52,7 @@ from oneranker.generate import first_unique
 PARTS = ("first_unique", "topk", "prefill", "ranking", "request")
 SCORE_PARTS = ("prefill", "ranking")                # model halves: their output is scores alone
 MODEL_PARTS = SCORE_PARTS + ("request",)            # the parts run under bf16 autocast on a GPU
+MASK_PARTS = ("prefill", "request")                 # the parts that build Step 1's mask (--mask applies)
 PAPER_HEADS = make_config("paper").model         # its interest and value task heads
 
 
@@ -75,7 +76,7 @@ def part_function(part: str, args: argparse.Namespace, device: torch.device):
     model = paper_model(args.d, args.heads, args.history, device, attention="flex" if device.type == "cuda" else "sdpa",
                         n_items=args.items).eval()
     batch = synthetic_batch(model, args.requests, args.history, device)
-    if args.mask == "outside" and part in ("request", "prefill"):
+    if args.mask == "outside" and part in MASK_PARTS:
         with torch.no_grad():
             mask = step1_mask(model, batch)                      # eager: the compiled graph takes it in
         if part == "request":
@@ -152,7 +153,7 @@ def main() -> int:
     ap.add_argument("--heads", type=int, default=8)
     ap.add_argument("--history", type=int, default=2048)
     args = ap.parse_args()
-    if args.mask == "outside" and args.part not in ("prefill", "request"):
+    if args.mask == "outside" and args.part not in MASK_PARTS:
         ap.error(f"--mask outside applies to the parts that build Step 1's mask (prefill, request), not {args.part}")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     print(header(f"part {args.part}, mode {args.mode}, mask {args.mask}"), flush=True)

@@ -1236,7 +1236,7 @@ def paper_sitting_fit() -> str:
     mean, best = mean * factor, best * factor
     other = run["seconds"] - train_s
     current = make_config("paper").hash()
-    ran = {r["notebook"][:2] for r in record["runs"] if r.get("profile_config", OLD_PAPER_CONFIG) == current}
+    ran = {r["notebook"][:2] for r in record["runs"] if _run_config(r) == current}
     ran_before = {r["notebook"][:2] for r in record["runs"]} - ran
     halfway = {f["notebook"]: f["seeds"] for f in _first_sittings(seeds=tuple(record["seeds"]))}
     rows = []
@@ -1282,13 +1282,19 @@ def paper_sitting_fit() -> str:
 OLD_PAPER_CONFIG = "b317c2748b38"
 
 
+def _run_config(run: dict) -> str:
+    """The paper-profile config hash a run-record entry trained under (``OLD_PAPER_CONFIG`` for an
+    entry written before entries named theirs)."""
+    return run.get("profile_config", OLD_PAPER_CONFIG)
+
+
 def _rule_factor(run: dict) -> tuple[float, str]:
     """How much longer a model trains under today's paper profile than under ``run``'s, and the
     words for it: the ratio of the mean epochs of the paper patience study's runs under the two
     rules (measured side by side, one sitting; :func:`_epoch_ratios`); 1 when the run trained
     under today's defaults, or under defaults the study did not compare."""
     cfg = make_config("paper")
-    if run.get("profile_config", OLD_PAPER_CONFIG) != OLD_PAPER_CONFIG or cfg.train.lr_schedule != "plateau":
+    if _run_config(run) != OLD_PAPER_CONFIG or cfg.train.lr_schedule != "plateau":
         return 1.0, ""
     rows = _paper_study_rows()
     reference = patience_study.patience_rule(cfg.train.patience)
@@ -1438,11 +1444,8 @@ def _paper_defaults(record: dict) -> dict[str, str]:
     ``OLD_PAPER_CONFIG``), each with its config hash. During a rerun under new defaults the
     claims' cells mix both, and this says which is which."""
     current = make_config("paper").hash()
-    words = {}
-    for run in record["runs"]:
-        config = run.get("profile_config", OLD_PAPER_CONFIG)
-        words[run["notebook"][:2]] = f"today's (`{config}`)" if config == current else f"former (`{config}`)"
-    return words
+    return {run["notebook"][:2]: (f"today's (`{current}`)" if _run_config(run) == current
+                                  else f"former (`{_run_config(run)}`)") for run in record["runs"]}
 
 
 def paper_mps() -> str:
