@@ -20,7 +20,11 @@ On a CPU (a smoke run at toy sizes):  python benchmarks/model.py --smoke
 * e2e: one batch of 8 requests: prefill (Steps 1-2), generation (top-n over the catalogue)
   and ranking; median and p99 latency. Contenders: the eager model, the ``--compile``
   scopes, the whole request compiled as one graph, and that graph replayed as a CUDA graph
-  (``mode="reduce-overhead"``).
+  (``mode="reduce-overhead"``); each of the last two also with Step 1's block mask built
+  eagerly beside the graph and passed in (``/mask-outside``; its build is timed as part of the
+  request). On the H200 the request compiled with the mask built inside crashed in
+  FlexAttention's kernel fused with the mask's construction; built outside, it compiled and
+  agreed with eager (benchmarks/compile_check.py --mask outside, 2026-12-04).
 * train contenders: eager dense-mask, and per ``--compile`` scope: ``step1``, ``model``
   (encode, generator, R-Decoder) or ``loss`` (the model's forward pass and the loss as one
   graph).
@@ -37,7 +41,8 @@ from collections.abc import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from common import header, paper_model, peak_flops, serve_request, bf16_on_gpu, step1_mask_density, synthetic_batch
+from common import (header, paper_model, peak_flops, serve_request, bf16_on_gpu, step1_mask, step1_mask_density,
+                    synthetic_batch)
 from oneranker import masks
 from oneranker.config import make_config
 from oneranker.generate import rank_candidates, rank_reencoding
@@ -240,7 +245,9 @@ def _under_autocast(fn, device: torch.device):
     return call
 
 
-E2E_CONTENDERS = ("none", "step1", "model", "request", "request+graph")
+E2E_CONTENDERS = ("none", "step1", "model", "request", "request+graph", "request/mask-outside",
+                  "request+graph/mask-outside")
+MASK_OUTSIDE = "/mask-outside"          # the contender builds Step 1's mask eagerly and passes it in
 
 
 def e2e_label(scope: str, device: torch.device) -> str:
@@ -248,8 +255,10 @@ def e2e_label(scope: str, device: torch.device) -> str:
     is SDPA (a smoke run there checks the script, not the fast paths), so it says so."""
     if device.type != "cuda":
         return "sdpa, eager model" if scope == "none" else f"sdpa, eager model ({scope} compiles on CUDA only)"
-    return {"none": "flex, eager model", "request+graph": "flex, request compiled, CUDA graph"}.get(
-        scope, f"flex, {scope} compiled")
+    base = scope.removesuffix(MASK_OUTSIDE)
+    label = {"none": "flex, eager model", "request+graph": "flex, request compiled, CUDA graph"}.get(
+        base, f"flex, {base} compiled")
+    return label + (", mask outside" if scope.endswith(MASK_OUTSIDE) else "")
 
 
 @torch.no_grad()
@@ -260,22 +269,25 @@ def bench_e2e(args, device) -> None:
     print(f"\n## end to end: 8 requests, history={S}, d={args.d}, {ref.items.n_items} ads, {n} candidates ranked, "
           f"bf16")
     # in the order asked (a short call measures the first ones); a compile scope only if --compile has it
-    contenders = [c for c in args.e2e_contenders if c in ("none", "request", "request+graph") or c in args.compile]
+    contenders = [c for c in args.e2e_contenders if c == "none" or c.startswith("request") or c in args.compile]
     for scope in contenders:               # serving has no loss; 'request': the whole request as one graph
         compiled = scope in args.compile
+        outside = scope.endswith(MASK_OUTSIDE)
         model = compiled_model(args.d, args.heads, S, device, scope, ref.state_dict()) if compiled else \
             paper_model(args.d, args.heads, S, device, attention="flex" if device.type == "cuda" else "sdpa")
         model.eval()
 
-        def serve(model: OneRanker, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-            return serve_request(model, batch, n)
+        def serve(model: OneRanker, batch: dict[str, torch.Tensor], mask=None) -> tuple[torch.Tensor, torch.Tensor]:
+            return serve_request(model, batch, n, mask)
 
         if device.type == "cuda" and scope.startswith("request"):
             # One graph (no host reads in the request); "+graph" also replays it as a CUDA graph.
-            serve = torch.compile(serve, dynamic=False, mode="reduce-overhead" if scope.endswith("graph") else None)
+            graph = scope.removesuffix(MASK_OUTSIDE).endswith("+graph")
+            serve = torch.compile(serve, dynamic=False, mode="reduce-overhead" if graph else None)
 
         def request() -> tuple[torch.Tensor, torch.Tensor]:
-            return serve(model, batch)
+            # the mask built outside is rebuilt per request, as a server would (its lengths are the request's)
+            return serve(model, batch, step1_mask(model, batch)) if outside else serve(model, batch)
 
         label = e2e_label(scope, device)
         try:
@@ -311,7 +323,8 @@ def main() -> None:
                     help="what the fast training path compiles (one contender each)")
     ap.add_argument("--e2e-contenders", nargs="+", default=list(E2E_CONTENDERS), choices=E2E_CONTENDERS,
                     help="the end-to-end contenders, measured in the order given ('none': the eager model; a compile scope of "
-                         "--compile; 'request': the whole request compiled; '+graph': replayed as a CUDA graph)")
+                         "--compile; 'request': the whole request compiled; '+graph': replayed as a CUDA graph; "
+                         "'/mask-outside': Step 1's mask built eagerly and passed in)")
     ap.add_argument("--profile", action="store_true", help="print the top kernels of one step of each contender")
     args = ap.parse_args()
     sys.stdout.reconfigure(line_buffering=True)    # each result line shows when it is measured, even piped

@@ -364,14 +364,29 @@ def test_model_benchmark_measures_the_end_to_end_contenders_asked_in_their_order
     (a short GPU call measures the aimed-at ones first: on 2026-12-03 the H200's 240 s ended
     after the first two of five), each a line with its median and p99/median, named as measured
     (on the CPU: SDPA, nothing compiled)."""
+    import importlib.util
+
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "model.py"), "--smoke", "--only", "e2e",
-                          "--e2e-contenders", "request", "none"], cwd=ROOT, capture_output=True, text=True,
-                         check=True).stdout
-    names = ["sdpa, eager model (request compiles on CUDA only)", "sdpa, eager model"]   # as measured on the CPU
+                          "--e2e-contenders", "request", "request+graph/mask-outside", "none"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    names = ["sdpa, eager model (request compiles on CUDA only)",       # as measured on the CPU
+             "sdpa, eager model (request+graph/mask-outside compiles on CUDA only)", "sdpa, eager model"]
     table = _benchmark_table()
     assert [r["name"] for r in table.rows_of(table.E2E_ROW, out)] == names
     cell, _ = table.end_to_end(out)
     assert [part.split(":")[0] for part in cell.split("; ")] == names
+    # on a GPU each contender is named as it is measured there (no GPU needed to name one)
+    spec = importlib.util.spec_from_file_location("model_benchmark", ROOT / "benchmarks" / "model.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec.loader.exec_module(bench)
+    import torch
+
+    cuda = torch.device("cuda")
+    assert [bench.e2e_label(c, cuda) for c in bench.E2E_CONTENDERS] == [
+        "flex, eager model", "flex, step1 compiled", "flex, model compiled", "flex, request compiled",
+        "flex, request compiled, CUDA graph", "flex, request compiled, mask outside",
+        "flex, request compiled, CUDA graph, mask outside"]
 
 
 def test_paper_histories_writes_each_cached_models_curve_and_summarises_it(tmp_path):
