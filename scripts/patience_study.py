@@ -73,6 +73,16 @@ def plateau_rule(patience: int) -> str:
     return f"plateau, patience {patience}"
 
 
+def rule_patience(rule: str) -> int:
+    """The patience in a rule's name, read back in this one place (the names are written by
+    :func:`patience_rule` and :func:`plateau_rule`; the rows keep only the name)."""
+    for name in (plateau_rule, patience_rule):          # the longer prefix first
+        prefix = name(0)[:-1]
+        if rule.startswith(prefix) and rule[len(prefix):].isdigit():
+            return int(rule[len(prefix):])
+    raise ValueError(f"not a rule's name: {rule!r} (expected {patience_rule(2)!r} or {plateau_rule(2)!r})")
+
+
 def rules(patiences: list[int], epochs: int | None = None, plateau_epochs: int | None = None) -> dict[str, dict]:
     """Each rule's train overrides, the reference (the first patience) first: a patience on the
     cosine schedule (pinned: the paper profile's own is the plateau one since it was adopted), its
@@ -169,13 +179,13 @@ def paired(rows: pd.DataFrame, reference: str) -> pd.DataFrame:
     rows = with_rules(rows)
     if reference not in set(rows["rule"]):
         raise ValueError(f"no runs under the reference rule {reference!r} (rules: {sorted(set(rows['rule']))})")
-    ref_patience = int(reference.rsplit(" ", 1)[1])
+    ref_patience = rule_patience(reference)
     out = []
     for model, g in rows.groupby("model", sort=False):
         ref = g[g["rule"] == reference].set_index("seed")
         for rule, h in g[g["rule"] != reference].groupby("rule", sort=False):
             same_schedule = not rule.startswith("plateau")
-            if same_schedule and int(rule.rsplit(" ", 1)[1]) <= ref_patience:
+            if same_schedule and rule_patience(rule) <= ref_patience:
                 continue
             h = h.set_index("seed").loc[ref.index]
             loss = (h["best valid loss"] / ref["best valid loss"] - 1).to_numpy()

@@ -484,6 +484,10 @@ def test_patience_study_applies_its_stated_rule_to_hand_made_runs():
     old = frame.assign(patience=frame["rule"].str.split().str[-1].astype(int)).drop(columns="rule")
     assert patience_study.paired(old, "patience 2").equals(patience_study.paired(frame, "patience 2"))
     assert patience_study.plateau_adopted(frame, "patience 2") is None   # no plateau runs
+    # a rule's patience is read back from its name in one place, the inverse of how it was named
+    assert [patience_study.rule_patience(r) for r in ("patience 12", "plateau, patience 3")] == [12, 3]
+    with pytest.raises(ValueError, match="not a rule's name: 'cosine 2'"):
+        patience_study.rule_patience("cosine 2")
 
 
 def test_patience_study_judges_the_plateau_schedule_by_the_rule_stated_before_its_runs():
