@@ -240,16 +240,33 @@ def test_the_compile_checks_agreement_of_a_request_allows_ties_not_wrong_scores(
     assert not compile_check.agreement((ids, scores), (ids, nan_score), low_precision=True)[0]
 
 
+# The compiled parts seen to crash on the H200 (torch 2.11, CUDA 13) with Step 1's block mask built
+# inside the compiled graph: inductor fuses the mask's construction into FlexAttention's kernel, which
+# then faults (results/paper/compile_check_prefill_blocking_h200_8f61a7b.txt names the kernel;
+# model_e2e_h200_cb8a1b5*.txt the whole request in both modes). Built outside, both parts agree
+# (the test below; compile_check_mask_outside_h200_1b47d27.txt). Strict: the day torch's kernel is
+# fixed these pass, fail as XPASS, and the mark is to be removed. Only a crash or a disagreement
+# (the assertion) is expected; a compile past its time still fails.
+MASK_FUSED_CRASH = pytest.mark.xfail(
+    strict=True, raises=AssertionError,
+    reason="Step 1's mask built in the compiled graph: FlexAttention's fused kernel faults on the H200")
+MASK_FUSED_CRASHES = {("default", "prefill"), ("default", "request"), ("reduce-overhead", "request")}
+SERVING_PARTS = [pytest.param(mode, part, id=f"{mode}-{part}",
+                              marks=[MASK_FUSED_CRASH] if (mode, part) in MASK_FUSED_CRASHES else [])
+                 for mode in ("default", "reduce-overhead")
+                 for part in ("first_unique", "topk", "prefill", "ranking", "request")]
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="inductor's GPU kernels exist on a GPU only")
-@pytest.mark.parametrize("part", ["first_unique", "topk", "prefill", "ranking", "request"])
-@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
-def test_a_compiled_serving_part_on_the_gpu_matches_eager(part, mode):
+@pytest.mark.parametrize("mode, part", SERVING_PARTS)
+def test_a_compiled_serving_part_on_the_gpu_matches_eager(mode, part):
     """Each part of the serving request compiled by inductor for the GPU, at the end-to-end
     benchmark's sizes, returns eager's candidates (and scores): at those sizes the whole request
     crashed on the H200 in inductor's autotuning (2026-12-03, README "GPU benchmarks"); the part
-    that fails here names where (on 2026-12-04 the first two passed, so it is prefill or ranking).
-    The model parts get 400 s: the whole request's default-mode compile ran past 200 s there."""
+    that fails here names where (on 2026-12-04 the first two passed, and the ranking; the prefill
+    crashed, marked above with the request). The model parts get 400 s: the whole request's
+    default-mode compile ran past 200 s there."""
     done = _compile_check("--part", part, "--mode", mode, timeout=400 if part in ("prefill", "ranking", "request") else 200)
     what = {0: "agreed", 3: "ran but disagreed with eager"}.get(done.returncode, f"crashed (exit {done.returncode})")
     assert done.returncode == 0, (what, done.stdout[-1000:], done.stderr[-3000:])
