@@ -4,7 +4,8 @@
 # Unpacks FILES_AT/out.tar.gz, copies the files of results/paper and figures/paper that are new or
 # differ (cmp) into the checkout, writes each notebook's papermill log with the progress log as
 # results/paper/notebookNN_h200_COMMIT.txt, the benchmark outputs as results/paper/*_h200_COMMIT.txt,
-# and the cache's results (a notebook split over two sittings) as results/paper/results_cache_COMMIT.tar.gz.
+# and the cache's results (every sitting since 2026-12-04: a later sitting or notebook starts from them) as
+# results/paper/results_cache_COMMIT.tar.gz.
 # It commits nothing: read what it lists, then render the README and commit.
 set -euo pipefail
 files_at=$(realpath "$1"); commit=${2:0:7}
@@ -20,7 +21,7 @@ if [ -f "$tmp/out/results.tar.gz" ]; then
 else
   echo "no results.tar.gz: no notebook finished in this sitting"
 fi
-if [ -f "$tmp/out/results_cache.tar.gz" ]; then   # the models' results, for a notebook's second sitting
+if [ -f "$tmp/out/results_cache.tar.gz" ]; then   # the models' results, for a later sitting or notebook (RESULTS_IN)
   cp "$tmp/out/results_cache.tar.gz" "results/paper/results_cache_${commit}.tar.gz"
   echo "wrote: results/paper/results_cache_${commit}.tar.gz (RESULTS_IN for the next sitting, same code)"
 fi

@@ -10,6 +10,8 @@
 #   SEEDS="0 1" (or "0") first, which leaves /tmp/out/results_cache.tar.gz (commit it) and no notebook;
 #   [then SEEDS="0 1" RESULTS_IN=that file, which adds seed 1's and leaves the results of both;]
 #   then RESULTS_IN=the last file with the default seeds 0 1 2, which trains only seed 2's models.
+#   Every sitting leaves its results cache (collect.sh: results/paper/results_cache_COMMIT.tar.gz), so a
+#   notebook's first sitting can start from the last notebook's (RESULTS_IN), under the same model and result code.
 mkdir -p /tmp/out
 # a bad argument stops here, before any work (on 2026-12-03 SEEDS="0" reached reproduce, which then refused
 # one seed; a first sitting now runs reproduce --results-only, which takes one: a sitting per seed fits one call)
@@ -48,14 +50,13 @@ for nb in ${3:-06}; do
     python3 scripts/paper_histories.py --notebooks $nb --profile paper --seeds $SEEDS --cache cache --out /tmp/out/histories_$nb.jsonl > /tmp/out/histories_$nb.log 2>&1
     stamp "histories $nb rc=$?"   # its own status, not the test's (the 2026-12-04 sitting of 03 stamped the test's 1)
   fi
-  if [ -n "$PARTIAL" ]; then
-    # a first sitting: only the models' results travel (small; the models stay here), not its notebook;
-    # also after a late failure: each result is keyed by its models and code, so those computed are valid
-    mkdir -p cache/results && echo $MODE > cache/results/TRAINING_MODE
-    tar czf /tmp/out/results_cache.tar.gz -C cache results
-  else
-    tar czf /tmp/out/results.tar.gz results/paper figures/paper 2>/dev/null
-  fi
+  # The models' results travel back after every notebook (small; the models stay here): a first sitting
+  # keeps nothing else, and a later notebook reuses those of the models it shares (RESULTS_IN; on the
+  # smoke profile 05 then trains 6 of its 10 models per seed after 04, and 06 8 of 10 after 04 and 05).
+  # Also after a late failure: each result is keyed by its models and code, so those computed are valid.
+  mkdir -p cache/results && echo $MODE > cache/results/TRAINING_MODE
+  tar czf /tmp/out/results_cache.tar.gz -C cache results
+  [ -n "$PARTIAL" ] || tar czf /tmp/out/results.tar.gz results/paper figures/paper 2>/dev/null
   [ $rc = 0 ] || break
 done
 # then, on the GPU the notebooks leave, most asked first: the README's H200 rows not yet measured.

@@ -1241,6 +1241,7 @@ def paper_sitting_fit() -> str:
     ran = {r["notebook"][:2] for r in record["runs"] if _run_config(r) == current}
     ran_before = {r["notebook"][:2] for r in record["runs"]} - ran
     halfway = {f["notebook"]: f["seeds"] for f in _first_sittings(seeds=tuple(record["seeds"]))}
+    shared = _shared_results()
     rows = []
     for nb in sorted(studies.SEEDS):
         models = len(studies.notebook_configs(nb, "paper", record["seeds"]))
@@ -1262,13 +1263,29 @@ def paper_sitting_fit() -> str:
         added = [b - a for a, b in zip([0] + per_seed, per_seed)]
         sittings = [k * mean + other * (models if i == len(added) - 1 else k) / n_run + MACHINE_START_S[1]
                     for i, k in enumerate(added)]
+        # with the results of the notebooks before it brought in (results/shared_results.csv): only
+        # the models they did not answer train; every model is still evaluated (other work whole)
+        reuse = ""
+        if (sh := shared.get(nb)) is not None:
+            seeds = record["seeds"]
+            if sh["alone"] != len(studies.notebook_configs(nb, "paper", seeds[:1])):
+                reuse = f"not read: the smoke measurement's {sh['alone']} models per seed are not the paper's"
+            else:
+                k = sh["after"]
+                trains, first_k = k * len(seeds), k * len(seeds[:2])
+                one = trains * mean + other * models / n_run + MACHINE_START_S[1]
+                two = [first_k * mean + other * first / n_run + MACHINE_START_S[1],
+                       (trains - first_k) * mean + other * models / n_run + MACHINE_START_S[1]]
+                reuse = (f"after {sh['earlier']}: {k} of {sh['alone']} per seed; {one / 60:.0f}, or "
+                         f"{two[0] / 60:.0f} + {two[1] / 60:.0f} ({first_k} + {trains - first_k} models)")
         rows.append({"notebook": nb, "models from an empty cache": str(models),
                      "sitting minutes needed (favourable – as measured)": f"{favourable / 60:.0f} – {measured / 60:.0f}",
                      "state": state,
                      "in two sittings, as measured (first seeds, then the rest)":
                          f"{halves[0] / 60:.0f} + {halves[1] / 60:.0f} ({first} + {models - first} models)",
                      "one seed per sitting, as measured":
-                         " + ".join(f"{t / 60:.0f}" for t in sittings) + f" ({' + '.join(map(str, added))} models)"})
+                         " + ".join(f"{t / 60:.0f}" for t in sittings) + f" ({' + '.join(map(str, added))} models)",
+                     "with the earlier notebooks' results: models trained, one sitting or two, as measured": reuse})
     return (markdown_table(pd.DataFrame(rows), index=False).rstrip("\n")
             + f"\n\nFrom notebook {run['notebook'][:2]}'s paper run ({run['gpu']}, MPS {'on' if run.get('mps') else 'off'}): "
             f"{mean:.0f} s per model over its {len(trained)} training phase{'s' if len(trained) > 1 else ''} "
@@ -1278,6 +1295,20 @@ def paper_sitting_fit() -> str:
             f"minutes of device time. In two sittings (\"A notebook in two sittings\" below) the first trains and "
             f"evaluates seeds {record['seeds'][0]} and {record['seeds'][1]}, the second the rest, its other work "
             f"counted whole.\n")
+
+
+SHARED_RESULTS = ROOT / "results" / "shared_results.csv"
+
+
+def _shared_results(path: Path = SHARED_RESULTS) -> dict[str, dict]:
+    """Per notebook measured after others (scripts/shared_results.py): the notebooks before it, and
+    the models per seed it trains alone and with their results in the cache; none without the file."""
+    if not path.exists():
+        return {}
+    table = pd.read_csv(path, dtype={"notebook": str, "after": str}).fillna({"after": ""})
+    return {r["notebook"]: {"earlier": ", ".join(r["after"].split()), "alone": int(r["models per seed alone"]),
+                            "after": int(r["models per seed after"])}
+            for r in table.to_dict("records") if r["after"]}
 
 
 # The paper profile's config before run-record entries named theirs (the cosine schedule to a 30-epoch cap)

@@ -196,6 +196,17 @@ def test_the_readme_estimates_a_sitting_from_the_latest_logged_training_pace(mon
     assert "| 30 + 25 (20 + 10 models) | 17 + 17 + 25 (10 + 10 + 10 models) |" in text
     assert "55 s per model over its 2 training phases (9 models in 498 s), 43 s in its best one" in text
     assert "3.4 minutes of other work" in text
+    # with 04's results in the cache 05 trains 6 of its 10 models per seed (hand-made measurement):
+    # in one sitting 18 * 55.3 + 202 * 30 / 9 + 270 = 1939 s (32 min); in two, 12 * 55.3 + 202 * 20 / 9
+    # + 270 = 1383 s (23 min), then 6 * 55.3 + 202 * 30 / 9 + 270 = 1275 s (21 min)
+    monkeypatch.setattr(render_readme, "_shared_results", lambda: {"05": {"earlier": "04", "alone": 10, "after": 6}})
+    text = render_readme.paper_sitting_fit()
+    assert "| 17 + 17 + 25 (10 + 10 + 10 models) | after 04: 6 of 10 per seed; 32, or 23 + 21 (12 + 6 models) |" in text
+    assert "(5 + 5 + 5 models) |  |\n| 05 |" in text        # 04: no measurement after others
+    # a measurement whose models per seed are not the paper configs' is not read
+    monkeypatch.setattr(render_readme, "_shared_results", lambda: {"05": {"earlier": "04", "alone": 9, "after": 6}})
+    assert "| not read: the smoke measurement's 9 models per seed are not the paper's |" in \
+        render_readme.paper_sitting_fit()
     monkeypatch.setattr(render_readme, "_first_sittings", lambda **_: [{"notebook": "06", "seeds": "0 1"}])
     assert "| 06 | 30 | 26 – 43 | first of two sittings ran (seeds 0 1) |" in render_readme.paper_sitting_fit()
     # an entry without its profile config ran under the former paper defaults (cosine to 30 epochs):
@@ -208,6 +219,33 @@ def test_the_readme_estimates_a_sitting_from_the_latest_logged_training_pace(mon
     text = render_readme.paper_sitting_fit()
     assert "| 03 | 15 | 21 – 31 | ran under the former defaults; again: tight: fits only in the favourable estimate |" in text
     assert "83 s per model over its 2 training phases (9 models in 498 s, scaled by 1.50 here" in text
+
+
+def test_the_readme_reads_the_shared_results_measurement(tmp_path, monkeypatch):
+    """scripts/render_readme.py's reader of scripts/shared_results.py's table: the notebooks
+    measured after others, by name ("04" kept a string), the first (measured alone) left out."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import render_readme
+
+    path = tmp_path / "shared_results.csv"
+    path.write_text("notebook,after,models per seed alone,models per seed after\n04,,5,5\n05,04,10,6\n"
+                    "06,04 05,10,8\n")
+    assert render_readme._shared_results(path) == {"05": {"earlier": "04", "alone": 10, "after": 6},
+                                                    "06": {"earlier": "04, 05", "alone": 10, "after": 8}}
+    assert render_readme._shared_results(tmp_path / "none.csv") == {}
+
+
+def test_shared_results_counts_every_training_pool_of_every_run(monkeypatch):
+    """scripts/shared_results.py's count, hand-made phases: two pools of one run (4 + 2: a second
+    pool trains what an ask found missing) and a run that trained none (items 0 or None)."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import shared_results
+
+    runs = [[{"phase": "worlds simulated", "items": 1}, {"phase": "models trained", "items": 4},
+             {"phase": "models evaluated", "items": 7}, {"phase": "models trained", "items": 2}],
+            [{"phase": "models trained", "items": 0}, {"phase": "models trained", "items": None}]]
+    assert shared_results.count_trained(runs) == 6
+    assert shared_results.count_trained([]) == 0
 
 
 def test_the_readme_finds_a_first_sitting_by_its_partial_seeds_and_results(monkeypatch, tmp_path):
