@@ -1,6 +1,6 @@
 #!/bin/bash
 # Next sittings: the paper series again under the profile's new defaults (the plateau schedule, cap 60;
-# .device/README NEXT), one notebook per sitting, 05 and 06 one seed per sitting; then, on the GPU it
+# .device/README NEXT), one notebook per sitting, 05 and 06 in two each from the earlier notebooks' results; then, on the GPU it
 # leaves idle, the benchmarks of the README's H200 column not yet measured (the queue at the end; the
 # GPU-only tests first with GPU_TESTS=1). Runs detached in /tmp/w.
 # usage: [SEEDS="0 1"] [RESULTS_IN=FILE] [GPU_WORKERS=N] [DETERMINISTIC=1] [GPU_TESTS=1|K] bash /tmp/paper.sh REPO COMMIT [NOTEBOOKS [TRAIN_COMPILE]]
@@ -54,9 +54,12 @@ for nb in ${3:-06}; do
   # keeps nothing else, and a later notebook reuses those of the models it shares (RESULTS_IN; on the
   # smoke profile 05 then trains 6 of its 10 models per seed after 04, and 06 8 of 10 after 04 and 05).
   # Also after a late failure: each result is keyed by its models and code, so those computed are valid.
+  # Each archive is written beside its name and renamed into place: wait.sh snapshots /tmp/out every
+  # minute, and a snapshot taken mid-write would otherwise bring back a truncated archive.
   mkdir -p cache/results && echo $MODE > cache/results/TRAINING_MODE
-  tar czf /tmp/out/results_cache.tar.gz -C cache results
-  [ -n "$PARTIAL" ] || tar czf /tmp/out/results.tar.gz results/paper figures/paper 2>/dev/null
+  tar czf /tmp/out/.results_cache.tar.gz.tmp -C cache results && mv /tmp/out/.results_cache.tar.gz.tmp /tmp/out/results_cache.tar.gz
+  [ -n "$PARTIAL" ] || { tar czf /tmp/out/.results.tar.gz.tmp results/paper figures/paper 2>/dev/null \
+    && mv /tmp/out/.results.tar.gz.tmp /tmp/out/results.tar.gz; }
   [ $rc = 0 ] || break
 done
 # then, on the GPU the notebooks leave, most asked first: the README's H200 rows not yet measured.

@@ -24,7 +24,7 @@ On a CPU (a smoke run at toy sizes):  python benchmarks/model.py --smoke
   eagerly beside the graph and passed in (``/mask-outside``; its build is timed as part of the
   request). On the H200 the request compiled with the mask built inside crashed in
   FlexAttention's kernel fused with the mask's construction; built outside, it compiled and
-  agreed with eager (benchmarks/compile_check.py --mask outside, 2026-12-04).
+  agreed with eager in the default mode (benchmarks/compile_check.py --mask outside, 2026-12-04).
 * train contenders: eager dense-mask, and per ``--compile`` scope: ``step1``, ``model``
   (encode, generator, R-Decoder) or ``loss`` (the model's forward pass and the loss as one
   graph).
@@ -297,12 +297,12 @@ def bench_e2e(args, device) -> None:
             # whole request compiled crashed in inductor's autotuning, 2026-12-03); after a CUDA error
             # the process's GPU context is unusable, so the contenders after it are not measured
             error = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            print(f"{label:36s} failed: {type(e).__name__}: {error}")
+            print(f"{label:48s} failed: {type(e).__name__}: {error}")
             if _gpu_context_lost(e, device):
                 raise
             continue
         med, p99 = statistics.median(times), times[min(len(times) - 1, int(0.99 * len(times)))]
-        print(f"{label:36s} median {med * 1e3:7.2f} ms, p99 {p99 * 1e3:7.2f} ms, p99/median {p99 / med:.2f} "
+        print(f"{label:48s} median {med * 1e3:7.2f} ms, p99 {p99 * 1e3:7.2f} ms, p99/median {p99 / med:.2f} "
               f"({len(times)} batches)")
 
 

@@ -650,7 +650,7 @@ def _first_sittings(directory: Path = ROOT / "results" / "paper", seeds: tuple[i
     """The first sittings of notebooks split over two (``.device/paper.sh`` with SEEDS), oldest
     log name first: each one's log (notebookNN_h200_COMMIT.txt, whose header names the seeds it
     ran, fewer than the series' ``seeds``) beside the results cache it left for the second sitting
-    (results_cache_COMMIT.tar.gz, which only a first sitting leaves)."""
+    (results_cache_COMMIT.tar.gz; since 2026-12-04 every sitting leaves one, so the seeds decide)."""
     rows = []
     for log in sorted(directory.glob("notebook*_h200_*.txt")):
         text = log.read_text()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -51,10 +52,15 @@ def models_trained(workdir: Path, notebook: str) -> int:
     path = next((workdir / "notebooks").glob(f"{notebook}_*.ipynb"), None)
     if path is None:
         raise FileNotFoundError(f"no notebook {notebook}_*.ipynb in {workdir / 'notebooks'}")
-    done = subprocess.run([sys.executable, "-c", RUN, str(path)], cwd=workdir, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"notebook {notebook} failed in {workdir}:\n{done.stderr[-3000:]}")
-    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("PHASES "))
+    # the copy's package for this process and the notebooks' kernels alike (an editable install
+    # would otherwise lead the kernels to the checkout's, edits made during the run included)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(workdir), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", RUN, str(path)], cwd=workdir, capture_output=True, text=True, env=env)
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("PHASES ")), None)
+    if done.returncode != 0 or line is None:
+        why = f"exit {done.returncode}" if done.returncode != 0 else "no PHASES line in its output"
+        raise RuntimeError(f"notebook {notebook}, results-only at the smoke profile, failed ({why}):\n"
+                           f"stdout: {done.stdout[-1500:]}\nstderr: {done.stderr[-3000:]}")
     return count_trained(json.loads(line.removeprefix("PHASES ")))
 
 

@@ -235,6 +235,26 @@ def test_the_readme_reads_the_shared_results_measurement(tmp_path, monkeypatch):
     assert render_readme._shared_results(tmp_path / "none.csv") == {}
 
 
+def test_the_committed_shared_results_match_the_paper_configs_notebooks_share():
+    """results/shared_results.csv (smoke, measured by scripts/shared_results.py) against the paper
+    profile's configs: per seed, the models a notebook no longer trains after the earlier ones are
+    exactly the configs it shares with them (each asked the same results). A notebook change that
+    shares or asks otherwise fails here: measure again."""
+    import pandas as pd
+
+    from oneranker import studies
+
+    table = pd.read_csv(ROOT / "results" / "shared_results.csv", dtype={"notebook": str, "after": str}).fillna("")
+    assert list(table["notebook"]) == ["04", "05", "06"]
+    for row in table.to_dict("records"):
+        for seed in (0, 1, 2):
+            mine = {c.hash() for c in studies.notebook_configs(row["notebook"], "paper", [seed])}
+            earlier = {c.hash() for nb in row["after"].split() for c in studies.notebook_configs(nb, "paper", [seed])}
+            assert row["models per seed alone"] == len(mine), row
+            assert row["models per seed alone"] - row["models per seed after"] == len(mine & earlier), \
+                (row, "rerun scripts/shared_results.py")
+
+
 def test_shared_results_counts_every_training_pool_of_every_run(monkeypatch):
     """scripts/shared_results.py's count, hand-made phases: two pools of one run (4 + 2: a second
     pool trains what an ask found missing) and a run that trained none (items 0 or None)."""

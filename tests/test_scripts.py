@@ -359,7 +359,7 @@ def test_model_benchmark_training_rows_are_what_the_readme_table_reads():
     assert [r["name"] for r in table.rows_of(table.MASK_ROW, out)] == ["eager create_block_mask"]
 
 
-def test_model_benchmark_measures_the_end_to_end_contenders_asked_in_their_order():
+def test_model_benchmark_measures_the_end_to_end_contenders_asked_in_their_order(monkeypatch):
     """benchmarks/model.py --only e2e --e2e-contenders: the contenders named, in the order given
     (a short GPU call measures the aimed-at ones first: on 2026-12-03 the H200's 240 s ended
     after the first two of five), each a line with its median and p99/median, named as measured
@@ -378,7 +378,7 @@ def test_model_benchmark_measures_the_end_to_end_contenders_asked_in_their_order
     # on a GPU each contender is named as it is measured there (no GPU needed to name one)
     spec = importlib.util.spec_from_file_location("model_benchmark", ROOT / "benchmarks" / "model.py")
     bench = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     spec.loader.exec_module(bench)
     import torch
 
