@@ -235,6 +235,24 @@ def test_the_readme_reads_the_shared_results_measurement(tmp_path, monkeypatch):
     assert render_readme._shared_results(tmp_path / "none.csv") == {}
 
 
+def test_the_readme_says_whether_the_full_model_beats_the_co_occurrence_list(monkeypatch, tmp_path):
+    """scripts/render_readme.py's line under the scale table, hand-made 04 headline tables: a served
+    list +0.0100 ± 0.0040 above co-occurrence (separated), a generated one -0.0010 ± 0.0030 (not);
+    a table from before the row, and no table at all, each said as such."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import render_readme
+
+    (tmp_path / "04_headline_vs_baselines.csv").write_text(
+        ",,HR@5\nvs popularity,full OneRanker (ranked),+0.0700 ± 0.0200\n"
+        "vs co-occurrence,full OneRanker (ranked),+0.0100 ± 0.0040\n"
+        "vs co-occurrence,full OneRanker,-0.0010 ± 0.0030\n")
+    assert render_readme._beyond_counts(tmp_path) == (
+        "full OneRanker (ranked) +0.0100 ± 0.0040, above it; full OneRanker -0.0010 ± 0.0030, not separated from it")
+    (tmp_path / "04_headline_vs_baselines.csv").write_text(",,HR@5\nvs popularity,full OneRanker (ranked),+0.07 ± 0.02\n")
+    assert render_readme._beyond_counts(tmp_path) == "not in its table yet (its run of 04 predates the row)"
+    assert render_readme._beyond_counts(tmp_path / "none") == "notebook 04 has not run"
+
+
 def test_the_committed_shared_results_match_the_paper_configs_notebooks_share():
     """results/shared_results.csv (smoke, measured by scripts/shared_results.py) against the paper
     profile's configs: per seed, the models a notebook no longer trains after the earlier ones are
