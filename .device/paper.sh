@@ -28,6 +28,9 @@ if [ -n "$RESULTS_IN" ]; then
   rc=$?; stamp "results in from $RESULTS_IN rc=$rc"
   # without them this run would train every seed, more than a sitting holds: stop instead
   [ $rc = 0 ] || { touch /tmp/out/DONE; exit 1; }
+  # nor may they come from other model or result code (their keys): none would serve
+  check=$(python3 scripts/results_in_check.py cache 2>&1); rc=$?; stamp "$check"
+  [ $rc = 0 ] || { stamp "stopped: the results in do not serve this code"; touch /tmp/out/DONE; exit 1; }
 fi
 COMPILE=${4:+--train-compile $4}
 DET=; MODE=eager

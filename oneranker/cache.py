@@ -204,6 +204,17 @@ def note_asked(cfgs: list[Config], name: str, cache_dir: str | Path) -> None:
             atomic_write_text(file, json.dumps(sorted(asked | {name})))
 
 
+def asked_under_today(cache_dir: str | Path) -> tuple[int, int]:
+    """How many models' records of asked results (:func:`note_asked`) in ``cache_dir`` were made
+    under today's model and result code, and how many under other code. Results brought in from
+    another sitting (``.device/paper.sh`` RESULTS_IN) serve only when made under today's code;
+    none of them under it means the sitting would train every model again."""
+    suffix = f"-{code_version(MODEL_CODE)}-{code_version(RESULT_CODE)}.json"
+    names = [f.name for f in (Path(cache_dir) / "results" / "asked").glob("*.json")]
+    today = sum(name.endswith(suffix) for name in names)
+    return today, len(names) - today
+
+
 def answered(cfg: Config, cache_dir: str | Path) -> bool:
     """Whether every result a study has asked of the model of ``cfg`` is in the cache (at least
     one asked, never the model itself): then a study that asks the same need not train it."""

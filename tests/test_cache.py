@@ -180,3 +180,34 @@ def test_the_evaluation_code_version_covers_what_turns_models_into_numbers():
     assert not set(cache.MODEL_CODE) & set(cache.EVALUATION_CODE)
     assert not (set(cache.MODEL_CODE) | set(cache.EVALUATION_CODE)) & set(cache.ORCHESTRATION)
     assert reproduce.provenance()["evaluation_code"] == cache.code_version(cache.EVALUATION_CODE)
+
+
+def test_results_brought_in_are_counted_by_the_code_they_were_made_under(tmp_path):
+    """cache.asked_under_today and scripts/results_in_check.py, hand-made records: two made under
+    today's model and result code, one under an older model code; a cache of only older records
+    is refused (a sitting on it would train every model again), with the reason in its line."""
+    import importlib.util
+
+    from oneranker.cache import MODEL_CODE, RESULT_CODE, code_version
+
+    asked = tmp_path / "results" / "asked"
+    asked.mkdir(parents=True)
+    today = f"{code_version(MODEL_CODE)}-{code_version(RESULT_CODE)}"
+    for name in (f"aaa-{today}.json", f"bbb-{today}.json", f"ccc-228471b4-{code_version(RESULT_CODE)}.json"):
+        (asked / name).write_text("[]")
+    assert cache.asked_under_today(tmp_path) == (2, 1)
+
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "results_in_check.py"
+    spec = importlib.util.spec_from_file_location("results_in_check", script)
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    ok, line = check.verdict(tmp_path)
+    assert ok and line.endswith("2 models' records under today's model code "
+                                f"{code_version(MODEL_CODE)}, result code {code_version(RESULT_CODE)}; 1 under other code")
+    for name in ("aaa", "bbb"):
+        (asked / f"{name}-{today}.json").unlink()
+    ok, line = check.verdict(tmp_path)
+    assert not ok and "0 models' records under today's" in line and "every model would train again" in line
+    assert cache.asked_under_today(tmp_path / "empty") == (0, 0)
