@@ -683,6 +683,24 @@ PYTEST_PASSES_SECTION = re.compile(rf"^=+ X?PASSES =+$.*?(?=^=+ {PYTEST_SECTION_
 GPU_TEST_RUNS = ("gpu_tests_marker_h200.txt", "gpu_tests_deterministic_h200_bd6a44f.txt")
 
 
+# benchmarks/compile_check.py's verdict line: "prefill compiled (default, mask outside): largest ...: ok"
+COMPILE_CHECK_LINE = re.compile(r"^(?P<part>\w+) compiled \((?P<how>[^)]*)\): (?P<what>.+): (?P<verdict>ok|MISMATCH)$", re.M)
+
+
+def compile_checks(directory: Path = ROOT / "results" / "paper") -> str:
+    """Each H200 run of benchmarks/compile_check.py (a serving part compiled alone, against eager):
+    its verdict lines, or that it printed none (it crashed, or its time or the sitting's ran out)."""
+    rows = []
+    for path in sorted(directory.glob("compile_check*_h200_*.txt")):
+        lines = list(COMPILE_CHECK_LINE.finditer(path.read_text()))
+        rows += [{"run": f"`{_shown(path)}`", "part": m["part"], "compiled": m["how"], "against eager": m["what"],
+                  "verdict": m["verdict"]} for m in lines]
+        if not lines:
+            rows.append({"run": f"`{_shown(path)}`", "part": "", "compiled": "",
+                         "against eager": "no verdict line (crashed, or its time ran out)", "verdict": ""})
+    return markdown_table(pd.DataFrame(rows), index=False).rstrip("\n") + "\n"
+
+
 def gpu_tests() -> str:
     """The GPU-only test runs on the H200: each file's last pytest summary and the tests it names
     as failed, skipped or known to fail (issue 14 asks every GPU-only test run there and passing)."""
@@ -1245,10 +1263,16 @@ def paper_sitting_fit() -> str:
     ran_before = {r["notebook"][:2] for r in record["runs"]} - ran
     halfway = {f["notebook"]: f["seeds"] for f in _first_sittings(seeds=tuple(record["seeds"]))}
     shared = _shared_results()
+
+    def as_measured(trained: int, evaluated: int) -> float:
+        """A sitting's seconds as measured: ``trained`` models at the mean pace, the run's other work
+        in proportion to the models ``evaluated``, the slowest start."""
+        return trained * mean + other * evaluated / n_run + MACHINE_START_S[1]
+
     rows = []
     for nb in sorted(studies.SEEDS):
         models = len(studies.notebook_configs(nb, "paper", record["seeds"]))
-        measured = models * mean + other * models / n_run + MACHINE_START_S[1]
+        measured = as_measured(models, models)
         favourable = models * best + other + MACHINE_START_S[0]
         fit = ("fits" if measured <= SITTING_S else
                "tight: fits only in the favourable estimate" if favourable <= SITTING_S else "does not fit")
@@ -1259,13 +1283,11 @@ def paper_sitting_fit() -> str:
         # in two sittings (oneranker.study's cached results): the first seeds' models, then the
         # rest, the second sitting's other work counted whole (it evaluates every model's seed)
         first = len(studies.notebook_configs(nb, "paper", record["seeds"][:2]))
-        halves = [k * mean + other * evaluated / n_run + MACHINE_START_S[1]
-                  for k, evaluated in ((first, first), (models - first, models))]
+        halves = [as_measured(first, first), as_measured(models - first, models)]
         # one seed per sitting: each adds its seed's models, the last evaluates every seed's
         per_seed = [len(studies.notebook_configs(nb, "paper", record["seeds"][:i + 1])) for i in range(len(record["seeds"]))]
         added = [b - a for a, b in zip([0] + per_seed, per_seed)]
-        sittings = [k * mean + other * (models if i == len(added) - 1 else k) / n_run + MACHINE_START_S[1]
-                    for i, k in enumerate(added)]
+        sittings = [as_measured(k, models if i == len(added) - 1 else k) for i, k in enumerate(added)]
         # with the results of the notebooks before it brought in (results/shared_results.csv): only
         # the models they did not answer train; every model is still evaluated (other work whole)
         reuse = ""
@@ -1276,9 +1298,8 @@ def paper_sitting_fit() -> str:
             else:
                 k = sh["after"]
                 trains, first_k = k * len(seeds), k * len(seeds[:2])
-                one = trains * mean + other * models / n_run + MACHINE_START_S[1]
-                two = [first_k * mean + other * first / n_run + MACHINE_START_S[1],
-                       (trains - first_k) * mean + other * models / n_run + MACHINE_START_S[1]]
+                one = as_measured(trains, models)
+                two = [as_measured(first_k, first), as_measured(trains - first_k, models)]
                 reuse = (f"after {sh['earlier']}: {k} of {sh['alone']} per seed; {one / 60:.0f}, or "
                          f"{two[0] / 60:.0f} + {two[1] / 60:.0f} ({first_k} + {trains - first_k} models)")
         rows.append({"notebook": nb, "models from an empty cache": str(models),
@@ -1466,12 +1487,9 @@ def _beyond_counts(directory: Path) -> str:
     table = pd.read_csv(path, index_col=[0, 1], keep_default_na=False)
     if "vs co-occurrence" not in table.index.get_level_values(0):
         return "not in its table yet (its run of 04 predates the row)"
-    cells = []
-    for name, cell in table.loc["vs co-occurrence", "HR@5"].items():
-        mean, _ = _parse_pm(cell)
-        word = ("above it" if mean > 0 else "below it") if _separated(cell) else "not separated from it"
-        cells.append(f"{name} {cell}, {word}")
-    return "; ".join(cells)
+    return "; ".join(f"{name} {cell}, " + tables.says(tables.verdict(*_parse_pm(cell)), "above it", "below it",
+                                                       "not separated from it")
+                     for name, cell in table.loc["vs co-occurrence", "HR@5"].items())
 
 
 def paper_claims() -> str:
@@ -1948,6 +1966,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "gpu-benchmarks": benchmark_table.table,
     "paper-first-sittings": paper_first_sittings,
     "gpu-tests": gpu_tests,
+    "compile-checks": compile_checks,
     "paper-convergence": paper_convergence,
     "paper-histories": paper_histories_block,
     "paper-rerun-04": paper_rerun_04,

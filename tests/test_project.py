@@ -235,6 +235,22 @@ def test_the_readme_reads_the_shared_results_measurement(tmp_path, monkeypatch):
     assert render_readme._shared_results(tmp_path / "none.csv") == {}
 
 
+def test_the_readme_lists_each_compile_check_by_its_verdict_lines(monkeypatch, tmp_path):
+    """scripts/render_readme.py's compile-checks block, hand-made outputs: a run with two verdict
+    lines (one a mismatch) gives a row each; a run that printed none (crashed or cut) says so."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import render_readme
+
+    (tmp_path / "compile_check_a_h200_abc.txt").write_text(
+        "# device: H200\nprefill compiled (default, mask outside): largest score difference 0.03 (at most 0.1): ok\n"
+        "request compiled (reduce-overhead): ids DIFFER (1 of 10 differ): MISMATCH\n## exit 3\n")
+    (tmp_path / "compile_check_b_h200_def.txt").write_text("# device: H200\nTraceback ...\n")
+    text = render_readme.compile_checks(tmp_path)
+    assert "| prefill | default, mask outside | largest score difference 0.03 (at most 0.1) | ok |" in text
+    assert "| request | reduce-overhead | ids DIFFER (1 of 10 differ) | MISMATCH |" in text
+    assert "compile_check_b_h200_def.txt` |  |  | no verdict line (crashed, or its time ran out) |  |" in text
+
+
 def test_the_readme_says_whether_the_full_model_beats_the_co_occurrence_list(monkeypatch, tmp_path):
     """scripts/render_readme.py's line under the scale table, hand-made 04 headline tables: a served
     list +0.0100 ± 0.0040 above co-occurrence (separated), a generated one -0.0010 ± 0.0030 (not);
