@@ -9,46 +9,48 @@
 # It commits nothing: read what it lists, then render the README and commit.
 set -euo pipefail
 files_at=$(realpath "$1"); commit=${2:0:7}
+prof=${PROFILE:-paper}    # PROFILE=smoke: a rehearsal's (paper.sh's PROFILE), into results/smoke
 [ -f "$files_at/out.tar.gz" ] || { echo "no out.tar.gz in $files_at" >&2; exit 1; }
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 tar xzf "$files_at/out.tar.gz" -C "$tmp"
+mkdir -p "results/$prof"
 if [ -f "$tmp/out/results.tar.gz" ]; then
   mkdir "$tmp/R" && tar xzf "$tmp/out/results.tar.gz" -C "$tmp/R"
-  (cd "$tmp/R" && find results/paper figures/paper -type f 2>/dev/null || true) | while read -r f; do
+  (cd "$tmp/R" && find results/$prof figures/$prof -type f 2>/dev/null || true) | while read -r f; do
     if ! cmp -s "$tmp/R/$f" "$f"; then mkdir -p "$(dirname "$f")"; cp "$tmp/R/$f" "$f"; echo "changed: $f"; fi
   done
 else
   echo "no results.tar.gz: no notebook finished in this sitting"
 fi
 if [ -f "$tmp/out/results_cache.tar.gz" ]; then   # the models' results, for a later sitting or notebook (RESULTS_IN)
-  cp "$tmp/out/results_cache.tar.gz" "results/paper/results_cache_${commit}.tar.gz"
-  echo "wrote: results/paper/results_cache_${commit}.tar.gz (RESULTS_IN for the next sitting, same code)"
+  cp "$tmp/out/results_cache.tar.gz" "results/$prof/results_cache_${commit}.tar.gz"
+  echo "wrote: results/$prof/results_cache_${commit}.tar.gz (RESULTS_IN for the next sitting, same code)"
 fi
 day=$(head -c 10 "$tmp/out/progress.log")     # the run's day: its first stamp
 for log in "$tmp"/out/nb_*.log; do
   [ -f "$log" ] || continue
   nb=$(basename "$log" .log); nb=${nb#nb_}
-  state=$(grep -E "notebook $nb end" "$tmp/out/progress.log" || echo "notebook $nb did not end in this sitting")
+  state=$(grep -E "notebook $nb end" "$tmp/out/progress.log" | tr "\n" " " || echo "notebook $nb did not end in this sitting")
   { echo "# notebook $nb at paper, one NVIDIA H200, $day, commit $commit: the reproduce command of .device/paper.sh's notebook loop ($state)"
     tr '\r' '\n' < "$log" | grep -v '^$' || true
-    echo "# progress.log"; cat "$tmp/out/progress.log"; } > "results/paper/notebook${nb}_h200_${commit}.txt"
-  echo "wrote: results/paper/notebook${nb}_h200_${commit}.txt ($state)"
+    echo "# progress.log"; cat "$tmp/out/progress.log"; } > "results/$prof/notebook${nb}_h200_${commit}.txt"
+  echo "wrote: results/$prof/notebook${nb}_h200_${commit}.txt ($state)"
 done
 for h in "$tmp"/out/histories_*.jsonl; do      # each notebook's models' learning curves (scripts/paper_histories.py)
   [ -s "$h" ] || continue
   nb=$(basename "$h" .jsonl); nb=${nb#histories_}
-  cp "$h" "results/paper/histories_${nb}_h200_${commit}.jsonl" && echo "wrote: results/paper/histories_${nb}_h200_${commit}.jsonl"
+  cp "$h" "results/$prof/histories_${nb}_h200_${commit}.jsonl" && echo "wrote: results/$prof/histories_${nb}_h200_${commit}.jsonl"
 done
 for b in pool_blocks step_loss step_layernorms step_blocks model_rank sampler step_deterministic gpu_tests_deterministic gpu_tests beam_search attention model_e2e model_e2e_blocking model_train patience_study compile_check_mask_outside; do
-  [ -s "$tmp/out/$b.txt" ] && cp "$tmp/out/$b.txt" "results/paper/${b}_h200_${commit}.txt" && echo "wrote: results/paper/${b}_h200_${commit}.txt"
+  [ -s "$tmp/out/$b.txt" ] && cp "$tmp/out/$b.txt" "results/$prof/${b}_h200_${commit}.txt" && echo "wrote: results/$prof/${b}_h200_${commit}.txt"
 done
 for c in patience_study patience_study_curves; do     # a job's tables (job.sh: the command's --out, --curves under /tmp/out)
-  [ -s "$tmp/out/$c.csv" ] && cp "$tmp/out/$c.csv" "results/paper/${c}_h200_${commit}.csv" && echo "wrote: results/paper/${c}_h200_${commit}.csv"
+  [ -s "$tmp/out/$c.csv" ] && cp "$tmp/out/$c.csv" "results/$prof/${c}_h200_${commit}.csv" && echo "wrote: results/$prof/${c}_h200_${commit}.csv"
 done
 for g in "$tmp"/out/*_nvidia_smi.csv; do      # job.sh's GPU samples, one file per job
   [ -s "$g" ] || continue
   j=$(basename "$g" _nvidia_smi.csv)
-  cp "$g" "results/paper/${j}_nvidia_smi_h200_${commit}.csv" && echo "wrote: results/paper/${j}_nvidia_smi_h200_${commit}.csv"
+  cp "$g" "results/$prof/${j}_nvidia_smi_h200_${commit}.csv" && echo "wrote: results/$prof/${j}_nvidia_smi_h200_${commit}.csv"
 done
 echo "# progress.log"; cat "$tmp/out/progress.log"

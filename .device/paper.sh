@@ -1,10 +1,17 @@
 #!/bin/bash
 # Next sittings: the paper series again under the profile's new defaults (the plateau schedule, cap 60;
-# .device/README NEXT), one notebook per sitting, 05 and 06 in two each from the earlier notebooks' results; then, on the GPU it
-# leaves idle, the benchmarks of the README's H200 column not yet measured (the queue at the end; the
-# GPU-only tests first with GPU_TESTS=1). Runs detached in /tmp/w.
-# usage: [SEEDS="0 1"] [RESULTS_IN=FILE] [GPU_WORKERS=N] [DETERMINISTIC=1] [GPU_TESTS=1|K] bash /tmp/paper.sh REPO COMMIT [NOTEBOOKS [TRAIN_COMPILE]]
-#   NOTEBOOKS: e.g. "06" or "05 06" (default "06"); TRAIN_COMPILE: e.g. blocks (default: the profile's, off);
+# .device/README NEXT), a notebook per sitting, then with the time left the next notebook's models, a
+# seed per pass (NN:S entries below), so that no sitting's minutes go unused; then, on the GPU it leaves
+# idle, the benchmarks of the README's H200 column not yet measured (the queue at the end; the GPU-only
+# tests first with GPU_TESTS=1). Runs detached in /tmp/w.
+# usage: [SEEDS="0 1"] [RESULTS_IN=FILE] [GPU_WORKERS=N] [DETERMINISTIC=1] [GPU_TESTS=1|K] bash /tmp/paper.sh REPO COMMIT [ENTRIES [TRAIN_COMPILE]]
+#   ENTRIES: the notebooks in order, e.g. "06" or "04 05:0" (default "06"). An entry NN runs notebook NN
+#   with $SEEDS (default 0 1 2). An entry NN:S[,S...] is a pass that only fills the results cache with
+#   those seeds' models of notebook NN (reproduce --results-only; no notebook is kept), as SEEDS does
+#   for a whole sitting: "04 05:0" runs 04, then trains and evaluates seed 0's models of 05 that 04 did
+#   not, so a later sitting of 05 starts from them (RESULTS_IN). Each entry's results travel back as
+#   soon as it ends, so a pass cut by the end of the sitting costs only itself.
+#   TRAIN_COMPILE: e.g. blocks (default: the profile's, off);
 #   DETERMINISTIC=1: reproduce --deterministic (both sittings of a notebook must run the same way)
 #   A notebook too long for one sitting runs in two or three (oneranker.study: the cache's results):
 #   SEEDS="0 1" (or "0") first, which leaves /tmp/out/results_cache.tar.gz (commit it) and no notebook;
@@ -12,16 +19,27 @@
 #   then RESULTS_IN=the last file with the default seeds 0 1 2, which trains only seed 2's models.
 #   Every sitting leaves its results cache (collect.sh: results/paper/results_cache_COMMIT.tar.gz), so a
 #   notebook's first sitting can start from the last notebook's (RESULTS_IN), under the same model and result code.
+#   A rehearsal here, without a GPU (scripts/rehearse_sittings.py): PROFILE=smoke DEVICE=cpu WHEELS=0
+#   runs the same steps at the toy profile on the CPU, with the python3 on PATH and no benchmarks.
+PROFILE=${PROFILE:-paper}; DEVICE=${DEVICE:-cuda}
 mkdir -p /tmp/out
 # a bad argument stops here, before any work (on 2026-12-03 SEEDS="0" reached reproduce, which then refused
 # one seed; a first sitting now runs reproduce --results-only, which takes one: a sitting per seed fits one call)
-if [ -n "$SEEDS" ] && [ "$(echo $SEEDS | tr ' ' '\n' | sort -u | wc -l)" != "$(echo $SEEDS | wc -w)" ]; then
-  echo "SEEDS=\"$SEEDS\": give distinct seeds" | tee /tmp/out/progress.log >&2
-  touch /tmp/out/DONE; exit 2
-fi
+refuse() { echo "$*" | tee /tmp/out/progress.log >&2; touch /tmp/out/DONE; exit 2; }
+distinct() { [ "$(echo $1 | tr ' ' '\n' | sort -u | wc -l)" = "$(echo $1 | wc -w)" ]; }
+[ -z "$SEEDS" ] || distinct "$SEEDS" || refuse "SEEDS=\"$SEEDS\": give distinct seeds"
+ENTRIES=${3:-06}; seen=
+for entry in $ENTRIES; do
+  [[ $entry =~ ^0[1-6](:[0-9]+(,[0-9]+)*)?$ ]] || refuse "entry '$entry': give a notebook NN (01-06), or NN:S[,S...] for a pass of those seeds"
+  nb=${entry%%:*}
+  [[ " $seen " == *" $nb "* ]] && refuse "entry '$entry': notebook $nb named twice (a pass's seeds go in one entry, NN:0,1)"
+  seen="$seen $nb"
+  [[ $entry == *:* ]] && { distinct "$(echo ${entry#*:} | tr ',' ' ')" || refuse "entry '$entry': give distinct seeds"; }
+  ls "$1"/notebooks/${nb}_*.ipynb > /dev/null 2>&1 || refuse "entry '$entry': no notebooks/${nb}_*.ipynb in $1"
+done
 . "$(dirname "$0")/setup.sh" "$1" "$2"
-MPS=--mps
-PARTIAL=${SEEDS:+--results-only}   # SEEDS given: a first sitting that only fills the results cache
+MPS=; [ "$DEVICE" = cuda ] && MPS=--mps
+PARTIAL_ALL=${SEEDS:+--results-only}   # SEEDS given: a first sitting that only fills the results cache
 SEEDS=${SEEDS:-0 1 2}
 if [ -n "$RESULTS_IN" ]; then
   mkdir -p cache && tar xzf "$RESULTS_IN" -C cache
@@ -40,28 +58,33 @@ if [ -n "$RESULTS_IN" ]; then
   first=$(cat cache/results/TRAINING_MODE 2>/dev/null || echo unknown)
   [ "$first" = "$MODE" ] || { stamp "results in were trained $first, this sitting $MODE: stopped"; touch /tmp/out/DONE; exit 1; }
 fi
-for nb in ${3:-06}; do
-  stamp "notebook $nb start ($MPS $COMPILE $DET)"
+for entry in $ENTRIES; do
+  nb=${entry%%:*}
+  if [[ $entry == *:* ]]; then seeds=$(echo ${entry#*:} | tr ',' ' '); PARTIAL=--results-only   # a pass
+  else seeds=$SEEDS; PARTIAL=$PARTIAL_ALL; fi
+  stamp "notebook $nb start (seeds $seeds $PARTIAL $MPS $COMPILE $DET)"
   export ONERANKER_GPU_WORKERS=${GPU_WORKERS:-9}   # GPU_WORKERS=10: one seed of 06 (10 models) in one wave
-  python3 -m oneranker reproduce --profile paper --device cuda --seeds $SEEDS $PARTIAL $MPS $COMPILE $DET --notebooks notebooks/${nb}_*.ipynb > /tmp/out/nb_$nb.log 2>&1
+  python3 -m oneranker reproduce --profile $PROFILE --device $DEVICE --seeds $seeds $PARTIAL $MPS $COMPILE $DET --notebooks notebooks/${nb}_*.ipynb > /tmp/out/nb_$nb.log 2>&1
   rc=$?
   unset ONERANKER_GPU_WORKERS
-  stamp "notebook $nb end rc=$rc (seeds $SEEDS)"
+  # a sitting's cache starts with no model (results only travel), so this counts what the sitting trained
+  stamp "notebook $nb end rc=$rc (seeds $seeds); models in the cache: $(ls cache/models/*/final.pt 2>/dev/null | wc -l)"
   # the learning curve of every model it trained (the weights stay here; the curves are a few KB)
   # (notebook 01 trains none: nothing to write)
   if [ "$nb" != 01 ]; then
-    python3 scripts/paper_histories.py --notebooks $nb --profile paper --seeds $SEEDS --cache cache --out /tmp/out/histories_$nb.jsonl > /tmp/out/histories_$nb.log 2>&1
+    python3 scripts/paper_histories.py --notebooks $nb --profile $PROFILE --seeds $seeds --cache cache --out /tmp/out/histories_$nb.jsonl > /tmp/out/histories_$nb.log 2>&1
     stamp "histories $nb rc=$?"   # its own status, not the test's (the 2026-12-04 sitting of 03 stamped the test's 1)
   fi
   # The models' results travel back after every notebook (small; the models stay here): a first sitting
   # keeps nothing else, and a later notebook reuses those of the models it shares (RESULTS_IN; on the
-  # smoke profile 05 then trains 6 of its 10 models per seed after 04, and 06 8 of 10 after 04 and 05).
+  # smoke profile, on a bare machine, 05 then trains 7 of its 10 models per seed after 04, and 06 9 of 10
+  # after 04 and 05: results/shared_results.csv).
   # Also after a late failure: each result is keyed by its models and code, so those computed are valid.
   # Each archive is written beside its name and renamed into place: wait.sh snapshots /tmp/out every
   # minute, and a snapshot taken mid-write would otherwise bring back a truncated archive.
   mkdir -p cache/results && echo $MODE > cache/results/TRAINING_MODE
   tar czf /tmp/out/.results_cache.tar.gz.tmp -C cache results && mv /tmp/out/.results_cache.tar.gz.tmp /tmp/out/results_cache.tar.gz
-  [ -n "$PARTIAL" ] || { tar czf /tmp/out/.results.tar.gz.tmp results/paper figures/paper 2>/dev/null \
+  [ -n "$PARTIAL" ] || { tar czf /tmp/out/.results.tar.gz.tmp results/$PROFILE figures/$PROFILE 2>/dev/null \
     && mv /tmp/out/.results.tar.gz.tmp /tmp/out/results.tar.gz; }
   [ $rc = 0 ] || break
 done
@@ -79,6 +102,7 @@ done
 # results/paper/compile_check_mask_outside_h200_1b47d27.txt), so next its latency: the end-to-end
 # benchmark's eager request against the request compiled that way, then replayed as a CUDA graph.
 stamp "queue start"
+[ "$DEVICE" = cuda ] || { stamp "no GPU ($DEVICE): no queue"; touch /tmp/out/DONE; exit 0; }
 if [ "${GPU_TESTS:-0}" != 0 ]; then
   # GPU_TESTS=1: every test marked gpu; another value: those that pytest's -k selects by it
   K=(); what="every test marked gpu"

@@ -1,7 +1,7 @@
 # Sourced (not run) by paper.sh and job.sh on the device machine: it records the detached run's pid
 # for stop.sh, starts the progress log and its stamp function, copies the sent tree to /tmp/w (so that
 # a later call, which replaces the carried tree, cannot change a running job's code), installs the
-# carried wheels into /tmp/site, and leaves the job in /tmp/w with the environment set.
+# carried wheels into /tmp/site (not with WHEELS=0, a rehearsal without a GPU), and leaves the job in /tmp/w with the environment set.
 # usage: . "$(dirname "$0")/setup.sh" REPO COMMIT
 mkdir -p /tmp/out
 # one job at a time: a second would delete the first's tree (/tmp/w, its cache too) and take its pid file
@@ -16,8 +16,12 @@ LOG=/tmp/out/progress.log
 stamp() { echo "$(date -u +%FT%TZ) $*" >> $LOG; }
 stamp start
 rm -rf /tmp/w && mkdir -p /tmp/w && cp -r "$1"/. /tmp/w/
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site $(ls /tmp/w/wheels/*.whl | grep -v oneranker) > /tmp/out/pip.log 2>&1
-stamp "installed rc=$?"
+if [ "${WHEELS:-1}" = 1 ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site $(ls /tmp/w/wheels/*.whl | grep -v oneranker) > /tmp/out/pip.log 2>&1
+  stamp "installed rc=$?"
+else
+  stamp "no wheels installed (WHEELS=0: a rehearsal with the python3 on PATH)"
+fi
 export PYTHONPATH=/tmp/w:/tmp/site PYTHONUNBUFFERED=1 ONERANKER_COMMIT=$2
 cd /tmp/w
 nvidia-smi > /tmp/out/nvidia_smi_start.txt 2>&1

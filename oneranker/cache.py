@@ -190,13 +190,32 @@ def _asked_file(cfg: Config, cache_dir: str | Path) -> Path:
 
 
 # What a study records when it used a model itself (its weights, not a cached result): no
-# result can stand in for it, so such a model is never skipped
+# result can stand in for it, so the notebook that did so never skips it
 ASKED_MODEL = "the model itself"
+# The notebook whose study asks (``reproduce`` sets it for each notebook's kernel). A model one
+# notebook used itself is recorded as asked by that notebook, so only that notebook's later
+# runs must train it: another notebook that asks only its results is served by them. That is
+# what lets a GPU sitting, which starts bare with the earlier sittings' results, skip the
+# models an earlier notebook trained (notebook 04 uses every model of its learning curves
+# itself; on a bare machine 05 retrained all of them until 2026-12-04). Unset (a notebook run
+# by hand), every such record counts, whoever made it.
+ASKER_ENV = "ONERANKER_ASKER"
+
+
+def _model_itself(asker: str | None) -> str:
+    """The record of a model used itself by ``asker`` (None: by a study that did not say)."""
+    return ASKED_MODEL if asker is None else f"{ASKED_MODEL} ({asker})"
+
+
+def _is_model_itself(name: str) -> bool:
+    return name == ASKED_MODEL or name.startswith(ASKED_MODEL + " (")
 
 
 def note_asked(cfgs: list[Config], name: str, cache_dir: str | Path) -> None:
     """Record that a study asked the models of ``cfgs`` for the result file ``name`` (or for
-    :data:`ASKED_MODEL`)."""
+    :data:`ASKED_MODEL`, recorded as asked by the notebook :data:`ASKER_ENV` names)."""
+    if name == ASKED_MODEL:
+        name = _model_itself(os.environ.get(ASKER_ENV) or None)
     for cfg in cfgs:
         file = _asked_file(cfg, cache_dir)
         asked = set(json.loads(file.read_text())) if file.exists() else set()
@@ -217,12 +236,18 @@ def asked_under_today(cache_dir: str | Path) -> tuple[int, int]:
 
 def answered(cfg: Config, cache_dir: str | Path) -> bool:
     """Whether every result a study has asked of the model of ``cfg`` is in the cache (at least
-    one asked, never the model itself): then a study that asks the same need not train it."""
+    one asked) and the asking notebook (:data:`ASKER_ENV`) has never used the model itself:
+    then a study that asks the same need not train it. A record of the model used itself by
+    another notebook does not count, one by a study that did not say who asked always does."""
     file = _asked_file(cfg, cache_dir)
     if not file.exists():
         return False
     asked = json.loads(file.read_text())
-    return bool(asked) and ASKED_MODEL not in asked and all((file.parent.parent / n).exists() for n in asked)
+    asker = os.environ.get(ASKER_ENV) or None
+    itself = [a for a in asked if _is_model_itself(a)]
+    binding = itself if asker is None else [a for a in itself if a in (ASKED_MODEL, _model_itself(asker))]
+    results = [a for a in asked if not _is_model_itself(a)]
+    return not binding and bool(results) and all((file.parent.parent / n).exists() for n in results)
 
 
 def atomic_save(obj: Any, path: Path) -> None:

@@ -129,6 +129,7 @@ def _run_one(path: Path, i: int, n: int, parameters: dict, out_dir: Path | None,
     (:func:`read_phases`)."""
     import papermill as pm
 
+    from .cache import ASKER_ENV
     from .study import PHASE_LOG_ENV, phase_line
 
     print(f"[{i}/{n}] {path.name} (profile={parameters['profile']}, seed={parameters['seed']})", flush=True)
@@ -141,7 +142,7 @@ def _run_one(path: Path, i: int, n: int, parameters: dict, out_dir: Path | None,
         with tempfile.TemporaryDirectory() as logs:     # outside the results, gone whatever happens
             phase_log = Path(logs) / "phases.jsonl"
             outputs = writing_committed_outputs() if committed else contextlib.nullcontext()
-            with outputs, headless_kernels({PHASE_LOG_ENV: str(phase_log)}):
+            with outputs, headless_kernels({PHASE_LOG_ENV: str(phase_log), ASKER_ENV: path.stem}):
                 pm.execute_notebook(str(path), tmp, parameters=parameters,
                                     cwd=str(path.parent), progress_bar=True, kernel_name="python3")
             phases = read_phases(phase_log, gpu)

@@ -1167,6 +1167,88 @@ def paper_series() -> str:
 
 
 SITTING_S = 30 * 60        # the device time of one session, the machine's start included (.device/README)
+
+
+@dataclass(frozen=True)
+class SittingPace:
+    """The pace a sitting estimate scales from: the latest paper run in the run record that logged
+    its training (``run``): its training pools, models and seconds, the mean and the best pool's
+    seconds per model (times the stopping rule's factor, ``why``), and its other work (worlds,
+    evaluation, the notebook's other cells) in seconds."""
+    run: dict
+    pools: list[dict]
+    n_run: int
+    train_s: float
+    mean: float
+    best: float
+    other: float
+    why: str
+
+    def as_measured(self, trained: int, evaluated: int) -> float:
+        """Seconds as measured, the machine's start left out: ``trained`` models at the mean pace,
+        the run's other work in proportion to the models ``evaluated``."""
+        return trained * self.mean + self.other * evaluated / self.n_run
+
+    def favourable(self, trained: int, evaluated: int) -> float:
+        """Seconds at best, the start left out: the best pool's pace, other work as in proportion."""
+        return trained * self.best + self.other * evaluated / self.n_run
+
+
+def _sitting_pace(record: dict) -> SittingPace | None:
+    """The :class:`SittingPace` of the run record's latest run that logged training; None if none."""
+    runs = [r for r in record["runs"] if any(p["phase"] == "models trained" for p in r.get("phases", []))]
+    if not runs:
+        return None
+    run = max(runs, key=lambda r: r["finished"])
+    pools = [p for p in run["phases"] if p["phase"] == "models trained" and p["items"]]
+    n_run, train_s = sum(p["items"] for p in pools), sum(p["seconds"] for p in pools)
+    factor, why = _rule_factor(run)
+    return SittingPace(run, pools, n_run, train_s, train_s / n_run * factor,
+                       min(p["seconds"] / p["items"] for p in pools) * factor, run["seconds"] - train_s, why)
+
+
+SITTING_REHEARSAL = ROOT / "results" / "sitting_rehearsal.csv"
+
+
+def paper_sitting_plan(path: Path = SITTING_REHEARSAL) -> str:
+    """The next sittings' plan as rehearsed here (scripts/rehearse_sittings.py: the device scripts
+    at the smoke profile on the CPU, each sitting from the last one's results), each entry's
+    models trained and evaluated scaled to the paper profile at the pace of
+    :func:`paper_sitting_fit`: minutes per entry and per sitting, the start counted once."""
+    if not path.exists():
+        return "No plan rehearsed yet (`python scripts/rehearse_sittings.py --out results/sitting_rehearsal.csv`).\n"
+    pace = _sitting_pace(_paper_record())
+    if pace is None:
+        return "No paper run has logged its training phase yet.\n"
+    table = pd.read_csv(path, dtype={"notebook": str, "seeds": str, "entry": str})
+    rows, verdicts = [], {}
+    for sitting, entries in table.groupby("sitting", sort=True):
+        spent = [0.0, 0.0]                   # favourable, as measured; the start added below
+        for i, e in enumerate(entries.to_dict("records")):
+            work = (pace.favourable(e["models trained"], e["models evaluated"]),
+                    pace.as_measured(e["models trained"], e["models evaluated"]))
+            spent = [spent[0] + work[0], spent[1] + work[1]]
+            total = (spent[0] + MACHINE_START_S[0], spent[1] + MACHINE_START_S[1])
+            fit = ("fits" if total[1] <= SITTING_S else
+                   "tight: fits only in the favourable estimate" if total[0] <= SITTING_S else "does not fit")
+            kind = "the notebook" if ":" not in e["entry"] else "a pass (results only)"
+            rows.append({"sitting": str(sitting) if i == 0 else "", "entry": f"`{e['entry']}`",
+                         "what": f"{kind}, seeds {e['seeds']}",
+                         "models trained (of evaluated)": f"{e['models trained']} (of {e['models evaluated']})",
+                         "minutes (favourable – as measured)": f"{work[0] / 60:.0f} – {work[1] / 60:.0f}",
+                         "sitting so far, with the start": f"{total[0] / 60:.0f} – {total[1] / 60:.0f}: {fit}"})
+        verdicts[sitting] = fit
+    counts = {v: [str(k) for k, f in verdicts.items() if f.startswith(v)] for v in ("fits", "tight", "does not fit")}
+    summary = (f"{_number_word(len(verdicts)).capitalize()} sittings: {len(counts['fits'])} fit as measured"
+               + "".join(f"; {word}: {', '.join(names)}" for word, names in
+                         (("tight", counts["tight"]), ("not fitting", counts["does not fit"])) if names)
+               .replace("; tight: ", "; tight: sitting ").replace("; not fitting: ", "; not fitting: sitting ") + ". ")
+    return (markdown_table(pd.DataFrame(rows), index=False).rstrip("\n") + "\n\n" + summary
+            + f"Models trained: as rehearsed at the smoke profile, each sitting on a bare machine from the last "
+            f"one's results (the counts per seed are the notebooks' code, the same at the paper profile). Minutes: "
+            f"at the pace of the table above ({pace.mean:.0f} s per model as measured, {pace.best:.0f} at best; "
+            f"{pace.other / pace.n_run:.0f} s of other work per model evaluated), the start "
+            f"{MACHINE_START_S[0] / 60:.1f}–{MACHINE_START_S[1] / 60:.1f} minutes.\n")
 # a machine's start, the quickest and slowest seen (2026-12-04's second sitting: held 623 s for a
 # 590 s command; 2026-12-03's fourth sitting: held 952 s for a 588 s command)
 MACHINE_START_S = (33, 364)
@@ -1248,16 +1330,11 @@ def paper_sitting_fit() -> str:
     from oneranker import studies
 
     record = _paper_record()
-    runs = [r for r in record["runs"] if any(p["phase"] == "models trained" for p in r.get("phases", []))]
-    if not runs:
+    pace = _sitting_pace(record)
+    if pace is None:
         return "No paper run has logged its training phase yet.\n"
-    run = max(runs, key=lambda r: r["finished"])
-    trained = [p for p in run["phases"] if p["phase"] == "models trained" and p["items"]]
-    n_run, train_s = sum(p["items"] for p in trained), sum(p["seconds"] for p in trained)
-    mean, best = train_s / n_run, min(p["seconds"] / p["items"] for p in trained)
-    factor, why = _rule_factor(run)
-    mean, best = mean * factor, best * factor
-    other = run["seconds"] - train_s
+    run, trained, n_run, train_s, mean, best, other, why = (
+        pace.run, pace.pools, pace.n_run, pace.train_s, pace.mean, pace.best, pace.other, pace.why)
     current = make_config("paper").hash()
     ran = {r["notebook"][:2] for r in record["runs"] if _run_config(r) == current}
     ran_before = {r["notebook"][:2] for r in record["runs"]} - ran
@@ -1265,9 +1342,7 @@ def paper_sitting_fit() -> str:
     shared = _shared_results()
 
     def as_measured(trained: int, evaluated: int) -> float:
-        """A sitting's seconds as measured: ``trained`` models at the mean pace, the run's other work
-        in proportion to the models ``evaluated``, the slowest start."""
-        return trained * mean + other * evaluated / n_run + MACHINE_START_S[1]
+        return pace.as_measured(trained, evaluated) + MACHINE_START_S[1]
 
     rows = []
     for nb in sorted(studies.SEEDS):
@@ -1985,6 +2060,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "paper-scale": paper_scale,
     "paper-series": paper_series,
     "paper-sitting-fit": paper_sitting_fit,
+    "paper-sitting-plan": paper_sitting_plan,
     "paper-mps": paper_mps,
     "paper-mps-graphs": paper_mps_graphs,
     "paper-graphed-step": paper_graphed_step,

@@ -5,10 +5,17 @@ seed, asked the same results) then need not train them (:func:`oneranker.cache.a
 
 Measured, not inferred: each notebook runs ``reproduce --results-only`` at the toy ``smoke``
 profile, one seed, in a scratch copy of the checkout, once from an empty cache and once after
-the notebooks before it in the same cache; the run's "models trained" phases are counted. Which
-models a notebook shares and which results it asks are the notebooks' code, the same at every
-profile, so the counts carry over to the paper profile's seeds (the README's sitting estimate
-reads them). Writes ``results/shared_results.csv``.
+the notebooks before it, their results in the cache but not their models or worlds (a bare
+machine: :func:`bare_machine`); the run's "models trained" phases are counted. Which models a
+notebook shares and which results it asks are the notebooks' code, the same at every profile,
+so the counts carry over to the paper profile's seeds (the README's sitting estimate reads them).
+Writes ``results/shared_results.csv``.
+
+Until 2026-12-04 the later notebooks ran with the earlier ones' models still in the cache, which
+no sitting has: that counted 6 of 05's 10 models per seed after 04 where a bare machine trained
+all 10 (04 uses its models themselves, and that record then bound every notebook: see
+``oneranker.cache.ASKER_ENV``). ``scripts/rehearse_sittings.py`` runs a plan of sittings through
+the device scripts themselves.
 
     python scripts/shared_results.py [--notebooks 04 05 06] [--out results/shared_results.csv]
 """
@@ -27,6 +34,8 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from oneranker.cache import atomic_write_text  # noqa: E402
 # In a scratch copy: the notebooks named, one seed, results only; prints each run's phases as JSON
 RUN = ("import json, sys; from oneranker.reproduce import run_notebooks; "
        "records = run_notebooks(notebooks=sys.argv[1:], profile='smoke', seeds=[0], device='cpu', results_only=True); "
@@ -44,6 +53,18 @@ def scratch_copy(dest: Path) -> Path:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
     return dest
+
+
+def bare_machine(workdir: Path) -> None:
+    """What the next GPU sitting starts from: a bare machine whose cache holds only the results
+    brought in (``.device/paper.sh`` RESULTS_IN). The trained models and simulated worlds stay on
+    the machine that made them (a paper model's weights exceed a file the device tool brings back),
+    so a later notebook that needs a model itself, or asks it a result not yet computed, trains it
+    again."""
+    cache = workdir / "cache"
+    for entry in cache.iterdir() if cache.is_dir() else ():
+        if entry.name != "results":
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
 def models_trained(workdir: Path, notebook: str) -> int:
@@ -77,10 +98,12 @@ def measure(notebooks: list[str]) -> pd.DataFrame:
     with tempfile.TemporaryDirectory() as tmp:
         chain = scratch_copy(Path(tmp) / "chain")
         first = models_trained(chain, notebooks[0])
+        bare_machine(chain)
         rows.append({"notebook": notebooks[0], "after": "", "models per seed alone": first,
                      "models per seed after": first})
         for i, nb in enumerate(notebooks[1:], 1):
             after = models_trained(chain, nb)
+            bare_machine(chain)
             alone = models_trained(scratch_copy(Path(tmp) / f"alone_{nb}"), nb)
             rows.append({"notebook": nb, "after": " ".join(notebooks[:i]), "models per seed alone": alone,
                          "models per seed after": after})
@@ -96,9 +119,7 @@ def main() -> None:
     if len(args.notebooks) < 2:
         ap.error("give two notebooks or more: the first's results are what the later ones reuse")
     table = measure(args.notebooks)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    table.to_csv(tmp, index=False)
-    tmp.replace(args.out)              # never a half-written file
+    atomic_write_text(args.out, table.to_csv(index=False))     # never a half-written file
     print(table.to_string(index=False))
 
 

@@ -221,6 +221,38 @@ def test_the_readme_estimates_a_sitting_from_the_latest_logged_training_pace(mon
     assert "83 s per model over its 2 training phases (9 models in 498 s, scaled by 1.50 here" in text
 
 
+def test_the_sitting_plan_scales_each_rehearsed_entry_by_hand(tmp_path, monkeypatch):
+    """The README's rehearsed plan (paper-sitting-plan) on a hand-made rehearsal and pace: 60 s per
+    model trained (50 at best), 300 s of other work over 10 models (30 s per model evaluated), a
+    start of 60 to 300 s. Sitting 1: 04 trains 15 of 15, favourably 15 * 50 + 15 * 30 = 1200 s
+    (20 min), as measured 15 * 60 + 450 = 1350 s (22.5); with the start 1260 to 1650 s (21 to 27.5
+    min): fits. Its pass 05:0 trains 6 of 10: 6 * 50 + 300 = 600 s to 6 * 60 + 300 = 660 s; the
+    sitting then 1860 to 2310 s (31 to 38.5 min): does not fit, not even favourably. Sitting 2: 05
+    trains 14 of 30: 1600 to 1740 s, with the start 1660 to 2040 s (27.7 to 34 min): tight.
+    (Half minutes are rounded to the even one, as Python formats them.)"""
+    import pandas as pd
+
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import render_readme
+
+    rows = [(1, "04", "04", "0 1 2", 15, 15), (1, "05:0", "05", "0", 6, 10), (2, "05", "05", "0 1 2", 14, 30)]
+    path = tmp_path / "rehearsal.csv"
+    pd.DataFrame([{"sitting": s, "entry": e, "results in": "", "notebook": nb, "seeds": seeds, "rc": 0,
+                   "models trained": t, "seconds": 1.0, "models evaluated": ev}
+                  for s, e, nb, seeds, t, ev in rows]).to_csv(path, index=False)
+    pace = render_readme.SittingPace(run={}, pools=[], n_run=10, train_s=600.0, mean=60.0, best=50.0,
+                                      other=300.0, why="")
+    monkeypatch.setattr(render_readme, "_paper_record", lambda: {"runs": []})
+    monkeypatch.setattr(render_readme, "_sitting_pace", lambda record: pace)
+    monkeypatch.setattr(render_readme, "MACHINE_START_S", (60, 300))
+    text = render_readme.paper_sitting_plan(path)
+    assert "| 1 | `04` | the notebook, seeds 0 1 2 | 15 (of 15) | 20 – 22 | 21 – 28: fits |" in text
+    assert "|  | `05:0` | a pass (results only), seeds 0 | 6 (of 10) | 10 – 11 | 31 – 38: does not fit |" in text
+    assert "| 2 | `05` | the notebook, seeds 0 1 2 | 14 (of 30) | 27 – 29 | 28 – 34: tight: fits only in the favourable estimate |" in text
+    assert "Two sittings: 0 fit as measured; tight: sitting 2; not fitting: sitting 1." in text
+    assert render_readme.paper_sitting_plan(tmp_path / "none.csv").startswith("No plan rehearsed yet")
+
+
 def test_the_readme_reads_the_shared_results_measurement(tmp_path, monkeypatch):
     """scripts/render_readme.py's reader of scripts/shared_results.py's table: the notebooks
     measured after others, by name ("04" kept a string), the first (measured alone) left out."""
@@ -270,10 +302,11 @@ def test_the_readme_says_whether_the_full_model_beats_the_co_occurrence_list(mon
 
 
 def test_the_committed_shared_results_match_the_paper_configs_notebooks_share():
-    """results/shared_results.csv (smoke, measured by scripts/shared_results.py) against the paper
-    profile's configs: per seed, the models a notebook no longer trains after the earlier ones are
-    exactly the configs it shares with them (each asked the same results). A notebook change that
-    shares or asks otherwise fails here: measure again."""
+    """results/shared_results.csv (smoke, measured by scripts/shared_results.py on a bare machine
+    between notebooks) against the paper profile's configs: per seed, a notebook alone trains
+    every config it has, and after the earlier ones it skips at most the configs it shares with
+    them (fewer where it asks a shared model something new, which trains it again). A notebook
+    change that shares otherwise fails here: measure again."""
     import pandas as pd
 
     from oneranker import studies
@@ -285,7 +318,7 @@ def test_the_committed_shared_results_match_the_paper_configs_notebooks_share():
             mine = {c.hash() for c in studies.notebook_configs(row["notebook"], "paper", [seed])}
             earlier = {c.hash() for nb in row["after"].split() for c in studies.notebook_configs(nb, "paper", [seed])}
             assert row["models per seed alone"] == len(mine), row
-            assert row["models per seed alone"] - row["models per seed after"] == len(mine & earlier), \
+            assert 0 <= row["models per seed alone"] - row["models per seed after"] <= len(mine & earlier), \
                 (row, "rerun scripts/shared_results.py")
 
 

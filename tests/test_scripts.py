@@ -574,3 +574,53 @@ def test_patience_study_refuses_bad_arguments_and_builds_its_rules(monkeypatch, 
     assert row["last 5 epochs"] == pytest.approx(2.1 / 4.0 - 1) and row["train seconds"] == 6.5
     patience_study.curves_summary(FakeStudy(), "OneRanker", "patience 2", {"train.patience": 2})
     assert FakeStudy.asked[-1] == {"train.patience": 2}
+
+
+def _rehearse_sittings():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import rehearse_sittings
+
+    return rehearse_sittings
+
+
+def test_rehearse_sittings_reads_each_entry_of_a_hand_made_progress_log():
+    """scripts/rehearse_sittings.py's reading of paper.sh's stamps: per entry, the models the
+    cache gained (the count after it less the count after the entry before) and its seconds."""
+    log = "\n".join([
+        "2026-12-04T10:00:00Z start",
+        "2026-12-04T10:00:05Z notebook 04 start (seeds 0 1 2    )",
+        "2026-12-04T10:20:05Z notebook 04 end rc=0 (seeds 0 1 2); models in the cache: 15",
+        "2026-12-04T10:20:09Z histories 04 rc=0",
+        "2026-12-04T10:20:10Z notebook 05 start (seeds 0 --results-only   )",
+        "2026-12-04T10:29:10Z notebook 05 end rc=1 (seeds 0); models in the cache: 21",
+        "2026-12-04T10:29:11Z queue start"])
+    assert _rehearse_sittings().entry_rows(log) == [
+        {"notebook": "04", "seeds": "0 1 2", "rc": 0, "models trained": 15, "seconds": 1200.0},
+        {"notebook": "05", "seeds": "0", "rc": 1, "models trained": 6, "seconds": 540.0}]
+
+
+def test_two_sittings_through_the_device_scripts_train_what_the_shared_results_measured(tmp_path):
+    """Two sittings of .device/paper.sh at the smoke profile on the CPU (scripts/rehearse_sittings.py):
+    notebook 04's seed-0 models as a pass, then, on a bare machine from its results cache, 05's.
+    The second trains exactly the models results/shared_results.csv counts for 05 after 04 (both
+    measure a bare machine, one through reproduce, one through the device scripts): fewer than 05
+    alone only because a model 04 used itself no longer binds 05 (oneranker.cache.ASKER_ENV).
+    A bad entry stops paper.sh before any work, naming it."""
+    import pandas as pd
+
+    rehearse = _rehearse_sittings()
+    if rehearse.job_running() is not None:
+        pytest.skip("a paper.sh job is running on this machine: a rehearsal would replace its /tmp/w and /tmp/out")
+    table = rehearse.rehearse(["04:0", "05:0"])
+    shared = pd.read_csv(ROOT / "results" / "shared_results.csv", dtype={"notebook": str}).set_index("notebook")
+    assert list(table["rc"]) == [0, 0]
+    assert list(table["models trained"]) == [shared.loc["04", "models per seed alone"],
+                                             shared.loc["05", "models per seed after"]]
+    assert shared.loc["05", "models per seed after"] < shared.loc["05", "models per seed alone"]
+    assert list(table["models evaluated"]) == [shared.loc["04", "models per seed alone"],
+                                               shared.loc["05", "models per seed alone"]]
+    for bad, why in (("05:0,0", "give distinct seeds"), ("5", "give a notebook NN"),
+                     ("05 05:1", "named twice"), ("09", "give a notebook NN")):
+        done = subprocess.run(["bash", str(ROOT / ".device" / "paper.sh"), str(ROOT), "0" * 40, bad],
+                              capture_output=True, text=True)
+        assert done.returncode == 2 and why in done.stderr, (bad, done.stderr)

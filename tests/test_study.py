@@ -492,6 +492,75 @@ def test_a_notebooks_seeds_can_train_in_two_sittings_through_the_cached_results(
     assert [(t["phase"], t["items"]) for t in user.timings if t["phase"] == "models trained"] == [("models trained", 2)]
 
 
+def test_a_model_one_notebook_used_itself_is_skipped_by_another_that_asks_only_its_results(tmp_path, monkeypatch):
+    """Notebook 04 uses its models themselves (their learning curves) and asks their lists; the
+    sitting ends (models and worlds gone). Notebook 05, asking the same lists of them, trains
+    none up front; 04 run again trains its model, since it uses it itself; and a study that does
+    not say which notebook asks (a notebook run by hand) trains it too, as before."""
+    from oneranker.cache import ASKER_ENV
+
+    variants = {"full": dict(TINY)}
+    monkeypatch.setenv(ASKER_ENV, "04_ranking_decoder")
+    first = _study(tmp_path, seeds=(0,))
+    first.learning_curves(variants["full"])
+    grid = first.grid(variants, references=False)
+
+    def bare_then(asker: str | None) -> Study:
+        for folder in ("models", "data"):
+            shutil.rmtree(tmp_path / folder, ignore_errors=True)
+        if asker is None:
+            monkeypatch.delenv(ASKER_ENV, raising=False)
+        else:
+            monkeypatch.setenv(ASKER_ENV, asker)
+        return _study(tmp_path, seeds=(0,))
+
+    def trained(study: Study) -> int:
+        return sum(t["items"] or 0 for t in study.timings if t["phase"] == "models trained")
+
+    later = bare_then("05_dc_loss_ablations")
+    later.train([variants["full"]])
+    pd.testing.assert_frame_equal(later.grid(variants, references=False), grid)
+    assert trained(later) == 0 and later.results_reused == 1
+    again = bare_then("04_ranking_decoder")
+    again.train([variants["full"]])
+    assert trained(again) == 1
+    by_hand = bare_then(None)
+    by_hand.train([variants["full"]])
+    assert trained(by_hand) == 1
+
+
+def test_answered_reads_who_used_the_model_itself_from_hand_made_records(tmp_path, monkeypatch):
+    """cache.answered on hand-written records: every asked result present and no use of the model
+    itself by the notebook asking now; a use recorded without a notebook binds everyone."""
+    from oneranker import cache
+
+    cfg = tiny_config(seed=0)
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "lists-a.pt").write_bytes(b"")
+
+    def answered(record: list[str], asker: str | None) -> bool:
+        path = cache._asked_file(cfg, tmp_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record))
+        if asker is None:
+            monkeypatch.delenv(cache.ASKER_ENV, raising=False)
+        else:
+            monkeypatch.setenv(cache.ASKER_ENV, asker)
+        return cache.answered(cfg, tmp_path)
+
+    assert answered(["lists-a.pt"], "05")
+    assert answered(["lists-a.pt"], None)
+    assert not answered(["lists-a.pt", "lists-b.pt"], "05")                       # one result missing
+    assert not answered([], "05") and not answered(["the model itself (04)"], "05")   # no result asked
+    assert answered(["lists-a.pt", "the model itself (04)"], "05")
+    assert not answered(["lists-a.pt", "the model itself (04)"], "04")
+    assert not answered(["lists-a.pt", "the model itself (04)"], None)
+    assert not answered(["lists-a.pt", "the model itself"], "05")                # said by no notebook
+    monkeypatch.setenv(cache.ASKER_ENV, "06")
+    cache.note_asked([cfg], cache.ASKED_MODEL, tmp_path)
+    assert json.loads(cache._asked_file(cfg, tmp_path).read_text()) == ["lists-a.pt", "the model itself", "the model itself (06)"]
+
+
 def test_a_result_the_first_sitting_did_not_ask_trains_its_models_up_front_and_new_code_skips_nothing(
         tmp_path, monkeypatch):
     """A first study with seeds 0 1 asks only for a grid. A second, with seeds 0 1 2, skips the
