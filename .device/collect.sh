@@ -31,8 +31,10 @@ day=$(head -c 10 "$tmp/out/progress.log")     # the run's day: its first stamp
 for log in "$tmp"/out/nb_*.log; do
   [ -f "$log" ] || continue
   nb=$(basename "$log" .log); nb=${nb#nb_}
-  state=$(grep -E "notebook $nb end" "$tmp/out/progress.log" | tr "\n" " " || echo "notebook $nb did not end in this sitting")
-  { echo "# notebook $nb at paper, one NVIDIA H200, $day, commit $commit: the reproduce command of .device/paper.sh's notebook loop ($state)"
+  state=$(grep -E "notebook $nb end" "$tmp/out/progress.log" | sed 's/^[^ ]* //' | paste -sd';' - || true)
+  [ -n "$state" ] || state="notebook $nb did not end in this sitting"
+  where="paper, one NVIDIA H200"; [ "$prof" = paper ] || where="$prof, a rehearsal without a GPU"
+  { echo "# notebook $nb at $where, $day, commit $commit: the reproduce command of .device/paper.sh's notebook loop ($state)"
     tr '\r' '\n' < "$log" | grep -v '^$' || true
     echo "# progress.log"; cat "$tmp/out/progress.log"; } > "results/$prof/notebook${nb}_h200_${commit}.txt"
   echo "wrote: results/$prof/notebook${nb}_h200_${commit}.txt ($state)"

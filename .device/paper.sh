@@ -25,10 +25,19 @@ PROFILE=${PROFILE:-paper}; DEVICE=${DEVICE:-cuda}
 mkdir -p /tmp/out
 # a bad argument stops here, before any work (on 2026-12-03 SEEDS="0" reached reproduce, which then refused
 # one seed; a first sitting now runs reproduce --results-only, which takes one: a sitting per seed fits one call)
-refuse() { echo "$*" | tee /tmp/out/progress.log >&2; touch /tmp/out/DONE; exit 2; }
-distinct() { [ "$(echo $1 | tr ' ' '\n' | sort -u | wc -l)" = "$(echo $1 | wc -w)" ]; }
+# (a job still running keeps its progress log and wait.sh's DONE: the refusal then goes to stderr only)
+refuse() {
+  old=$(cat /tmp/out/paper.pid 2>/dev/null)
+  if [ -n "$old" ] && kill -0 "$old" 2>/dev/null; then echo "$*" >&2
+  else echo "$*" | tee /tmp/out/progress.log >&2; touch /tmp/out/DONE; fi
+  exit 2
+}
+# seeds compared as numbers (05:0,00 names seed 0 twice)
+distinct() { [ "$(for x in $1; do echo $((10#$x)); done | sort -u | wc -l)" = "$(echo $1 | wc -w)" ]; }
+[ -z "$SEEDS" ] || [[ $SEEDS =~ ^[0-9]+( [0-9]+)*$ ]] || refuse "SEEDS=\"$SEEDS\": give seeds as numbers, e.g. \"0 1\""
 [ -z "$SEEDS" ] || distinct "$SEEDS" || refuse "SEEDS=\"$SEEDS\": give distinct seeds"
-ENTRIES=${3:-06}; seen=
+ENTRIES=${3-06}; seen=
+[ -n "$(echo $ENTRIES)" ] || refuse "no entry: give the notebooks to run, e.g. \"04\" or \"05:0,1\""
 for entry in $ENTRIES; do
   [[ $entry =~ ^0[1-6](:[0-9]+(,[0-9]+)*)?$ ]] || refuse "entry '$entry': give a notebook NN (01-06), or NN:S[,S...] for a pass of those seeds"
   nb=${entry%%:*}

@@ -22,6 +22,7 @@ if [ "${WHEELS:-1}" = 1 ]; then
 else
   stamp "no wheels installed (WHEELS=0: a rehearsal with the python3 on PATH)"
 fi
-export PYTHONPATH=/tmp/w:/tmp/site PYTHONUNBUFFERED=1 ONERANKER_COMMIT=$2
+SITE=; [ "${WHEELS:-1}" = 1 ] && SITE=:/tmp/site   # a rehearsal (WHEELS=0) reads no stale /tmp/site
+export PYTHONPATH=/tmp/w$SITE PYTHONUNBUFFERED=1 ONERANKER_COMMIT=$2
 cd /tmp/w
 nvidia-smi > /tmp/out/nvidia_smi_start.txt 2>&1

@@ -11,8 +11,10 @@ and which results it asks are the notebooks' code, the same at every profile, so
 trains the planned models here trains them at the paper profile too.
 
 A row per entry: its sitting, notebook and seeds, its exit status, the models it trained (the
-scratch machine's model cache after it, less before it: a sitting's cache starts with none), the
-models it evaluated (its seeds' configs) and its seconds here.
+scratch machine's model cache after it, less before it: a sitting's cache starts with none) and
+in which pools (a model asked something new after the first pool trains in a later one, alone
+or nearly: on the GPU slower per model than a full pool), the models it evaluated (its seeds'
+configs) and its seconds here.
 
     python scripts/rehearse_sittings.py                                   # the plan in .device/README (NEXT)
     python scripts/rehearse_sittings.py --out results/sitting_rehearsal.csv    # what the README renders
@@ -38,9 +40,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from oneranker.cache import atomic_write_text  # noqa: E402
 from shared_results import scratch_copy  # noqa: E402  (scripts/, beside this file)
 
-# The plan of .device/README's NEXT: each sitting's entries fit as measured (README "The next
-# sittings, rehearsed"): 04; 05's seeds 0 and 1 as a pass; 05 (seed 2 trains); 06's seeds 0 and 1
-# as a pass; 06. A sitting may add the next entry's pass at its end, as a bonus
+# The plan of .device/README's NEXT (README "The next sittings, rehearsed": each sitting fits as
+# measured but the fourth, tight): 04; 05's seeds 0 and 1 as a pass; 05 (seed 2 trains); 06's
+# seeds 0 and 1 as a pass; 06. A sitting may add the next entry's pass at its end, as a bonus
 PLAN = ["04", "05:0,1", "05", "06:0,1", "06"]
 # Where paper.sh works and writes on any machine (setup.sh): one rehearsal at a time
 WORK, OUT = Path("/tmp/w"), Path("/tmp/out")
@@ -55,8 +57,8 @@ def sitting_env(results_in: Path | None) -> dict[str, str]:
         raise FileNotFoundError(f"no python3 beside {sys.executable}: paper.sh calls python3")
     env = {**os.environ, "PROFILE": "smoke", "DEVICE": "cpu", "WHEELS": "0",
            "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("RESULTS_IN", None)
-    env.pop("SEEDS", None)
+    for knob in ("RESULTS_IN", "SEEDS", "GPU_WORKERS", "DETERMINISTIC", "GPU_TESTS"):   # paper.sh's, not the caller's
+        env.pop(knob, None)
     if results_in is not None:
         env["RESULTS_IN"] = str(results_in)
     return env
@@ -114,7 +116,12 @@ def run_sitting(repo: Path, entries: str, commit: str, results_in: Path | None, 
     collected.mkdir(parents=True)
     script(repo, "wait.sh", ["0"], {**env, "OUT": str(collected)})
     script(repo, "collect.sh", [str(collected), commit], env)
-    return done.returncode, entry_rows(log), log
+    rows = entry_rows(log)
+    for row in rows:                 # the training pools of its log: a later pool trains alone
+        nb_log = OUT / f"nb_{row['notebook']}.log"
+        text = nb_log.read_text(errors="replace") if nb_log.exists() else ""
+        row["pools"] = " + ".join(m.group(1) for m in re.finditer(r"models trained: (\d+) in", text))
+    return done.returncode, rows, log
 
 
 def rehearse(sittings: list[str]) -> pd.DataFrame:

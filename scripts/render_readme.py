@@ -1210,6 +1210,19 @@ def _sitting_pace(record: dict) -> SittingPace | None:
 SITTING_REHEARSAL = ROOT / "results" / "sitting_rehearsal.csv"
 
 
+def _plan_summary(verdicts: dict[int, str]) -> str:
+    """'Five sittings: four fit as measured; tight: sitting 4.' from each sitting's verdict."""
+    def sittings(names: list[str]) -> str:
+        return f"sitting{'s' if len(names) > 1 else ''} {', '.join(names)}"
+
+    n = len(verdicts)
+    groups = {v: [str(k) for k, f in verdicts.items() if f.startswith(v)] for v in ("fits", "tight", "does not fit")}
+    return (f"{_number_word(n).capitalize()} sitting{'s' if n != 1 else ''}: "
+            f"{_number_word(len(groups['fits'])) if groups['fits'] else 'none'} fit{'s' if len(groups['fits']) == 1 else ''} as measured"
+            + (f"; tight: {sittings(groups['tight'])}" if groups["tight"] else "")
+            + (f"; not fitting: {sittings(groups['does not fit'])}" if groups["does not fit"] else "") + ". ")
+
+
 def paper_sitting_plan(path: Path = SITTING_REHEARSAL) -> str:
     """The next sittings' plan as rehearsed here (scripts/rehearse_sittings.py: the device scripts
     at the smoke profile on the CPU, each sitting from the last one's results), each entry's
@@ -1234,15 +1247,12 @@ def paper_sitting_plan(path: Path = SITTING_REHEARSAL) -> str:
             kind = "the notebook" if ":" not in e["entry"] else "a pass (results only)"
             rows.append({"sitting": str(sitting) if i == 0 else "", "entry": f"`{e['entry']}`",
                          "what": f"{kind}, seeds {e['seeds']}",
-                         "models trained (of evaluated)": f"{e['models trained']} (of {e['models evaluated']})",
+                         "models trained (of evaluated)": f"{e['models trained']} (of {e['models evaluated']})"
+                         + (f"; pools {e['pools']}" if "+" in str(e.get("pools", "")) else ""),
                          "minutes (favourable – as measured)": f"{work[0] / 60:.0f} – {work[1] / 60:.0f}",
                          "sitting so far, with the start": f"{total[0] / 60:.0f} – {total[1] / 60:.0f}: {fit}"})
         verdicts[sitting] = fit
-    counts = {v: [str(k) for k, f in verdicts.items() if f.startswith(v)] for v in ("fits", "tight", "does not fit")}
-    summary = (f"{_number_word(len(verdicts)).capitalize()} sittings: {len(counts['fits'])} fit as measured"
-               + "".join(f"; {word}: {', '.join(names)}" for word, names in
-                         (("tight", counts["tight"]), ("not fitting", counts["does not fit"])) if names)
-               .replace("; tight: ", "; tight: sitting ").replace("; not fitting: ", "; not fitting: sitting ") + ". ")
+    summary = _plan_summary(verdicts)
     return (markdown_table(pd.DataFrame(rows), index=False).rstrip("\n") + "\n\n" + summary
             + f"Models trained: as rehearsed at the smoke profile, each sitting on a bare machine from the last "
             f"one's results (the counts per seed are the notebooks' code, the same at the paper profile). Minutes: "
@@ -1255,7 +1265,7 @@ MACHINE_START_S = (33, 364)
 
 
 def _number_word(n: int) -> str:
-    return {2: "two", 3: "three", 4: "four", 5: "five"}.get(n, str(n))
+    return {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven"}.get(n, str(n))
 
 
 def paper_convergence(directory: Path = ROOT / "results" / "paper") -> str:

@@ -1,6 +1,7 @@
 """The measurement scripts run end to end at the smoke profile and write what they promise."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -619,8 +620,21 @@ def test_two_sittings_through_the_device_scripts_train_what_the_shared_results_m
     assert shared.loc["05", "models per seed after"] < shared.loc["05", "models per seed alone"]
     assert list(table["models evaluated"]) == [shared.loc["04", "models per seed alone"],
                                                shared.loc["05", "models per seed alone"]]
-    for bad, why in (("05:0,0", "give distinct seeds"), ("5", "give a notebook NN"),
-                     ("05 05:1", "named twice"), ("09", "give a notebook NN")):
+
+
+def test_paper_sh_refuses_a_bad_entry_before_any_work():
+    """.device/paper.sh names a bad entry or seed list and exits 2 before its setup (no copy of
+    the tree, no install, no notebook)."""
+    rehearse = _rehearse_sittings()
+    if rehearse.job_running() is not None:
+        pytest.skip("a paper.sh job is running on this machine")
+    for bad, seeds, why in (("05:0,0", "", "give distinct seeds"), ("05:0,00", "", "give distinct seeds"),
+                            ("5", "", "give a notebook NN"), ("05 05:1", "", "named twice"),
+                            ("09", "", "give a notebook NN"), ("05:", "", "give a notebook NN"),
+                            (" ", "", "no entry"), ("05", "0 0", "give distinct seeds"),
+                            ("05", "0,1", "give seeds as numbers")):
+        env = {k: v for k, v in os.environ.items() if k != "SEEDS"} | ({"SEEDS": seeds} if seeds else {})
         done = subprocess.run(["bash", str(ROOT / ".device" / "paper.sh"), str(ROOT), "0" * 40, bad],
-                              capture_output=True, text=True)
-        assert done.returncode == 2 and why in done.stderr, (bad, done.stderr)
+                              capture_output=True, text=True, env=env)
+        assert done.returncode == 2 and why in done.stderr, (bad, seeds, done.stderr)
+        assert "start" not in Path("/tmp/out/progress.log").read_text(), "setup.sh ran"

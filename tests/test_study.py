@@ -795,3 +795,26 @@ def test_every_way_a_cpu_model_trains_takes_the_pools_thread_count(tmp_path, mon
         torch.set_num_threads(before)
     assert seen == [("cpu", pool.CPU_TRAINING_THREADS)] * 4
 
+
+
+def test_reproduce_names_the_notebook_that_asks_to_its_kernel(tmp_path, monkeypatch):
+    """reproduce runs each notebook with oneranker.cache.ASKER_ENV set to its name (its kernel
+    inherits the environment), so the models it uses itself are recorded as used by it; the
+    variable is restored afterwards."""
+    import papermill
+
+    from oneranker import reproduce
+    from oneranker.cache import ASKER_ENV
+
+    seen = {}
+
+    def fake_execute(source, target, **kwargs):
+        seen["asker"] = os.environ.get(ASKER_ENV)
+        Path(target).write_text(Path(source).read_text())
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
+    monkeypatch.delenv(ASKER_ENV, raising=False)
+    source = Path(__file__).resolve().parent.parent / "notebooks" / "05_dc_loss_ablations.ipynb"
+    reproduce._run_one(source, 1, 1, {"profile": "smoke", "seed": 0}, tmp_path, None, committed=False)
+    assert seen["asker"] == "05_dc_loss_ablations"
+    assert ASKER_ENV not in os.environ
