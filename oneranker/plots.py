@@ -4,6 +4,7 @@ draws nothing it computes itself beyond simple counts (the numbers come from the
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -12,6 +13,9 @@ import seaborn as sns
 
 from .outputs import output_dir
 from .schema import Logs
+
+if TYPE_CHECKING:                  # pandas appears in annotations only (tables passed in)
+    import pandas as pd
 
 sns.set_theme(style="whitegrid", context="notebook")
 
