@@ -6,9 +6,9 @@
 # tests first with GPU_TESTS=1). Runs detached in /tmp/w.
 # usage: [SEEDS="0 1"] [RESULTS_IN=FILE] [GPU_WORKERS=N] [DETERMINISTIC=1] [GPU_TESTS=1|K] bash /tmp/paper.sh REPO COMMIT [ENTRIES [TRAIN_COMPILE]]
 #   ENTRIES: the notebooks in order, e.g. "06" or "04 05:0" (default "06"). An entry NN runs notebook NN
-#   with $SEEDS (default 0 1 2). An entry NN:S[,S...] is a pass that only fills the results cache with
-#   those seeds' models of notebook NN (reproduce --results-only; no notebook is kept), as SEEDS does
-#   for a whole sitting: "04 05:0" runs 04, then trains and evaluates seed 0's models of 05 that 04 did
+#   with seeds 0 1 2. An entry NN:S[,S...] is a pass that only fills the results cache with those
+#   seeds' models of notebook NN (reproduce --results-only; no notebook is kept); SEEDS="0 1" makes
+#   every entry NN such a pass (NN:0,1) for a whole sitting: "04 05:0" runs 04, then trains and evaluates seed 0's models of 05 that 04 did
 #   not, so a later sitting of 05 starts from them (RESULTS_IN). Each entry's results travel back as
 #   soon as it ends, so a pass cut by the end of the sitting costs only itself.
 #   TRAIN_COMPILE: e.g. blocks (default: the profile's, off);
@@ -46,10 +46,10 @@ for entry in $ENTRIES; do
   [[ $entry == *:* ]] && { distinct "$(echo ${entry#*:} | tr ',' ' ')" || refuse "entry '$entry': give distinct seeds"; }
   ls "$1"/notebooks/${nb}_*.ipynb > /dev/null 2>&1 || refuse "entry '$entry': no notebooks/${nb}_*.ipynb in $1"
 done
+# SEEDS="0 1" makes every notebook entry a pass of those seeds ("05" -> "05:0,1"): one mechanism, the entries'
+[ -z "$SEEDS" ] || ENTRIES=$(for e in $ENTRIES; do [[ $e == *:* ]] && echo $e || echo "$e:${SEEDS// /,}"; done)
 . "$(dirname "$0")/setup.sh" "$1" "$2"
 MPS=; [ "$DEVICE" = cuda ] && MPS=--mps
-PARTIAL_ALL=${SEEDS:+--results-only}   # SEEDS given: a first sitting that only fills the results cache
-SEEDS=${SEEDS:-0 1 2}
 if [ -n "$RESULTS_IN" ]; then
   mkdir -p cache && tar xzf "$RESULTS_IN" -C cache
   rc=$?; stamp "results in from $RESULTS_IN rc=$rc"
@@ -70,7 +70,7 @@ fi
 for entry in $ENTRIES; do
   nb=${entry%%:*}
   if [[ $entry == *:* ]]; then seeds=$(echo ${entry#*:} | tr ',' ' '); PARTIAL=--results-only   # a pass
-  else seeds=$SEEDS; PARTIAL=$PARTIAL_ALL; fi
+  else seeds="0 1 2"; PARTIAL=; fi                                                 # the notebook
   stamp "notebook $nb start (seeds $seeds $PARTIAL $MPS $COMPILE $DET)"
   export ONERANKER_GPU_WORKERS=${GPU_WORKERS:-9}   # GPU_WORKERS=10: one seed of 06 (10 models) in one wave
   python3 -m oneranker reproduce --profile $PROFILE --device $DEVICE --seeds $seeds $PARTIAL $MPS $COMPILE $DET --notebooks notebooks/${nb}_*.ipynb > /tmp/out/nb_$nb.log 2>&1

@@ -1167,6 +1167,9 @@ def paper_series() -> str:
 
 
 SITTING_S = 30 * 60        # the device time of one session, the machine's start included (.device/README)
+# a machine's start, the quickest and slowest seen (2026-12-04's second sitting: held 623 s for a
+# 590 s command; 2026-12-03's fourth sitting: held 952 s for a 588 s command)
+MACHINE_START_S = (33, 364)
 
 
 @dataclass(frozen=True)
@@ -1205,63 +1208,6 @@ def _sitting_pace(record: dict) -> SittingPace | None:
     factor, why = _rule_factor(run)
     return SittingPace(run, pools, n_run, train_s, train_s / n_run * factor,
                        min(p["seconds"] / p["items"] for p in pools) * factor, run["seconds"] - train_s, why)
-
-
-SITTING_REHEARSAL = ROOT / "results" / "sitting_rehearsal.csv"
-
-
-def _plan_summary(verdicts: dict[int, str]) -> str:
-    """'Five sittings: four fit as measured; tight: sitting 4.' from each sitting's verdict."""
-    def sittings(names: list[str]) -> str:
-        return f"sitting{'s' if len(names) > 1 else ''} {', '.join(names)}"
-
-    n = len(verdicts)
-    groups = {v: [str(k) for k, f in verdicts.items() if f.startswith(v)] for v in ("fits", "tight", "does not fit")}
-    return (f"{_number_word(n).capitalize()} sitting{'s' if n != 1 else ''}: "
-            f"{_number_word(len(groups['fits'])) if groups['fits'] else 'none'} fit{'s' if len(groups['fits']) == 1 else ''} as measured"
-            + (f"; tight: {sittings(groups['tight'])}" if groups["tight"] else "")
-            + (f"; not fitting: {sittings(groups['does not fit'])}" if groups["does not fit"] else "") + ". ")
-
-
-def paper_sitting_plan(path: Path = SITTING_REHEARSAL) -> str:
-    """The next sittings' plan as rehearsed here (scripts/rehearse_sittings.py: the device scripts
-    at the smoke profile on the CPU, each sitting from the last one's results), each entry's
-    models trained and evaluated scaled to the paper profile at the pace of
-    :func:`paper_sitting_fit`: minutes per entry and per sitting, the start counted once."""
-    if not path.exists():
-        return "No plan rehearsed yet (`python scripts/rehearse_sittings.py --out results/sitting_rehearsal.csv`).\n"
-    pace = _sitting_pace(_paper_record())
-    if pace is None:
-        return "No paper run has logged its training phase yet.\n"
-    table = pd.read_csv(path, dtype={"notebook": str, "seeds": str, "entry": str})
-    rows, verdicts = [], {}
-    for sitting, entries in table.groupby("sitting", sort=True):
-        spent = [0.0, 0.0]                   # favourable, as measured; the start added below
-        for i, e in enumerate(entries.to_dict("records")):
-            work = (pace.favourable(e["models trained"], e["models evaluated"]),
-                    pace.as_measured(e["models trained"], e["models evaluated"]))
-            spent = [spent[0] + work[0], spent[1] + work[1]]
-            total = (spent[0] + MACHINE_START_S[0], spent[1] + MACHINE_START_S[1])
-            fit = ("fits" if total[1] <= SITTING_S else
-                   "tight: fits only in the favourable estimate" if total[0] <= SITTING_S else "does not fit")
-            kind = "the notebook" if ":" not in e["entry"] else "a pass (results only)"
-            rows.append({"sitting": str(sitting) if i == 0 else "", "entry": f"`{e['entry']}`",
-                         "what": f"{kind}, seeds {e['seeds']}",
-                         "models trained (of evaluated)": f"{e['models trained']} (of {e['models evaluated']})"
-                         + (f"; pools {e['pools']}" if "+" in str(e.get("pools", "")) else ""),
-                         "minutes (favourable – as measured)": f"{work[0] / 60:.0f} – {work[1] / 60:.0f}",
-                         "sitting so far, with the start": f"{total[0] / 60:.0f} – {total[1] / 60:.0f}: {fit}"})
-        verdicts[sitting] = fit
-    summary = _plan_summary(verdicts)
-    return (markdown_table(pd.DataFrame(rows), index=False).rstrip("\n") + "\n\n" + summary
-            + f"Models trained: as rehearsed at the smoke profile, each sitting on a bare machine from the last "
-            f"one's results (the counts per seed are the notebooks' code, the same at the paper profile). Minutes: "
-            f"at the pace of the table above ({pace.mean:.0f} s per model as measured, {pace.best:.0f} at best; "
-            f"{pace.other / pace.n_run:.0f} s of other work per model evaluated), the start "
-            f"{MACHINE_START_S[0] / 60:.1f}–{MACHINE_START_S[1] / 60:.1f} minutes.\n")
-# a machine's start, the quickest and slowest seen (2026-12-04's second sitting: held 623 s for a
-# 590 s command; 2026-12-03's fourth sitting: held 952 s for a 588 s command)
-MACHINE_START_S = (33, 364)
 
 
 def _number_word(n: int) -> str:
@@ -1343,8 +1289,7 @@ def paper_sitting_fit() -> str:
     pace = _sitting_pace(record)
     if pace is None:
         return "No paper run has logged its training phase yet.\n"
-    run, trained, n_run, train_s, mean, best, other, why = (
-        pace.run, pace.pools, pace.n_run, pace.train_s, pace.mean, pace.best, pace.other, pace.why)
+    run = pace.run
     current = make_config("paper").hash()
     ran = {r["notebook"][:2] for r in record["runs"] if _run_config(r) == current}
     ran_before = {r["notebook"][:2] for r in record["runs"]} - ran
@@ -1358,7 +1303,7 @@ def paper_sitting_fit() -> str:
     for nb in sorted(studies.SEEDS):
         models = len(studies.notebook_configs(nb, "paper", record["seeds"]))
         measured = as_measured(models, models)
-        favourable = models * best + other + MACHINE_START_S[0]
+        favourable = models * pace.best + pace.other + MACHINE_START_S[0]   # the run's other work whole
         fit = ("fits" if measured <= SITTING_S else
                "tight: fits only in the favourable estimate" if favourable <= SITTING_S else "does not fit")
         # (a first sitting is not told apart by its defaults: during the rerun, a notebook whose
@@ -1397,13 +1342,67 @@ def paper_sitting_fit() -> str:
                      "with the earlier notebooks' results: models trained, one sitting or two, as measured": reuse})
     return (markdown_table(pd.DataFrame(rows), index=False).rstrip("\n")
             + f"\n\nFrom notebook {run['notebook'][:2]}'s paper run ({run['gpu']}, MPS {'on' if run.get('mps') else 'off'}): "
-            f"{mean:.0f} s per model over its {len(trained)} training phase{'s' if len(trained) > 1 else ''} "
-            f"({n_run} models in {train_s:.0f} s{why}), "
-            f"{best:.0f} s in its best one; {other / 60:.1f} minutes of other work; a machine's start took "
+            f"{pace.mean:.0f} s per model over its {len(pace.pools)} training phase{'s' if len(pace.pools) > 1 else ''} "
+            f"({pace.n_run} models in {pace.train_s:.0f} s{pace.why}), "
+            f"{pace.best:.0f} s in its best one; {pace.other / 60:.1f} minutes of other work; a machine's start took "
             f"{MACHINE_START_S[0] / 60:.1f}–{MACHINE_START_S[1] / 60:.1f} minutes. A sitting has {SITTING_S // 60} "
             f"minutes of device time. In two sittings (\"A notebook in two sittings\" below) the first trains and "
             f"evaluates seeds {record['seeds'][0]} and {record['seeds'][1]}, the second the rest, its other work "
             f"counted whole.\n")
+
+
+SITTING_REHEARSAL = ROOT / "results" / "sitting_rehearsal.csv"
+
+
+def _plan_summary(verdicts: dict[int, str]) -> str:
+    """'Five sittings: four fit as measured; tight: sitting 4.' from each sitting's verdict."""
+    def sittings(names: list[str]) -> str:
+        return f"sitting{'s' if len(names) > 1 else ''} {', '.join(names)}"
+
+    n = len(verdicts)
+    groups = {v: [str(k) for k, f in verdicts.items() if f.startswith(v)] for v in ("fits", "tight", "does not fit")}
+    return (f"{_number_word(n).capitalize()} sitting{'s' if n != 1 else ''}: "
+            f"{_number_word(len(groups['fits'])) if groups['fits'] else 'none'} fit{'s' if len(groups['fits']) == 1 else ''} as measured"
+            + (f"; tight: {sittings(groups['tight'])}" if groups["tight"] else "")
+            + (f"; not fitting: {sittings(groups['does not fit'])}" if groups["does not fit"] else "") + ". ")
+
+
+def paper_sitting_plan(path: Path = SITTING_REHEARSAL) -> str:
+    """The next sittings' plan as rehearsed here (scripts/rehearse_sittings.py: the device scripts
+    at the smoke profile on the CPU, each sitting from the last one's results), each entry's
+    models trained and evaluated scaled to the paper profile at the pace of
+    :func:`paper_sitting_fit`: minutes per entry and per sitting, the start counted once."""
+    if not path.exists():
+        return "No plan rehearsed yet (`python scripts/rehearse_sittings.py --out results/sitting_rehearsal.csv`).\n"
+    pace = _sitting_pace(_paper_record())
+    if pace is None:
+        return "No paper run has logged its training phase yet.\n"
+    table = pd.read_csv(path, dtype={"notebook": str, "seeds": str, "entry": str})
+    rows, verdicts = [], {}
+    for sitting, entries in table.groupby("sitting", sort=True):
+        spent = [0.0, 0.0]                   # favourable, as measured; the start added below
+        for i, e in enumerate(entries.to_dict("records")):
+            work = (pace.favourable(e["models trained"], e["models evaluated"]),
+                    pace.as_measured(e["models trained"], e["models evaluated"]))
+            spent = [spent[0] + work[0], spent[1] + work[1]]
+            total = (spent[0] + MACHINE_START_S[0], spent[1] + MACHINE_START_S[1])
+            fit = ("fits" if total[1] <= SITTING_S else
+                   "tight: fits only in the favourable estimate" if total[0] <= SITTING_S else "does not fit")
+            kind = "the notebook" if ":" not in e["entry"] else "a pass (results only)"
+            rows.append({"sitting": str(sitting) if i == 0 else "", "entry": f"`{e['entry']}`",
+                         "what": f"{kind}, seeds {e['seeds']}",
+                         "models trained (of evaluated)": f"{e['models trained']} (of {e['models evaluated']})"
+                         + (f"; pools {e['pools']}" if "+" in str(e.get("pools", "")) else ""),
+                         "minutes (favourable – as measured)": f"{work[0] / 60:.0f} – {work[1] / 60:.0f}",
+                         "sitting so far, with the start": f"{total[0] / 60:.0f} – {total[1] / 60:.0f}: {fit}"})
+        verdicts[sitting] = fit
+    summary = _plan_summary(verdicts)
+    return (markdown_table(pd.DataFrame(rows), index=False).rstrip("\n") + "\n\n" + summary
+            + f"Models trained: as rehearsed at the smoke profile, each sitting on a bare machine from the last "
+            f"one's results (the counts per seed are the notebooks' code, the same at the paper profile). Minutes: "
+            f"at the pace of the table above ({pace.mean:.0f} s per model as measured, {pace.best:.0f} at best; "
+            f"{pace.other / pace.n_run:.0f} s of other work per model evaluated), the start "
+            f"{MACHINE_START_S[0] / 60:.1f}–{MACHINE_START_S[1] / 60:.1f} minutes.\n")
 
 
 SHARED_RESULTS = ROOT / "results" / "shared_results.csv"
