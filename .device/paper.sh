@@ -2,7 +2,7 @@
 # Next sittings: the paper series again under the profile's new defaults (the plateau schedule, cap 60;
 # .device/README NEXT), a notebook per sitting, then with the time left the next notebook's models, a
 # seed per pass (NN:S entries below), so that no sitting's minutes go unused; then, on the GPU it leaves
-# idle, the benchmarks of the README's H200 column not yet measured (the queue at the end; the GPU-only
+# idle, the benchmarks of the H200 column (docs/paper_profile.md) not yet measured (the queue at the end; the GPU-only
 # tests first with GPU_TESTS=1). Runs detached in /tmp/w.
 # usage: [SEEDS="0 1"] [RESULTS_IN=FILE] [GPU_WORKERS=N] [DETERMINISTIC=1] [GPU_TESTS=1|K] bash /tmp/paper.sh REPO COMMIT [ENTRIES [TRAIN_COMPILE]]
 #   ENTRIES: the notebooks in order, e.g. "06" or "04 05:0" (default "06"). An entry NN runs notebook NN
@@ -97,7 +97,7 @@ for entry in $ENTRIES; do
     && mv /tmp/out/.results.tar.gz.tmp /tmp/out/results.tar.gz; }
   [ $rc = 0 ] || break
 done
-# then, on the GPU the notebooks leave, most asked first: the README's H200 rows not yet measured.
+# then, on the GPU the notebooks leave, most asked first: the H200 rows of docs/paper_profile.md not yet measured.
 # The training step with its block masks was measured on 2026-12-03 (results/paper/model_train_h200_cb8a1b5.txt:
 # step1 compiled 1.58x eager, MFU 23.4%, compiled block mask 1.5% of the step), so it is no longer queued.
 # GPU_TESTS=1 runs every GPU-only test first: all passed at model code 228471b4

@@ -2,7 +2,7 @@
 
 The end-to-end benchmark's compiled whole request crashed on the H200 (torch 2.11, CUDA 13) at its
 first call, inside inductor's runtime autotuning of a Triton kernel ("an illegal memory access",
-or "operation not supported on global/shared address space"; README "GPU benchmarks"), while the
+or "operation not supported on global/shared address space"; docs/paper_profile.md, "GPU benchmarks"), while the
 same request compiled for the CPU matched eager. This script compiles one part at a time, so that
 the part whose GPU kernels fail can be named; run each part in a process of its own (a CUDA error
 leaves the process's GPU context unusable; tests/test_generate.py does so).
@@ -19,7 +19,7 @@ leaves the process's GPU context unusable; tests/test_generate.py does so).
 ``prefill`` and ``request`` (default ``inside``: built in the graph, as ``encode`` does alone). On
 the H200 (2026-12-04) ``prefill`` with the mask inside crashed in FlexAttention's kernel with the
 mask's construction fused into it, the pattern of upstream reports of FlexAttention and
-``create_block_mask`` compiled together (README "GPU benchmarks").
+``create_block_mask`` compiled together (docs/paper_profile.md, "GPU benchmarks").
 
 On the H200 (2026-12-04) the first two matched eager alone and the whole request did not, so the
 failing kernels are in ``prefill`` or ``ranking``: the two model parts name which, if one fails.

@@ -20,7 +20,7 @@ but it also ran at 452 ms with no sampler, as the first contender of a later run
 inter-op pool nor the collating thread): PyTorch gives every process a thread per core, so
 several models on one GPU host (8 workers on 16 cores in the series) may oversubscribe the CPU
 that builds their batches and launches their kernels; on the H200 a step's wall time has been
-several times its GPU kernel time (README, run 6's profile). ``20x4f`` against ``20x4ft4``
+several times its GPU kernel time (docs/learning.md, run 6's profile). ``20x4f`` against ``20x4ft4``
 measures whether that is why.
 
 Every contender runs in this one invocation, one after another, on the same dataset; each

@@ -480,7 +480,7 @@ BEFORE_LEARNABILITY: dict[str, Any] = {
     "model.embedding_init_std": 1.0,
     "train.epochs": 5, "train.patience": 1,
     # and the paper's literal reading of Step 2 and L_DC, the defaults until the paper-scale
-    # probes (README, "Do the models learn?")
+    # probes (docs/learning.md)
     "model.task_query": "learned", "model.step2_init": "default", "train.dc_candidates": "impressions+negatives",
 }
 
@@ -512,7 +512,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     # time (3 min per world on the H100 host's CPU). On one H200 (seed 0, early stopping off),
     # Step 2 and the full model learn at these history lengths only with the task queries,
     # the Step-2 initialisation and the L_DC candidates that are now every profile's defaults,
-    # and need about thirty epochs (README, "Do the models learn?"). On seeds 1 and 2 they learn
+    # and need about thirty epochs (docs/learning.md). On seeds 1 and 2 they learn
     # only at the lower learning rate and longer warm-up below (runs 7 and 8), and then their
     # served lists flatten after about 12-15 epochs, 71-79% of the popularity -> oracle gap.
     "paper": {
@@ -526,9 +526,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                   "compile_block_mask": True},
         # lr 1e-3 after three epochs of linear warm-up (282 steps of 256): with 2e-3 after 30
         # steps the paper-sized model stayed at popularity on seeds 1 and 2 of three (runs 6
-        # and 7, README "Do the models learn?"), while fp32 or dense attention did not help.
+        # and 7, docs/learning.md), while fp32 or dense attention did not help.
         # The plateau schedule and a 60-epoch cap, by the rule scripts/patience_study.py states
-        # before its runs (README "Trained to convergence?"): under the cosine decay to a 30-epoch
+        # before its runs (docs/paper_profile.md, "Trained to convergence?"): under the cosine decay to a 30-epoch
         # cap most runs ended at the cap, annealed by it; on one H200 (seeds 0-2, the full model
         # and the Step-1 generator) all six plateau runs ended by their stopping rule, after
         # 37-48 epochs, and neither model's best validation loss was higher under it (paired by

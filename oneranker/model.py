@@ -408,7 +408,7 @@ class OneRanker(nn.Module):
         """Steps 1 and 2 on a batch. ``mask``: Step 1's, as :meth:`step1_mask` builds it for this
         batch, built here when not given. A caller that compiles the rest passes it in, built
         outside the compiled graph: on the H200, FlexAttention's kernel with its block mask built
-        inside the same compiled graph read out of bounds (README "GPU benchmarks"). A given mask
+        inside the same compiled graph read out of bounds (docs/paper_profile.md, "GPU benchmarks"). A given mask
         is trusted: the checks of lengths and prefix are :meth:`step1_mask`'s, where it was built."""
         tok_type = batch["tok_type"]
         B, L = tok_type.shape

@@ -77,7 +77,7 @@ def deterministic_algorithms(enabled: bool) -> Iterator[None]:
     """torch's deterministic algorithms on (or off) for the block, then as they were. Why: on a
     GPU some backward kernels add with atomics in whatever order the threads arrive, so two
     runs of one paper model over the same batches ended about 1e-3 apart and two runs of
-    notebook 04 moved its tables (README); with these on, torch takes a deterministic kernel
+    notebook 04 moved its tables (docs/paper_profile.md); with these on, torch takes a deterministic kernel
     for such an op or raises naming the op that has none. The CPU is deterministic either way."""
     before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(enabled)
@@ -104,8 +104,7 @@ def run_algorithms(device: torch.device) -> contextlib.AbstractContextManager:
 # Intra-op CPU threads of every model trained on the CPU, wherever it trains. CPU kernels split
 # their sums over the threads, so one config trained with 1 and with 2 threads ends with other
 # weights (a quick Step-2-only model: every tensor, up to 0.0135 apart) under the same cache key,
-# and a notebook's numbers then depend on which process trained its models (README, "Same seed,
-# same numbers").
+# and a notebook's numbers then depend on which process trained its models (docs/reproducibility.md).
 CPU_TRAINING_THREADS = 1
 
 

@@ -2,7 +2,7 @@
 
 A paper-profile training step is ~1,900 small GPU kernels: one model alone leaves the GPU idle
 while Python launches them, and several models in several processes queue their kernels one
-after another (their sum is a floor no number of processes goes under; README, "Where a paper
+after another (their sum is a floor no number of processes goes under; docs/paper_profile.md, "Where a
 step's time goes"). Stacking M models of the same architecture (the same config at M seeds)
 was meant to make every one of those kernels M times larger instead of M times more numerous
 (measured, a stack's step launches more kernels than one model's, not the same number):
@@ -25,7 +25,7 @@ model is therefore a function of its config, whose ``train.stack_seeds`` names t
 the caches are keyed by that config. Step 1 runs on dense-mask attention (FlexAttention does
 not run under vmap); the two compute the same function (tests/test_masks.py).
 
-Measured on the H200 (README, "Stacked models"; benchmarks/stacked_step.py), a stack does not
+Measured on the H200 (docs/paper_profile.md, "Stacked models"; benchmarks/stacked_step.py), a stack does not
 pay: CUDA's fused SDPA kernel refuses the vmapped call, so a stack runs the unfused math
 attention there (:func:`_attention_under_vmap`), and even against a model alone on that
 attention its step costs more GPU time per model, more with more models. No profile stacks.

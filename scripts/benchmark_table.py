@@ -1,4 +1,4 @@
-"""The README's GPU benchmark table ("GPU benchmarks"), rendered by scripts/render_readme.py.
+"""The GPU benchmark table of docs/paper_profile.md ("GPU benchmarks"), rendered by scripts/render_readme.py.
 
 Each row is one claim of issues 5 and 14: what is measured and by which script, what the
 H100 gave when it was measured (2026-11, kept as recorded: its raw outputs were not committed),

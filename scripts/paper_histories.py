@@ -3,7 +3,7 @@
 A paper model's weights (about 22 MB) stay on the lent GPU machine, and with them its training
 history: per-epoch training and validation losses, the best epoch and what ended the run. The
 notebooks keep a stopping table for notebook 04 only, without the curves, so whether the paper
-runs had flattened can only be read off a figure (README "Trained to convergence?"). This script
+runs had flattened can only be read off a figure (docs/paper_profile.md, "Trained to convergence?"). This script
 reads the histories of a notebook's models from the cache and writes them as JSON lines (a few
 KB), which `.device/paper.sh` brings back after each notebook. It reads; it trains nothing and
 changes no cached entry.

@@ -21,13 +21,13 @@ One process (the first variant asked for, on the first seed) also profiles three
 the top operators by GPU time and the CPU and GPU totals, to show what bounds a step.
 
 ``--set key=value`` changes the base config of every variant, e.g. a quick-profile model over
-paper-length histories, on a CPU (the "long-history lab" of the README):
+paper-length histories, on a CPU (the "long-history lab" of docs/learning.md):
 
     python scripts/paper_learning.py --profile quick --device cpu --set world.mean_requests=30 \
         world.max_requests=120 world.organic_per_request=6 data.max_history_len=512 --variants ...
 
 Runs 1 and 2 of the committed paper runs (``results/paper/learning_probes_h200_run*.jsonl``,
-README) were made by an earlier version: their "queries + last state" variants patched the computation of
+docs/learning.md) were made by an earlier version: their "queries + last state" variants patched the computation of
 ``model.task_query='learned+last'`` into ``Step2.forward``; their ``batch_build_s`` is the
 time to collate each batch and copy it to the GPU, in the step (now ``collate_s`` and
 ``wait_s``); their profile made three extra training steps in the first variant's run (now
@@ -53,7 +53,7 @@ PROBE_BASE = {"model.task_query": "learned", "model.step2_init": "default",
 # ... and, at the paper profile, its learning rate and warm-up before run 7 (config.py now
 # trains it at 1e-3 after three epochs of warm-up: "today's defaults, lr 1e-3, warm-up 3 epochs")
 # ... and the cosine schedule the probes ran on before the paper profile took the plateau one
-# (README "Trained to convergence?"): --epochs stays the schedule's length
+# (docs/paper_profile.md, "Trained to convergence?"): --epochs stays the schedule's length
 PROBE_BASE_OF_PROFILE = {"paper": {"train.lr": 2e-3, "train.warmup_steps": 30, "train.lr_schedule": "cosine"}}
 
 

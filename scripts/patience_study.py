@@ -4,7 +4,7 @@ Early stopping ends a run after ``train.patience`` epochs without a new best val
 keeps the best epoch's weights. If the validation loss is noisy, a small patience stops on a
 bump of a curve that would still fall: the weights kept are then those of an earlier, higher
 minimum. At the paper profile the learning curves brought back from the GPU show exactly that
-(README "Trained to convergence?"), and show a second limit: the cosine decay of the learning
+(docs/paper_profile.md, "Trained to convergence?"), and show a second limit: the cosine decay of the learning
 rate ends at the cap of epochs, so a run that reaches the cap is annealed by its budget.
 
 A *rule* is how a run ends: ``patience P`` (the cosine schedule, whatever the profile's, with each
@@ -245,7 +245,7 @@ def main() -> None:
                     help="train under CUDA's Multi-Process Service (oneranker.pool.mps), as the paper notebooks do")
     ap.add_argument("--epochs", type=int, default=None,
                     help="the patience rules' cap of epochs (train.epochs; default: the profile's). At the paper "
-                         "profile 30 is reached by runs still improving (README 'Trained to convergence?')")
+                         "profile 30 is reached by runs still improving (docs/paper_profile.md, 'Trained to convergence?')")
     ap.add_argument("--plateau-epochs", type=int, default=None,
                     help="also train every model under the plateau schedule (train.lr_schedule='plateau') at the "
                          "reference patience, with this cap of epochs")

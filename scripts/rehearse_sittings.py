@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from oneranker.cache import atomic_write_text  # noqa: E402
 from shared_results import scratch_copy  # noqa: E402  (scripts/, beside this file)
 
-# The plan of .device/README's NEXT (README "The next sittings, rehearsed": each sitting fits as
+# The plan of .device/README's NEXT (docs/paper_profile.md, "The next sittings, rehearsed": each sitting fits as
 # measured but the fourth, tight): 04; 05's seeds 0 and 1 as a pass; 05 (seed 2 trains); 06's
 # seeds 0 and 1 as a pass; 06. A sitting may add the next entry's pass at its end, as a bonus
 PLAN = ["04", "05:0,1", "05", "06:0,1", "06"]

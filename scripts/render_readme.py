@@ -1,6 +1,6 @@
-"""Render the README's (and docs/workshop.md's) tables and verdict lines from the committed result files.
+"""Render the tables and verdict lines of the README and its docs/ pages from the committed result files.
 
-The README quotes numbers only inside blocks marked ``<!-- BEGIN rendered: NAME -->`` ...
+The README and the pages of docs/ quote numbers only inside blocks marked ``<!-- BEGIN rendered: NAME -->`` ...
 ``<!-- END rendered: NAME -->``; this script rewrites each block from ``results/`` (the CSVs the
 notebooks and scripts write), so the prose around them can never drift from the outputs.
 ``--check`` only compares (``tests/test_project.py`` runs it): it fails when a block differs
@@ -1962,7 +1962,7 @@ def paper_table1() -> str:
     records = [r for path in _sitting_histories("06", directory) for r in paper_histories.read(path)]
     capped = sum(not r["stopped_early"] for r in records)
     provisional = (f"Provisional: {capped} of the notebook's {len(records)} runs whose learning curves came back "
-                   f"reached the epoch cap (\"Trained to convergence?\" below).\n\n" if capped else "")
+                   f"reached the epoch cap ([docs/paper_profile.md](docs/paper_profile.md), \"Trained to convergence?\").\n\n" if capped else "")
     return (provisional + markdown_table(shown.rename_axis(f"paper profile, served list ({seeds} seeds)")).rstrip("\n")
             + "\n\nOneRanker minus each list, paired by seed:\n\n"
             + table1_verdicts(directory, ("HR@5", "valueHR@5", "ecpmNDCG@5")) + "\n" + value
@@ -2086,14 +2086,43 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "real-data": real_data,
     "real-data-verdicts": real_data_verdicts,
     "code-version-check": code_version_check,
+    "workshop-times": workshop_times,
+}
+
+# Where each block lives: the README keeps the results and the headline of learnability, the
+# lab notes behind them live in docs/ (a block is in exactly one document; render() checks each
+# document's markers against its names).
+DOCUMENTS: dict[str, tuple[str, ...]] = {
+    "README.md": ("headroom", "learnability", "targets", "code-version-check", "paper-claims", "paper-scale",
+                  "table2", "table3", "table1", "table1-verdicts", "ab", "paper-table1", "real-data",
+                  "real-data-verdicts"),
+    "docs/learning.md": ("stopping", "patience-study", "paper-curves", "paper-probes", "long-history-lab",
+                         "task-query-quick", "paper-seeds", "paper-world-small-model", "paper-step-profile",
+                         "paper-compile-throughput", "paper-lr-warmup"),
+    "docs/paper_profile.md": ("gpu-tests", "compile-checks", "gpu-benchmarks", "paper-series", "paper-convergence",
+                              "paper-histories", "paper-patience-study", "paper-sitting-fit", "paper-sitting-plan",
+                              "paper-first-sittings", "paper-rerun-04", "paper-determinism", "paper-step-fusions",
+                              "paper-pool-blocks", "list-metrics-speed", "paper-headroom", "paper-table3", "paper-mps",
+                              "paper-mps-graphs", "paper-graphed-step", "truth-speed", "paper-arithmetic",
+                              "paper-step-contenders", "paper-step-summary", "paper-workers-threads",
+                              "paper-workers-summary", "paper-gpu-floor", "paper-stacked-step", "paper-stacked-summary"),
+    "docs/workshop.md": ("workshop-times",),
 }
 
 
-WORKSHOP_BLOCKS: dict[str, Callable[[], str]] = {"workshop-times": workshop_times}
-DOCUMENTS: dict[str, dict[str, Callable[[], str]]] = {"README.md": BLOCKS, "docs/workshop.md": WORKSHOP_BLOCKS}
+def document_blocks() -> dict[str, dict[str, Callable[[], str]]]:
+    """Each document's renderers; refuses a block named by no document or by two."""
+    named = [n for names in DOCUMENTS.values() for n in names]
+    twice = sorted({n for n in named if named.count(n) > 1})
+    unplaced, unknown = sorted(set(BLOCKS) - set(named)), sorted(set(named) - set(BLOCKS))
+    if twice or unplaced or unknown:
+        raise ValueError(f"render_readme.DOCUMENTS: blocks in two documents {twice}, in none {unplaced}, "
+                         f"without a renderer {unknown}")
+    return {doc: {n: BLOCKS[n] for n in names} for doc, names in DOCUMENTS.items()}
 
 
-def render(text: str, blocks: dict[str, Callable[[], str]] = BLOCKS) -> tuple[str, list[str]]:
+
+def render(text: str, blocks: dict[str, Callable[[], str]]) -> tuple[str, list[str]]:
     """The document with every block re-rendered, and the names of the blocks that changed."""
     changed = []
 
@@ -2111,7 +2140,8 @@ def render(text: str, blocks: dict[str, Callable[[], str]] = BLOCKS) -> tuple[st
     rendered = [m.group("name") for m in BLOCK.finditer(text)]
     if sorted(begins) != sorted(rendered) or sorted(rendered) != sorted(blocks):
         raise ValueError(f"blocks: markers {sorted(begins)}, complete blocks {sorted(rendered)}, "
-                         f"renderers {sorted(blocks)}: each renderer needs exactly one complete block")
+                         f"renderers {sorted(blocks)}: each renderer needs exactly one complete block "
+                         "(render_readme.DOCUMENTS says which document holds it)")
     return out, changed
 
 
@@ -2120,7 +2150,7 @@ def main() -> int:
     ap.add_argument("--check", action="store_true", help="compare only; exit 1 when a block is stale")
     args = ap.parse_args()
     stale = []
-    for name, blocks in DOCUMENTS.items():
+    for name, blocks in document_blocks().items():
         path = ROOT / name
         new, changed = render(path.read_text(), blocks)
         stale += [f"{name}: {block}" for block in changed]

@@ -8,7 +8,7 @@ profile, one seed, in a scratch copy of the checkout, once from an empty cache a
 the notebooks before it, their results in the cache but not their models or worlds (a bare
 machine: :func:`bare_machine`); the run's "models trained" phases are counted. Which models a
 notebook shares and which results it asks are the notebooks' code, the same at every profile,
-so the counts carry over to the paper profile's seeds (the README's sitting estimate reads them).
+so the counts carry over to the paper profile's seeds (the sitting estimate of docs/paper_profile.md reads them).
 Writes ``results/shared_results.csv``.
 
 Until 2026-12-04 the later notebooks ran with the earlier ones' models still in the cache, which

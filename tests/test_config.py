@@ -73,9 +73,9 @@ def test_runtime_knobs_stay_out_of_the_hash_and_others_do_not():
 # so a change of any default must be deliberate (update these, and re-run what they key).
 # Set when the learnability settings became the defaults; updated when model.task_query was
 # added, and when model.step2_init and train.dc_candidates were added and these three became
-# 'learned+last', 'zero' and 'impressions' (the paper-scale learning probes, README); the paper
+# 'learned+last', 'zero' and 'impressions' (the paper-scale learning probes, docs/learning.md); the paper
 # profile's when its learning rate and warm-up became 1e-3 and three epochs (runs 7 and 8), and
-# when it took the plateau schedule and a 60-epoch cap (the paper patience study, README "Trained
+# when it took the plateau schedule and a 60-epoch cap (the paper patience study, docs/paper_profile.md, "Trained
 # to convergence?"; b317c2748b38 before, the key of every paper result of model code 228471b4).
 PINNED_HASHES = {"quick": "5676affdc3dd", "smoke": "da2ad5b5cd64", "paper": "e7d64d5f284a"}
 

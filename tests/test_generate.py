@@ -263,7 +263,7 @@ SERVING_PARTS = [pytest.param(mode, part, id=f"{mode}-{part}",
 def test_a_compiled_serving_part_on_the_gpu_matches_eager(mode, part):
     """Each part of the serving request compiled by inductor for the GPU, at the end-to-end
     benchmark's sizes, returns eager's candidates (and scores): at those sizes the whole request
-    crashed on the H200 in inductor's autotuning (2026-12-03, README "GPU benchmarks"); the part
+    crashed on the H200 in inductor's autotuning (2026-12-03, docs/paper_profile.md, "GPU benchmarks"); the part
     that fails here names where (on 2026-12-04 the first two passed, and the ranking; the prefill
     crashed, marked above with the request). The model parts get 400 s: the whole request's
     default-mode compile ran past 200 s there."""
@@ -280,7 +280,7 @@ def test_a_compiled_serving_part_with_its_mask_built_outside_matches_eager(part,
     """The prefill and the whole request compiled with Step 1's block mask built eagerly and passed
     in (compile_check --mask outside): with the mask built inside the compiled graph, the prefill
     crashed on the H200 in FlexAttention's kernel with the mask's construction fused into it
-    (2026-12-04, README "GPU benchmarks"). 400 s to compile, as the model parts above."""
+    (2026-12-04, docs/paper_profile.md, "GPU benchmarks"). 400 s to compile, as the model parts above."""
     done = _compile_check("--part", part, "--mode", mode, "--mask", "outside", timeout=400)
     what = {0: "agreed", 3: "ran but disagreed with eager"}.get(done.returncode, f"crashed (exit {done.returncode})")
     assert done.returncode == 0, (what, done.stdout[-1000:], done.stderr[-3000:])

@@ -104,6 +104,47 @@ def test_readme_numbers_are_rendered_from_the_committed_results():
     assert "<!-- BEGIN rendered: table2 -->" in (root / "README.md").read_text()
 
 
+def _slug(heading: str) -> str:
+    """A heading's anchor as GitHub writes it: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _sections(text: str) -> list[str]:
+    """A document's section titles: its headings and the bold words that lead a paragraph."""
+    return ([m.group(1) for m in re.finditer(r"^#+ (.+)$", text, re.M)]
+            + [m.group(1) for m in re.finditer(r"^(?:- )?\*\*([^*]+)\*\*", text, re.M)])
+
+
+def test_the_pages_links_and_named_sections_exist():
+    """The README and docs/ point at each other by link and by section title ("docs/learning.md,
+    "Runs 7 and 8""); the code's comments name sections so too. A moved or renamed section fails
+    here: every relative link's file (and anchor) exists, and every title quoted after a page's
+    name leads a heading or a bold paragraph of that page."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            assert linked.exists(), f"{page.name} links to {target}, which does not exist"
+            if anchor:
+                slugs = [_slug(h) for h in re.findall(r"^#+ (.+)$", linked.read_text(), re.M)]
+                assert anchor in slugs, f"{page.name} links to {target}: no such heading"
+    titled = re.compile(r"(README|(?:docs/)?(?:learning|paper_profile|reproducibility|design|workshop)\.md)\)?,? "
+                        r"\"([^\"\n]+)\"")
+    sources = pages + [ROOT / ".device" / "README"] + sorted(
+        f for d in ("oneranker", "scripts", "tests", "benchmarks") for f in (ROOT / d).rglob("*.py"))
+    seen = 0
+    for source in sources:
+        for name, title in titled.findall(source.read_text()):
+            page = ROOT / ("README.md" if name == "README" else f"docs/{Path(name).name}")
+            assert any(s.startswith(title) for s in _sections(page.read_text())), \
+                f"{source.relative_to(ROOT)} names section {title!r} of {page.relative_to(ROOT)}, which has none so titled"
+            seen += 1
+    assert seen >= 10          # the pattern still finds the references it was written for
+
+
 def test_the_readme_sums_a_notebooks_phases_by_name_weighting_the_gpu_share_by_time(monkeypatch):
     """scripts/render_readme.py's paper-series cell, hand-computed: a sweep's two training rows
     become one (items and seconds summed, busy share 90%·10 s + 60%·30 s over 40 s = 67.5%), a
@@ -222,7 +263,7 @@ def test_the_readme_estimates_a_sitting_from_the_latest_logged_training_pace(mon
 
 
 def test_the_sitting_plan_scales_each_rehearsed_entry_by_hand(tmp_path, monkeypatch):
-    """The README's rehearsed plan (paper-sitting-plan) on a hand-made rehearsal and pace: 60 s per
+    """The rehearsed plan of docs/paper_profile.md (paper-sitting-plan) on a hand-made rehearsal and pace: 60 s per
     model trained (50 at best), 300 s of other work over 10 models (30 s per model evaluated), a
     start of 60 to 300 s. Sitting 1: 04 trains 15 of 15, favourably 15 * 50 + 15 * 30 = 1200 s
     (20 min), as measured 15 * 60 + 450 = 1350 s (22.5); with the start 1260 to 1650 s (21 to 27.5
@@ -609,7 +650,7 @@ def test_the_end_to_end_cell_names_the_contenders_that_failed(monkeypatch):
 
 
 def test_a_pending_second_sitting_finds_the_code_its_first_sitting_ran():
-    """A notebook split over two GPU sittings (README "A notebook in two sittings") reads the first
+    """A notebook split over two GPU sittings (docs/paper_profile.md, "A notebook in two sittings") reads the first
     sitting's results only under the model and result code that computed them (their versions key
     them): a change to either in between makes the second sitting train every seed, more than a
     sitting holds. So while a first sitting's results are committed and its notebook has no entry

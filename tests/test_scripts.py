@@ -306,7 +306,7 @@ def test_code_version_comparison_tells_equal_models_from_different_ones(tmp_path
 
 def test_list_metrics_benchmark_compares_each_path_with_the_one_it_replaced():
     """benchmarks/list_metrics.py at a toy size: two rows, each with a ratio, and both outputs
-    equal to the replaced code's (the parity the README's block reports)."""
+    equal to the replaced code's (the parity the block of docs/paper_profile.md reports)."""
     cmd = [sys.executable, str(ROOT / "benchmarks" / "list_metrics.py"), "--requests", "40", "--ads", "500",
            "--n", "30", "--repeats", "1"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -327,14 +327,14 @@ def test_beam_search_benchmark_runs_both_parts_at_the_smoke_size():
     generation = out.split("## generation")[1].splitlines()
     assert [line.split()[0] for line in generation[1:3]] == ["shared", "per-beam"]
     assert "shared vs per-beam copies:" in out and "same ads in" in out
-    # the README's benchmark table reads this very output (scripts/benchmark_table.py)
+    # the benchmark table of docs/paper_profile.md reads this very output (scripts/benchmark_table.py)
     table = _benchmark_table()
     assert table.beam_paths(out)[0].endswith("paths/s eager (4 users)")       # no CUDA graph on the CPU
     assert re.fullmatch(r"[\d.]+× \([\d.]+ vs [\d.]+ ms\)", table.beam_generation(out)[0])
 
 
 def _benchmark_table():
-    """scripts/benchmark_table.py, the README's GPU benchmark table."""
+    """scripts/benchmark_table.py, the GPU benchmark table of docs/paper_profile.md."""
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
         import benchmark_table

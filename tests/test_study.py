@@ -736,7 +736,7 @@ def test_a_cpu_model_is_the_same_bits_whichever_process_trains_it(tmp_path):
     bit for bit: the cache keys a model by its config and code only, so the thread count must
     not change it (pool.cpu_training_threads). Without that pin this tiny model's weights differ
     by about 1e-3 between 1 and 2 threads (CPU kernels split their sums over the threads); a
-    fresh clone's make reproduce found the quick Step-2-only models differing so (README)."""
+    fresh clone's make reproduce found the quick Step-2-only models differing so (docs/reproducibility.md)."""
     cfg = tiny_config(seed=0)
     pool.train_all([cfg], tmp_path / "pool", device="cpu", workers=1)
     study = _study(tmp_path / "own")
