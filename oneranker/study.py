@@ -46,6 +46,9 @@ from .train import History, mean_loss_terms
 from .world import World
 
 Trained = tuple[Config, Prepared, OneRanker, History]
+# What a study asks of a model (or a cascade's two): the kind of result, their configs, its arguments;
+# the cache keeps each answer (:func:`cache.result_path`)
+Ask = tuple[str, list[Config], dict]
 PHASE_LOG_ENV = "ONERANKER_PHASE_LOG"
 
 
@@ -106,6 +109,7 @@ class Study:
     _reference_rows: dict = field(default_factory=dict, init=False, repr=False)
     timings: list[dict] = field(default_factory=list, init=False, repr=False)
     results_reused: int = field(default=0, init=False)
+    _declared: list[Ask] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.seeds = tuple(self.seeds)
@@ -158,13 +162,33 @@ class Study:
         grids); later calls find them in the cache."""
         self._train_configs([c for v in variants for s in self.seeds for c in self.configs(v, s)])
 
+    def will_ask(self, analysis: str, variants: dict[str, Variant], **kwargs) -> None:
+        """Declare, before :meth:`train`, a per-model analysis that a later cell runs:
+        ``analysis`` is the method's name (``consistency``, ``validation_loss_terms``,
+        ``ranker_auc``), ``variants`` and ``kwargs`` its arguments. The next pool then also trains
+        each model whose result of it is not in the cache, though every result asked of it so far
+        is (an earlier notebook's model, or an earlier sitting's seeds: :func:`cache.answered`
+        would skip it). Undeclared, such a model trains when the cell asks, in a pool of its own:
+        at the paper profile a lone model's whole training, minutes of a GPU sitting."""
+        builders = {"consistency": self._consistency_asks, "validation_loss_terms": self._loss_terms_asks,
+                    "ranker_auc": self._ranker_auc_asks}
+        if analysis not in builders:
+            raise ValueError(f"Study.will_ask: no per-model analysis {analysis!r}; one of {sorted(builders)}")
+        self._declared += builders[analysis](variants, **kwargs).values()
+
+    def _declared_missing(self) -> list[Config]:
+        """The models of the declared asks (:meth:`will_ask`) whose result is not in the cache."""
+        return [c for kind, cfgs, args in self._declared if not self._result_path(kind, cfgs, args).exists()
+                for c in cfgs]
+
     def _train_configs(self, cfgs: list[Config], skip_answered: bool = True) -> None:
         """Simulate the missing worlds, then train the missing models, each a timed phase; with
         ``skip_answered``, not those whose every result asked so far is in the cache
-        (:func:`cache.answered`)."""
+        (:func:`cache.answered`), unless a declared ask (:meth:`will_ask`) still needs them."""
+        declared = self._declared_missing()
         with self._phase("worlds simulated") as phase:
-            phase["items"] = prepare_all(cfgs, self.cache_dir)
-        needed = [c for c in cfgs if not (skip_answered and answered(c, self.cache_dir))]
+            phase["items"] = prepare_all(cfgs + declared, self.cache_dir)
+        needed = [c for c in cfgs if not (skip_answered and answered(c, self.cache_dir))] + declared
         with self._phase("models trained") as phase:      # a stack (train.stack_seeds) counts once
             phase["items"] = train_all(needed, self.cache_dir, device=self.device, workers=self.workers)
 
@@ -352,14 +376,20 @@ class Study:
                          "value_rho": float(np.nanmean(a["value_rho"]))})
         return pd.DataFrame(rows)
 
-    def _per_model(self, kind: str, variants: dict[str, dict], args: Callable[[int], dict],
-                   compute: Callable[[Config], dict]) -> dict[tuple[str, int], dict]:
-        """``compute(config)`` of the one-model variant of each name at each seed, keyed (name,
-        seed), through the cache's results (:meth:`_result`, under ``args(seed)``): the models
-        trained first, the skipped ones too where a result is missing (:meth:`_ensure_models`)."""
-        self.train(list(variants.values()))
-        asks = {(name, seed): (kind, [make_config(self.profile, seed=seed, **overrides)], args(seed))
+    def _model_asks(self, kind: str, variants: dict[str, dict],
+                    args: Callable[[int], dict]) -> dict[tuple[str, int], Ask]:
+        """What a per-model analysis asks of the one-model variant of each name at each seed,
+        keyed (name, seed): ``kind`` of its model under ``args(seed)``. The one home of an
+        analysis's asks, for running it (:meth:`_per_model`) and declaring it (:meth:`will_ask`)."""
+        return {(name, seed): (kind, [make_config(self.profile, seed=seed, **overrides)], args(seed))
                 for name, overrides in variants.items() for seed in self.seeds}
+
+    def _per_model(self, variants: dict[str, dict], asks: dict[tuple[str, int], Ask],
+                   compute: Callable[[Config], dict]) -> dict[tuple[str, int], dict]:
+        """``compute(config)`` of each ask (:meth:`_model_asks`), keyed (name, seed), through the
+        cache's results (:meth:`_result`): the models trained first, the skipped ones too where a
+        result is missing (:meth:`_ensure_models`)."""
+        self.train(list(variants.values()))
         self._ensure_models(list(asks.values()))
         with self._reuse_logged():
             return {key: self._result(kind, cfgs, a, lambda: compute(cfgs[0]))
@@ -368,13 +398,17 @@ class Study:
     def consistency(self, variants: dict[str, dict]) -> Consistency:
         """:func:`evaluate.generator_ranker_consistency` of every variant and seed on the test
         requests' ``train.n_candidates`` generated candidates."""
-        results = self._per_model("consistency", variants, lambda seed: {}, self._consistency)
+        results = self._per_model(variants, self._consistency_asks(variants), self._consistency)
         summary = [{"variant": name, "seed": seed, **r["summary"]} for (name, seed), r in results.items()]
         overlap = [{"variant": name, "seed": seed, "k": k, "overlap": o}
                    for (name, seed), r in results.items() for k, o in enumerate(r["topk_overlap"], start=1)]
         differences = {name: np.concatenate([results[name, seed]["rank_difference"].ravel() for seed in self.seeds])
                        for name in variants}
         return Consistency(pd.DataFrame(summary), pd.DataFrame(overlap), differences)
+
+    def _consistency_asks(self, variants: dict[str, dict]) -> dict[tuple[str, int], Ask]:
+        """What :meth:`consistency` asks of each model."""
+        return self._model_asks("consistency", variants, lambda seed: {})
 
     def _consistency(self, cfg: Config) -> dict:
         """One model's part of :meth:`consistency`."""
@@ -392,11 +426,21 @@ class Study:
         the losses of the ``reference`` overrides (default: the full model's), so that a model
         trained without a term (e.g. gamma = 0) is still scored on it. Random candidates and
         targets are drawn from one fixed generator per seed, the same for every variant."""
-        objective = {seed: make_config(self.profile, seed=seed, **(reference or {})).train for seed in self.seeds}
-        results = self._per_model(
-            "loss_terms", variants, lambda seed: {"reference": dataclasses.asdict(objective[seed]), "n_requests": n_requests},
-            lambda cfg: self._loss_terms(cfg, objective[cfg.seed], n_requests))
+        objective = self._objective(reference)
+        results = self._per_model(variants, self._loss_terms_asks(variants, reference, n_requests),
+                                  lambda cfg: self._loss_terms(cfg, objective[cfg.seed], n_requests))
         return pd.DataFrame([{"variant": name, "seed": seed, **r} for (name, seed), r in results.items()])
+
+    def _objective(self, reference: dict | None) -> dict[int, Any]:
+        """Per seed, the training config whose losses :meth:`validation_loss_terms` measures."""
+        return {seed: make_config(self.profile, seed=seed, **(reference or {})).train for seed in self.seeds}
+
+    def _loss_terms_asks(self, variants: dict[str, dict], reference: dict | None = None,
+                         n_requests: int = 1000) -> dict[tuple[str, int], Ask]:
+        """What :meth:`validation_loss_terms` asks of each model."""
+        objective = self._objective(reference)
+        return self._model_asks("loss_terms", variants, lambda seed: {"reference": dataclasses.asdict(objective[seed]),
+                                                                      "n_requests": n_requests})
 
     def _loss_terms(self, cfg: Config, tc, n_requests: int) -> dict:
         """One model's row of :meth:`validation_loss_terms`."""
@@ -408,10 +452,18 @@ class Study:
     def ranker_auc(self, rankers: dict[str, Variant], n_requests: int | None = None) -> pd.DataFrame:
         """AUC and GAUC of each variant's ranker (a model's own R-Decoder, or a cascade's separate
         ranker) on the logged test impressions, one row per (variant, seed)."""
-        ranker_overrides = {name: (v.ranker if isinstance(v, Cascade) else v) for name, v in rankers.items()}
-        results = self._per_model("ranker_auc", ranker_overrides, lambda seed: {"n_requests": n_requests},
+        results = self._per_model(self._rankers(rankers), self._ranker_auc_asks(rankers, n_requests),
                                   lambda cfg: self._ranker_auc(cfg, n_requests))
         return pd.DataFrame([{"variant": name, "seed": seed, **r} for (name, seed), r in results.items()])
+
+    @staticmethod
+    def _rankers(rankers: dict[str, Variant]) -> dict[str, dict]:
+        """Each variant's ranker as a one-model variant: a cascade's separate ranker, else the model."""
+        return {name: (v.ranker if isinstance(v, Cascade) else v) for name, v in rankers.items()}
+
+    def _ranker_auc_asks(self, rankers: dict[str, Variant], n_requests: int | None = None) -> dict[tuple[str, int], Ask]:
+        """What :meth:`ranker_auc` asks of each ranker."""
+        return self._model_asks("ranker_auc", self._rankers(rankers), lambda seed: {"n_requests": n_requests})
 
     def _ranker_auc(self, cfg: Config, n_requests: int | None) -> dict:
         """One model's row of :meth:`ranker_auc`."""

@@ -593,6 +593,42 @@ def test_a_result_the_first_sitting_did_not_ask_trains_its_models_up_front_and_n
     assert other.results_reused == 0
 
 
+def test_a_declared_analysis_trains_the_models_it_needs_in_the_first_pool(tmp_path):
+    """Study.will_ask: a first sitting (seeds 0 1) asks a grid and a consistency; its models and
+    worlds vanish. A study with seeds 0 1 2 that declares the consistency and the loss terms
+    before training trains, in one pool, seed 2 and the models of seeds 0 and 1 whose loss terms
+    are missing (answered for everything asked so far, they would otherwise be skipped and then
+    train in a later pool of their own); the analyses then train nothing. A declaration that
+    the cache already answers adds nothing; a cascade's AUC declares its ranker; an unknown
+    analysis is refused before any work."""
+    variants = {"full": dict(TINY)}
+    first = _study(tmp_path, seeds=(0, 1))
+    first.grid(variants, references=False)
+    first.consistency(variants)
+    for folder in ("models", "data"):
+        shutil.rmtree(tmp_path / folder)
+    later = _study(tmp_path, seeds=(0, 1, 2))
+    later.will_ask("consistency", variants)
+    later.will_ask("validation_loss_terms", variants, n_requests=10)
+    later.train(list(variants.values()))
+    later.grid(variants, references=False)
+    later.consistency(variants)
+    later.validation_loss_terms(variants, n_requests=10)
+    assert [t["items"] for t in later.timings if t["phase"] == "models trained"] == [3]
+    assert later.results_reused == 2 + 2               # seeds 0 and 1: their grid rows and consistency
+    for folder in ("models", "data"):
+        shutil.rmtree(tmp_path / folder)
+    answered = _study(tmp_path, seeds=(0, 1, 2))
+    answered.will_ask("consistency", variants)
+    answered.train(list(variants.values()))
+    assert not [t for t in answered.timings if t["phase"] == "models trained"]
+    fresh = _study(tmp_path / "fresh", seeds=(0,))
+    fresh.will_ask("ranker_auc", {"cascade": Cascade(generator={**TINY, **GPR}, ranker={**TINY, **CASCADE_RANKER})})
+    assert [c.hash() for c in fresh._declared_missing()] == [make_config(PROFILE, seed=0, **TINY, **CASCADE_RANKER).hash()]
+    with pytest.raises(ValueError, match="no per-model analysis 'lists'"):
+        fresh.will_ask("lists", variants)
+
+
 def test_a_runs_deterministic_switch_turns_torchs_deterministic_algorithms_on_for_cuda_training_only(
         tmp_path, monkeypatch, capsys):
     """pool.run_algorithms: with ONERANKER_DETERMINISTIC (reproduce/pretrain --deterministic) a
