@@ -8,7 +8,7 @@ is then None, never a made-up zero.
 Sample every two seconds or more: an H200 benchmark stepped at 494 ms per step with samples
 every 100 ms and training runs sampled every 2-3 s at about 70 ms, which suggested that
 frequent sampling slows the host it measures; the same contender later stepped at 452 ms with
-no sampler at all (docs/paper_profile.md), so that is a suspicion, not a measurement. Two seconds costs
+no sampler at all (docs/learning.md), so that is a suspicion, not a measurement. Two seconds costs
 nothing that matters to a notebook of minutes.
 """
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import itertools
 import json
 import os
@@ -53,7 +54,7 @@ PHASE_LOG_ENV = "ONERANKER_PHASE_LOG"
 
 
 def phase_line(row: dict) -> str:
-    """One phase as the notebooks, ``reproduce`` and the README print it: what, how many, how
+    """One phase as the notebooks, ``reproduce`` and the run record's tables print it: what, how many, how
     long, and, where the run measured it, how busy the GPU was."""
     busy = row.get("gpu_busy_percent")
     return f"{row['phase']}: {row['items']} in {row['seconds']:.0f} s" + ("" if busy is None else f", GPU busy {busy:.0f}%")
@@ -91,7 +92,9 @@ class Study:
     kept in the cache's results (:meth:`_result`, keyed by the models, the arguments and the
     code), with a record of what was asked of each model. A later study does not train a model
     whose every result asked so far is there (:meth:`_train_configs`), and trains up front, in
-    its pool, the models of any result it then misses (:meth:`_ensure_models`). So a notebook's
+    its pool, the models of any result it then misses (:meth:`_ensure_models`); a notebook
+    declares the per-model analyses of its later cells before it trains (:meth:`will_ask`), so
+    that those models train in its first pool too, not alone when a cell asks. So a notebook's
     seeds can train in different sittings of a GPU whose trained models do not outlive the
     sitting: one run with some seeds leaves their results, a run with all seeds then trains
     only the others. ``results_reused`` counts the results served so.
@@ -174,7 +177,14 @@ class Study:
                     "ranker_auc": self._ranker_auc_asks}
         if analysis not in builders:
             raise ValueError(f"Study.will_ask: no per-model analysis {analysis!r}; one of {sorted(builders)}")
-        self._declared += builders[analysis](variants, **kwargs).values()
+        # bound as the analysis itself will be called, its defaults included: a declaration asks
+        # exactly what the later call asks, and a wrong argument is refused now
+        try:
+            call = inspect.signature(getattr(self, analysis)).bind(variants, **kwargs)
+        except TypeError as e:
+            raise TypeError(f"Study.will_ask({analysis!r}, ...): {e}") from None
+        call.apply_defaults()
+        self._declared += builders[analysis](**call.arguments).values()
 
     def _declared_missing(self) -> list[Config]:
         """The models of the declared asks (:meth:`will_ask`) whose result is not in the cache."""
@@ -435,8 +445,8 @@ class Study:
         """Per seed, the training config whose losses :meth:`validation_loss_terms` measures."""
         return {seed: make_config(self.profile, seed=seed, **(reference or {})).train for seed in self.seeds}
 
-    def _loss_terms_asks(self, variants: dict[str, dict], reference: dict | None = None,
-                         n_requests: int = 1000) -> dict[tuple[str, int], Ask]:
+    def _loss_terms_asks(self, variants: dict[str, dict], reference: dict | None,
+                         n_requests: int) -> dict[tuple[str, int], Ask]:
         """What :meth:`validation_loss_terms` asks of each model."""
         objective = self._objective(reference)
         return self._model_asks("loss_terms", variants, lambda seed: {"reference": dataclasses.asdict(objective[seed]),
@@ -461,7 +471,7 @@ class Study:
         """Each variant's ranker as a one-model variant: a cascade's separate ranker, else the model."""
         return {name: (v.ranker if isinstance(v, Cascade) else v) for name, v in rankers.items()}
 
-    def _ranker_auc_asks(self, rankers: dict[str, Variant], n_requests: int | None = None) -> dict[tuple[str, int], Ask]:
+    def _ranker_auc_asks(self, rankers: dict[str, Variant], n_requests: int | None) -> dict[tuple[str, int], Ask]:
         """What :meth:`ranker_auc` asks of each ranker."""
         return self._model_asks("ranker_auc", self._rankers(rankers), lambda seed: {"n_requests": n_requests})
 

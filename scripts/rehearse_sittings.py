@@ -17,7 +17,7 @@ or nearly: on the GPU slower per model than a full pool), the models it evaluate
 configs) and its seconds here.
 
     python scripts/rehearse_sittings.py                                   # the plan in .device/README (NEXT)
-    python scripts/rehearse_sittings.py --out results/sitting_rehearsal.csv    # what the README renders
+    python scripts/rehearse_sittings.py --out results/sitting_rehearsal.csv    # what docs/paper_profile.md renders
     python scripts/rehearse_sittings.py --sittings "04 05:0" "05 06:0" "06"
 """
 

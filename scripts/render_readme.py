@@ -585,7 +585,7 @@ DIGEST = re.compile(r"weights sha1 (?P<sha>[0-9a-f]+)")
 
 
 def determinism_verdict(step_text: str, test_text: str, bound: float = DETERMINISM_KERNEL_RATIO) -> tuple[pd.DataFrame, str]:
-    """The determinism measurement's table and what the README's rule, set before it, decides:
+    """The determinism measurement's table and what the rule of docs/paper_profile.md, set before it, decides:
     notebook 06 trains with --deterministic only if deterministic-again ends bit for bit where
     deterministic does (distance 0 and the same weights digest), the GPU test passed, and
     deterministic's GPU kernel time per step is at most ``bound`` x today's in the same call."""
@@ -789,7 +789,7 @@ def rerun_comparison(then: dict[str, list[list[str]]], now: dict[str, list[list[
 
 
 def paper_rerun_04() -> str:
-    """Notebook 04's two paper runs side by side: the gap-closed and ranker rows the README names,
+    """Notebook 04's two paper runs side by side: the gap-closed and ranker rows docs/paper_profile.md names,
     then and now, and how many difference verdicts changed sides."""
     paper_dir = ROOT / "results" / "paper"
     then = _logged_tables((paper_dir / RERUN_04_LOG).read_text())
@@ -901,7 +901,7 @@ def _today_table(name: str) -> str:
 
 
 def paper_step_summary() -> str:
-    """The numbers the README says of the step contenders, from the same files as the table."""
+    """The numbers docs/paper_profile.md says of the step contenders, from the same files as the table."""
     calls = [{m["spec"]: m for m in _step_lines(name)} for name in STEP_CALLS]
     saved = [1 - float(c["today"]["kernel"]) / float(c["select"]["kernel"]) for c in calls]
     today = calls[0]["today"]
@@ -925,7 +925,7 @@ def paper_step_summary() -> str:
 
 
 def paper_workers_summary() -> str:
-    """The numbers the README says of several models at once, from the same files as the table."""
+    """The numbers docs/paper_profile.md says of several models at once, from the same files as the table."""
     lines = {call: _throughput_lines(name) for call, name in THROUGHPUT_CALLS}
     many = [m for ls in lines.values() for m in ls if int(m["models"]) >= 6]
     alone_d = [float(m["ms"]) for m in lines["d"] if m["models"] == "1" and m["prefetch"] == "on"]

@@ -131,16 +131,21 @@ def test_the_pages_links_and_named_sections_exist():
             if anchor:
                 slugs = [_slug(h) for h in re.findall(r"^#+ (.+)$", linked.read_text(), re.M)]
                 assert anchor in slugs, f"{page.name} links to {target}: no such heading"
-    titled = re.compile(r"(README|(?:docs/)?(?:learning|paper_profile|reproducibility|design|workshop)\.md)\)?,? "
-                        r"\"([^\"\n]+)\"")
-    sources = pages + [ROOT / ".device" / "README"] + sorted(
-        f for d in ("oneranker", "scripts", "tests", "benchmarks") for f in (ROOT / d).rglob("*.py"))
+    titled = re.compile(r"(README|(?:docs/)?(?:learning|paper_profile|reproducibility|design|workshop)\.md)`?\)?(?:,\s+|\s)"
+                        r"(?:\"([^\"\n]+)\"|'([^'\n]+)')")
+    sources = {str(p.relative_to(ROOT)): p.read_text() for p in [*pages, ROOT / ".device" / "README", *sorted(
+        f for d in ("oneranker", "scripts", "tests", "benchmarks") for f in (ROOT / d).rglob("*.py"))]}
+    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):          # their markdown cells
+        cells = json.loads(notebook.read_text())["cells"]
+        sources[str(notebook.relative_to(ROOT))] = "\n\n".join("".join(c["source"]) for c in cells
+                                                               if c["cell_type"] == "markdown")
     seen = 0
-    for source in sources:
-        for name, title in titled.findall(source.read_text()):
+    for source, text in sources.items():
+        for name, double, single in titled.findall(text):
+            title = double or single
             page = ROOT / ("README.md" if name == "README" else f"docs/{Path(name).name}")
             assert any(s.startswith(title) for s in _sections(page.read_text())), \
-                f"{source.relative_to(ROOT)} names section {title!r} of {page.relative_to(ROOT)}, which has none so titled"
+                f"{source} names section {title!r} of {page.relative_to(ROOT)}, which has none so titled"
             seen += 1
     assert seen >= 10          # the pattern still finds the references it was written for
 

@@ -600,7 +600,8 @@ def test_a_declared_analysis_trains_the_models_it_needs_in_the_first_pool(tmp_pa
     are missing (answered for everything asked so far, they would otherwise be skipped and then
     train in a later pool of their own); the analyses then train nothing. A declaration that
     the cache already answers adds nothing; a cascade's AUC declares its ranker; an unknown
-    analysis is refused before any work."""
+    analysis or argument is refused before any work. A declaration is bound as its analysis is
+    called, defaults included, so that it asks what the later call asks."""
     variants = {"full": dict(TINY)}
     first = _study(tmp_path, seeds=(0, 1))
     first.grid(variants, references=False)
@@ -609,13 +610,14 @@ def test_a_declared_analysis_trains_the_models_it_needs_in_the_first_pool(tmp_pa
         shutil.rmtree(tmp_path / folder)
     later = _study(tmp_path, seeds=(0, 1, 2))
     later.will_ask("consistency", variants)
-    later.will_ask("validation_loss_terms", variants, n_requests=10)
+    later.will_ask("validation_loss_terms", variants)        # its defaults, as the call below takes them
     later.train(list(variants.values()))
     later.grid(variants, references=False)
     later.consistency(variants)
-    later.validation_loss_terms(variants, n_requests=10)
+    later.validation_loss_terms(variants)
     assert [t["items"] for t in later.timings if t["phase"] == "models trained"] == [3]
     assert later.results_reused == 2 + 2               # seeds 0 and 1: their grid rows and consistency
+    assert later._declared_missing() == []             # each declared ask was the very ask made later
     for folder in ("models", "data"):
         shutil.rmtree(tmp_path / folder)
     answered = _study(tmp_path, seeds=(0, 1, 2))
@@ -627,6 +629,8 @@ def test_a_declared_analysis_trains_the_models_it_needs_in_the_first_pool(tmp_pa
     assert [c.hash() for c in fresh._declared_missing()] == [make_config(PROFILE, seed=0, **TINY, **CASCADE_RANKER).hash()]
     with pytest.raises(ValueError, match="no per-model analysis 'lists'"):
         fresh.will_ask("lists", variants)
+    with pytest.raises(TypeError, match="will_ask\\('ranker_auc'.*n_request"):
+        fresh.will_ask("ranker_auc", variants, n_request=5)
 
 
 def test_a_runs_deterministic_switch_turns_torchs_deterministic_algorithms_on_for_cuda_training_only(
