@@ -2089,37 +2089,22 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "workshop-times": workshop_times,
 }
 
-# Where each block lives: the README keeps the results and the headline of learnability, the
-# lab notes behind them live in docs/ (a block is in exactly one document; render() checks each
-# document's markers against its names).
-DOCUMENTS: dict[str, tuple[str, ...]] = {
-    "README.md": ("headroom", "learnability", "targets", "code-version-check", "paper-claims", "paper-scale",
-                  "table2", "table3", "table1", "table1-verdicts", "ab", "paper-table1", "real-data",
-                  "real-data-verdicts"),
-    "docs/learning.md": ("stopping", "patience-study", "paper-curves", "paper-probes", "long-history-lab",
-                         "task-query-quick", "paper-seeds", "paper-world-small-model", "paper-step-profile",
-                         "paper-compile-throughput", "paper-lr-warmup"),
-    "docs/paper_profile.md": ("gpu-tests", "compile-checks", "gpu-benchmarks", "paper-series", "paper-convergence",
-                              "paper-histories", "paper-patience-study", "paper-sitting-fit", "paper-sitting-plan",
-                              "paper-first-sittings", "paper-rerun-04", "paper-determinism", "paper-step-fusions",
-                              "paper-pool-blocks", "list-metrics-speed", "paper-headroom", "paper-table3", "paper-mps",
-                              "paper-mps-graphs", "paper-graphed-step", "truth-speed", "paper-arithmetic",
-                              "paper-step-contenders", "paper-step-summary", "paper-workers-threads",
-                              "paper-workers-summary", "paper-gpu-floor", "paper-stacked-step", "paper-stacked-summary"),
-    "docs/workshop.md": ("workshop-times",),
-}
+# The documents that hold rendered blocks: the README keeps the results and the headline of
+# learnability, the lab notes behind them live in docs/. Where each block lives is read from the
+# documents' own markers; every renderer must appear in exactly one of them.
+DOCUMENTS = ("README.md", "docs/learning.md", "docs/paper_profile.md", "docs/workshop.md")
 
 
 def document_blocks() -> dict[str, dict[str, Callable[[], str]]]:
-    """Each document's renderers; refuses a block named by no document or by two."""
-    named = [n for names in DOCUMENTS.values() for n in names]
+    """Each document's renderers, found by its markers; refuses a renderer in no document or in two
+    (a marker without a renderer is :func:`render`'s refusal)."""
+    found = {doc: re.findall(r"<!-- BEGIN rendered: ([\w-]+) -->", (ROOT / doc).read_text()) for doc in DOCUMENTS}
+    named = [n for names in found.values() for n in names]
     twice = sorted({n for n in named if named.count(n) > 1})
-    unplaced, unknown = sorted(set(BLOCKS) - set(named)), sorted(set(named) - set(BLOCKS))
-    if twice or unplaced or unknown:
-        raise ValueError(f"render_readme.DOCUMENTS: blocks in two documents {twice}, in none {unplaced}, "
-                         f"without a renderer {unknown}")
-    return {doc: {n: BLOCKS[n] for n in names} for doc, names in DOCUMENTS.items()}
-
+    unplaced = sorted(set(BLOCKS) - set(named))
+    if twice or unplaced:
+        raise ValueError(f"render_readme: blocks in two documents {twice}, in none of {DOCUMENTS} {unplaced}")
+    return {doc: {n: BLOCKS[n] for n in names if n in BLOCKS} for doc, names in found.items()}
 
 
 def render(text: str, blocks: dict[str, Callable[[], str]]) -> tuple[str, list[str]]:
@@ -2141,7 +2126,7 @@ def render(text: str, blocks: dict[str, Callable[[], str]]) -> tuple[str, list[s
     if sorted(begins) != sorted(rendered) or sorted(rendered) != sorted(blocks):
         raise ValueError(f"blocks: markers {sorted(begins)}, complete blocks {sorted(rendered)}, "
                          f"renderers {sorted(blocks)}: each renderer needs exactly one complete block "
-                         "(render_readme.DOCUMENTS says which document holds it)")
+                         "(its marker says which document holds it)")
     return out, changed
 
 
