@@ -24,7 +24,7 @@ PAPER = ROOT / "results" / "paper"
 NEWEST_FIRST: dict[str, list[str]] = {
     "model_train": ["model_train_h200_cb8a1b5.txt", "model_train_h200_86ffb35.txt", "model_train_h200_bd6a44f.txt"],
     "beam_search": ["beam_search_h200_665c419.txt", "beam_search_h200_86e7b3e.txt", "beam_search_h200_cb8a1b5.txt", "beam_search_h200_bd6a44f.txt"],
-    "model_e2e": ["model_e2e_h200_cb8a1b5_2.txt", "model_e2e_h200_cb8a1b5.txt", "model_e2e_h200_bd6a44f.txt"],
+    "model_e2e": ["model_e2e_h200_2e33a46.txt", "model_e2e_h200_cb8a1b5_2.txt", "model_e2e_h200_cb8a1b5.txt", "model_e2e_h200_bd6a44f.txt"],
 }
 
 SEARCH_ROW = re.compile(r"^\s*(?P<users>\d+)\s+(?P<eager_ms>[\d.]+)\s+(?P<eager>\d+)\s+(?P<graph_ms>[\d.na]+)\s+"
