@@ -270,6 +270,7 @@ def bench_e2e(args, device) -> None:
           f"bf16")
     # in the order asked (a short call measures the first ones); a compile scope only if --compile has it
     contenders = [c for c in args.e2e_contenders if c == "none" or c.startswith("request") or c in args.compile]
+    first: tuple[str, float] | None = None   # the first contender measured: each later one's speed-up is over it
     for scope in contenders:               # serving has no loss; 'request': the whole request as one graph
         compiled = scope in args.compile
         outside = scope.endswith(MASK_OUTSIDE)
@@ -302,8 +303,12 @@ def bench_e2e(args, device) -> None:
                 raise
             continue
         med, p99 = statistics.median(times), times[min(len(times) - 1, int(0.99 * len(times)))]
+        first = first or (label, med)
+        # the ratio measured in this run: medians of one process on one GPU (across runs and machines
+        # the eager model's median has differed by about 2x, docs/paper_profile.md)
+        ratio = "" if first[0] == label else f", {first[1] / med:.2f}x the speed of {first[0]}"
         print(f"{label:48s} median {med * 1e3:7.2f} ms, p99 {p99 * 1e3:7.2f} ms, p99/median {p99 / med:.2f} "
-              f"({len(times)} batches)")
+              f"({len(times)} batches){ratio}")
 
 
 def main() -> None:

@@ -374,6 +374,10 @@ def test_model_benchmark_measures_the_end_to_end_contenders_asked_in_their_order
              "sdpa, eager model (request+graph/mask-outside compiles on CUDA only)", "sdpa, eager model"]
     table = _benchmark_table()
     assert [r["name"] for r in table.rows_of(table.E2E_ROW, out)] == names
+    # each contender after the first with its speed-up over the first, measured in this run
+    lines = [ln for ln in out.splitlines() if table.E2E_ROW.match(ln)]
+    assert "the speed of" not in lines[0]
+    assert all(re.search(rf", [\d.]+x the speed of {re.escape(names[0])}$", ln) for ln in lines[1:]), lines
     cell, _ = table.end_to_end(out)
     assert [part.split(":")[0] for part in cell.split("; ")] == names
     # on a GPU each contender is named as it is measured there (no GPU needed to name one)
