@@ -30,14 +30,15 @@ fi
 day=$(head -c 10 "$tmp/out/progress.log")     # the run's day: its first stamp
 for log in "$tmp"/out/nb_*.log; do
   [ -f "$log" ] || continue
-  nb=$(basename "$log" .log); nb=${nb#nb_}
-  state=$(grep -E "notebook $nb end" "$tmp/out/progress.log" | sed 's/^[^ ]* //' | paste -sd';' - || true)
+  # nb_NN.log: notebook NN's first entry of the sitting; nb_NN_K.log its K-th (paper.sh: several passes)
+  tag=$(basename "$log" .log); tag=${tag#nb_}; nb=${tag:0:2}; k=1; [[ $tag == *_* ]] && k=${tag#*_}
+  state=$(grep -E "notebook $nb end" "$tmp/out/progress.log" | sed -n "${k}p" | sed 's/^[^ ]* //' || true)
   [ -n "$state" ] || state="notebook $nb did not end in this sitting"
   where="paper, one NVIDIA H200"; [ "$prof" = paper ] || where="$prof, a rehearsal without a GPU"
   { echo "# notebook $nb at $where, $day, commit $commit: the reproduce command of .device/paper.sh's notebook loop ($state)"
     tr '\r' '\n' < "$log" | grep -v '^$' || true
-    echo "# progress.log"; cat "$tmp/out/progress.log"; } > "results/$prof/notebook${nb}_h200_${commit}.txt"
-  echo "wrote: results/$prof/notebook${nb}_h200_${commit}.txt ($state)"
+    echo "# progress.log"; cat "$tmp/out/progress.log"; } > "results/$prof/notebook${tag}_h200_${commit}.txt"
+  echo "wrote: results/$prof/notebook${tag}_h200_${commit}.txt ($state)"
 done
 for h in "$tmp"/out/histories_*.jsonl; do      # each notebook's models' learning curves (scripts/paper_histories.py)
   [ -s "$h" ] || continue

@@ -36,14 +36,22 @@ refuse() {
 distinct() { [ "$(for x in $1; do echo $((10#$x)); done | sort -u | wc -l)" = "$(echo $1 | wc -w)" ]; }
 [ -z "$SEEDS" ] || [[ $SEEDS =~ ^[0-9]+( [0-9]+)*$ ]] || refuse "SEEDS=\"$SEEDS\": give seeds as numbers, e.g. \"0 1\""
 [ -z "$SEEDS" ] || distinct "$SEEDS" || refuse "SEEDS=\"$SEEDS\": give distinct seeds"
-ENTRIES=${3-06}; seen=
+# A notebook may have several passes in one sitting, each of other seeds ("06:0 06:1": each pass's
+# results travel back when it ends, so a sitting cut in the second keeps the first's), and then
+# itself at most once (a pass after the whole notebook would train nothing new).
+ENTRIES=${3-06}; passed=; whole=
 [ -n "$(echo $ENTRIES)" ] || refuse "no entry: give the notebooks to run, e.g. \"04\" or \"05:0,1\""
 for entry in $ENTRIES; do
   [[ $entry =~ ^0[1-6](:[0-9]+(,[0-9]+)*)?$ ]] || refuse "entry '$entry': give a notebook NN (01-06), or NN:S[,S...] for a pass of those seeds"
   nb=${entry%%:*}
-  [[ " $seen " == *" $nb "* ]] && refuse "entry '$entry': notebook $nb named twice (a pass's seeds go in one entry, NN:0,1)"
-  seen="$seen $nb"
-  [[ $entry == *:* ]] && { distinct "$(echo ${entry#*:} | tr ',' ' ')" || refuse "entry '$entry': give distinct seeds"; }
+  [[ " $whole " == *" $nb "* ]] && refuse "entry '$entry': notebook $nb is named whole before it (a notebook's passes come first)"
+  if [[ $entry == *:* ]]; then
+    distinct "$(echo ${entry#*:} | tr ',' ' ')" || refuse "entry '$entry': give distinct seeds"
+    for s in $(echo ${entry#*:} | tr ',' ' '); do
+      [[ " $passed " == *" $nb:$((10#$s)) "* ]] && refuse "entry '$entry': seed $((10#$s)) of notebook $nb is in an earlier pass"
+      passed="$passed $nb:$((10#$s))"
+    done
+  else whole="$whole $nb"; fi
   ls "$1"/notebooks/${nb}_*.ipynb > /dev/null 2>&1 || refuse "entry '$entry': no notebooks/${nb}_*.ipynb in $1"
 done
 # SEEDS="0 1" makes every notebook entry a pass of those seeds ("05" -> "05:0,1"): one mechanism, the entries'
@@ -67,13 +75,20 @@ if [ -n "$RESULTS_IN" ]; then
   first=$(cat cache/results/TRAINING_MODE 2>/dev/null || echo unknown)
   [ "$first" = "$MODE" ] || { stamp "results in were trained $first, this sitting $MODE: stopped"; touch /tmp/out/DONE; exit 1; }
 fi
+ran=                                # the notebooks of the entries so far, once per entry
+declare -A seeds_so_far              # per notebook: the seeds of its entries so far (its histories)
 for entry in $ENTRIES; do
   nb=${entry%%:*}
   if [[ $entry == *:* ]]; then seeds=$(echo ${entry#*:} | tr ',' ' '); PARTIAL=--results-only   # a pass
   else seeds="0 1 2"; PARTIAL=; fi                                                 # the notebook
+  # the log of a notebook's k-th entry in this sitting: nb_NN.log for the first, nb_NN_k.log after it
+  # (collect.sh pairs it with the k-th "notebook NN end" stamp)
+  k=$(( $(echo $ran | tr ' ' '\n' | grep -c "^$nb$") + 1 )); ran="$ran $nb"
+  tag=$nb; [ $k -gt 1 ] && tag=${nb}_$k
+  seeds_so_far[$nb]=$(echo ${seeds_so_far[$nb]} $seeds | tr ' ' '\n' | sort -un | paste -sd' ' -)
   stamp "notebook $nb start (seeds $seeds $PARTIAL $MPS $COMPILE $DET)"
   export ONERANKER_GPU_WORKERS=${GPU_WORKERS:-9}   # GPU_WORKERS=10: one seed of 06 (10 models) in one wave
-  python3 -m oneranker reproduce --profile $PROFILE --device $DEVICE --seeds $seeds $PARTIAL $MPS $COMPILE $DET --notebooks notebooks/${nb}_*.ipynb > /tmp/out/nb_$nb.log 2>&1
+  python3 -m oneranker reproduce --profile $PROFILE --device $DEVICE --seeds $seeds $PARTIAL $MPS $COMPILE $DET --notebooks notebooks/${nb}_*.ipynb > /tmp/out/nb_$tag.log 2>&1
   rc=$?
   unset ONERANKER_GPU_WORKERS
   # a sitting's cache starts with no model (results only travel), so this counts what the sitting trained
@@ -81,7 +96,8 @@ for entry in $ENTRIES; do
   # the learning curve of every model it trained (the weights stay here; the curves are a few KB)
   # (notebook 01 trains none: nothing to write)
   if [ "$nb" != 01 ]; then
-    python3 scripts/paper_histories.py --notebooks $nb --profile $PROFILE --seeds $seeds --cache cache --out /tmp/out/histories_$nb.jsonl > /tmp/out/histories_$nb.log 2>&1
+    # every model of the notebook this sitting trained, its earlier passes' too (one file per notebook)
+    python3 scripts/paper_histories.py --notebooks $nb --profile $PROFILE --seeds ${seeds_so_far[$nb]} --cache cache --out /tmp/out/histories_$nb.jsonl > /tmp/out/histories_$nb.log 2>&1
     stamp "histories $nb rc=$?"   # its own status, not the test's (the 2026-12-04 sitting of 03 stamped the test's 1)
   fi
   # The models' results travel back after every notebook (small; the models stay here): a first sitting

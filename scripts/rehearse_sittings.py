@@ -42,8 +42,9 @@ from shared_results import scratch_copy  # noqa: E402  (scripts/, beside this fi
 
 # The plan of .device/README's NEXT (docs/paper_profile.md, "The next sittings, rehearsed": each sitting fits as
 # measured but the fourth, tight): 04; 05's seeds 0 and 1 as a pass; 05 (seed 2 trains); 06's
-# seeds 0 and 1 as a pass; 06. A sitting may add the next entry's pass at its end, as a bonus
-PLAN = ["04", "05:0,1", "05", "06:0,1", "06"]
+# seeds 0 and 1 as two passes, seed 0's results sent back before seed 1 starts (a sitting cut in
+# the second keeps the first); 06. A sitting may add the next entry's pass at its end, as a bonus
+PLAN = ["04", "05:0,1", "05", "06:0 06:1", "06"]
 # Where paper.sh works and writes on any machine (setup.sh): one rehearsal at a time
 WORK, OUT = Path("/tmp/w"), Path("/tmp/out")
 
@@ -57,7 +58,7 @@ def sitting_env(results_in: Path | None) -> dict[str, str]:
         raise FileNotFoundError(f"no python3 beside {sys.executable}: paper.sh calls python3")
     env = {**os.environ, "PROFILE": "smoke", "DEVICE": "cpu", "WHEELS": "0",
            "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
-    for knob in ("RESULTS_IN", "SEEDS", "GPU_WORKERS", "DETERMINISTIC", "GPU_TESTS"):   # paper.sh's, not the caller's
+    for knob in ("RESULTS_IN", "SEEDS", "GPU_WORKERS", "DETERMINISTIC", "GPU_TESTS", "E2E"):   # paper.sh's, not the caller's
         env.pop(knob, None)
     if results_in is not None:
         env["RESULTS_IN"] = str(results_in)
@@ -117,11 +118,18 @@ def run_sitting(repo: Path, entries: str, commit: str, results_in: Path | None, 
     script(repo, "wait.sh", ["0"], {**env, "OUT": str(collected)})
     script(repo, "collect.sh", [str(collected), commit], env)
     rows = entry_rows(log)
-    for row in rows:                 # the training pools of its log: a later pool trains alone
-        nb_log = OUT / f"nb_{row['notebook']}.log"
+    for i, row in enumerate(rows):   # the training pools of its log: a later pool trains alone
+        nb_log = OUT / entry_log_name(row["notebook"], [r["notebook"] for r in rows[:i]])
         text = nb_log.read_text(errors="replace") if nb_log.exists() else ""
         row["pools"] = " + ".join(m.group(1) for m in re.finditer(r"models trained: (\d+) in", text))
     return done.returncode, rows, log
+
+
+def entry_log_name(notebook: str, earlier: list[str]) -> str:
+    """paper.sh's log of an entry of ``notebook`` after the sitting's ``earlier`` entries' notebooks:
+    nb_NN.log for the notebook's first entry, nb_NN_K.log for its K-th (several passes of it)."""
+    k = earlier.count(notebook) + 1
+    return f"nb_{notebook}.log" if k == 1 else f"nb_{notebook}_{k}.log"
 
 
 def rehearse(sittings: list[str]) -> pd.DataFrame:

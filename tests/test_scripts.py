@@ -604,10 +604,21 @@ def test_rehearse_sittings_reads_each_entry_of_a_hand_made_progress_log():
         {"notebook": "05", "seeds": "0", "rc": 1, "models trained": 6, "seconds": 540.0}]
 
 
+def test_each_entry_of_a_notebook_in_a_sitting_has_its_own_log_name():
+    """paper.sh's log of a notebook's K-th entry in one sitting (several passes of it): nb_NN.log for
+    the first, nb_NN_K.log after, whatever other notebooks came between."""
+    name = _rehearse_sittings().entry_log_name
+    assert name("06", []) == "nb_06.log"
+    assert name("06", ["05", "06"]) == "nb_06_2.log"
+    assert name("06", ["06", "05", "06"]) == "nb_06_3.log"
+    assert name("05", ["06", "06"]) == "nb_05.log"
+
+
 def test_two_sittings_through_the_device_scripts_train_what_the_shared_results_measured(tmp_path):
     """Two sittings of .device/paper.sh at the smoke profile on the CPU (scripts/rehearse_sittings.py):
-    notebook 04's seed-0 models as a pass, then, on a bare machine from its results cache, 05's.
-    The second trains exactly the models results/shared_results.csv counts for 05 after 04 (both
+    notebook 04's seed-0 models as a pass, then, on a bare machine from its results cache, 05's
+    seeds 0 and 1 as two passes of one sitting (each pass's log and results its own: a sitting cut
+    in the second keeps the first). Seed 0 trains exactly the models results/shared_results.csv counts for 05 after 04 (both
     measure a bare machine, one through reproduce, one through the device scripts): fewer than 05
     alone only because a model 04 used itself no longer binds 05 (oneranker.cache.ASKER_ENV).
     A bad entry stops paper.sh before any work, naming it."""
@@ -616,14 +627,16 @@ def test_two_sittings_through_the_device_scripts_train_what_the_shared_results_m
     rehearse = _rehearse_sittings()
     if rehearse.job_running() is not None:
         pytest.skip("a paper.sh job is running on this machine: a rehearsal would replace its /tmp/w and /tmp/out")
-    table = rehearse.rehearse(["04:0", "05:0"])
+    table = rehearse.rehearse(["04:0", "05:0 05:1"])
     shared = pd.read_csv(ROOT / "results" / "shared_results.csv", dtype={"notebook": str}).set_index("notebook")
-    assert list(table["rc"]) == [0, 0]
-    assert list(table["models trained"]) == [shared.loc["04", "models per seed alone"],
-                                             shared.loc["05", "models per seed after"]]
-    assert shared.loc["05", "models per seed after"] < shared.loc["05", "models per seed alone"]
-    assert list(table["models evaluated"]) == [shared.loc["04", "models per seed alone"],
-                                               shared.loc["05", "models per seed alone"]]
+    alone, after = shared.loc["05", "models per seed alone"], shared.loc["05", "models per seed after"]
+    assert list(table["rc"]) == [0, 0, 0]
+    # the second sitting's two passes of 05: seed 0 shares 04's results, seed 1 has none to share
+    assert list(table["models trained"]) == [shared.loc["04", "models per seed alone"], after, alone]
+    assert after < alone
+    # each pass's pools read from its own log (nb_05.log, then nb_05_2.log): one pool each
+    assert list(table["pools"]) == [str(n) for n in table["models trained"]]
+    assert list(table["models evaluated"]) == [shared.loc["04", "models per seed alone"], alone, alone]
 
 
 def test_paper_sh_refuses_a_bad_entry_before_any_work():
@@ -633,7 +646,9 @@ def test_paper_sh_refuses_a_bad_entry_before_any_work():
     if rehearse.job_running() is not None:
         pytest.skip("a paper.sh job is running on this machine")
     for bad, seeds, why in (("05:0,0", "", "give distinct seeds"), ("05:0,00", "", "give distinct seeds"),
-                            ("5", "", "give a notebook NN"), ("05 05:1", "", "named twice"),
+                            ("5", "", "give a notebook NN"), ("05 05:1", "", "named whole before it"),
+                            ("05 05", "", "named whole before it"), ("05:0 05:1,0", "", "seed 0 of notebook 05 is in an earlier pass"),
+                            ("05:1 05:01", "", "seed 1 of notebook 05 is in an earlier pass"),
                             ("09", "", "give a notebook NN"), ("05:", "", "give a notebook NN"),
                             (" ", "", "no entry"), ("05", "0 0", "give distinct seeds"),
                             ("05", "0,1", "give seeds as numbers")):
