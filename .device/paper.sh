@@ -41,6 +41,9 @@ distinct() { [ "$(for x in $1; do echo $((10#$x)); done | sort -u | wc -l)" = "$
 # itself at most once (a pass after the whole notebook would train nothing new).
 ENTRIES=${3-06}; passed=; whole=
 [ -n "$(echo $ENTRIES)" ] || refuse "no entry: give the notebooks to run, e.g. \"04\" or \"05:0,1\""
+# SEEDS="0 1" makes every notebook entry a pass of those seeds ("05" -> "05:0,1"): one mechanism, the entries'
+# (before the checks below, so that "05:0 05" under SEEDS="0 1" is refused: seed 0 in two passes)
+[ -z "$SEEDS" ] || ENTRIES=$(for e in $ENTRIES; do [[ $e == *:* ]] && echo $e || echo "$e:${SEEDS// /,}"; done)
 for entry in $ENTRIES; do
   [[ $entry =~ ^0[1-6](:[0-9]+(,[0-9]+)*)?$ ]] || refuse "entry '$entry': give a notebook NN (01-06), or NN:S[,S...] for a pass of those seeds"
   nb=${entry%%:*}
@@ -54,8 +57,6 @@ for entry in $ENTRIES; do
   else whole="$whole $nb"; fi
   ls "$1"/notebooks/${nb}_*.ipynb > /dev/null 2>&1 || refuse "entry '$entry': no notebooks/${nb}_*.ipynb in $1"
 done
-# SEEDS="0 1" makes every notebook entry a pass of those seeds ("05" -> "05:0,1"): one mechanism, the entries'
-[ -z "$SEEDS" ] || ENTRIES=$(for e in $ENTRIES; do [[ $e == *:* ]] && echo $e || echo "$e:${SEEDS// /,}"; done)
 . "$(dirname "$0")/setup.sh" "$1" "$2"
 MPS=; [ "$DEVICE" = cuda ] && MPS=--mps
 if [ -n "$RESULTS_IN" ]; then

@@ -642,6 +642,7 @@ def paper_determinism() -> str:
 
 
 FIRST_SITTING = re.compile(r"notebook (?P<nb>\d+) end rc=0 \(seeds (?P<seeds>[\d ]+)\)")
+LOG_DAY = re.compile(r", (?P<day>\d{4}-\d{2}-\d{2}), commit ")     # collect.sh's header: the sitting's day
 DONE = re.compile(r"done in (?P<s>[\d.]+) s, GPU busy (?P<busy>\d+)%")
 TRAINED = re.compile(r"models trained: (?P<n>\d+) in (?P<s>\d+) s")
 
@@ -659,12 +660,34 @@ def _first_sittings(directory: Path = ROOT / "results" / "paper", seeds: tuple[i
         cache = directory / f"results_cache_{commit}.tar.gz"
         if first is None or not cache.exists() or set(map(int, first["seeds"].split())) >= set(seeds):
             continue                                # a whole run: all the seeds, no results cache
-        done, trained = DONE.search(text), TRAINED.search(text)
-        rows.append({"notebook": first["nb"], "seeds": first["seeds"], "commit": f"`{commit}`",
+        done, trained, day = DONE.search(text), TRAINED.search(text), LOG_DAY.search(text.splitlines()[0])
+        rows.append({"notebook": first["nb"], "seeds": first["seeds"], "day": day["day"] if day else "?",
+                     "model code": ", ".join(sorted(_cache_model_codes(cache))) or "?", "commit": f"`{commit}`",
                      "wall s": done["s"] if done else "?", "GPU busy": f"{done['busy']}%" if done else "?",
                      "models trained": f"{trained['n']} in {trained['s']} s" if trained else "?",
                      "results left for the second sitting": f"`{_shown(cache)}`", "log": f"`{_shown(log)}`"})
     return rows
+
+
+def _cache_model_codes(cache: Path) -> set[str]:
+    """The model-code versions of the results in a sitting's results cache (``cache.answered``'s
+    records, results/asked/CONFIG-MODELCODE-RESULTCODE.json); none if it cannot be read."""
+    import tarfile
+
+    try:
+        with tarfile.open(cache) as tar:
+            return {Path(n).stem.split("-")[1] for n in tar.getnames() if "/asked/" in n and n.count("-") >= 2}
+    except (tarfile.TarError, OSError):
+        return set()
+
+
+def _first_sittings_of(run: dict, firsts: list[dict]) -> list[dict]:
+    """The first sittings that belong to ``run`` (a run-record entry): of its notebook, with results
+    under its model code, on or before its day. A notebook run again under new code has its former
+    first sittings beside its new ones (05's of 2026-12-03 under 228471b4); only those of the run
+    the record names count with it."""
+    return [f for f in firsts if f["notebook"] == run["notebook"][:2] and f["day"] <= run["finished"][:10]
+            and run.get("model_code") in f["model code"].split(", ")]
 
 
 PYTEST_SUMMARY = re.compile(r"^=*[ \t]*(\d+ (?:passed|x?failed|xpassed|skipped|errors?|deselected)\b.*?)"
@@ -808,12 +831,12 @@ def paper_rerun_04() -> str:
              ("ranker on Step 1 only (ranked) minus Step 2 only, HR@5", diff_then, diff_now,
               ("ranker on Step 1 only (ranked)", "HR@5"))]
     rows = [{"what": what, "failed run (4e2f4c4)": a[key] + ("%" if "gap" in what else ""),
-             "committed run (4c61cb6)": b[key] + ("%" if "gap" in what else "")} for what, a, b, key in shown]
+             "whole run (4c61cb6)": b[key] + ("%" if "gap" in what else "")} for what, a, b, key in shown]
     stop_then, stop_now = (_cells(x["04_stopping.csv"], 2) for x in (then, now))
     rows.append({"what": "full OneRanker, seed 1: epochs (ended by)",
                  "failed run (4e2f4c4)": f"{stop_then[('full OneRanker', '1', 'epochs')]} "
                                          f"({stop_then[('full OneRanker', '1', 'ended by')]})",
-                 "committed run (4c61cb6)": f"{stop_now[('full OneRanker', '1', 'epochs')]} "
+                 "whole run (4c61cb6)": f"{stop_now[('full OneRanker', '1', 'epochs')]} "
                                             f"({stop_now[('full OneRanker', '1', 'ended by')]})"})
     c = rerun_comparison(then, now)
     points, (variant, list_name, column), old, new = c["largest"]
@@ -825,7 +848,7 @@ def paper_rerun_04() -> str:
             f"- Over every K and metric of its three difference tables ({', '.join(f'`{n[:-4]}`' for n in RERUN_04_DIFFERENCES)}), "
             f"{len(c['flips'])} of {c['compared']} cells changed sides between separated from 0 and not.\n"
             f"- The largest move of a gap-closed mean: {points:.1f} points ({variant}, {list_name} list, "
-            f"{column.removeprefix('gap closed ').removesuffix(' (%)')}: {old}% then, {new}% now).\n")
+            f"{column.removeprefix('gap closed ').removesuffix(' (%)')}: {old}% in the failed run, {new}% in the whole one).\n")
 
 
 THREADS_LINE = re.compile(r"^\s*(?P<spec>\S+): .*?prefetch (?P<prefetch>on|off).*?(?P<models>\d+) model\(s\) at once:\s+"
@@ -1137,12 +1160,13 @@ def paper_series() -> str:
     versions = code_versions(record)
     evaluations = {r["evaluation_code"] for r in record["runs"] if "evaluation_code" in r}
     ran = {r["notebook"][:2] for r in record["runs"]}
-    # a notebook split over two sittings: its entry is the second's; the first's time is in its log
-    firsts = {f["notebook"]: float(f["wall s"]) for f in _first_sittings(seeds=tuple(record["seeds"]))
-              if f["wall s"] != "?"}
-    missing = [f"{i:02d}" + (" (the first of its two sittings ran)" if f"{i:02d}" in firsts else "")
+    # a notebook split over sittings: its entry is the last one's; the first ones' time is in their
+    # logs (several where one sitting ran several passes of it, each with its own log)
+    firsts = [f for f in _first_sittings(seeds=tuple(record["seeds"])) if f["wall s"] != "?"]
+    missing = [f"{i:02d}" + (" (the first of its two sittings ran)" if any(f["notebook"] == f"{i:02d}" for f in firsts) else "")
                for i in range(1, 7) if f"{i:02d}" not in ran]
-    split = {nb: s for nb, s in firsts.items() if nb in ran}
+    split = {r["notebook"][:2]: s for r in record["runs"]
+             if (s := sum(float(f["wall s"]) for f in _first_sittings_of(r, firsts)))}
     total = sum(r["seconds"] for r in record["runs"]) + sum(split.values())
     over = [r["notebook"][:2] for r in record["runs"] if r["seconds"] + split.get(r["notebook"][:2], 0) > NOTEBOOK_BOUND_S]
     pre = record.get("pretrain")
@@ -1931,8 +1955,8 @@ def ab(directory: Path = QUICK) -> str:
 def _sitting_histories(notebook: str, directory: Path) -> list[Path]:
     """The learning-curve files of the committed paper run of ``notebook`` ("06"): its run record
     entry's commit and, where it ran in two sittings, its first sitting's (not a later rerun's)."""
-    commits = {_paper_run(f"{notebook}_")["commit"][:7]}
-    commits |= {row["commit"].strip("`") for row in _first_sittings(directory) if row["notebook"] == notebook}
+    run = _paper_run(f"{notebook}_")
+    commits = {run["commit"][:7]} | {row["commit"].strip("`") for row in _first_sittings_of(run, _first_sittings(directory))}
     return [path for c in sorted(commits) if (path := directory / f"histories_{notebook}_h200_{c}.jsonl").exists()]
 
 

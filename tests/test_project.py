@@ -432,6 +432,28 @@ def test_the_readme_finds_a_first_sitting_by_its_partial_seeds_and_results(monke
     rows = render_readme._first_sittings(tmp_path)
     assert [(r["notebook"], r["seeds"], r["wall s"], r["models trained"]) for r in rows] == [
         ("05", "0 1", "1127.8", "20 in 926 s")]
+    assert (rows[0]["day"], rows[0]["model code"]) == ("?", "?")      # no day in the header, an unreadable cache
+    # a sitting with two passes of 06 (collect.sh: notebook06_h200_C.txt, notebook06_2_h200_C.txt), its
+    # results cache holding records under model code dd68b6d1: a first sitting each, of that code and day
+    import io
+    import tarfile
+
+    with tarfile.open(tmp_path / "results_cache_ddd.tar.gz", "w:gz") as tar:
+        for name in ("results/asked/c3913e2758c6-dd68b6d1-7d801d10.json", "results/lists-9cbe62daac1fe448.pt"):
+            info = tarfile.TarInfo(name)
+            info.size = 2
+            tar.addfile(info, io.BytesIO(b"{}"))
+    for tag, seeds in (("06", "0"), ("06_2", "1")):
+        (tmp_path / f"notebook{tag}_h200_ddd.txt").write_text(
+            f"# notebook 06 at paper, one NVIDIA H200, 2026-12-06, commit ddd: the loop (notebook 06 end rc=0 "
+            f"(seeds {seeds}); models in the cache: 9)\n    done in 700.0 s, GPU busy 90% -> x.ipynb\n")
+    rows = render_readme._first_sittings(tmp_path)
+    assert sorted((r["notebook"], r["seeds"], r["day"], r["model code"], r["wall s"]) for r in rows if r["notebook"] == "06") == [
+        ("06", "0", "2026-12-06", "dd68b6d1", "700.0"), ("06", "1", "2026-12-06", "dd68b6d1", "700.0")]
+    run = {"notebook": "06_gmv.ipynb", "finished": "2026-12-06T10:00:00Z", "model_code": "dd68b6d1"}
+    assert len(render_readme._first_sittings_of(run, rows)) == 2
+    assert render_readme._first_sittings_of({**run, "model_code": "228471b4"}, rows) == []
+    assert render_readme._first_sittings_of({**run, "finished": "2026-12-05T10:00:00Z"}, rows) == []
 
 
 def test_the_readme_reads_each_fused_kernel_contender_against_its_calls_eager_row(monkeypatch, tmp_path):
@@ -739,8 +761,9 @@ def test_the_readme_counts_the_paper_runs_that_reached_the_epoch_cap(monkeypatch
 
 def test_the_paper_series_counts_a_split_notebooks_first_sitting(monkeypatch):
     """scripts/render_readme.py's paper-series totals, a hand-made record: notebooks 01 (200 s) and
-    05 (400 s, its second sitting) ran, 05's first sitting took 1,000 s and 06's first sitting ran
-    alone. The total is 200 + 400 + 1000 = 1600 s (26.7 minutes), 05 counts as over the 8-minute
+    05 (400 s, its second sitting) ran, 05's first sitting took 1,000 s (two passes of 600 and 400 s,
+    a log each; two more first sittings of 05, under other model code or after the run's day, are
+    another run's and left out) and 06's first sitting ran alone. The total is 200 + 400 + 1000 = 1600 s (26.7 minutes), 05 counts as over the 8-minute
     bound by its two sittings together (400 s alone is under it), and 06 is still to run, its
     first sitting named."""
     monkeypatch.syspath_prepend(str(ROOT / "scripts"))
@@ -752,8 +775,15 @@ def test_the_paper_series_counts_a_split_notebooks_first_sitting(monkeypatch):
 
     record = {"seeds": [0, 1, 2], "runs": [entry("01_data_prep.ipynb", 200.0), entry("05_dc.ipynb", 400.0)]}
     monkeypatch.setattr(render_readme, "_paper_record", lambda: record)
+
+    def first(nb: str, seconds: str, day: str = "2026-12-03", code: str = "228471b4") -> dict:
+        return {"notebook": nb, "wall s": seconds, "day": day, "model code": code}
+
+    # 05's first sitting ran as two passes (600 + 400 s, a log each); a later first sitting of 05
+    # under new code, and one dated after the run, are another run's
     monkeypatch.setattr(render_readme, "_first_sittings", lambda **_: [
-        {"notebook": "05", "wall s": "1000.0"}, {"notebook": "06", "wall s": "900.0"}])
+        first("05", "600.0"), first("05", "400.0"), first("05", "700.0", code="dd68b6d1"),
+        first("05", "800.0", day="2026-12-05"), first("06", "900.0")])
     text = render_readme.paper_series()
     assert "2 of notebooks 01–06 ran, 26.7 minutes in all (with the first sittings of 05 (1000 s), which the " \
            "table's rows leave out) (seeds 0, 1, 2)" in text

@@ -649,6 +649,7 @@ def test_paper_sh_refuses_a_bad_entry_before_any_work():
                             ("5", "", "give a notebook NN"), ("05 05:1", "", "named whole before it"),
                             ("05 05", "", "named whole before it"), ("05:0 05:1,0", "", "seed 0 of notebook 05 is in an earlier pass"),
                             ("05:1 05:01", "", "seed 1 of notebook 05 is in an earlier pass"),
+                            ("05:0 05", "0 1", "seed 0 of notebook 05 is in an earlier pass"),   # SEEDS: 05 -> 05:0,1
                             ("09", "", "give a notebook NN"), ("05:", "", "give a notebook NN"),
                             (" ", "", "no entry"), ("05", "0 0", "give distinct seeds"),
                             ("05", "0,1", "give seeds as numbers")):
