@@ -82,6 +82,13 @@ def change_to_best(curve: list[dict], last: int = LAST) -> float | None:
     return change_up_to_best([e["valid_loss"] for e in curve], last)
 
 
+def best_valid(curve: list[dict], best_epoch: int) -> float:
+    """The validation loss at a run's best epoch: the weights it kept (comparable across the
+    variants of one seed only where they compute the same loss terms)."""
+    (loss,) = [e["valid_loss"] for e in curve if e["epoch"] == best_epoch]
+    return loss
+
+
 def still_improving(best_epoch: int, epochs: int) -> bool:
     """Whether a run's best validation loss came in its last ``LATE`` epochs: a run the cap
     stopped then was still improving."""
@@ -94,16 +101,17 @@ def read(path: Path) -> list[dict]:
 
 
 def summary(records: list[dict]) -> str:
-    """A line per model: epochs, best epoch, what ended it and the last epochs' change of the
-    validation loss; then how many reached the cap and how many of those were still improving."""
+    """A line per model: epochs, best epoch, what ended it, the last epochs' change of the
+    validation loss and its value at the best epoch; then how many reached the cap and how many of those were still improving."""
     lines = [f"{'notebook':8s} {'seed':>4s} {'epochs':>6s} {'best':>4s}  {'ended by':14s} {f'last {LAST}':>8s} "
-             f"{f'{LAST} to best':>10s}  label"]
+             f"{f'{LAST} to best':>10s} {'best valid':>10s}  label"]
     for r in records:
         change, to_best = last_change(r["curve"]), change_to_best(r["curve"])
         lines.append(f"{r['notebook']:8s} {r['seed']:4d} {r['epochs']:6d} {r['best_epoch']:4d}  "
                      f"{'early stopping' if r['stopped_early'] else 'the cap':14s} "
                      f"{'n/a' if change is None else f'{100 * change:+.2f}%':>8s} "
-                     f"{'n/a' if to_best is None else f'{100 * to_best:+.2f}%':>10s}  {r['label']}")
+                     f"{'n/a' if to_best is None else f'{100 * to_best:+.2f}%':>10s} "
+                     f"{best_valid(r['curve'], r['best_epoch']):10.4f}  {r['label']}")
     capped = [r for r in records if not r["stopped_early"]]
     late = [r for r in capped if still_improving(r["best_epoch"], r["epochs"])]
     lines.append(f"{len(capped)} of {len(records)} runs reached the cap; {len(late)} of them had their best "

@@ -417,6 +417,8 @@ def test_paper_histories_writes_each_cached_models_curve_and_summarises_it(tmp_p
     table = subprocess.run([*script, "--summary", str(out)], cwd=ROOT, check=True, capture_output=True,
                            text=True).stdout
     assert "model.use_ranker=False" in table and "runs reached the cap" in table
+    kept = [e["valid_loss"] for e in record["curve"] if e["epoch"] == record["best_epoch"]][0]
+    assert f"{kept:10.4f}  model.use_ranker=False" in table          # the best epoch's validation loss
     refused = subprocess.run([*script, "--notebooks", "01", "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
     assert refused.returncode == 2 and "no notebook 01 trains models" in refused.stderr
 
@@ -438,6 +440,7 @@ def test_paper_histories_measures_the_last_epochs_change_by_hand():
     later = curve + [{"epoch": 7, "valid_loss": 5.5}, {"epoch": 8, "valid_loss": 6.0}]
     assert paper_histories.last_change(later) == -0.25
     assert paper_histories.change_to_best(later) == -0.5
+    assert paper_histories.best_valid(later, 6) == 5.0         # the kept epoch's, not the last (6.0)
     # a best within the first five epochs has no such change
     assert paper_histories.change_to_best(curve[::-1]) is None
 
