@@ -77,7 +77,6 @@ if [ -n "$RESULTS_IN" ]; then
   [ "$first" = "$MODE" ] || { stamp "results in were trained $first, this sitting $MODE: stopped"; touch /tmp/out/DONE; exit 1; }
 fi
 ran=                                # the notebooks of the entries so far, once per entry
-declare -A seeds_so_far              # per notebook: the seeds of its entries so far (its histories)
 for entry in $ENTRIES; do
   nb=${entry%%:*}
   if [[ $entry == *:* ]]; then seeds=$(echo ${entry#*:} | tr ',' ' '); PARTIAL=--results-only   # a pass
@@ -86,7 +85,6 @@ for entry in $ENTRIES; do
   # (collect.sh pairs it with the k-th "notebook NN end" stamp)
   k=$(( $(echo $ran | tr ' ' '\n' | grep -c "^$nb$") + 1 )); ran="$ran $nb"
   tag=$nb; [ $k -gt 1 ] && tag=${nb}_$k
-  seeds_so_far[$nb]=$(echo ${seeds_so_far[$nb]} $seeds | tr ' ' '\n' | sort -un | paste -sd' ' -)
   stamp "notebook $nb start (seeds $seeds $PARTIAL $MPS $COMPILE $DET)"
   export ONERANKER_GPU_WORKERS=${GPU_WORKERS:-9}   # GPU_WORKERS=10: one seed of 06 (10 models) in one wave
   python3 -m oneranker reproduce --profile $PROFILE --device $DEVICE --seeds $seeds $PARTIAL $MPS $COMPILE $DET --notebooks notebooks/${nb}_*.ipynb > /tmp/out/nb_$tag.log 2>&1
@@ -97,8 +95,9 @@ for entry in $ENTRIES; do
   # the learning curve of every model it trained (the weights stay here; the curves are a few KB)
   # (notebook 01 trains none: nothing to write)
   if [ "$nb" != 01 ]; then
-    # every model of the notebook this sitting trained, its earlier passes' too (one file per notebook)
-    python3 scripts/paper_histories.py --notebooks $nb --profile $PROFILE --seeds ${seeds_so_far[$nb]} --cache cache --out /tmp/out/histories_$nb.jsonl > /tmp/out/histories_$nb.log 2>&1
+    # every model of the notebook in the cache: all this sitting trained (its cache starts with none),
+    # its earlier passes' too (one file per notebook)
+    python3 scripts/paper_histories.py --notebooks $nb --profile $PROFILE --cache cache --out /tmp/out/histories_$nb.jsonl > /tmp/out/histories_$nb.log 2>&1
     stamp "histories $nb rc=$?"   # its own status, not the test's (the 2026-12-04 sitting of 03 stamped the test's 1)
   fi
   # The models' results travel back after every notebook (small; the models stay here): a first sitting

@@ -189,6 +189,16 @@ def _asked_file(cfg: Config, cache_dir: str | Path) -> Path:
     return Path(cache_dir) / "results" / "asked" / name
 
 
+def asked_codes(name: str) -> tuple[str, str]:
+    """(model code, result code) of a record of asked results, from its file name as
+    :func:`_asked_file` writes it (CONFIG-MODELCODE[-DATASET]-RESULTCODE.json): which code a
+    results cache brought from another sitting was made under."""
+    parts = Path(name).stem.split("-")
+    if len(parts) < 3:
+        raise ValueError(f"{name!r} is not a record of asked results (CONFIG-MODELCODE-RESULTCODE.json)")
+    return parts[1], parts[-1]
+
+
 # What a study records when it used a model itself (its weights, not a cached result): no
 # result can stand in for it, so the notebook that did so never skips it
 ASKED_MODEL = "the model itself"
@@ -228,9 +238,9 @@ def asked_under_today(cache_dir: str | Path) -> tuple[int, int]:
     under today's model and result code, and how many under other code. Results brought in from
     another sitting (``.device/paper.sh`` RESULTS_IN) serve only when made under today's code;
     none of them under it means the sitting would train every model again."""
-    suffix = f"-{code_version(MODEL_CODE)}-{code_version(RESULT_CODE)}.json"
+    here = (code_version(MODEL_CODE), code_version(RESULT_CODE))
     names = [f.name for f in (Path(cache_dir) / "results" / "asked").glob("*.json")]
-    today = sum(name.endswith(suffix) for name in names)
+    today = sum(asked_codes(name) == here for name in names)
     return today, len(names) - today
 
 

@@ -198,12 +198,29 @@ def e2e_failures(text: str) -> list[str]:
     return named + unnamed
 
 
+def e2e_speedups(text: str) -> dict[str, str]:
+    """Per contender shown (the newest run's line of it), its speed over the first contender of
+    the same run: medians measured side by side in one process, never across runs (the eager
+    model's median has differed about 2x between machines). None for a run's first contender."""
+    speedups: dict[str, str] = {}
+    seen: set[str] = set()
+    for run in text.split("## end to end")[1:]:          # each output's section, newest first
+        rows = rows_of(E2E_ROW, run)
+        for r in rows:
+            if r["name"] not in seen and r is not rows[0]:
+                speedups[r["name"]] = f"{float(rows[0]['median']) / float(r['median']):.1f}× the speed of {rows[0]['name']} in its run"
+        seen |= {r["name"] for r in rows}
+    return speedups
+
+
 def end_to_end(text: str) -> tuple[str, str]:
     rows = rows_of(E2E_ROW, text, ("name",))
     failures = e2e_failures(text)
     if not rows:
         return _missing("no contender line" + "".join(f"; {f}" for f in failures))
-    cell = "; ".join([f"{r['name']}: median {r['median']} ms, p99/median {r['ratio']}" for r in rows] + failures)
+    speed = e2e_speedups(text)
+    cell = "; ".join([f"{r['name']}: median {r['median']} ms, p99/median {r['ratio']}"
+                      + (f", {speed[r['name']]}" if r["name"] in speed else "") for r in rows] + failures)
     ok = [r["name"] for r in rows if float(r["median"]) <= 10 and float(r["ratio"]) <= 1.5]
     return cell, ("met by " + "; ".join(ok) if ok else "missed")
 

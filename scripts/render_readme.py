@@ -674,9 +674,11 @@ def _cache_model_codes(cache: Path) -> set[str]:
     records, results/asked/CONFIG-MODELCODE-RESULTCODE.json); none if it cannot be read."""
     import tarfile
 
+    from oneranker.cache import asked_codes
+
     try:
         with tarfile.open(cache) as tar:
-            return {Path(n).stem.split("-")[1] for n in tar.getnames() if "/asked/" in n and n.count("-") >= 2}
+            return {asked_codes(n)[0] for n in tar.getnames() if "/asked/" in n and n.endswith(".json")}
     except (tarfile.TarError, OSError):
         return set()
 

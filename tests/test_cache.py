@@ -211,3 +211,16 @@ def test_results_brought_in_are_counted_by_the_code_they_were_made_under(tmp_pat
     ok, line = check.verdict(tmp_path)
     assert not ok and "0 models' records under today's" in line and "every model would train again" in line
     assert cache.asked_under_today(tmp_path / "empty") == (0, 0)
+
+
+def test_a_record_of_asked_results_names_the_code_it_was_made_under(tmp_path):
+    """cache.asked_codes reads back what cache._asked_file writes: the model code after the
+    config's hash, the result code last (a real-data model's dataset fingerprint between them is
+    neither); a name of another form is refused, not misread."""
+    from oneranker.cache import MODEL_CODE, RESULT_CODE, _asked_file, code_version
+
+    cfg = tiny_config()
+    assert cache.asked_codes(_asked_file(cfg, tmp_path).name) == (code_version(MODEL_CODE), code_version(RESULT_CODE))
+    assert cache.asked_codes("results/asked/c3913e2758c6-dd68b6d1-ab12cd34-7d801d10.json") == ("dd68b6d1", "7d801d10")
+    with pytest.raises(ValueError, match="not a record of asked results"):
+        cache.asked_codes("results/asked/")

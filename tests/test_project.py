@@ -676,6 +676,28 @@ def test_the_end_to_end_cell_names_the_contenders_that_failed(monkeypatch):
         "address); flex, step1 compiled failed (RuntimeError: no kernel))", "not measured")
 
 
+def test_the_end_to_end_cell_gives_each_speed_up_within_its_own_run(monkeypatch):
+    """The end-to-end cell's speed-ups, hand-made outputs newest first: in the newer run eager 18.0 ms
+    and the compiled request 4.5 ms (18.0 / 4.5 = 4.0x); in the older eager 9.0 ms and step1 compiled
+    12.0 ms (9.0 / 12.0 = 0.75x, printed 0.8x). Each is over its own run's first contender, never over
+    the eager line shown from another run; a run's first contender, and the older run's eager line
+    that the newer one hides, have none."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import benchmark_table as bt
+
+    def line(name: str, ms: float) -> str:
+        return f"{name:48s} median {ms:7.2f} ms, p99 {ms * 1.1:7.2f} ms, p99/median 1.10 (20 batches)\n"
+
+    newer = "## end to end: 8 requests\n" + line("flex, eager model", 18.0) + line("flex, request compiled", 4.5)
+    older = "## end to end: 8 requests\n" + line("flex, eager model", 9.0) + line("flex, step1 compiled", 12.0)
+    assert bt.e2e_speedups(newer + "\n" + older) == {
+        "flex, request compiled": "4.0× the speed of flex, eager model in its run",
+        "flex, step1 compiled": "0.8× the speed of flex, eager model in its run"}
+    cell, _ = bt.end_to_end(newer + "\n" + older)
+    assert cell.startswith("flex, eager model: median 18.00 ms, p99/median 1.10; flex, request compiled: median "
+                           "4.50 ms, p99/median 1.10, 4.0× the speed of flex, eager model in its run; ")
+
+
 def test_a_pending_second_sitting_finds_the_code_its_first_sitting_ran():
     """A notebook split over two GPU sittings (docs/paper_profile.md, "A notebook in two sittings") reads the first
     sitting's results only under the model and result code that computed them (their versions key
@@ -685,7 +707,7 @@ def test_a_pending_second_sitting_finds_the_code_its_first_sitting_ran():
     change the code anyway, give up the split: delete results/paper/results_cache_COMMIT.tar.gz."""
     import tarfile
 
-    from oneranker.cache import MODEL_CODE, RESULT_CODE, code_version
+    from oneranker.cache import MODEL_CODE, RESULT_CODE, asked_codes, code_version
 
     record = json.loads((ROOT / "results" / "paper" / "run_record.json").read_text())
     ran = {r["notebook"][:2] for r in record["runs"]}
@@ -699,7 +721,7 @@ def test_a_pending_second_sitting_finds_the_code_its_first_sitting_ran():
             continue                                    # their second sitting has run
         notebook = ", ".join(notebooks)
         with tarfile.open(cache) as tar:
-            keys = {tuple(Path(n).stem.split("-")[1:3]) for n in tar.getnames() if "/asked/" in n}
+            keys = {asked_codes(n) for n in tar.getnames() if "/asked/" in n and n.endswith(".json")}
         assert keys == {here}, (f"{cache.name} (the first sitting of notebook {notebook}) holds results of code "
                                 f"{sorted(keys)}, this checkout is {here}: its second sitting would retrain "
                                 "every seed; restore the code, or delete the file to give up the split")
