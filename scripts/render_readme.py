@@ -112,13 +112,16 @@ def _csv(name: str, directory: Path = QUICK) -> pd.DataFrame:
 
 def table2() -> str:
     """Notebook 05: the paper's Table 2 on served lists, with the references, the gap closed,
-    each row minus the full model (absolute and relative) and the paper's own differences."""
+    each row minus the full model (absolute and relative) and the paper's own differences, and each
+    row minus the non-learned co-occurrence list (has it learned more than item-to-item counts?)."""
     t, d, r = _csv("05_table2"), _csv("05_table2_vs_full"), _csv("05_table2_vs_full_relative")
+    cooc = _csv("05_table2_vs_cooccurrence")
     out = pd.DataFrame({"HR@5": t["HR@5"], "gap closed HR@5 (%)": t["gap closed HR@5 (%)"],
                         "valueHR@5": t["valueHR@5"], "ecpmNDCG@5": t["ecpmNDCG@5"]})
     out["HR@5 − full"] = d["HR@5"].reindex(out.index).fillna("")
     out["relative to full"] = r["HR@5"].reindex(out.index).fillna("")
     out["paper: relative to full"] = r["paper HR@5"].reindex(out.index).fillna("")
+    out["HR@5 − co-occurrence"] = cooc["HR@5"].reindex(out.index).fillna("")
     out["verdict"] = [tables.verdict(*_parse_pm(d.loc[v, "HR@5"]), float(d.loc[v, "paper HR@5"]))
                       if v in d.index else "" for v in out.index]
     return markdown_table(out.rename_axis("served list"))
