@@ -4,7 +4,7 @@
 # seed per pass (NN:S entries below), so that no sitting's minutes go unused; then, on the GPU it leaves
 # idle, the benchmarks of the H200 column (docs/paper_profile.md) not yet measured (the queue at the end; the GPU-only
 # tests first with GPU_TESTS=1). Runs detached in /tmp/w.
-# usage: [SEEDS="0 1"] [RESULTS_IN=FILE] [GPU_WORKERS=N] [DETERMINISTIC=1] [GPU_TESTS=1|K] [E2E=1] bash /tmp/paper.sh REPO COMMIT [ENTRIES [TRAIN_COMPILE]]
+# usage: [SEEDS="0 1"] [RESULTS_IN=FILE] [GPU_WORKERS=N] [DETERMINISTIC=1] [GPU_TESTS=1|K [GPU_TEST_PROCS=N]] [E2E=1] bash /tmp/paper.sh REPO COMMIT [ENTRIES [TRAIN_COMPILE]]
 #   ENTRIES: the notebooks in order, e.g. "06" or "04 05:0" (default "06"). An entry NN runs notebook NN
 #   with seeds 0 1 2. An entry NN:S[,S...] is a pass that only fills the results cache with those
 #   seeds' models of notebook NN (reproduce --results-only; no notebook is kept); SEEDS="0 1" makes
@@ -36,6 +36,7 @@ refuse() {
 distinct() { [ "$(for x in $1; do echo $((10#$x)); done | sort -u | wc -l)" = "$(echo $1 | wc -w)" ]; }
 [ -z "$SEEDS" ] || [[ $SEEDS =~ ^[0-9]+( [0-9]+)*$ ]] || refuse "SEEDS=\"$SEEDS\": give seeds as numbers, e.g. \"0 1\""
 [ -z "$SEEDS" ] || distinct "$SEEDS" || refuse "SEEDS=\"$SEEDS\": give distinct seeds"
+[ -z "$GPU_TEST_PROCS" ] || [[ $GPU_TEST_PROCS =~ ^[1-9][0-9]?$ ]] || refuse "GPU_TEST_PROCS=\"$GPU_TEST_PROCS\": give a number of pytest processes, 1-99"
 # A notebook may have several passes in one sitting, each of other seeds ("06:0 06:1": each pass's
 # results travel back when it ends, so a sitting cut in the second keeps the first's), and then
 # itself at most once (a pass after the whole notebook would train nothing new).
@@ -134,8 +135,16 @@ if [ "${GPU_TESTS:-0}" != 0 ]; then
   # GPU_TESTS=1: every test marked gpu; another value: those that pytest's -k selects by it
   K=(); what="every test marked gpu"
   [ "$GPU_TESTS" != 1 ] && { K=(-k "$GPU_TESTS"); what="the tests marked gpu that -k '$GPU_TESTS' selects"; }
-  echo "# device: $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1), $(date -u +%F); commit $2; python -m pytest -q -p no:cacheprovider -rA -m gpu ${K[*]} tests ($what)" > /tmp/out/gpu_tests.txt
-  timeout 540 python3 -m pytest -q -p no:cacheprovider -rA -m gpu "${K[@]}" tests >> /tmp/out/gpu_tests.txt 2>&1
+  # GPU_TEST_PROCS=N: N tests at once (pytest-xdist, in the H200's image): each compile check of the
+  # serving request is a process of its own whose compile is mostly single-threaded CPU work, and the
+  # machine has 16 cores; not yet measured there (a compile slowed by its neighbours may pass its timeout)
+  P=()
+  if [ -n "$GPU_TEST_PROCS" ]; then
+    if python3 -c "import xdist" 2>/dev/null; then P=(-n "$GPU_TEST_PROCS"); what="$what, $GPU_TEST_PROCS at once"
+    else what="$what, one at a time: GPU_TEST_PROCS=$GPU_TEST_PROCS asked, but pytest-xdist is absent"; fi
+  fi
+  echo "# device: $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1), $(date -u +%F); commit $2; python -m pytest -q -p no:cacheprovider -rA -m gpu ${K[*]} ${P[*]} tests ($what)" > /tmp/out/gpu_tests.txt
+  timeout 540 python3 -m pytest -q -p no:cacheprovider -rA -m gpu "${K[@]}" "${P[@]}" tests >> /tmp/out/gpu_tests.txt 2>&1
   rc=$?; stamp "gpu tests rc=$rc ($(tail -1 /tmp/out/gpu_tests.txt))"
 fi
 if [ "${E2E:-0}" = 1 ]; then
