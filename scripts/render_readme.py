@@ -2055,8 +2055,10 @@ def workshop_times() -> str:
             f"last `make reproduce` on {record['cpu_count']} CPU cores ({record['machine']}), every model already in the "
             f"cache (notebook 07's MovieLens models included). All {int(total['models first trained here'])} "
             f"models take about {total['training CPU-minutes']:.0f} CPU-minutes, so `pretrain` on {record['cpu_count']} cores "
-            f"takes about {total['training CPU-minutes'] / record['cpu_count']:.0f} minutes, and a cold run of every "
-            f"notebook about {cold:.0f} minutes.\n")
+            f"takes at most about {total['training CPU-minutes'] / record['cpu_count']:.0f} minutes, and a cold run of every "
+            f"notebook at most about {cold:.0f} minutes: an upper estimate, since a history records its model's wall "
+            f"time, which counts the waits of processes sharing a core; the fresh clones' runs in "
+            f"[docs/reproducibility.md](reproducibility.md) measure the real time.\n")
     return markdown_table(costs, index=False) + note
 
 
