@@ -4,7 +4,7 @@
 # seed per pass (NN:S entries below), so that no sitting's minutes go unused; then, on the GPU it leaves
 # idle, the benchmarks of the H200 column (docs/paper_profile.md) not yet measured (the queue at the end; the GPU-only
 # tests first with GPU_TESTS=1). Runs detached in /tmp/w.
-# usage: [SEEDS="0 1"] [RESULTS_IN=FILE] [GPU_WORKERS=N] [DETERMINISTIC=1] [GPU_TESTS=1|K [GPU_TEST_PROCS=N]] [E2E=1] bash /tmp/paper.sh REPO COMMIT [ENTRIES [TRAIN_COMPILE]]
+# usage: [SEEDS="0 1"] [RESULTS_IN=FILE] [GPU_WORKERS=N] [DETERMINISTIC=1] [GPU_TESTS=1|K [GPU_TEST_PROCS=N] [GPU_TEST_SECONDS=S]] [E2E=1] bash /tmp/paper.sh REPO COMMIT [ENTRIES [TRAIN_COMPILE]]
 #   ENTRIES: the notebooks in order, e.g. "06" or "04 05:0" (default "06"). An entry NN runs notebook NN
 #   with seeds 0 1 2. An entry NN:S[,S...] is a pass that only fills the results cache with those
 #   seeds' models of notebook NN (reproduce --results-only; no notebook is kept); SEEDS="0 1" makes
@@ -37,6 +37,7 @@ distinct() { [ "$(for x in $1; do echo $((10#$x)); done | sort -u | wc -l)" = "$
 [ -z "$SEEDS" ] || [[ $SEEDS =~ ^[0-9]+( [0-9]+)*$ ]] || refuse "SEEDS=\"$SEEDS\": give seeds as numbers, e.g. \"0 1\""
 [ -z "$SEEDS" ] || distinct "$SEEDS" || refuse "SEEDS=\"$SEEDS\": give distinct seeds"
 [ -z "$GPU_TEST_PROCS" ] || [[ $GPU_TEST_PROCS =~ ^[1-9][0-9]?$ ]] || refuse "GPU_TEST_PROCS=\"$GPU_TEST_PROCS\": give a number of pytest processes, 1-99"
+[ -z "$GPU_TEST_SECONDS" ] || [[ $GPU_TEST_SECONDS =~ ^[1-9][0-9]{1,3}$ ]] || refuse "GPU_TEST_SECONDS=\"$GPU_TEST_SECONDS\": give the GPU tests' time limit in seconds, 10-9999"
 # A notebook may have several passes in one sitting, each of other seeds ("06:0 06:1": each pass's
 # results travel back when it ends, so a sitting cut in the second keeps the first's), and then
 # itself at most once (a pass after the whole notebook would train nothing new).
@@ -144,7 +145,9 @@ if [ "${GPU_TESTS:-0}" != 0 ]; then
     else what="$what, one at a time: GPU_TEST_PROCS=$GPU_TEST_PROCS asked, but pytest-xdist is absent"; fi
   fi
   echo "# device: $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1), $(date -u +%F); commit $2; python -m pytest -q -p no:cacheprovider -rA -m gpu ${K[*]} ${P[*]} tests ($what)" > /tmp/out/gpu_tests.txt
-  timeout 540 python3 -m pytest -q -p no:cacheprovider -rA -m gpu "${K[@]}" "${P[@]}" tests >> /tmp/out/gpu_tests.txt 2>&1
+  # GPU_TEST_SECONDS: the run's limit (default 540, the tail of a sitting; a sitting of the 14 compiled-serving
+  # checks alone, up to 400 s each, needs more)
+  timeout "${GPU_TEST_SECONDS:-540}" python3 -m pytest -q -p no:cacheprovider -rA -m gpu "${K[@]}" "${P[@]}" tests >> /tmp/out/gpu_tests.txt 2>&1
   rc=$?; stamp "gpu tests rc=$rc ($(tail -1 /tmp/out/gpu_tests.txt))"
 fi
 if [ "${E2E:-0}" = 1 ]; then

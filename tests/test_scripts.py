@@ -643,7 +643,7 @@ def test_two_sittings_through_the_device_scripts_train_what_the_shared_results_m
 
 
 def test_paper_sh_refuses_a_bad_entry_before_any_work():
-    """.device/paper.sh names a bad entry, seed list or number of GPU-test processes and exits 2
+    """.device/paper.sh names a bad entry, seed list, or GPU-test processes or time limit and exits 2
     before its setup (no copy of the tree, no install, no notebook)."""
     rehearse = _rehearse_sittings()
     if rehearse.job_running() is not None:
@@ -661,9 +661,14 @@ def test_paper_sh_refuses_a_bad_entry_before_any_work():
                               capture_output=True, text=True, env=env)
         assert done.returncode == 2 and why in done.stderr, (bad, seeds, done.stderr)
         assert "start" not in Path("/tmp/out/progress.log").read_text(), "setup.sh ran"
-    for procs in ("0", "four", "-2", "100"):   # the GPU tests' processes at once (pytest -n)
-        env = {k: v for k, v in os.environ.items() if k != "SEEDS"} | {"GPU_TEST_PROCS": procs}
+    # the GPU tests' processes at once (pytest -n) and their time limit
+    for name, value, why in (("GPU_TEST_PROCS", "0", "a number of pytest processes"),
+                             ("GPU_TEST_PROCS", "four", "a number of pytest processes"),
+                             ("GPU_TEST_PROCS", "100", "a number of pytest processes"),
+                             ("GPU_TEST_SECONDS", "5", "time limit in seconds"),
+                             ("GPU_TEST_SECONDS", "15m", "time limit in seconds")):
+        env = {k: v for k, v in os.environ.items() if k != "SEEDS"} | {name: value}
         done = subprocess.run(["bash", str(ROOT / ".device" / "paper.sh"), str(ROOT), "0" * 40, "05"],
                               capture_output=True, text=True, env=env)
-        assert done.returncode == 2 and "give a number of pytest processes" in done.stderr, (procs, done.stderr)
+        assert done.returncode == 2 and why in done.stderr, (name, value, done.stderr)
         assert "start" not in Path("/tmp/out/progress.log").read_text(), "setup.sh ran"
