@@ -54,6 +54,10 @@ def test_bpr_hand_computed():
     mask2 = torch.tensor([[True, True, False]])
     assert bpr_loss(scores, value, mask2).item() == pytest.approx(-math.log(1 / (1 + math.exp(-2))), rel=1e-6)
     assert bpr_loss(scores, torch.zeros_like(value), mask).item() == 0.0
+    # a masked candidate on the *winning* side of a pair: (2 > 0) and (2 > 1) by value, but 2 is
+    # padding, so only (0 > 1) counts: -log sigmoid(2)
+    masked_winner = torch.tensor([[3.0, 1.0, 5.0]])
+    assert bpr_loss(scores, masked_winner, mask2).item() == pytest.approx(-math.log(1 / (1 + math.exp(-2))), rel=1e-6)
 
 
 def test_dc_hand_computed():
@@ -66,6 +70,11 @@ def test_dc_hand_computed():
     # tau -> large: soft labels become uniform
     expect_flat = -(0.5 * math.log(0.25) + 0.5 * math.log(0.75))
     assert dc_loss(ranker, gen, mask, tau=1e6).item() == pytest.approx(expect_flat, rel=1e-5)
+    # a row with one candidate carries no ordering: it is left out of the sum and of the count,
+    # so the mean is the first row's alone
+    two_rows = (torch.cat([ranker, torch.tensor([[1.0, 2.0, 3.0]])]), torch.cat([gen, torch.zeros(1, 3)]),
+                torch.cat([mask, torch.tensor([[True, False, False]])]))
+    assert dc_loss(*two_rows, tau=1.0).item() == pytest.approx(expect, rel=1e-6)
 
 
 def test_dc_gradients_flow_to_generator_only_by_default():

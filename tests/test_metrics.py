@@ -22,6 +22,9 @@ def test_graded_ndcg_by_hand():
     assert metrics.ndcg(np.array([[3.0, 1.0]]), 2) == pytest.approx(1.0)
     # gains available but not listed lower the score
     assert metrics.ndcg(np.array([[1.0]]), 1, ideal_gains=np.array([[4.0, 1.0]])) == pytest.approx(0.25)
+    # a request with no gain available has no NDCG: it is left out of the mean, not counted as 0
+    assert metrics.ndcg(np.array([[1.0, 0.0], [0.0, 0.0]]), 2) == pytest.approx(1.0)
+    assert np.isnan(metrics.ndcg(np.zeros((2, 2)), 2))
 
 
 def test_hit_ndcg_by_hand():
@@ -112,17 +115,21 @@ def test_bootstrap_ci_covers_the_mean_and_is_seeded():
     assert mean == 49.5 and lo < mean < hi
     assert (hi - lo) == pytest.approx(2 * 1.96 * x.std() / 10, rel=0.15)   # ~ normal theory
     assert metrics.bootstrap_ci(x, seed=1) == (mean, lo, hi)
+    # the level sets the percentiles: the means of two draws from [0, 1] are 0, 0.5, 1 with
+    # probabilities 1/4, 1/2, 1/4, so the 30th and 70th percentiles (level 0.4) are both 0.5
+    assert metrics.bootstrap_ci([0.0, 1.0], level=0.4) == (0.5, 0.5, 0.5)
     with pytest.raises(ValueError, match="empty"):
         metrics.bootstrap_ci([])
 
 
 def test_lift_by_hand():
     a, b = np.array([2.0, 4.0]), np.array([2.0, 2.0])
-    value, lo, hi = metrics.lift(a, b)
-    assert value == pytest.approx(0.5)                     # 6 / 4 - 1
-    assert lo <= value <= hi
-    same = metrics.lift(b, b)
-    assert same == (0.0, 0.0, 0.0)
+    # resampled requests: both the first (4/4 - 1 = 0), both the second (8/4 - 1 = 1) or one of
+    # each (0.5), with probabilities 1/4, 1/4, 1/2: the 2.5th and 97.5th percentiles are 0 and 1
+    assert metrics.lift(a, b) == (pytest.approx(0.5), 0.0, 1.0)
+    # pairs kept: a sample against itself has lift 0 in every resample, whatever its spread
+    c = np.array([1.0, 3.0])
+    assert metrics.lift(c, c) == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="paired"):
         metrics.lift(a, np.ones(3))
     with pytest.raises(ValueError, match="zero total"):

@@ -57,6 +57,8 @@ def test_popularity_list_orders_by_training_clicks(tiny_prepared):
     assert lists.shape == (3, 10) and (lists == lists[0]).all()
     assert (np.diff(counts[lists[0]]) <= 0).all()           # most clicked first
     assert counts[lists[0][-1]] >= np.sort(counts)[::-1][9]
+    # ads tied on clicks are ordered by impressions: ad 1 (1 click in 2 impressions) before ad 0 (1 in 1)
+    assert reference.top_n(reference.click_counts(np.array([0, 1, 1]), np.array([1, 1, 0]), 2), 2).tolist() == [[1, 0]]
 
 
 def test_session_is_the_organic_run_after_the_last_ad():
@@ -77,6 +79,9 @@ def test_cooccurrence_scores_by_hand():
     np.testing.assert_allclose(s[0], (np.array([0.0, 0.5, 1.0]) + pop) / (1.5 + 1.0))
     np.testing.assert_allclose(s[1], pop)       # an empty session falls back to popularity
     assert reference.top_n(s, 1)[0, 0] == 2
+    # a session of several items scores the mean of its items' rows: item 0's (0, 0.5, 1) + pop over
+    # 2.5 = (0.1, 0.3, 0.6) and item 1's (0.5, 0, 0) + pop over 1.5 = (0.5, 1/6, 1/3)
+    np.testing.assert_allclose(model.scores([np.array([0, 1])])[0], [0.3, 0.7 / 3, 1.4 / 3])
 
 
 def test_gap_closed_and_effective_ads():
@@ -98,6 +103,8 @@ def test_reference_lists_on_a_tiny_world(tiny_prepared):
     assert set(lists) == set(reference.REFERENCES)
     hr = {k: expected_hit_rate(v, ts.truth.pctr, 5) for k, v in lists.items()}
     assert hr[reference.INTEREST_ORACLE] == max(hr.values())   # nothing beats the interest oracle
+    assert (lists[reference.VALUE_ORACLE] == reference.value_oracle_list(ts.truth.ecpm, 10)).all()
+    assert (lists[reference.INTEREST_ORACLE] == reference.interest_oracle_list(ts.truth.pctr, 10)).all()
     assert all(v.shape == (50, 10) for v in lists.values())
 
 

@@ -19,6 +19,19 @@ def test_paired_tables_by_hand():
     assert table.loc["a", "HR@5"] == f"+0.20 ± {half:.2f}"
     sweep = tables.mean_ci_columns(results, "variant", ["HR@5"])
     assert sweep["HR@5_mean"].round(6).tolist() == [0.4, 0.2]
+    # paired by seed, not by row order: b's rows shuffled give the same pairs
+    shuffled = pd.concat([results[results.variant == "a"], results[results.variant == "b"].iloc[[2, 0, 1]]])
+    assert tables.paired_difference(shuffled, "HR@5", ("a", "generated"), ("b", "generated")) == \
+        (pytest.approx(0.2), pytest.approx(half))
+    # a seed one variant lacks is left out: seeds 0 and 1 pair (0.2, 0.3), t with 1 degree of freedom
+    partial = results[~((results.variant == "b") & (results.seed == 2))]
+    mean2, half2 = tables.paired_difference(partial, "HR@5", ("a", "generated"), ("b", "generated"))
+    assert mean2 == pytest.approx(0.25) and half2 == pytest.approx(12.706204736174707 * np.std([0.2, 0.3], ddof=1)
+                                                                   / np.sqrt(2))
+    # mean ± CI over seeds per variant, in input order, with the seeds counted
+    summary = tables.summarise(shuffled, ["HR@5"], by=("variant",))
+    assert summary.index.tolist() == ["a", "b"] and summary["seeds"].tolist() == [3, 3]
+    assert summary.loc["a", "HR@5"] == f"0.4000 ± {half:.4f}" == "0.4000 ± 0.2484"
 
 
 def test_relative_lifts_and_sweeps_by_hand():
