@@ -2,7 +2,7 @@
 
 import pytest
 
-from oneranker.config import ConfigError, Config, config_from_dict, describe, make_config, WorldConfig
+from oneranker.config import ConfigError, config_from_dict, describe, make_config, WorldConfig
 
 
 def test_profiles_build_and_differ():

@@ -284,3 +284,22 @@ def test_a_compiled_serving_part_with_its_mask_built_outside_matches_eager(part,
     done = _compile_check("--part", part, "--mode", mode, "--mask", "outside", timeout=400)
     what = {0: "agreed", 3: "ran but disagreed with eager"}.get(done.returncode, f"crashed (exit {done.returncode})")
     assert done.returncode == 0, (what, done.stdout[-1000:], done.stderr[-3000:])
+
+
+def test_topk_skips_a_repeat_across_heads_and_merges_the_mean_of_the_bagged_value_heads():
+    interest = torch.tensor([[[5.0, 4.0, 3.0, 2.0, 1.0]]])          # interest head: 0, 1, 2, 3, 4
+    value = torch.tensor([[[0.0, 9.0, 0.1, 0.0, 1.0],                 # value head A alone: 1, 4, 2, ...
+                           [0.0, 0.0, 0.1, 4.0, 2.0]]])               # value head B alone: 3, 4, 2, ...
+    # mean [0, 4.5, 0.1, 2, 1.5]: 1, 3, 4, 2, 0. Rank by rank: 0, 1 | 1 (repeat, skipped), 3 | 2, ...
+    assert topk_candidates(interest, value, n=4).tolist() == [[0, 1, 3, 2]]
+
+
+def test_beam_search_never_extends_a_prefix_by_a_digit_past_its_radix():
+    # codes (0, 1) and (1, 0): radices (2, 2), but the level-2 table has 3 rows (a codebook digit
+    # no ad uses). Digit 2 after prefix (0,) encodes as 0 * 2 + 2 = 2 = the encoding of (1, 0).
+    trie = PrefixTrie(torch.tensor([[0, 1], [1, 0]]).numpy())
+    tables = [torch.tensor([[1.0], [0.0]]), torch.tensor([[0.0], [0.0], [10.0]])]
+    items, scores = beam_search(torch.tensor([[1.0]]), tables, trie, beam_size=2)
+    # (0, 1): 1 + 0 = 1 (ad 0); (1, 0): 0 + 0 = 0 (ad 1); the aliased (0, 2) would score 11 as ad 1
+    assert items.tolist() == [[0, 1]]
+    assert scores.tolist() == [[1.0, 0.0]]

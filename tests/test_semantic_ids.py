@@ -292,3 +292,12 @@ def test_building_warns_when_many_items_share_a_semantic_id():
     with pytest.warns(SemanticIdWarning, match=r"share their semantic ID \(\d+ distinct codes; 8 distinct content"):
         ids = build_semantic_ids(repeated, levels=3, codebook_size=8, seed=0)
     assert ids.stats.collision_rate > 0.2
+
+
+def test_the_seed_reaches_every_levels_kmeans():
+    """seed 7 and seed 8 start k-means from other centres, so the labels (numbered by the
+    initial centres) differ at every level: the seed is passed on, not fixed."""
+    x = random_content()
+    a, _ = residual_kmeans(x, 3, 6, seed=7)
+    b, _ = residual_kmeans(x, 3, 6, seed=8)
+    assert all(not np.array_equal(a[:, l], b[:, l]) for l in range(3))

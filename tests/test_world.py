@@ -77,7 +77,7 @@ def test_multi_interest_users_click_several_categories(quick_world):
 
 def test_history_end_splits_organic_session_from_its_slate(quick_world):
     _, logs = quick_world
-    S = w_slate = 4
+    S = 4
     for r in range(0, logs.n_requests, 997):
         u, end = logs.req_user[r], logs.req_hist_end[r]
         o = logs.stream_offsets[u]
@@ -148,3 +148,29 @@ def test_logs_do_not_depend_on_the_number_of_threads(monkeypatch):
     sequential = logs()
     for name, value in threaded.items():
         np.testing.assert_array_equal(value, sequential[name], err_msg=name)
+
+
+def test_the_seed_reaches_the_logging_stream_too():
+    """Two seeds' logs differ in their own random draws, not only through their catalogues: the
+    number of requests of each user is the logging stream's first draw."""
+    a, c = small(0).simulate(), small(1).simulate()
+    assert not np.array_equal(np.bincount(a.req_user, minlength=300), np.bincount(c.req_user, minlength=300))
+
+
+def test_a_noiseless_legacy_ranker_serves_distinct_ads_in_order_of_true_ecpm():
+    """logging_noise 0: the legacy cascade's estimate is the true eCPM (bid x pCTR x pCVR), so
+    every slate holds distinct ads in non-increasing true eCPM."""
+    w = small(**{"logging_noise": 0.0})
+    logs = w.simulate()
+    S = w.cfg.slate_size
+    slates = logs.imp_item.reshape(-1, S)
+    ecpm = w.truth(logs.req_user, slates, logs.req_oracle, logs.req_context).ecpm
+    assert (np.diff(ecpm, axis=1) <= 1e-12 * ecpm[:, :-1]).all()
+    assert all(len(set(s)) == S for s in slates.tolist())
+
+
+def test_price_follows_bid_as_its_knob_says():
+    """price_bid_corr: 'pricier goods bid more' (both follow the value tier)."""
+    corr = lambda w: np.corrcoef(np.log(w.item_price), np.log(w.item_bid))[0, 1]  # noqa: E731
+    assert corr(small(**{"price_bid_corr": 0.9})) > 0.3
+    assert corr(small(**{"price_bid_corr": -0.9})) < -0.3
