@@ -70,8 +70,9 @@ EVALUATION_CODE = ("generate", "evaluate", "metrics", "reference", "tables", "st
 # the results cache
 RESULT_CODE = EVALUATION_CODE + ("study",)
 # Modules those import that compute no number: they spread seeded work over processes (results
-# in the order of their arguments, whatever ran where) or write files. In neither version.
-ORCHESTRATION = ("parallel", "outputs")
+# in the order of their arguments, whatever ran where; a pool's models depend on their configs
+# only, oneranker.pool) or write files. In neither version.
+ORCHESTRATION = ("parallel", "outputs", "pool")
 # Module-level tables of values that reach a result only as config values, which the config's
 # own hash already keys: the named profiles. Left out of the code version, so that re-sizing
 # the paper profile does not throw away every quick model; a change of what the values *mean*

@@ -2,6 +2,7 @@
 set aside and computed again (never a raw traceback)."""
 
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -135,16 +136,16 @@ def test_atomic_write_text_replaces_whole_and_cleans_up(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "record.json"]
 
 
-def _package_imports(start: str) -> set[str]:
-    """Every package module that ``start`` imports, directly or through each other (itself included)."""
+def _package_imports(start: str, stop: frozenset[str] = frozenset()) -> set[str]:
+    """Every package module that ``start`` imports, directly or through each other (itself
+    included), not following the modules of ``stop``."""
     import ast
-    from pathlib import Path
 
     root = Path(cache.__file__).parent
     deps, todo = set(), [start]
     while todo:
         name = todo.pop()
-        if name in deps:
+        if name in deps or name in stop:
             continue
         deps.add(name)
         path = root / name / "__init__.py" if (root / name).is_dir() else root / f"{name}.py"
@@ -168,13 +169,13 @@ def test_the_code_version_covers_every_module_a_model_depends_on():
 
 def test_the_evaluation_code_version_covers_what_turns_models_into_numbers():
     """What the studies' tables are computed with (evaluation, references, tables of CIs, the
-    named variants) and all they import is in the model or the evaluation code version, or
-    computes no number (cache.ORCHESTRATION); the three do not overlap, and the record's
-    provenance names both versions."""
+    named variants, a study's rows) and all they import is in the model or the result code
+    version, or computes no number (cache.ORCHESTRATION); the three do not overlap, and the
+    record's provenance names both versions."""
     from oneranker import reproduce
 
-    covered = set(cache.MODEL_CODE) | set(cache.EVALUATION_CODE) | set(cache.ORCHESTRATION)
-    for start in ("evaluate", "reference", "tables", "studies"):
+    covered = set(cache.MODEL_CODE) | set(cache.RESULT_CODE) | set(cache.ORCHESTRATION)
+    for start in ("evaluate", "reference", "tables", "studies", "study"):   # study: what keys the results cache
         deps = _package_imports(start)
         assert deps <= covered, (start, sorted(deps - covered))
     assert not set(cache.MODEL_CODE) & set(cache.EVALUATION_CODE)
@@ -224,3 +225,90 @@ def test_a_record_of_asked_results_names_the_code_it_was_made_under(tmp_path):
     assert cache.asked_codes("results/asked/c3913e2758c6-dd68b6d1-ab12cd34-7d801d10.json") == ("dd68b6d1", "7d801d10")
     with pytest.raises(ValueError, match="not a record of asked results"):
         cache.asked_codes("results/asked/")
+
+
+ROOT = Path(cache.__file__).parent
+
+
+def _keys(cfg, tmp_path) -> dict[str, str]:
+    return {"data": cache.dataset_folder(cfg, tmp_path).name,
+            "model": cache.model_folder(cfg, tmp_path).name,
+            "result": cache.result_path("lists", [cfg], {"n": 1}, tmp_path).name,
+            "asked": cache._asked_file(cfg, tmp_path).name}
+
+
+ALL = {"data", "model", "result", "asked"}
+MODEL = {"model", "result", "asked"}      # a model key is part of its results' keys and records
+RESULT = {"result", "asked"}
+# Which keys an edit of a file's code must move, by hand from cache.py's docstring: the code that
+# simulates and prepares data keys the datasets (and so the models and results); the code that
+# trains keys models and results; the code that evaluates keys results only; the profile tables of
+# config.py key nothing (their values reach a model through the config hash).
+EDITS = [
+    ("world.py", "code", ALL), ("data.py", "code", ALL), ("semantic_ids.py", "code", ALL),
+    ("loaders/movielens.py", "code", ALL), ("config.py", "code", ALL),
+    ("config.py", "profile table", set()),
+    ("model.py", "code", MODEL), ("train.py", "code", MODEL), ("losses.py", "code", MODEL),
+    ("stacked.py", "code", MODEL),
+    ("study.py", "code", RESULT), ("evaluate.py", "code", RESULT), ("metrics.py", "code", RESULT),
+    ("parallel.py", "code", set()),
+]
+
+
+@pytest.mark.parametrize("rel, what, moved", EDITS)
+def test_a_code_edit_moves_exactly_the_keys_it_decides(monkeypatch, tmp_path, rel, what, moved):
+    cfg = tiny_config()
+    before = _keys(cfg, tmp_path)
+    target = (ROOT / rel).read_text()
+    if what == "code":
+        edit = lambda s: s + "\nEDITED_BY_THE_TEST = 1\n"                           # noqa: E731
+    else:
+        assert '"n_users": 300' in target
+        edit = lambda s: s.replace('"n_users": 300', '"n_users": 301')              # noqa: E731
+    real = cache.code_text
+    monkeypatch.setattr(cache, "code_text", lambda s, names=(): real(edit(s) if s == target else s, names))
+    cache.code_version.cache_clear()
+    try:
+        after = _keys(cfg, tmp_path)
+    finally:
+        monkeypatch.undo()
+        cache.code_version.cache_clear()
+    assert {k for k in before if before[k] != after[k]} == moved
+
+
+def test_a_result_key_names_its_kind_models_and_arguments(tmp_path):
+    a, b = tiny_config(seed=0), tiny_config(seed=1)
+    key = cache.result_path("lists", [a], {"n": 1}, tmp_path)
+    assert key == cache.result_path("lists", [a], {"n": 1}, tmp_path)
+    others = [cache.result_path("lists", [a], {"n": 2}, tmp_path), cache.result_path("grid", [a], {"n": 1}, tmp_path),
+              cache.result_path("lists", [b], {"n": 1}, tmp_path), cache.result_path("lists", [a, b], {"n": 1}, tmp_path)]
+    assert len({key, *others}) == 5
+
+
+def test_a_dataset_key_follows_the_seed_and_the_data_sections_only(tmp_path):
+    base = tiny_config()
+    folder = lambda cfg: cache.dataset_folder(cfg, tmp_path)        # noqa: E731
+    for changed in (tiny_config(seed=1), tiny_config(**{"world.n_users": 301}),
+                    tiny_config(**{"data.max_history_len": 23}), tiny_config(**{"semantic_ids.codebook_size": 5})):
+        assert folder(changed) != folder(base)
+    for same in (tiny_config(**{"model.d_model": 32}), tiny_config(**{"train.lr": 1e-4})):
+        assert folder(same) == folder(base) and cache.model_folder(same, tmp_path) != cache.model_folder(base, tmp_path)
+
+
+def test_a_failed_text_write_keeps_the_old_file_whole(tmp_path):
+    """A write that fails half-way (here: text that cannot be encoded) leaves the file as it was
+    and no temporary beside it (what a kill mid-write would do to a direct write)."""
+    target = tmp_path / "record.json"
+    cache.atomic_write_text(target, '["a"]')
+    with pytest.raises(UnicodeEncodeError):
+        cache.atomic_write_text(target, '["b\ud800"]')
+    assert target.read_text() == '["a"]'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["record.json"]
+
+
+def test_the_data_code_version_covers_every_module_a_dataset_depends_on():
+    """What data and world import (cache.py, the keys themselves, not followed) keys the datasets:
+    otherwise a change there would serve a stale prepared dataset."""
+    for start in ("data", "world"):
+        deps = _package_imports(start, stop=frozenset({"cache"}))
+        assert deps <= set(cache.DATA_CODE), (start, sorted(deps - set(cache.DATA_CODE)))

@@ -91,3 +91,39 @@ def test_profile_config_hashes_are_pinned(profile):
                                           ("train.dc_candidates", "impressions+negatives")])
 def test_each_new_switch_changes_the_hash_when_set(field, value):
     assert make_config("quick", **{field: value}).hash() != make_config("quick").hash()
+
+
+@pytest.mark.parametrize("overrides, words", [
+    # 'le' bounds (no existing test has a value above one)
+    ({"world.user_attr_signal": 1.5}, ["world.user_attr_signal", "<= 1.0"]),
+    ({"semantic_ids.levels": 9}, ["semantic_ids.levels", "<= 8"]),
+    ({"train.lr_schedule": "plateau", "train.lr_floor": 1.5}, ["train.lr_floor", "<= 1.0"]),
+    # 'gt' and 'lt' bounds at the bound itself
+    ({"world.base_ctr": 0.0}, ["world.base_ctr", "> 0.0"]),
+    ({"world.base_cvr": 1.0}, ["world.base_cvr", "< 1.0"]),
+    ({"train.tau": 0.0}, ["train.tau", "> 0.0"]),
+    ({"model.dropout": 1.0}, ["model.dropout", "< 1.0"]),
+    # 'ge' bounds just below them
+    ({"world.min_requests": 2}, ["world.min_requests", ">= 3"]),
+    ({"data.min_requests_per_user": 2}, ["data.min_requests_per_user", ">= 3"]),
+    ({"train.batch_size": 0}, ["train.batch_size", ">= 1"]),
+    # cross-field checks
+    ({"world.n_retrieval": 201}, ["world.n_retrieval", "n_items"]),            # smoke: 200 items
+    ({"world.n_categories": 101}, ["world.n_categories", "n_organic"]),       # smoke: 100 organic
+    ({"model.n_heads": 3}, ["model.d_model", "n_heads"]),                     # smoke: d_model 16
+])
+def test_more_bad_values_name_the_field_and_the_bound(overrides, words):
+    with pytest.raises(ConfigError) as e:
+        make_config("smoke", **overrides)
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_the_data_hash_follows_the_seed_and_every_data_section_only():
+    base = make_config("smoke")
+    for changed in (make_config("smoke", seed=1), make_config("smoke", **{"world.n_users": 301}),
+                    make_config("smoke", **{"data.max_history_len": 23}),
+                    make_config("smoke", **{"semantic_ids.codebook_size": 5})):
+        assert changed.data_hash() != base.data_hash()
+    for other in (make_config("smoke", **{"model.d_model": 32}), make_config("smoke", **{"train.lr": 1e-4})):
+        assert other.data_hash() == base.data_hash() and other.hash() != base.hash()

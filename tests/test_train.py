@@ -1,5 +1,7 @@
 """Training: the loss falls, checkpoints are atomic, refused for another config, and resume exactly."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -458,3 +460,68 @@ def test_a_deterministic_run_trains_the_same_weights_twice_on_the_gpu(tmp_path, 
     for first, second in zip(*weights):
         differ = [k for k in first if not torch.equal(first[k], second[k])]
         assert not differ, f"weights that differ between two deterministic runs: {differ[:5]}"
+
+
+def _results(h):
+    return [{k: v for k, v in e.items() if k != "seconds"} for e in h.epochs]
+
+
+@pytest.mark.parametrize("kill", ["epoch boundary", "mid-epoch"])
+def test_a_run_killed_after_its_best_epoch_resumes_to_the_same_stop_and_weights(tiny_prepared, tmp_path,
+                                                                              monkeypatch, kill):
+    """Cosine, patience 1, the scripted curve 5, 4, 4.5, 4.2: the best epoch is 2, epoch 3 is one
+    bad epoch, epoch 4 a second (> 1): stopped after epoch 4, the model holding epoch 2's weights.
+    Killed after epoch 3 (at its end, or one step into epoch 4), the resumed run must restore the
+    count of bad epochs, the best weights and the epoch's validation, and end the same."""
+    _scripted(monkeypatch)
+    cfg = tiny_config(**{"train.patience": 1, "train.epochs": 11})
+    full = Trainer(cfg, tiny_prepared, workdir=tmp_path / "a", progress=False)
+    full.fit()
+    assert full.history.stopped_early and len(full.history.epochs) == 4 and full.history.best_epoch == 2
+    assert [e["valid_loss"] for e in full.history.epochs] == SCRIPTED[:4]
+    killed = Trainer(cfg, tiny_prepared, workdir=tmp_path / "b", progress=False)
+    killed.fit(stop_after_steps=3 * killed.steps_per_epoch + (kill == "mid-epoch"))
+    resumed = Trainer(cfg, tiny_prepared, workdir=tmp_path / "b", progress=False)
+    assert len(resumed.history.epochs) == 3
+    resumed.fit()
+    assert _results(resumed.history) == _results(full.history)
+    assert resumed.history.stopped_early and resumed.history.best_epoch == 2
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_the_cosine_schedule_on_hand_computed_steps(tiny_prepared):
+    """lr 1e-3, 2 warm-up steps, 2 epochs of 4 steps (8 in all): warm-up (step + 1) / 2, then
+    0.1 + 0.45 (1 + cos(pi t)) with t = (step - 2) / 6, held at 0.1 past the cap."""
+    cfg = tiny_config(**{"train.lr": 1e-3, "train.warmup_steps": 2, "train.epochs": 2})
+    t = Trainer(cfg, tiny_prepared, device="cpu", progress=False)
+    assert (t.steps_per_epoch, t.total_steps) == (4, 8)
+    steps = [0, 1, 2, 3, 5, 8, 14]
+    expected = [0.5e-3, 1e-3, 1e-3, 0.1e-3 + 0.45e-3 * (1 + math.cos(math.pi / 6)), 0.55e-3, 0.1e-3, 0.1e-3]
+    assert [t.lr_at(s) for s in steps] == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_killed_run_with_dropout_on_resumes_to_the_same_weights(tiny_prepared, tmp_path):
+    """The resume tests train without dropout (TINY), so the per-step dropout seed is never
+    exercised: with dropout 0.1, killed at step 3 of 4 in epoch 1, the resumed run ends bit for
+    bit as the uninterrupted one."""
+    cfg = tiny_config(**{"model.dropout": 0.1})
+    full = Trainer(cfg, tiny_prepared, workdir=tmp_path / "a", progress=False)
+    full.fit()
+    Trainer(cfg, tiny_prepared, workdir=tmp_path / "b", progress=False).fit(stop_after_steps=3)
+    resumed = Trainer(cfg, tiny_prepared, workdir=tmp_path / "b", progress=False)
+    resumed.fit()
+    assert _results(resumed.history) == _results(full.history)
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_a_floor_that_is_an_exact_power_is_reached_by_that_many_decays():
+    """0.9 ** 4 == 0.6561 as floats, but log(0.6561) / log(0.9) = 4.000000000000001: without the
+    tolerance the schedule would take a fifth (no-op) decay at the floor before counting patience.
+    lr_patience 0, patience 0: every epoch without a new best decays; epochs 2-5 take the rate to
+    the floor (4 decays), epoch 6 is one bad epoch there: stop."""
+    tc = tiny_config(**{"train.lr_schedule": "plateau", "train.lr_decay": 0.9, "train.lr_floor": 0.6561,
+                        "train.lr_patience": 0, "train.patience": 0}).train
+    assert plateau_schedule([1.0, 2.0, 2.0, 2.0, 2.0], tc) == Plateau(4, 0.6561, 0, False)
+    assert plateau_schedule([1.0, 2.0, 2.0, 2.0, 2.0, 2.0], tc) == Plateau(4, 0.6561, 1, True)
