@@ -865,3 +865,87 @@ def test_a_model_shown_by_several_committed_quick_tables_reads_the_same_in_each(
             if seen != values:
                 differ.append(f"{row['variant']} ({row['list']}): {table} {values}, {where} {seen}")
     assert len(first) >= 6 and not differ, "\n".join(differ)
+
+
+def test_each_claim_carries_the_papers_own_difference_with_its_sign(monkeypatch):
+    """paper.py's numbers, hand-subtracted: Table 3 0.5277 - 0.5448 = -0.0171 and 0.5335 - 0.5448
+    = -0.0113. The verdict reads ``paper``; the README shows ``paper_shown``: they must agree (a
+    flipped sign in ``paper`` alone turns a separated cell's verdict while the table looks right)."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import render_readme
+
+    claims = render_readme._claims()
+    paper = {c.label: c.paper for c in claims}
+    assert paper["Table 3: self-attention before cross-attention minus the paper's design, HR@5"] == pytest.approx(-0.0171)
+    assert paper["Table 3: without the heterogeneous mask minus the paper's design, HR@5"] == pytest.approx(-0.0113)
+    for c in claims:
+        if c.table == "06_ab_gmv_cost":
+            assert c.paper == pytest.approx(0.78)        # the one significant GMV lift, at 20% traffic
+        else:
+            assert c.paper_shown == f"{c.paper:+.4f}", c.label
+
+
+def test_table2_verdict_takes_the_papers_sign(monkeypatch, tmp_path):
+    """Notebook 05's table2 block, hand-made tables: -0.0058 ± 0.0025 against the paper's -0.0765 is
+    reproduced; +0.0030 ± 0.0010 against the paper's -0.0040 is opposite; +0.0010 ± 0.0040 holds 0."""
+    import pandas as pd
+
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import render_readme
+
+    rows = ["full OneRanker", "Step 2 only (no ranker)", "without DC loss", "ranker on Step 1 only"]
+    cell = "0.1000 ± 0.0100"
+    (tmp_path / "05_table2.csv").write_text(",HR@5,gap closed HR@5 (%),valueHR@5,ecpmNDCG@5\n"
+                                            + "".join(f"{r},{cell},50.0 ± 1.0%,{cell},{cell}\n" for r in rows))
+    (tmp_path / "05_table2_vs_full.csv").write_text(
+        ",HR@5,paper HR@5\nStep 2 only (no ranker),-0.0058 ± 0.0025,-0.0765\n"
+        "without DC loss,+0.0030 ± 0.0010,-0.0040\nranker on Step 1 only,+0.0010 ± 0.0040,-0.0056\n")
+    (tmp_path / "05_table2_vs_full_relative.csv").write_text(
+        ",HR@5,paper HR@5\nStep 2 only (no ranker),-5% ± 2%,-10%\nwithout DC loss,+3% ± 1%,-1%\n"
+        "ranker on Step 1 only,+1% ± 4%,-1%\n")
+    (tmp_path / "05_table2_vs_cooccurrence.csv").write_text(",HR@5\n" + "".join(f"{r},+0.0 ± 0.1\n" for r in rows))
+    monkeypatch.setattr(render_readme, "_csv",
+                        lambda name, directory=None: pd.read_csv(tmp_path / f"{name}.csv", index_col=0, keep_default_na=False))
+    cells = [[c.strip() for c in line.strip()[1:-1].split("|")] for line in render_readme.table2().splitlines()[2:]]
+    lines = {c[0]: c[-1] for c in cells}
+    assert lines["full OneRanker"] == ""
+    assert lines["Step 2 only (no ranker)"].startswith("reproduced")
+    assert lines["without DC loss"].startswith("opposite to the paper")
+    assert lines["ranker on Step 1 only"].startswith("not separated")
+
+
+def test_check_fails_on_a_stale_block_and_writes_nothing(monkeypatch, tmp_path, capsys):
+    """--check on a document whose block differs from its renderer: exit 1, the block named, the
+    file untouched; once rendered, --check exits 0."""
+    import sys
+
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import render_readme
+
+    doc = tmp_path / "doc.md"
+    stale = "a\n<!-- BEGIN rendered: x -->\nold\n<!-- END rendered: x -->\nb\n"
+    doc.write_text(stale)
+    monkeypatch.setattr(render_readme, "ROOT", tmp_path)
+    monkeypatch.setattr(render_readme, "document_blocks", lambda: {"doc.md": {"x": lambda: "new\n"}})
+    assert render_readme.render(stale, {"x": lambda: "new\n"}) == (stale.replace("old", "new"), ["x"])
+    monkeypatch.setattr(sys, "argv", ["render_readme.py", "--check"])
+    assert render_readme.main() == 1
+    assert "doc.md: x" in capsys.readouterr().out and doc.read_text() == stale
+    monkeypatch.setattr(sys, "argv", ["render_readme.py"])
+    assert render_readme.main() == 0 and doc.read_text() == stale.replace("old", "new")
+    monkeypatch.setattr(sys, "argv", ["render_readme.py", "--check"])
+    assert render_readme.main() == 0
+
+
+def test_the_end_to_end_target_includes_its_bounds(monkeypatch):
+    """The target is a median of at most 10 ms and a p99/median of at most 1.5: a contender exactly
+    at both meets it; one 0.01 over either misses."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import benchmark_table as bt
+
+    def line(name: str, ms: float, ratio: float) -> str:
+        return f"{name:40s} median {ms:7.2f} ms, p99 {ms * ratio:7.2f} ms, p99/median {ratio:.2f} (20 batches)\n"
+
+    assert bt.end_to_end(line("flex, at the bounds", 10.0, 1.5))[1] == "met by flex, at the bounds"
+    assert bt.end_to_end(line("flex, slower", 10.01, 1.5))[1] == "missed"
+    assert bt.end_to_end(line("flex, less steady", 10.0, 1.51))[1] == "missed"

@@ -445,6 +445,27 @@ def test_paper_histories_measures_the_last_epochs_change_by_hand():
     assert paper_histories.change_to_best(curve[::-1]) is None
 
 
+def test_paper_histories_summary_numbers_by_hand():
+    """Run A (capped, 8 epochs, losses 10 9 8 7 6 5 5.5 6, best epoch 6): last five 6/8 - 1 = -25.00%,
+    five up to the best 5/10 - 1 = -50.00%, best valid 5.0000, best in the last LATE=3 (6 > 8 - 3).
+    Run B (early stopping, losses 10 ... 3, best 8): -62.50% both; not capped, so not counted."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import paper_histories
+    finally:
+        sys.path.pop(0)
+    curve = lambda losses: [{"epoch": i + 1, "valid_loss": v} for i, v in enumerate(losses)]  # noqa: E731
+    a = {"notebook": "05", "seed": 0, "epochs": 8, "best_epoch": 6, "stopped_early": False, "label": "A",
+         "curve": curve([10.0, 9.0, 8.0, 7.0, 6.0, 5.0, 5.5, 6.0])}
+    b = {"notebook": "05", "seed": 1, "epochs": 8, "best_epoch": 8, "stopped_early": True, "label": "B",
+         "curve": curve([10.0, 9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0])}
+    lines = paper_histories.summary([a, b]).splitlines()
+    assert lines[1].split() == ["05", "0", "8", "6", "the", "cap", "-25.00%", "-50.00%", "5.0000", "A"]
+    assert lines[2].split() == ["05", "1", "8", "8", "early", "stopping", "-62.50%", "-62.50%", "3.0000", "B"]
+    assert lines[3] == "1 of 2 runs reached the cap; 1 of them had their best validation loss in their last 3 epochs."
+
+
+
 def _patience_study():
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
