@@ -9,8 +9,10 @@ import torch
 from oneranker.__main__ import main
 from oneranker.config import make_config
 from oneranker.data import Collator, build_prepared, load_prepared, split_requests
-from oneranker.schema import AD, CONTEXT, USER, DataError
+from oneranker.loaders import load_movielens
+from oneranker.schema import AD, CLICK, CONTEXT, CONVERSION, USER, DataError
 from oneranker.world import World
+from test_loaders import write_ml100k
 
 SMALL = {"world.n_users": 200, "world.n_items": 120, "world.n_organic": 60, "world.n_categories": 6,
          "semantic_ids.codebook_size": 4}
@@ -174,3 +176,56 @@ def test_collator_pads_to_a_multiple_but_never_past_the_longest_example(prepared
     assert (padded["tok_type"][:, L:] == 0).all()
     with pytest.raises(ValueError, match="pad_to"):
         Collator(prepared, max_history_len=16, pad_to=0)
+
+
+@pytest.fixture
+def ml(tmp_path):
+    logs = load_movielens(write_ml100k(tmp_path), seed=0, slate_size=8)
+    with pytest.warns(Warning):   # tiny catalogue: semantic IDs collide (SemanticIdWarning)
+        prepared = build_prepared(logs, make_config("smoke", **{"semantic_ids.codebook_size": 2}))
+    return logs, prepared
+
+
+def test_collator_keeps_the_newest_history_before_the_request_and_pads_impressions(ml):
+    logs, prepared = ml
+    test = prepared.requests["test"]
+    rows = [test[i] for i in range(3)]
+    assert [r["user"] for r in rows] == [0, 1, 2] and [r["hist_end"] for r in rows] == [2, 4, 3]
+    batch = Collator(prepared, max_history_len=2)(rows)
+    P = batch["prefix_len"][0].item()
+    # user 1 (raw 4) rated movies 10, 20, 30, 50, 70 (dense 0, 1, 2, 4, 6) with 5, 5, 4, 3, 2; the
+    # test request is the rating of 70: its history is the two newest earlier ratings, 30 and 50,
+    # never the oldest (0, 1) and never the request's own movie 6.
+    assert batch["tok_id"][1, P:].tolist() == [2, 4]
+    assert batch["tok_action"][1, P:].tolist() == [CONVERSION, CLICK]
+    assert batch["tok_type"][1, P:].tolist() == [AD, AD]
+    # user 0 (raw 2): 10, 50, 60 -> history of the test request (60): 10, 50 = dense 0, 4
+    assert batch["tok_id"][0, P:].tolist() == [0, 4]
+    # user 2 (raw 7): 10, 20, 30, 40 -> history of the test request (40): 20, 30 = dense 1, 2
+    assert batch["tok_id"][2, P:].tolist() == [1, 2]
+    for b in range(3):
+        assert rows[b]["imp_item"][int(np.argmax(rows[b]["imp_click"]))] not in batch["tok_id"][b, P:].tolist()
+    # impressions: 6, 4, 5 real slots, right padded with item -1, click/conv/position/bid 0
+    assert batch["imp_mask"].tolist() == [[True] * 6, [True] * 4 + [False] * 2, [True] * 5 + [False]]
+    pad = ~batch["imp_mask"]
+    assert (batch["imp_item"][pad] == -1).all()
+    for k in ("imp_click", "imp_conv", "imp_position", "imp_bid", "imp_price"):
+        assert (batch[k][pad] == 0).all(), k
+    assert batch["imp_click"].sum(1).tolist() == [1, 1, 1]
+    assert batch["imp_position"][1].tolist() == [1, 2, 3, 4, 0, 0]
+    # item 0 is a real ad, not padding: a slate that shows it keeps it in the mask
+    row = dict(rows[1])
+    row["imp_item"] = [0] + row["imp_item"][1:]
+    batch = Collator(prepared, max_history_len=2)([row, rows[0]])
+    assert batch["imp_mask"].tolist() == [[True] * 4 + [False] * 2, [True] * 6]
+
+
+def test_split_skips_users_with_fewer_than_min_requests(ml):
+    logs, _ = ml
+    splits, skips = split_requests(logs, min_requests=4)      # user 0 has only 3 ratings
+    assert skips["requests_of_users_with_fewer_than_4_requests"] == 3
+    assert logs.req_user[splits["test"]].tolist() == [1, 2]
+    assert splits["test"].tolist() == [7, 11] and splits["valid"].tolist() == [6, 10]
+    # train: user 1's requests 4, 5 and user 2's request 9 (requests 3 and 8 have empty histories)
+    assert splits["train"].tolist() == [4, 5, 9]
+    assert skips["requests_with_empty_history"] == 2

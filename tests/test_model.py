@@ -1,5 +1,6 @@
 """The model: shapes, masks seen through the model, and every ablation switch changes the computation."""
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 from conftest import tiny_config
 from oneranker.data import Collator
 from oneranker.losses import draw_loss_samples, loss_from_draws, loss_terms
+from oneranker.model import FakeItemTokens, OneRanker
 from oneranker.train import build_model
 
 
@@ -521,3 +523,61 @@ def test_attention_kernel_is_scoped_to_its_block(tiny_prepared):
     with pytest.raises(ValueError, match="choose"):
         with model.attention_kernel("fast"):
             pass
+
+
+def test_retrieval_score_is_the_mean_of_the_value_heads_only():
+    interest = torch.full((1, 3, 3), 100.0)
+    value = torch.tensor([[[1.0, 2.0, 9.0], [3.0, 4.0, -1.0]]])          # [B=1, 2 value heads, N=3]
+    torch.testing.assert_close(OneRanker.retrieval_score(interest, value), torch.tensor([[2.0, 3.0, 4.0]]))
+    torch.testing.assert_close(OneRanker.retrieval_score(-interest, value), torch.tensor([[2.0, 3.0, 4.0]]))
+
+
+def test_head_scores_give_interest_then_value_task_outputs(tiny_prepared):
+    cfg = tiny_config()
+    step2 = build_model(cfg, tiny_prepared).step2
+    n_int, n_val = cfg.model.n_interest_tasks, cfg.model.n_value_tasks
+    T = n_int + n_val
+    scores = torch.arange(2 * T * 5, dtype=torch.float32).reshape(2, T, 5)
+    interest, value = step2.head_scores(scores)
+    assert interest.shape == (2, n_int, 5) and value.shape == (2, n_val, 5)
+    ints, vals = step2.head_tokens()
+    assert ints == list(range(n_int)) and vals == list(range(n_int, T))
+    torch.testing.assert_close(interest, scores[:, ints])
+    torch.testing.assert_close(value, scores[:, vals])
+
+
+def test_item_affinity_is_the_cosine_with_each_centroid():
+    fake = FakeItemTokens(2, 2)
+    fake.centroids.copy_(torch.tensor([[2.0, 0.0], [0.0, 3.0]]))
+    items = torch.tensor([[1.0, 1.0], [0.0, 5.0], [-4.0, 0.0]])
+    h = 1 / math.sqrt(2)
+    torch.testing.assert_close(fake.item_affinity(items), torch.tensor([[h, h], [0.0, 1.0], [-1.0, 0.0]]))
+
+
+def test_dual_channel_score_is_semantic_plus_preference_weighted_cosines(tiny_prepared):
+    cfg = tiny_config()
+    model = build_model(cfg, tiny_prepared).eval()
+    model.refresh_fake_items(seed=0)
+    step2 = model.step2
+    with torch.no_grad():
+        for p in step2.preference.parameters():       # non-trivial preferences
+            p.add_(torch.randn_like(p) * 0.3)
+        emb = model.items()
+        tasks, fakes = torch.randn(2, step2.n_tasks, cfg.model.d_model), torch.randn(2, cfg.model.n_fake_items, cfg.model.d_model)
+        got = step2.scores(tasks, fakes, emb)
+        s = step2.centroid_preferences(tasks, fakes)                           # [B, T, F]
+        cos = torch.nn.functional.cosine_similarity(emb[:, None], step2.fake.centroids[None], dim=-1)   # [N, F]
+        want = torch.einsum("btd,nd->btn", tasks, emb) + torch.einsum("btf,nf->btn", s, cos)
+        assert s.abs().max() > 1e-3 and cos.abs().max() > 0.1
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_fake_items_are_a_kmeans_fixed_point(tiny_prepared):
+    model = build_model(tiny_config(), tiny_prepared)
+    model.refresh_fake_items(seed=0)
+    c = model.step2.fake.centroids
+    emb = model.items().detach()
+    nearest = torch.cdist(emb, c).argmin(1)
+    for l in range(len(c)):                 # Lloyd's fixed point: each centroid is its cluster's mean
+        assert (nearest == l).any()
+        torch.testing.assert_close(c[l], emb[nearest == l].mean(0), rtol=1e-4, atol=1e-4)

@@ -5,9 +5,12 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from oneranker.__main__ import main
+from oneranker import realdata
+from oneranker.data import load_prepared
 from oneranker.realdata import dataset_fingerprint, heldout_positives, real_metrics
 from test_loaders import write_ml100k
 
@@ -162,3 +165,32 @@ def test_two_raw_folders_of_one_source_get_two_prepared_folders(tmp_path, monkey
     first = realdata.prepared_folder(cfg, "movielens", a, tmp_path / "cache")
     assert realdata.prepared_folder(cfg, "movielens", b, tmp_path / "cache") != first
     assert realdata.prepared_folder(cfg, "movielens", a, tmp_path / "cache") == first
+
+
+def test_evaluate_real_serves_the_ranked_list_and_names_the_generated_one(tmp_path, monkeypatch):
+    prepared = load_prepared(_prepare(tmp_path))
+    rows, positives = realdata.heldout_positives(prepared)
+    others = [[i for i in range(8) if i != p] for p in positives]
+    ranked = np.array([[p] + o[:7] for p, o in zip(positives, others)])      # positive first: HR@1 = 1
+    generated = np.array([o[:7] + [p] for p, o in zip(positives, others)])   # positive last: HR@1 = 0
+    monkeypatch.setattr(realdata, "REAL_KS", (1,))
+    monkeypatch.setattr(realdata, "model_rankings",
+                        lambda model, cfg, prep, r, n, device="cpu": {"ranked": ranked, "generated": generated})
+    out = {r["list"]: r for r in realdata.evaluate_real({"m": (None, None)}, prepared, n=20)}
+    assert set(out) == {"random", "popularity", "m", "m (generated)"}
+    assert out["m"]["HR@1"] == 1.0 and out["m"]["NDCG@1"] == 1.0
+    assert out["m (generated)"]["HR@1"] == 0.0
+    assert out["m"]["requests"] == 3
+
+
+def test_summary_pairs_each_seed_with_its_own_popularity():
+    rows = []
+    for seed, (pop, model) in enumerate([(0.1, 0.2), (0.2, 0.4), (0.4, 0.8)]):
+        for name, hr in (("popularity", pop), ("m", model)):
+            rows.append({"list": name, "seed": seed, "HR@10": hr, "NDCG@10": hr / 2, "HR@20": hr,
+                         "epochs": np.nan if name == "popularity" else 3, "train_seconds": np.nan if name == "popularity" else 10})
+    # shuffled rows: the pairing is by seed, not by row order
+    table = realdata.summary(pd.DataFrame(rows).sample(frac=1, random_state=1))
+    assert table.loc["m", "HR@10 / popularity"] == "2.00 ± 0.00"      # 0.2/0.1 = 0.4/0.2 = 0.8/0.4 = 2
+    assert table.loc["popularity", "HR@10 / popularity"] == "1.00 ± 0.00"
+    assert table.loc["m", "epochs"] == "3.0" and table.loc["m", "seeds"] == 3

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from conftest import PROFILE, TINY, tiny_config
+import oneranker.study as study_module
 from oneranker import evaluate, pool, reference
 from oneranker.baselines import CASCADE_RANKER, GPR, Cascade
 from oneranker.cache import model_folder
@@ -858,3 +859,42 @@ def test_reproduce_names_the_notebook_that_asks_to_its_kernel(tmp_path, monkeypa
     reproduce._run_one(source, 1, 1, {"profile": "smoke", "seed": 0}, tmp_path, None, committed=False)
     assert seen["asker"] == "05_dc_loss_ablations"
     assert ASKER_ENV not in os.environ
+
+
+@pytest.fixture
+def fake_study(tmp_path, monkeypatch):
+    trained = []
+    monkeypatch.setattr(Study, "_train_configs", lambda self, cfgs, skip_answered=True: trained.append(list(cfgs)))
+    monkeypatch.setattr(study_module, "cached_prepared", lambda cfg, *a, **k: cfg)      # "dataset" = its config
+    monkeypatch.setattr(Study, "truth_set", lambda self, cfg, prepared: ("truth", cfg.data_hash()))
+    monkeypatch.setattr(Study, "_references", lambda self, cfg, prepared, ts, n: [
+        {"variant": "random", "seed": cfg.seed, "list": "generated", "data": cfg.data_hash()}])
+    monkeypatch.setattr(Study, "_list_rows", lambda self, cfgs, prepared, ts, n, per_head: {"rows": [
+        {"list": "generated", "data": cfgs[0].data_hash(), "model_seed": cfgs[0].seed, "models": len(cfgs)}]
+        + ([{"list": "ranked", "data": cfgs[0].data_hash(), "model_seed": cfgs[1].seed, "models": 2}]
+           if len(cfgs) > 1 else [])})
+    study = Study(PROFILE, (0, 1), tmp_path, device="cpu", eval_requests=20, workers=1, progress=False)
+    return study, trained
+
+
+def test_grid_has_one_row_per_variant_seed_and_list_and_each_datasets_references_per_seed(fake_study):
+    study, trained = fake_study
+    variants = {"gpr": {**TINY, **GPR},
+                "cascade": Cascade(generator={**TINY, **GPR}, ranker={**TINY, **CASCADE_RANKER}),
+                "other world": {**TINY, **GPR, "world.n_users": 150}}
+    res = study.grid(variants)
+    # one pool trains every model of every variant at every seed (the cascade's two); the
+    # second call (_ensure_models: no result cached yet) asks for the same models
+    want = sorted((s, c.hash()) for v in variants.values() for s in (0, 1) for c in study.configs(v, s))
+    assert len(want) == 2 * (1 + 2 + 1)
+    assert [sorted((c.seed, c.hash()) for c in call) for call in trained] == [want, want]
+    models = res[res.variant != "random"]
+    assert sorted(map(tuple, models[["variant", "seed", "list"]].values.tolist())) == sorted(
+        [(v, s, "generated") for v in variants for s in (0, 1)] + [("cascade", s, "ranked") for s in (0, 1)])
+    assert (models.seed == models.model_seed).all()                 # each row is its own seed's model
+    assert (models[models.variant == "cascade"].models == 2).all()  # the cascade's rows come from both models
+    # references: once per dataset and seed (two worlds x two seeds), each on its own seed
+    refs = res[res.variant == "random"]
+    assert sorted(map(tuple, refs[["seed", "data"]].values.tolist())) == sorted(
+        (s, study.configs(variants[v], s)[0].data_hash()) for s in (0, 1) for v in ("gpr", "other world"))
+    assert refs["data"].nunique() == 4 and len(refs) == 4
