@@ -4,7 +4,7 @@
 # seed per pass (NN:S entries below), so that no sitting's minutes go unused; then, on the GPU it leaves
 # idle, the benchmarks of the H200 column (docs/paper_profile.md) not yet measured (the queue at the end; the GPU-only
 # tests first with GPU_TESTS=1). Runs detached in /tmp/w.
-# usage: [SEEDS="0 1"] [RESULTS_IN=FILE] [GPU_WORKERS=N] [DETERMINISTIC=1] [GPU_TESTS=1|K [GPU_TEST_PROCS=N] [GPU_TEST_SECONDS=S]] [E2E=1] bash /tmp/paper.sh REPO COMMIT [ENTRIES [TRAIN_COMPILE]]
+# usage: [CHECK_ONLY=1] [SEEDS="0 1"] [RESULTS_IN=FILE] [GPU_WORKERS=N] [DETERMINISTIC=1] [GPU_TESTS=1|K [GPU_TEST_PROCS=N] [GPU_TEST_SECONDS=S]] [E2E=1] bash /tmp/paper.sh REPO COMMIT [ENTRIES [TRAIN_COMPILE]]
 #   ENTRIES: the notebooks in order, e.g. "06" or "04 05:0" (default "06"). An entry NN runs notebook NN
 #   with seeds 0 1 2. An entry NN:S[,S...] is a pass that only fills the results cache with those
 #   seeds' models of notebook NN (reproduce --results-only; no notebook is kept); SEEDS="0 1" makes
@@ -27,6 +27,7 @@ mkdir -p /tmp/out
 # one seed; a first sitting now runs reproduce --results-only, which takes one: a sitting per seed fits one call)
 # (a job still running keeps its progress log and wait.sh's DONE: the refusal then goes to stderr only)
 refuse() {
+  [ "${CHECK_ONLY:-0}" = 1 ] && { echo "$*" >&2; exit 2; }   # a check alone touches nothing
   old=$(cat /tmp/out/paper.pid 2>/dev/null)
   if [ -n "$old" ] && kill -0 "$old" 2>/dev/null; then echo "$*" >&2
   else echo "$*" | tee /tmp/out/progress.log >&2; touch /tmp/out/DONE; fi
@@ -59,6 +60,9 @@ for entry in $ENTRIES; do
   else whole="$whole $nb"; fi
   ls "$1"/notebooks/${nb}_*.ipynb > /dev/null 2>&1 || refuse "entry '$entry': no notebooks/${nb}_*.ipynb in $1"
 done
+# CHECK_ONLY=1: the checks above and nothing else (scripts/rehearse_sittings.py checks every sitting's
+# entries so before its first sitting runs)
+[ "${CHECK_ONLY:-0}" = 1 ] && exit 0
 . "$(dirname "$0")/setup.sh" "$1" "$2"
 MPS=; [ "$DEVICE" = cuda ] && MPS=--mps
 if [ -n "$RESULTS_IN" ]; then

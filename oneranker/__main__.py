@@ -37,6 +37,36 @@ def parse_overrides(pairs: list[str]) -> dict:
     return out
 
 
+def check_out_parent(out: Path) -> None:
+    """The folder ``out`` will be written into can be made and written: its nearest existing
+    ancestor is a writable directory (checked before building anything)."""
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise DataError(f"--out {out}: cannot create it ({parent} is not a writable directory)")
+
+
+def check_positive(name: str, value: int | None) -> None:
+    """An optional count option (``--workers``, ``--eval-requests``) must be at least 1."""
+    if value is not None and value < 1:
+        raise ConfigError(f"{name} {value}: give at least 1")
+
+
+def _load_prepared_or_explain(folder: str | Path, what: str):
+    """``load_prepared``, with a damaged table (truncated Arrow file, missing split) reported as a
+    DataError naming the folder instead of a raw pyarrow/datasets traceback."""
+    from .data import load_prepared
+
+    try:
+        return load_prepared(folder)
+    except DataError:
+        raise
+    except (OSError, ValueError) as e:       # pyarrow.ArrowInvalid is a ValueError
+        raise DataError(f"{what} {folder} is damaged ({type(e).__name__}: {str(e)[:160]}); "
+                        f"delete it and prepare it again") from None
+
+
 def cmd_prepare(args: argparse.Namespace) -> None:
     from .data import build_prepared, load_logs
 
@@ -44,6 +74,7 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
         raise DataError(f"--out {out} exists and is not empty; pass --force to replace it")
+    check_out_parent(out)
     logs = load_logs(args.source, cfg, args.path)
     prepared = build_prepared(logs, cfg)
     prepared.save(out, overwrite=args.force)
@@ -57,6 +88,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .runtime import resolve_device
 
     cfg = make_config(args.profile, seed=args.seed, **parse_overrides(args.set))
+    check_positive("--eval-requests", args.eval_requests)
     try:  # an unknown or unavailable device is refused before any work
         device = resolve_device(args.device)
     except (ValueError, RuntimeError) as e:
@@ -91,7 +123,12 @@ def _train_and_report(cfg: Config, args: argparse.Namespace, device: torch.devic
 
     rank = int(os.environ.get("RANK", "0"))
     if rank == 0:  # rank 0 builds the dataset; the others then read it from the cache
-        cached_prepared(cfg, args.cache, progress=True)
+        try:
+            cached_prepared(cfg, args.cache, progress=True)
+        except (OSError, ValueError) as e:   # a damaged cached dataset: named, not a raw pyarrow traceback
+            from .cache import dataset_folder
+            raise DataError(f"cached dataset {dataset_folder(cfg, args.cache)} is damaged "
+                            f"({type(e).__name__}: {str(e)[:160]}); delete it to build it again") from None
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         import torch.distributed as dist
 
@@ -113,12 +150,11 @@ def _train_and_report(cfg: Config, args: argparse.Namespace, device: torch.devic
 def _real_data(folder: str | None) -> tuple:
     """(prepared dataset, fingerprint) of a folder written by ``prepare``; a clear error
     naming the folder if it is missing or incomplete."""
-    from .data import load_prepared
     from .realdata import dataset_fingerprint
 
     if folder is None:
         raise ConfigError("--data is required: a folder written by `python -m oneranker prepare`")
-    prepared = load_prepared(folder)   # raises DataError naming the folder and what is missing
+    prepared = _load_prepared_or_explain(folder, "prepared dataset")   # DataError naming the folder
     return prepared, dataset_fingerprint(folder)
 
 
@@ -224,6 +260,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     from .runtime import resolve_device
 
     make_config(args.profile)
+    check_positive("--workers", args.workers)
     try:   # bad --seeds or --device: an error before any work
         check_seeds(args.seeds)
         resolve_device(args.device)
@@ -246,6 +283,9 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     from .runtime import resolve_device
 
     make_config(args.profile)  # validate everything before training a model or starting a kernel
+    check_positive("--workers", args.workers)
+    if args.notebooks is not None and not args.notebooks:
+        raise ConfigError("--notebooks names no notebook; leave it out to run them all")
     try:
         check_seeds(args.seeds, args.results_only)
         if args.results_only and not args.notebooks:

@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from oneranker.cache import atomic_write_text  # noqa: E402
-from oneranker.config import make_config  # noqa: E402
+from oneranker.config import ConfigError, make_config  # noqa: E402
 
 
 def main() -> None:
@@ -48,7 +48,12 @@ def main() -> None:
         raise SystemExit(f"--gpus {args.gpus}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     if not 0 <= args.warmup < args.steps:
         raise SystemExit("--warmup must be at least 0 and below --steps")
-    cfg = make_config(args.profile, seed=args.seed)
+    if args.eval_requests < 1:
+        raise SystemExit(f"--eval-requests {args.eval_requests}: give at least 1")
+    try:
+        cfg = make_config(args.profile, seed=args.seed)
+    except ConfigError as e:
+        raise SystemExit(f"error: {e}") from None
     prepared = cached_prepared(cfg, args.cache, progress=False)   # once, before the processes read it
     runs = {}
     with tempfile.TemporaryDirectory() as work:

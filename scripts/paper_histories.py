@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from oneranker import studies  # noqa: E402
-from oneranker.cache import MODEL_CODE, code_version, load_entry, model_folder  # noqa: E402
-from oneranker.config import Config, make_config  # noqa: E402
+from oneranker.cache import MODEL_CODE, atomic_write_text, code_version, load_entry, model_folder  # noqa: E402
+from oneranker.config import Config, ConfigError, make_config  # noqa: E402
 from oneranker.realdata import change_up_to_best, last_epochs_change  # noqa: E402
 
 LAST = 5        # the summary's window: the validation loss's change over a run's last five epochs
@@ -129,18 +129,30 @@ def main() -> None:
     ap.add_argument("--summary", type=Path, help="print the convergence table of a file this script wrote")
     args = ap.parse_args()
     if args.summary:
-        print(summary(read(args.summary)))
+        try:
+            records = read(args.summary)
+        except (OSError, ValueError) as e:      # missing file, a line that is not JSON
+            ap.error(f"--summary {args.summary}: cannot read it ({e})")
+        print(summary(records))
         return
     if not (args.notebooks and args.out):
         ap.error("give --notebooks and --out (or --summary FILE)")
     unknown = [nb for nb in args.notebooks if nb not in studies.SEEDS]
     if unknown:
         ap.error(f"no notebook {', '.join(unknown)} trains models; those that do: {', '.join(sorted(studies.SEEDS))}")
+    try:
+        make_config(args.profile)
+    except ConfigError as e:
+        ap.error(str(e))
+    if args.seeds is not None and (len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0):
+        ap.error(f"--seeds {' '.join(map(str, args.seeds))}: give distinct non-negative seeds")
+    if not (args.cache / "models").is_dir():
+        ap.error(f"--cache {args.cache}: no model cache there (no models/ folder)")
+    if not args.out.parent.is_dir():
+        ap.error(f"--out {args.out}: no folder {args.out.parent}")
     records = [r for nb in args.notebooks
                for r in histories(nb, args.profile, args.seeds or list(studies.SEEDS[nb]), args.cache)]
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    tmp.replace(args.out)                # never a half-written file
+    atomic_write_text(args.out, "".join(json.dumps(r) + "\n" for r in records))   # never a half-written file
     print(f"{len(records)} histories -> {args.out}")
     print(summary(records))
 

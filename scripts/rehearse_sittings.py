@@ -58,7 +58,8 @@ def sitting_env(results_in: Path | None) -> dict[str, str]:
         raise FileNotFoundError(f"no python3 beside {sys.executable}: paper.sh calls python3")
     env = {**os.environ, "PROFILE": "smoke", "DEVICE": "cpu", "WHEELS": "0",
            "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
-    for knob in ("RESULTS_IN", "SEEDS", "GPU_WORKERS", "DETERMINISTIC", "GPU_TESTS", "E2E"):   # paper.sh's, not the caller's
+    for knob in ("RESULTS_IN", "SEEDS", "GPU_WORKERS", "DETERMINISTIC", "GPU_TESTS", "GPU_TEST_PROCS",
+                 "GPU_TEST_SECONDS", "E2E", "CHECK_ONLY"):   # paper.sh's, not the caller's
         env.pop(knob, None)
     if results_in is not None:
         env["RESULTS_IN"] = str(results_in)
@@ -160,11 +161,27 @@ def evaluated(notebook: str, seeds: str) -> int:
     return len(studies.notebook_configs(notebook, "smoke", [int(s) for s in seeds.split()]))
 
 
+def check_sittings(sittings: list[str], repo: Path = ROOT) -> None:
+    """paper.sh's own checks of each sitting's entries (CHECK_ONLY=1: its checks and nothing
+    else), for every sitting before the first one runs: a sitting refuses a bad entry only when
+    it starts, after the earlier sittings' work."""
+    env = {**sitting_env(None), "CHECK_ONLY": "1"}
+    for i, entries in enumerate(sittings, 1):
+        done = subprocess.run(["bash", str(repo / ".device" / "paper.sh"), str(repo), "0" * 40, entries],
+                              env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ValueError(f"sitting {i} ({entries!r}): {done.stderr.strip()}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sittings", nargs="+", default=PLAN, help="each sitting's paper.sh entries, in order")
     ap.add_argument("--out", type=Path, help="write the table here (CSV)")
     args = ap.parse_args()
+    try:
+        check_sittings(args.sittings)
+    except ValueError as e:
+        ap.error(str(e))
     if shutil.which("bash") is None:
         ap.error("bash is needed: the sittings' scripts are bash")
     table = rehearse(args.sittings)

@@ -31,6 +31,7 @@ import benchmark_table  # noqa: E402  (scripts/, beside this file)
 import paper_histories  # noqa: E402
 import patience_study  # noqa: E402
 from oneranker import paper, realdata, reference, tables  # noqa: E402
+from oneranker.cache import atomic_write_text  # noqa: E402
 from oneranker.config import make_config  # noqa: E402
 from oneranker.metrics import mean_ci  # noqa: E402
 
@@ -2170,8 +2171,8 @@ def main() -> int:
         path = ROOT / name
         new, changed = render(path.read_text(), blocks)
         stale += [f"{name}: {block}" for block in changed]
-        if not args.check:
-            path.write_text(new)
+        if not args.check and new != path.read_text():
+            atomic_write_text(path, new)      # never a half-written README or docs page
     if args.check:
         if stale:
             print(f"blocks out of date with results/: {', '.join(stale)} (run scripts/render_readme.py)")
