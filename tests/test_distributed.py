@@ -10,7 +10,7 @@ import torch.multiprocessing as mp
 
 from conftest import tiny_config
 from oneranker.data import cached_prepared
-from oneranker.distributed_check import held_out_outputs
+from oneranker.distributed_check import compare, held_out_outputs
 from oneranker.train import Trainer, build_model
 
 OVERRIDES = {"train.epochs": 2, "train.max_train_requests": 128, "train.batch_size": 32}
@@ -92,3 +92,19 @@ def test_two_gpus_match_one_for_the_same_global_batch(tmp_path):
     report = distributed_check.compare(cfg, prepared, states, eval_requests=50, device="cuda")
     assert all(d < 0.05 for d in report["max_abs_diff"][2].values()), report
     assert report["weights_rel_diff"][2] < 0.01, report
+
+
+def test_compare_measures_the_second_model_against_the_first(tiny_prepared):
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    state = {k: v.clone() for k, v in build_model(cfg, tiny_prepared).state_dict().items()}
+    # every float tensor 1.1 times the first: hand-computed relative L2 difference ||0.1 w|| / ||w|| = 0.1
+    scaled = {k: v * 1.1 if v.is_floating_point() else v.clone() for k, v in state.items()}
+    same = compare(cfg, tiny_prepared, {1: state, 2: {k: v.clone() for k, v in state.items()}}, eval_requests=20)
+    assert same["weights_rel_diff"][2] == 0.0 and all(d == 0.0 for d in same["max_abs_diff"][2].values())
+    assert same["metrics"][1] == same["metrics"][2]
+    report = compare(cfg, tiny_prepared, {1: state, 2: scaled}, eval_requests=20)
+    assert abs(report["weights_rel_diff"][2] - 0.1) < 1e-6
+    diffs = report["max_abs_diff"][2]
+    assert set(diffs) == {"interest", "value", "ranker (centred)"} and all(d > 1e-3 for d in diffs.values()), diffs
+    assert 1 not in report["max_abs_diff"] and set(report["metrics"]) == {1, 2}

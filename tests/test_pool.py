@@ -1,0 +1,132 @@
+"""The training pool and the process helpers (oneranker/pool.py, oneranker/parallel.py) with
+stand-in jobs, no training: which models a run trains (each by its own key), how it trains them
+(the run's compile setting, worker processes on the CPU), a failed job named by its config, every
+stack mate's world, and results in the order asked. The pool's training itself, bit for bit
+against training in-process, is tested in tests/test_study.py."""
+
+import subprocess
+from concurrent.futures import Future
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from oneranker import pool
+from oneranker.cache import dataset_folder, model_folder
+from oneranker.parallel import in_processes
+
+
+class _InProcess:
+    def __init__(self, log=None, workers=None):
+        if log is not None:
+            log.append(workers)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def submit(self, fn, *args):
+        f = Future()
+        f.set_result(fn(*args))
+        return f
+
+
+def test_in_processes_returns_results_in_the_order_of_args_not_of_completion():
+    # the first call ends about 2 s after the second: completion order would be ["second", "first"]
+    args = [("sleep 2; echo first",), ("echo second",)]
+    assert in_processes(subprocess.getoutput, args, workers=2) == ["first", "second"]
+
+
+def _fake_pool(monkeypatch, trained, pools=None):
+    """train_all with a stand-in pool whose jobs only record the config and write its final.pt."""
+    from oneranker.config import config_from_dict
+
+    def job(d, cache_dir, device, threads):
+        cfg = config_from_dict(d)
+        trained.append(cfg.hash())
+        for m in pool.stack_mates(cfg):
+            model_folder(m, cache_dir).mkdir(parents=True, exist_ok=True)
+            (model_folder(m, cache_dir) / "final.pt").touch()
+        return cfg.hash()
+
+    monkeypatch.setattr(pool, "process_pool", lambda n: _InProcess(pools, n))
+    monkeypatch.setattr(pool, "prepare_all", lambda cfgs, cache_dir, workers=None: 0)
+    monkeypatch.setattr(pool, "_train_in_worker", job)
+
+
+def test_train_all_skips_exactly_the_models_whose_own_key_is_cached(tmp_path, monkeypatch):
+    trained = []
+    _fake_pool(monkeypatch, trained)
+    full, no_ranker = tiny_config(seed=0), tiny_config(seed=0, **{"model.use_ranker": False})
+    assert full.data_hash() == no_ranker.data_hash() and full.hash() != no_ranker.hash()
+    # the shared dataset is already cached: that must not count as a trained model
+    dataset_folder(full, tmp_path).mkdir(parents=True)
+    (dataset_folder(full, tmp_path) / "meta.json").write_text("{}")
+    assert pool.train_all([full, no_ranker], tmp_path, device="cpu", workers=2) == 2
+    assert sorted(trained) == sorted([full.hash(), no_ranker.hash()])
+    trained.clear()
+    assert pool.train_all([full, no_ranker], tmp_path, device="cpu", workers=2) == 0 and trained == []
+    # a stack whose first mate is cached but whose second is not: one job, by the missing mate
+    stacked = {"train.stack_seeds": (0, 1), "train.epochs": 1}
+    a, b = tiny_config(seed=0, **stacked), tiny_config(seed=1, **stacked)
+    model_folder(a, tmp_path).mkdir(parents=True)
+    (model_folder(a, tmp_path) / "final.pt").touch()
+    assert pool.train_all([a, b], tmp_path, device="cpu", workers=2) == 1 and trained == [b.hash()]
+
+
+def test_cpu_training_goes_through_a_worker_process_even_with_one_worker(tmp_path, monkeypatch):
+    pools = []
+    _fake_pool(monkeypatch, [], pools)
+    assert pool.train_all([tiny_config(seed=0)], tmp_path, device="cpu", workers=1) == 1
+    assert pools == [1]
+
+
+def test_train_all_trains_each_model_as_the_run_compiles_it(tmp_path, monkeypatch):
+    """ONERANKER_TRAIN_COMPILE reaches the models train_all trains on CUDA, in the pool's own
+    process (one job) and in its workers (config sent as a dict); the cache key is the config's."""
+    seen = []
+
+    def recorder(cfg, prepared, cache_dir, device, progress):
+        seen.append((cfg.train.compile, cfg.hash()))
+        return "model", "history"
+
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(pool, "train_or_load", recorder)
+    monkeypatch.setattr(pool, "cached_prepared", lambda cfg, cache_dir, progress=True: "prepared")
+    monkeypatch.setattr(pool, "resolve_device", lambda device: cuda)
+    monkeypatch.setattr(pool, "prepare_all", lambda cfgs, cache_dir, workers=None: 0)
+    monkeypatch.setattr(pool, "has_model", lambda cfg, cache_dir: False)
+    monkeypatch.setattr(pool, "process_pool", lambda n: _InProcess())
+    monkeypatch.setattr(pool.torch, "set_num_threads", lambda n: None)
+    monkeypatch.setattr(pool, "gpu_worker_threads", lambda n: 1)
+    monkeypatch.setenv(pool.TRAIN_COMPILE_ENV, "blocks")
+    cfg, other = tiny_config(seed=0), tiny_config(seed=1)
+    assert pool.train_all([cfg], tmp_path, device="cuda", workers=1) == 1
+    assert pool.train_all([cfg, other], tmp_path, device="cuda", workers=2) == 2
+    assert seen == [("blocks", cfg.hash()), ("blocks", cfg.hash()), ("blocks", other.hash())]
+
+
+def test_a_failed_training_job_is_raised_naming_its_config(tmp_path, monkeypatch):
+    cfg = tiny_config(seed=3)
+
+    def boom(*a, **k):
+        raise ValueError("no such kernel")
+
+    monkeypatch.setattr(pool.torch, "set_num_threads", lambda n: None)
+    monkeypatch.setattr(pool, "cached_prepared", lambda cfg, cache_dir, progress=True: "prepared")
+    monkeypatch.setattr(pool, "train_or_load_in_run", boom)
+    with pytest.raises(RuntimeError, match=rf"(?s)training model {cfg.hash()} failed:\n.*ValueError: no such kernel") as e:
+        pool._train_in_worker(cfg.to_dict(), str(tmp_path), "cpu")
+    assert e.value.__cause__ is None       # picklable back to the parent, whatever the original error was
+
+
+def test_prepare_all_simulates_the_worlds_of_every_stack_mate(tmp_path, monkeypatch):
+    from oneranker.config import config_from_dict
+
+    made = []
+    monkeypatch.setattr(pool, "_prepare_in_worker", lambda d, cache_dir: made.append(config_from_dict(d).seed))
+    stacked = {"train.stack_seeds": (0, 1), "train.epochs": 1}
+    assert pool.prepare_all([tiny_config(seed=0, **stacked)], tmp_path, workers=1) == 2
+    assert sorted(made) == [0, 1]
