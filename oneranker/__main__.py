@@ -123,11 +123,16 @@ def _train_and_report(cfg: Config, args: argparse.Namespace, device: torch.devic
 
     rank = int(os.environ.get("RANK", "0"))
     if rank == 0:  # rank 0 builds the dataset; the others then read it from the cache
+        from .cache import dataset_folder
+
+        folder = dataset_folder(cfg, args.cache)
+        cached = folder.exists()      # read, not built: an error reading it means a damaged folder
         try:
             cached_prepared(cfg, args.cache, progress=True)
         except (OSError, ValueError) as e:   # a damaged cached dataset: named, not a raw pyarrow traceback
-            from .cache import dataset_folder
-            raise DataError(f"cached dataset {dataset_folder(cfg, args.cache)} is damaged "
+            if not cached:
+                raise
+            raise DataError(f"cached dataset {folder} is damaged "
                             f"({type(e).__name__}: {str(e)[:160]}); delete it to build it again") from None
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         import torch.distributed as dist
