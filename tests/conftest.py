@@ -1,6 +1,8 @@
-"""Shared fixtures: a tiny simulated dataset and a tiny model config (fast on 2 CPU cores)."""
+"""Shared fixtures: a tiny simulated dataset and a tiny model config (fast on 2 CPU cores), and
+stand-ins for the training pool (a pool run in this process, training on a pretend GPU)."""
 
 import pytest
+import torch
 
 from oneranker.config import make_config
 from oneranker.data import build_prepared
@@ -26,3 +28,46 @@ def tiny_prepared(tmp_path_factory):
     prepared.save(out)
     from oneranker.data import load_prepared
     return load_prepared(out)
+
+
+class InProcessPool:
+    """A stand-in for oneranker.pool's process pool: runs each job at once, in this process (so a
+    test sees what the pool would submit, without worker processes). ``log``, when given, records
+    the number of workers each pool was asked for."""
+
+    def __init__(self, log: list | None = None, workers: int | None = None):
+        if log is not None:
+            log.append(workers)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def submit(self, fn, *args):
+        from concurrent.futures import Future
+
+        f = Future()
+        f.set_result(fn(*args))
+        return f
+
+
+def pretend_cuda_training(monkeypatch, record) -> torch.device:
+    """oneranker.pool on a pretend GPU with training replaced by ``record(cfg, device)`` (called in
+    the process that would train), its datasets and cache stood in: what a run hands each model
+    it trains, without a GPU or any training. Returns the pretend device."""
+    from oneranker import pool
+
+    cuda = torch.device("cuda")
+
+    def recorder(cfg, prepared, cache_dir, device, progress):
+        record(cfg, device)
+        return "model", "history"
+
+    monkeypatch.setattr(pool, "train_or_load", recorder)
+    monkeypatch.setattr(pool, "cached_prepared", lambda cfg, cache_dir, progress=True: "prepared")
+    monkeypatch.setattr(pool, "resolve_device", lambda device: cuda)
+    monkeypatch.setattr(pool, "prepare_all", lambda cfgs, cache_dir, workers=None: 0)
+    monkeypatch.setattr(pool, "has_model", lambda cfg, cache_dir: False)
+    return cuda

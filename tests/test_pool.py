@@ -5,32 +5,13 @@ stack mate's world, and results in the order asked. The pool's training itself, 
 against training in-process, is tested in tests/test_study.py."""
 
 import subprocess
-from concurrent.futures import Future
 
 import pytest
-import torch
 
-from conftest import tiny_config
+from conftest import InProcessPool, pretend_cuda_training, tiny_config
 from oneranker import pool
 from oneranker.cache import dataset_folder, model_folder
 from oneranker.parallel import in_processes
-
-
-class _InProcess:
-    def __init__(self, log=None, workers=None):
-        if log is not None:
-            log.append(workers)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def submit(self, fn, *args):
-        f = Future()
-        f.set_result(fn(*args))
-        return f
 
 
 def test_in_processes_returns_results_in_the_order_of_args_not_of_completion():
@@ -51,7 +32,7 @@ def _fake_pool(monkeypatch, trained, pools=None):
             (model_folder(m, cache_dir) / "final.pt").touch()
         return cfg.hash()
 
-    monkeypatch.setattr(pool, "process_pool", lambda n: _InProcess(pools, n))
+    monkeypatch.setattr(pool, "process_pool", lambda n: InProcessPool(pools, n))
     monkeypatch.setattr(pool, "prepare_all", lambda cfgs, cache_dir, workers=None: 0)
     monkeypatch.setattr(pool, "_train_in_worker", job)
 
@@ -87,18 +68,8 @@ def test_train_all_trains_each_model_as_the_run_compiles_it(tmp_path, monkeypatc
     """ONERANKER_TRAIN_COMPILE reaches the models train_all trains on CUDA, in the pool's own
     process (one job) and in its workers (config sent as a dict); the cache key is the config's."""
     seen = []
-
-    def recorder(cfg, prepared, cache_dir, device, progress):
-        seen.append((cfg.train.compile, cfg.hash()))
-        return "model", "history"
-
-    cuda = torch.device("cuda")
-    monkeypatch.setattr(pool, "train_or_load", recorder)
-    monkeypatch.setattr(pool, "cached_prepared", lambda cfg, cache_dir, progress=True: "prepared")
-    monkeypatch.setattr(pool, "resolve_device", lambda device: cuda)
-    monkeypatch.setattr(pool, "prepare_all", lambda cfgs, cache_dir, workers=None: 0)
-    monkeypatch.setattr(pool, "has_model", lambda cfg, cache_dir: False)
-    monkeypatch.setattr(pool, "process_pool", lambda n: _InProcess())
+    pretend_cuda_training(monkeypatch, lambda cfg, device: seen.append((cfg.train.compile, cfg.hash())))
+    monkeypatch.setattr(pool, "process_pool", lambda n: InProcessPool())
     monkeypatch.setattr(pool.torch, "set_num_threads", lambda n: None)
     monkeypatch.setattr(pool, "gpu_worker_threads", lambda n: 1)
     monkeypatch.setenv(pool.TRAIN_COMPILE_ENV, "blocks")

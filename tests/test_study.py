@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import PROFILE, TINY, tiny_config
+from conftest import PROFILE, TINY, InProcessPool, pretend_cuda_training, tiny_config
 import oneranker.study as study_module
 from oneranker import evaluate, pool, reference
 from oneranker.baselines import CASCADE_RANKER, GPR, Cascade
@@ -48,7 +48,7 @@ def test_a_stack_is_one_job_of_the_pool_and_caches_every_mate(tmp_path, monkeypa
     cfgs = [tiny_config(seed=s, **stacked) for s in (0, 1)] + [tiny_config(seed=0, **{"model.use_ranker": False})]
     jobs = []
     real = pool._train_in_worker
-    monkeypatch.setattr(pool, "process_pool", lambda workers: _InProcess())
+    monkeypatch.setattr(pool, "process_pool", lambda workers: InProcessPool())
     monkeypatch.setattr(pool.torch, "set_num_threads", lambda n: None)   # in this process: leave its threads
     monkeypatch.setattr(pool, "_train_in_worker", lambda d, *a: jobs.append(d["seed"]) or real(d, *a))
     pool.train_all(cfgs, tmp_path / "pool", device="cpu", workers=2)
@@ -59,23 +59,6 @@ def test_a_stack_is_one_job_of_the_pool_and_caches_every_mate(tmp_path, monkeypa
                               tmp_path / "direct", device="cpu", progress=False)
     a = torch.load(model_folder(cfgs[1], tmp_path / "pool") / "final.pt", weights_only=False)["model"]
     assert all(torch.equal(a[k], v) for k, v in direct.state_dict().items())
-
-
-class _InProcess:
-    """A stand-in for the process pool: runs each job at once, in this process."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def submit(self, fn, *args):
-        from concurrent.futures import Future
-
-        f = Future()
-        f.set_result(fn(*args))
-        return f
 
 
 def test_gpu_training_processes_share_out_the_cores_and_the_memory(monkeypatch):
@@ -697,17 +680,8 @@ def test_every_way_a_run_trains_a_model_takes_the_runs_algorithms(tmp_path, monk
     from oneranker.parallel import environment, in_processes
 
     seen = []
-
-    def recorder(cfg, prepared, cache_dir, device, progress):
-        seen.append((device, torch.are_deterministic_algorithms_enabled()))
-        return "model", "history"
-
-    cuda = torch.device("cuda")
-    monkeypatch.setattr(pool, "train_or_load", recorder)
-    monkeypatch.setattr(pool, "cached_prepared", lambda cfg, cache_dir, progress=True: "prepared")
-    monkeypatch.setattr(pool, "resolve_device", lambda device: cuda)
-    monkeypatch.setattr(pool, "prepare_all", lambda cfgs, cache_dir, workers=None: 0)
-    monkeypatch.setattr(pool, "has_model", lambda cfg, cache_dir: False)
+    cuda = pretend_cuda_training(monkeypatch,
+                                 lambda cfg, device: seen.append((device, torch.are_deterministic_algorithms_enabled())))
     monkeypatch.setattr(study_module, "cached_prepared", lambda cfg, cache_dir, progress=True: "prepared")
     monkeypatch.setattr(study_module, "has_model", lambda cfg, cache_dir: False)
     monkeypatch.setattr(study_module, "resolve_device", lambda device: cuda)
