@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import dataclasses
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -53,18 +55,16 @@ def check_positive(name: str, value: int | None) -> None:
         raise ConfigError(f"{name} {value}: give at least 1")
 
 
-def _load_prepared_or_explain(folder: str | Path, what: str):
-    """``load_prepared``, with a damaged table (truncated Arrow file, missing split) reported as a
-    DataError naming the folder instead of a raw pyarrow/datasets traceback."""
-    from .data import load_prepared
-
+@contextlib.contextmanager
+def _named_if_damaged(folder: str | Path, what: str, remedy: str) -> Iterator[None]:
+    """Reading a prepared dataset: a damaged table (truncated Arrow file, missing split) raised
+    as a DataError naming the folder and the remedy instead of a raw pyarrow/datasets traceback."""
     try:
-        return load_prepared(folder)
+        yield
     except DataError:
         raise
     except (OSError, ValueError) as e:       # pyarrow.ArrowInvalid is a ValueError
-        raise DataError(f"{what} {folder} is damaged ({type(e).__name__}: {str(e)[:160]}); "
-                        f"delete it and prepare it again") from None
+        raise DataError(f"{what} {folder} is damaged ({type(e).__name__}: {str(e)[:160]}); {remedy}") from None
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
@@ -126,14 +126,11 @@ def _train_and_report(cfg: Config, args: argparse.Namespace, device: torch.devic
         from .cache import dataset_folder
 
         folder = dataset_folder(cfg, args.cache)
-        cached = folder.exists()      # read, not built: an error reading it means a damaged folder
-        try:
+        # read, not built: only then does an error mean a damaged folder
+        reading = (_named_if_damaged(folder, "cached dataset", "delete it to build it again") if folder.exists()
+                   else contextlib.nullcontext())
+        with reading:
             cached_prepared(cfg, args.cache, progress=True)
-        except (OSError, ValueError) as e:   # a damaged cached dataset: named, not a raw pyarrow traceback
-            if not cached:
-                raise
-            raise DataError(f"cached dataset {folder} is damaged "
-                            f"({type(e).__name__}: {str(e)[:160]}); delete it to build it again") from None
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         import torch.distributed as dist
 
@@ -155,11 +152,13 @@ def _train_and_report(cfg: Config, args: argparse.Namespace, device: torch.devic
 def _real_data(folder: str | None) -> tuple:
     """(prepared dataset, fingerprint) of a folder written by ``prepare``; a clear error
     naming the folder if it is missing or incomplete."""
+    from .data import load_prepared
     from .realdata import dataset_fingerprint
 
     if folder is None:
         raise ConfigError("--data is required: a folder written by `python -m oneranker prepare`")
-    prepared = _load_prepared_or_explain(folder, "prepared dataset")   # DataError naming the folder
+    with _named_if_damaged(folder, "prepared dataset", "delete it and prepare it again"):
+        prepared = load_prepared(folder)   # itself a DataError naming what is missing
     return prepared, dataset_fingerprint(folder)
 
 

@@ -31,6 +31,7 @@ from oneranker import studies  # noqa: E402
 from oneranker.cache import MODEL_CODE, atomic_write_text, code_version, load_entry, model_folder  # noqa: E402
 from oneranker.config import Config, ConfigError, make_config  # noqa: E402
 from oneranker.realdata import change_up_to_best, last_epochs_change  # noqa: E402
+from oneranker.reproduce import check_seeds  # noqa: E402
 
 LAST = 5        # the summary's window: the validation loss's change over a run's last five epochs
 LATE = 3        # a capped run whose best epoch is among its last LATE was still improving
@@ -144,8 +145,10 @@ def main() -> None:
         make_config(args.profile)
     except ConfigError as e:
         ap.error(str(e))
-    if args.seeds is not None and (len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0):
-        ap.error(f"--seeds {' '.join(map(str, args.seeds))}: give distinct non-negative seeds")
+    try:
+        check_seeds(args.seeds, results_only=True)   # one seed is enough: a curve needs no CI
+    except ValueError as e:
+        ap.error(f"--seeds: {e}")
     if not (args.cache / "models").is_dir():
         ap.error(f"--cache {args.cache}: no model cache there (no models/ folder)")
     if not args.out.parent.is_dir():

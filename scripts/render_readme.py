@@ -2171,8 +2171,8 @@ def main() -> int:
         path = ROOT / name
         new, changed = render(path.read_text(), blocks)
         stale += [f"{name}: {block}" for block in changed]
-        if not args.check and new != path.read_text():
-            atomic_write_text(path, new)      # never a half-written README or docs page
+        if changed and not args.check:
+            atomic_write_text(path, new)      # only a changed document, never half-written
     if args.check:
         if stale:
             print(f"blocks out of date with results/: {', '.join(stale)} (run scripts/render_readme.py)")
