@@ -1,5 +1,11 @@
-"""Shared fixtures: a tiny simulated dataset and a tiny model config (fast on 2 CPU cores), and
-stand-ins for the training pool (a pool run in this process, training on a pretend GPU)."""
+"""Shared fixtures: a tiny simulated dataset and a tiny model config (fast on 2 CPU cores),
+stand-ins for the training pool (a pool run in this process, training on a pretend GPU), and the
+one loader of a command-line script or benchmark as a module (load_tool)."""
+
+import importlib.util
+import sys
+import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -7,6 +13,50 @@ import torch
 from oneranker.config import make_config
 from oneranker.data import build_prepared
 from oneranker.world import World
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_tool(relative_path: str) -> types.ModuleType:
+    """The script or benchmark at ``relative_path`` (from the project root, e.g.
+    ``"scripts/book.py"``, ``"benchmarks/model.py"``) as a module, loaded once per test session.
+
+    Why one home: the tests once loaded these files three ways (importlib with or without
+    ``sys.modules``, ``import`` after a ``sys.path.insert`` removed again or left in place), so a
+    script could be two modules at once and a test's ``sys.path`` hinge on which test ran before.
+    Here the module is named by the file's stem and registered in ``sys.modules`` before it runs:
+    a dataclass looks its module up there, and a script imported by another (render_readme imports
+    benchmark_table) is then the same module the tests hold. The file's folder is on ``sys.path``
+    only while the module runs, for the siblings it imports (``common``, ``shared_results``); the
+    entry added here is removed afterwards (a script may add its own folder itself: that stays).
+    The module is shared, so a test changes its attributes through ``monkeypatch`` only."""
+    path = (ROOT / relative_path).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"load_tool: no script or benchmark {relative_path!r} (looked for {path})")
+    name = path.stem
+    loaded = sys.modules.get(name)
+    if loaded is not None:
+        where = getattr(loaded, "__file__", None)
+        if where is not None and Path(where).resolve() == path:
+            return loaded
+        raise ImportError(f"load_tool: the module name {name!r} of {relative_path} is taken by {where or loaded!r}")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    entry = str(path.parent)          # this very object: removed by identity, not by an equal entry
+    sys.path.insert(0, entry)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)   # no half-run module for the next caller
+        raise
+    finally:
+        for i, p in enumerate(sys.path):
+            if p is entry:
+                del sys.path[i]
+                break
+    return module
+
 
 # The unit tests' models: the `smoke` profile (a toy market and model) with what the tests need
 # on top of it: no dropout (parity tests compare outputs exactly), the SDPA kernel (FlexAttention

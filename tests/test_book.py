@@ -2,21 +2,16 @@
 
 import base64
 import html
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from conftest import load_tool
 from oneranker.reproduce import DEFAULT_PROFILE, notebook_paths
 
-ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("book", ROOT / "scripts" / "book.py")
-book = importlib.util.module_from_spec(_spec)
-sys.modules["book"] = book          # its dataclass looks its module up there
-_spec.loader.exec_module(book)
+book = load_tool("scripts/book.py")
 
 
 def _text(page: str) -> str:

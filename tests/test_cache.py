@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import load_tool, tiny_config
 from oneranker import cache
 from oneranker.train import train_or_load
 
@@ -187,8 +187,6 @@ def test_results_brought_in_are_counted_by_the_code_they_were_made_under(tmp_pat
     """cache.asked_under_today and scripts/results_in_check.py, hand-made records: two made under
     today's model and result code, one under an older model code; a cache of only older records
     is refused (a sitting on it would train every model again), with the reason in its line."""
-    import importlib.util
-
     from oneranker.cache import MODEL_CODE, RESULT_CODE, code_version
 
     asked = tmp_path / "results" / "asked"
@@ -198,12 +196,7 @@ def test_results_brought_in_are_counted_by_the_code_they_were_made_under(tmp_pat
         (asked / name).write_text("[]")
     assert cache.asked_under_today(tmp_path) == (2, 1)
 
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parents[1] / "scripts" / "results_in_check.py"
-    spec = importlib.util.spec_from_file_location("results_in_check", script)
-    check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(check)
+    check = load_tool("scripts/results_in_check.py")
     ok, line = check.verdict(tmp_path)
     assert ok and line.endswith("2 models' records under today's model code "
                                 f"{code_version(MODEL_CODE)}, result code {code_version(RESULT_CODE)}; 1 under other code")

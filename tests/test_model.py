@@ -1,13 +1,12 @@
 """The model: shapes, masks seen through the model, and every ablation switch changes the computation."""
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import load_tool, tiny_config
 from oneranker.data import Collator
 from oneranker.losses import draw_loss_samples, loss_from_draws, loss_terms
 from oneranker.model import FakeItemTokens, OneRanker
@@ -199,13 +198,12 @@ def test_the_whole_loss_compiles_to_one_graph_and_matches_eager(tiny_prepared):
     assert float(whole["total"]) == float(eager["total"])       # loss_terms = the draws, then this loss
 
 
-def test_a_whole_serving_request_compiles_to_one_graph(tiny_prepared, monkeypatch):
+def test_a_whole_serving_request_compiles_to_one_graph(tiny_prepared):
     """The serving request the benchmarks compile (``benchmarks/common.py``'s ``serve_request``:
     prefill, top-n over the catalogue, ranking with passed-through K/V) traces as one graph, and
     the traced graph (``aot_eager``: the trace without code generation) returns eager's
     candidates and scores."""
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from common import serve_request
+    serve_request = load_tool("benchmarks/common.py").serve_request
 
     model = build_model(tiny_config(), tiny_prepared).eval()
     batch = _batch(tiny_prepared, tiny_config())

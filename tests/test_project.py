@@ -9,6 +9,8 @@ import pytest
 import torch
 import yaml
 
+from conftest import load_tool
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -150,12 +152,11 @@ def test_the_pages_links_and_named_sections_exist():
     assert seen >= 10          # the pattern still finds the references it was written for
 
 
-def test_the_readme_sums_a_notebooks_phases_by_name_weighting_the_gpu_share_by_time(monkeypatch):
+def test_the_readme_sums_a_notebooks_phases_by_name_weighting_the_gpu_share_by_time():
     """scripts/render_readme.py's paper-series cell, hand-computed: a sweep's two training rows
     become one (items and seconds summed, busy share 90%·10 s + 60%·30 s over 40 s = 67.5%), a
     phase the sampler did not see keeps no share."""
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    import render_readme
+    render_readme = load_tool("scripts/render_readme.py")
 
     phases = [{"phase": "models trained", "items": 2, "seconds": 10.0, "gpu_busy_percent": 90.0},
               {"phase": "models evaluated", "items": 2, "seconds": 4.0, "gpu_busy_percent": None},
@@ -164,12 +165,11 @@ def test_the_readme_sums_a_notebooks_phases_by_name_weighting_the_gpu_share_by_t
                                                    "models evaluated: 2 in 4 s")
 
 
-def test_the_readme_claims_read_each_profiles_cell_and_say_when_a_notebook_has_not_run(monkeypatch, tmp_path):
+def test_the_readme_claims_read_each_profiles_cell_and_say_when_a_notebook_has_not_run(tmp_path):
     """scripts/render_readme.py's paper-claims cells, hand-made tables: a paired cell on the
     paper's side is reproduced, one whose CI holds 0 is not separated, the A/B's two-row header
     is read, a missing table is "not yet run" and a missing row is an error naming the table."""
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    import render_readme
+    render_readme = load_tool("scripts/render_readme.py")
 
     claim = render_readme.Claim("x", "03", "t", "without Fake Item Tokens", "HR@5", -0.0245, "-0.0245")
     (tmp_path / "t.csv").write_text(",HR@5\nwithout Fake Item Tokens,-0.0100 ± 0.0040\nother,+0.0010 ± 0.0040\n")
@@ -185,13 +185,12 @@ def test_the_readme_claims_read_each_profiles_cell_and_say_when_a_notebook_has_n
         render_readme._claim_cell(missing, tmp_path)
 
 
-def test_the_readme_names_the_defaults_each_notebooks_paper_run_trained_under(monkeypatch):
+def test_the_readme_names_the_defaults_each_notebooks_paper_run_trained_under():
     """scripts/render_readme.py's claims column: an entry naming today's paper config ran under
     today's defaults, one naming another config or none (entries before they named theirs ran
     under the cosine schedule's b317c2748b38) under the former ones; a notebook not in the record
     has no entry."""
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    import render_readme
+    render_readme = load_tool("scripts/render_readme.py")
     from oneranker.config import make_config
 
     today = make_config("paper").hash()
@@ -210,8 +209,7 @@ def test_the_readme_estimates_a_sitting_from_the_latest_logged_training_pace(mon
     (43 min): tight against 30 minutes. One of 15: 15 * 43 + 202 + 90 = 937 s (16 min) and 15 * 55.3 + 202 * 15 / 9 + 270 = 1437 s (24
     min), fits. In two sittings, seeds 0 1 then the rest; in three, a seed each. A run without a
     logged training phase is passed over, and of the others the one that ended last is taken."""
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    import render_readme
+    render_readme = load_tool("scripts/render_readme.py")
 
     phases = [{"phase": "models trained", "items": 3, "seconds": 240.0, "gpu_busy_percent": 55.0},
               {"phase": "models evaluated", "items": 9, "seconds": 70.0, "gpu_busy_percent": 1.0},
@@ -278,8 +276,7 @@ def test_the_sitting_plan_scales_each_rehearsed_entry_by_hand(tmp_path, monkeypa
     (Half minutes are rounded to the even one, as Python formats them.)"""
     import pandas as pd
 
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    import render_readme
+    render_readme = load_tool("scripts/render_readme.py")
 
     rows = [(1, "04", "04", "0 1 2", 15, 15), (1, "05:0", "05", "0", 6, 10), (2, "05", "05", "0 1 2", 14, 30)]
     path = tmp_path / "rehearsal.csv"
@@ -303,11 +300,10 @@ def test_the_sitting_plan_scales_each_rehearsed_entry_by_hand(tmp_path, monkeypa
     assert render_readme.paper_sitting_plan(tmp_path / "none.csv").startswith("No plan rehearsed yet")
 
 
-def test_the_readme_reads_the_shared_results_measurement(tmp_path, monkeypatch):
+def test_the_readme_reads_the_shared_results_measurement(tmp_path):
     """scripts/render_readme.py's reader of scripts/shared_results.py's table: the notebooks
     measured after others, by name ("04" kept a string), the first (measured alone) left out."""
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    import render_readme
+    render_readme = load_tool("scripts/render_readme.py")
 
     path = tmp_path / "shared_results.csv"
     path.write_text("notebook,after,models per seed alone,models per seed after\n04,,5,5\n05,04,10,6\n"
@@ -317,11 +313,10 @@ def test_the_readme_reads_the_shared_results_measurement(tmp_path, monkeypatch):
     assert render_readme._shared_results(tmp_path / "none.csv") == {}
 
 
-def test_the_readme_lists_each_compile_check_by_its_verdict_lines(monkeypatch, tmp_path):
+def test_the_readme_lists_each_compile_check_by_its_verdict_lines(tmp_path):
     """scripts/render_readme.py's compile-checks block, hand-made outputs: a run with two verdict
     lines (one a mismatch) gives a row each; a run that printed none (crashed or cut) says so."""
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    import render_readme
+    render_readme = load_tool("scripts/render_readme.py")
 
     (tmp_path / "compile_check_a_h200_abc.txt").write_text(
         "# device: H200\nprefill compiled (default, mask outside): largest score difference 0.03 (at most 0.1): ok\n"
@@ -333,12 +328,11 @@ def test_the_readme_lists_each_compile_check_by_its_verdict_lines(monkeypatch, t
     assert "compile_check_b_h200_def.txt` |  |  | no verdict line (crashed, or its time ran out) |  |" in text
 
 
-def test_the_readme_says_whether_the_full_model_beats_the_co_occurrence_list(monkeypatch, tmp_path):
+def test_the_readme_says_whether_the_full_model_beats_the_co_occurrence_list(tmp_path):
     """scripts/render_readme.py's line under the scale table, hand-made 04 headline tables: a served
     list +0.0100 ± 0.0040 above co-occurrence (separated), a generated one -0.0010 ± 0.0030 (not);
     a table from before the row, and no table at all, each said as such."""
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    import render_readme
+    render_readme = load_tool("scripts/render_readme.py")
 
     (tmp_path / "04_headline_vs_baselines.csv").write_text(
         ",,HR@5\nvs popularity,full OneRanker (ranked),+0.0700 ± 0.0200\n"
@@ -399,11 +393,10 @@ def test_the_committed_rehearsal_trains_what_the_shared_results_measured_per_see
     assert done == {"04": {0, 1, 2}, "05": {0, 1, 2}, "06": {0, 1, 2}}, "the plan runs every seed of 04-06"
 
 
-def test_shared_results_counts_every_training_pool_of_every_run(monkeypatch):
+def test_shared_results_counts_every_training_pool_of_every_run():
     """scripts/shared_results.py's count, hand-made phases: two pools of one run (4 + 2: a second
     pool trains what an ask found missing) and a run that trained none (items 0 or None)."""
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    import shared_results
+    shared_results = load_tool("scripts/shared_results.py")
 
     runs = [[{"phase": "worlds simulated", "items": 1}, {"phase": "models trained", "items": 4},
              {"phase": "models evaluated", "items": 7}, {"phase": "models trained", "items": 2}],
@@ -412,12 +405,11 @@ def test_shared_results_counts_every_training_pool_of_every_run(monkeypatch):
     assert shared_results.count_trained([]) == 0
 
 
-def test_the_readme_finds_a_first_sitting_by_its_partial_seeds_and_results(monkeypatch, tmp_path):
+def test_the_readme_finds_a_first_sitting_by_its_partial_seeds_and_results(tmp_path):
     """scripts/render_readme.py's first sittings: a notebook log whose first line ran seeds 0 1 and
     whose commit left a results cache is one; a log of all three seeds is a whole run even beside
     a cache, and a partial log without its cache is not a first sitting to continue from."""
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    import render_readme
+    render_readme = load_tool("scripts/render_readme.py")
 
     def log(nb: str, commit: str, seeds: str, cache: bool) -> None:
         (tmp_path / f"notebook{nb}_h200_{commit}.txt").write_text(
@@ -459,8 +451,7 @@ def test_the_readme_finds_a_first_sitting_by_its_partial_seeds_and_results(monke
 def test_the_readme_reads_each_fused_kernel_contender_against_its_calls_eager_row(monkeypatch, tmp_path):
     """scripts/render_readme.py's paper-step-fusions rows, hand-made benchmark output: kernel time
     against the same call's eager row (15 / 20 ms = -25%), the weight distance and the warm-up."""
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    import render_readme
+    render_readme = load_tool("scripts/render_readme.py")
 
     out = tmp_path / "results" / "paper"
     out.mkdir(parents=True)
@@ -481,13 +472,12 @@ def test_the_readme_reads_each_fused_kernel_contender_against_its_calls_eager_ro
     assert rows[1]["warm-up, s (graphs compiled)"] == "80.5 (7)" and rows[1]["kernels per step"] == "1,700"
 
 
-def test_the_readme_applies_the_determinism_rule_set_before_the_measurement(monkeypatch):
+def test_the_readme_applies_the_determinism_rule_set_before_the_measurement():
     """scripts/render_readme.py's paper-determinism decision, hand-made benchmark output: notebook 06
     trains with --deterministic only when the deterministic pair ends bit for bit (distance 0 and
     one weights digest), the GPU test passed, and the kernel time is at most 1.15x today's
     (22.0 / 20.0 = 1.10 passes, 23.4 / 20.0 = 1.17 does not); each failed check is named."""
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    import render_readme
+    render_readme = load_tool("scripts/render_readme.py")
 
     def step(spec: str, kernel: float, sha: str) -> str:
         return (f"{spec:>16s}:    70.0 ms per step (median of 20, p90 90.0), 1.00x the first row's speed; GPU kernels "
@@ -528,13 +518,12 @@ def test_the_readme_applies_the_determinism_rule_set_before_the_measurement(monk
     assert missing.startswith("The measurement has no row for deterministic, deterministic-again")
 
 
-def test_the_readme_compares_two_runs_of_a_notebook_cell_by_cell(monkeypatch):
+def test_the_readme_compares_two_runs_of_a_notebook_cell_by_cell():
     """scripts/render_readme.py's rerun comparison, hand-made tables: a difference cell whose CI
     stops holding 0 counts as changed sides (+0.0050 ± 0.0010 -> +0.0030 ± 0.0040), one that
     stays separated does not; the largest move of a gap-closed mean is found (80.0 -> 72.5:
     7.5 points) over a smaller one (70.0 -> 71.0)."""
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    import render_readme
+    render_readme = load_tool("scripts/render_readme.py")
 
     def tables(a: str, b: str, gap: str) -> dict:
         split = lambda text: [line.split(",") for line in text.splitlines()]   # noqa: E731
@@ -554,12 +543,11 @@ def test_the_readme_compares_two_runs_of_a_notebook_cell_by_cell(monkeypatch):
     assert c["largest"][:2] == (7.5, ("full", "ranked", "gap closed HR@5 (%)"))
 
 
-def test_the_readme_applies_the_compiled_pool_rule_set_before_the_measurement(monkeypatch):
+def test_the_readme_applies_the_compiled_pool_rule_set_before_the_measurement():
     """scripts/render_readme.py's compiled-blocks rule, hand-made rows: compiled blocks at 2,300
     requests/s against eager rows of 2,000 and 2,200 is 1.15x the slower (met, warm-up 100 s);
     at 2,200 it is 1.10x (not met); a warm-up of 200 s fails even at 1.15x."""
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    import render_readme
+    render_readme = load_tool("scripts/render_readme.py")
 
     def line(spec: str, how: str, rps: int, warm: int) -> str:
         return (f"{spec:>10s}: grouping  20, pad default, prefetch on, {how}, batch default, 8 model(s) at once: "
@@ -588,8 +576,7 @@ def test_the_gpu_benchmark_table_reads_each_h200_cell_from_its_output(tmp_path, 
     does not; flex/SDPA 1.70 at 1k meets 1.6, 1.50 at 2k misses 1.9); a benchmark with no file
     reads 'not yet measured', one whose file lacks the lines says so, and two files of one kind
     stop the rendering until one is chosen."""
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    import benchmark_table as bt
+    bt = load_tool("scripts/benchmark_table.py")
 
     (tmp_path / "beam_search_h200_abc.txt").write_text(
         "## search from user vectors (fp32)\n users  eager ms  paths/s eager  graph ms  paths/s graph  graph vs eager\n"
@@ -649,13 +636,12 @@ def test_the_gpu_benchmark_table_reads_each_h200_cell_from_its_output(tmp_path, 
     assert verdict == "met by flex, request compiled, CUDA graph; flex, eager model"
 
 
-def test_the_end_to_end_cell_names_the_contenders_that_failed(monkeypatch):
+def test_the_end_to_end_cell_names_the_contenders_that_failed():
     """A contender that failed is listed with its error beside the measured ones: the benchmark's
     own 'failed:' line (its contender named), or an uncaught CUDA error in an older output (the
     run named, not the contender); a contender measured in another output read is not listed as
     failed, and failures alone are no measurement."""
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    import benchmark_table as bt
+    bt = load_tool("scripts/benchmark_table.py")
 
     measured = "flex, eager model                    median    9.50 ms, p99   11.40 ms, p99/median 1.20 (20 batches)\n"
     failed = ("flex, request compiled               failed: AcceleratorError: CUDA error: bad address\n"
@@ -676,14 +662,13 @@ def test_the_end_to_end_cell_names_the_contenders_that_failed(monkeypatch):
         "address); flex, step1 compiled failed (RuntimeError: no kernel))", "not measured")
 
 
-def test_the_end_to_end_cell_gives_each_speed_up_within_its_own_run(monkeypatch):
+def test_the_end_to_end_cell_gives_each_speed_up_within_its_own_run():
     """The end-to-end cell's speed-ups, hand-made outputs newest first: in the newer run eager 18.0 ms
     and the compiled request 4.5 ms (18.0 / 4.5 = 4.0x); in the older eager 9.0 ms and step1 compiled
     12.0 ms (9.0 / 12.0 = 0.75x, printed 0.8x). Each is over its own run's first contender, never over
     the eager line shown from another run; a run's first contender, and the older run's eager line
     that the newer one hides, have none."""
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    import benchmark_table as bt
+    bt = load_tool("scripts/benchmark_table.py")
 
     def line(name: str, ms: float) -> str:
         return f"{name:48s} median {ms:7.2f} ms, p99 {ms * 1.1:7.2f} ms, p99/median 1.10 (20 batches)\n"
@@ -727,14 +712,13 @@ def test_a_pending_second_sitting_finds_the_code_its_first_sitting_ran():
                                 "every seed; restore the code, or delete the file to give up the split")
 
 
-def test_the_readme_reads_a_gpu_test_run_by_its_summary_and_named_outcomes(monkeypatch):
+def test_the_readme_reads_a_gpu_test_run_by_its_summary_and_named_outcomes():
     """scripts/render_readme.py's GPU-test rows, hand-made pytest outputs: the last summary line,
     the tests named failed, skipped or known to fail (XFAIL) by -rA (PASSED lines left out), a failure named only by its
     traceback header (a run without -rA), a passed test's header in -rA's PASSES section (its
     captured output, not a failure: the H200 run of 86ffb35 listed 16 passed tests as failed), also
     past a '=== ... ===' banner in that output, and a run cut before its summary."""
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    import render_readme
+    render_readme = load_tool("scripts/render_readme.py")
 
     ra = ("..F.s\n=== short test summary info ===\nPASSED tests/test_a.py::test_one\n"
           "FAILED tests/test_b.py::test_two - AssertionError: 1 != 2\nSKIPPED [1] tests/test_c.py:9: needs two CUDA GPUs\n"
@@ -764,12 +748,11 @@ def test_the_readme_reads_a_gpu_test_run_by_its_summary_and_named_outcomes(monke
     assert render_readme.gpu_test_run("x\n=== 1 xfailed in 9.00s ===\n")["pytest's summary"] == "1 xfailed in 9.00s"
 
 
-def test_the_readme_counts_the_paper_runs_that_reached_the_epoch_cap(monkeypatch, tmp_path):
+def test_the_readme_counts_the_paper_runs_that_reached_the_epoch_cap(tmp_path):
     """scripts/render_readme.py's paper-convergence, a hand-made stopping table at the paper cap of
     30 epochs: of three runs two reached the cap, one with its best epoch at 29 (within the last
     three, still improving) and one at 20; the early-stopped run is not counted."""
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    import render_readme
+    render_readme = load_tool("scripts/render_readme.py")
 
     (tmp_path / "04_stopping.csv").write_text("variant,seed,epochs,best epoch,ended by\n"
                                              "a,0,30,29,the 30-epoch cap\na,1,30,20,the 30-epoch cap\n"
@@ -788,8 +771,7 @@ def test_the_paper_series_counts_a_split_notebooks_first_sitting(monkeypatch):
     another run's and left out) and 06's first sitting ran alone. The total is 200 + 400 + 1000 = 1600 s (26.7 minutes), 05 counts as over the 8-minute
     bound by its two sittings together (400 s alone is under it), and 06 is still to run, its
     first sitting named."""
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    import render_readme
+    render_readme = load_tool("scripts/render_readme.py")
 
     def entry(nb: str, seconds: float) -> dict:
         return {"notebook": nb, "seconds": seconds, "finished": "2026-12-04T00:00:00Z", "commit": "a" * 40,
@@ -813,7 +795,7 @@ def test_the_paper_series_counts_a_split_notebooks_first_sitting(monkeypatch):
     assert text.endswith("not yet run: 02, 03, 04, 06 (the first of its two sittings ran).\n")
 
 
-def test_the_readme_summarises_the_learning_curves_brought_back(monkeypatch, tmp_path):
+def test_the_readme_summarises_the_learning_curves_brought_back(tmp_path):
     """scripts/render_readme.py's paper-histories, hand-made curves at a cap of 6 epochs: run a
     (capped, losses 10..5, best at 6: -50% over its last five epochs), run b (capped, 12, 11, 10,
     10, 10, 11, best at 3: 11 / 12 - 1 = -8.33%), run c (stopped early after 4 epochs: too short
@@ -821,8 +803,7 @@ def test_the_readme_summarises_the_learning_curves_brought_back(monkeypatch, tmp
     four reached the cap, one of them with its best epoch in the last three; the capped runs'
     median is the mean of the middle two, (-50% - 8.33%) / 2 = -29.17%, range -50% to -8.33%;
     the early-stopped ones have one change, -20%."""
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    import render_readme
+    render_readme = load_tool("scripts/render_readme.py")
 
     def run(losses: list[float], best: int, early: bool) -> str:
         curve = [{"epoch": i + 1, "train_loss": v, "valid_loss": v} for i, v in enumerate(losses)]
@@ -867,12 +848,11 @@ def test_a_model_shown_by_several_committed_quick_tables_reads_the_same_in_each(
     assert len(first) >= 6 and not differ, "\n".join(differ)
 
 
-def test_each_claim_carries_the_papers_own_difference_with_its_sign(monkeypatch):
+def test_each_claim_carries_the_papers_own_difference_with_its_sign():
     """paper.py's numbers, hand-subtracted: Table 3 0.5277 - 0.5448 = -0.0171 and 0.5335 - 0.5448
     = -0.0113. The verdict reads ``paper``; the README shows ``paper_shown``: they must agree (a
     flipped sign in ``paper`` alone turns a separated cell's verdict while the table looks right)."""
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    import render_readme
+    render_readme = load_tool("scripts/render_readme.py")
 
     claims = render_readme._claims()
     paper = {c.label: c.paper for c in claims}
@@ -890,8 +870,7 @@ def test_table2_verdict_takes_the_papers_sign(monkeypatch, tmp_path):
     reproduced; +0.0030 ± 0.0010 against the paper's -0.0040 is opposite; +0.0010 ± 0.0040 holds 0."""
     import pandas as pd
 
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    import render_readme
+    render_readme = load_tool("scripts/render_readme.py")
 
     rows = ["full OneRanker", "Step 2 only (no ranker)", "without DC loss", "ranker on Step 1 only"]
     cell = "0.1000 ± 0.0100"
@@ -919,8 +898,7 @@ def test_check_fails_on_a_stale_block_and_writes_nothing(monkeypatch, tmp_path, 
     file untouched; once rendered, --check exits 0."""
     import sys
 
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    import render_readme
+    render_readme = load_tool("scripts/render_readme.py")
 
     doc = tmp_path / "doc.md"
     stale = "a\n<!-- BEGIN rendered: x -->\nold\n<!-- END rendered: x -->\nb\n"
@@ -937,11 +915,10 @@ def test_check_fails_on_a_stale_block_and_writes_nothing(monkeypatch, tmp_path, 
     assert render_readme.main() == 0
 
 
-def test_the_end_to_end_target_includes_its_bounds(monkeypatch):
+def test_the_end_to_end_target_includes_its_bounds():
     """The target is a median of at most 10 ms and a p99/median of at most 1.5: a contender exactly
     at both meets it; one 0.01 over either misses."""
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    import benchmark_table as bt
+    bt = load_tool("scripts/benchmark_table.py")
 
     def line(name: str, ms: float, ratio: float) -> str:
         return f"{name:40s} median {ms:7.2f} ms, p99 {ms * ratio:7.2f} ms, p99/median {ratio:.2f} (20 batches)\n"

@@ -5,33 +5,18 @@ tests/test_data.py, test_realdata.py, test_study.py, test_scripts.py.)"""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
 
-import oneranker
+from conftest import load_tool
 from oneranker.__main__ import main
-
-ROOT = Path(oneranker.__file__).resolve().parents[1]
 
 
 def _no_work(*args, **kwargs):
     raise AssertionError("work started before the bad argument was refused")
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"_robust_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module         # dataclasses look their module up
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
-    return module
 
 
 # ---------------------------------------------------------------- python -m oneranker
@@ -118,7 +103,7 @@ def _run_script(module, argv, monkeypatch):
     ["--notebooks", "05", "--profile", "smoke", "--cache", "/nonexistent_cache_dir"],
 ])
 def test_paper_histories_refuses_bad_arguments(tmp_path, monkeypatch, capsys, argv):
-    ph = _script("paper_histories")
+    ph = load_tool("scripts/paper_histories.py")
     monkeypatch.setattr(ph, "histories", _no_work)
     if "--cache" not in argv:
         (tmp_path / "cache" / "models").mkdir(parents=True)
@@ -130,7 +115,7 @@ def test_paper_histories_refuses_bad_arguments(tmp_path, monkeypatch, capsys, ar
 
 @pytest.mark.parametrize("content", [None, '{"bad": 1\n'])
 def test_paper_histories_summary_of_a_bad_file(tmp_path, monkeypatch, content):
-    ph = _script("paper_histories")
+    ph = load_tool("scripts/paper_histories.py")
     path = tmp_path / "h.jsonl"
     if content is not None:
         path.write_text(content)
@@ -139,7 +124,7 @@ def test_paper_histories_summary_of_a_bad_file(tmp_path, monkeypatch, content):
 
 @pytest.mark.parametrize("argv", [["--profile", "nope"], ["--profile", "smoke", "--eval-requests", "-1"]])
 def test_multi_gpu_check_refuses_bad_arguments(tmp_path, monkeypatch, argv):
-    mg = _script("multi_gpu_check")
+    mg = load_tool("scripts/multi_gpu_check.py")
     import oneranker.data as data
     monkeypatch.setattr(data, "cached_prepared", _no_work)
     code = _run_script(mg, ["--device", "cpu", "--gpus", "2", "--steps", "3", "--warmup", "1",
@@ -149,7 +134,7 @@ def test_multi_gpu_check_refuses_bad_arguments(tmp_path, monkeypatch, argv):
 
 @pytest.mark.parametrize("sittings", [["07"], ["05:1,1"], [""], ["05 05:0"], ["04", "5"], ["05:x"]])
 def test_rehearse_sittings_checks_every_entry_first(monkeypatch, sittings):
-    rs = _script("rehearse_sittings")
+    rs = load_tool("scripts/rehearse_sittings.py")
     monkeypatch.setattr(rs, "rehearse", _no_work)     # before: sittings ran until paper.sh refused one
     assert _run_script(rs, ["--sittings", *sittings], monkeypatch) == 2
 
@@ -159,7 +144,7 @@ def test_render_readme_never_leaves_a_truncated_document(tmp_path, monkeypatch):
     rename: the document keeps its old text whole and no temporary is left beside it."""
     import os
 
-    rr = _script("render_readme")
+    rr = load_tool("scripts/render_readme.py")
     doc = tmp_path / "doc.md"
     stale = "a\n<!-- BEGIN rendered: x -->\nold\n<!-- END rendered: x -->\nb\n"
     doc.write_text(stale)
@@ -180,6 +165,6 @@ def test_render_readme_never_leaves_a_truncated_document(tmp_path, monkeypatch):
 def test_rehearse_sittings_lets_the_plans_entries_through():
     """The plan's own sittings pass paper.sh's checks (CHECK_ONLY=1 stops it there, before its
     setup copies the tree anywhere)."""
-    rs = _script("rehearse_sittings")
+    rs = load_tool("scripts/rehearse_sittings.py")
     rs.check_sittings(rs.PLAN)
     rs.check_sittings(["04 05:0", "05 06:2"])

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import load_tool
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -57,14 +59,9 @@ def test_paper_learning_runs_every_variant_on_each_seed(tmp_path):
 
 def test_training_throughput_contenders_are_parsed_or_refused():
     """benchmarks/training_throughput.py's contender grammar GROUPINGxWORKERS[pPAD][f][cb|cl][bBATCH][tTHREADS][m][g]."""
-    import importlib.util
-
     import pytest
 
-    spec = importlib.util.spec_from_file_location("throughput", ROOT / "benchmarks" / "training_throughput.py")
-    bench = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec.loader.exec_module(bench)
+    bench = load_tool("benchmarks/training_throughput.py")
     assert bench.parse_run("20x4fcb") == {"grouping": 20, "workers": 4, "pad_to": 0, "prefetch": True,
                                           "compile": "blocks", "batch": None, "threads": None, "mps": False,
                                           "graphs": False}
@@ -108,17 +105,12 @@ def test_training_step_benchmark_times_and_profiles_every_contender(tmp_path):
     for bad in ("fast", "flex:BLOCK_M", "flex:BLOCK_M=big"):
         res = subprocess.run(cmd + ["--contenders", "today", bad], capture_output=True, text=True)
         assert res.returncode != 0 and "--contenders" in res.stderr and "warmed up" not in res.stdout
-    import importlib.util
-
     import functools
     from types import SimpleNamespace
 
     import torch
 
-    spec = importlib.util.spec_from_file_location("training_step", ROOT / "benchmarks" / "training_step.py")
-    bench = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec.loader.exec_module(bench)
+    bench = load_tool("benchmarks/training_step.py")
     assert bench.parse_contender("loss-compiled-dynamic") == {"train.compile": "off", "compile_dynamic": "loss"}
     # layernorms-compiled-dynamic: every LayerNorm now runs through a traced graph (module.compile()
     # traced none), with the module's own weights: outputs and gradients equal eager ones
@@ -158,7 +150,6 @@ def test_embeddings_contender_routes_every_lookup_through_one_traced_graph_in_it
     equal outputs and gradients; the model module's F is the compiled one only inside the
     contender's setting; a padded table and an unknown scope are refused."""
     import copy
-    import importlib.util
     from types import SimpleNamespace
 
     import pytest
@@ -167,10 +158,7 @@ def test_embeddings_contender_routes_every_lookup_through_one_traced_graph_in_it
 
     from oneranker import model as model_module
 
-    spec = importlib.util.spec_from_file_location("training_step", ROOT / "benchmarks" / "training_step.py")
-    bench = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec.loader.exec_module(bench)
+    bench = load_tool("benchmarks/training_step.py")
     assert bench.parse_contender("norms-embeddings-compiled-dynamic")["compile_dynamic"] == "layernorms+embeddings"
 
     class Tiny(torch.nn.Module):
@@ -259,15 +247,12 @@ def test_paper_probe_names_keep_their_meaning_after_the_paper_defaults_moved():
     it named, and "today's defaults, lr 1e-3, warm-up 3 epochs" at its 30-epoch cap is the profile
     as it was before the plateau schedule (b317c2748b38, the committed paper results' key)."""
     import argparse
-    import importlib.util
 
     import pytest
 
     from oneranker.config import make_config
 
-    spec = importlib.util.spec_from_file_location("paper_learning", ROOT / "scripts" / "paper_learning.py")
-    probes = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(probes)
+    probes = load_tool("scripts/paper_learning.py")
     paper = make_config("paper")
     assert (paper.train.lr, paper.train.warmup_steps) == (1e-3, probes.PAPER_3_EPOCHS) == (1e-3, 282)
     named = {**probes.probe_base("paper"), **probes.VARIANTS["today's defaults, lr 1e-3, warm-up 3 epochs"]}
@@ -283,13 +268,9 @@ def test_paper_probe_names_keep_their_meaning_after_the_paper_defaults_moved():
 def test_code_version_comparison_tells_equal_models_from_different_ones(tmp_path):
     """scripts/compare_code_versions.py: the same weights and losses (other seconds) are equal;
     one changed weight or loss is not; configs trained under one version only are counted."""
-    import importlib.util
-
     import torch
 
-    spec = importlib.util.spec_from_file_location("compare_code_versions", ROOT / "scripts" / "compare_code_versions.py")
-    cmp = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cmp)
+    cmp = load_tool("scripts/compare_code_versions.py")
 
     def save(name: str, weight: float, loss: float, seconds: float) -> None:
         (tmp_path / name).mkdir()
@@ -335,12 +316,7 @@ def test_beam_search_benchmark_runs_both_parts_at_the_smoke_size():
 
 def _benchmark_table():
     """scripts/benchmark_table.py, the GPU benchmark table of docs/paper_profile.md."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import benchmark_table
-    finally:
-        sys.path.pop(0)
-    return benchmark_table
+    return load_tool("scripts/benchmark_table.py")
 
 
 def test_model_benchmark_training_rows_are_what_the_readme_table_reads():
@@ -360,13 +336,11 @@ def test_model_benchmark_training_rows_are_what_the_readme_table_reads():
     assert [r["name"] for r in table.rows_of(table.MASK_ROW, out)] == ["eager create_block_mask"]
 
 
-def test_model_benchmark_measures_the_end_to_end_contenders_asked_in_their_order(monkeypatch):
+def test_model_benchmark_measures_the_end_to_end_contenders_asked_in_their_order():
     """benchmarks/model.py --only e2e --e2e-contenders: the contenders named, in the order given
     (a short GPU call measures the aimed-at ones first: on 2026-12-03 the H200's 240 s ended
     after the first two of five), each a line with its median and p99/median, named as measured
     (on the CPU: SDPA, nothing compiled)."""
-    import importlib.util
-
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "model.py"), "--smoke", "--only", "e2e",
                           "--e2e-contenders", "request", "request+graph/mask-outside", "none"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
@@ -381,10 +355,7 @@ def test_model_benchmark_measures_the_end_to_end_contenders_asked_in_their_order
     cell, _ = table.end_to_end(out)
     assert [part.split(":")[0] for part in cell.split("; ")] == names
     # on a GPU each contender is named as it is measured there (no GPU needed to name one)
-    spec = importlib.util.spec_from_file_location("model_benchmark", ROOT / "benchmarks" / "model.py")
-    bench = importlib.util.module_from_spec(spec)
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    spec.loader.exec_module(bench)
+    bench = load_tool("benchmarks/model.py")
     import torch
 
     cuda = torch.device("cuda")
@@ -427,11 +398,7 @@ def test_paper_histories_measures_the_last_epochs_change_by_hand():
     """scripts/paper_histories.py's last-five-epochs change, hand-computed: validation losses 10, 9,
     8, 7, 6, 5 end 5 / 10 - 1 = -50% below the loss five epochs before the last; five epochs or
     fewer have no such change. The change up to the best epoch ignores the epochs after it."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import paper_histories
-    finally:
-        sys.path.pop(0)
+    paper_histories = load_tool("scripts/paper_histories.py")
     curve = [{"epoch": i + 1, "valid_loss": v} for i, v in enumerate([10.0, 9.0, 8.0, 7.0, 6.0, 5.0])]
     assert paper_histories.last_change(curve) == -0.5
     assert paper_histories.last_change(curve[1:]) is None
@@ -449,11 +416,7 @@ def test_paper_histories_summary_numbers_by_hand():
     """Run A (capped, 8 epochs, losses 10 9 8 7 6 5 5.5 6, best epoch 6): last five 6/8 - 1 = -25.00%,
     five up to the best 5/10 - 1 = -50.00%, best valid 5.0000, best in the last LATE=3 (6 > 8 - 3).
     Run B (early stopping, losses 10 ... 3, best 8): -62.50% both; not capped, so not counted."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import paper_histories
-    finally:
-        sys.path.pop(0)
+    paper_histories = load_tool("scripts/paper_histories.py")
     curve = lambda losses: [{"epoch": i + 1, "valid_loss": v} for i, v in enumerate(losses)]  # noqa: E731
     a = {"notebook": "05", "seed": 0, "epochs": 8, "best_epoch": 6, "stopped_early": False, "label": "A",
          "curve": curve([10.0, 9.0, 8.0, 7.0, 6.0, 5.0, 5.5, 6.0])}
@@ -467,12 +430,7 @@ def test_paper_histories_summary_numbers_by_hand():
 
 
 def _patience_study():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import patience_study
-    finally:
-        sys.path.pop(0)
-    return patience_study
+    return load_tool("scripts/patience_study.py")
 
 
 def _study_rows(model: str, rule: str, losses: list[float], gaps: list[float], stopped: bool = True) -> list[dict]:
@@ -606,10 +564,7 @@ def test_patience_study_refuses_bad_arguments_and_builds_its_rules(monkeypatch, 
 
 
 def _rehearse_sittings():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import rehearse_sittings
-
-    return rehearse_sittings
+    return load_tool("scripts/rehearse_sittings.py")
 
 
 def test_rehearse_sittings_reads_each_entry_of_a_hand_made_progress_log():

@@ -1,12 +1,11 @@
 """make wheels: the offline wheel set leaves out what a GPU machine brings (torch, CUDA, triton)."""
 
-import importlib.util
 from pathlib import Path
 
+from conftest import load_tool
+
 ROOT = Path(__file__).resolve().parent.parent
-spec = importlib.util.spec_from_file_location("wheels", ROOT / "scripts" / "wheels.py")
-wheels = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(wheels)
+wheels = load_tool("scripts/wheels.py")
 
 
 def test_the_wheel_set_is_the_project_without_the_machines_own_packages():
