@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import load_tool
+from conftest import load_tool, stale_rendered_document
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -898,13 +898,7 @@ def test_check_fails_on_a_stale_block_and_writes_nothing(monkeypatch, tmp_path, 
     file untouched; once rendered, --check exits 0."""
     import sys
 
-    render_readme = load_tool("scripts/render_readme.py")
-
-    doc = tmp_path / "doc.md"
-    stale = "a\n<!-- BEGIN rendered: x -->\nold\n<!-- END rendered: x -->\nb\n"
-    doc.write_text(stale)
-    monkeypatch.setattr(render_readme, "ROOT", tmp_path)
-    monkeypatch.setattr(render_readme, "document_blocks", lambda: {"doc.md": {"x": lambda: "new\n"}})
+    render_readme, doc, stale = stale_rendered_document(tmp_path, monkeypatch)
     assert render_readme.render(stale, {"x": lambda: "new\n"}) == (stale.replace("old", "new"), ["x"])
     monkeypatch.setattr(sys, "argv", ["render_readme.py", "--check"])
     assert render_readme.main() == 1

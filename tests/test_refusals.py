@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import load_tool
+from conftest import load_tool, stale_rendered_document
 from oneranker.__main__ import main
 
 
@@ -144,12 +144,7 @@ def test_render_readme_never_leaves_a_truncated_document(tmp_path, monkeypatch):
     rename: the document keeps its old text whole and no temporary is left beside it."""
     import os
 
-    rr = load_tool("scripts/render_readme.py")
-    doc = tmp_path / "doc.md"
-    stale = "a\n<!-- BEGIN rendered: x -->\nold\n<!-- END rendered: x -->\nb\n"
-    doc.write_text(stale)
-    monkeypatch.setattr(rr, "ROOT", tmp_path)
-    monkeypatch.setattr(rr, "document_blocks", lambda: {"doc.md": {"x": lambda: "new\n"}})
+    rr, doc, stale = stale_rendered_document(tmp_path, monkeypatch)
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
