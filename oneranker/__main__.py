@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import Config, ConfigError, make_config
+from .parallel import exit_on_sigterm
 
 if TYPE_CHECKING:
     import torch
@@ -324,6 +325,13 @@ def add_training_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; its exit status (2 for a bad parameter or file, named on stderr).
+    Run as a program (``argv`` None: ``python -m oneranker``, the ``oneranker`` script, a
+    torchrun rank), a SIGTERM stops it through its ``finally`` blocks, as Ctrl-C does
+    (:func:`oneranker.parallel.exit_on_sigterm`); called with ``argv`` (the tests), the caller's
+    signal handling is left alone."""
+    if argv is None:
+        exit_on_sigterm()
     parser = argparse.ArgumentParser(prog="python -m oneranker", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prepare", help="logs -> prepared dataset folder (datasets on disk)")

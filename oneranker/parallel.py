@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -46,10 +48,58 @@ def environment(updates: dict[str, str | None]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def process_pool(workers: int) -> ProcessPoolExecutor:
-    """``workers`` fresh interpreter processes (spawned, not forked: a forked child would inherit
-    the parent's CUDA and thread state)."""
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+def exit_on_sigterm() -> None:
+    """Make SIGTERM raise ``SystemExit(143)`` in this process, as Ctrl-C raises KeyboardInterrupt.
+
+    SIGTERM is what ``kill``, ``timeout``, torchrun and job schedulers send to stop a run, and
+    Python's default for it is to die on the spot: no ``finally`` block runs, so an atomic
+    write leaves its temporary file beside the cache (:func:`oneranker.cache.atomic_save`), a
+    private MPS daemon is never told to quit (:func:`oneranker.pool.mps`) and a worker pool's
+    children are orphaned. As an exception those blocks run, and the exit status is still
+    the 128 + 15 a shell expects of a terminated process. Installed by the command line
+    (``python -m oneranker``) and by every worker of :func:`process_pool`; a no-op outside the
+    main thread, where Python allows no signal handler."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit_terminated)
+
+
+def _exit_terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def process_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+    """``workers`` fresh interpreter processes for the block (spawned, not forked: a forked child
+    would inherit the parent's CUDA and thread state), each stopping cleanly on SIGTERM
+    (:func:`exit_on_sigterm`). The block's end waits for the calls submitted; a failure or a
+    stop inside it (an exception, Ctrl-C, SIGTERM) stops the workers instead (:func:`stop_pool`)."""
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=exit_on_sigterm)
+    try:
+        yield pool
+    except BaseException:
+        stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Shut ``pool`` down after its caller failed or was stopped: the calls not yet started are
+    cancelled, and the running ones are stopped rather than waited for, since a paper-profile
+    model can train for many minutes. Each worker is sent SIGTERM, which it turns into an
+    exception (:func:`exit_on_sigterm`), so its atomic writes clean up; what it had finished is
+    in the cache, and a rerun resumes from there. ``ProcessPoolExecutor.terminate_workers``
+    (Python 3.14) does this; before it, the pool's own table of processes is the only handle."""
+    if hasattr(pool, "terminate_workers"):
+        pool.terminate_workers()
+        return
+    processes = dict(getattr(pool, "_processes", None) or {})
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes.values():
+        if process.is_alive():
+            process.terminate()
+    for process in processes.values():
+        process.join()
 
 
 def result_of(future: Future[T], running: str) -> T:
@@ -71,20 +121,16 @@ def in_processes(fn: Callable[..., T], args: list[tuple], workers: int | None = 
     order of ``args``). For CPU work of seconds to minutes per call that is seeded by its
     arguments alone (a world's simulation), so the results do not depend on how many ran at
     once. Default: half the cores (each call's numpy uses more than one); with one worker, or
-    one call, it runs in this process. The first failure is raised, and the calls not yet
-    started are cancelled. ``fn`` must be importable by the workers (a module-level function)."""
+    one call, it runs in this process. The first failure is raised; the calls not yet
+    started are cancelled and the running ones stopped (:func:`process_pool`). ``fn`` must be
+    importable by the workers (a module-level function)."""
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be at least 1, not {workers}")
     workers = min(len(args), workers or max(1, (os.cpu_count() or 1) // 2))
     if workers <= 1:
         return [fn(*a) for a in args]
-    pool = process_pool(workers)
-    try:
+    with process_pool(workers) as pool:
         futures = [pool.submit(fn, *a) for a in args]
         for f in progress(as_completed(futures), total=len(futures), desc=desc, disable=desc is None):
             result_of(f, f"{workers} workers {desc or fn.__name__}")
-    except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
     return [f.result() for f in futures]

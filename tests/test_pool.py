@@ -4,7 +4,13 @@ stand-in jobs, no training: which models a run trains (each by its own key), how
 stack mate's world, and results in the order asked. The pool's training itself, bit for bit
 against training in-process, is tested in tests/test_study.py."""
 
+import os
+import signal
 import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +18,8 @@ from conftest import InProcessPool, pretend_cuda_training, tiny_config
 from oneranker import pool
 from oneranker.cache import dataset_folder, model_folder
 from oneranker.parallel import in_processes
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_in_processes_returns_results_in_the_order_of_args_not_of_completion():
@@ -101,3 +109,104 @@ def test_prepare_all_simulates_the_worlds_of_every_stack_mate(tmp_path, monkeypa
     stacked = {"train.stack_seeds": (0, 1), "train.epochs": 1}
     assert pool.prepare_all([tiny_config(seed=0, **stacked)], tmp_path, workers=1) == 2
     assert sorted(made) == [0, 1]
+
+
+# --- SIGTERM: a stopped run cleans up (oneranker.parallel.exit_on_sigterm) -----------------------
+
+def _started(cmd: list[str], env_path: Path, ready: Callable[[], bool], timeout: float = 60) -> subprocess.Popen:
+    """``cmd`` started with ``env_path`` and the repository importable, once ``ready()`` holds."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(env_path), str(REPO)])}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"{cmd} never got ready (exit {proc.poll()}):\n{proc.communicate()[0]}")
+        time.sleep(0.1)
+    return proc
+
+
+def _terminated(proc: subprocess.Popen, timeout: float = 60) -> str:
+    """``proc``'s output once a SIGTERM has stopped it; killed, and the test failed, when it
+    does not stop within ``timeout`` seconds."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"still running {timeout} s after SIGTERM:\n{proc.communicate()[0]}")
+
+
+ATOMIC_SAVE_STOPPED = """
+import sys, time, torch
+from pathlib import Path
+from oneranker import cache, parallel
+if sys.argv[2] == "handled":
+    parallel.exit_on_sigterm()
+def slow_save(obj, f):       # torch.save, stopped halfway through writing
+    Path(f).write_bytes(b"half")
+    Path(sys.argv[1], "writing").touch()
+    time.sleep(120)
+torch.save = slow_save
+cache.atomic_save({"value": 1}, Path(sys.argv[1], "cache", "entry.pt"))
+"""
+
+
+@pytest.mark.parametrize("handled", [True, False], ids=["exit_on_sigterm", "python_default"])
+def test_a_sigterm_during_an_atomic_write_leaves_no_temporary_file_once_handled(tmp_path, handled):
+    """Python's default for SIGTERM kills at once, and the half-written temporary file stays in
+    the cache folder (the second case shows it); with exit_on_sigterm the write's ``finally``
+    removes it and the exit status is still 143 (128 + SIGTERM)."""
+    script = tmp_path / "save.py"
+    script.write_text(ATOMIC_SAVE_STOPPED)
+    proc = _started([sys.executable, str(script), str(tmp_path), "handled" if handled else "default"],
+                    tmp_path, (tmp_path / "writing").exists)
+    output = _terminated(proc)
+    left = [p.name for p in (tmp_path / "cache").iterdir()]
+    if handled:
+        assert proc.returncode == 143 and left == [], output
+    else:
+        assert proc.returncode == -signal.SIGTERM and len(left) == 1 and left[0].endswith(".tmp"), output
+
+
+POOL_JOBS = """
+import os, time
+from pathlib import Path
+
+def job(folder: str, i: int) -> None:
+    tmp = Path(folder, f".job{i}.tmp")
+    tmp.write_text("half")
+    try:
+        Path(folder, f"started{i}").write_text(str(os.getpid()))
+        time.sleep(120)
+    finally:
+        tmp.unlink()
+"""
+
+POOL_RUN = """
+import sys
+from oneranker.parallel import exit_on_sigterm, in_processes
+from pool_jobs import job
+if __name__ == "__main__":
+    exit_on_sigterm()
+    in_processes(job, [(sys.argv[1], 0), (sys.argv[1], 1)], workers=2)
+"""
+
+
+def test_a_sigterm_to_a_pool_s_parent_stops_its_running_workers_cleanly(tmp_path):
+    """Only the parent is signalled (as ``kill PID`` does): it stops its workers rather than
+    waiting out their two-minute jobs, and each worker's ``finally`` still runs."""
+    (tmp_path / "pool_jobs.py").write_text(POOL_JOBS)
+    (tmp_path / "run.py").write_text(POOL_RUN)
+    work = tmp_path / "work"
+    work.mkdir()
+    started = [work / "started0", work / "started1"]
+    proc = _started([sys.executable, str(tmp_path / "run.py"), str(work)], tmp_path,
+                    lambda: all(p.exists() and p.read_text() for p in started))
+    workers = [int(p.read_text()) for p in started]
+    output = _terminated(proc, timeout=30)     # not the jobs' two minutes
+    assert proc.returncode == 143, output
+    assert sorted(p.name for p in work.iterdir()) == ["started0", "started1"], output   # no .tmp left
+    for pid in workers:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
