@@ -2063,6 +2063,32 @@ def workshop_times() -> str:
     return markdown_table(costs, index=False) + note
 
 
+QUICK_RERUN_OTHER_CPU = ROOT / "results" / "rerun_quick_intel_xeon_a0cc7c1.csv"
+
+
+def quick_rerun_other_cpu(path: Path = QUICK_RERUN_OTHER_CPU) -> str:
+    """scripts/compare_results.py's comparison of the committed quick tables with a fresh clone's
+    rerun on another processor: how many tables moved, by how much against the seeds' CIs, which
+    CIs changed their side of 0, and whether any cell changed in its words (a verdict)."""
+    t = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    differ = t[t.cells_differing > 0]
+    worst = differ.loc[differ.largest_shift_in_ci.idxmax()]
+    words = int(t.text_cells_differing.sum())
+    lines = [f"{len(t) - len(differ)} of {len(t)} result tables came back identical; {len(differ)} differ in "
+             f"{int(differ.cells_differing.sum())} of their {int(differ.cells.sum())} cells "
+             f"(`{path.relative_to(ROOT)}`, from `python scripts/compare_results.py`).",
+             f"- The largest move of a mean: {worst.largest_shift_in_ci:.2f} of its 95% CI half-width over seeds "
+             f"(`{worst.table}`).",
+             "- Cells changed in their words: " + ("none." if words == 0 else
+                                                   " | ".join(differ.text_differences[differ.text_cells_differing > 0]))]
+    crossed = differ[differ.zero_side_changes > 0]
+    lines.append(f"- CIs that changed their side of 0: {int(crossed.zero_side_changes.sum())}" +
+                 ("." if crossed.empty else ":"))
+    for row in crossed.itertuples():
+        lines += [f"  - `{row.table}` {change}" for change in row.zero_side_differences.split(" | ")]
+    return "\n".join(lines) + "\n"
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
     "targets": targets,
     "headroom": headroom,
@@ -2119,12 +2145,13 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "real-data-verdicts": real_data_verdicts,
     "code-version-check": code_version_check,
     "workshop-times": workshop_times,
+    "quick-rerun-other-cpu": quick_rerun_other_cpu,
 }
 
 # The documents that hold rendered blocks: the README keeps the results and the headline of
 # learnability, the lab notes behind them live in docs/. Where each block lives is read from the
 # documents' own markers; every renderer must appear in exactly one of them.
-DOCUMENTS = ("README.md", "docs/learning.md", "docs/paper_profile.md", "docs/workshop.md")
+DOCUMENTS = ("README.md", "docs/learning.md", "docs/paper_profile.md", "docs/workshop.md", "docs/reproducibility.md")
 
 
 def document_blocks() -> dict[str, dict[str, Callable[[], str]]]:

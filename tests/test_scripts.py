@@ -285,6 +285,47 @@ def test_code_version_comparison_tells_equal_models_from_different_ones(tmp_path
                                                    "differ": ["bbb", "ccc"], "only_old": 1, "only_new": 0}
 
 
+def test_results_comparison_tells_numeric_drift_from_a_moved_verdict(tmp_path):
+    """scripts/compare_results.py on hand-made folders: an identical table; a mean moved by 0.002
+    with CI half-widths 0.005 and 0.004 (a shift of 0.4 of the wider), its CI on the same side of
+    0; a paired difference whose CI now contains 0, in numbers only; a verdict whose words changed;
+    a changed layout; a table present in one folder only. Exit 1 while a side of 0 or a word moved."""
+    cmp = load_tool("scripts/compare_results.py")
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir(), new.mkdir()
+    tables = {
+        "same.csv": ("a,b\nx,0.5\n", "a,b\nx,0.5\n"),
+        "drift.csv": ("row,hr\nfull,+0.0100 ± 0.0050\nn,3\n", "row,hr\nfull,+0.0120 ± 0.0040\nn,3\n"),
+        "side.csv": (",,hr\npaired,cascade,+0.0062 ± 0.0060\n", ",,hr\npaired,cascade,+0.0045 ± 0.0082\n"),
+        "verdict.csv": ("row,verdict\nfull,reproduced\n", "row,verdict\nfull,not separated\n"),
+        "layout.csv": ("a\n1\n", "a,b\n1,2\n"),
+    }
+    for name, (then, now) in tables.items():
+        (old / name).write_text(then), (new / name).write_text(now)
+    (old / "gone.csv").write_text("a\n1\n")
+    rows = cmp.compare_folders(old, new).set_index("table")
+    assert rows.loc["same.csv", "cells_differing"] == 0
+    drift = rows.loc["drift.csv"]
+    assert (drift.cells, drift.cells_differing, drift.numeric_cells_differing, drift.text_cells_differing) == (4, 1, 1, 0)
+    assert drift.largest_abs_difference == pytest.approx(0.002) and drift.largest_shift_in_ci == pytest.approx(0.4)
+    assert drift.zero_side_changes == 0
+    side = rows.loc["side.csv"]
+    assert (side.zero_side_changes, side.text_cells_differing) == (1, 0)
+    assert side.zero_side_differences == "paired / cascade, hr: '+0.0062 ± 0.0060' -> '+0.0045 ± 0.0082'"
+    verdict = rows.loc["verdict.csv"]
+    assert verdict.text_cells_differing == 1 and verdict.text_differences == "full, verdict: 'reproduced' -> 'not separated'"
+    assert rows.loc["layout.csv", "text_differences"].startswith("layout differs")
+    assert rows.loc["gone.csv", "text_differences"] == "only in the first folder"
+    assert cmp.main([str(old), str(new), "--out", str(tmp_path / "out.csv")]) == 1
+    assert len(cmp.read_table(tmp_path / "out.csv")) == 6
+    for name in ("verdict.csv", "layout.csv"):
+        (new / name).write_text(tables[name][0])
+    (new / "gone.csv").write_text("a\n1\n")
+    assert cmp.main([str(old), str(new)]) == 1          # the CI that crossed 0 is still there
+    (new / "side.csv").write_text(tables["side.csv"][0])
+    assert cmp.main([str(old), str(new)]) == 0          # numbers moved, no side of 0 nor word: 0
+
+
 def test_list_metrics_benchmark_compares_each_path_with_the_one_it_replaced():
     """benchmarks/list_metrics.py at a toy size: two rows, each with a ratio, and both outputs
     equal to the replaced code's (the parity the block of docs/paper_profile.md reports)."""
