@@ -740,15 +740,17 @@ def gpu_tests() -> str:
 
 
 def gpu_test_run(text: str) -> dict[str, str]:
-    """One pytest output's last summary line and the tests it names as failed, errored, skipped or
-    failed as expected (XFAIL; from -rA/-rf/-rs lines, or, for a failure, its traceback's header)."""
+    """One file of pytest output: each run's summary line (a sitting may run pytest more than once
+    into one file, e.g. the GPU-only tests, then the compiled-serving ones several at a time), and
+    the tests named as failed, errored, skipped or failed as expected (XFAIL; from -rA/-rf/-rs
+    lines, or, for a failure, its traceback's header)."""
     summary = PYTEST_SUMMARY.findall(text)
     named = [f"{m['outcome']} {m['what'].split(' - ')[0]}" for m in PYTEST_OUTCOME.finditer(text)
              if m["outcome"] != "PASSED"]
     tracebacks = PYTEST_PASSES_SECTION.sub("", text)   # the headers left are failures' and errors'
     named += [f"FAILED {m[1]}" for m in PYTEST_FAILURE_HEADER.finditer(tracebacks)
               if not any(m[1] in n for n in named)]
-    return {"pytest's summary": summary[-1] if summary else "none (cut short)",
+    return {"pytest's summary": "; then ".join(summary) if summary else "none (cut short)",
             "failed, skipped or known to fail": "; ".join(dict.fromkeys(named)) or "none named"}
 
 

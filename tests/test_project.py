@@ -713,7 +713,7 @@ def test_a_pending_second_sitting_finds_the_code_its_first_sitting_ran():
 
 
 def test_the_readme_reads_a_gpu_test_run_by_its_summary_and_named_outcomes():
-    """scripts/render_readme.py's GPU-test rows, hand-made pytest outputs: the last summary line,
+    """scripts/render_readme.py's GPU-test rows, hand-made pytest outputs: each run's summary line,
     the tests named failed, skipped or known to fail (XFAIL) by -rA (PASSED lines left out), a failure named only by its
     traceback header (a run without -rA), a passed test's header in -rA's PASSES section (its
     captured output, not a failure: the H200 run of 86ffb35 listed 16 passed tests as failed), also
@@ -746,6 +746,11 @@ def test_the_readme_reads_a_gpu_test_run_by_its_summary_and_named_outcomes():
     assert render_readme.gpu_test_run(xfail) == {"pytest's summary": "1 passed, 1 xfailed in 9.00s",
                                                  "failed, skipped or known to fail": "XFAIL t.py::test_two[default-prefill]"}
     assert render_readme.gpu_test_run("x\n=== 1 xfailed in 9.00s ===\n")["pytest's summary"] == "1 xfailed in 9.00s"
+    # two runs into one file: both summaries, in order, and the outcomes of both
+    assert render_readme.gpu_test_run(ra + xfail) == {
+        "pytest's summary": "1 failed, 3 passed, 1 skipped, 400 deselected in 61.00s (0:01:01); then 1 passed, 1 xfailed in 9.00s",
+        "failed, skipped or known to fail": "FAILED tests/test_b.py::test_two; SKIPPED [1] tests/test_c.py:9: needs two CUDA GPUs; "
+                                            "XFAIL t.py::test_two[default-prefill]"}
 
 
 def test_the_readme_counts_the_paper_runs_that_reached_the_epoch_cap(tmp_path):
