@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -83,23 +84,28 @@ def process_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
     pool.shutdown(wait=True)
 
 
-def stop_pool(pool: ProcessPoolExecutor) -> None:
+def stop_pool(pool: ProcessPoolExecutor, grace: float = 60.0) -> None:
     """Shut ``pool`` down after its caller failed or was stopped: the calls not yet started are
     cancelled, and the running ones are stopped rather than waited for, since a paper-profile
     model can train for many minutes. Each worker is sent SIGTERM, which it turns into an
     exception (:func:`exit_on_sigterm`), so its atomic writes clean up; what it had finished is
-    in the cache, and a rerun resumes from there. ``ProcessPoolExecutor.terminate_workers``
-    (Python 3.14) does this; before it, the pool's own table of processes is the only handle."""
+    in the cache, and a rerun resumes from there. A worker still alive ``grace`` seconds later
+    (stuck in a driver call, say) is killed. ``ProcessPoolExecutor.terminate_workers`` (Python
+    3.14) sends the SIGTERMs; before it, the pool's own table of processes is the only handle."""
+    processes = dict(getattr(pool, "_processes", None) or {})
     if hasattr(pool, "terminate_workers"):
         pool.terminate_workers()
-        return
-    processes = dict(getattr(pool, "_processes", None) or {})
-    pool.shutdown(wait=False, cancel_futures=True)
+    else:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes.values():
+            if process.is_alive():
+                process.terminate()
+    deadline = time.monotonic() + grace
     for process in processes.values():
+        process.join(timeout=max(0.0, deadline - time.monotonic()))
         if process.is_alive():
-            process.terminate()
-    for process in processes.values():
-        process.join()
+            process.kill()
+            process.join()
 
 
 def result_of(future: Future[T], running: str) -> T:

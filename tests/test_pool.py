@@ -210,3 +210,37 @@ def test_a_sigterm_to_a_pool_s_parent_stops_its_running_workers_cleanly(tmp_path
     for pid in workers:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+STUBBORN_JOB = """
+import os, signal, time
+from pathlib import Path
+
+def job(folder: str) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)     # a worker deaf to SIGTERM (stuck, say)
+    Path(folder, "started").write_text(str(os.getpid()))
+    time.sleep(120)
+"""
+
+
+def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path, monkeypatch):
+    """parallel.stop_pool: SIGTERM first; a worker still alive after ``grace`` seconds is killed,
+    so stopping a pool never hangs on one process."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from oneranker.parallel import exit_on_sigterm, stop_pool
+
+    (tmp_path / "stubborn_jobs.py").write_text(STUBBORN_JOB)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=exit_on_sigterm)
+    pool.submit(__import__("stubborn_jobs").job, str(tmp_path))
+    deadline = time.monotonic() + 60
+    while not ((tmp_path / "started").exists() and (tmp_path / "started").read_text()):
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.1)
+    t0 = time.monotonic()
+    stop_pool(pool, grace=1.0)
+    assert time.monotonic() - t0 < 20
+    with pytest.raises(ProcessLookupError):
+        os.kill(int((tmp_path / "started").read_text()), 0)
