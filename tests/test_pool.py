@@ -244,3 +244,41 @@ def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path
     assert time.monotonic() - t0 < 20
     with pytest.raises(ProcessLookupError):
         os.kill(int((tmp_path / "started").read_text()), 0)
+
+
+SLOW_CLEANUP_JOBS = """
+import os, time
+from pathlib import Path
+
+def job(folder: str, i: int) -> None:
+    tmp = Path(folder, f".job{i}.tmp")
+    tmp.write_text("half")
+    try:
+        Path(folder, f"started{i}").write_text(str(os.getpid()))
+        time.sleep(120)
+    finally:
+        time.sleep(3)                 # a cleanup that takes a while (a checkpoint's last write, say)
+        tmp.unlink()
+"""
+
+
+def test_a_second_sigterm_while_the_pool_stops_still_leaves_nothing_behind(tmp_path):
+    """A scheduler may send SIGTERM again before the first has finished stopping the run: the
+    parent still exits 143 only once its workers have finished their cleanup (Python's exit
+    joins the pool's manager thread), so no worker or temporary file is left behind."""
+    (tmp_path / "pool_jobs.py").write_text(SLOW_CLEANUP_JOBS)
+    (tmp_path / "run.py").write_text(POOL_RUN)
+    work = tmp_path / "work"
+    work.mkdir()
+    started = [work / "started0", work / "started1"]
+    proc = _started([sys.executable, str(tmp_path / "run.py"), str(work)], tmp_path,
+                    lambda: all(p.exists() and p.read_text() for p in started))
+    workers = [int(p.read_text()) for p in started]
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(1)                                       # the workers are in their 3-s cleanup now
+    output = _terminated(proc, timeout=30)              # the second SIGTERM
+    assert proc.returncode == 143, output
+    assert sorted(p.name for p in work.iterdir()) == ["started0", "started1"], output
+    for pid in workers:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
