@@ -180,6 +180,7 @@ def job(folder: str, i: int) -> None:
         Path(folder, f"started{i}").write_text(str(os.getpid()))
         time.sleep(120)
     finally:
+        time.sleep(CLEANUP_SECONDS)   # a cleanup that may take a while (a checkpoint's last write, say)
         tmp.unlink()
 """
 
@@ -193,23 +194,34 @@ if __name__ == "__main__":
 """
 
 
-def test_a_sigterm_to_a_pool_s_parent_stops_its_running_workers_cleanly(tmp_path):
-    """Only the parent is signalled (as ``kill PID`` does): it stops its workers rather than
-    waiting out their two-minute jobs, and each worker's ``finally`` still runs."""
-    (tmp_path / "pool_jobs.py").write_text(POOL_JOBS)
+def _pool_running(tmp_path: Path, cleanup_seconds: float) -> tuple[subprocess.Popen, Path, list[int]]:
+    """A parent running two two-minute jobs in a pool (in_processes), once both have started: the
+    process, the jobs' folder and the workers' pids."""
+    (tmp_path / "pool_jobs.py").write_text(POOL_JOBS.replace("CLEANUP_SECONDS", str(cleanup_seconds)))
     (tmp_path / "run.py").write_text(POOL_RUN)
     work = tmp_path / "work"
     work.mkdir()
     started = [work / "started0", work / "started1"]
     proc = _started([sys.executable, str(tmp_path / "run.py"), str(work)], tmp_path,
                     lambda: all(p.exists() and p.read_text() for p in started))
-    workers = [int(p.read_text()) for p in started]
-    output = _terminated(proc, timeout=30)     # not the jobs' two minutes
+    return proc, work, [int(p.read_text()) for p in started]
+
+
+def _nothing_left(proc: subprocess.Popen, output: str, work: Path, workers: list[int]) -> None:
+    """The parent exited 143, no job left its temporary file, and no worker is alive."""
     assert proc.returncode == 143, output
-    assert sorted(p.name for p in work.iterdir()) == ["started0", "started1"], output   # no .tmp left
+    assert sorted(p.name for p in work.iterdir()) == ["started0", "started1"], output
     for pid in workers:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_a_sigterm_to_a_pool_s_parent_stops_its_running_workers_cleanly(tmp_path):
+    """Only the parent is signalled (as ``kill PID`` does): it stops its workers rather than
+    waiting out their two-minute jobs, and each worker's ``finally`` still runs."""
+    proc, work, workers = _pool_running(tmp_path, cleanup_seconds=0)
+    output = _terminated(proc, timeout=30)     # not the jobs' two minutes
+    _nothing_left(proc, output, work, workers)
 
 
 STUBBORN_JOB = """
@@ -246,39 +258,12 @@ def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path
         os.kill(int((tmp_path / "started").read_text()), 0)
 
 
-SLOW_CLEANUP_JOBS = """
-import os, time
-from pathlib import Path
-
-def job(folder: str, i: int) -> None:
-    tmp = Path(folder, f".job{i}.tmp")
-    tmp.write_text("half")
-    try:
-        Path(folder, f"started{i}").write_text(str(os.getpid()))
-        time.sleep(120)
-    finally:
-        time.sleep(3)                 # a cleanup that takes a while (a checkpoint's last write, say)
-        tmp.unlink()
-"""
-
-
 def test_a_second_sigterm_while_the_pool_stops_still_leaves_nothing_behind(tmp_path):
     """A scheduler may send SIGTERM again before the first has finished stopping the run: the
     parent still exits 143 only once its workers have finished their cleanup (Python's exit
     joins the pool's manager thread), so no worker or temporary file is left behind."""
-    (tmp_path / "pool_jobs.py").write_text(SLOW_CLEANUP_JOBS)
-    (tmp_path / "run.py").write_text(POOL_RUN)
-    work = tmp_path / "work"
-    work.mkdir()
-    started = [work / "started0", work / "started1"]
-    proc = _started([sys.executable, str(tmp_path / "run.py"), str(work)], tmp_path,
-                    lambda: all(p.exists() and p.read_text() for p in started))
-    workers = [int(p.read_text()) for p in started]
+    proc, work, workers = _pool_running(tmp_path, cleanup_seconds=3)
     proc.send_signal(signal.SIGTERM)
     time.sleep(1)                                       # the workers are in their 3-s cleanup now
     output = _terminated(proc, timeout=30)              # the second SIGTERM
-    assert proc.returncode == 143, output
-    assert sorted(p.name for p in work.iterdir()) == ["started0", "started1"], output
-    for pid in workers:
-        with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)
+    _nothing_left(proc, output, work, workers)
