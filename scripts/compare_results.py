@@ -9,9 +9,9 @@ the models, then the tables, move. This script says by how much, and whether any
   is a numeric difference, measured by the largest absolute change of a number in it;
   For a mean written with its 95% CI over seeds ("m ± h"), the change of m is also given in
   units of the wider of the two half-widths: well below 1, the rerun is inside the seeds' noise.
-  Where the CI excluded 0 in one folder and not in the other, the cell is listed as a zero-side
-  change: for a paired difference that is a verdict moved ("separated" or not), though written in
-  numbers only;
+  Where the project's verdict rule (:func:`oneranker.tables.verdict`: above 0, below 0 or not
+  separated) reads the two cells differently, the cell is listed as a zero-side change: for a
+  paired difference that is a verdict moved, though written in numbers only;
 - a cell whose words changed ("mean above 0" -> "mean below 0", "reproduced" -> "not separated")
   is a text difference, listed in full: that is where a conclusion moved.
 
@@ -34,12 +34,15 @@ from pathlib import Path
 import pandas as pd
 
 from oneranker.cache import atomic_write_text
+from oneranker.tables import verdict
 
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 MEAN_PM_CI = ("# ± #", "#% ± #%")      # a mean and its 95% CI half-width, as the tables write them
-COLUMNS = ["table", "cells", "cells_differing", "numeric_cells_differing", "largest_abs_difference",
-           "largest_shift_in_ci", "zero_side_changes", "zero_side_differences", "text_cells_differing",
-           "text_differences"]
+# A comparison's row before anything is found: every column, nothing differing
+NOTHING_DIFFERS = {"cells": 0, "cells_differing": 0, "numeric_cells_differing": 0, "largest_abs_difference": float("nan"),
+                   "largest_shift_in_ci": float("nan"), "zero_side_changes": 0, "zero_side_differences": "",
+                   "text_cells_differing": 0, "text_differences": ""}
+COLUMNS = ["table", *NOTHING_DIFFERS]
 
 
 def numbers(cell: str) -> list[float]:
@@ -57,6 +60,12 @@ def read_table(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
+def side_of_zero(mean: float, ci: float) -> str:
+    """"above 0", "below 0" or "not separated": the project's verdict on a mean ± CI, without its
+    reason in brackets (which also names the mean's side when not separated)."""
+    return verdict(mean, ci).split(" (")[0]
+
+
 def row_label(table: pd.DataFrame, row: int) -> str:
     """A row named as a reader finds it: its first cell, with those of the next columns that have no
     header (the further levels of a written index, e.g. "paired: with - without / with DC"); its
@@ -71,9 +80,8 @@ def row_label(table: pd.DataFrame, row: int) -> str:
 def compare_table(name: str, old: pd.DataFrame, new: pd.DataFrame) -> dict:
     """One table's row of the comparison: how many cells differ, by how much, and in which words."""
     if list(old.columns) != list(new.columns) or old.shape != new.shape:
-        return {"table": name, "cells": old.size, "cells_differing": old.size, "numeric_cells_differing": 0,
-                "largest_abs_difference": float("nan"), "largest_shift_in_ci": float("nan"),
-                "zero_side_changes": 0, "zero_side_differences": "", "text_cells_differing": old.size,
+        return {**NOTHING_DIFFERS, "table": name, "cells": old.size, "cells_differing": old.size,
+                "text_cells_differing": old.size,
                 "text_differences": f"layout differs: {old.shape} {list(old.columns)} -> {new.shape} {list(new.columns)}"}
     numeric, texts, largest, shifts, sides = 0, [], 0.0, [], []
     for column in old.columns:
@@ -86,11 +94,11 @@ def compare_table(name: str, old: pd.DataFrame, new: pd.DataFrame) -> dict:
                 largest = max(largest, max(abs(u - v) for u, v in zip(x, y)))
                 if words(a) in MEAN_PM_CI and max(x[1], y[1]) > 0:
                     shifts.append(abs(x[0] - y[0]) / max(x[1], y[1]))
-                    if (abs(x[0]) > x[1]) != (abs(y[0]) > y[1]):
+                    if side_of_zero(*x) != side_of_zero(*y):
                         sides.append(f"{row_label(old, row)}, {column}: {a!r} -> {b!r}")
             else:
                 texts.append(f"{row_label(old, row)}, {column}: {a!r} -> {b!r}")
-    return {"table": name, "cells": old.size, "cells_differing": numeric + len(texts),
+    return {**NOTHING_DIFFERS, "table": name, "cells": old.size, "cells_differing": numeric + len(texts),
             "numeric_cells_differing": numeric, "largest_abs_difference": largest,
             "largest_shift_in_ci": max(shifts, default=float("nan")), "zero_side_changes": len(sides),
             "zero_side_differences": " | ".join(sides), "text_cells_differing": len(texts), "text_differences": " | ".join(texts)}
@@ -105,10 +113,7 @@ def compare_folders(old: Path, new: Path) -> pd.DataFrame:
     for name in sorted(old_names | new_names):
         if name not in new_names or name not in old_names:
             side = "the first" if name in old_names else "the second"
-            rows.append({"table": name, "cells": 0, "cells_differing": 0, "numeric_cells_differing": 0,
-                         "largest_abs_difference": float("nan"), "largest_shift_in_ci": float("nan"),
-                         "zero_side_changes": 0, "zero_side_differences": "", "text_cells_differing": 0,
-                         "text_differences": f"only in {side} folder"})
+            rows.append({**NOTHING_DIFFERS, "table": name, "text_differences": f"only in {side} folder"})
             continue
         rows.append(compare_table(name, read_table(old / name), read_table(new / name)))
     return pd.DataFrame(rows, columns=COLUMNS)

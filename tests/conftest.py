@@ -58,7 +58,6 @@ def load_tool(relative_path: str) -> types.ModuleType:
     return module
 
 
-
 def stale_rendered_document(tmp_path: Path, monkeypatch) -> tuple[types.ModuleType, Path, str]:
     """scripts/render_readme.py pointed at one document, ``tmp_path/doc.md``, whose one block
     ``x`` is stale (it reads "old"; its renderer writes "new"): the module, the document and its
@@ -70,6 +69,7 @@ def stale_rendered_document(tmp_path: Path, monkeypatch) -> tuple[types.ModuleTy
     monkeypatch.setattr(render_readme, "ROOT", tmp_path)
     monkeypatch.setattr(render_readme, "document_blocks", lambda: {"doc.md": {"x": lambda: "new\n"}})
     return render_readme, doc, stale
+
 
 # The unit tests' models: the `smoke` profile (a toy market and model) with what the tests need
 # on top of it: no dropout (parity tests compare outputs exactly), the SDPA kernel (FlexAttention

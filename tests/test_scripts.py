@@ -312,6 +312,8 @@ def test_results_comparison_tells_numeric_drift_from_a_moved_verdict(tmp_path):
     side = rows.loc["side.csv"]
     assert (side.zero_side_changes, side.text_cells_differing) == (1, 0)
     assert side.zero_side_differences == "paired / cascade, hr: '+0.0062 ± 0.0060' -> '+0.0045 ± 0.0082'"
+    # the project's verdict rule decides the side (a CI that touches 0 contains it), a sign flip counts
+    assert [cmp.side_of_zero(m, 0.005) for m in (0.01, -0.01, 0.005)] == ["above 0", "below 0", "not separated"]
     verdict = rows.loc["verdict.csv"]
     assert verdict.text_cells_differing == 1 and verdict.text_differences == "full, verdict: 'reproduced' -> 'not separated'"
     assert rows.loc["layout.csv", "text_differences"].startswith("layout differs")
