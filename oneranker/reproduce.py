@@ -23,6 +23,12 @@ from .outputs import writing_committed_outputs
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PROFILE = "quick"
 GPU_SAMPLE_MS = 2000   # nvidia-smi's interval while notebooks run (gpu_usage: faster slows the host)
+# How long a notebook's kernel may take to stop once its run is stopped (Ctrl-C, SIGTERM): the
+# stop interrupts the kernel, whose cell then runs its ``finally`` blocks (a worker pool given up
+# to oneranker.parallel.stop_pool's 60 s, atomic writes removing their temporary files);
+# jupyter_client sends it SIGTERM after half of this and SIGKILL after all of it. Its default of
+# 5 s killed a cleanup 2.5 s in. A kernel that ends normally exits at once, whatever this is.
+KERNEL_STOP_SECONDS = 150.0
 
 
 def notebook_paths(notebooks: list[str] | None = None) -> list[Path]:
@@ -144,7 +150,8 @@ def _run_one(path: Path, i: int, n: int, parameters: dict, out_dir: Path | None,
             outputs = writing_committed_outputs() if committed else contextlib.nullcontext()
             with outputs, headless_kernels({PHASE_LOG_ENV: str(phase_log), ASKER_ENV: path.stem}):
                 pm.execute_notebook(str(path), tmp, parameters=parameters,
-                                    cwd=str(path.parent), progress_bar=True, kernel_name="python3")
+                                    cwd=str(path.parent), progress_bar=True, kernel_name="python3",
+                                    **kernel_options())
             phases = read_phases(phase_log, gpu)
         os.replace(tmp, target)
     finally:
@@ -161,6 +168,14 @@ def _run_one(path: Path, i: int, n: int, parameters: dict, out_dir: Path | None,
     for row in phases:
         print(f"      {phase_line(row)}", flush=True)
     return entry
+
+
+def kernel_options() -> dict:
+    """papermill's keyword arguments for its kernels (passed on to nbclient): the kernel manager's
+    wait for a stopped kernel, :data:`KERNEL_STOP_SECONDS`."""
+    from traitlets.config import Config
+
+    return {"config": Config({"KernelManager": {"shutdown_wait_time": KERNEL_STOP_SECONDS}})}
 
 
 def headless_kernels(extra: dict[str, str | None] | None = None) -> contextlib.AbstractContextManager[None]:
@@ -338,7 +353,8 @@ def execute_copies(workdir: Path, profile: str = "smoke", seeds: tuple[int, ...]
             with writing_committed_outputs():     # the copy's own figures/ and results/
                 pm.execute_notebook(str(copy), str(copy),
                                     parameters={"profile": profile, "seeds": list(seeds), "device": "cpu"},
-                                    cwd=str(nb_dir), progress_bar=False, kernel_name="python3")
+                                    cwd=str(nb_dir), progress_bar=False, kernel_name="python3",
+                                    **kernel_options())
     return workdir / "results" / profile
 
 

@@ -1,7 +1,8 @@
 """The training pool and the process helpers (oneranker/pool.py, oneranker/parallel.py) with
 stand-in jobs, no training: which models a run trains (each by its own key), how it trains them
 (the run's compile setting, worker processes on the CPU), a failed job named by its config, every
-stack mate's world, and results in the order asked. The pool's training itself, bit for bit
+stack mate's world, results in the order asked, and a stopped run (SIGTERM) cleaning up, in its
+pool's workers and in a notebook's kernel. The pool's training itself, bit for bit
 against training in-process, is tested in tests/test_study.py."""
 
 import os
@@ -267,3 +268,51 @@ def test_a_second_sigterm_while_the_pool_stops_still_leaves_nothing_behind(tmp_p
     time.sleep(1)                                       # the workers are in their 3-s cleanup now
     output = _terminated(proc, timeout=30)              # the second SIGTERM
     _nothing_left(proc, output, work, workers)
+
+
+STOPPED_CELL = """
+import time
+from pathlib import Path
+tmp = Path(".cell.tmp")
+tmp.write_text("half")
+try:
+    Path("started").write_text("1")
+    time.sleep(120)
+finally:
+    time.sleep(6)     # a cleanup that takes a while (stopping a worker pool, say)
+    tmp.unlink()
+"""
+
+RUN_NOTEBOOK = """
+import sys
+from pathlib import Path
+from oneranker import reproduce
+from oneranker.parallel import exit_on_sigterm
+exit_on_sigterm()
+reproduce.KERNEL_STOP_SECONDS = float(sys.argv[2])
+notebook = Path(sys.argv[1])
+reproduce._run_one(notebook, 1, 1, {"profile": "smoke", "seed": 0}, notebook.parent / "out", None, committed=False)
+"""
+
+
+@pytest.mark.parametrize("stop_seconds", ["reproduce", 5.0], ids=["kernel_stop_seconds", "jupyter_default"])
+def test_a_stopped_notebook_run_lets_its_kernel_finish_its_cleanup(tmp_path, stop_seconds):
+    """A SIGTERM to ``make reproduce`` stops the notebook's kernel through an interrupt, so the
+    running cell's ``finally`` blocks run in the kernel. jupyter_client's default wait of 5 s
+    kills the kernel 2.5 s into a 6-s cleanup, and its temporary file stays (the second case);
+    reproduce.KERNEL_STOP_SECONDS lets it finish, and nothing half-written is left."""
+    import nbformat
+
+    from oneranker.reproduce import KERNEL_STOP_SECONDS
+
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(STOPPED_CELL)])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, tmp_path / "stopped.ipynb")
+    (tmp_path / "run.py").write_text(RUN_NOTEBOOK)
+    seconds = KERNEL_STOP_SECONDS if stop_seconds == "reproduce" else stop_seconds
+    proc = _started([sys.executable, str(tmp_path / "run.py"), str(tmp_path / "stopped.ipynb"), str(seconds)],
+                    tmp_path, (tmp_path / "started").exists)
+    output = _terminated(proc, timeout=60)    # it exits once its kernel has (stopped or killed)
+    assert proc.returncode == 143, output
+    assert (tmp_path / ".cell.tmp").exists() == (stop_seconds != "reproduce"), output
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir()), output
