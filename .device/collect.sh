@@ -3,7 +3,9 @@
 # usage: bash .device/collect.sh FILES_AT COMMIT    (FILES_AT: the last call's files_at; COMMIT: the one sent)
 # Unpacks FILES_AT/out.tar.gz, copies the files of results/paper and figures/paper that are new or
 # differ (cmp) into the checkout, writes each notebook's papermill log with the progress log as
-# results/paper/notebookNN_h200_COMMIT.txt, the benchmark outputs as results/paper/*_h200_COMMIT.txt,
+# results/paper/notebookNN_GPU_COMMIT.txt, the benchmark outputs as results/paper/*_GPU_COMMIT.txt
+# (GPU: h200, or h100 when the device tool lent an H100 for the H200 kind, as on 2026-12-05; read from
+# the sitting's nvidia_smi_start.txt),
 # and the cache's results (every sitting since 2026-12-04: a later sitting or notebook starts from them) as
 # results/paper/results_cache_COMMIT.tar.gz.
 # It commits nothing: read what it lists, then render the README and commit.
@@ -28,32 +30,39 @@ if [ -f "$tmp/out/results_cache.tar.gz" ]; then   # the models' results, for a l
   echo "wrote: results/$prof/results_cache_${commit}.tar.gz (RESULTS_IN for the next sitting, same code)"
 fi
 day=$(head -c 10 "$tmp/out/progress.log")     # the run's day: its first stamp
+# the card the sitting ran on (a call for the H200 kind may be given an H100): its name and file tag
+card=$(grep -o -m1 "NVIDIA H[0-9]00[^|]*HBM[0-9e]*" "$tmp/out/nvidia_smi_start.txt" 2>/dev/null || true)
+gpu=$(echo "$card" | grep -o -m1 "H[0-9]00" | tr H h || true)
+if [ "$prof" = paper ] && [ -z "$gpu" ]; then
+  echo "no NVIDIA H100 or H200 named in the sitting's nvidia_smi_start.txt: which card ran it?" >&2; exit 1
+fi
+gpu=${gpu:-h200}     # a rehearsal (no GPU) keeps the paper sitting's names
 for log in "$tmp"/out/nb_*.log; do
   [ -f "$log" ] || continue
   # nb_NN.log: notebook NN's first entry of the sitting; nb_NN_K.log its K-th (paper.sh: several passes)
   tag=$(basename "$log" .log); tag=${tag#nb_}; nb=${tag:0:2}; k=1; [[ $tag == *_* ]] && k=${tag#*_}
   state=$(grep -E "notebook $nb end" "$tmp/out/progress.log" | sed -n "${k}p" | sed 's/^[^ ]* //' || true)
   [ -n "$state" ] || state="notebook $nb did not end in this sitting"
-  where="paper, one NVIDIA H200"; [ "$prof" = paper ] || where="$prof, a rehearsal without a GPU"
+  where="paper, one $card"; [ "$prof" = paper ] || where="$prof, a rehearsal without a GPU"
   { echo "# notebook $nb at $where, $day, commit $commit: the reproduce command of .device/paper.sh's notebook loop ($state)"
     tr '\r' '\n' < "$log" | grep -v '^$' || true
-    echo "# progress.log"; cat "$tmp/out/progress.log"; } > "results/$prof/notebook${tag}_h200_${commit}.txt"
-  echo "wrote: results/$prof/notebook${tag}_h200_${commit}.txt ($state)"
+    echo "# progress.log"; cat "$tmp/out/progress.log"; } > "results/$prof/notebook${tag}_${gpu}_${commit}.txt"
+  echo "wrote: results/$prof/notebook${tag}_${gpu}_${commit}.txt ($state)"
 done
 for h in "$tmp"/out/histories_*.jsonl; do      # each notebook's models' learning curves (scripts/paper_histories.py)
   [ -s "$h" ] || continue
   nb=$(basename "$h" .jsonl); nb=${nb#histories_}
-  cp "$h" "results/$prof/histories_${nb}_h200_${commit}.jsonl" && echo "wrote: results/$prof/histories_${nb}_h200_${commit}.jsonl"
+  cp "$h" "results/$prof/histories_${nb}_${gpu}_${commit}.jsonl" && echo "wrote: results/$prof/histories_${nb}_${gpu}_${commit}.jsonl"
 done
 for b in pool_blocks step_loss step_layernorms step_blocks model_rank sampler step_deterministic gpu_tests_deterministic gpu_tests beam_search attention model_e2e model_e2e_blocking model_train patience_study compile_check_mask_outside; do
-  [ -s "$tmp/out/$b.txt" ] && cp "$tmp/out/$b.txt" "results/$prof/${b}_h200_${commit}.txt" && echo "wrote: results/$prof/${b}_h200_${commit}.txt"
+  [ -s "$tmp/out/$b.txt" ] && cp "$tmp/out/$b.txt" "results/$prof/${b}_${gpu}_${commit}.txt" && echo "wrote: results/$prof/${b}_${gpu}_${commit}.txt"
 done
 for c in patience_study patience_study_curves; do     # a job's tables (job.sh: the command's --out, --curves under /tmp/out)
-  [ -s "$tmp/out/$c.csv" ] && cp "$tmp/out/$c.csv" "results/$prof/${c}_h200_${commit}.csv" && echo "wrote: results/$prof/${c}_h200_${commit}.csv"
+  [ -s "$tmp/out/$c.csv" ] && cp "$tmp/out/$c.csv" "results/$prof/${c}_${gpu}_${commit}.csv" && echo "wrote: results/$prof/${c}_${gpu}_${commit}.csv"
 done
 for g in "$tmp"/out/*_nvidia_smi.csv; do      # job.sh's GPU samples, one file per job
   [ -s "$g" ] || continue
   j=$(basename "$g" _nvidia_smi.csv)
-  cp "$g" "results/$prof/${j}_nvidia_smi_h200_${commit}.csv" && echo "wrote: results/$prof/${j}_nvidia_smi_h200_${commit}.csv"
+  cp "$g" "results/$prof/${j}_nvidia_smi_${gpu}_${commit}.csv" && echo "wrote: results/$prof/${j}_nvidia_smi_${gpu}_${commit}.csv"
 done
 echo "# progress.log"; cat "$tmp/out/progress.log"

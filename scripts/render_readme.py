@@ -652,12 +652,12 @@ TRAINED = re.compile(r"models trained: (?P<n>\d+) in (?P<s>\d+) s")
 
 
 def _first_sittings(directory: Path = ROOT / "results" / "paper", seeds: tuple[int, ...] = (0, 1, 2)) -> list[dict]:
-    """The first sittings of notebooks split over two (``.device/paper.sh`` with SEEDS), oldest
-    log name first: each one's log (notebookNN_h200_COMMIT.txt, whose header names the seeds it
-    ran, fewer than the series' ``seeds``) beside the results cache it left for the second sitting
+    """The first sittings of notebooks split over two (``.device/paper.sh`` with SEEDS), by day:
+    each one's log (notebookNN_GPU_COMMIT.txt, GPU the card it ran on, whose header names the seeds
+    it ran, fewer than the series' ``seeds``) beside the results cache it left for the second sitting
     (results_cache_COMMIT.tar.gz; since 2026-12-04 every sitting leaves one, so the seeds decide)."""
     rows = []
-    for log in sorted(directory.glob("notebook*_h200_*.txt")):
+    for log in sorted(directory.glob("notebook*_h[0-9]00_*.txt")):
         text = log.read_text()
         first = FIRST_SITTING.search(text.splitlines()[0]) if text else None
         commit = log.stem.rsplit("_", 1)[-1]
@@ -665,12 +665,13 @@ def _first_sittings(directory: Path = ROOT / "results" / "paper", seeds: tuple[i
         if first is None or not cache.exists() or set(map(int, first["seeds"].split())) >= set(seeds):
             continue                                # a whole run: all the seeds, no results cache
         done, trained, day = DONE.search(text), TRAINED.search(text), LOG_DAY.search(text.splitlines()[0])
+        card = re.search(r"_(h\d00)_[0-9a-f]+$", log.stem)
         rows.append({"notebook": first["nb"], "seeds": first["seeds"], "day": day["day"] if day else "?",
-                     "model code": ", ".join(sorted(_cache_model_codes(cache))) or "?", "commit": f"`{commit}`",
+                     "GPU": card[1].upper() if card else "?", "model code": ", ".join(sorted(_cache_model_codes(cache))) or "?", "commit": f"`{commit}`",
                      "wall s": done["s"] if done else "?", "GPU busy": f"{done['busy']}%" if done else "?",
                      "models trained": f"{trained['n']} in {trained['s']} s" if trained else "?",
                      "results left for the second sitting": f"`{_shown(cache)}`", "log": f"`{_shown(log)}`"})
-    return rows
+    return sorted(rows, key=lambda row: (row["day"], row["notebook"]))
 
 
 def _cache_model_codes(cache: Path) -> set[str]:
@@ -1278,7 +1279,7 @@ def paper_histories_block(directory: Path = ROOT / "results" / "paper") -> str:
     every run's change over the five epochs up to its best (where its weights were kept; the
     stopping rule does not pull it towards zero)."""
     rows = []
-    for path in sorted(directory.glob("histories_*_h200_*.jsonl")):
+    for path in sorted(directory.glob("histories_*_h[0-9]00_*.jsonl")):
         records = paper_histories.read(path)
         capped = [r for r in records if not r["stopped_early"]]
         early = [r for r in records if r["stopped_early"]]
