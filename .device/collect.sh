@@ -16,6 +16,15 @@ prof=${PROFILE:-paper}    # PROFILE=smoke: a rehearsal's (paper.sh's PROFILE), i
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 tar xzf "$files_at/out.tar.gz" -C "$tmp"
+# the card the sitting ran on (a call for the H200 kind may be given an H100): its name and file tag
+# (nvidia-smi's table: "|   0  NVIDIA H100 80GB HBM3          On  |", "|   0  NVIDIA H200   On  |")
+card=$(grep -o -m1 "NVIDIA H[0-9]00[A-Za-z0-9 ]*" "$tmp/out/nvidia_smi_start.txt" 2>/dev/null \
+       | sed -E 's/ +(On|Off) *$//; s/ +$//' || true)
+gpu=$(echo "$card" | grep -o -m1 "H[0-9]00" | tr H h || true)
+if [ "$prof" = paper ] && [ -z "$gpu" ]; then
+  echo "no NVIDIA H100 or H200 named in the sitting's nvidia_smi_start.txt: which card ran it?" >&2; exit 1
+fi
+gpu=${gpu:-h200}     # a rehearsal (no GPU) keeps the paper sitting's names
 mkdir -p "results/$prof"
 if [ -f "$tmp/out/results.tar.gz" ]; then
   mkdir "$tmp/R" && tar xzf "$tmp/out/results.tar.gz" -C "$tmp/R"
@@ -30,13 +39,6 @@ if [ -f "$tmp/out/results_cache.tar.gz" ]; then   # the models' results, for a l
   echo "wrote: results/$prof/results_cache_${commit}.tar.gz (RESULTS_IN for the next sitting, same code)"
 fi
 day=$(head -c 10 "$tmp/out/progress.log")     # the run's day: its first stamp
-# the card the sitting ran on (a call for the H200 kind may be given an H100): its name and file tag
-card=$(grep -o -m1 "NVIDIA H[0-9]00[^|]*HBM[0-9e]*" "$tmp/out/nvidia_smi_start.txt" 2>/dev/null || true)
-gpu=$(echo "$card" | grep -o -m1 "H[0-9]00" | tr H h || true)
-if [ "$prof" = paper ] && [ -z "$gpu" ]; then
-  echo "no NVIDIA H100 or H200 named in the sitting's nvidia_smi_start.txt: which card ran it?" >&2; exit 1
-fi
-gpu=${gpu:-h200}     # a rehearsal (no GPU) keeps the paper sitting's names
 for log in "$tmp"/out/nb_*.log; do
   [ -f "$log" ] || continue
   # nb_NN.log: notebook NN's first entry of the sitting; nb_NN_K.log its K-th (paper.sh: several passes)

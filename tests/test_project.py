@@ -435,13 +435,16 @@ def test_the_readme_finds_a_first_sitting_by_its_partial_seeds_and_results(tmp_p
             info = tarfile.TarInfo(name)
             info.size = 2
             tar.addfile(info, io.BytesIO(b"{}"))
-    for tag, seeds in (("06", "0"), ("06_2", "1")):
-        (tmp_path / f"notebook{tag}_h200_ddd.txt").write_text(
-            f"# notebook 06 at paper, one NVIDIA H200, 2026-12-06, commit ddd: the loop (notebook 06 end rc=0 "
+    # (the second pass's log named by an H100's card: collect.sh names a sitting's files by the card it ran on)
+    for tag, seeds, card in (("06", "0", "h200"), ("06_2", "1", "h100")):
+        (tmp_path / f"notebook{tag}_{card}_ddd.txt").write_text(
+            f"# notebook 06 at paper, one NVIDIA {card.upper()}, 2026-12-06, commit ddd: the loop (notebook 06 end rc=0 "
             f"(seeds {seeds}); models in the cache: 9)\n    done in 700.0 s, GPU busy 90% -> x.ipynb\n")
     rows = render_readme._first_sittings(tmp_path)
-    assert sorted((r["notebook"], r["seeds"], r["day"], r["model code"], r["wall s"]) for r in rows if r["notebook"] == "06") == [
-        ("06", "0", "2026-12-06", "dd68b6d1", "700.0"), ("06", "1", "2026-12-06", "dd68b6d1", "700.0")]
+    assert sorted((r["notebook"], r["seeds"], r["day"], r["GPU"], r["model code"], r["wall s"]) for r in rows
+                  if r["notebook"] == "06") == [("06", "0", "2026-12-06", "H200", "dd68b6d1", "700.0"),
+                                                ("06", "1", "2026-12-06", "H100", "dd68b6d1", "700.0")]
+    assert [r["day"] for r in rows] == sorted(r["day"] for r in rows)         # by day: "?" (unknown) last
     run = {"notebook": "06_gmv.ipynb", "finished": "2026-12-06T10:00:00Z", "model_code": "dd68b6d1"}
     assert len(render_readme._first_sittings_of(run, rows)) == 2
     assert render_readme._first_sittings_of({**run, "model_code": "228471b4"}, rows) == []
@@ -699,8 +702,8 @@ def test_a_pending_second_sitting_finds_the_code_its_first_sitting_ran():
     here = (code_version(MODEL_CODE), code_version(RESULT_CODE))
     for cache in sorted((ROOT / "results" / "paper").glob("results_cache_*.tar.gz")):
         commit = cache.name.removeprefix("results_cache_").removesuffix(".tar.gz")
-        logs = list((ROOT / "results" / "paper").glob(f"notebook*_h200_{commit}.txt"))
-        assert logs, f"{cache.name}: no notebook log of its sitting (results/paper/notebookNN_h200_{commit}.txt)"
+        logs = list((ROOT / "results" / "paper").glob(f"notebook*_h[0-9]00_{commit}.txt"))
+        assert logs, f"{cache.name}: no notebook log of its sitting (results/paper/notebookNN_GPU_{commit}.txt)"
         notebooks = sorted(log.name.removeprefix("notebook")[:2] for log in logs)
         if set(notebooks) <= ran:
             continue                                    # their second sitting has run

@@ -691,3 +691,48 @@ def test_paper_sh_refuses_a_bad_entry_before_any_work():
                               capture_output=True, text=True, env=env)
         assert done.returncode == 2 and why in done.stderr, (name, value, done.stderr)
         assert "start" not in Path("/tmp/out/progress.log").read_text(), "setup.sh ran"
+
+
+NVIDIA_SMI_H100 = ("|   0  NVIDIA H100 80GB HBM3          On  |   00000000:00:06.0 Off |                    0 |\n"
+                   "| N/A   35C    P0             71W /  700W |       0MiB /  81559MiB |      0%      Default |\n")
+
+
+NVIDIA_SMI_H200 = "|   0  NVIDIA H200                    On  |   00000000:00:06.0 Off |                    0 |\n"
+
+
+@pytest.mark.parametrize("smi", [NVIDIA_SMI_H100, NVIDIA_SMI_H200, "NVIDIA-SMI has failed\n"],
+                         ids=["h100", "h200", "no_card"])
+def test_collect_names_a_sitting_s_files_by_the_card_it_ran_on(tmp_path, smi):
+    """.device/collect.sh: the device tool's H200 kind may lend an H100 (2026-12-05), so the files
+    of a paper sitting are named by the card its nvidia-smi names (notebook05_h100_COMMIT.txt),
+    and a sitting whose card cannot be read is refused before anything is written."""
+    import tarfile
+
+    repo = tmp_path / "repo"
+    (repo / ".device").mkdir(parents=True)
+    (repo / ".device" / "collect.sh").write_text((ROOT / ".device" / "collect.sh").read_text())
+    out = tmp_path / "sitting" / "out"
+    out.mkdir(parents=True)
+    (out / "nvidia_smi_start.txt").write_text(smi)
+    (out / "progress.log").write_text("2026-12-05T15:17:25Z start\n"
+                                      "2026-12-05T15:31:36Z notebook 05 end rc=0 (seeds 0); models in the cache: 7\n")
+    (out / "nb_05.log").write_text("[1/1] 05_dc_loss_ablations.ipynb\n    done in 819.7 s, GPU busy 67%\n")
+    (out / "histories_05.jsonl").write_text('{"notebook": "05"}\n')
+    (out / "results_cache.tar.gz").write_bytes(b"")    # (a refused sitting must not copy it either)
+    files_at = tmp_path / "files"
+    files_at.mkdir()
+    with tarfile.open(files_at / "out.tar.gz", "w:gz") as tar:
+        tar.add(out, arcname="out")
+    done = subprocess.run(["bash", str(repo / ".device" / "collect.sh"), str(files_at), "a9afbb0" + "0" * 33],
+                          capture_output=True, text=True)
+    written = sorted(p.name for p in (repo / "results" / "paper").glob("*")) if (repo / "results").exists() else []
+    if smi != "NVIDIA-SMI has failed\n":
+        card, name = ("h100", "NVIDIA H100 80GB HBM3") if smi is NVIDIA_SMI_H100 else ("h200", "NVIDIA H200")
+        assert done.returncode == 0, done.stderr
+        assert written == [f"histories_05_{card}_a9afbb0.jsonl", f"notebook05_{card}_a9afbb0.txt",
+                           "results_cache_a9afbb0.tar.gz"]
+        header = (repo / "results" / "paper" / f"notebook05_{card}_a9afbb0.txt").read_text().splitlines()[0]
+        assert header.startswith(f"# notebook 05 at paper, one {name}, 2026-12-05, commit a9afbb0:")
+    else:
+        assert done.returncode == 1 and "which card ran it?" in done.stderr
+        assert written == []
