@@ -26,3 +26,6 @@ SITE=; [ "${WHEELS:-1}" = 1 ] && SITE=:/tmp/site   # a rehearsal (WHEELS=0) read
 export PYTHONPATH=/tmp/w$SITE PYTHONUNBUFFERED=1 ONERANKER_COMMIT=$2
 cd /tmp/w
 nvidia-smi > /tmp/out/nvidia_smi_start.txt 2>&1
+# the card in the progress log, which every call's output shows: the device tool's H200 kind may
+# lend an H100 (2026-12-05), whose 80 GB hold fewer training workers (docs/paper_profile.md)
+stamp "card: $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo 'none (no nvidia-smi)')"
