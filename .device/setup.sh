@@ -28,4 +28,5 @@ cd /tmp/w
 nvidia-smi > /tmp/out/nvidia_smi_start.txt 2>&1
 # the card in the progress log, which every call's output shows: the device tool's H200 kind may
 # lend an H100 (2026-12-05), whose 80 GB hold fewer training workers (docs/paper_profile.md)
-stamp "card: $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo 'none (no nvidia-smi)')"
+cards=$(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | paste -sd ';')
+stamp "card: ${cards:-none (no nvidia-smi)}"

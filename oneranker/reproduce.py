@@ -25,10 +25,11 @@ DEFAULT_PROFILE = "quick"
 GPU_SAMPLE_MS = 2000   # nvidia-smi's interval while notebooks run (gpu_usage: faster slows the host)
 # How long a notebook's kernel may take to stop once its run is stopped (Ctrl-C, SIGTERM): the
 # stop interrupts the kernel, whose cell then runs its ``finally`` blocks (a worker pool given up
-# to oneranker.parallel.stop_pool's 60 s, atomic writes removing their temporary files);
-# jupyter_client sends it SIGTERM after half of this and SIGKILL after all of it. Its default of
-# 5 s killed a cleanup 2.5 s in. A kernel that ends normally exits at once, whatever this is.
-KERNEL_STOP_SECONDS = 150.0
+# to oneranker.parallel.stop_pool's 60 s, then the pool's MPS daemon up to 60 s to quit,
+# oneranker.pool.mps; atomic writes removing their temporary files); jupyter_client sends it
+# SIGTERM after half of this and SIGKILL after all of it. Its default of 5 s killed a cleanup
+# 2.5 s in. A kernel that ends normally exits at once, whatever this is.
+KERNEL_STOP_SECONDS = 300.0
 
 
 def notebook_paths(notebooks: list[str] | None = None) -> list[Path]:

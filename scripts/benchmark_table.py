@@ -3,8 +3,10 @@
 Each row is one claim of issues 5 and 14: what is measured and by which script, what the
 H100 gave when it was measured (2026-11, kept as recorded: its raw outputs were not committed),
 the target, the H100's verdict, and the H200's cell, which is *read from the benchmark's output
-file* in ``results/paper/`` (``.device/collect.sh`` names them ``NAME_h200_COMMIT.txt``) and
-judged against the same target here. A row whose file or line is missing says so instead of a
+file* in ``results/paper/`` (``.device/collect.sh`` names them ``NAME_GPU_COMMIT.txt``, GPU the
+card the sitting ran on; this column reads ``NAME_h200_*`` only: an output from an H100 lent for
+the H200 kind is another card's number and is not shown as the H200's) and judged against the
+same target here. A row whose file or line is missing says so instead of a
 number, so the table can never quote a measurement that is not in the repository.
 """
 

@@ -647,16 +647,18 @@ def paper_determinism() -> str:
 
 FIRST_SITTING = re.compile(r"notebook (?P<nb>\d+) end rc=0 \(seeds (?P<seeds>[\d ]+)\)")
 LOG_DAY = re.compile(r", (?P<day>\d{4}-\d{2}-\d{2}), commit ")     # collect.sh's header: the sitting's day
+SITTING_START = re.compile(r"^# progress\.log\n(\S+) start$", re.M)   # collect.sh's copy of the progress log
 DONE = re.compile(r"done in (?P<s>[\d.]+) s, GPU busy (?P<busy>\d+)%")
 TRAINED = re.compile(r"models trained: (?P<n>\d+) in (?P<s>\d+) s")
 
 
 def _first_sittings(directory: Path = ROOT / "results" / "paper", seeds: tuple[int, ...] = (0, 1, 2)) -> list[dict]:
-    """The first sittings of notebooks split over two (``.device/paper.sh`` with SEEDS), by day:
+    """The first sittings of notebooks split over two (``.device/paper.sh`` with SEEDS), in the order they ran:
     each one's log (notebookNN_GPU_COMMIT.txt, GPU the card it ran on, whose header names the seeds
     it ran, fewer than the series' ``seeds``) beside the results cache it left for the second sitting
     (results_cache_COMMIT.tar.gz; since 2026-12-04 every sitting leaves one, so the seeds decide)."""
     rows = []
+    order: list[tuple[str, int]] = []
     for log in sorted(directory.glob("notebook*_h[0-9]00_*.txt")):
         text = log.read_text()
         first = FIRST_SITTING.search(text.splitlines()[0]) if text else None
@@ -666,12 +668,17 @@ def _first_sittings(directory: Path = ROOT / "results" / "paper", seeds: tuple[i
             continue                                # a whole run: all the seeds, no results cache
         done, trained, day = DONE.search(text), TRAINED.search(text), LOG_DAY.search(text.splitlines()[0])
         card = re.search(r"_(h\d00)_[0-9a-f]+$", log.stem)
+        # in the order they ran: the sitting's start (its progress log's first stamp), then the pass
+        # (notebookNN_K_GPU_COMMIT.txt: the K-th entry of notebook NN in that sitting)
+        start = SITTING_START.search(text)
+        order.append((start[1] if start else day["day"] if day else "?",
+                      int(log.name.split("_")[1]) if log.name.count("_") > 2 else 1))
         rows.append({"notebook": first["nb"], "seeds": first["seeds"], "day": day["day"] if day else "?",
                      "GPU": card[1].upper() if card else "?", "model code": ", ".join(sorted(_cache_model_codes(cache))) or "?", "commit": f"`{commit}`",
                      "wall s": done["s"] if done else "?", "GPU busy": f"{done['busy']}%" if done else "?",
                      "models trained": f"{trained['n']} in {trained['s']} s" if trained else "?",
                      "results left for the second sitting": f"`{_shown(cache)}`", "log": f"`{_shown(log)}`"})
-    return sorted(rows, key=lambda row: (row["day"], row["notebook"]))
+    return [row for _, row in sorted(zip(order, rows), key=lambda pair: pair[0])]
 
 
 def _cache_model_codes(cache: Path) -> set[str]:
@@ -1966,7 +1973,7 @@ def _sitting_histories(notebook: str, directory: Path) -> list[Path]:
     entry's commit and, where it ran in two sittings, its first sitting's (not a later rerun's)."""
     run = _paper_run(f"{notebook}_")
     commits = {run["commit"][:7]} | {row["commit"].strip("`") for row in _first_sittings_of(run, _first_sittings(directory))}
-    return [path for c in sorted(commits) if (path := directory / f"histories_{notebook}_h200_{c}.jsonl").exists()]
+    return [path for c in sorted(commits) for path in sorted(directory.glob(f"histories_{notebook}_h[0-9]00_{c}.jsonl"))]
 
 
 def paper_table1() -> str:
