@@ -12,13 +12,18 @@ import contextlib
 import json
 import os
 import platform
+import re
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .gpu_usage import GpuSampler
 from .outputs import writing_committed_outputs
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PROFILE = "quick"
@@ -359,13 +364,23 @@ def execute_copies(workdir: Path, profile: str = "smoke", seeds: tuple[int, ...]
     return workdir / "results" / profile
 
 
-def _numbers(cell: object) -> list[float]:
-    """Every number in a table cell ("0.1234 ± 0.0056", "+1.2% ± 0.3%", 0.5, "") in order."""
-    import re
+# A number as the result tables write it ("0.1234", "+1.2", "-3e-05"); the rest of a cell is its words
+CELL_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 
+
+def cell_numbers(cell: object) -> list[float]:
+    """Every number in a table cell ("0.1234 ± 0.0056", "+1.2% ± 0.3%", 0.5, "") in order."""
     if isinstance(cell, (int, float)):
         return [] if cell != cell else [float(cell)]   # NaN: no number
-    return [float(x) for x in re.findall(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?", str(cell))]
+    return [float(x) for x in CELL_NUMBER.findall(str(cell))]
+
+
+def read_result_table(path: Path) -> "pd.DataFrame":
+    """A result table as strings, exactly as written (no float parsing, no NA guessing): what two
+    runs' tables are compared on, cell by cell."""
+    import pandas as pd
+
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
 def compare_tables(got: Path, expected: Path, rtol: float = 1e-3, atol: float = 2e-4) -> list[str]:
@@ -374,8 +389,6 @@ def compare_tables(got: Path, expected: Path, rtol: float = 1e-3, atol: float = 
     within ``atol + rtol * |expected|``: a flipped last printed digit passes, a changed
     result does not (CPU training is deterministic for a machine and torch build; another
     CPU may need ``make smoke-tables``). Wall-time columns are skipped."""
-    import pandas as pd
-
     problems = []
     got_names = {p.name for p in Path(got).glob("*.csv")}
     want_names = {p.name for p in Path(expected).glob("*.csv")}
@@ -384,8 +397,7 @@ def compare_tables(got: Path, expected: Path, rtol: float = 1e-3, atol: float = 
     for name in sorted(got_names - want_names):
         problems.append(f"{name}: written but not recorded in {expected} (make smoke-tables)")
     for name in sorted(got_names & want_names):
-        a = pd.read_csv(Path(got) / name, dtype=str, keep_default_na=False)
-        b = pd.read_csv(Path(expected) / name, dtype=str, keep_default_na=False)
+        a, b = read_result_table(Path(got) / name), read_result_table(Path(expected) / name)
         if list(a.columns) != list(b.columns) or a.shape != b.shape:
             problems.append(f"{name}: columns or shape differ ({list(a.columns)} {a.shape} vs {list(b.columns)} {b.shape})")
             continue
@@ -393,8 +405,8 @@ def compare_tables(got: Path, expected: Path, rtol: float = 1e-3, atol: float = 
             if any(m in col.lower() for m in _MACHINE_COLUMNS):
                 continue
             for i, (x, y) in enumerate(zip(a[col], b[col])):
-                nx, ny = _numbers(x), _numbers(y)
-                words_x, words_y = [w for w in str(x).split() if not _numbers(w)], [w for w in str(y).split() if not _numbers(w)]
+                nx, ny = cell_numbers(x), cell_numbers(y)
+                words_x, words_y = [w for w in str(x).split() if not cell_numbers(w)], [w for w in str(y).split() if not cell_numbers(w)]
                 if len(nx) != len(ny) or words_x != words_y or any(abs(p - q) > atol + rtol * abs(q) for p, q in zip(nx, ny)):
                     problems.append(f"{name}, row {i}, column {col!r}: {x!r} (recorded: {y!r})")
     return problems

@@ -27,16 +27,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
 import pandas as pd
 
 from oneranker.cache import atomic_write_text
+from oneranker.reproduce import CELL_NUMBER, cell_numbers, read_result_table
 from oneranker.tables import verdict
 
-NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 MEAN_PM_CI = ("# ± #", "#% ± #%")      # a mean and its 95% CI half-width, as the tables write them
 # A comparison's row before anything is found: every column, nothing differing
 NOTHING_DIFFERS = {"cells": 0, "cells_differing": 0, "numeric_cells_differing": 0, "largest_abs_difference": float("nan"),
@@ -45,19 +44,9 @@ NOTHING_DIFFERS = {"cells": 0, "cells_differing": 0, "numeric_cells_differing": 
 COLUMNS = ["table", *NOTHING_DIFFERS]
 
 
-def numbers(cell: str) -> list[float]:
-    """The numbers written in a cell, in order."""
-    return [float(x) for x in NUMBER.findall(cell)]
-
-
 def words(cell: str) -> str:
     """A cell with each number replaced by ``#``: what must stay the same for a change to be numeric only."""
-    return NUMBER.sub("#", cell)
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    """A result table as strings, exactly as written (no float parsing, no NA guessing)."""
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
+    return CELL_NUMBER.sub("#", cell)
 
 
 def side_of_zero(mean: float, ci: float) -> str:
@@ -90,7 +79,7 @@ def compare_table(name: str, old: pd.DataFrame, new: pd.DataFrame) -> dict:
                 continue
             if words(a) == words(b):
                 numeric += 1
-                (x, y) = numbers(a), numbers(b)
+                (x, y) = cell_numbers(a), cell_numbers(b)
                 largest = max(largest, max(abs(u - v) for u, v in zip(x, y)))
                 if words(a) in MEAN_PM_CI and max(x[1], y[1]) > 0:
                     shifts.append(abs(x[0] - y[0]) / max(x[1], y[1]))
@@ -115,7 +104,7 @@ def compare_folders(old: Path, new: Path) -> pd.DataFrame:
             side = "the first" if name in old_names else "the second"
             rows.append({**NOTHING_DIFFERS, "table": name, "text_differences": f"only in {side} folder"})
             continue
-        rows.append(compare_table(name, read_table(old / name), read_table(new / name)))
+        rows.append(compare_table(name, read_result_table(old / name), read_result_table(new / name)))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

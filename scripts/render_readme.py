@@ -647,6 +647,8 @@ def paper_determinism() -> str:
 
 FIRST_SITTING = re.compile(r"notebook (?P<nb>\d+) end rc=0 \(seeds (?P<seeds>[\d ]+)\)")
 LOG_DAY = re.compile(r", (?P<day>\d{4}-\d{2}-\d{2}), commit ")     # collect.sh's header: the sitting's day
+# collect.sh's name of a notebook's log: its K-th entry in the sitting (none: the first), the card, the commit
+SITTING_LOG = re.compile(r"notebook(?P<nb>\d+)(?:_(?P<entry>\d+))?_(?P<card>h\d00)_(?P<commit>[0-9a-f]+)\.txt$")
 SITTING_START = re.compile(r"^# progress\.log\n(\S+) start$", re.M)   # collect.sh's copy of the progress log
 DONE = re.compile(r"done in (?P<s>[\d.]+) s, GPU busy (?P<busy>\d+)%")
 TRAINED = re.compile(r"models trained: (?P<n>\d+) in (?P<s>\d+) s")
@@ -657,28 +659,26 @@ def _first_sittings(directory: Path = ROOT / "results" / "paper", seeds: tuple[i
     each one's log (notebookNN_GPU_COMMIT.txt, GPU the card it ran on, whose header names the seeds
     it ran, fewer than the series' ``seeds``) beside the results cache it left for the second sitting
     (results_cache_COMMIT.tar.gz; since 2026-12-04 every sitting leaves one, so the seeds decide)."""
-    rows = []
-    order: list[tuple[str, int]] = []
+    ran = []     # (when it ran: the sitting's start, its progress log's first stamp, then the pass; its row)
     for log in sorted(directory.glob("notebook*_h[0-9]00_*.txt")):
+        name = SITTING_LOG.match(log.name)
+        if name is None:
+            continue                                # a log kept aside (notebook04_h200_4e2f4c4_failed.txt)
         text = log.read_text()
         first = FIRST_SITTING.search(text.splitlines()[0]) if text else None
-        commit = log.stem.rsplit("_", 1)[-1]
-        cache = directory / f"results_cache_{commit}.tar.gz"
+        cache = directory / f"results_cache_{name['commit']}.tar.gz"
         if first is None or not cache.exists() or set(map(int, first["seeds"].split())) >= set(seeds):
             continue                                # a whole run: all the seeds, no results cache
         done, trained, day = DONE.search(text), TRAINED.search(text), LOG_DAY.search(text.splitlines()[0])
-        card = re.search(r"_(h\d00)_[0-9a-f]+$", log.stem)
-        # in the order they ran: the sitting's start (its progress log's first stamp), then the pass
-        # (notebookNN_K_GPU_COMMIT.txt: the K-th entry of notebook NN in that sitting)
         start = SITTING_START.search(text)
-        order.append((start[1] if start else day["day"] if day else "?",
-                      int(log.name.split("_")[1]) if log.name.count("_") > 2 else 1))
-        rows.append({"notebook": first["nb"], "seeds": first["seeds"], "day": day["day"] if day else "?",
-                     "GPU": card[1].upper() if card else "?", "model code": ", ".join(sorted(_cache_model_codes(cache))) or "?", "commit": f"`{commit}`",
-                     "wall s": done["s"] if done else "?", "GPU busy": f"{done['busy']}%" if done else "?",
-                     "models trained": f"{trained['n']} in {trained['s']} s" if trained else "?",
-                     "results left for the second sitting": f"`{_shown(cache)}`", "log": f"`{_shown(log)}`"})
-    return [row for _, row in sorted(zip(order, rows), key=lambda pair: pair[0])]
+        ran.append(((start[1] if start else day["day"] if day else "?", int(name["entry"] or 1)), {
+            "notebook": first["nb"], "seeds": first["seeds"], "day": day["day"] if day else "?",
+            "GPU": name["card"].upper(), "model code": ", ".join(sorted(_cache_model_codes(cache))) or "?",
+            "commit": f"`{name['commit']}`",
+            "wall s": done["s"] if done else "?", "GPU busy": f"{done['busy']}%" if done else "?",
+            "models trained": f"{trained['n']} in {trained['s']} s" if trained else "?",
+            "results left for the second sitting": f"`{_shown(cache)}`", "log": f"`{_shown(log)}`"}))
+    return [row for _, row in sorted(ran, key=lambda pair: pair[0])]
 
 
 def _cache_model_codes(cache: Path) -> set[str]:
