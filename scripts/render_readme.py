@@ -767,6 +767,59 @@ def _shown(path: Path) -> Path:
     return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
+# Sitting 2 of the rerun, lent an H100 for the H200 kind (docs/paper_profile.md "Sitting 2 on an H100"):
+# its pass's log, its models' learning curves, and the device tool's replies with the card's nvidia-smi
+H100_SITTING = ("notebook05_h100_a9afbb0.txt", "histories_05_h100_a9afbb0.jsonl", "sitting_calls_h100_a9afbb0.txt")
+TRAINED_BUSY = re.compile(r"models trained: (?P<n>\d+) in (?P<s>\d+) s, GPU busy (?P<busy>\d+)%")
+GPU_READING = re.compile(r"^\d+ %, (\d+) MiB$", re.M)          # wait.sh's reading at the end of a call
+CARD_MIB = re.compile(r"/\s*(\d+)MiB \|")                        # nvidia-smi's table: used / total
+
+
+def paper_h100_sitting(directory: Path = ROOT / "results" / "paper") -> str:
+    """What the H100 sitting measured, beside the H200's run the sitting estimates scale from
+    (:func:`_sitting_pace`): pace per model, the runs' lengths and how they ended, GPU memory as
+    wait.sh read it against the card's and the H200 runs' peaks, and what sitting 3 of the plan
+    (results/sitting_rehearsal.csv) would need at the H100's pace."""
+    log, curves, calls = (directory / name for name in H100_SITTING)
+    text, replies = log.read_text(), calls.read_text()
+    trained, done = TRAINED_BUSY.search(text), DONE.search(text)
+    h100_s = int(trained["s"]) / int(trained["n"])
+    record = _paper_record()
+    pace = _sitting_pace(record)
+    h200_s = pace.train_s / pace.n_run
+    runs = paper_histories.read(curves)
+    h200_runs = paper_histories.read(directory / f"histories_{pace.run['notebook'][:2]}_h200_{pace.run['commit'][:7]}.jsonl")
+    readings = [int(m) for m in GPU_READING.findall(replies)]
+    card = int(CARD_MIB.search(replies)[1])
+    peaks = [r["gpu_memory_peak_mib"] for r in record["runs"] if r["notebook"][:2] != "01"]   # 01 trains no model
+    plan = pd.read_csv(ROOT / "results" / "sitting_rehearsal.csv", dtype={"sitting": int})
+    third = plan[plan.sitting == 3]
+    other = pace.other / pace.n_run
+    third_min = sum(r["models trained"] * h100_s + r["models evaluated"] * other for _, r in third.iterrows()) / 60
+    mean = lambda rs: sum(r["epochs"] for r in rs) / len(rs)   # noqa: E731
+    return "\n".join([
+        f"- **Pace:** {trained['n']} models in {trained['s']} s, {h100_s:.0f} s per model, against "
+        f"{pace.run['notebook'][:2]}'s {h200_s:.0f} s on the H200 ({h100_s / h200_s:.2f}× as long). The runs' mean "
+        f"length was {mean(runs):.1f} epochs, against {mean(h200_runs):.1f}, but the pools differed in size: "
+        f"{trained['n']} models against {pace.n_run}, under ten workers each. The GPU was busy {trained['busy']}% "
+        f"of the time while training; the pass took {float(done['s']):.0f} s in all.",
+        f"- **Learning:** {sum(r['stopped_early'] for r in runs)} of its {len(runs)} runs were ended by early "
+        f"stopping, after {min(r['epochs'] for r in runs)}–{max(r['epochs'] for r in runs)} epochs "
+        f"(cap {max(r['cap'] for r in runs)}; `{_shown(curves)}`).",
+        "- **Memory:** `wait.sh` takes one reading at the end of each call: "
+        + ", then ".join(f"{m:,} MiB" for m in readings) + f" in use, of the card's {card:,} MiB "
+        f"(`{_shown(calls)}`). Both pools had {trained['n']} models, and neither logged running out of memory. "
+        f"Pools of ten workers under MPS peaked at {min(peaks):,.0f}–{max(peaks):,.0f} MiB on the H200 "
+        "(the run record's `gpu_memory_peak_mib` for 02–06). So 06's passes of nine models likely need the H200 "
+        "as configured: this is an extrapolation from single readings under a caching allocator. Fewer workers "
+        "would fit an H100, but would train a pool of nine in two waves. 06's sittings ask for the H200 "
+        "(`.device/README`).",
+        f"- **Time:** at the H100's pace, sitting 3 (`{' '.join(third.entry)}`) needs about {third_min:.0f} "
+        "minutes before the machine's start, so on an H100 its second entry would likely be cut. That costs "
+        "only itself: it opens the next sitting.",
+    ]) + "\n"
+
+
 def paper_first_sittings() -> str:
     """The first sittings run so far (:func:`_first_sittings`), or that none has run."""
     rows = _first_sittings()
@@ -2117,6 +2170,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "paper-determinism": paper_determinism,
     "gpu-benchmarks": benchmark_table.table,
     "paper-first-sittings": paper_first_sittings,
+    "paper-h100-sitting": paper_h100_sitting,
     "gpu-tests": gpu_tests,
     "compile-checks": compile_checks,
     "paper-convergence": paper_convergence,
