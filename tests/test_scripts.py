@@ -319,7 +319,7 @@ def test_results_comparison_tells_numeric_drift_from_a_moved_verdict(tmp_path):
     assert rows.loc["layout.csv", "text_differences"].startswith("layout differs")
     assert rows.loc["gone.csv", "text_differences"] == "only in the first folder"
     assert cmp.main([str(old), str(new), "--out", str(tmp_path / "out.csv")]) == 1
-    assert len(cmp.read_table(tmp_path / "out.csv")) == 6
+    assert len(cmp.read_result_table(tmp_path / "out.csv")) == 6
     for name in ("verdict.csv", "layout.csv"):
         (new / name).write_text(tables[name][0])
     (new / "gone.csv").write_text("a\n1\n")
