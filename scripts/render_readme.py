@@ -18,7 +18,7 @@ import math
 import re
 import statistics
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -767,56 +767,64 @@ def _shown(path: Path) -> Path:
     return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
-# Sitting 2 of the rerun, lent an H100 for the H200 kind (docs/paper_profile.md "Sitting 2 on an H100"):
-# its pass's log, its models' learning curves, and the device tool's replies with the card's nvidia-smi
+# The same pass on each card (docs/paper_profile.md "Sitting 2 on an H100, sitting 3 on an H200"): notebook 05's seed-0 pass in
+# sitting 2, lent an H100 for the H200 kind, and its seed-1 pass in sitting 3, on an H200 (7 models each,
+# one code): each pass's log, its models' learning curves, and the device tool's replies with the card's nvidia-smi
 H100_SITTING = ("notebook05_h100_a9afbb0.txt", "histories_05_h100_a9afbb0.jsonl", "sitting_calls_h100_a9afbb0.txt")
+H200_SITTING = ("notebook05_h200_6f8e82a.txt", "histories_05_h200_6f8e82a.jsonl", "sitting_calls_h200_6f8e82a.txt")
 TRAINED_BUSY = re.compile(r"models trained: (?P<n>\d+) in (?P<s>\d+) s, GPU busy (?P<busy>\d+)%")
 GPU_READING = re.compile(r"^\d+ %, (\d+) MiB$", re.M)          # wait.sh's reading at the end of a call
 CARD_MIB = re.compile(r"/\s*(\d+)MiB \|")                        # nvidia-smi's table: used / total
 
 
-def paper_h100_sitting(directory: Path = ROOT / "results" / "paper") -> str:
-    """What the H100 sitting measured, beside the H200's run the sitting estimates scale from
-    (:func:`_sitting_pace`): pace per model, the runs' lengths and how they ended, GPU memory as
-    wait.sh read it against the card's and the H200 runs' peaks, and what sitting 3 of the plan
-    (results/sitting_rehearsal.csv) would need at the H100's pace."""
-    log, curves, calls = (directory / name for name in H100_SITTING)
+def _card_pass(directory: Path, names: tuple[str, str, str]) -> dict:
+    """One pass of :data:`H100_SITTING` or :data:`H200_SITTING`: its training and whole-pass
+    times, its runs' learning curves, wait.sh's memory readings and the card's memory."""
+    log, curves, calls = (directory / name for name in names)
     text, replies = log.read_text(), calls.read_text()
     trained, done = TRAINED_BUSY.search(text), DONE.search(text)
-    h100_s = int(trained["s"]) / int(trained["n"])
+    return {"n": int(trained["n"]), "train_s": int(trained["s"]), "busy": trained["busy"], "pass_s": float(done["s"]),
+            "runs": paper_histories.read(curves), "curves": curves, "calls": calls,
+            "readings": [int(m) for m in GPU_READING.findall(replies)], "card": int(CARD_MIB.search(replies)[1])}
+
+
+def paper_h100_sitting(directory: Path = ROOT / "results" / "paper") -> str:
+    """Notebook 05's pass on an H100 beside its next pass on an H200 (same notebook, pool size and
+    code): the pace per model, the runs' lengths and how they ended, and GPU memory as wait.sh read
+    it on each card against the card's own and the H200 runs' peaks. The first version of this
+    block set the H100's pace against 04's pool of 15 on the H200 and read the H100 as 1.34x
+    slower: a pool's pace depends on its size (:func:`_pool_line`), so only a pool of the same size
+    tells the cards apart."""
+    h100, h200 = _card_pass(directory, H100_SITTING), _card_pass(directory, H200_SITTING)
     record = _paper_record()
-    pace = _sitting_pace(record)
-    h200_s = pace.train_s / pace.n_run
-    runs = paper_histories.read(curves)
-    h200_runs = paper_histories.read(directory / f"histories_{pace.run['notebook'][:2]}_h200_{pace.run['commit'][:7]}.jsonl")
-    readings = [int(m) for m in GPU_READING.findall(replies)]
-    card = int(CARD_MIB.search(replies)[1])
     peaks = [r["gpu_memory_peak_mib"] for r in record["runs"] if r["notebook"][:2] != "01"]   # 01 trains no model
-    plan = pd.read_csv(ROOT / "results" / "sitting_rehearsal.csv", dtype={"sitting": int})
-    third = plan[plan.sitting == 3]
-    other = pace.other / pace.n_run
-    third_min = sum(r["models trained"] * h100_s + r["models evaluated"] * other for _, r in third.iterrows()) / 60
     mean = lambda rs: sum(r["epochs"] for r in rs) / len(rs)   # noqa: E731
+    per = {card: c["train_s"] / c["n"] for card, c in (("H100", h100), ("H200", h200))}
+
+    def learning(c: dict) -> str:
+        return (f"{sum(r['stopped_early'] for r in c['runs'])} of its {len(c['runs'])} runs ended by early stopping, "
+                f"after {min(r['epochs'] for r in c['runs'])}–{max(r['epochs'] for r in c['runs'])} epochs "
+                f"(mean {mean(c['runs']):.1f}; cap {max(r['cap'] for r in c['runs'])}; `{_shown(c['curves'])}`)")
+
+    def memory(c: dict) -> str:
+        return ", then ".join(f"{m:,} MiB" for m in c["readings"]) + f" of {c['card']:,} MiB (`{_shown(c['calls'])}`)"
+
     return "\n".join([
-        f"- **Pace:** {trained['n']} models in {trained['s']} s, {h100_s:.0f} s per model, against "
-        f"{pace.run['notebook'][:2]}'s {h200_s:.0f} s on the H200 ({h100_s / h200_s:.2f}× as long). The runs' mean "
-        f"length was {mean(runs):.1f} epochs, against {mean(h200_runs):.1f}, but the pools differed in size: "
-        f"{trained['n']} models against {pace.n_run}, under ten workers each. The GPU was busy {trained['busy']}% "
-        f"of the time while training; the pass took {float(done['s']):.0f} s in all.",
-        f"- **Learning:** {sum(r['stopped_early'] for r in runs)} of its {len(runs)} runs were ended by early "
-        f"stopping, after {min(r['epochs'] for r in runs)}–{max(r['epochs'] for r in runs)} epochs "
-        f"(cap {max(r['cap'] for r in runs)}; `{_shown(curves)}`).",
-        "- **Memory:** `wait.sh` takes one reading at the end of each call: "
-        + ", then ".join(f"{m:,} MiB" for m in readings) + f" in use, of the card's {card:,} MiB "
-        f"(`{_shown(calls)}`). Both pools had {trained['n']} models, and neither logged running out of memory. "
-        f"Pools of ten workers under MPS peaked at {min(peaks):,.0f}–{max(peaks):,.0f} MiB on the H200 "
-        "(the run record's `gpu_memory_peak_mib` for 02–06). So 06's passes of nine models likely need the H200 "
-        "as configured: this is an extrapolation from single readings under a caching allocator. Fewer workers "
-        "would fit an H100, but would train a pool of nine in two waves. 06's sittings ask for the H200 "
+        f"- **Pace, card against card:** the seed-0 pass on the H100 trained {h100['n']} models in {h100['train_s']} s "
+        f"({per['H100']:.0f} s a model; the pass {h100['pass_s']:.0f} s in all), the seed-1 pass on the H200 "
+        f"{h200['n']} in {h200['train_s']} s ({per['H200']:.0f} s a model; {h200['pass_s']:.0f} s). The H200 took "
+        f"{h200['train_s'] / h100['train_s']:.2f}× the H100's training time; the GPU was busy {h100['busy']}% and "
+        f"{h200['busy']}% while training. The first version of this section set the H100's pace against 04's pool "
+        "of 15 on the H200 (69 s a model) and called the H100 1.34× slower: that difference was the pool's "
+        "size, not the card (the sitting estimates now scale by pool size, \"Does each notebook fit one sitting?\").",
+        f"- **Learning:** on the H100, {learning(h100)}; on the H200, {learning(h200)}.",
+        f"- **Memory:** `wait.sh` takes one reading at the end of each call. The H100: {memory(h100)}; "
+        f"the H200: {memory(h200)}. The same pool of {h100['n']} read more on the H200 than the H100 has: "
+        "each worker's caching allocator keeps what the card lets it, so a reading is not what a pool needs. "
+        f"The H100 ran its pool without running out of memory. Pools of ten workers peaked at "
+        f"{min(peaks):,.0f}–{max(peaks):,.0f} MiB on the H200 (the run record's `gpu_memory_peak_mib` for 02–06), "
+        "more than an H100 has; so 06's pass of eighteen models under ten workers asks for the H200 "
         "(`.device/README`).",
-        f"- **Time:** at the H100's pace, sitting 3 (`{' '.join(third.entry)}`) needs about {third_min:.0f} "
-        "minutes before the machine's start, so on an H100 its second entry would likely be cut. That costs "
-        "only itself: it opens the next sitting.",
     ]) + "\n"
 
 
@@ -1270,7 +1278,11 @@ class SittingPace:
     """The pace a sitting estimate scales from: the latest paper run in the run record that logged
     its training (``run``): its training pools, models and seconds, the mean and the best pool's
     seconds per model (times the stopping rule's factor, ``why``), and its other work (worlds,
-    evaluation, the notebook's other cells) in seconds."""
+    evaluation, the notebook's other cells) in seconds. Where pools of several sizes were measured
+    under that run's code and defaults (:func:`_pool_line`), a pool costs ``fixed`` seconds
+    whatever its size plus ``mean`` per model (``fixed_best`` and ``best`` for the line through the
+    pool furthest below it): a pool of 7 took 93 s a model, one of 15 69 s, because its slowest
+    run sets a pool's end. ``line`` names the pools fitted; empty, ``fixed`` is 0."""
     run: dict
     pools: list[dict]
     n_run: int
@@ -1279,19 +1291,24 @@ class SittingPace:
     best: float
     other: float
     why: str
+    fixed: float = 0.0
+    fixed_best: float = 0.0
+    line: str = ""
 
     def as_measured(self, trained: int, evaluated: int) -> float:
-        """Seconds as measured, the machine's start left out: ``trained`` models at the mean pace,
-        the run's other work in proportion to the models ``evaluated``."""
-        return trained * self.mean + self.other * evaluated / self.n_run
+        """Seconds as measured, the machine's start left out: a pool of ``trained`` models on the
+        line (or at the mean pace), the run's other work in proportion to the models ``evaluated``."""
+        return (self.fixed + trained * self.mean if trained else 0.0) + self.other * evaluated / self.n_run
 
     def favourable(self, trained: int, evaluated: int) -> float:
-        """Seconds at best, the start left out: the best pool's pace, other work as in proportion."""
-        return trained * self.best + self.other * evaluated / self.n_run
+        """Seconds at best, the start left out: the best pool's line (or pace), other work as in proportion."""
+        return (self.fixed_best + trained * self.best if trained else 0.0) + self.other * evaluated / self.n_run
 
 
 def _sitting_pace(record: dict) -> SittingPace | None:
-    """The :class:`SittingPace` of the run record's latest run that logged training; None if none."""
+    """The :class:`SittingPace` of the run record's latest run that logged training; None if none.
+    With pools of two sizes or more measured under its model code and today's defaults, the pace
+    per model and the pool's fixed cost come from :func:`_pool_line` instead of its mean."""
     runs = [r for r in record["runs"] if any(p["phase"] == "models trained" for p in r.get("phases", []))]
     if not runs:
         return None
@@ -1299,8 +1316,50 @@ def _sitting_pace(record: dict) -> SittingPace | None:
     pools = [p for p in run["phases"] if p["phase"] == "models trained" and p["items"]]
     n_run, train_s = sum(p["items"] for p in pools), sum(p["seconds"] for p in pools)
     factor, why = _rule_factor(run)
-    return SittingPace(run, pools, n_run, train_s, train_s / n_run * factor,
+    pace = SittingPace(run, pools, n_run, train_s, train_s / n_run * factor,
                        min(p["seconds"] / p["items"] for p in pools) * factor, run["seconds"] - train_s, why)
+    fit = _pool_line(record, run) if factor == 1.0 else None
+    if fit is None:
+        return pace
+    fixed, per_model, below, line = fit
+    return replace(pace, mean=per_model, best=per_model, fixed=fixed, fixed_best=fixed - below, line=line)
+
+
+def _measured_pools(record: dict, run: dict) -> list[tuple[int, float, str]]:
+    """Every training pool measured under ``run``'s model code and today's paper defaults, as
+    (models, seconds, where): the run record's training phases (a notebook's whole run) and the
+    passes of notebooks split over sittings (:func:`_first_sittings`, results only)."""
+    today = make_config("paper").hash()
+    pools = [(p["items"], p["seconds"], r["notebook"][:2]) for r in record["runs"]
+             if r.get("model_code") == run.get("model_code") and _run_config(r) == today
+             for p in r.get("phases", []) if p["phase"] == "models trained" and p["items"]]
+    for first in _first_sittings(seeds=tuple(record.get("seeds", (0, 1, 2)))):
+        trained = TRAINED.search(f"models trained: {first['models trained']}")
+        if trained and run.get("model_code") in first["model code"].split(", "):
+            pools.append((int(trained["n"]), float(trained["s"]), f"{first['notebook']}:{first['seeds']} ({first['GPU']})"))
+    return pools
+
+
+def _pool_line(record: dict, run: dict) -> tuple[float, float, float, str] | None:
+    """A least-squares line through the measured pools (:func:`_measured_pools`), seconds against
+    models: its intercept (a pool's fixed cost), its slope (seconds per model), how far the pool
+    furthest below it lies below, and the pools' words; None for a run that names no model code
+    (an entry older than the field: its pools cannot be matched), with fewer than two sizes, or
+    for a line that would not grow with the pool (a negative slope or intercept: read the mean)."""
+    import numpy as np
+
+    if not run.get("model_code"):
+        return None
+    pools = _measured_pools(record, run)
+    if len({n for n, _, _ in pools}) < 2:
+        return None
+    n, s = np.array([p[0] for p in pools], float), np.array([p[1] for p in pools], float)
+    per_model, fixed = np.polyfit(n, s, 1)
+    if per_model <= 0 or fixed < 0:
+        return None
+    below = float(max(0.0, -(s - (fixed + per_model * n)).min()))
+    words = ", ".join(f"{where} {k} in {sec:.0f} s" for k, sec, where in pools)
+    return float(fixed), float(per_model), below, words
 
 
 def _number_word(n: int) -> str:
@@ -1396,7 +1455,7 @@ def paper_sitting_fit() -> str:
     for nb in sorted(studies.SEEDS):
         models = len(studies.notebook_configs(nb, "paper", record["seeds"]))
         measured = as_measured(models, models)
-        favourable = models * pace.best + pace.other + MACHINE_START_S[0]   # the run's other work whole
+        favourable = pace.favourable(models, pace.n_run) + MACHINE_START_S[0]   # the run's other work whole
         fit = ("fits" if measured <= SITTING_S else
                "tight: fits only in the favourable estimate" if favourable <= SITTING_S else "does not fit")
         # (a first sitting is not told apart by its defaults: during the rerun, a notebook whose
@@ -1435,9 +1494,13 @@ def paper_sitting_fit() -> str:
                      "with the earlier notebooks' results: models trained, one sitting or two, as measured": reuse})
     return (markdown_table(pd.DataFrame(rows), index=False).rstrip("\n")
             + f"\n\nFrom notebook {run['notebook'][:2]}'s paper run ({run['gpu']}, MPS {'on' if run.get('mps') else 'off'}): "
-            f"{pace.mean:.0f} s per model over its {len(pace.pools)} training phase{'s' if len(pace.pools) > 1 else ''} "
-            f"({pace.n_run} models in {pace.train_s:.0f} s{pace.why}), "
-            f"{pace.best:.0f} s in its best one; {pace.other / 60:.1f} minutes of other work; a machine's start took "
+            + (f"a training pool takes {pace.fixed:.0f} s plus {pace.mean:.0f} s per model ({pace.fixed_best:.0f} s plus "
+               f"{pace.best:.0f} at best), a least-squares line through the pools measured under its model code and "
+               f"today's defaults ({pace.line}; the run's own: {pace.n_run} models in {pace.train_s:.0f} s)"
+               if pace.line else
+               f"{pace.mean:.0f} s per model over its {len(pace.pools)} training phase{'s' if len(pace.pools) > 1 else ''} "
+               f"({pace.n_run} models in {pace.train_s:.0f} s{pace.why}), {pace.best:.0f} s in its best one")
+            + f"; {pace.other / 60:.1f} minutes of other work; a machine's start took "
             f"{MACHINE_START_S[0] / 60:.1f}–{MACHINE_START_S[1] / 60:.1f} minutes. A sitting has {SITTING_S // 60} "
             f"minutes of device time. In two sittings (\"A notebook in two sittings\" below) the first trains and "
             f"evaluates seeds {record['seeds'][0]} and {record['seeds'][1]}, the second the rest, its other work "
@@ -1491,9 +1554,12 @@ def paper_sitting_plan(path: Path = SITTING_REHEARSAL) -> str:
         verdicts[sitting] = fit
     summary = _plan_summary(verdicts)
     return (markdown_table(pd.DataFrame(rows), index=False).rstrip("\n") + "\n\n" + summary
-            + f"Models trained: as rehearsed at the smoke profile, each sitting on a bare machine from the last "
-            f"one's results (the counts per seed are the notebooks' code, the same at the paper profile). Minutes: "
-            f"at the pace of the table above ({pace.mean:.0f} s per model as measured, {pace.best:.0f} at best; "
+            + "Models trained: as rehearsed at the smoke profile, each sitting on a bare machine from the last "
+            "one's results (the counts per seed are the notebooks' code, the same at the paper profile). Minutes: "
+            "at the pace of the table above ("
+            + (f"a pool {pace.fixed:.0f} s plus " if pace.line else "")
+            + f"{pace.mean:.0f} s per model as measured, "
+            + (f"{pace.fixed_best:.0f} s plus " if pace.line else "") + f"{pace.best:.0f} at best; "
             f"{pace.other / pace.n_run:.0f} s of other work per model evaluated), the start "
             f"{MACHINE_START_S[0] / 60:.1f}–{MACHINE_START_S[1] / 60:.1f} minutes.\n")
 

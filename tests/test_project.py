@@ -265,6 +265,44 @@ def test_the_readme_estimates_a_sitting_from_the_latest_logged_training_pace(mon
     assert "83 s per model over its 2 training phases (9 models in 498 s, scaled by 1.50 here" in text
 
 
+def test_the_sitting_pace_fits_a_pool_line_through_pools_of_several_sizes(monkeypatch):
+    """scripts/render_readme.py's pool line, hand-computed: pools of 5, 10 and 15 models in 400, 560
+    and 800 s under one model code and today's defaults (two in the run record, one a pass of a
+    notebook split over sittings) lie on no line; least squares gives 40 s a model (2000 / 50)
+    and an intercept of 586.7 - 400 = 186.7 s (the means: 10 models, 586.7 s), and the pool of 10
+    lies 26.7 s below it (560 against 586.7), so the favourable line starts at 160 s. A pool of 7
+    then costs 186.7 + 280 = 466.7 s as measured, 440 s at best; no model trained costs
+    nothing. A run under other model code is left out, and with one pool size there is no line:
+    the run's mean pace, as before."""
+    from oneranker.config import make_config
+
+    render_readme = load_tool("scripts/render_readme.py")
+    today = make_config("paper").hash()
+    trained = lambda n, s: {"phase": "models trained", "items": n, "seconds": s}   # noqa: E731
+    record = {"seeds": [0, 1, 2], "runs": [
+        {"notebook": "02_x.ipynb", "profile_config": today, "model_code": "m1", "seconds": 500.0,
+         "phases": [trained(5, 400.0)], "finished": "2026-12-04T10:00:00Z"},
+        {"notebook": "03_x.ipynb", "profile_config": today, "model_code": "m0", "seconds": 999.0,
+         "phases": [trained(3, 999.0)], "finished": "2026-12-03T10:00:00Z"},
+        {"notebook": "04_x.ipynb", "profile_config": today, "model_code": "m1", "seconds": 1000.0,
+         "phases": [trained(15, 800.0)], "finished": "2026-12-05T10:00:00Z"}]}
+    passes = [{"notebook": "05", "seeds": "0", "GPU": "H200", "model code": "m1", "models trained": "10 in 560 s"},
+              {"notebook": "05", "seeds": "0 1", "GPU": "H200", "model code": "m0", "models trained": "20 in 9 s"}]
+    monkeypatch.setattr(render_readme, "_first_sittings", lambda **_: passes)
+    pace = render_readme._sitting_pace(record)
+    assert pace.run["notebook"] == "04_x.ipynb" and pace.other == 200.0
+    assert pace.mean == pytest.approx(40.0) and pace.best == pytest.approx(40.0)
+    assert pace.fixed == pytest.approx(186.667, abs=1e-3) and pace.fixed_best == pytest.approx(160.0)
+    assert pace.line == "02 5 in 400 s, 04 15 in 800 s, 05:0 (H200) 10 in 560 s"
+    assert pace.as_measured(7, 0) == pytest.approx(466.667, abs=1e-3)
+    assert pace.favourable(7, 15) == pytest.approx(440.0 + 200.0)
+    assert pace.as_measured(0, 15) == pytest.approx(200.0)
+    monkeypatch.setattr(render_readme, "_first_sittings", lambda **_: [])
+    record["runs"][0]["phases"] = [trained(15, 700.0)]
+    pace = render_readme._sitting_pace(record)
+    assert (pace.line, pace.fixed, pace.mean) == ("", 0.0, pytest.approx(800.0 / 15))
+
+
 def test_the_sitting_plan_scales_each_rehearsed_entry_by_hand(tmp_path, monkeypatch):
     """The rehearsed plan of docs/paper_profile.md (paper-sitting-plan) on a hand-made rehearsal and pace: 60 s per
     model trained (50 at best), 300 s of other work over 10 models (30 s per model evaluated), a
