@@ -778,53 +778,62 @@ CARD_MIB = re.compile(r"/\s*(\d+)MiB \|")                        # nvidia-smi's 
 
 
 def _card_pass(directory: Path, names: tuple[str, str, str]) -> dict:
-    """One pass of :data:`H100_SITTING` or :data:`H200_SITTING`: its training and whole-pass
+    """One pass of :data:`H100_SITTING` or :data:`H200_SITTING`: its seeds, training and whole-pass
     times, its runs' learning curves, wait.sh's memory readings and the card's memory."""
     log, curves, calls = (directory / name for name in names)
     text, replies = log.read_text(), calls.read_text()
     trained, done = TRAINED_BUSY.search(text), DONE.search(text)
-    return {"n": int(trained["n"]), "train_s": int(trained["s"]), "busy": trained["busy"], "pass_s": float(done["s"]),
+    return {"seeds": FIRST_SITTING.search(text.splitlines()[0])["seeds"], "n": int(trained["n"]),
+            "train_s": int(trained["s"]), "busy": trained["busy"], "pass_s": float(done["s"]),
             "runs": paper_histories.read(curves), "curves": curves, "calls": calls,
             "readings": [int(m) for m in GPU_READING.findall(replies)], "card": int(CARD_MIB.search(replies)[1])}
 
 
 def paper_h100_sitting(directory: Path = ROOT / "results" / "paper") -> str:
     """Notebook 05's pass on an H100 beside its next pass on an H200 (same notebook, pool size and
-    code): the pace per model, the runs' lengths and how they ended, and GPU memory as wait.sh read
-    it on each card against the card's own and the H200 runs' peaks. The first version of this
-    block set the H100's pace against 04's pool of 15 on the H200 and read the H100 as 1.34x
-    slower: a pool's pace depends on its size (:func:`_pool_line`), so only a pool of the same size
-    tells the cards apart."""
+    code; one pass each, of different seeds): the time per model and per model-epoch, the runs'
+    lengths and how they ended, and GPU memory as wait.sh read it on each card against the card's
+    own and the H200 runs' peaks, and the largest pool the plan still trains
+    (results/sitting_rehearsal.csv). Only a pool of the same size tells the cards apart: a pool's
+    pace depends on its size (:func:`_pool_line`)."""
     h100, h200 = _card_pass(directory, H100_SITTING), _card_pass(directory, H200_SITTING)
     record = _paper_record()
     peaks = [r["gpu_memory_peak_mib"] for r in record["runs"] if r["notebook"][:2] != "01"]   # 01 trains no model
-    mean = lambda rs: sum(r["epochs"] for r in rs) / len(rs)   # noqa: E731
-    per = {card: c["train_s"] / c["n"] for card, c in (("H100", h100), ("H200", h200))}
+    plan = pd.read_csv(SITTING_REHEARSAL, dtype={"entry": str})
+    largest = plan.loc[plan["models trained"].idxmax()]
+    epochs = {card: sum(r["epochs"] for r in c["runs"]) for card, c in (("H100", h100), ("H200", h200))}
+    more = max(h200["readings"]) > h100["card"]
+
+    def one(card: str, c: dict) -> str:
+        return (f"the seed-{c['seeds']} pass on the {card} trained {c['n']} models in {c['train_s']} s "
+                f"({c['train_s'] / c['n']:.0f} s a model, {c['train_s'] / epochs[card]:.2f} s a model-epoch over "
+                f"{epochs[card]} epochs; GPU busy {c['busy']}%; the pass {c['pass_s']:.0f} s in all)")
 
     def learning(c: dict) -> str:
         return (f"{sum(r['stopped_early'] for r in c['runs'])} of its {len(c['runs'])} runs ended by early stopping, "
                 f"after {min(r['epochs'] for r in c['runs'])}–{max(r['epochs'] for r in c['runs'])} epochs "
-                f"(mean {mean(c['runs']):.1f}; cap {max(r['cap'] for r in c['runs'])}; `{_shown(c['curves'])}`)")
+                f"(cap {max(r['cap'] for r in c['runs'])}; `{_shown(c['curves'])}`)")
 
     def memory(c: dict) -> str:
         return ", then ".join(f"{m:,} MiB" for m in c["readings"]) + f" of {c['card']:,} MiB (`{_shown(c['calls'])}`)"
 
     return "\n".join([
-        f"- **Pace, card against card:** the seed-0 pass on the H100 trained {h100['n']} models in {h100['train_s']} s "
-        f"({per['H100']:.0f} s a model; the pass {h100['pass_s']:.0f} s in all), the seed-1 pass on the H200 "
-        f"{h200['n']} in {h200['train_s']} s ({per['H200']:.0f} s a model; {h200['pass_s']:.0f} s). The H200 took "
-        f"{h200['train_s'] / h100['train_s']:.2f}× the H100's training time; the GPU was busy {h100['busy']}% and "
-        f"{h200['busy']}% while training. The first version of this section set the H100's pace against 04's pool "
-        "of 15 on the H200 (69 s a model) and called the H100 1.34× slower: that difference was the pool's "
-        "size, not the card (the sitting estimates now scale by pool size, \"Does each notebook fit one sitting?\").",
+        f"- **Pace, card against card (one pass each):** {one('H100', h100)}; {one('H200', h200)}. The H200 "
+        f"took {h200['train_s'] / h100['train_s']:.2f}× the H100's training time for "
+        f"{epochs['H200'] / epochs['H100']:.2f}× its epochs.",
         f"- **Learning:** on the H100, {learning(h100)}; on the H200, {learning(h200)}.",
         f"- **Memory:** `wait.sh` takes one reading at the end of each call. The H100: {memory(h100)}; "
-        f"the H200: {memory(h200)}. The same pool of {h100['n']} read more on the H200 than the H100 has: "
-        "each worker's caching allocator keeps what the card lets it, so a reading is not what a pool needs. "
-        f"The H100 ran its pool without running out of memory. Pools of ten workers peaked at "
-        f"{min(peaks):,.0f}–{max(peaks):,.0f} MiB on the H200 (the run record's `gpu_memory_peak_mib` for 02–06), "
-        "more than an H100 has; so 06's pass of eighteen models under ten workers asks for the H200 "
-        "(`.device/README`).",
+        f"the H200: {memory(h200)}. "
+        + (f"The same pool of {h100['n']} read more on the H200 than the H100 has, and the H100 ran its pool "
+           "without running out of memory: each worker's caching allocator keeps what the card lets it, so a "
+           "reading bounds what a pool holds, not what it needs. " if more else
+           "Each worker's caching allocator keeps what the card lets it, so a reading bounds what a pool "
+           "holds, not what it needs. ")
+        + f"The run record's pools under ten workers (02–06, up to 15 models) peaked at "
+        f"{min(peaks):,.0f}–{max(peaks):,.0f} MiB on the H200 (`gpu_memory_peak_mib`, sampled the same way), "
+        f"past an H100's memory; the plan's largest pool, `{largest['entry']}` ({largest['models trained']} "
+        "models under ten workers), likely holds as much, an extrapolation, so its sitting asks for the H200 "
+        "as a precaution (`.device/README`).",
     ]) + "\n"
 
 
@@ -1279,10 +1288,12 @@ class SittingPace:
     its training (``run``): its training pools, models and seconds, the mean and the best pool's
     seconds per model (times the stopping rule's factor, ``why``), and its other work (worlds,
     evaluation, the notebook's other cells) in seconds. Where pools of several sizes were measured
-    under that run's code and defaults (:func:`_pool_line`), a pool costs ``fixed`` seconds
-    whatever its size plus ``mean`` per model (``fixed_best`` and ``best`` for the line through the
-    pool furthest below it): a pool of 7 took 93 s a model, one of 15 69 s, because its slowest
-    run sets a pool's end. ``line`` names the pools fitted; empty, ``fixed`` is 0."""
+    under that run's code (:func:`_pool_line`), a pool costs ``fixed`` seconds whatever its size
+    plus ``mean`` per model: the fitted line moved up to the pool furthest above it, so that no
+    measured pool took longer than its estimate (``fixed_best`` and ``best``: moved down to the one
+    furthest below). Pools of 7 took 92-93 s a model, pools of 15 66-69 s; a pool ends with its
+    slowest run, which is one reading of that fixed part (pool size and notebook go together in
+    these pools, so it is not measured apart). ``line`` names the pools fitted; empty, ``fixed`` is 0."""
     run: dict
     pools: list[dict]
     n_run: int
@@ -1295,14 +1306,21 @@ class SittingPace:
     fixed_best: float = 0.0
     line: str = ""
 
-    def as_measured(self, trained: int, evaluated: int) -> float:
-        """Seconds as measured, the machine's start left out: a pool of ``trained`` models on the
-        line (or at the mean pace), the run's other work in proportion to the models ``evaluated``."""
-        return (self.fixed + trained * self.mean if trained else 0.0) + self.other * evaluated / self.n_run
+    def as_measured(self, trained: int | list[int], evaluated: int) -> float:
+        """Seconds as measured, the machine's start left out: each pool of ``trained`` models (a
+        count, or one per pool) on the line's upper edge (or at the mean pace), the run's other
+        work in proportion to the models ``evaluated``."""
+        return self._pools(trained, self.fixed, self.mean) + self.other * evaluated / self.n_run
 
-    def favourable(self, trained: int, evaluated: int) -> float:
-        """Seconds at best, the start left out: the best pool's line (or pace), other work as in proportion."""
-        return (self.fixed_best + trained * self.best if trained else 0.0) + self.other * evaluated / self.n_run
+    def favourable(self, trained: int | list[int], evaluated: int) -> float:
+        """Seconds at best, the start left out: the line's lower edge (or the best pool's pace),
+        other work as in proportion."""
+        return self._pools(trained, self.fixed_best, self.best) + self.other * evaluated / self.n_run
+
+    @staticmethod
+    def _pools(trained: int | list[int], fixed: float, per_model: float) -> float:
+        """Training seconds of pools of ``trained`` models: each pays the fixed part once; none, nothing."""
+        return sum(fixed + k * per_model for k in ([trained] if isinstance(trained, int) else trained) if k)
 
 
 def _sitting_pace(record: dict) -> SittingPace | None:
@@ -1321,14 +1339,16 @@ def _sitting_pace(record: dict) -> SittingPace | None:
     fit = _pool_line(record, run) if factor == 1.0 else None
     if fit is None:
         return pace
-    fixed, per_model, below, line = fit
-    return replace(pace, mean=per_model, best=per_model, fixed=fixed, fixed_best=fixed - below, line=line)
+    fixed, per_model, (below, above), line = fit
+    return replace(pace, mean=per_model, best=per_model, fixed=fixed + above, fixed_best=max(0.0, fixed - below),
+                   line=line)
 
 
 def _measured_pools(record: dict, run: dict) -> list[tuple[int, float, str]]:
-    """Every training pool measured under ``run``'s model code and today's paper defaults, as
-    (models, seconds, where): the run record's training phases (a notebook's whole run) and the
-    passes of notebooks split over sittings (:func:`_first_sittings`, results only)."""
+    """Every training pool measured under ``run``'s model code, as (models, seconds, where): the run
+    record's training phases under today's paper defaults (a notebook's whole run), and the passes
+    of notebooks split over sittings (:func:`_first_sittings`, results only), matched by model code
+    alone: a pass's log names no profile config."""
     today = make_config("paper").hash()
     pools = [(p["items"], p["seconds"], r["notebook"][:2]) for r in record["runs"]
              if r.get("model_code") == run.get("model_code") and _run_config(r) == today
@@ -1340,10 +1360,10 @@ def _measured_pools(record: dict, run: dict) -> list[tuple[int, float, str]]:
     return pools
 
 
-def _pool_line(record: dict, run: dict) -> tuple[float, float, float, str] | None:
+def _pool_line(record: dict, run: dict) -> tuple[float, float, tuple[float, float], str] | None:
     """A least-squares line through the measured pools (:func:`_measured_pools`), seconds against
-    models: its intercept (a pool's fixed cost), its slope (seconds per model), how far the pool
-    furthest below it lies below, and the pools' words; None for a run that names no model code
+    models: its intercept (a pool's fixed cost), its slope (seconds per model), how far the pools
+    furthest below and above it lie from it, and the pools' words; None for a run that names no model code
     (an entry older than the field: its pools cannot be matched), with fewer than two sizes, or
     for a line that would not grow with the pool (a negative slope or intercept: read the mean)."""
     import numpy as np
@@ -1357,9 +1377,10 @@ def _pool_line(record: dict, run: dict) -> tuple[float, float, float, str] | Non
     per_model, fixed = np.polyfit(n, s, 1)
     if per_model <= 0 or fixed < 0:
         return None
-    below = float(max(0.0, -(s - (fixed + per_model * n)).min()))
+    residuals = s - (fixed + per_model * n)
+    spread = (float(max(0.0, -residuals.min())), float(max(0.0, residuals.max())))
     words = ", ".join(f"{where} {k} in {sec:.0f} s" for k, sec, where in pools)
-    return float(fixed), float(per_model), below, words
+    return float(fixed), float(per_model), spread, words
 
 
 def _number_word(n: int) -> str:
@@ -1430,11 +1451,11 @@ def _median_and_range(records: list[dict], change: Callable[[list[dict]], float 
 def paper_sitting_fit() -> str:
     """Whether each notebook still to run fits one sitting: the models it trains from an empty
     cache (each sitting's machine starts bare, and a paper model's weights exceed a file the
-    device tool brings back) at the pace of the latest paper run with a training phase, plus that
-    run's other work (worlds, evaluation, the other cells) and the machine's start. Two
-    estimates: as measured (mean pace over the run's pools, other work growing with the number
-    of models, the slowest start) and favourable (its best pool's pace, its other work as it was,
-    the quickest start)."""
+    device tool brings back) at the pace of :func:`_sitting_pace` (the measured pools' line, or
+    the latest run's pace), plus that run's other work (worlds, evaluation, the other cells) and
+    the machine's start. Two estimates: as measured (the line's upper edge or the mean pace, other
+    work growing with the number of models, the slowest start) and favourable (the line's lower
+    edge or the best pool's pace, its other work as it was, the quickest start)."""
     from oneranker import studies
 
     record = _paper_record()
@@ -1494,9 +1515,10 @@ def paper_sitting_fit() -> str:
                      "with the earlier notebooks' results: models trained, one sitting or two, as measured": reuse})
     return (markdown_table(pd.DataFrame(rows), index=False).rstrip("\n")
             + f"\n\nFrom notebook {run['notebook'][:2]}'s paper run ({run['gpu']}, MPS {'on' if run.get('mps') else 'off'}): "
-            + (f"a training pool takes {pace.fixed:.0f} s plus {pace.mean:.0f} s per model ({pace.fixed_best:.0f} s plus "
-               f"{pace.best:.0f} at best), a least-squares line through the pools measured under its model code and "
-               f"today's defaults ({pace.line}; the run's own: {pace.n_run} models in {pace.train_s:.0f} s)"
+            + (f"a training pool takes {pace.fixed:.0f} s plus {pace.mean:.0f} s per model as measured "
+               f"({pace.fixed_best:.0f} s plus {pace.best:.0f} at best): the upper and lower edges of a least-squares "
+               f"line through the pools measured under its model code and today's defaults, moved to the pools "
+               f"furthest above and below it ({pace.line}; the run's own: {pace.n_run} models in {pace.train_s:.0f} s)"
                if pace.line else
                f"{pace.mean:.0f} s per model over its {len(pace.pools)} training phase{'s' if len(pace.pools) > 1 else ''} "
                f"({pace.n_run} models in {pace.train_s:.0f} s{pace.why}), {pace.best:.0f} s in its best one")
@@ -1523,6 +1545,15 @@ def _plan_summary(verdicts: dict[int, str]) -> str:
             + (f"; not fitting: {sittings(groups['does not fit'])}" if groups["does not fit"] else "") + ". ")
 
 
+def _entry_pools(entry: dict) -> list[int]:
+    """The models of each pool a rehearsed entry trained ("7 + 1": two pools, each paying a pool's
+    fixed part); its models trained as one pool where the rehearsal did not count pools."""
+    pools = str(entry.get("pools", ""))
+    if not re.fullmatch(r"\d+(?: \+ \d+)*", pools):
+        return [int(entry["models trained"])]
+    return [int(k) for k in pools.split(" + ")]
+
+
 def paper_sitting_plan(path: Path = SITTING_REHEARSAL) -> str:
     """The next sittings' plan as rehearsed here (scripts/rehearse_sittings.py: the device scripts
     at the smoke profile on the CPU, each sitting from the last one's results), each entry's
@@ -1538,8 +1569,8 @@ def paper_sitting_plan(path: Path = SITTING_REHEARSAL) -> str:
     for sitting, entries in table.groupby("sitting", sort=True):
         spent = [0.0, 0.0]                   # favourable, as measured; the start added below
         for i, e in enumerate(entries.to_dict("records")):
-            work = (pace.favourable(e["models trained"], e["models evaluated"]),
-                    pace.as_measured(e["models trained"], e["models evaluated"]))
+            pools = _entry_pools(e)
+            work = (pace.favourable(pools, e["models evaluated"]), pace.as_measured(pools, e["models evaluated"]))
             spent = [spent[0] + work[0], spent[1] + work[1]]
             total = (spent[0] + MACHINE_START_S[0], spent[1] + MACHINE_START_S[1])
             fit = ("fits" if total[1] <= SITTING_S else

@@ -270,10 +270,12 @@ def test_the_sitting_pace_fits_a_pool_line_through_pools_of_several_sizes(monkey
     and 800 s under one model code and today's defaults (two in the run record, one a pass of a
     notebook split over sittings) lie on no line; least squares gives 40 s a model (2000 / 50)
     and an intercept of 586.7 - 400 = 186.7 s (the means: 10 models, 586.7 s), and the pool of 10
-    lies 26.7 s below it (560 against 586.7), so the favourable line starts at 160 s. A pool of 7
-    then costs 186.7 + 280 = 466.7 s as measured, 440 s at best; no model trained costs
-    nothing. A run under other model code is left out, and with one pool size there is no line:
-    the run's mean pace, as before."""
+    lies 26.7 s below it (560 against 586.7), the others 13.3 s above: as measured, the line moved
+    up to them starts at 200 s, the favourable one at 160 s. A pool of 7 then costs 200 + 280 =
+    480 s as measured, 440 s at best; no model trained costs nothing. A run or pass under other
+    model code is left out, and so is a record entry under other defaults; a line that falls with
+    the pool's size is not read, and with one pool size there is no line: the run's mean pace, as
+    before."""
     from oneranker.config import make_config
 
     render_readme = load_tool("scripts/render_readme.py")
@@ -292,12 +294,29 @@ def test_the_sitting_pace_fits_a_pool_line_through_pools_of_several_sizes(monkey
     pace = render_readme._sitting_pace(record)
     assert pace.run["notebook"] == "04_x.ipynb" and pace.other == 200.0
     assert pace.mean == pytest.approx(40.0) and pace.best == pytest.approx(40.0)
-    assert pace.fixed == pytest.approx(186.667, abs=1e-3) and pace.fixed_best == pytest.approx(160.0)
+    assert pace.fixed == pytest.approx(200.0) and pace.fixed_best == pytest.approx(160.0)
     assert pace.line == "02 5 in 400 s, 04 15 in 800 s, 05:0 (H200) 10 in 560 s"
-    assert pace.as_measured(7, 0) == pytest.approx(466.667, abs=1e-3)
+    assert pace.as_measured(7, 0) == pytest.approx(480.0)
     assert pace.favourable(7, 15) == pytest.approx(440.0 + 200.0)
     assert pace.as_measured(0, 15) == pytest.approx(200.0)
+    # the line's edges: as measured moved up to the pools 13.3 s above it (fixed 200), at best down
+    # to the one 26.7 s below (160); pools of 7 and 1 pay the fixed part twice: 400 + 320 = 720 s,
+    # 320 + 320 = 640 s at best, plus 200 s of other work for 15 models evaluated
+    assert pace.as_measured([7, 1], 15) == pytest.approx(720.0 + 200.0)
+    assert pace.favourable([7, 1], 15) == pytest.approx(640.0 + 200.0)
+    assert render_readme._entry_pools({"pools": "7 + 1", "models trained": 8}) == [7, 1]
+    assert render_readme._entry_pools({"pools": float("nan"), "models trained": 8}) == [8]
+    # a record entry under other defaults is left out: without 02's pool of 5 the pools are 15 and
+    # 10 (800 and 560 s): 48 s a model from an intercept of 80
+    record["runs"][0]["profile_config"] = "other"
+    pace = render_readme._sitting_pace(record)
+    assert (pace.mean, pace.fixed, pace.line) == (pytest.approx(48.0), pytest.approx(80.0),
+                                                  "04 15 in 800 s, 05:0 (H200) 10 in 560 s")
+    # a line that would not grow with the pool (pools of 5 in 900 s, 15 in 800 s) is not read: the mean
+    record["runs"][0].update(profile_config=today, phases=[trained(5, 900.0)])
     monkeypatch.setattr(render_readme, "_first_sittings", lambda **_: [])
+    assert render_readme._sitting_pace(record).line == ""
+    # one pool size: no line, the run's mean pace as before
     record["runs"][0]["phases"] = [trained(15, 700.0)]
     pace = render_readme._sitting_pace(record)
     assert (pace.line, pace.fixed, pace.mean) == ("", 0.0, pytest.approx(800.0 / 15))
