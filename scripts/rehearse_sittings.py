@@ -46,9 +46,10 @@ from shared_results import scratch_copy  # noqa: E402  (scripts/, beside this fi
 # the first's results are sent back before the second starts, so a sitting cut in the second keeps
 # the first. Sitting 2 was planned as "05:0 05:1"; on 2026-12-05 it ran on an H100 (the device
 # tool's H200 kind lends either) and its second pass was cut; sitting 3, planned as "05:1 05", ran
-# on an H200 and its second entry was cut there too: a pool of 7 took 93 s a model, not the 69 s of
-# 04's pool of 15 the plan had scaled from (a pool's slowest run sets its end), so 05 opens sitting
-# 4. 06's two passes became one: one pool of 18 costs less than two of 9 (render_readme._pool_line).
+# on an H200 and its second entry was cut there too: a pool of 7 took 92-93 s a model on either card,
+# not the 69 s of 04's pool of 15 the plan had scaled from, so 05 opens sitting 4. 06's two passes
+# became one: by the measured pools' line one pool of 18 costs less than two of 9
+# (render_readme._pool_line); it is tight, and .device/README says when to run 06:0 instead.
 PLAN = ["04", "05:0", "05:1", "05", "06:0,1", "06"]
 # Where paper.sh works and writes on any machine (setup.sh): one rehearsal at a time
 WORK, OUT = Path("/tmp/w"), Path("/tmp/out")

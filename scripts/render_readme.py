@@ -651,7 +651,8 @@ LOG_DAY = re.compile(r", (?P<day>\d{4}-\d{2}-\d{2}), commit ")     # collect.sh'
 SITTING_LOG = re.compile(r"notebook(?P<nb>\d+)(?:_(?P<entry>\d+))?_(?P<card>h\d00)_(?P<commit>[0-9a-f]+)\.txt$")
 SITTING_START = re.compile(r"^# progress\.log\n(\S+) start$", re.M)   # collect.sh's copy of the progress log
 DONE = re.compile(r"done in (?P<s>[\d.]+) s, GPU busy (?P<busy>\d+)%")
-TRAINED = re.compile(r"models trained: (?P<n>\d+) in (?P<s>\d+) s")
+# a training pool's phase line; its GPU busy share where the log gives it (a pass's log does)
+TRAINED = re.compile(r"models trained: (?P<n>\d+) in (?P<s>\d+) s(?:, GPU busy (?P<busy>\d+)%)?")
 
 
 def _first_sittings(directory: Path = ROOT / "results" / "paper", seeds: tuple[int, ...] = (0, 1, 2)) -> list[dict]:
@@ -770,33 +771,32 @@ def _shown(path: Path) -> Path:
 # The same pass on each card (docs/paper_profile.md "Sitting 2 on an H100, sitting 3 on an H200"): notebook 05's seed-0 pass in
 # sitting 2, lent an H100 for the H200 kind, and its seed-1 pass in sitting 3, on an H200 (7 models each,
 # one code): each pass's log, its models' learning curves, and the device tool's replies with the card's nvidia-smi
-H100_SITTING = ("notebook05_h100_a9afbb0.txt", "histories_05_h100_a9afbb0.jsonl", "sitting_calls_h100_a9afbb0.txt")
-H200_SITTING = ("notebook05_h200_6f8e82a.txt", "histories_05_h200_6f8e82a.jsonl", "sitting_calls_h200_6f8e82a.txt")
-TRAINED_BUSY = re.compile(r"models trained: (?P<n>\d+) in (?P<s>\d+) s, GPU busy (?P<busy>\d+)%")
+H100_PASS = ("notebook05_h100_a9afbb0.txt", "histories_05_h100_a9afbb0.jsonl", "sitting_calls_h100_a9afbb0.txt")
+H200_PASS = ("notebook05_h200_6f8e82a.txt", "histories_05_h200_6f8e82a.jsonl", "sitting_calls_h200_6f8e82a.txt")
 GPU_READING = re.compile(r"^\d+ %, (\d+) MiB$", re.M)          # wait.sh's reading at the end of a call
 CARD_MIB = re.compile(r"/\s*(\d+)MiB \|")                        # nvidia-smi's table: used / total
 
 
 def _card_pass(directory: Path, names: tuple[str, str, str]) -> dict:
-    """One pass of :data:`H100_SITTING` or :data:`H200_SITTING`: its seeds, training and whole-pass
+    """One pass of :data:`H100_PASS` or :data:`H200_PASS`: its seeds, training and whole-pass
     times, its runs' learning curves, wait.sh's memory readings and the card's memory."""
     log, curves, calls = (directory / name for name in names)
     text, replies = log.read_text(), calls.read_text()
-    trained, done = TRAINED_BUSY.search(text), DONE.search(text)
+    trained, done = TRAINED.search(text), DONE.search(text)
     return {"seeds": FIRST_SITTING.search(text.splitlines()[0])["seeds"], "n": int(trained["n"]),
             "train_s": int(trained["s"]), "busy": trained["busy"], "pass_s": float(done["s"]),
             "runs": paper_histories.read(curves), "curves": curves, "calls": calls,
             "readings": [int(m) for m in GPU_READING.findall(replies)], "card": int(CARD_MIB.search(replies)[1])}
 
 
-def paper_h100_sitting(directory: Path = ROOT / "results" / "paper") -> str:
+def paper_card_passes(directory: Path = ROOT / "results" / "paper") -> str:
     """Notebook 05's pass on an H100 beside its next pass on an H200 (same notebook, pool size and
     code; one pass each, of different seeds): the time per model and per model-epoch, the runs'
     lengths and how they ended, and GPU memory as wait.sh read it on each card against the card's
     own and the H200 runs' peaks, and the largest pool the plan still trains
     (results/sitting_rehearsal.csv). Only a pool of the same size tells the cards apart: a pool's
     pace depends on its size (:func:`_pool_line`)."""
-    h100, h200 = _card_pass(directory, H100_SITTING), _card_pass(directory, H200_SITTING)
+    h100, h200 = _card_pass(directory, H100_PASS), _card_pass(directory, H200_PASS)
     record = _paper_record()
     peaks = [r["gpu_memory_peak_mib"] for r in record["runs"] if r["notebook"][:2] != "01"]   # 01 trains no model
     plan = pd.read_csv(SITTING_REHEARSAL, dtype={"entry": str})
@@ -2267,7 +2267,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "paper-determinism": paper_determinism,
     "gpu-benchmarks": benchmark_table.table,
     "paper-first-sittings": paper_first_sittings,
-    "paper-h100-sitting": paper_h100_sitting,
+    "paper-card-passes": paper_card_passes,
     "gpu-tests": gpu_tests,
     "compile-checks": compile_checks,
     "paper-convergence": paper_convergence,

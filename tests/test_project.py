@@ -323,7 +323,7 @@ def test_the_sitting_pace_fits_a_pool_line_through_pools_of_several_sizes(monkey
 
 
 def test_the_card_comparison_reads_each_pass_from_its_files(tmp_path, monkeypatch):
-    """scripts/render_readme.py's paper-h100-sitting on hand-made files: an H100 pass of seed 0
+    """scripts/render_readme.py's paper-card-passes on hand-made files: an H100 pass of seed 0
     training 2 models in 100 s over 20 + 30 epochs (50 s a model, 2.00 s a model-epoch), an H200
     pass of seed 1 training 2 in 120 s over 30 + 30 (60 s, 2.00 s): the H200 took 1.20x the time
     for 1.20x the epochs. The H200's reading (90,000 MiB) exceeds the H100's card (81,559 MiB), so
@@ -346,9 +346,9 @@ def test_the_card_comparison_reads_each_pass_from_its_files(tmp_path, monkeypatc
 
     a_pass("h100", "aaaaaaa", 0, 2, 100, [20, 30], [70000], 81559)
     a_pass("h200", "bbbbbbb", 1, 2, 120, [30, 30], [90000, 60000], 143771)
-    monkeypatch.setattr(render_readme, "H100_SITTING", ("notebook05_h100_aaaaaaa.txt", "histories_05_h100_aaaaaaa.jsonl",
+    monkeypatch.setattr(render_readme, "H100_PASS", ("notebook05_h100_aaaaaaa.txt", "histories_05_h100_aaaaaaa.jsonl",
                                                         "sitting_calls_h100_aaaaaaa.txt"))
-    monkeypatch.setattr(render_readme, "H200_SITTING", ("notebook05_h200_bbbbbbb.txt", "histories_05_h200_bbbbbbb.jsonl",
+    monkeypatch.setattr(render_readme, "H200_PASS", ("notebook05_h200_bbbbbbb.txt", "histories_05_h200_bbbbbbb.jsonl",
                                                         "sitting_calls_h200_bbbbbbb.txt"))
     monkeypatch.setattr(render_readme, "_paper_record", lambda: {"runs": [
         {"notebook": "01_x.ipynb", "gpu_memory_peak_mib": 5.0}, {"notebook": "02_x.ipynb", "gpu_memory_peak_mib": 99000.0},
@@ -356,7 +356,7 @@ def test_the_card_comparison_reads_each_pass_from_its_files(tmp_path, monkeypatc
     plan = tmp_path / "plan.csv"
     pd.DataFrame({"entry": ["05", "06:0,1"], "models trained": [7, 18]}).to_csv(plan, index=False)
     monkeypatch.setattr(render_readme, "SITTING_REHEARSAL", plan)
-    text = render_readme.paper_h100_sitting(tmp_path)
+    text = render_readme.paper_card_passes(tmp_path)
     assert ("the seed-0 pass on the H100 trained 2 models in 100 s (50 s a model, 2.00 s a model-epoch over 50 "
             "epochs; GPU busy 80%; the pass 150 s in all)") in text
     assert "the seed-1 pass on the H200 trained 2 models in 120 s (60 s a model, 2.00 s a model-epoch over 60" in text
@@ -366,7 +366,7 @@ def test_the_card_comparison_reads_each_pass_from_its_files(tmp_path, monkeypatc
     assert "The same pool of 2 read more on the H200 than the H100 has" in text
     assert "peaked at 99,000–110,000 MiB" in text and "`06:0,1` (18 models under ten workers)" in text
     a_pass("h200", "bbbbbbb", 1, 2, 120, [30, 30], [80000], 143771)
-    assert "read more on the H200" not in render_readme.paper_h100_sitting(tmp_path)
+    assert "read more on the H200" not in render_readme.paper_card_passes(tmp_path)
 
 
 def test_the_sitting_plan_scales_each_rehearsed_entry_by_hand(tmp_path, monkeypatch):
