@@ -142,7 +142,8 @@ if [ "${GPU_TESTS:-0}" != 0 ]; then
   [ "$GPU_TESTS" != 1 ] && { K=(-k "$GPU_TESTS"); what="the tests marked gpu that -k '$GPU_TESTS' selects"; }
   # GPU_TEST_PROCS=N: N tests at once (pytest-xdist, in the H200's image): each compile check of the
   # serving request is a process of its own whose compile is mostly single-threaded CPU work, and the
-  # machine has 16 cores; not yet measured there (a compile slowed by its neighbours may pass its timeout)
+  # machine has 16 cores; five at a time ran there on 2026-12-05 with none past its time limit
+  # (results/paper/gpu_tests_h200_bd5df35.txt; more at once may slow a compile past its timeout)
   P=()
   if [ -n "$GPU_TEST_PROCS" ]; then
     if python3 -c "import xdist" 2>/dev/null; then P=(-n "$GPU_TEST_PROCS"); what="$what, $GPU_TEST_PROCS at once"

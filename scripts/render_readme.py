@@ -798,7 +798,11 @@ def paper_card_passes(directory: Path = ROOT / "results" / "paper") -> str:
     pace depends on its size (:func:`_pool_line`)."""
     h100, h200 = _card_pass(directory, H100_PASS), _card_pass(directory, H200_PASS)
     record = _paper_record()
-    peaks = [r["gpu_memory_peak_mib"] for r in record["runs"] if r["notebook"][:2] != "01"]   # 01 trains no model
+    pools = [{"notebook": r["notebook"][:2], "peak": r["gpu_memory_peak_mib"],
+              "models": sum(p["items"] for p in r["phases"] if p["phase"] == "models trained")}
+             for r in record["runs"] if r["notebook"][:2] != "01"]      # 01 trains no model
+    peaks, sizes = [p["peak"] for p in pools], [p["models"] for p in pools]
+    biggest = max(pools, key=lambda p: p["models"])
     plan = pd.read_csv(SITTING_REHEARSAL, dtype={"entry": str})
     largest = plan.loc[plan["models trained"].idxmax()]
     epochs = {card: sum(r["epochs"] for r in c["runs"]) for card, c in (("H100", h100), ("H200", h200))}
@@ -829,11 +833,14 @@ def paper_card_passes(directory: Path = ROOT / "results" / "paper") -> str:
            "reading bounds what a pool holds, not what it needs. " if more else
            "Each worker's caching allocator keeps what the card lets it, so a reading bounds what a pool "
            "holds, not what it needs. ")
-        + f"The run record's pools under ten workers (02–06, up to 15 models) peaked at "
-        f"{min(peaks):,.0f}–{max(peaks):,.0f} MiB on the H200 (`gpu_memory_peak_mib`, sampled the same way), "
-        f"past an H100's memory; the plan's largest pool, `{largest['entry']}` ({largest['models trained']} "
-        "models under ten workers), likely holds as much, an extrapolation, so its sitting asks for the H200 "
-        "as a precaution (`.device/README`).",
+        + f"The run record's pools under ten workers ({pools[0]['notebook']}–{pools[-1]['notebook']}, "
+        f"{min(sizes)}–{max(sizes)} models) peaked at {min(peaks):,.0f}–{max(peaks):,.0f} MiB on the H200 "
+        "(`gpu_memory_peak_mib`, sampled the same way), past an H100's memory; the plan's largest pool, "
+        f"`{largest['entry']}` ({largest['models trained']} models under ten workers), "
+        + (f"is no larger than {biggest['notebook']}'s of {biggest['models']} ({biggest['peak']:,.0f} MiB), so its "
+           "sitting asks for the H200 (`.device/README`)." if largest["models trained"] <= biggest["models"] else
+           "is larger than any of them: it likely holds as much or more, an extrapolation, so its sitting asks "
+           "for the H200 as a precaution (`.device/README`)."),
     ]) + "\n"
 
 

@@ -350,9 +350,11 @@ def test_the_card_comparison_reads_each_pass_from_its_files(tmp_path, monkeypatc
                                                         "sitting_calls_h100_aaaaaaa.txt"))
     monkeypatch.setattr(render_readme, "H200_PASS", ("notebook05_h200_bbbbbbb.txt", "histories_05_h200_bbbbbbb.jsonl",
                                                         "sitting_calls_h200_bbbbbbb.txt"))
+    trained = lambda n: [{"phase": "worlds simulated", "items": 3}, {"phase": "models trained", "items": n}]  # noqa: E731
     monkeypatch.setattr(render_readme, "_paper_record", lambda: {"runs": [
-        {"notebook": "01_x.ipynb", "gpu_memory_peak_mib": 5.0}, {"notebook": "02_x.ipynb", "gpu_memory_peak_mib": 99000.0},
-        {"notebook": "04_x.ipynb", "gpu_memory_peak_mib": 110000.0}]})
+        {"notebook": "01_x.ipynb", "gpu_memory_peak_mib": 5.0, "phases": []},
+        {"notebook": "02_x.ipynb", "gpu_memory_peak_mib": 99000.0, "phases": trained(9)},
+        {"notebook": "04_x.ipynb", "gpu_memory_peak_mib": 110000.0, "phases": trained(15)}]})
     plan = tmp_path / "plan.csv"
     pd.DataFrame({"entry": ["05", "06:0,1"], "models trained": [7, 18]}).to_csv(plan, index=False)
     monkeypatch.setattr(render_readme, "SITTING_REHEARSAL", plan)
@@ -364,7 +366,11 @@ def test_the_card_comparison_reads_each_pass_from_its_files(tmp_path, monkeypatc
     assert "after 20–30 epochs (cap 60;" in text and "2 of its 2 runs ended by early stopping" in text
     assert "The H100: 70,000 MiB of 81,559 MiB" in text and "the H200: 90,000 MiB, then 60,000 MiB of 143,771 MiB" in text
     assert "The same pool of 2 read more on the H200 than the H100 has" in text
-    assert "peaked at 99,000–110,000 MiB" in text and "`06:0,1` (18 models under ten workers)" in text
+    assert "pools under ten workers (02–04, 9–15 models) peaked at 99,000–110,000 MiB" in text
+    assert "`06:0,1` (18 models under ten workers), is larger than any of them" in text
+    pd.DataFrame({"entry": ["05", "06:0,1"], "models trained": [7, 12]}).to_csv(plan, index=False)
+    assert "`06:0,1` (12 models under ten workers), is no larger than 04's of 15 (110,000 MiB)" in \
+        render_readme.paper_card_passes(tmp_path)
     a_pass("h200", "bbbbbbb", 1, 2, 120, [30, 30], [80000], 143771)
     assert "read more on the H200" not in render_readme.paper_card_passes(tmp_path)
 
