@@ -1537,6 +1537,9 @@ def paper_sitting_fit() -> str:
 
 
 SITTING_REHEARSAL = ROOT / "results" / "sitting_rehearsal.csv"
+# The plan for a session whose device time has shrunk before sitting 4 (.device/README, NEXT):
+# 05's seed 2 as a pass, then 05 with 06's seed 0, then 06's seeds 1 and 2
+SITTING_REHEARSAL_FALLBACK = ROOT / "results" / "sitting_rehearsal_fallback.csv"
 
 
 def _plan_summary(verdicts: dict[int, str]) -> str:
@@ -2296,6 +2299,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "paper-series": paper_series,
     "paper-sitting-fit": paper_sitting_fit,
     "paper-sitting-plan": paper_sitting_plan,
+    "paper-sitting-plan-fallback": lambda: paper_sitting_plan(SITTING_REHEARSAL_FALLBACK),
     "paper-mps": paper_mps,
     "paper-mps-graphs": paper_mps_graphs,
     "paper-graphed-step": paper_graphed_step,
