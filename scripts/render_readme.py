@@ -799,7 +799,7 @@ def paper_card_passes(directory: Path = ROOT / "results" / "paper") -> str:
     h100, h200 = _card_pass(directory, H100_PASS), _card_pass(directory, H200_PASS)
     record = _paper_record()
     pools = [{"notebook": r["notebook"][:2], "peak": r["gpu_memory_peak_mib"],
-              "models": sum(p["items"] for p in r["phases"] if p["phase"] == "models trained")}
+              "models": sum(p["items"] for p in _training_pools(r))}
              for r in record["runs"] if r["notebook"][:2] != "01"]      # 01 trains no model
     peaks, sizes = [p["peak"] for p in pools], [p["models"] for p in pools]
     biggest = max(pools, key=lambda p: p["models"])
@@ -1298,9 +1298,9 @@ class SittingPace:
     under that run's code (:func:`_pool_line`), a pool costs ``fixed`` seconds whatever its size
     plus ``mean`` per model: the fitted line moved up to the pool furthest above it, so that no
     measured pool took longer than its estimate (``fixed_best`` and ``best``: moved down to the one
-    furthest below). Pools of 7 took 92-93 s a model, pools of 15 66-69 s; a pool ends with its
-    slowest run, which is one reading of that fixed part (pool size and notebook go together in
-    these pools, so it is not measured apart). ``line`` names the pools fitted; empty, ``fixed`` is 0."""
+    furthest below). Small pools took more per model than large ones (the pools the fit table
+    lists); a pool ends with its slowest run, which is one reading of that fixed part (pool size
+    and notebook go together in these pools, so it is not measured apart). ``line`` names the pools fitted; empty, ``fixed`` is 0."""
     run: dict
     pools: list[dict]
     n_run: int
@@ -1330,15 +1330,20 @@ class SittingPace:
         return sum(fixed + k * per_model for k in ([trained] if isinstance(trained, int) else trained) if k)
 
 
+def _training_pools(run: dict) -> list[dict]:
+    """A run record entry's training pools: its "models trained" phases that trained a model."""
+    return [p for p in run.get("phases", []) if p["phase"] == "models trained" and p["items"]]
+
+
 def _sitting_pace(record: dict) -> SittingPace | None:
     """The :class:`SittingPace` of the run record's latest run that logged training; None if none.
     With pools of two sizes or more measured under its model code and today's defaults, the pace
     per model and the pool's fixed cost come from :func:`_pool_line` instead of its mean."""
-    runs = [r for r in record["runs"] if any(p["phase"] == "models trained" for p in r.get("phases", []))]
+    runs = [r for r in record["runs"] if _training_pools(r)]
     if not runs:
         return None
     run = max(runs, key=lambda r: r["finished"])
-    pools = [p for p in run["phases"] if p["phase"] == "models trained" and p["items"]]
+    pools = _training_pools(run)
     n_run, train_s = sum(p["items"] for p in pools), sum(p["seconds"] for p in pools)
     factor, why = _rule_factor(run)
     pace = SittingPace(run, pools, n_run, train_s, train_s / n_run * factor,
@@ -1359,7 +1364,7 @@ def _measured_pools(record: dict, run: dict) -> list[tuple[int, float, str]]:
     today = make_config("paper").hash()
     pools = [(p["items"], p["seconds"], r["notebook"][:2]) for r in record["runs"]
              if r.get("model_code") == run.get("model_code") and _run_config(r) == today
-             for p in r.get("phases", []) if p["phase"] == "models trained" and p["items"]]
+             for p in _training_pools(r)]
     for first in _first_sittings(seeds=tuple(record.get("seeds", (0, 1, 2)))):
         trained = TRAINED.search(f"models trained: {first['models trained']}")
         if trained and run.get("model_code") in first["model code"].split(", "):
@@ -1570,7 +1575,7 @@ def paper_sitting_plan(path: Path = SITTING_REHEARSAL) -> str:
     models trained and evaluated scaled to the paper profile at the pace of
     :func:`paper_sitting_fit`: minutes per entry and per sitting, the start counted once."""
     if not path.exists():
-        return "No plan rehearsed yet (`python scripts/rehearse_sittings.py --out results/sitting_rehearsal.csv`).\n"
+        return f"No plan rehearsed yet (`python scripts/rehearse_sittings.py --out {_shown(path)}`).\n"
     pace = _sitting_pace(_paper_record())
     if pace is None:
         return "No paper run has logged its training phase yet.\n"
