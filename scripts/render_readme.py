@@ -1293,8 +1293,13 @@ MACHINE_START_S = (33, 364)
 class SittingPace:
     """The pace a sitting estimate scales from: the latest paper run in the run record that logged
     its training (``run``): its training pools, models and seconds, the mean and the best pool's
-    seconds per model (times the stopping rule's factor, ``why``), and its other work (worlds,
-    evaluation, the notebook's other cells) in seconds. Where pools of several sizes were measured
+    seconds per model (times the stopping rule's factor, ``why``), and an entry's other work (worlds,
+    evaluation, the notebook's other cells) in seconds: ``other`` as measured, ``other_best`` at best,
+    the most and least of any entry measured under its evaluation code (:func:`_other_work`; both
+    the run's own where it is the only one). That work is a cost per entry, not per model: it runs
+    in the pool's parallel workers, and a pass of 05 that evaluated 7 models in 76 s did about as
+    much of it as the notebook that evaluated 21 in 96 s (notebook05_h100_a9afbb0.txt,
+    notebook05_h200_5899e33.txt). Where pools of several sizes were measured
     under that run's code (:func:`_pool_line`), a pool costs ``fixed`` seconds whatever its size
     plus ``mean`` per model: the fitted line moved up to the pool furthest above it, so that no
     measured pool took longer than its estimate (``fixed_best`` and ``best``: moved down to the one
@@ -1312,17 +1317,20 @@ class SittingPace:
     fixed: float = 0.0
     fixed_best: float = 0.0
     line: str = ""
+    other_best: float | None = None
+    other_line: str = ""
 
-    def as_measured(self, trained: int | list[int], evaluated: int) -> float:
-        """Seconds as measured, the machine's start left out: each pool of ``trained`` models (a
-        count, or one per pool) on the line's upper edge (or at the mean pace), the run's other
-        work in proportion to the models ``evaluated``."""
-        return self._pools(trained, self.fixed, self.mean) + self.other * evaluated / self.n_run
+    def as_measured(self, trained: int | list[int]) -> float:
+        """Seconds of one entry as measured, the machine's start left out: each pool of ``trained``
+        models (a count, or one per pool) on the line's upper edge (or at the mean pace), and the
+        most other work an entry took."""
+        return self._pools(trained, self.fixed, self.mean) + self.other
 
-    def favourable(self, trained: int | list[int], evaluated: int) -> float:
-        """Seconds at best, the start left out: the line's lower edge (or the best pool's pace),
-        other work as in proportion."""
-        return self._pools(trained, self.fixed_best, self.best) + self.other * evaluated / self.n_run
+    def favourable(self, trained: int | list[int]) -> float:
+        """Seconds of one entry at best, the start left out: the line's lower edge (or the best
+        pool's pace), and the least other work an entry took."""
+        return self._pools(trained, self.fixed_best, self.best) + (self.other if self.other_best is None
+                                                                    else self.other_best)
 
     @staticmethod
     def _pools(trained: int | list[int], fixed: float, per_model: float) -> float:
@@ -1348,12 +1356,35 @@ def _sitting_pace(record: dict) -> SittingPace | None:
     factor, why = _rule_factor(run)
     pace = SittingPace(run, pools, n_run, train_s, train_s / n_run * factor,
                        min(p["seconds"] / p["items"] for p in pools) * factor, run["seconds"] - train_s, why)
+    other = _other_work(record, run)
+    if other is not None:
+        pace = replace(pace, other=other[1], other_best=other[0], other_line=other[2])
     fit = _pool_line(record, run) if factor == 1.0 else None
     if fit is None:
         return pace
     fixed, per_model, (below, above), line = fit
     return replace(pace, mean=per_model, best=per_model, fixed=fixed + above, fixed_best=max(0.0, fixed - below),
                    line=line)
+
+
+def _other_work(record: dict, run: dict) -> tuple[float, float, str] | None:
+    """The least and most other work (seconds beside training) of the entries measured under
+    ``run``'s evaluation code, and their words: the run record's runs that trained (whatever their
+    training defaults: this work is the evaluation and the notebook's cells) and the passes of
+    notebooks split over sittings under ``run``'s model code (:func:`_first_sittings`: their wall
+    time less their training). None with fewer than two entries: the run's own then stands."""
+    entries = [(r["notebook"][:2], r["seconds"] - sum(p["seconds"] for p in _training_pools(r)))
+               for r in record["runs"] if _training_pools(r) and "evaluation_code" in r
+               and r.get("evaluation_code") == run.get("evaluation_code")]
+    for first in _first_sittings(seeds=tuple(record.get("seeds", (0, 1, 2)))):
+        trained = TRAINED.search(f"models trained: {first.get('models trained', '?')}")
+        wall = first.get("wall s", "?")
+        if trained and wall != "?" and run.get("model_code") in first["model code"].split(", "):
+            entries.append((f"{first['notebook']}:{first['seeds']} ({first['GPU']})", float(wall) - float(trained["s"])))
+    if len(entries) < 2:
+        return None
+    seconds = [s for _, s in entries]
+    return min(seconds), max(seconds), ", ".join(f"{where} {s:.0f} s" for where, s in entries)
 
 
 def _measured_pools(record: dict, run: dict) -> list[tuple[int, float, str]]:
@@ -1464,10 +1495,10 @@ def paper_sitting_fit() -> str:
     """Whether each notebook still to run fits one sitting: the models it trains from an empty
     cache (each sitting's machine starts bare, and a paper model's weights exceed a file the
     device tool brings back) at the pace of :func:`_sitting_pace` (the measured pools' line, or
-    the latest run's pace), plus that run's other work (worlds, evaluation, the other cells) and
-    the machine's start. Two estimates: as measured (the line's upper edge or the mean pace, other
-    work growing with the number of models, the slowest start) and favourable (the line's lower
-    edge or the best pool's pace, its other work as it was, the quickest start)."""
+    the latest run's pace), plus an entry's other work (worlds, evaluation, the other cells:
+    :func:`_other_work`) and the machine's start. Two estimates: as measured (the line's upper
+    edge or the mean pace, the most other work an entry took, the slowest start) and favourable
+    (the line's lower edge or the best pool's pace, the least other work, the quickest start)."""
     from oneranker import studies
 
     record = _paper_record()
@@ -1481,14 +1512,14 @@ def paper_sitting_fit() -> str:
     halfway = {f["notebook"]: f["seeds"] for f in _first_sittings(seeds=tuple(record["seeds"]))}
     shared = _shared_results()
 
-    def as_measured(trained: int, evaluated: int) -> float:
-        return pace.as_measured(trained, evaluated) + MACHINE_START_S[1]
+    def as_measured(trained: int) -> float:
+        return pace.as_measured(trained) + MACHINE_START_S[1]
 
     rows = []
     for nb in sorted(studies.SEEDS):
         models = len(studies.notebook_configs(nb, "paper", record["seeds"]))
-        measured = as_measured(models, models)
-        favourable = pace.favourable(models, pace.n_run) + MACHINE_START_S[0]   # the run's other work whole
+        measured = as_measured(models)
+        favourable = pace.favourable(models) + MACHINE_START_S[0]
         fit = ("fits" if measured <= SITTING_S else
                "tight: fits only in the favourable estimate" if favourable <= SITTING_S else "does not fit")
         # (a first sitting is not told apart by its defaults: during the rerun, a notebook whose
@@ -1496,15 +1527,15 @@ def paper_sitting_fit() -> str:
         state = ("ran" if nb in ran else f"ran under the former defaults; again: {fit}" if nb in ran_before
                  else f"first of two sittings ran (seeds {halfway[nb]})" if nb in halfway else fit)
         # in two sittings (oneranker.study's cached results): the first seeds' models, then the
-        # rest, the second sitting's other work counted whole (it evaluates every model's seed)
+        # rest, each sitting paying an entry's other work
         first = len(studies.notebook_configs(nb, "paper", record["seeds"][:2]))
-        halves = [as_measured(first, first), as_measured(models - first, models)]
-        # one seed per sitting: each adds its seed's models, the last evaluates every seed's
+        halves = [as_measured(first), as_measured(models - first)]
+        # one seed per sitting: each adds its seed's models
         per_seed = [len(studies.notebook_configs(nb, "paper", record["seeds"][:i + 1])) for i in range(len(record["seeds"]))]
         added = [b - a for a, b in zip([0] + per_seed, per_seed)]
-        sittings = [as_measured(k, models if i == len(added) - 1 else k) for i, k in enumerate(added)]
+        sittings = [as_measured(k) for k in added]
         # with the results of the notebooks before it brought in (results/shared_results.csv): only
-        # the models they did not answer train; every model is still evaluated (other work whole)
+        # the models they did not answer train
         reuse = ""
         if (sh := shared.get(nb)) is not None:
             seeds = record["seeds"]
@@ -1513,8 +1544,8 @@ def paper_sitting_fit() -> str:
             else:
                 k = sh["after"]
                 trains, first_k = k * len(seeds), k * len(seeds[:2])
-                one = as_measured(trains, models)
-                two = [as_measured(first_k, first), as_measured(trains - first_k, models)]
+                one = as_measured(trains)
+                two = [as_measured(first_k), as_measured(trains - first_k)]
                 reuse = (f"after {sh['earlier']}: {k} of {sh['alone']} per seed; {one / 60:.0f}, or "
                          f"{two[0] / 60:.0f} + {two[1] / 60:.0f} ({first_k} + {trains - first_k} models)")
         rows.append({"notebook": nb, "models from an empty cache": str(models),
@@ -1534,11 +1565,25 @@ def paper_sitting_fit() -> str:
                if pace.line else
                f"{pace.mean:.0f} s per model over its {len(pace.pools)} training phase{'s' if len(pace.pools) > 1 else ''} "
                f"({pace.n_run} models in {pace.train_s:.0f} s{pace.why}), {pace.best:.0f} s in its best one")
-            + f"; {pace.other / 60:.1f} minutes of other work; a machine's start took "
+            + f"; {_other_words(pace)}; a machine's start took "
             f"{MACHINE_START_S[0] / 60:.1f}–{MACHINE_START_S[1] / 60:.1f} minutes. A sitting has {SITTING_S // 60} "
             f"minutes of device time. In two sittings (\"A notebook in two sittings\" below) the first trains and "
-            f"evaluates seeds {record['seeds'][0]} and {record['seeds'][1]}, the second the rest, its other work "
-            f"counted whole.\n")
+            f"evaluates seeds {record['seeds'][0]} and {record['seeds'][1]}, the second the rest, each paying an "
+            f"entry's other work.\n")
+
+
+def _other_seconds(pace: SittingPace) -> str:
+    """An entry's other work in seconds, 'least to most' (or the run's own)."""
+    return f"{pace.other:.0f} s" if pace.other_best is None else f"{pace.other_best:.0f} to {pace.other:.0f} s"
+
+
+def _other_words(pace: SittingPace) -> str:
+    """What an entry's other work is taken to cost, in words (:func:`_other_work`)."""
+    if pace.other_best is None:
+        return f"{pace.other / 60:.1f} minutes of other work an entry (the run's own)"
+    return (f"{pace.other_best / 60:.1f}–{pace.other / 60:.1f} minutes of other work an entry (worlds, evaluation, the "
+            f"other cells, whatever the models evaluated: the least and most of the entries measured under its "
+            f"evaluation code, {pace.other_line})")
 
 
 SITTING_REHEARSAL = ROOT / "results" / "sitting_rehearsal.csv"
@@ -1585,7 +1630,7 @@ def paper_sitting_plan(path: Path = SITTING_REHEARSAL) -> str:
         spent = [0.0, 0.0]                   # favourable, as measured; the start added below
         for i, e in enumerate(entries.to_dict("records")):
             pools = _entry_pools(e)
-            work = (pace.favourable(pools, e["models evaluated"]), pace.as_measured(pools, e["models evaluated"]))
+            work = (pace.favourable(pools), pace.as_measured(pools))
             spent = [spent[0] + work[0], spent[1] + work[1]]
             total = (spent[0] + MACHINE_START_S[0], spent[1] + MACHINE_START_S[1])
             fit = ("fits" if total[1] <= SITTING_S else
@@ -1606,7 +1651,7 @@ def paper_sitting_plan(path: Path = SITTING_REHEARSAL) -> str:
             + (f"a pool {pace.fixed:.0f} s plus " if pace.line else "")
             + f"{pace.mean:.0f} s per model as measured, "
             + (f"{pace.fixed_best:.0f} s plus " if pace.line else "") + f"{pace.best:.0f} at best; "
-            f"{pace.other / pace.n_run:.0f} s of other work per model evaluated), the start "
+            f"{_other_seconds(pace)} of other work an entry), the start "
             f"{MACHINE_START_S[0] / 60:.1f}–{MACHINE_START_S[1] / 60:.1f} minutes.\n")
 
 

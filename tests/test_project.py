@@ -204,11 +204,13 @@ def test_the_readme_names_the_defaults_each_notebooks_paper_run_trained_under():
 def test_the_readme_estimates_a_sitting_from_the_latest_logged_training_pace(monkeypatch):
     """scripts/render_readme.py's paper-sitting-fit, hand-computed: pools of 3 models in 240 s
     and 6 in 258 s give 498 / 9 = 55.3 s per model on the mean and 43 s in the best pool, and
-    the run's other work is 700 - 498 = 202 s. A notebook of 30 models then needs, favourably,
-    30 * 43 + 202 + 90 = 1582 s (26 min) and, as measured, 30 * 55.3 + 202 * 30 / 9 + 270 = 2603 s
-    (43 min): tight against 30 minutes. One of 15: 15 * 43 + 202 + 90 = 937 s (16 min) and 15 * 55.3 + 202 * 15 / 9 + 270 = 1437 s (24
-    min), fits. In two sittings, seeds 0 1 then the rest; in three, a seed each. A run without a
-    logged training phase is passed over, and of the others the one that ended last is taken."""
+    the run's other work is 700 - 498 = 202 s, an entry's whatever the models it evaluates (no
+    other entry is measured under its evaluation code). A notebook of 30 models then needs,
+    favourably, 30 * 43 + 202 + 90 = 1582 s (26 min) and, as measured, 30 * 55.3 + 202 + 270 =
+    2132 s (36 min): tight against 30 minutes. One of 15: 15 * 43 + 202 + 90 = 937 s (16 min) and
+    15 * 55.3 + 202 + 270 = 1302 s (22 min), fits. In two sittings, seeds 0 1 then the rest; in
+    three, a seed each, every sitting paying the other work. A run without a logged training
+    phase is passed over, and of the others the one that ended last is taken."""
     render_readme = load_tool("scripts/render_readme.py")
 
     phases = [{"phase": "models trained", "items": 3, "seconds": 240.0, "gpu_busy_percent": 55.0},
@@ -230,38 +232,37 @@ def test_the_readme_estimates_a_sitting_from_the_latest_logged_training_pace(mon
     monkeypatch.setattr(render_readme, "MACHINE_START_S", (90, 270))
     monkeypatch.setattr(render_readme, "_first_sittings", lambda **_: [])
     text = render_readme.paper_sitting_fit()
-    # in two sittings, as measured: 20 * 55.3 + 202 * 20 / 9 + 270 = 1826 s (30 min), then
-    # 10 * 55.3 + 202 * 30 / 9 + 270 = 1497 s (25 min), the second's other work counted whole
-    assert "| 05 | 30 | 26 – 43 | tight: fits only in the favourable estimate | 30 + 25 (20 + 10 models) |" in text
-    assert "| 04 | 15 | 16 – 24 | ran under the former defaults; again: fits |" in text
-    assert "| 03 | 15 | 16 – 24 | ran |" in text
-    # one seed per sitting, as measured: 10 * 55.3 + 202 * 10 / 9 + 270 = 1048 s (17 min) twice, then
-    # 10 * 55.3 + 202 * 30 / 9 + 270 = 1496 s (25 min), the last evaluating every seed
-    assert "| 30 + 25 (20 + 10 models) | 17 + 17 + 25 (10 + 10 + 10 models) |" in text
+    # in two sittings, as measured: 20 * 55.3 + 202 + 270 = 1579 s (26 min), then
+    # 10 * 55.3 + 202 + 270 = 1025 s (17 min), each paying the other work
+    assert "| 05 | 30 | 26 – 36 | tight: fits only in the favourable estimate | 26 + 17 (20 + 10 models) |" in text
+    assert "| 04 | 15 | 16 – 22 | ran under the former defaults; again: fits |" in text
+    assert "| 03 | 15 | 16 – 22 | ran |" in text
+    # one seed per sitting, as measured: 10 * 55.3 + 202 + 270 = 1025 s (17 min) each
+    assert "| 26 + 17 (20 + 10 models) | 17 + 17 + 17 (10 + 10 + 10 models) |" in text
     assert "55 s per model over its 2 training phases (9 models in 498 s), 43 s in its best one" in text
-    assert "3.4 minutes of other work" in text
+    assert "3.4 minutes of other work an entry (the run's own)" in text
     # with 04's results in the cache 05 trains 6 of its 10 models per seed (hand-made measurement):
-    # in one sitting 18 * 55.3 + 202 * 30 / 9 + 270 = 1939 s (32 min); in two, 12 * 55.3 + 202 * 20 / 9
-    # + 270 = 1383 s (23 min), then 6 * 55.3 + 202 * 30 / 9 + 270 = 1275 s (21 min)
+    # in one sitting 18 * 55.3 + 202 + 270 = 1468 s (24 min); in two, 12 * 55.3 + 472 = 1136 s (19
+    # min), then 6 * 55.3 + 472 = 804 s (13 min)
     monkeypatch.setattr(render_readme, "_shared_results", lambda: {"05": {"earlier": "04", "alone": 10, "after": 6}})
     text = render_readme.paper_sitting_fit()
-    assert "| 17 + 17 + 25 (10 + 10 + 10 models) | after 04: 6 of 10 per seed; 32, or 23 + 21 (12 + 6 models) |" in text
+    assert "| 17 + 17 + 17 (10 + 10 + 10 models) | after 04: 6 of 10 per seed; 24, or 19 + 13 (12 + 6 models) |" in text
     assert "(5 + 5 + 5 models) |  |\n| 05 |" in text        # 04: no measurement after others
     # a measurement whose models per seed are not the paper configs' is not read
     monkeypatch.setattr(render_readme, "_shared_results", lambda: {"05": {"earlier": "04", "alone": 9, "after": 6}})
     assert "| not read: the smoke measurement's 9 models per seed are not the paper's |" in \
         render_readme.paper_sitting_fit()
     monkeypatch.setattr(render_readme, "_first_sittings", lambda **_: [{"notebook": "06", "seeds": "0 1"}])
-    assert "| 06 | 30 | 26 – 43 | first of two sittings ran (seeds 0 1) |" in render_readme.paper_sitting_fit()
+    assert "| 06 | 30 | 26 – 36 | first of two sittings ran (seeds 0 1) |" in render_readme.paper_sitting_fit()
     # an entry without its profile config ran under the former paper defaults (cosine to 30 epochs):
     # it counts as run under them, and its pace is scaled by the paper patience study's ratio of
     # epochs, 250 / 167 = 1.497 (41.7 against 27.8 on average): 55.3 and 43 s become 82.8 and 64.4 s
     # per model, so 03 needs 15 * 64.4 + 202 + 90 = 1258 s (21 min) favourably and
-    # 15 * 82.8 + 202 * 15 / 9 + 270 = 1849 s (31 min) as measured: tight.
+    # 15 * 82.8 + 202 + 270 = 1714 s (29 min) as measured: it fits.
     for run in record["runs"]:
         del run["profile_config"]
     text = render_readme.paper_sitting_fit()
-    assert "| 03 | 15 | 21 – 31 | ran under the former defaults; again: tight: fits only in the favourable estimate |" in text
+    assert "| 03 | 15 | 21 – 29 | ran under the former defaults; again: fits |" in text
     assert "83 s per model over its 2 training phases (9 models in 498 s, scaled by 1.50 here" in text
 
 
@@ -272,7 +273,9 @@ def test_the_sitting_pace_fits_a_pool_line_through_pools_of_several_sizes(monkey
     and an intercept of 586.7 - 400 = 186.7 s (the means: 10 models, 586.7 s), and the pool of 10
     lies 26.7 s below it (560 against 586.7), the others 13.3 s above: as measured, the line moved
     up to them starts at 200 s, the favourable one at 160 s. A pool of 7 then costs 200 + 280 =
-    480 s as measured, 440 s at best; no model trained costs nothing. A run or pass under other
+    480 s as measured, 440 s at best, plus an entry's other work: the run's own (1000 - 800 = 200 s)
+    while no other entry is measured under its evaluation code; with them, the least and the most
+    of them. No model trained costs only that. A run or pass under other
     model code is left out, and so is a record entry under other defaults; a line that falls with
     the pool's size is not read, and with one pool size there is no line: the run's mean pace, as
     before."""
@@ -296,14 +299,29 @@ def test_the_sitting_pace_fits_a_pool_line_through_pools_of_several_sizes(monkey
     assert pace.mean == pytest.approx(40.0) and pace.best == pytest.approx(40.0)
     assert pace.fixed == pytest.approx(200.0) and pace.fixed_best == pytest.approx(160.0)
     assert pace.line == "02 5 in 400 s, 04 15 in 800 s, 05:0 (H200) 10 in 560 s"
-    assert pace.as_measured(7, 0) == pytest.approx(480.0)
-    assert pace.favourable(7, 15) == pytest.approx(440.0 + 200.0)
-    assert pace.as_measured(0, 15) == pytest.approx(200.0)
+    assert (pace.other, pace.other_best) == (200.0, None)
+    assert pace.as_measured(7) == pytest.approx(480.0 + 200.0)
+    assert pace.favourable(7) == pytest.approx(440.0 + 200.0)
+    assert pace.as_measured(0) == pytest.approx(200.0)
     # the line's edges: as measured moved up to the pools 13.3 s above it (fixed 200), at best down
     # to the one 26.7 s below (160); pools of 7 and 1 pay the fixed part twice: 400 + 320 = 720 s,
-    # 320 + 320 = 640 s at best, plus 200 s of other work for 15 models evaluated
-    assert pace.as_measured([7, 1], 15) == pytest.approx(720.0 + 200.0)
-    assert pace.favourable([7, 1], 15) == pytest.approx(640.0 + 200.0)
+    # 320 + 320 = 640 s at best, plus 200 s of other work
+    assert pace.as_measured([7, 1]) == pytest.approx(720.0 + 200.0)
+    assert pace.favourable([7, 1]) == pytest.approx(640.0 + 200.0)
+    # other work measured under the run's evaluation code: 02's 500 - 400 = 100 s, 04's 200 s and the
+    # pass's 700 - 560 = 140 s (its wall time less its training); 03's run (other evaluation code) and
+    # the pass under other model code are left out. So 100 s at best, 200 s as measured
+    for run, code in zip(record["runs"], ("e1", "e0", "e1")):
+        run["evaluation_code"] = code
+    monkeypatch.setattr(render_readme, "_first_sittings", lambda **_: [dict(passes[0], **{"wall s": "700.0"}),
+                                                                       dict(passes[1], **{"wall s": "99.0"})])
+    pace = render_readme._sitting_pace(record)
+    assert (pace.other_best, pace.other) == (100.0, 200.0)
+    assert pace.other_line == "02 100 s, 04 200 s, 05:0 (H200) 140 s"
+    assert pace.as_measured(7) == pytest.approx(480.0 + 200.0) and pace.favourable(7) == pytest.approx(440.0 + 100.0)
+    for run in record["runs"]:
+        del run["evaluation_code"]
+    monkeypatch.setattr(render_readme, "_first_sittings", lambda **_: passes)
     assert render_readme._entry_pools({"pools": "7 + 1", "models trained": 8}) == [7, 1]
     assert render_readme._entry_pools({"pools": float("nan"), "models trained": 8}) == [8]
     # a record entry under other defaults is left out: without 02's pool of 5 the pools are 15 and
@@ -377,32 +395,35 @@ def test_the_card_comparison_reads_each_pass_from_its_files(tmp_path, monkeypatc
 
 def test_the_sitting_plan_scales_each_rehearsed_entry_by_hand(tmp_path, monkeypatch):
     """The rehearsed plan of docs/paper_profile.md (paper-sitting-plan) on a hand-made rehearsal and pace: 60 s per
-    model trained (50 at best), 300 s of other work over 10 models (30 s per model evaluated), a
-    start of 60 to 300 s. Sitting 1: 04 trains 15 of 15, favourably 15 * 50 + 15 * 30 = 1200 s
-    (20 min), as measured 15 * 60 + 450 = 1350 s (22.5); with the start 1260 to 1650 s (21 to 27.5
-    min): fits. Its pass 05:0 trains 6 of 10: 6 * 50 + 300 = 600 s to 6 * 60 + 300 = 660 s; the
-    sitting then 1860 to 2310 s (31 to 38.5 min): does not fit, not even favourably. Sitting 2: 05
-    trains 14 of 30: 1600 to 1740 s, with the start 1660 to 2040 s (27.7 to 34 min): tight.
-    (Half minutes are rounded to the even one, as Python formats them.)"""
+    model trained (50 at best), 200 to 300 s of other work an entry (whatever it evaluates), a
+    start of 60 to 300 s. Sitting 1: 04 trains 15, favourably 15 * 50 + 200 = 950 s (16 min), as
+    measured 15 * 60 + 300 = 1200 s (20); with the start 1010 to 1500 s (17 to 25 min): fits. Its
+    pass 05:0 trains 12: 800 s (13 min) to 1020 s (17); the sitting then 1810 to 2520 s (30 to 42
+    min): does not fit, not even favourably. Sitting 2: 05 trains 14 of 30: 900 to 1140 s, with the
+    start 960 to 1440 s (16 to 24 min): fits. Sitting 3: 06 trains 24: 1400 to 1740 s, with the
+    start 1460 to 2040 s (24 to 34 min): tight."""
     import pandas as pd
 
     render_readme = load_tool("scripts/render_readme.py")
 
-    rows = [(1, "04", "04", "0 1 2", 15, 15), (1, "05:0", "05", "0", 6, 10), (2, "05", "05", "0 1 2", 14, 30)]
+    rows = [(1, "04", "04", "0 1 2", 15, 15), (1, "05:0", "05", "0", 12, 12), (2, "05", "05", "0 1 2", 14, 30),
+            (3, "06", "06", "0 1 2", 24, 30)]
     path = tmp_path / "rehearsal.csv"
     pd.DataFrame([{"sitting": s, "entry": e, "results in": "", "notebook": nb, "seeds": seeds, "rc": 0,
                    "models trained": t, "seconds": 1.0, "models evaluated": ev}
                   for s, e, nb, seeds, t, ev in rows]).to_csv(path, index=False)
     pace = render_readme.SittingPace(run={}, pools=[], n_run=10, train_s=600.0, mean=60.0, best=50.0,
-                                      other=300.0, why="")
+                                      other=300.0, why="", other_best=200.0)
     monkeypatch.setattr(render_readme, "_paper_record", lambda: {"runs": []})
     monkeypatch.setattr(render_readme, "_sitting_pace", lambda record: pace)
     monkeypatch.setattr(render_readme, "MACHINE_START_S", (60, 300))
     text = render_readme.paper_sitting_plan(path)
-    assert "| 1 | `04` | the notebook, seeds 0 1 2 | 15 (of 15) | 20 – 22 | 21 – 28: fits |" in text
-    assert "|  | `05:0` | a pass (results only), seeds 0 | 6 (of 10) | 10 – 11 | 31 – 38: does not fit |" in text
-    assert "| 2 | `05` | the notebook, seeds 0 1 2 | 14 (of 30) | 27 – 29 | 28 – 34: tight: fits only in the favourable estimate |" in text
-    assert "Two sittings: none fit as measured; tight: sitting 2; not fitting: sitting 1." in text
+    assert "| 1 | `04` | the notebook, seeds 0 1 2 | 15 (of 15) | 16 – 20 | 17 – 25: fits |" in text
+    assert "|  | `05:0` | a pass (results only), seeds 0 | 12 (of 12) | 13 – 17 | 30 – 42: does not fit |" in text
+    assert "| 2 | `05` | the notebook, seeds 0 1 2 | 14 (of 30) | 15 – 19 | 16 – 24: fits |" in text
+    assert "| 3 | `06` | the notebook, seeds 0 1 2 | 24 (of 30) | 23 – 29 | 24 – 34: tight: fits only in the favourable estimate |" in text
+    assert "Three sittings: one fits as measured; tight: sitting 3; not fitting: sitting 1." in text
+    assert "(60 s per model as measured, 50 at best; 200 to 300 s of other work an entry)" in text
     assert render_readme._plan_summary({1: "fits", 2: "fits", 3: "tight: fits only in the favourable estimate",
                                         4: "fits", 5: "tight: fits only in the favourable estimate"}) == \
         "Five sittings: three fit as measured; tight: sittings 3, 5. "
@@ -805,13 +826,18 @@ def test_a_pending_second_sitting_finds_the_code_its_first_sitting_ran():
     in the paper run record under the model code of those results (an entry of a former run, as
     05's under 228471b4 during the rerun, does not count), the checkout's code versions must be
     those its results name. To change the code anyway, give up the split: delete
-    results/paper/results_cache_COMMIT.tar.gz."""
+    results/paper/results_cache_COMMIT.tar.gz. A cache whose notebooks all ran again after it was
+    made (a run record entry finished after the cache's newest file) is not pending either: its
+    split was completed, or given up for a rerun under other code (05's first sitting of
+    2026-12-03, bd6a44f, under 228471b4, once 05 reran under dd68b6d1)."""
     import tarfile
+    from datetime import datetime, timezone
 
     from oneranker.cache import MODEL_CODE, RESULT_CODE, asked_codes, code_version
 
     record = json.loads((ROOT / "results" / "paper" / "run_record.json").read_text())
     ran = {(r["notebook"][:2], r["model_code"]) for r in record["runs"]}
+    finished = {r["notebook"][:2]: datetime.fromisoformat(r["finished"].replace("Z", "+00:00")) for r in record["runs"]}
     here = (code_version(MODEL_CODE), code_version(RESULT_CODE))
     for cache in sorted((ROOT / "results" / "paper").glob("results_cache_*.tar.gz")):
         commit = cache.name.removeprefix("results_cache_").removesuffix(".tar.gz")
@@ -820,8 +846,11 @@ def test_a_pending_second_sitting_finds_the_code_its_first_sitting_ran():
         notebooks = sorted({log.name.removeprefix("notebook")[:2] for log in logs})
         with tarfile.open(cache) as tar:
             keys = {asked_codes(n) for n in tar.getnames() if "/asked/" in n and n.endswith(".json")}
+            made = datetime.fromtimestamp(max(m.mtime for m in tar.getmembers()), timezone.utc)
         if all(any((nb, model) in ran for model, _ in keys) for nb in notebooks):
             continue                                    # their second sitting has run, under their code
+        if all(nb in finished and finished[nb] > made for nb in notebooks):
+            continue                                    # their notebooks ran again since: nothing pending
         notebook = ", ".join(notebooks)
         assert keys == {here}, (f"{cache.name} (the first sitting of notebook {notebook}) holds results of code "
                                 f"{sorted(keys)}, this checkout is {here}: its second sitting would retrain "
