@@ -1587,8 +1587,9 @@ def _other_words(pace: SittingPace) -> str:
 
 
 SITTING_REHEARSAL = ROOT / "results" / "sitting_rehearsal.csv"
-# The plan for a session whose device time has shrunk before sitting 4 (.device/README, NEXT):
-# 05's seed 2 as a pass, then 05 with 06's seed 0, then 06's seeds 1 and 2
+# The plan for a session whose device time has shrunk before sitting 5 (.device/README, NEXT):
+# 06's seeds 0 and 1 as a pass each, then the notebook 06 (until 2026-12-06, the one of sitting 4:
+# 05's seed 2 as a pass, then 05 with 06's seed 0, then 06's seeds 1 and 2)
 SITTING_REHEARSAL_FALLBACK = ROOT / "results" / "sitting_rehearsal_fallback.csv"
 
 
