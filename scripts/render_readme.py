@@ -1296,10 +1296,10 @@ class SittingPace:
     seconds per model (times the stopping rule's factor, ``why``), and an entry's other work (worlds,
     evaluation, the notebook's other cells) in seconds: ``other`` as measured, ``other_best`` at best,
     the most and least of any entry measured under its evaluation code (:func:`_other_work`; both
-    the run's own where it is the only one). That work is a cost per entry, not per model: it runs
-    in the pool's parallel workers, and a pass of 05 that evaluated 7 models in 76 s did about as
-    much of it as the notebook that evaluated 21 in 96 s (notebook05_h100_a9afbb0.txt,
-    notebook05_h200_5899e33.txt). Where pools of several sizes were measured
+    the run's own where it is the only one). That work is taken as a cost per entry, not per model,
+    as measured: it barely grew with the models evaluated. A pass of 05 evaluated 7 models in 76 s
+    and simulated its one world in 43 s; the notebook evaluated 21 in 96 s and simulated three
+    worlds, in parallel, in 62 s (notebook05_h100_a9afbb0.txt, notebook05_h200_5899e33.txt). Where pools of several sizes were measured
     under that run's code (:func:`_pool_line`), a pool costs ``fixed`` seconds whatever its size
     plus ``mean`` per model: the fitted line moved up to the pool furthest above it, so that no
     measured pool took longer than its estimate (``fixed_best`` and ``best``: moved down to the one
