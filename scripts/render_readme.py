@@ -18,7 +18,7 @@ import math
 import re
 import statistics
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -835,7 +835,10 @@ def paper_card_passes(directory: Path = ROOT / "results" / "paper") -> str:
            "holds, not what it needs. ")
         + f"The run record's pools under ten workers ({pools[0]['notebook']}–{pools[-1]['notebook']}, "
         f"{min(sizes)}–{max(sizes)} models) peaked at {min(peaks):,.0f}–{max(peaks):,.0f} MiB on the H200 "
-        "(`gpu_memory_peak_mib`, sampled the same way), past an H100's memory; the plan's largest pool, "
+        "(`gpu_memory_peak_mib`, sampled the same way), "
+        + ("past an H100's memory" if min(peaks) > h100["card"] else
+           f"{sum(p > h100['card'] for p in peaks)} of {len(peaks)} past an H100's memory")
+        + "; the plan's largest pool, "
         f"`{largest['entry']}` ({largest['models trained']} models under ten workers), "
         + (f"is no larger than {biggest['notebook']}'s of {biggest['models']} ({biggest['peak']:,.0f} MiB), so its "
            "sitting asks for the H200 (`.device/README`)." if largest["models trained"] <= biggest["models"] else
@@ -1296,10 +1299,11 @@ class SittingPace:
     seconds per model (times the stopping rule's factor, ``why``), and an entry's other work (worlds,
     evaluation, the notebook's other cells) in seconds: ``other`` as measured, ``other_best`` at best,
     the most and least of any entry measured under its evaluation code (:func:`_other_work`; both
-    the run's own where it is the only one). That work is taken as a cost per entry, not per model,
-    as measured: it barely grew with the models evaluated. A pass of 05 evaluated 7 models in 76 s
-    and simulated its one world in 43 s; the notebook evaluated 21 in 96 s and simulated three
-    worlds, in parallel, in 62 s (notebook05_h100_a9afbb0.txt, notebook05_h200_5899e33.txt). Where pools of several sizes were measured
+    the run's own where it is the only one), and per notebook where its own entries were measured
+    (``other_by_notebook``, :meth:`other_range`). That work is taken as a cost per entry, not per
+    model, as measured: it barely grew with the models evaluated. A pass of 05 (one seed, 10
+    configs) had 169-177 s of it, the notebook (30 configs) 214 s (notebook05_h100_a9afbb0.txt,
+    notebook05_h200_5899e33.txt). Where pools of several sizes were measured
     under that run's code (:func:`_pool_line`), a pool costs ``fixed`` seconds whatever its size
     plus ``mean`` per model: the fitted line moved up to the pool furthest above it, so that no
     measured pool took longer than its estimate (``fixed_best`` and ``best``: moved down to the one
@@ -1319,18 +1323,25 @@ class SittingPace:
     line: str = ""
     other_best: float | None = None
     other_line: str = ""
+    other_by_notebook: dict[str, tuple[float, float]] = field(default_factory=dict)
 
-    def as_measured(self, trained: int | list[int]) -> float:
-        """Seconds of one entry as measured, the machine's start left out: each pool of ``trained``
-        models (a count, or one per pool) on the line's upper edge (or at the mean pace), and the
-        most other work an entry took."""
-        return self._pools(trained, self.fixed, self.mean) + self.other
+    def other_range(self, notebook: str | None = None) -> tuple[float, float]:
+        """An entry's other work, (at best, as measured): its notebook's own entries' least and most
+        where measured, else every entry's (or the run's own)."""
+        if notebook in self.other_by_notebook:
+            return self.other_by_notebook[notebook]
+        return (self.other if self.other_best is None else self.other_best), self.other
 
-    def favourable(self, trained: int | list[int]) -> float:
-        """Seconds of one entry at best, the start left out: the line's lower edge (or the best
-        pool's pace), and the least other work an entry took."""
-        return self._pools(trained, self.fixed_best, self.best) + (self.other if self.other_best is None
-                                                                    else self.other_best)
+    def as_measured(self, trained: int | list[int], notebook: str | None = None) -> float:
+        """Seconds of one entry of ``notebook`` as measured, the machine's start left out: each pool
+        of ``trained`` models (a count, or one per pool) on the line's upper edge (or at the mean
+        pace), and the most other work (:meth:`other_range`)."""
+        return self._pools(trained, self.fixed, self.mean) + self.other_range(notebook)[1]
+
+    def favourable(self, trained: int | list[int], notebook: str | None = None) -> float:
+        """Seconds of one entry of ``notebook`` at best, the start left out: the line's lower edge
+        (or the best pool's pace), and the least other work (:meth:`other_range`)."""
+        return self._pools(trained, self.fixed_best, self.best) + self.other_range(notebook)[0]
 
     @staticmethod
     def _pools(trained: int | list[int], fixed: float, per_model: float) -> float:
@@ -1356,9 +1367,15 @@ def _sitting_pace(record: dict) -> SittingPace | None:
     factor, why = _rule_factor(run)
     pace = SittingPace(run, pools, n_run, train_s, train_s / n_run * factor,
                        min(p["seconds"] / p["items"] for p in pools) * factor, run["seconds"] - train_s, why)
-    other = _other_work(record, run)
-    if other is not None:
-        pace = replace(pace, other=other[1], other_best=other[0], other_line=other[2])
+    entries = _other_work(record, run)
+    if len(entries) > 1:
+        seconds = [s for _, _, s in entries]
+        own: dict[str, list[float]] = {}
+        for nb, _, s in entries:
+            own.setdefault(nb, []).append(s)
+        pace = replace(pace, other=max(seconds), other_best=min(seconds),
+                       other_line=", ".join(f"{where} {s:.0f} s" for _, where, s in entries),
+                       other_by_notebook={nb: (min(v), max(v)) for nb, v in own.items()})
     fit = _pool_line(record, run) if factor == 1.0 else None
     if fit is None:
         return pace
@@ -1367,40 +1384,44 @@ def _sitting_pace(record: dict) -> SittingPace | None:
                    line=line)
 
 
-def _other_work(record: dict, run: dict) -> tuple[float, float, str] | None:
-    """The least and most other work (seconds beside training) of the entries measured under
-    ``run``'s evaluation code, and their words: the run record's runs that trained (whatever their
-    training defaults: this work is the evaluation and the notebook's cells) and the passes of
-    notebooks split over sittings under ``run``'s model code (:func:`_first_sittings`: their wall
-    time less their training). None with fewer than two entries: the run's own then stands."""
-    entries = [(r["notebook"][:2], r["seconds"] - sum(p["seconds"] for p in _training_pools(r)))
-               for r in record["runs"] if _training_pools(r) and "evaluation_code" in r
-               and r.get("evaluation_code") == run.get("evaluation_code")]
+def _other_work(record: dict, run: dict) -> list[tuple[str, str, float]]:
+    """The other work (seconds beside training) of every entry measured, as (notebook, words,
+    seconds): ``run`` itself, the run record's other runs that trained under its evaluation code
+    (whatever their training defaults: this work is the worlds, the evaluation and the notebook's
+    cells), and the passes under its model code (:func:`_passes`: their wall time less their
+    training; their logs name no evaluation code, and it has not changed under that model code)."""
+    entries = [(r["notebook"][:2], r["notebook"][:2], r["seconds"] - sum(p["seconds"] for p in _training_pools(r)))
+               for r in record["runs"] if _training_pools(r) and (r is run or (
+                   "evaluation_code" in r and r.get("evaluation_code") == run.get("evaluation_code")))]
+    return entries + [(p["notebook"], p["where"], p["wall_s"] - p["train_s"])
+                      for p in _passes(record, run) if p["wall_s"] is not None]
+
+
+def _passes(record: dict, run: dict) -> list[dict]:
+    """The passes of notebooks split over sittings (:func:`_first_sittings`, results only) whose
+    results are under ``run``'s model code (a pass's log names neither its profile config nor its
+    evaluation code), each as its notebook, its words ("05:0 (H100)"), its models trained and their
+    seconds, and its wall seconds (None where its log has none)."""
+    out = []
     for first in _first_sittings(seeds=tuple(record.get("seeds", (0, 1, 2)))):
         trained = TRAINED.search(f"models trained: {first.get('models trained', '?')}")
-        wall = first.get("wall s", "?")
-        if trained and wall != "?" and run.get("model_code") in first["model code"].split(", "):
-            entries.append((f"{first['notebook']}:{first['seeds']} ({first['GPU']})", float(wall) - float(trained["s"])))
-    if len(entries) < 2:
-        return None
-    seconds = [s for _, s in entries]
-    return min(seconds), max(seconds), ", ".join(f"{where} {s:.0f} s" for where, s in entries)
+        if trained and run.get("model_code") in first["model code"].split(", "):
+            wall = first.get("wall s", "?")
+            out.append({"notebook": first["notebook"], "where": f"{first['notebook']}:{first['seeds']} ({first['GPU']})",
+                        "models": int(trained["n"]), "train_s": float(trained["s"]),
+                        "wall_s": None if wall == "?" else float(wall)})
+    return out
 
 
 def _measured_pools(record: dict, run: dict) -> list[tuple[int, float, str]]:
     """Every training pool measured under ``run``'s model code, as (models, seconds, where): the run
     record's training phases under today's paper defaults (a notebook's whole run), and the passes
-    of notebooks split over sittings (:func:`_first_sittings`, results only), matched by model code
-    alone: a pass's log names no profile config."""
+    (:func:`_passes`)."""
     today = make_config("paper").hash()
     pools = [(p["items"], p["seconds"], r["notebook"][:2]) for r in record["runs"]
              if r.get("model_code") == run.get("model_code") and _run_config(r) == today
              for p in _training_pools(r)]
-    for first in _first_sittings(seeds=tuple(record.get("seeds", (0, 1, 2)))):
-        trained = TRAINED.search(f"models trained: {first['models trained']}")
-        if trained and run.get("model_code") in first["model code"].split(", "):
-            pools.append((int(trained["n"]), float(trained["s"]), f"{first['notebook']}:{first['seeds']} ({first['GPU']})"))
-    return pools
+    return pools + [(p["models"], p["train_s"], p["where"]) for p in _passes(record, run)]
 
 
 def _pool_line(record: dict, run: dict) -> tuple[float, float, tuple[float, float], str] | None:
@@ -1512,14 +1533,14 @@ def paper_sitting_fit() -> str:
     halfway = {f["notebook"]: f["seeds"] for f in _first_sittings(seeds=tuple(record["seeds"]))}
     shared = _shared_results()
 
-    def as_measured(trained: int) -> float:
-        return pace.as_measured(trained) + MACHINE_START_S[1]
+    def as_measured(trained: int, nb: str) -> float:
+        return pace.as_measured(trained, nb) + MACHINE_START_S[1]
 
     rows = []
     for nb in sorted(studies.SEEDS):
         models = len(studies.notebook_configs(nb, "paper", record["seeds"]))
-        measured = as_measured(models)
-        favourable = pace.favourable(models) + MACHINE_START_S[0]
+        measured = as_measured(models, nb)
+        favourable = pace.favourable(models, nb) + MACHINE_START_S[0]
         fit = ("fits" if measured <= SITTING_S else
                "tight: fits only in the favourable estimate" if favourable <= SITTING_S else "does not fit")
         # (a first sitting is not told apart by its defaults: during the rerun, a notebook whose
@@ -1529,11 +1550,11 @@ def paper_sitting_fit() -> str:
         # in two sittings (oneranker.study's cached results): the first seeds' models, then the
         # rest, each sitting paying an entry's other work
         first = len(studies.notebook_configs(nb, "paper", record["seeds"][:2]))
-        halves = [as_measured(first), as_measured(models - first)]
+        halves = [as_measured(first, nb), as_measured(models - first, nb)]
         # one seed per sitting: each adds its seed's models
         per_seed = [len(studies.notebook_configs(nb, "paper", record["seeds"][:i + 1])) for i in range(len(record["seeds"]))]
         added = [b - a for a, b in zip([0] + per_seed, per_seed)]
-        sittings = [as_measured(k) for k in added]
+        sittings = [as_measured(k, nb) for k in added]
         # with the results of the notebooks before it brought in (results/shared_results.csv): only
         # the models they did not answer train
         reuse = ""
@@ -1544,8 +1565,8 @@ def paper_sitting_fit() -> str:
             else:
                 k = sh["after"]
                 trains, first_k = k * len(seeds), k * len(seeds[:2])
-                one = as_measured(trains)
-                two = [as_measured(first_k), as_measured(trains - first_k)]
+                one = as_measured(trains, nb)
+                two = [as_measured(first_k, nb), as_measured(trains - first_k, nb)]
                 reuse = (f"after {sh['earlier']}: {k} of {sh['alone']} per seed; {one / 60:.0f}, or "
                          f"{two[0] / 60:.0f} + {two[1] / 60:.0f} ({first_k} + {trains - first_k} models)")
         rows.append({"notebook": nb, "models from an empty cache": str(models),
@@ -1573,17 +1594,21 @@ def paper_sitting_fit() -> str:
 
 
 def _other_seconds(pace: SittingPace) -> str:
-    """An entry's other work in seconds, 'least to most' (or the run's own)."""
-    return f"{pace.other:.0f} s" if pace.other_best is None else f"{pace.other_best:.0f} to {pace.other:.0f} s"
+    """An entry's other work in words: 'other work of least to most s an entry' (or the run's own),
+    and where its notebook's own range is taken instead."""
+    if pace.other_best is None:
+        return f"other work of {pace.other:.0f} s an entry"
+    return (f"other work of {pace.other_best:.0f} to {pace.other:.0f} s an entry"
+            + (", or its notebook's own range where measured" if pace.other_by_notebook else ""))
 
 
 def _other_words(pace: SittingPace) -> str:
     """What an entry's other work is taken to cost, in words (:func:`_other_work`)."""
     if pace.other_best is None:
         return f"{pace.other / 60:.1f} minutes of other work an entry (the run's own)"
-    return (f"{pace.other_best / 60:.1f}–{pace.other / 60:.1f} minutes of other work an entry (worlds, evaluation, the "
-            f"other cells, whatever the models evaluated: the least and most of the entries measured under its "
-            f"evaluation code, {pace.other_line})")
+    return (f"other work (worlds, evaluation, the other cells) of {pace.other_best / 60:.1f}–{pace.other / 60:.1f} "
+            f"minutes an entry, whatever the models it evaluates: the least and most of its notebook's entries "
+            f"where measured, else of every entry measured ({pace.other_line})")
 
 
 SITTING_REHEARSAL = ROOT / "results" / "sitting_rehearsal.csv"
@@ -1618,8 +1643,8 @@ def _entry_pools(entry: dict) -> list[int]:
 def paper_sitting_plan(path: Path = SITTING_REHEARSAL) -> str:
     """The next sittings' plan as rehearsed here (scripts/rehearse_sittings.py: the device scripts
     at the smoke profile on the CPU, each sitting from the last one's results), each entry's
-    models trained and evaluated scaled to the paper profile at the pace of
-    :func:`paper_sitting_fit`: minutes per entry and per sitting, the start counted once."""
+    models trained scaled to the paper profile at the pace of :func:`paper_sitting_fit`, plus its
+    notebook's other work: minutes per entry and per sitting, the start counted once."""
     if not path.exists():
         return f"No plan rehearsed yet (`python scripts/rehearse_sittings.py --out {_shown(path)}`).\n"
     pace = _sitting_pace(_paper_record())
@@ -1631,7 +1656,8 @@ def paper_sitting_plan(path: Path = SITTING_REHEARSAL) -> str:
         spent = [0.0, 0.0]                   # favourable, as measured; the start added below
         for i, e in enumerate(entries.to_dict("records")):
             pools = _entry_pools(e)
-            work = (pace.favourable(pools), pace.as_measured(pools))
+            nb = str(e["notebook"]).zfill(2)
+            work = (pace.favourable(pools, nb), pace.as_measured(pools, nb))
             spent = [spent[0] + work[0], spent[1] + work[1]]
             total = (spent[0] + MACHINE_START_S[0], spent[1] + MACHINE_START_S[1])
             fit = ("fits" if total[1] <= SITTING_S else
@@ -1652,7 +1678,7 @@ def paper_sitting_plan(path: Path = SITTING_REHEARSAL) -> str:
             + (f"a pool {pace.fixed:.0f} s plus " if pace.line else "")
             + f"{pace.mean:.0f} s per model as measured, "
             + (f"{pace.fixed_best:.0f} s plus " if pace.line else "") + f"{pace.best:.0f} at best; "
-            f"{_other_seconds(pace)} of other work an entry), the start "
+            f"{_other_seconds(pace)}), the start "
             f"{MACHINE_START_S[0] / 60:.1f}–{MACHINE_START_S[1] / 60:.1f} minutes.\n")
 
 

@@ -319,8 +319,17 @@ def test_the_sitting_pace_fits_a_pool_line_through_pools_of_several_sizes(monkey
     assert (pace.other_best, pace.other) == (100.0, 200.0)
     assert pace.other_line == "02 100 s, 04 200 s, 05:0 (H200) 140 s"
     assert pace.as_measured(7) == pytest.approx(480.0 + 200.0) and pace.favourable(7) == pytest.approx(440.0 + 100.0)
+    # an entry of a notebook with its own measured other work takes its own range: 05's pass alone
+    # (140 s) for 05, 02's 100 s for 02; 06, unmeasured, every entry's 100 to 200 s
+    assert pace.other_by_notebook == {"02": (100.0, 100.0), "04": (200.0, 200.0), "05": (140.0, 140.0)}
+    assert pace.as_measured(7, "05") == pytest.approx(480.0 + 140.0) and pace.favourable(7, "02") == pytest.approx(540.0)
+    assert pace.other_range("06") == (100.0, 200.0)
+    # the run itself counts whatever its evaluation code: without one, its own 200 s stands beside
+    # the pass's, and no other run can be matched to the code it does not name
+    del record["runs"][2]["evaluation_code"]
+    assert render_readme._sitting_pace(record).other_line == "04 200 s, 05:0 (H200) 140 s"
     for run in record["runs"]:
-        del run["evaluation_code"]
+        run.pop("evaluation_code", None)
     monkeypatch.setattr(render_readme, "_first_sittings", lambda **_: passes)
     assert render_readme._entry_pools({"pools": "7 + 1", "models trained": 8}) == [7, 1]
     assert render_readme._entry_pools({"pools": float("nan"), "models trained": 8}) == [8]
@@ -394,6 +403,8 @@ def test_the_card_comparison_reads_each_pass_from_its_files(tmp_path, monkeypatc
 
 
 def test_the_sitting_plan_scales_each_rehearsed_entry_by_hand(tmp_path, monkeypatch):
+    from dataclasses import replace
+
     """The rehearsed plan of docs/paper_profile.md (paper-sitting-plan) on a hand-made rehearsal and pace: 60 s per
     model trained (50 at best), 200 to 300 s of other work an entry (whatever it evaluates), a
     start of 60 to 300 s. Sitting 1: 04 trains 15, favourably 15 * 50 + 200 = 950 s (16 min), as
@@ -423,7 +434,15 @@ def test_the_sitting_plan_scales_each_rehearsed_entry_by_hand(tmp_path, monkeypa
     assert "| 2 | `05` | the notebook, seeds 0 1 2 | 14 (of 30) | 15 – 19 | 16 – 24: fits |" in text
     assert "| 3 | `06` | the notebook, seeds 0 1 2 | 24 (of 30) | 23 – 29 | 24 – 34: tight: fits only in the favourable estimate |" in text
     assert "Three sittings: one fits as measured; tight: sitting 3; not fitting: sitting 1." in text
-    assert "(60 s per model as measured, 50 at best; 200 to 300 s of other work an entry)" in text
+    assert "(60 s per model as measured, 50 at best; other work of 200 to 300 s an entry)" in text
+    # where an entry's notebook has its own measured other work, that range is taken: 06 measured
+    # 400 s alone, so sitting 3 becomes 1200 + 400 = 1600 s (27 min) favourably and 1440 + 400 = 1840 s
+    # (31) as measured, with the start 1660 (28) to 2140 s (36): still tight
+    pace = replace(pace, other_by_notebook={"06": (400.0, 400.0)})
+    text = render_readme.paper_sitting_plan(path)
+    assert "| 3 | `06` | the notebook, seeds 0 1 2 | 24 (of 30) | 27 – 31 | 28 – 36: tight: fits only in the favourable estimate |" in text
+    assert "| 2 | `05` | the notebook, seeds 0 1 2 | 14 (of 30) | 15 – 19 | 16 – 24: fits |" in text
+    assert "other work of 200 to 300 s an entry, or its notebook's own range where measured)" in text
     assert render_readme._plan_summary({1: "fits", 2: "fits", 3: "tight: fits only in the favourable estimate",
                                         4: "fits", 5: "tight: fits only in the favourable estimate"}) == \
         "Five sittings: three fit as measured; tight: sittings 3, 5. "
