@@ -1656,8 +1656,7 @@ def paper_sitting_plan(path: Path = SITTING_REHEARSAL) -> str:
         spent = [0.0, 0.0]                   # favourable, as measured; the start added below
         for i, e in enumerate(entries.to_dict("records")):
             pools = _entry_pools(e)
-            nb = str(e["notebook"]).zfill(2)
-            work = (pace.favourable(pools, nb), pace.as_measured(pools, nb))
+            work = (pace.favourable(pools, e["notebook"]), pace.as_measured(pools, e["notebook"]))
             spent = [spent[0] + work[0], spent[1] + work[1]]
             total = (spent[0] + MACHINE_START_S[0], spent[1] + MACHINE_START_S[1])
             fit = ("fits" if total[1] <= SITTING_S else
