@@ -840,10 +840,11 @@ def paper_card_passes(directory: Path = ROOT / "results" / "paper") -> str:
            f"{sum(p > h100['card'] for p in peaks)} of {len(peaks)} past an H100's memory")
         + "; the plan's largest pool, "
         f"`{largest['entry']}` ({largest['models trained']} models under ten workers), "
-        + (f"is no larger than {biggest['notebook']}'s of {biggest['models']} ({biggest['peak']:,.0f} MiB), so its "
-           "sitting asks for the H200 (`.device/README`)." if largest["models trained"] <= biggest["models"] else
-           "is larger than any of them: it likely holds as much or more, an extrapolation, so its sitting asks "
-           "for the H200 as a precaution (`.device/README`)."),
+        + (f"is no larger than {biggest['notebook']}'s of {biggest['models']} ({biggest['peak']:,.0f} MiB). "
+           if largest["models trained"] <= biggest["models"] else
+           "is larger than any of them: it likely holds as much or more, an extrapolation. ")
+        + "What a pool needs was measured on the H100 instead, below: 06's pool of 9 fits it only with its "
+        "workers' allocator in expandable segments, which the pool now sets.",
     ]) + "\n"
 
 

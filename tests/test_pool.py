@@ -88,6 +88,34 @@ def test_train_all_trains_each_model_as_the_run_compiles_it(tmp_path, monkeypatc
     assert seen == [("blocks", cfg.hash()), ("blocks", cfg.hash()), ("blocks", other.hash())]
 
 
+def test_gpu_workers_start_with_expandable_segments_unless_the_user_chose_an_allocator(tmp_path, monkeypatch):
+    """The pool's GPU workers inherit PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (06's pool
+    of 9 fits an 80 GB H100 only with it); a user's own setting is kept, the CPU pool is left as
+    it is, and the parent's environment is restored after the pool."""
+    name = pool.ALLOC_CONF_ENV
+    seen = []
+
+    def recording_pool(n):
+        seen.append(os.environ.get(name))
+        return InProcessPool()
+
+    pretend_cuda_training(monkeypatch, lambda cfg, device: None)
+    monkeypatch.setattr(pool, "process_pool", recording_pool)
+    monkeypatch.setattr(pool.torch, "set_num_threads", lambda n: None)
+    monkeypatch.setattr(pool, "gpu_worker_threads", lambda n: 1)
+    two = [tiny_config(seed=0), tiny_config(seed=1)]
+    monkeypatch.delenv(name, raising=False)
+    assert pool.train_all(two, tmp_path, device="cuda", workers=2) == 2
+    assert seen == ["expandable_segments:True"] and name not in os.environ
+    monkeypatch.setenv(name, "max_split_size_mb:256")
+    assert pool.train_all(two, tmp_path, device="cuda", workers=2) == 2
+    assert seen[-1] == "max_split_size_mb:256" == os.environ[name]
+    assert pool.gpu_worker_environment(pool.torch.device("cpu")) == {}
+    monkeypatch.delenv(name)
+    assert pool.gpu_worker_environment(pool.torch.device("cpu")) == {}
+    assert pool.gpu_worker_environment(pool.torch.device("cuda", 1)) == {name: "expandable_segments:True"}
+
+
 def test_a_failed_training_job_is_raised_naming_its_config(tmp_path, monkeypatch):
     cfg = tiny_config(seed=3)
 
