@@ -217,11 +217,12 @@ def provenance() -> dict:
     had uncommitted changes, where git knows them, the machine, whether its processes
     shared the GPU under CUDA's MPS, the ``train.compile`` its models were trained with
     where ``--train-compile`` chose it, whether they trained deterministically (``--deterministic``),
+    the CUDA allocator setting its pool's GPU workers start with (:func:`oneranker.pool.gpu_worker_environment`),
     and the processor and CPU kernels a CPU-trained model's bits depend on (:func:`cpu_numerics`)."""
     import torch
 
     from .cache import EVALUATION_CODE, MODEL_CODE, code_version
-    from .pool import DETERMINISTIC_ENV, MPS_ENV, TRAIN_COMPILE_ENV
+    from .pool import ALLOC_CONF_ENV, DETERMINISTIC_ENV, MPS_ENV, TRAIN_COMPILE_ENV, gpu_worker_environment
 
     return {"model_code": code_version(MODEL_CODE), "evaluation_code": code_version(EVALUATION_CODE), **_git_state(), "torch": torch.__version__,
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
@@ -230,6 +231,9 @@ def provenance() -> dict:
             "train_compile": os.environ.get(TRAIN_COMPILE_ENV) if torch.cuda.is_available() else None,
             # --deterministic where it applied (CUDA); None on a machine without CUDA
             "deterministic": bool(os.environ.get(DETERMINISTIC_ENV)) if torch.cuda.is_available() else None,
+            # the pool's GPU workers' PYTORCH_CUDA_ALLOC_CONF (the user's, else the pool's); None without CUDA
+            "gpu_worker_alloc_conf": (gpu_worker_environment(torch.device("cuda")).get(ALLOC_CONF_ENV)
+                                      or os.environ.get(ALLOC_CONF_ENV)) if torch.cuda.is_available() else None,
             "machine": platform.platform(), "cpu_count": os.cpu_count(), **cpu_numerics()}
 
 

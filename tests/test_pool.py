@@ -116,6 +116,20 @@ def test_gpu_workers_start_with_expandable_segments_unless_the_user_chose_an_all
     assert pool.gpu_worker_environment(pool.torch.device("cuda", 1)) == {name: "expandable_segments:True"}
 
 
+def test_the_run_record_names_the_allocator_setting_of_the_gpu_workers(monkeypatch):
+    from oneranker import reproduce
+
+    name = pool.ALLOC_CONF_ENV
+    monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(pool.torch.cuda, "is_available", lambda: False)
+    assert reproduce.provenance()["gpu_worker_alloc_conf"] is None
+    monkeypatch.setattr(pool.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(pool.torch.cuda, "get_device_name", lambda *a: "a pretend GPU")
+    assert reproduce.provenance()["gpu_worker_alloc_conf"] == "expandable_segments:True"
+    monkeypatch.setenv(name, "max_split_size_mb:256")
+    assert reproduce.provenance()["gpu_worker_alloc_conf"] == "max_split_size_mb:256"
+
+
 def test_a_failed_training_job_is_raised_naming_its_config(tmp_path, monkeypatch):
     cfg = tiny_config(seed=3)
 
