@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import InProcessPool, pretend_cuda_training, tiny_config
 from oneranker import pool
@@ -114,6 +115,32 @@ def test_gpu_workers_start_with_expandable_segments_unless_the_user_chose_an_all
     monkeypatch.delenv(name)
     assert pool.gpu_worker_environment(pool.torch.device("cpu")) == {}
     assert pool.gpu_worker_environment(pool.torch.device("cuda", 1)) == {name: "expandable_segments:True"}
+
+
+def _segments_expandable() -> list[bool]:
+    """In a pool's worker: whether each CUDA memory segment of a fresh allocation is expandable."""
+    import torch
+
+    x = torch.ones(1 << 20, device="cuda")
+    segments = torch.cuda.memory_snapshot()
+    del x
+    return [s["is_expandable"] for s in segments]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_real_gpu_worker_of_the_pool_allocates_in_expandable_segments(monkeypatch):
+    """The setting reaches a spawned worker's CUDA allocator, not just its environment; the
+    parent (which may have started CUDA already) is left as it was."""
+    from oneranker.parallel import environment, process_pool
+
+    monkeypatch.delenv(pool.ALLOC_CONF_ENV, raising=False)
+    with environment(pool.gpu_worker_environment(torch.device("cuda"))), process_pool(1) as workers:
+        expandable = workers.submit(_segments_expandable).result()
+    assert expandable and all(expandable)
+    assert pool.ALLOC_CONF_ENV not in os.environ
+    with process_pool(1) as workers:      # without it, a worker's segments are fixed
+        assert not any(workers.submit(_segments_expandable).result())
 
 
 def test_the_run_record_names_the_allocator_setting_of_the_gpu_workers(monkeypatch):
