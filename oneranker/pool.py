@@ -252,7 +252,7 @@ def gpu_worker_environment(device: torch.device) -> dict[str, str | None]:
     Notebook 06's pool of 9 under ten workers ran out of memory on an 80 GB H100 35 s into
     training without it (results/paper/h100_memory_06_9b69994.txt) and trained to the end with
     it, peaking at 67,733 MiB (results/paper/sitting_calls_h100_38bfd9c.txt). The setting moves
-    where tensors lie, not which kernels run. Nothing changes on the CPU."""
+    where tensors lie, not the operations asked for. Nothing changes on the CPU."""
     if device.type != "cuda" or os.environ.get(ALLOC_CONF_ENV):
         return {}
     return {ALLOC_CONF_ENV: GPU_WORKER_ALLOC_CONF}
