@@ -1,6 +1,7 @@
 """The training pool and the process helpers (oneranker/pool.py, oneranker/parallel.py) with
 stand-in jobs, no training: which models a run trains (each by its own key), how it trains them
-(the run's compile setting, worker processes on the CPU), a failed job named by its config, every
+(the run's compile setting, worker processes on the CPU, the GPU workers' allocator setting, which
+a GPU-only test checks in a real worker), a failed job named by its config, every
 stack mate's world, results in the order asked, and a stopped run (SIGTERM) cleaning up, in its
 pool's workers and in a notebook's kernel. The pool's training itself, bit for bit
 against training in-process, is tested in tests/test_study.py."""
