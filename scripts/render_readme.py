@@ -843,8 +843,7 @@ def paper_card_passes(directory: Path = ROOT / "results" / "paper") -> str:
         + (f"is no larger than {biggest['notebook']}'s of {biggest['models']} ({biggest['peak']:,.0f} MiB). "
            if largest["models trained"] <= biggest["models"] else
            "is larger than any of them: it likely holds as much or more, an extrapolation. ")
-        + "What a pool needs was measured on the H100 instead, below: 06's pool of 9 fits it only with its "
-        "workers' allocator in expandable segments, which the pool now sets.",
+        + "What a pool needs on the H100 was measured apart (below).",
     ]) + "\n"
 
 
