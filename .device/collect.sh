@@ -56,7 +56,7 @@ for h in "$tmp"/out/histories_*.jsonl; do      # each notebook's models' learnin
   nb=$(basename "$h" .jsonl); nb=${nb#histories_}
   cp "$h" "results/$prof/histories_${nb}_${gpu}_${commit}.jsonl" && echo "wrote: results/$prof/histories_${nb}_${gpu}_${commit}.jsonl"
 done
-for b in pool_blocks step_loss step_layernorms step_blocks model_rank sampler step_deterministic gpu_tests_deterministic gpu_tests beam_search attention model_e2e model_e2e_blocking model_train patience_study compile_check_mask_outside; do
+for b in pool_blocks pool_segments step_loss step_layernorms step_blocks model_rank sampler step_deterministic gpu_tests_deterministic gpu_tests beam_search attention model_e2e model_e2e_blocking model_train patience_study compile_check_mask_outside; do
   [ -s "$tmp/out/$b.txt" ] && cp "$tmp/out/$b.txt" "results/$prof/${b}_${gpu}_${commit}.txt" && echo "wrote: results/$prof/${b}_${gpu}_${commit}.txt"
 done
 for c in patience_study patience_study_curves; do     # a job's tables (job.sh: the command's --out, --curves under /tmp/out)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import re
 import sys
 import time
@@ -46,7 +47,8 @@ from common import header, padded_shape_firsts  # noqa: E402
 from oneranker.config import config_from_dict, make_config  # noqa: E402
 from oneranker.data import cached_prepared  # noqa: E402
 from oneranker.gpu_usage import GpuSampler  # noqa: E402
-from oneranker.pool import check_mps, mps  # noqa: E402
+from oneranker.parallel import environment  # noqa: E402
+from oneranker.pool import ALLOC_CONF_ENV, GPU_WORKER_ALLOC_CONF, check_mps, mps  # noqa: E402
 
 
 def _worker(cfg_dict: dict, cache_dir: str, device: str, warmup: int, steps: int, barrier, pad_to: int,
@@ -94,15 +96,15 @@ def _worker(cfg_dict: dict, cache_dir: str, device: str, warmup: int, steps: int
 
 
 RUN_SPEC = re.compile(r"^(?P<grouping>\d+)x(?P<workers>\d+)(?:p(?P<pad>\d+))?(?P<prefetch>f?)(?:c(?P<compile>[bl]))?"
-                      r"(?:b(?P<batch>\d+))?(?:t(?P<threads>\d+))?(?P<mps>m?)(?P<graphs>g?)$")
+                      r"(?:b(?P<batch>\d+))?(?:t(?P<threads>\d+))?(?P<mps>m?)(?P<graphs>g?)(?P<expandable>e?)$")
 
 
 def parse_run(spec: str) -> dict:
-    """A contender ``GROUPINGxWORKERS[pPAD][f][cb|cl][bBATCH][tTHREADS][m][g]`` as its parts; a malformed one is
+    """A contender ``GROUPINGxWORKERS[pPAD][f][cb|cl][bBATCH][tTHREADS][m][g][e]`` as its parts; a malformed one is
     refused before anything runs."""
     m = RUN_SPEC.match(spec)
     if m is None:
-        raise SystemExit(f"--runs {spec!r}: expected GROUPINGxWORKERS[pPAD][f][cb|cl][bBATCH][tTHREADS][m][g], e.g. 20x4fcb, 20x1fb1024, 20x4ft4 or 20x8ft2mg")
+        raise SystemExit(f"--runs {spec!r}: expected GROUPINGxWORKERS[pPAD][f][cb|cl][bBATCH][tTHREADS][m][g][e], e.g. 20x4fcb, 20x1fb1024, 20x4ft4, 20x8ft2mg or 20x8ft2me")
     if int(m["workers"]) < 1 or any(m[k] is not None and int(m[k]) < 1 for k in ("batch", "threads")):
         raise SystemExit(f"--runs {spec!r}: the number of models, the batch size and the threads must be at least 1")
     return {"grouping": int(m["grouping"]), "workers": int(m["workers"]), "pad_to": int(m["pad"] or 0),
@@ -110,7 +112,7 @@ def parse_run(spec: str) -> dict:
             "compile": {"b": "blocks", "l": "loss", None: "off"}[m["compile"]],
             "batch": int(m["batch"]) if m["batch"] else None,
             "threads": int(m["threads"]) if m["threads"] else None, "mps": bool(m["mps"]),
-            "graphs": bool(m["graphs"])}
+            "graphs": bool(m["graphs"]), "expandable": bool(m["expandable"])}
 
 
 def run(cfg_dicts: list[dict], args, pad_to: int = 0, prefetch: bool = False, threads: int | None = None) -> dict:
@@ -135,14 +137,16 @@ def main() -> None:
     ap.add_argument("--cache", default="cache")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--runs", nargs="+", default=["20x1f", "20x1fcb", "20x4f", "20x4fcb", "20x8fcb"],
-                    help="contenders as GROUPINGxWORKERS[pPAD][f][cb|cl][bBATCH][tTHREADS][m][g]: train.length_grouping, models "
+                    help="contenders as GROUPINGxWORKERS[pPAD][f][cb|cl][bBATCH][tTHREADS][m][g][e]: train.length_grouping, models "
                          "trained at once, optionally the Collator's pad_to (default: the Trainer's), 'f' to "
                          "collate the next batch in a thread while a step runs (Trainer.fit's GPU path), 'c' for "
                          "train.compile='blocks' (cb) or 'loss' (cl), bBATCH for another train.batch_size, and "
                          "tTHREADS for each worker's intra-op CPU threads (torch.set_num_threads; default: "
                          "every core in every worker), and 'm' to run the workers under CUDA's Multi-Process "
                          "Service (a daemon started for the contender alone: oneranker.pool.mps), and 'g' for "
-                         "train.cuda_graphs (each step's GPU work replayed as a CUDA graph)")
+                         "train.cuda_graphs (each step's GPU work replayed as a CUDA graph), and 'e' for the workers' "
+                         "caching allocator in expandable segments (what pool.train_all gives its GPU workers: "
+                         "pool.gpu_worker_environment; without 'e', fixed-size segments)")
     ap.add_argument("--warmup", type=int, default=15)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--sample-ms", type=int, default=0,
@@ -155,6 +159,12 @@ def main() -> None:
         if not args.device.startswith("cuda"):
             raise SystemExit(f"--runs with 'm' (MPS) need a CUDA device, not --device {args.device}")
         check_mps()
+    if any(c["expandable"] for _, c in runs):
+        if not args.device.startswith("cuda"):
+            raise SystemExit(f"--runs with 'e' (expandable segments) need a CUDA device, not --device {args.device}")
+        if os.environ.get(ALLOC_CONF_ENV):   # then the contenders without 'e' would not have fixed segments
+            raise SystemExit(f"--runs with 'e' compare the allocator's segments, but {ALLOC_CONF_ENV} is set "
+                             f"({os.environ[ALLOC_CONF_ENV]!r}): unset it")
     print(header(f"profile {args.profile}"), flush=True)
     cached_prepared(make_config(args.profile, seed=0), args.cache)
     gpu = GpuSampler(args.sample_ms) if args.device.startswith("cuda") and args.sample_ms > 0 else None
@@ -165,7 +175,8 @@ def main() -> None:
                     "train.cuda_graphs": c["graphs"]}
             if c["batch"]:
                 over["train.batch_size"] = c["batch"]
-            with mps(c["mps"]):
+            alloc = {ALLOC_CONF_ENV: GPU_WORKER_ALLOC_CONF} if c["expandable"] else {}
+            with mps(c["mps"]), environment(alloc):   # spawned workers inherit the allocator setting
                 r = run([make_config(args.profile, seed=0, **over).to_dict()] * c["workers"], args, c["pad_to"],
                         c["prefetch"], c["threads"])
             base = base or r["requests_s"]
@@ -178,7 +189,8 @@ def main() -> None:
                   f"of one model, {r['requests_s'] / base:.2f}x the first row, GPU busy "
                   f"{'n/a' if util is None else f'{util:.0f}%'} (start {r['init_s']:.0f} s, warm-up "
                   f"{r['warmup_s']:.0f} s for {r['shapes']} shapes, CPU threads per model {c['threads'] or 'default'}, "
-                  f"MPS {'on' if c['mps'] else 'off'}, CUDA graphs {'on' if c['graphs'] else 'off'}, padded / real history tokens "
+                  f"MPS {'on' if c['mps'] else 'off'}, CUDA graphs {'on' if c['graphs'] else 'off'}, segments "
+                  f"{'expandable' if c['expandable'] else 'fixed'}, padded / real history tokens "
                   f"{r['padding']:.2f})", flush=True)
     finally:
         if gpu:

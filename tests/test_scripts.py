@@ -58,25 +58,43 @@ def test_paper_learning_runs_every_variant_on_each_seed(tmp_path):
 
 
 def test_training_throughput_contenders_are_parsed_or_refused():
-    """benchmarks/training_throughput.py's contender grammar GROUPINGxWORKERS[pPAD][f][cb|cl][bBATCH][tTHREADS][m][g]."""
+    """benchmarks/training_throughput.py's contender grammar GROUPINGxWORKERS[pPAD][f][cb|cl][bBATCH][tTHREADS][m][g][e]."""
     import pytest
 
     bench = load_tool("benchmarks/training_throughput.py")
     assert bench.parse_run("20x4fcb") == {"grouping": 20, "workers": 4, "pad_to": 0, "prefetch": True,
                                           "compile": "blocks", "batch": None, "threads": None, "mps": False,
-                                          "graphs": False}
+                                          "graphs": False, "expandable": False}
     assert bench.parse_run("0x1p64clb1024") == {"grouping": 0, "workers": 1, "pad_to": 64, "prefetch": False,
                                                 "compile": "loss", "batch": 1024, "threads": None, "mps": False,
-                                                "graphs": False}
+                                                "graphs": False, "expandable": False}
     assert bench.parse_run("20x8ft2m")["mps"] and bench.parse_run("20x8m")["workers"] == 8
     assert bench.parse_run("20x4ft2")["threads"] == 2 and bench.parse_run("20x4fb512t4")["batch"] == 512
     assert bench.parse_run("50x8")["compile"] == "off"
     assert bench.parse_run("20x8ft2mg")["graphs"] and bench.parse_run("20x8ft2mg")["mps"]
     assert bench.parse_run("20x1fg") == {**bench.parse_run("20x1f"), "graphs": True}
+    assert bench.parse_run("20x8ft2me") == {**bench.parse_run("20x8ft2m"), "expandable": True}
+    assert bench.parse_run("20x8ft2mge")["graphs"] and bench.parse_run("20x8ft2mge")["expandable"]
     for bad in ("20x0f", "20x1b0", "20x1fc", "20x1cf", "x4", "20x4ft0", "20x4ftb", "20x4mf", "20x4mm", "20x4gm",
-                "20x4gg"):
+                "20x4gg", "20x4em", "20x4ee", "20x4eg"):
         with pytest.raises(SystemExit, match="--runs"):
             bench.parse_run(bad)
+
+
+def test_training_throughput_refuses_an_allocator_comparison_it_cannot_make(monkeypatch):
+    """'e' (expandable segments) is refused before any work off CUDA, and when the user's own
+    PYTORCH_CUDA_ALLOC_CONF would make the contenders without 'e' something other than fixed."""
+    import pytest
+
+    bench = load_tool("benchmarks/training_throughput.py")
+    monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF", raising=False)
+    monkeypatch.setattr(sys, "argv", ["training_throughput.py", "--device", "cpu", "--runs", "20x1f", "20x1fe"])
+    with pytest.raises(SystemExit, match="'e' .*need a CUDA device, not --device cpu"):
+        bench.main()
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "max_split_size_mb:128")
+    monkeypatch.setattr(sys, "argv", ["training_throughput.py", "--device", "cuda", "--runs", "20x1f", "20x1fe"])
+    with pytest.raises(SystemExit, match="PYTORCH_CUDA_ALLOC_CONF is set .*max_split_size_mb:128.*unset it"):
+        bench.main()
 
 
 def test_training_step_benchmark_times_and_profiles_every_contender(tmp_path):
