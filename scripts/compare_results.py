@@ -131,9 +131,12 @@ def main(argv: list[str] | None = None) -> int:
         if not folder.is_dir() or not any(folder.glob("*.csv")):
             parser.error(f"{folder}: not a folder of result tables (no *.csv in it)")
     table = compare_folders(args.old, args.new)
-    differing = table[table.cells_differing > 0]
-    print(f"{len(table) - len(differing)} of {len(table)} tables identical; processors: "
+    alone = table.text_differences.str.startswith("only in")     # a table in one folder is not identical
+    differing = table[(table.cells_differing > 0) & ~alone]
+    print(f"{len(table) - len(differing) - alone.sum()} of {len(table)} tables identical; processors: "
           f"{', '.join(processors(args.old)) or 'not recorded'} -> {', '.join(processors(args.new)) or 'not recorded'}")
+    for row in table[alone].itertuples():
+        print(f"  {row.table}: {row.text_differences}")
     for row in differing.itertuples():
         print(f"  {row.table}: {row.cells_differing} of {row.cells} cells differ, largest |change| of a number "
               f"{row.largest_abs_difference:.4g} ({_shift(row.largest_shift_in_ci)}), "

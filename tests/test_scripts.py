@@ -303,7 +303,7 @@ def test_code_version_comparison_tells_equal_models_from_different_ones(tmp_path
                                                    "differ": ["bbb", "ccc"], "only_old": 1, "only_new": 0}
 
 
-def test_results_comparison_tells_numeric_drift_from_a_moved_verdict(tmp_path):
+def test_results_comparison_tells_numeric_drift_from_a_moved_verdict(tmp_path, capsys):
     """scripts/compare_results.py on hand-made folders: an identical table; a mean moved by 0.002
     with CI half-widths 0.005 and 0.004 (a shift of 0.4 of the wider), its CI on the same side of
     0; a paired difference whose CI now contains 0, in numbers only; a verdict whose words changed;
@@ -338,6 +338,8 @@ def test_results_comparison_tells_numeric_drift_from_a_moved_verdict(tmp_path):
     assert rows.loc["gone.csv", "text_differences"] == "only in the first folder"
     assert cmp.main([str(old), str(new), "--out", str(tmp_path / "out.csv")]) == 1
     assert len(cmp.read_result_table(tmp_path / "out.csv")) == 6
+    out = capsys.readouterr().out
+    assert out.startswith("1 of 6 tables identical") and "  gone.csv: only in the first folder" in out
     for name in ("verdict.csv", "layout.csv"):
         (new / name).write_text(tables[name][0])
     (new / "gone.csv").write_text("a\n1\n")
