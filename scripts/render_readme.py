@@ -798,9 +798,11 @@ def paper_card_passes(directory: Path = ROOT / "results" / "paper") -> str:
     pace depends on its size (:func:`_pool_line`)."""
     h100, h200 = _card_pass(directory, H100_PASS), _card_pass(directory, H200_PASS)
     record = _paper_record()
-    pools = [{"notebook": r["notebook"][:2], "peak": r["gpu_memory_peak_mib"],
+    every = [{"notebook": r["notebook"][:2], "peak": r["gpu_memory_peak_mib"], "gpu": r.get("gpu") or "",
               "models": sum(p["items"] for p in _training_pools(r))}
              for r in record["runs"] if r["notebook"][:2] != "01"]      # 01 trains no model
+    pools = [p for p in every if "H200" in p["gpu"]]     # the card whose memory the sentence is about
+    on_h100 = [p for p in every if "H100" in p["gpu"]]
     peaks, sizes = [p["peak"] for p in pools], [p["models"] for p in pools]
     biggest = max(pools, key=lambda p: p["models"])
     plan = pd.read_csv(SITTING_REHEARSAL, dtype={"entry": str})
@@ -843,6 +845,8 @@ def paper_card_passes(directory: Path = ROOT / "results" / "paper") -> str:
         + (f"is no larger than {biggest['notebook']}'s of {biggest['models']} ({biggest['peak']:,.0f} MiB). "
            if largest["models trained"] <= biggest["models"] else
            "is larger than any of them: it likely holds as much or more, an extrapolation. ")
+        + "".join(f"{p['notebook']}'s entry ran on an H100: its pool of {p['models']} under ten workers peaked "
+                  f"at {p['peak']:,.0f} of {h100['card']:,} MiB. " for p in on_h100)
         + "What a pool needs on the H100 was measured apart (below).",
     ]) + "\n"
 

@@ -354,7 +354,8 @@ def test_the_card_comparison_reads_each_pass_from_its_files(tmp_path, monkeypatc
     training 2 models in 100 s over 20 + 30 epochs (50 s a model, 2.00 s a model-epoch), an H200
     pass of seed 1 training 2 in 120 s over 30 + 30 (60 s, 2.00 s): the H200 took 1.20x the time
     for 1.20x the epochs. The H200's reading (90,000 MiB) exceeds the H100's card (81,559 MiB), so
-    the block says so; a reading below it, and it does not. The largest pool of the plan is named."""
+    the block says so; a reading below it, and it does not. The largest pool of the plan is named.
+    The run record's pools are counted on the H200 only; an entry run on an H100 is named apart."""
     import pandas as pd
 
     render_readme = load_tool("scripts/render_readme.py")
@@ -380,8 +381,10 @@ def test_the_card_comparison_reads_each_pass_from_its_files(tmp_path, monkeypatc
     trained = lambda n: [{"phase": "worlds simulated", "items": 3}, {"phase": "models trained", "items": n}]  # noqa: E731
     monkeypatch.setattr(render_readme, "_paper_record", lambda: {"runs": [
         {"notebook": "01_x.ipynb", "gpu_memory_peak_mib": 5.0, "phases": []},
-        {"notebook": "02_x.ipynb", "gpu_memory_peak_mib": 99000.0, "phases": trained(9)},
-        {"notebook": "04_x.ipynb", "gpu_memory_peak_mib": 110000.0, "phases": trained(15)}]})
+        {"notebook": "02_x.ipynb", "gpu": "NVIDIA H200", "gpu_memory_peak_mib": 99000.0, "phases": trained(9)},
+        {"notebook": "04_x.ipynb", "gpu": "NVIDIA H200", "gpu_memory_peak_mib": 110000.0, "phases": trained(15)},
+        {"notebook": "06_x.ipynb", "gpu": "NVIDIA H100 80GB HBM3", "gpu_memory_peak_mib": 67000.0,
+         "phases": trained(20)}]})
     plan = tmp_path / "plan.csv"
     pd.DataFrame({"entry": ["05", "06:0,1"], "models trained": [7, 18]}).to_csv(plan, index=False)
     monkeypatch.setattr(render_readme, "SITTING_REHEARSAL", plan)
@@ -395,6 +398,8 @@ def test_the_card_comparison_reads_each_pass_from_its_files(tmp_path, monkeypatc
     assert "The same pool of 2 read more on the H200 than the H100 has" in text
     assert "pools under ten workers (02–04, 9–15 models) peaked at 99,000–110,000 MiB" in text
     assert "`06:0,1` (18 models under ten workers), is larger than any of them" in text
+    # 06's entry ran on an H100: named apart, and its pool (20 models) counts neither in the H200's range nor size
+    assert "06's entry ran on an H100: its pool of 20 under ten workers peaked at 67,000 of 81,559 MiB." in text
     pd.DataFrame({"entry": ["05", "06:0,1"], "models trained": [7, 12]}).to_csv(plan, index=False)
     assert "`06:0,1` (12 models under ten workers), is no larger than 04's of 15 (110,000 MiB)" in \
         render_readme.paper_card_passes(tmp_path)
