@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,6 +22,9 @@ from torch import Tensor
 
 from .model import OneRanker, State
 from .semantic_ids import PrefixTrie, TrieTensors
+
+if TYPE_CHECKING:        # the annotation's name only: pandas is imported where beam_trace runs
+    import pandas as pd
 
 
 def topk_candidates(interest: Tensor, value: Tensor, n: int) -> Tensor:

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from . import masks
 from .config import ModelConfig
-from .layers import CrossSelfBlock, DecoderBlock, Mask, MLP
+from .layers import CrossSelfBlock, DecoderBlock, Mask
 from .schema import ACTIONS, AD, CONTEXT, ORGANIC, TOKEN_TYPES, USER, Vocab
 
 

@@ -344,3 +344,22 @@ def test_no_movielens_files_or_no_directory(tmp_path):
     (tmp_path / "ratings.dat").unlink()
     with pytest.raises(DataError, match="missing required file ratings.dat"):
         load_movielens(tmp_path)
+
+
+def test_no_user_with_enough_ratings_is_a_data_error_naming_the_file(tmp_path):
+    """Every user below MIN_REQUESTS_PER_USER (3) ratings: the loader names the ratings file and
+    the requirement, instead of failing later on empty logs."""
+    write_ml100k(tmp_path)
+    _write(tmp_path / "u.data", ["2\t10\t4\t50", "2\t20\t5\t60", "7\t30\t3\t70"])   # users 2 and 7: 2 and 1
+    with pytest.raises(DataError, match=r"u\.data: no user has at least 3 requests \(2 users, at most 2 each\)"):
+        load_movielens(tmp_path)
+
+
+def test_keep_active_users_by_hand():
+    from oneranker.loaders.tables import _keep_active_users
+
+    kept, dense, dropped = _keep_active_users(np.array([9, 4, 9, 4, 9, 5, 4]), "x.csv")
+    assert kept.tolist() == [4, 9] and dropped == 1                 # user 5 has one entry
+    assert dense.tolist() == [1, 0, 1, 0, 1, -1, 0]
+    with pytest.raises(DataError, match="x.csv: no user"):
+        _keep_active_users(np.array([1, 1, 2]), "x.csv")

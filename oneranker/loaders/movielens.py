@@ -71,6 +71,7 @@ class _Ratings:
     movie: np.ndarray        # dense movie id
     rating: np.ndarray
     ts: np.ndarray
+    source: str              # the ratings file's name, for errors
 
 
 _ML_LAYOUTS = {"ml-100k": ("u.data", "u.item", "u.user"), "ml-1m": ("ratings.dat", "movies.dat", "users.dat")}
@@ -147,7 +148,7 @@ def _ml_ratings(path: Path, sep: str, movies: _Movies) -> _Ratings:
     movie = _lookup(table, "movie_id", _ints(table, "movie_id"), movies.raw_id, movies.source)
     rating = _floats(table, "rating")
     table.check(~((rating >= 1) & (rating <= 5)), "rating", "expected a number from 1 to 5, found {value}")
-    return _Ratings(user, movie, rating, ts)
+    return _Ratings(user, movie, rating, ts, table.name)
 
 
 def _ml1m_users(path: Path) -> tuple[np.ndarray, list[pd.Series]]:
@@ -176,7 +177,7 @@ def _movielens_logs(movies: _Movies, ratings: _Ratings, profile: tuple[np.ndarra
     price = value.prices(rng, n_items)
     popularity = np.bincount(ratings.movie, minlength=n_items) + 1.0   # over all users, kept or not
 
-    kept_users, dense_user, skipped = _keep_active_users(ratings.user)
+    kept_users, dense_user, skipped = _keep_active_users(ratings.user, ratings.source)
     rows = np.flatnonzero(dense_user >= 0)
     rows = rows[np.lexsort((ratings.ts[rows], dense_user[rows]))]      # lexsort is stable: ties keep file order
     user, movie, rating, ts = dense_user[rows], ratings.movie[rows], ratings.rating[rows], ratings.ts[rows]

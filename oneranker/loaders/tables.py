@@ -226,10 +226,15 @@ def _hour_bucket(ts: np.ndarray, utc_offset_s: int = 0) -> np.ndarray:
     return ((ts + utc_offset_s) % 86400) // 3600 // HOURS_PER_BUCKET
 
 
-def _keep_active_users(user: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+def _keep_active_users(user: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarray, int]:
     """Users (raw ids) with at least MIN_REQUESTS_PER_USER entries: (sorted kept raw ids,
-    dense id per entry or -1 if its user is dropped, number of users dropped)."""
+    dense id per entry or -1 if its user is dropped, number of users dropped). A DataError
+    naming ``source`` (the file the entries come from) when no user is kept: the logs would
+    be empty, and every later step would fail on that with an error that names no file."""
     uniq, inverse, counts = np.unique(user, return_inverse=True, return_counts=True)
     keep = counts >= MIN_REQUESTS_PER_USER
+    if not keep.any():
+        raise DataError(f"{source}: no user has at least {MIN_REQUESTS_PER_USER} requests "
+                        f"({len(uniq)} users, at most {int(counts.max(initial=0))} each), so no user's history is left")
     dense = np.where(keep, np.cumsum(keep) - 1, -1)
     return uniq[keep], dense[inverse], int((~keep).sum())

@@ -182,7 +182,7 @@ def _taobao_requests(imp: _Impressions, max_requests: int | None) -> _Requests:
     keys = pd.DataFrame({"user": imp.user, "ts": imp.ts, "pid": imp.pid}).groupby(["user", "ts", "pid"], sort=False)
     of_row, slot = keys.ngroup().to_numpy(), keys.cumcount().to_numpy() + 1
     _, first_row = np.unique(of_row, return_index=True)
-    kept_users, user, skipped = _keep_active_users(imp.user[first_row])
+    kept_users, user, skipped = _keep_active_users(imp.user[first_row], "raw_sample.csv")
     ts = imp.ts[first_row]
     order = np.lexsort((np.arange(len(first_row)), ts, user))
     order = order[user[order] >= 0]
