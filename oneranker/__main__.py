@@ -123,15 +123,8 @@ def _train_and_report(cfg: Config, args: argparse.Namespace, device: torch.devic
     from .world import World
 
     rank = int(os.environ.get("RANK", "0"))
-    if rank == 0:  # rank 0 builds the dataset; the others then read it from the cache
-        from .cache import dataset_folder
-
-        folder = dataset_folder(cfg, args.cache)
-        # read, not built: only then does an error mean a damaged folder
-        reading = (_named_if_damaged(folder, "cached dataset", "delete it to build it again") if folder.exists()
-                   else contextlib.nullcontext())
-        with reading:
-            cached_prepared(cfg, args.cache, progress=True)
+    if rank == 0:  # rank 0 builds the dataset (again, if damaged); the others then read it from the cache
+        cached_prepared(cfg, args.cache, progress=True)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         import torch.distributed as dist
 

@@ -4,6 +4,7 @@ are written and how damaged ones are handled, in one place.
 Layout under a cache folder (``cache/`` by default; the notebooks use ``../cache``)::
 
     data/adworld-<data key>/        a prepared simulated dataset (``data.cached_prepared``)
+    data/.adworld-<data key>.lock   held while one process reads, sets aside or builds it
     real/<source>-<data key>/       a prepared folder of real logs (``data.cached_real_folder``)
     models/<model key>/final.pt     a trained model: weights, config hash, history
     models/<model key>/checkpoint.pt  while it trains (atomic, resumable)
@@ -30,9 +31,12 @@ differently; a comment or docstring edit keeps the keys (the version hashes the 
 text without docstrings, comments and blank lines: :func:`code_text`).
 
 Every file is written to a temporary name and renamed into place (:func:`atomic_save`), so
-a killed run never leaves a half-written entry. A file that is damaged anyway (a truncated
-copy, a full disk) is named in a warning, moved aside as ``<name>.damaged`` and treated as
-missing: the model is retrained, or resumed from its last good checkpoint.
+a killed run never leaves a half-written entry. An entry that is damaged anyway (a truncated
+copy, a table missing from a cached dataset) is named in a warning, moved aside as
+``<name>.damaged`` and treated as missing: the model is retrained, or resumed from its last
+good checkpoint, the dataset built again (:func:`set_aside`). An error of the machine while
+reading (no permission, no file descriptors, a full disk: :func:`machine_error`) is raised
+instead, never taken for damage.
 """
 
 from __future__ import annotations
@@ -41,11 +45,13 @@ import ast
 import io
 import tokenize
 import contextlib
+import errno
 import functools
 import hashlib
 import json
 import os
 import pickle
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -291,6 +297,37 @@ def atomic_write_text(path: Path, text: str) -> None:
             os.remove(tmp)
 
 
+# Errors of the machine rather than of a file (no permission, no file descriptors, no memory,
+# a full or read-only disk, a failing device): raised, never taken for a damaged entry, since
+# moving the entry aside and computing it again would fail the same way, or hide the problem.
+MACHINE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EMFILE, errno.ENFILE, errno.ENOMEM,
+                            errno.ENOSPC, errno.EROFS, errno.EIO, errno.EDQUOT})
+
+
+def machine_error(e: BaseException) -> bool:
+    """Whether ``e``, raised while reading a cache entry, is the machine's problem (raise it)
+    rather than the entry's (set it aside and compute it again)."""
+    return isinstance(e, (MemoryError, torch.OutOfMemoryError)) or \
+        (isinstance(e, OSError) and e.errno in MACHINE_ERRNOS)
+
+
+def set_aside(path: Path, problem: BaseException, then: str) -> Path:
+    """Move the damaged entry ``path`` (a file or a folder) to ``<name>.damaged``, replacing an
+    older one, and name it in a :class:`CacheWarning` saying what happens ``then``. Kept, not
+    deleted: the damage can be looked at. In a distributed run one process moves it; the others
+    only skip it."""
+    path = Path(path)
+    aside = path.with_name(path.name + ".damaged")
+    if distributed_rank()[0] == 0:
+        if aside.is_dir() and not aside.is_symlink():
+            shutil.rmtree(aside, ignore_errors=True)     # os.replace cannot replace a folder
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(path, aside)
+    warnings.warn(f"cache entry {path} is damaged ({type(problem).__name__}: {str(problem)[:120]}); moved to "
+                  f"{aside.name} and {then}", CacheWarning, stacklevel=3)
+    return aside
+
+
 def load_entry(path: Path, map_location: str | torch.device = "cpu", expect: tuple[str, ...] = ()) -> dict | None:
     """The dict saved at ``path``, or None when there is none. A file that cannot be read, or
     lacks one of the ``expect`` keys, is damaged: it is moved aside as ``<name>.damaged``, a
@@ -305,15 +342,10 @@ def load_entry(path: Path, map_location: str | torch.device = "cpu", expect: tup
         missing = [k for k in expect if k not in blob]
         if missing:
             raise KeyError(f"missing {missing}")
-    except torch.OutOfMemoryError:
-        raise                       # the machine's problem, not the file's
     except (RuntimeError, OSError, EOFError, ValueError, TypeError, KeyError, pickle.UnpicklingError) as e:
+        if machine_error(e):
+            raise                   # the machine's problem, not the file's
         # a truncated zip, a wrong format, a partial dict: the file is damaged
-        aside = path.with_name(path.name + ".damaged")
-        if distributed_rank()[0] == 0:  # one process moves it; the others only skip it
-            with contextlib.suppress(FileNotFoundError):
-                os.replace(path, aside)
-        warnings.warn(f"cache entry {path} is damaged ({type(e).__name__}: {str(e)[:120]}); moved to {aside.name} "
-                      "and computed again", CacheWarning, stacklevel=2)
+        set_aside(path, e, "computed again")
         return None
     return blob

@@ -31,6 +31,7 @@ import pyarrow as pa
 import datasets
 import torch
 from datasets import Dataset, DatasetDict, load_from_disk
+from filelock import FileLock
 
 from .config import Config
 from .schema import AD, CLICK, CONTEXT, MIN_REQUESTS_PER_USER, USER, DataError, Logs, Vocab
@@ -268,27 +269,61 @@ def cached_prepared(cfg: Config, cache_dir: str | Path = "cache", logs: Logs | N
                     progress: bool = True) -> Prepared:
     """The simulated-market dataset of ``cfg``, built once (from ``logs`` if given) and cached
     under the data sections' hash and the data code's version (:mod:`oneranker.cache`), so
-    that a stale dataset is never reused."""
+    that a stale dataset is never reused. A damaged one is set aside and built again
+    (:func:`_read_cached`)."""
     from .cache import dataset_folder
 
     folder = dataset_folder(cfg, cache_dir)
-    if not (folder / "meta.json").exists():
-        logs = logs if logs is not None else load_logs("adworld", cfg, progress=progress)
-        build_prepared(logs, cfg).save(folder, overwrite=True)
-    return load_prepared(folder)
+    with _building(folder):
+        prepared = _read_cached(folder)
+        if prepared is None:
+            logs = logs if logs is not None else load_logs("adworld", cfg, progress=progress)
+            build_prepared(logs, cfg).save(folder, overwrite=True)
+            prepared = load_prepared(folder)
+    return prepared
 
 
 def cached_real_folder(cfg: Config, source: str, path: str | Path, cache_dir: str | Path = "cache") -> Path:
     """The folder of the real logs of ``source`` (files in ``path``) prepared under ``cfg``, made
     once and cached (:func:`cache.real_data_folder`, keyed by the data sections and the data
     code's version), so that a change of the loaders or of the preparation prepares them again.
-    A folder, because real-data models are keyed by its fingerprint (``realdata``)."""
+    A folder, because real-data models are keyed by its fingerprint (``realdata``). A damaged
+    one is set aside and prepared again (:func:`_read_cached`)."""
     from .cache import real_data_folder
 
     folder = real_data_folder(cfg, cache_dir, source)
-    if not (folder / "meta.json").exists():
-        build_prepared(load_logs(source, cfg, path, progress=False), cfg).save(folder, overwrite=True)
+    with _building(folder):
+        if _read_cached(folder) is None:
+            build_prepared(load_logs(source, cfg, path, progress=False), cfg).save(folder, overwrite=True)
     return folder
+
+
+def _building(folder: Path) -> FileLock:
+    """A lock file beside the cached dataset ``folder``: one process at a time reads, sets aside
+    or builds it. Without it two of a pool's workers that find the same dataset missing or
+    damaged would both build it, and one could move the other's folder away mid-read."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(folder.parent / f".{folder.name}.lock")
+
+
+def _read_cached(folder: Path) -> Prepared | None:
+    """The cached dataset in ``folder``, or None when there is none or it is damaged (a truncated
+    Arrow table, a missing table or meta.json, another schema): a damaged one is moved aside as
+    ``<folder>.damaged`` and named in a CacheWarning, as a damaged model is
+    (:func:`cache.set_aside`). An error of the machine (no permission, no file descriptors, a
+    full disk: :func:`cache.machine_error`) is raised instead, since building again would fail
+    the same way."""
+    from .cache import machine_error, set_aside
+
+    if not folder.exists():
+        return None
+    try:
+        return load_prepared(folder)
+    except (DataError, OSError, ValueError) as e:        # pyarrow.ArrowInvalid is a ValueError
+        if machine_error(e):
+            raise
+        set_aside(folder, e, "built again")
+        return None
 
 
 # ---------------------------------------------------------------------------- batching

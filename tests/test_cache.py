@@ -1,6 +1,9 @@
 """The cache: keys that miss on other code or other data, atomic writes, damaged entries named,
 set aside and computed again (never a raw traceback)."""
 
+import errno
+import shutil
+import threading
 import warnings
 from pathlib import Path
 
@@ -100,6 +103,82 @@ def test_a_damaged_checkpoint_is_set_aside_and_training_starts_afresh(tmp_path, 
     with pytest.warns(cache.CacheWarning, match="checkpoint.pt is damaged"):
         model, _ = train_or_load(cfg, tiny_prepared, tmp_path / "run", device="cpu", progress=False)
     assert _same(_weights(reference), _weights(model))
+
+
+@pytest.mark.parametrize("damage", ["truncated table", "missing table", "bad meta"])
+def test_a_damaged_cached_dataset_is_named_set_aside_and_built_again(tmp_path, damage):
+    from oneranker.data import cached_prepared
+
+    cfg = tiny_config()
+    first = cached_prepared(cfg, tmp_path, progress=False)
+    rows = first.requests["train"].to_pandas()
+    del first                           # its tables map the files damaged below
+    folder = cache.dataset_folder(cfg, tmp_path)
+    if damage == "truncated table":
+        arrow = sorted((folder / "requests" / "train").glob("*.arrow"))[0]
+        arrow.write_bytes(arrow.read_bytes()[: arrow.stat().st_size // 2])
+    elif damage == "missing table":
+        shutil.rmtree(folder / "items")
+    else:
+        (folder / "meta.json").write_text("{")
+    with pytest.warns(cache.CacheWarning, match=f"{folder.name} is damaged .*built again"):
+        again = cached_prepared(cfg, tmp_path, progress=False)
+    assert (folder.parent / f"{folder.name}.damaged").is_dir()
+    assert again.requests["train"].to_pandas().equals(rows)      # the same dataset, built again
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", cache.CacheWarning)
+        cached_prepared(cfg, tmp_path, progress=False)            # now read as it is
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EMFILE])
+def test_a_machine_error_reading_a_cached_dataset_is_raised_not_taken_for_damage(tmp_path, monkeypatch, code):
+    from oneranker import data
+
+    cfg = tiny_config()
+    data.cached_prepared(cfg, tmp_path, progress=False)
+    folder = cache.dataset_folder(cfg, tmp_path)
+
+    def unreadable(path):
+        raise OSError(code, "the machine says no", str(path))
+
+    monkeypatch.setattr(data, "load_prepared", unreadable)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", cache.CacheWarning)
+        with pytest.raises(OSError, match="the machine says no"):
+            data.cached_prepared(cfg, tmp_path, progress=False)
+    assert folder.is_dir() and not (folder.parent / f"{folder.name}.damaged").exists()
+
+
+def test_a_machine_error_reading_a_cache_entry_is_raised_not_taken_for_damage(tmp_path, monkeypatch):
+    entry = tmp_path / "x.pt"
+    torch.save({"a": 1}, entry)
+
+    def no_descriptors(*args, **kwargs):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(cache.torch, "load", no_descriptors)
+    with pytest.raises(OSError, match="Too many open files"):
+        cache.load_entry(entry)
+    assert entry.exists() and not (tmp_path / "x.pt.damaged").exists()
+
+
+def test_one_process_at_a_time_reads_or_builds_a_cached_dataset(tmp_path):
+    """While another process holds the dataset's lock (building it, or setting it aside),
+    cached_prepared waits for it rather than building the same folder at the same time."""
+    from filelock import FileLock
+
+    from oneranker.data import cached_prepared
+
+    cfg = tiny_config()
+    cached_prepared(cfg, tmp_path, progress=False)
+    folder = cache.dataset_folder(cfg, tmp_path)
+    done = threading.Event()
+    with FileLock(folder.parent / f".{folder.name}.lock"):
+        reader = threading.Thread(target=lambda: (cached_prepared(cfg, tmp_path, progress=False), done.set()))
+        reader.start()
+        assert not done.wait(0.5)       # held elsewhere: it waits
+    assert done.wait(30)                # released: it reads
+    reader.join()
 
 
 def test_atomic_save_leaves_nothing_behind_on_failure(tmp_path):

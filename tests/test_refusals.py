@@ -80,13 +80,14 @@ def test_evaluate_names_a_damaged_data_folder(tmp_path, capsys):
     assert str(folder) in capsys.readouterr().err
 
 
-def test_train_names_a_damaged_cached_dataset(tmp_path, capsys):
-    from oneranker.cache import dataset_folder
+def test_train_sets_a_damaged_cached_dataset_aside_and_builds_it_again(tmp_path, capsys):
+    from oneranker.cache import CacheWarning, dataset_folder
     from oneranker.config import make_config
     folder = _damaged_prepared(dataset_folder(make_config("smoke"), tmp_path / "cache"))
-    rc = main(["train", "--profile", "smoke", "--device", "cpu", "--cache", str(tmp_path / "cache")])
-    assert rc == 2
-    assert str(folder) in capsys.readouterr().err
+    with pytest.warns(CacheWarning, match=f"{folder.name} is damaged"):
+        rc = main(["train", "--profile", "smoke", "--device", "cpu", "--cache", str(tmp_path / "cache")])
+    assert rc == 0
+    assert (folder.parent / f"{folder.name}.damaged").is_dir() and (folder / "meta.json").exists()
 
 
 # ---------------------------------------------------------------- scripts
