@@ -8,6 +8,7 @@ built from the numbers, and the prose of the notebooks is built from the tables.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -104,6 +105,23 @@ def paired_table(results: pd.DataFrame, metrics: list[str], variants: list[str |
 def _row_key(v: str | tuple[str, str], list_name: str) -> tuple[str, str]:
     """A (variant, list) pair: a bare variant name means its ``list_name`` list."""
     return (v, list_name) if isinstance(v, str) else tuple(v)
+
+
+# A cell as the tables above write a mean and its 95% CI half-width: "0.1234 ± 0.0056",
+# "+0.0042 ± 0.0061", "+1.2% ± 0.3%" (both numbers in percent, or neither).
+_NUMBER = r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?"
+MEAN_CI_CELL = re.compile(rf"(?P<mean>{_NUMBER})(?P<percent>%?)\s*±\s*(?P<ci>{_NUMBER})(?P=percent)")
+
+
+def parse_mean_ci(cell: object) -> tuple[float, float]:
+    """(mean, ci) of a ``mean ± ci`` cell as this module writes it, in the cell's own unit (a
+    percent cell gives percents): the one reader of these cells, for code that takes a committed
+    table back (the README's renderer, the comparison of two runs' tables). Any other cell is a
+    ValueError naming it, rather than a number read from the wrong place."""
+    m = MEAN_CI_CELL.fullmatch(str(cell).strip())
+    if m is None:
+        raise ValueError(f"not a 'mean ± ci' cell: {cell!r}")
+    return float(m["mean"]), float(m["ci"])
 
 
 def verdict(mean: float, ci: float, paper: float | None = None) -> str:

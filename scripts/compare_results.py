@@ -34,7 +34,7 @@ import pandas as pd
 
 from oneranker.cache import atomic_write_text
 from oneranker.reproduce import CELL_NUMBER, cell_numbers, read_result_table
-from oneranker.tables import verdict
+from oneranker.tables import parse_mean_ci, verdict
 
 MEAN_PM_CI = ("# ± #", "#% ± #%")      # a mean and its 95% CI half-width, as the tables write them
 # A comparison's row before anything is found: every column, nothing differing
@@ -79,9 +79,9 @@ def compare_table(name: str, old: pd.DataFrame, new: pd.DataFrame) -> dict:
                 continue
             if words(a) == words(b):
                 numeric += 1
-                (x, y) = cell_numbers(a), cell_numbers(b)
-                largest = max(largest, max(abs(u - v) for u, v in zip(x, y)))
-                if words(a) in MEAN_PM_CI and max(x[1], y[1]) > 0:
+                largest = max(largest, max(abs(u - v) for u, v in zip(cell_numbers(a), cell_numbers(b))))
+                x, y = (parse_mean_ci(a), parse_mean_ci(b)) if words(a) in MEAN_PM_CI else ((0, 0), (0, 0))
+                if max(x[1], y[1]) > 0:         # a mean ± CI whose CI is not 0: its shift and its side
                     shifts.append(abs(x[0] - y[0]) / max(x[1], y[1]))
                     if side_of_zero(*x) != side_of_zero(*y):
                         sides.append(f"{row_label(old, row)}, {column}: {a!r} -> {b!r}")

@@ -101,12 +101,6 @@ def real_data_verdicts() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _parse_pm(cell: str) -> tuple[float, float]:
-    """(mean, ci) of a "+0.0123 ± 0.0045" (or "%") table cell."""
-    mean, ci = str(cell).replace("%", "").split("±")
-    return float(mean), float(ci)
-
-
 def _csv(name: str, directory: Path = QUICK) -> pd.DataFrame:
     return pd.read_csv(directory / f"{name}.csv", index_col=0, keep_default_na=False)
 
@@ -123,7 +117,7 @@ def table2() -> str:
     out["relative to full"] = r["HR@5"].reindex(out.index).fillna("")
     out["paper: relative to full"] = r["paper HR@5"].reindex(out.index).fillna("")
     out["HR@5 − co-occurrence"] = cooc["HR@5"].reindex(out.index).fillna("")
-    out["verdict"] = [tables.verdict(*_parse_pm(d.loc[v, "HR@5"]), float(d.loc[v, "paper HR@5"]))
+    out["verdict"] = [tables.verdict(*tables.parse_mean_ci(d.loc[v, "HR@5"]), float(d.loc[v, "paper HR@5"]))
                       if v in d.index else "" for v in out.index]
     return markdown_table(out.rename_axis("served list"))
 
@@ -134,7 +128,7 @@ def table3(directory: Path = QUICK) -> str:
     design = paper.TABLE3_HR5["Step 2 only (paper design)"]
     lines = []
     for variant in d.index:
-        mean, ci = _parse_pm(d.loc[variant, "HR@5"])
+        mean, ci = tables.parse_mean_ci(d.loc[variant, "HR@5"])
         theirs = paper.TABLE3_HR5[variant] - design
         lines.append(f"- {variant}: HR@5 {mean:+.4f} ± {ci:.4f} (paper {theirs:+.4f}): "
                      f"{tables.verdict(mean, ci, theirs)}.")
@@ -889,7 +883,7 @@ def _cells(rows: list[list[str]], labels: int) -> dict[tuple[str, ...], str]:
 
 
 def _separated(cell: str) -> bool:
-    mean, ci = _parse_pm(cell)
+    mean, ci = tables.parse_mean_ci(cell)
     return abs(mean) > ci
 
 
@@ -906,7 +900,7 @@ def rerun_comparison(then: dict[str, list[list[str]]], now: dict[str, list[list[
                 if _separated(cell) != _separated(new[key]):
                     flips.append((name, key, cell, new[key]))
     old, new = (_cells(x["04_headline_gap_closed.csv"], 2) for x in (then, now))
-    moves = [(abs(_parse_pm(new[k])[0] - _parse_pm(v)[0]), k, v, new[k]) for k, v in old.items()
+    moves = [(abs(tables.parse_mean_ci(new[k])[0] - tables.parse_mean_ci(v)[0]), k, v, new[k]) for k, v in old.items()
              if "±" in v and k in new]
     return {"flips": flips, "compared": compared, "largest": max(moves)}
 
@@ -1730,7 +1724,7 @@ def paper_table3() -> str:
     paired differences with their verdicts, and the run that made them."""
     table = pd.read_csv(ROOT / "results" / "paper" / "02_table3.csv", index_col=0, keep_default_na=False)
     cols = ["HR@5", "NDCG@5", "valueHR@5", "ecpmNDCG@5", "gap closed HR@5 (%)"]
-    gap = {row: _parse_pm(cell) for row, cell in table["gap closed HR@5 (%)"].items()}
+    gap = {row: tables.parse_mean_ci(cell) for row, cell in table["gap closed HR@5 (%)"].items()}
     refs = ("random", "popularity", "co-occurrence", "interest oracle", "value oracle")
     models = {row: mc for row, mc in gap.items() if row not in refs}
     best, (co, co_ci) = max(models, key=lambda r: models[r][0]), gap["co-occurrence"]
@@ -1803,7 +1797,7 @@ def _claim_cell(claim: Claim, directory: Path) -> str:
     if claim.row not in t.index or claim.column not in t.columns:
         raise LookupError(f"{path} has no cell ({claim.row!r}, {claim.column!r}) for the claim {claim.label!r}")
     cell = str(t.loc[claim.row, claim.column])
-    mean, ci = _parse_pm(cell)
+    mean, ci = tables.parse_mean_ci(cell)
     return f"{cell.strip()}: {tables.verdict(mean, ci, claim.paper).split(' (')[0]}"
 
 
@@ -1820,7 +1814,7 @@ def _scale_row(notebook: str, profile: str) -> dict | None:
     if not path.exists():
         return None
     t = pd.read_csv(path, index_col=0, keep_default_na=False)
-    gap = list(zip(t.index, map(_parse_pm, t["gap closed HR@5 (%)"])))   # 04 lists a model twice (generated, ranked)
+    gap = list(zip(t.index, map(tables.parse_mean_ci, t["gap closed HR@5 (%)"])))   # 04 lists a model twice (generated, ranked)
     models = [m for i, m in gap if i not in REFERENCES]
     cooc = next(m for i, m in gap if i == "co-occurrence")
     low, high = min(models, key=lambda m: m[0]), max(models, key=lambda m: m[0])
@@ -1851,7 +1845,7 @@ def _beyond_counts(directory: Path) -> str:
     table = pd.read_csv(path, index_col=[0, 1], keep_default_na=False)
     if "vs co-occurrence" not in table.index.get_level_values(0):
         return "not in its table yet (its run of 04 predates the row)"
-    return "; ".join(f"{name} {cell}, " + tables.says(tables.verdict(*_parse_pm(cell)), "above it", "below it",
+    return "; ".join(f"{name} {cell}, " + tables.says(tables.verdict(*tables.parse_mean_ci(cell)), "above it", "below it",
                                                        "not separated from it")
                      for name, cell in table.loc["vs co-occurrence", "HR@5"].items())
 
@@ -2186,7 +2180,7 @@ def table1_verdicts(directory: Path = QUICK, metrics: tuple[str, ...] = ("HR@5",
     lines = []
     for other in d.index:
         for metric in metrics:
-            mean, ci = _parse_pm(d.loc[other, metric])
+            mean, ci = tables.parse_mean_ci(d.loc[other, metric])
             theirs = paper_diff.get(other) if metric == "HR@5" else None
             shown = f" (paper {theirs:+.4f})" if theirs is not None else ""
             lines.append(f"- OneRanker minus {other}, {metric}: {mean:+.4f} ± {ci:.4f}{shown}: "
@@ -2230,13 +2224,13 @@ def paper_table1() -> str:
 
     def count(metric: str, side: str) -> list[str]:
         """The learned pipelines OneRanker is ``side`` of on ``metric``, by tables.verdict's rule."""
-        return [r for r in learned if tables.verdict(*_parse_pm(d.loc[r, metric])).startswith(f"{side} 0")]
+        return [r for r in learned if tables.verdict(*tables.parse_mean_ci(d.loc[r, metric])).startswith(f"{side} 0")]
 
     above_hr, below_value = count("HR@5", "above"), count("ecpmNDCG@5", "below")
     value = (f"On interest, OneRanker's served list is above {len(above_hr)} of the {len(learned)} learned pipelines on "
              f"HR@5 ({', '.join(above_hr) or 'none'}); on value it is below {len(below_value)} of them on eCPM-NDCG@5 "
              f"({', '.join(below_value) or 'none'}), paired by seed. ")
-    gmv, gmv_ci = _parse_pm(_ab_table(directory).loc["OneRanker", "vs cascade: gmv"].replace("%", ""))
+    gmv, gmv_ci = tables.parse_mean_ci(_ab_table(directory).loc["OneRanker", "vs cascade: gmv"].replace("%", ""))
     value += (f"Its simulated GMV against the cascade: {gmv:+.2f}% ± {gmv_ci:.2f}%, "
               f"{tables.verdict(gmv, gmv_ci, None)}.\n\n")
     records = [r for path in _sitting_histories("06", directory) for r in paper_histories.read(path)]
@@ -2255,7 +2249,7 @@ def targets() -> str:
     t = _csv("06_table1_hr")
     lines = []
     for name, shown, target in (("HSTU-style", "Step-1 generator (HSTU-style)", 40), ("OneRanker", "OneRanker, served", 50)):
-        mean, ci = _parse_pm(t.loc[name, "gap closed HR@5 (%)"])
+        mean, ci = tables.parse_mean_ci(t.loc[name, "gap closed HR@5 (%)"])
         state = ("met" if mean - ci >= target else "missed" if mean + ci < target else
                  f"{'met' if mean >= target else 'missed'} in the mean, not by the CI")
         lines.append(f"- {shown}: {mean:.1f}% ± {ci:.1f}% of the popularity → interest-oracle HR@5 gap "

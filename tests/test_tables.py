@@ -150,3 +150,18 @@ def test_capped_runs_sentence_by_hand():
     line = tables.capped_runs_sentence(stopping, 30)
     assert line.startswith("- 1 of 2 runs reached the 30-epoch cap: b (seed 2);") and "provisional" in line
     assert tables.capped_runs_sentence(stopping.iloc[:1], 30) == "- All 1 runs ended by early stopping before the 30-epoch cap."
+
+
+def test_parse_mean_ci_reads_back_what_the_tables_write():
+    """The one reader of "mean ± ci" cells (the README's renderer and compare_results call it):
+    each shape the tables write, by hand, and anything else refused rather than misread."""
+    from oneranker.tables import parse_mean_ci
+
+    assert parse_mean_ci("0.1234 ± 0.0056") == (0.1234, 0.0056)
+    assert parse_mean_ci("+0.0042 ± 0.0061") == (0.0042, 0.0061)
+    assert parse_mean_ci("-0.0100 ± 0.0020") == (-0.01, 0.002)
+    assert parse_mean_ci("+1.2% ± 0.3%") == (1.2, 0.3)             # percents stay percents
+    assert parse_mean_ci(" 82.2% ± 0.7% ") == (82.2, 0.7)
+    for bad in ("0.12", "0.1 ± ", "1.2% ± 0.3", "a ± b", "0.1 ± 0.2 ± 0.3", ""):
+        with pytest.raises(ValueError, match="not a 'mean ± ci' cell"):
+            parse_mean_ci(bad)
