@@ -5,6 +5,7 @@ Layout under a cache folder (``cache/`` by default; the notebooks use ``../cache
 
     data/adworld-<data key>/        a prepared simulated dataset (``data.cached_prepared``)
     data/.adworld-<data key>.lock   held while one process reads, sets aside or builds it
+                                    (none in a cache this process may not write: only read)
     real/<source>-<data key>/       a prepared folder of real logs (``data.cached_real_folder``)
     models/<model key>/final.pt     a trained model: weights, config hash, history
     models/<model key>/checkpoint.pt  while it trains (atomic, resumable)

@@ -18,6 +18,7 @@ before *valid*, the rest *train*. Requests with an empty history are skipped and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -298,11 +299,15 @@ def cached_real_folder(cfg: Config, source: str, path: str | Path, cache_dir: st
     return folder
 
 
-def _building(folder: Path) -> FileLock:
+def _building(folder: Path) -> contextlib.AbstractContextManager:
     """A lock file beside the cached dataset ``folder``: one process at a time reads, sets aside
     or builds it. Without it two of a pool's workers that find the same dataset missing or
-    damaged would both build it, and one could move the other's folder away mid-read."""
+    damaged would both build it, and one could move the other's folder away mid-read. A cache
+    this process may not write (a prebuilt one shared read-only, e.g. in a workshop) is only
+    read: no lock is needed there, and none could be made."""
     folder.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(folder.parent, os.W_OK):
+        return contextlib.nullcontext()
     return FileLock(folder.parent / f".{folder.name}.lock")
 
 

@@ -181,6 +181,26 @@ def test_one_process_at_a_time_reads_or_builds_a_cached_dataset(tmp_path):
     reader.join()
 
 
+def test_a_read_only_cache_is_read_without_a_lock(tmp_path, monkeypatch):
+    """A cache the process may not write (a prebuilt one shared read-only) is read as it is: no
+    lock file is made there. (Permissions are pretended: the tests may run as root.)"""
+    from oneranker import data
+
+    cfg = tiny_config()
+    data.cached_prepared(cfg, tmp_path, progress=False)
+    folder = cache.dataset_folder(cfg, tmp_path)
+    (folder.parent / f".{folder.name}.lock").unlink()
+    writable = data.os.access
+    monkeypatch.setattr(data.os, "access", lambda p, mode: False if mode == data.os.W_OK else writable(p, mode))
+
+    def no_lock(path):
+        raise AssertionError(f"a lock was made in a read-only cache: {path}")
+
+    monkeypatch.setattr(data, "FileLock", no_lock)
+    assert len(data.cached_prepared(cfg, tmp_path, progress=False).requests["train"]) > 0
+    assert not (folder.parent / f".{folder.name}.lock").exists()
+
+
 def test_atomic_save_leaves_nothing_behind_on_failure(tmp_path):
     class Unpicklable:
         def __reduce__(self):
