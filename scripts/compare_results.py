@@ -80,10 +80,12 @@ def compare_table(name: str, old: pd.DataFrame, new: pd.DataFrame) -> dict:
             if words(a) == words(b):
                 numeric += 1
                 largest = max(largest, max(abs(u - v) for u, v in zip(cell_numbers(a), cell_numbers(b))))
-                x, y = (parse_mean_ci(a), parse_mean_ci(b)) if words(a) in MEAN_PM_CI else ((0, 0), (0, 0))
-                if max(x[1], y[1]) > 0:         # a mean ± CI whose CI is not 0: its shift and its side
-                    shifts.append(abs(x[0] - y[0]) / max(x[1], y[1]))
-                    if side_of_zero(*x) != side_of_zero(*y):
+                if words(a) not in MEAN_PM_CI:
+                    continue
+                (m0, c0), (m1, c1) = parse_mean_ci(a), parse_mean_ci(b)
+                if max(c0, c1) > 0:             # a mean ± CI whose CI is not 0: its shift and its side of 0
+                    shifts.append(abs(m0 - m1) / max(c0, c1))
+                    if side_of_zero(m0, c0) != side_of_zero(m1, c1):
                         sides.append(f"{row_label(old, row)}, {column}: {a!r} -> {b!r}")
             else:
                 texts.append(f"{row_label(old, row)}, {column}: {a!r} -> {b!r}")
