@@ -149,6 +149,24 @@ def test_a_plateau_run_decays_on_its_curve_and_stops_at_the_floor(tiny_prepared,
     assert cosine.history.stopped_early and len(cosine.history.epochs) == 4
 
 
+def test_a_plateau_run_that_stops_before_its_cap_is_the_same_run_under_a_larger_cap(tiny_prepared, monkeypatch):
+    """The paper profile's cap went from 60 to 120 epochs (oneranker.config): a run that stopped
+    by its rule under the old cap must be the very run the new cap trains, or the results of the
+    runs that stopped before 60 would not stand for the profile's new defaults."""
+    _scripted(monkeypatch)      # the stop falls at epoch 9 of SCRIPTED (the test above)
+    runs = {}
+    for cap in (10, 30):
+        t = Trainer(tiny_config(**PLATEAU, **{"train.epochs": cap}), tiny_prepared, progress=False)
+        t.fit()
+        runs[cap] = t
+    short, long = runs[10], runs[30]
+    assert short.history.stopped_early and long.history.stopped_early
+    curve = {cap: [{k: v for k, v in e.items() if k != "seconds"} for e in t.history.epochs] for cap, t in runs.items()}
+    assert curve[10] == curve[30] and len(curve[10]) == 9 and short.history.best_epoch == long.history.best_epoch
+    for (name, a), b in zip(short.model.state_dict().items(), long.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
 def test_a_killed_plateau_run_resumes_on_its_decayed_rate(tiny_prepared, tmp_path, monkeypatch):
     """The rate is a function of the checkpointed curve: a run killed after its first decay
     (epoch 4, the middle of epoch 5) resumes on the decayed rate and ends bit for bit as the
