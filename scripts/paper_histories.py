@@ -96,6 +96,38 @@ def still_improving(best_epoch: int, epochs: int) -> bool:
     return best_epoch > epochs - LATE
 
 
+def with_cap(cfg: Config, cap: int) -> Config:
+    """``cfg`` with the cap of epochs ``cap`` (``train.epochs``) and nothing else changed."""
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=cap))
+
+
+def under_a_smaller_cap(notebook: str, profile_config: str, model_code: str, seeds: list[int],
+                        records: list[dict], profile: str = "paper") -> dict | None:
+    """Whether a notebook's run recorded under ``profile_config`` trained today's ``profile``
+    but for a smaller cap of epochs, and whether any of its runs reached that cap.
+
+    Returns ``{"cap": C, "runs": n, "reached": k}`` where ``profile_config`` is the profile's
+    config with ``train.epochs = C`` (C below today's) and the learning curves ``records`` (this
+    script's lines, every file of them) hold a curve made under ``model_code`` for each of the
+    notebook's ``n`` models at cap C, ``k`` of which reached it; else None (another config, or
+    a model's curve not brought back: nothing can then be said of it). A notebook that trains
+    no model has ``n = 0``. A run that stopped by its rule before C trains the same epochs under
+    any larger cap (the plateau schedule does not depend on the cap: tests/test_train.py), so
+    with ``k == 0`` the notebook's numbers are those today's defaults would give."""
+    today = make_config(profile)
+    caps = sorted({r["cap"] for r in records if r["cap"] < today.train.epochs})
+    cap = next((c for c in caps if with_cap(today, c).hash() == profile_config), None)
+    if cap is None:
+        return None
+    if notebook not in studies.SEEDS:
+        return {"cap": cap, "runs": 0, "reached": 0}
+    curves = {r["config"]: r for r in records if r["model_code"] == model_code and r["cap"] == cap}
+    wanted = [with_cap(cfg, cap).hash() for cfg in studies.notebook_configs(notebook, profile, seeds)]
+    if any(h not in curves for h in wanted):
+        return None
+    return {"cap": cap, "runs": len(wanted), "reached": sum(not curves[h]["stopped_early"] for h in wanted)}
+
+
 def read(path: Path) -> list[dict]:
     """The records of a file :func:`main` wrote."""
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1415,9 +1415,9 @@ def _measured_pools(record: dict, run: dict) -> list[tuple[int, float, str]]:
     """Every training pool measured under ``run``'s model code, as (models, seconds, where): the run
     record's training phases under today's paper defaults (a notebook's whole run), and the passes
     (:func:`_passes`)."""
-    today = make_config("paper").hash()
+    curves, seeds = _paper_curves(), record.get("seeds", [0, 1, 2])
     pools = [(p["items"], p["seconds"], r["notebook"][:2]) for r in record["runs"]
-             if r.get("model_code") == run.get("model_code") and _run_config(r) == today
+             if r.get("model_code") == run.get("model_code") and _defaults(r, seeds, curves).as_today
              for p in _training_pools(r)]
     return pools + [(p["models"], p["train_s"], p["where"]) for p in _passes(record, run)]
 
@@ -1449,6 +1449,15 @@ def _number_word(n: int) -> str:
     return {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven"}.get(n, str(n))
 
 
+def _recorded_cap(notebook: str) -> int:
+    """The cap of epochs the run record's entry of ``notebook`` trained under (:func:`_defaults`);
+    the paper profile's today where the record has no entry or its cap is not known."""
+    record = _paper_record()
+    runs = [r for r in record["runs"] if r["notebook"].startswith(notebook)]
+    cap = _defaults(runs[0], record.get("seeds", [0, 1, 2])).cap if runs else None
+    return cap or make_config("paper").train.epochs
+
+
 def paper_convergence(directory: Path = ROOT / "results" / "paper") -> str:
     """Whether the paper series' models reached the convergence criterion (early stopping) or the
     cap of epochs, from the stopping tables the notebooks write (``tables.stopping_summary``;
@@ -1461,9 +1470,9 @@ def paper_convergence(directory: Path = ROOT / "results" / "paper") -> str:
     for path in sorted(directory.glob("*_stopping.csv")):
         stopping = pd.read_csv(path).set_index(["variant", "seed"])
         # the cap the runs ran under, as the table names it (a table of a profile since changed keeps
-        # its own); without a capped run, the profile's
+        # its own); without a capped run, the cap of the notebook's entry in the run record
         caps = stopping["ended by"].str.extract(r"the (\d+)-epoch cap")[0].dropna().astype(int).unique()
-        cap = int(caps[0]) if len(caps) == 1 else make_config("paper").train.epochs
+        cap = int(caps[0]) if len(caps) == 1 else _recorded_cap(path.name[:2])
         capped = stopping[stopping["ended by"] != "early stopping"]
         improving = sum(map(paper_histories.still_improving, capped["best epoch"], capped["epochs"]))
         lines.append(f"Notebook {path.name[:2]} (`{_shown(path)}`):\n" + tables.capped_runs_sentence(stopping, cap)
@@ -1525,8 +1534,8 @@ def paper_sitting_fit() -> str:
     if pace is None:
         return "No paper run has logged its training phase yet.\n"
     run = pace.run
-    current = make_config("paper").hash()
-    ran = {r["notebook"][:2] for r in record["runs"] if _run_config(r) == current}
+    curves = _paper_curves()
+    ran = {r["notebook"][:2] for r in record["runs"] if _defaults(r, record["seeds"], curves).as_today}
     ran_before = {r["notebook"][:2] for r in record["runs"]} - ran
     halfway = {f["notebook"]: f["seeds"] for f in _first_sittings(seeds=tuple(record["seeds"]))}
     shared = _shared_results()
@@ -1703,6 +1712,42 @@ def _run_config(run: dict) -> str:
     return run.get("profile_config", OLD_PAPER_CONFIG)
 
 
+def _paper_curves() -> list[dict]:
+    """Every learning curve brought back from the paper sittings (scripts/paper_histories.py's files)."""
+    return [r for path in sorted((ROOT / "results" / "paper").glob("histories_*.jsonl")) for r in paper_histories.read(path)]
+
+
+@dataclass
+class Defaults:
+    """The paper defaults a run-record entry trained under, against today's: ``as_today`` when its
+    models are the ones today's defaults train (today's config, or today's but for a smaller cap of
+    epochs that none of its runs reached: the plateau schedule does not depend on the cap), with the
+    cap it ran under and the words the README's tables show."""
+    as_today: bool
+    cap: int | None
+    words: str
+
+
+def _defaults(run: dict, seeds: list[int], curves: list[dict] | None = None) -> Defaults:
+    """:class:`Defaults` of the entry ``run`` (its notebook's models at ``seeds``), from its config
+    hash and, for a config that is today's but for the cap, the learning curves ``curves``
+    (:func:`_paper_curves` by default) of every one of its models (paper_histories.under_a_smaller_cap)."""
+    today, config = make_config("paper"), _run_config(run)
+    if config == today.hash():
+        return Defaults(True, today.train.epochs, f"today's (`{config}`)")
+    capped = paper_histories.under_a_smaller_cap(run["notebook"][:2], config, run.get("model_code", ""), seeds,
+                                                 _paper_curves() if curves is None else curves)
+    if capped is None:
+        return Defaults(False, None, f"former (`{config}`)")
+    if not capped["runs"]:
+        return Defaults(True, capped["cap"], f"today's but for the cap (`{config}`: cap {capped['cap']}, no model here)")
+    if not capped["reached"]:
+        return Defaults(True, capped["cap"], f"today's but for the cap (`{config}`: cap {capped['cap']}, which none "
+                                             f"of its {capped['runs']} runs reached)")
+    return Defaults(False, capped["cap"], f"former (`{config}`: cap {capped['cap']}, which {capped['reached']} of its "
+                                          f"{capped['runs']} runs reached)")
+
+
 def _rule_factor(run: dict) -> tuple[float, str]:
     """How much longer a model trains under today's paper profile than under ``run``'s, and the
     words for it: the ratio of the mean epochs of the paper patience study's runs under the two
@@ -1876,9 +1921,8 @@ def _paper_defaults(record: dict) -> dict[str, str]:
     today's, or the former ones (an entry without ``profile_config`` ran under
     ``OLD_PAPER_CONFIG``), each with its config hash. During a rerun under new defaults the
     claims' cells mix both, and this says which is which."""
-    current = make_config("paper").hash()
-    return {run["notebook"][:2]: (f"today's (`{current}`)" if _run_config(run) == current
-                                  else f"former (`{_run_config(run)}`)") for run in record["runs"]}
+    curves = _paper_curves()
+    return {run["notebook"][:2]: _defaults(run, record.get("seeds", [0, 1, 2]), curves).words for run in record["runs"]}
 
 
 def paper_mps() -> str:

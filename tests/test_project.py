@@ -201,6 +201,39 @@ def test_the_readme_names_the_defaults_each_notebooks_paper_run_trained_under():
                                                      "04": "former (`0123456789ab`)"}
 
 
+def test_the_readme_counts_a_run_under_a_smaller_cap_that_no_run_reached_as_todays(monkeypatch):
+    """scripts/render_readme.py's defaults of an entry whose config is today's paper config but for
+    a cap of 7 epochs (a hand-made cap below today's): its models trained as today's would when
+    the learning curves brought back show every one of them stopped by its rule before 7 (the
+    plateau schedule does not depend on the cap); not when one reached 7, when a curve is missing,
+    or when the curves are of other model code."""
+    render_readme = load_tool("scripts/render_readme.py")
+    paper_histories = load_tool("scripts/paper_histories.py")
+    from oneranker import studies
+    from oneranker.config import make_config
+
+    old = paper_histories.with_cap(make_config("paper"), 7).hash()
+    configs = [paper_histories.with_cap(c, 7).hash() for c in studies.notebook_configs("02", "paper", [0, 1])]
+    curves = [{"config": h, "model_code": "m1", "cap": 7, "stopped_early": True} for h in configs]
+    entry = {"notebook": "02_task_token_mask.ipynb", "profile_config": old, "model_code": "m1"}
+    record = {"seeds": [0, 1], "runs": [entry, {"notebook": "01_data_prep.ipynb", "profile_config": old}]}
+
+    def defaults(curves):
+        monkeypatch.setattr(render_readme, "_paper_curves", lambda: curves)
+        return render_readme._paper_defaults(record)
+
+    n = len(configs)
+    assert n == 6 and defaults(curves) == {
+        "02": f"today's but for the cap (`{old}`: cap 7, which none of its 6 runs reached)",
+        "01": f"today's but for the cap (`{old}`: cap 7, no model here)"}
+    assert render_readme._defaults(entry, [0, 1], curves).as_today
+    capped = [dict(c, stopped_early=i != 3) for i, c in enumerate(curves)]
+    assert defaults(capped)["02"] == f"former (`{old}`: cap 7, which 1 of its 6 runs reached)"
+    assert not render_readme._defaults(entry, [0, 1], capped).as_today
+    assert defaults(curves[1:])["02"] == f"former (`{old}`)"                                # a curve missing
+    assert defaults([dict(c, model_code="m0") for c in curves])["02"] == f"former (`{old}`)"  # other code
+
+
 def test_the_readme_estimates_a_sitting_from_the_latest_logged_training_pace(monkeypatch):
     """scripts/render_readme.py's paper-sitting-fit, hand-computed: pools of 3 models in 240 s
     and 6 in 258 s give 498 / 9 = 55.3 s per model on the mean and 43 s in the best pool, and
