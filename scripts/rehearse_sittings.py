@@ -40,17 +40,16 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from oneranker.cache import atomic_write_text  # noqa: E402
 from shared_results import scratch_copy  # noqa: E402  (scripts/, beside this file)
 
-# The plan of .device/README's NEXT (docs/paper_profile.md, "The next sittings, rehearsed"), as the
-# sittings ran and will run: 04; 05's seed 0 as a pass; 05's seed 1 as a pass; 05 whole (seed 2
-# trains); 06's seeds 0 and 1 as one pass (18 models in one pool); 06. Of two entries in a sitting,
-# the first's results are sent back before the second starts, so a sitting cut in the second keeps
-# the first. Sitting 2 was planned as "05:0 05:1"; on 2026-12-05 it ran on an H100 (the device
-# tool's H200 kind lends either) and its second pass was cut; sitting 3, planned as "05:1 05", ran
-# on an H200 and its second entry was cut there too: a pool of 7 took 92-93 s a model on either card,
-# not the 69 s of 04's pool of 15 the plan had scaled from, so 05 opens sitting 4. 06's two passes
-# became one: by the measured pools' line one pool of 18 costs less than two of 9
-# (render_readme._pool_line); it is tight, and .device/README says when to run 06:0 instead.
-PLAN = ["04", "05:0", "05:1", "05", "06:0,1", "06"]
+# The plan of .device/README's NEXT (docs/paper_profile.md, "The next sittings, rehearsed"): notebook
+# 06 again under the paper profile's cap of 120 epochs (2026-12-06), a sitting per seed from a bare
+# machine: 06's seed 0 as a pass, its seed 1 as a pass, then 06 whole (seed 2 trains). Notebooks
+# 01-05 stand: their runs all stopped by their rule before the former cap of 60, so they are the
+# runs the new cap trains (render_readme._defaults). Of two entries in a sitting, the first's
+# results are sent back before the second starts, so a sitting cut in the second keeps the first.
+# The series before ran "04", "05:0", "05:1", "05", "06:0", "06:1", "06" (sitting 5 planned as
+# "06:0,1", one pool of 18, tight: the sessions' budgets had shrunk to failed starts, so a seed per
+# sitting; results/sitting_rehearsal_fallback.csv).
+PLAN = ["06:0", "06:1", "06"]
 # Where paper.sh works and writes on any machine (setup.sh): one rehearsal at a time
 WORK, OUT = Path("/tmp/w"), Path("/tmp/out")
 
