@@ -1508,6 +1508,38 @@ def paper_histories_block(directory: Path = ROOT / "results" / "paper") -> str:
     return markdown_table(pd.DataFrame(rows), index=False).rstrip("\n") + "\n"
 
 
+def paper_rerun_draws(curves: list[dict] | None = None) -> str:
+    """The same configs and seeds trained twice on the GPU: each model of the series under today's
+    cap (its learning curves brought back) beside its run under the former cap, where that run
+    stopped by its rule before it (the same run in exact arithmetic: the plateau schedule does not
+    read the cap). What differs is the GPU's draw (its training is not bit-reproducible) and the
+    model code, whose change moved no number of the quick series: epochs, best epoch and best
+    validation loss of each pair."""
+    curves = _paper_curves() if curves is None else curves
+    cap = make_config("paper").train.epochs
+    former = max((r["cap"] for r in curves if r["cap"] < cap), default=None)
+    # a config and seed by its label (what it changes from the profile), whichever notebook trained it
+    before = {(r["seed"], r["label"]): r for r in curves if r["cap"] == former and r["stopped_early"]}
+    rows = []
+    for r in (r for r in curves if r["cap"] == cap):
+        if (b := before.get((r["seed"], r["label"]))) is None:
+            continue
+        old, new = (paper_histories.best_valid(x["curve"], x["best_epoch"]) for x in (b, r))
+        rows.append({"notebook": r["notebook"], "seed": r["seed"], "model": r["label"],
+                     f"epochs (cap {b['cap']} → {cap})": f"{b['epochs']} → {r['epochs']}",
+                     "best epoch": f"{b['best_epoch']} → {r['best_epoch']}",
+                     "best validation loss": f"{old:.4f} → {new:.4f}", "change": f"{100 * (new / old - 1):+.2f}%",
+                     "model code": f"{b['model_code']} → {r['model_code']}"})
+    if not rows:
+        return f"No model has trained under the cap of {cap} beside a run under the former cap yet.\n"
+    table = pd.DataFrame(rows)
+    shifts = sorted(abs(int(e.split(" → ")[1]) - int(e.split(" → ")[0])) for e in table.iloc[:, 3])
+    changes = sorted(float(c.rstrip("%")) for c in table["change"])
+    return (markdown_table(table, index=False).rstrip("\n") + f"\n\n{len(rows)} pairs: the stopping epoch moved by "
+            f"{shifts[0]}–{shifts[-1]} epochs (median {statistics.median(shifts):g}); the best validation loss by "
+            f"{changes[0]:+.2f}% to {changes[-1]:+.2f}% (median {statistics.median(changes):+.2f}%).\n")
+
+
 def _median_and_range(records: list[dict], change: Callable[[list[dict]], float | None] | None = None) -> str:
     """The runs' validation-loss change (``change`` of a curve; by default over its last epochs,
     paper_histories.last_change) as 'median (lowest to highest)' in percent; n/a without a run
@@ -2400,6 +2432,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "compile-checks": compile_checks,
     "paper-convergence": paper_convergence,
     "paper-histories": paper_histories_block,
+    "paper-rerun-draws": paper_rerun_draws,
     "paper-rerun-04": paper_rerun_04,
     "paper-pool-blocks": paper_pool_blocks,
     "paper-workers-threads": paper_workers_threads,

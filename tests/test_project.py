@@ -234,6 +234,34 @@ def test_the_readme_counts_a_run_under_a_smaller_cap_that_no_run_reached_as_toda
     assert defaults([dict(c, model_code="m0") for c in curves])["02"] == f"former (`{old}`)"  # other code
 
 
+def test_the_readme_pairs_each_run_under_todays_cap_with_its_draw_under_the_former_one():
+    """scripts/render_readme.py's paper-rerun-draws, hand-made curves: a model of seed 0 under
+    today's cap stopped at 40 (best 37, loss 0.99) beside its run under cap 60 (50, best 47, loss
+    1.00): -1.00%; another at 30 (best 30, 2.04) beside 35 (best 33, 2.00): +2.00%. A former run
+    that reached its cap, one under an older cap (30) and one of another seed pair with nothing."""
+    render_readme = load_tool("scripts/render_readme.py")
+    from oneranker.config import make_config
+
+    cap = make_config("paper").train.epochs
+
+    def run(label, seed, cap, epochs, best, loss, stopped=True, code="m1"):
+        return {"notebook": "06", "seed": seed, "label": label, "cap": cap, "epochs": epochs, "best_epoch": best,
+                "stopped_early": stopped, "model_code": code, "curve": [{"epoch": best, "valid_loss": loss}]}
+
+    curves = [run("a", 0, 60, 50, 47, 1.00, code="m0"), run("a", 0, cap, 40, 37, 0.99),
+              run("b", 0, 60, 35, 33, 2.00, code="m0"), run("b", 0, cap, 30, 30, 2.04),
+              run("c", 0, 60, 60, 60, 3.0, stopped=False), run("c", 0, cap, 70, 66, 2.9),    # reached 60
+              run("d", 0, 30, 20, 18, 4.0), run("d", 0, cap, 25, 20, 3.9),                   # an older cap
+              run("a", 1, cap, 44, 41, 1.1)]                                                   # no former draw
+    text = render_readme.paper_rerun_draws(curves)
+    assert f"| 06 | 0 | a | 50 → 40 | 47 → 37 | 1.0000 → 0.9900 | -1.00% | m0 → m1 |" in text
+    assert f"| 06 | 0 | b | 35 → 30 | 33 → 30 | 2.0000 → 2.0400 | +2.00% | m0 → m1 |" in text
+    assert f"epochs (cap 60 → {cap})" in text and "| c |" not in text and "| d |" not in text and "| 06 | 1 |" not in text
+    assert text.endswith("2 pairs: the stopping epoch moved by 5–10 epochs (median 7.5); the best validation loss "
+                         "by -1.00% to +2.00% (median +0.50%).\n")
+    assert render_readme.paper_rerun_draws([curves[0], curves[2]]).startswith("No model has trained")  # none at today's cap
+
+
 def test_the_readme_estimates_a_sitting_from_the_latest_logged_training_pace(monkeypatch):
     """scripts/render_readme.py's paper-sitting-fit, hand-computed: pools of 3 models in 240 s
     and 6 in 258 s give 498 / 9 = 55.3 s per model on the mean and 43 s in the best pool, and
