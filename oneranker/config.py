@@ -534,12 +534,12 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         # and the Step-1 generator) all six plateau runs ended by their stopping rule, after
         # 37-48 epochs, and neither model's best validation loss was higher under it (paired by
         # seed, the CI not above zero; on one seed of three each ended slightly higher).
-        # The cap is 120 since 2026-12-06, by a rule stated before any run under it: twice the
-        # longest run the stopping rule has needed. Of the 87 runs of the series under cap 60,
+        # The cap is 120 since 2026-12-06, by a rule stated before any run under it: at least twice
+        # the longest run the stopping rule has needed (59). Of the 87 runs of the series under cap 60,
         # 86 stopped by their rule after 29-59 epochs and one reached the cap still learning
         # (06, seed 2, the HSTU-style baseline; docs/paper_profile.md). The plateau schedule
         # does not depend on the cap (oneranker.train.Trainer.lr_at), so a run that stops
-        # before either cap trains the same epochs under both (tests/test_train.py).
+        # before either cap trains the same epochs under both, in exact arithmetic (tests/test_train.py).
         "train": {"batch_size": 256, "lr": 1e-3, "warmup_steps": 3 * -(-24_000 // 256),
                   "max_train_requests": 24_000, "length_grouping": 20, "eval_requests": 2000,
                   "lr_schedule": "plateau", "epochs": 120},

@@ -107,25 +107,36 @@ def under_a_smaller_cap(notebook: str, profile_config: str, model_code: str, see
     but for a smaller cap of epochs, and whether any of its runs reached that cap.
 
     Returns ``{"cap": C, "runs": n, "reached": k}`` where ``profile_config`` is the profile's
-    config with ``train.epochs = C`` (C below today's) and the learning curves ``records`` (this
-    script's lines, every file of them) hold a curve made under ``model_code`` for each of the
-    notebook's ``n`` models at cap C, ``k`` of which reached it; else None (another config, or
-    a model's curve not brought back: nothing can then be said of it). A notebook that trains
-    no model has ``n = 0``. A run that stopped by its rule before C trains the same epochs under
-    any larger cap (the plateau schedule does not depend on the cap: tests/test_train.py), so
-    with ``k == 0`` the notebook's numbers are those today's defaults would give."""
+    config with ``train.epochs = C`` (C below today's), the notebook's ``n`` models all train
+    under the plateau schedule (under the cosine one the cap shapes the rate), and the learning
+    curves ``records`` (this script's lines, every file of them) hold a curve made under
+    ``model_code`` for each of them at cap C; ``k`` of them reached it in some draw (a config
+    trained in several sittings has a curve per draw: one at the cap counts); else None (another
+    config or schedule, or a model's curve not brought back: nothing can then be said of it). A
+    notebook that trains no model has ``n = 0``. A run that stopped by its rule before C trains
+    the same epochs under any larger cap in exact arithmetic (the plateau schedule does not read
+    the cap: tests/test_train.py); on the GPU a rerun is another draw of it."""
     today = make_config(profile)
+    if today.train.lr_schedule != "plateau":
+        return None
     caps = sorted({r["cap"] for r in records if r["cap"] < today.train.epochs})
     cap = next((c for c in caps if with_cap(today, c).hash() == profile_config), None)
     if cap is None:
         return None
     if notebook not in studies.SEEDS:
         return {"cap": cap, "runs": 0, "reached": 0}
-    curves = {r["config"]: r for r in records if r["model_code"] == model_code and r["cap"] == cap}
-    wanted = [with_cap(cfg, cap).hash() for cfg in studies.notebook_configs(notebook, profile, seeds)]
-    if any(h not in curves for h in wanted):
+    configs = studies.notebook_configs(notebook, profile, seeds)
+    if any(cfg.train.lr_schedule != "plateau" for cfg in configs):
         return None
-    return {"cap": cap, "runs": len(wanted), "reached": sum(not curves[h]["stopped_early"] for h in wanted)}
+    draws: dict[str, list[dict]] = {}
+    for r in records:
+        if r["model_code"] == model_code and r["cap"] == cap:
+            draws.setdefault(r["config"], []).append(r)
+    wanted = [with_cap(cfg, cap).hash() for cfg in configs]
+    if any(h not in draws for h in wanted):
+        return None
+    return {"cap": cap, "runs": len(wanted),
+            "reached": sum(any(not d["stopped_early"] for d in draws[h]) for h in wanted)}
 
 
 def read(path: Path) -> list[dict]:

@@ -1449,13 +1449,12 @@ def _number_word(n: int) -> str:
     return {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven"}.get(n, str(n))
 
 
-def _recorded_cap(notebook: str) -> int:
+def _recorded_cap(notebook: str) -> int | None:
     """The cap of epochs the run record's entry of ``notebook`` trained under (:func:`_defaults`);
-    the paper profile's today where the record has no entry or its cap is not known."""
+    None where the record has no entry or the entry's cap is not known."""
     record = _paper_record()
     runs = [r for r in record["runs"] if r["notebook"].startswith(notebook)]
-    cap = _defaults(runs[0], record.get("seeds", [0, 1, 2])).cap if runs else None
-    return cap or make_config("paper").train.epochs
+    return _defaults(runs[0], record.get("seeds", [0, 1, 2])).cap if runs else None
 
 
 def paper_convergence(directory: Path = ROOT / "results" / "paper") -> str:
@@ -1475,7 +1474,10 @@ def paper_convergence(directory: Path = ROOT / "results" / "paper") -> str:
         cap = int(caps[0]) if len(caps) == 1 else _recorded_cap(path.name[:2])
         capped = stopping[stopping["ended by"] != "early stopping"]
         improving = sum(map(paper_histories.still_improving, capped["best epoch"], capped["epochs"]))
-        lines.append(f"Notebook {path.name[:2]} (`{_shown(path)}`):\n" + tables.capped_runs_sentence(stopping, cap)
+        # (no capped run and no recorded cap: the sentence cannot name the cap, so it does not)
+        sentence = (tables.capped_runs_sentence(stopping, cap) if cap is not None
+                    else f"- All {len(stopping)} runs ended by early stopping before their cap.")
+        lines.append(f"Notebook {path.name[:2]} (`{_shown(path)}`):\n" + sentence
                      + (f" {improving} of them had their best validation loss in their last "
                         f"{_number_word(paper_histories.LATE)} epochs." if len(capped) else ""))
     return ("\n\n".join(lines) if lines else "No paper notebook has written its stopping table yet.") + "\n"
@@ -1508,36 +1510,44 @@ def paper_histories_block(directory: Path = ROOT / "results" / "paper") -> str:
     return markdown_table(pd.DataFrame(rows), index=False).rstrip("\n") + "\n"
 
 
-def paper_rerun_draws(curves: list[dict] | None = None) -> str:
-    """The same configs and seeds trained twice on the GPU: each model of the series under today's
-    cap (its learning curves brought back) beside its run under the former cap, where that run
-    stopped by its rule before it (the same run in exact arithmetic: the plateau schedule does not
-    read the cap). What differs is the GPU's draw (its training is not bit-reproducible) and the
-    model code, whose change moved no number of the quick series: epochs, best epoch and best
-    validation loss of each pair."""
+def paper_rerun_draws(curves: list[dict] | None = None, seeds: tuple[int, ...] = (0, 1, 2)) -> str:
+    """The same configs and seeds trained more than once on the GPU: each model of the series
+    under today's cap (its learning curves brought back) beside every draw of it under the former
+    cap that stopped by its rule before it (in exact arithmetic the same run: the plateau schedule
+    does not read the cap). What differs is the GPU's draw (its training is not bit-reproducible)
+    and, across model codes, the code, whose change moved no number of the quick series: epochs,
+    best epoch and best validation loss of each pair, the former draw named by its file."""
     curves = _paper_curves() if curves is None else curves
     cap = make_config("paper").train.epochs
     former = max((r["cap"] for r in curves if r["cap"] < cap), default=None)
-    # a config and seed by its label (what it changes from the profile), whichever notebook trained it
-    before = {(r["seed"], r["label"]): r for r in curves if r["cap"] == former and r["stopped_early"]}
+    from oneranker import studies
+
+    # today's config hash -> the same config's under the former cap (every paper config of the notebooks)
+    twin = {} if former is None else {cfg.hash(): paper_histories.with_cap(cfg, former).hash()
+                                      for cfg in studies.all_configs("paper", list(seeds))}
+    draws: dict[str, list[dict]] = {}
+    for r in curves:
+        if r["cap"] == former and r["stopped_early"]:
+            draws.setdefault(r["config"], []).append(r)
     rows = []
     for r in (r for r in curves if r["cap"] == cap):
-        if (b := before.get((r["seed"], r["label"]))) is None:
-            continue
-        old, new = (paper_histories.best_valid(x["curve"], x["best_epoch"]) for x in (b, r))
-        rows.append({"notebook": r["notebook"], "seed": r["seed"], "model": r["label"],
-                     f"epochs (cap {b['cap']} → {cap})": f"{b['epochs']} → {r['epochs']}",
-                     "best epoch": f"{b['best_epoch']} → {r['best_epoch']}",
-                     "best validation loss": f"{old:.4f} → {new:.4f}", "change": f"{100 * (new / old - 1):+.2f}%",
-                     "model code": f"{b['model_code']} → {r['model_code']}"})
+        for b in draws.get(twin.get(r["config"], ""), []):
+            old, new = (paper_histories.best_valid(x["curve"], x["best_epoch"]) for x in (b, r))
+            rows.append({"notebook": r["notebook"], "seed": r["seed"], "model": r["label"],
+                         "former draw": f"`{b.get('file', '?')}`",
+                         f"epochs (cap {former} → {cap})": f"{b['epochs']} → {r['epochs']}",
+                         "best epoch": f"{b['best_epoch']} → {r['best_epoch']}",
+                         "best validation loss": f"{old:.4f} → {new:.4f}", "change": f"{100 * (new / old - 1):+.2f}%",
+                         "model code": f"{b['model_code']} → {r['model_code']}"})
     if not rows:
-        return f"No model has trained under the cap of {cap} beside a run under the former cap yet.\n"
+        return f"No model has trained under the cap of {cap} beside a draw under the former cap yet.\n"
     table = pd.DataFrame(rows)
-    shifts = sorted(abs(int(e.split(" → ")[1]) - int(e.split(" → ")[0])) for e in table.iloc[:, 3])
+    shifts = sorted(abs(int(e.split(" → ")[1]) - int(e.split(" → ")[0])) for e in table.iloc[:, 4])
     changes = sorted(float(c.rstrip("%")) for c in table["change"])
-    return (markdown_table(table, index=False).rstrip("\n") + f"\n\n{len(rows)} pairs: the stopping epoch moved by "
-            f"{shifts[0]}–{shifts[-1]} epochs (median {statistics.median(shifts):g}); the best validation loss by "
-            f"{changes[0]:+.2f}% to {changes[-1]:+.2f}% (median {statistics.median(changes):+.2f}%).\n")
+    models = table[["seed", "model"]].drop_duplicates().shape[0]
+    return (markdown_table(table, index=False).rstrip("\n") + f"\n\n{len(rows)} pairs ({models} models): the stopping "
+            f"epoch moved by {shifts[0]}–{shifts[-1]} epochs (median {statistics.median(shifts):g}); the best validation "
+            f"loss by {changes[0]:+.2f}% to {changes[-1]:+.2f}% (median {statistics.median(changes):+.2f}%).\n")
 
 
 def _median_and_range(records: list[dict], change: Callable[[list[dict]], float | None] | None = None) -> str:
@@ -1567,7 +1577,7 @@ def paper_sitting_fit() -> str:
         return "No paper run has logged its training phase yet.\n"
     run = pace.run
     curves = _paper_curves()
-    ran = {r["notebook"][:2] for r in record["runs"] if _defaults(r, record["seeds"], curves).as_today}
+    ran = {r["notebook"][:2] for r in record["runs"] if _defaults(r, record.get("seeds", [0, 1, 2]), curves).as_today}
     ran_before = {r["notebook"][:2] for r in record["runs"]} - ran
     halfway = {f["notebook"]: f["seeds"] for f in _first_sittings(seeds=tuple(record["seeds"]))}
     shared = _shared_results()
@@ -1746,7 +1756,8 @@ def _run_config(run: dict) -> str:
 
 def _paper_curves() -> list[dict]:
     """Every learning curve brought back from the paper sittings (scripts/paper_histories.py's files)."""
-    return [r for path in sorted((ROOT / "results" / "paper").glob("histories_*.jsonl")) for r in paper_histories.read(path)]
+    return [{**r, "file": path.name} for path in sorted((ROOT / "results" / "paper").glob("histories_*.jsonl"))
+            for r in paper_histories.read(path)]
 
 
 @dataclass

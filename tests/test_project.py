@@ -1,5 +1,6 @@
 """The project's own files: one list of dependencies, pinned installs, the two commands."""
 
+import dataclasses
 import json
 import re
 import tomllib
@@ -205,8 +206,9 @@ def test_the_readme_counts_a_run_under_a_smaller_cap_that_no_run_reached_as_toda
     """scripts/render_readme.py's defaults of an entry whose config is today's paper config but for
     a cap of 7 epochs (a hand-made cap below today's): its models trained as today's would when
     the learning curves brought back show every one of them stopped by its rule before 7 (the
-    plateau schedule does not depend on the cap); not when one reached 7, when a curve is missing,
-    or when the curves are of other model code."""
+    plateau schedule does not depend on the cap); not when one reached 7 (in any of a config's
+    draws), when a curve is missing, when the curves are of other model code, or when a model
+    trains under the cosine schedule, whose rate the cap shapes."""
     render_readme = load_tool("scripts/render_readme.py")
     paper_histories = load_tool("scripts/paper_histories.py")
     from oneranker import studies
@@ -232,34 +234,52 @@ def test_the_readme_counts_a_run_under_a_smaller_cap_that_no_run_reached_as_toda
     assert not render_readme._defaults(entry, [0, 1], capped).as_today
     assert defaults(curves[1:])["02"] == f"former (`{old}`)"                                # a curve missing
     assert defaults([dict(c, model_code="m0") for c in curves])["02"] == f"former (`{old}`)"  # other code
+    # a config trained in two sittings: a draw at the cap counts, whichever file comes last
+    assert defaults(curves + [dict(curves[3], stopped_early=False)] + curves[3:4])["02"] == \
+        f"former (`{old}`: cap 7, which 1 of its 6 runs reached)"
+    # under the cosine schedule the cap shapes the rate: never the same run under another cap
+    originals = studies.notebook_configs("02", "paper", [0, 1])
+    cosine = [paper_histories.with_cap(c, 7) for c in originals]
+    cosine[0] = dataclasses.replace(cosine[0], train=dataclasses.replace(cosine[0].train, lr_schedule="cosine"))
+    monkeypatch.setattr(render_readme.paper_histories.studies, "notebook_configs",
+                        lambda *a, **k: [paper_histories.with_cap(c, make_config("paper").train.epochs) for c in cosine])
+    cosine_curves = [{"config": c.hash(), "model_code": "m1", "cap": 7, "stopped_early": True} for c in cosine]
+    assert defaults(cosine_curves)["02"] == f"former (`{old}`)"
+    cosine[0] = paper_histories.with_cap(originals[0], 7)           # the control: plateau again, today's
+    assert defaults(cosine_curves + [dict(cosine_curves[0], config=cosine[0].hash())])["02"].startswith("today's")
 
 
-def test_the_readme_pairs_each_run_under_todays_cap_with_its_draw_under_the_former_one():
-    """scripts/render_readme.py's paper-rerun-draws, hand-made curves: a model of seed 0 under
-    today's cap stopped at 40 (best 37, loss 0.99) beside its run under cap 60 (50, best 47, loss
-    1.00): -1.00%; another at 30 (best 30, 2.04) beside 35 (best 33, 2.00): +2.00%. A former run
-    that reached its cap, one under an older cap (30) and one of another seed pair with nothing."""
+def test_the_readme_pairs_each_run_under_todays_cap_with_its_draws_under_the_former_one():
+    """scripts/render_readme.py's paper-rerun-draws, hand-made curves of three paper configs of
+    seed 0: A under today's cap stopped at 40 (best 37, loss 0.99) beside two draws under cap 60,
+    50 (best 47, loss 1.00: -1.00%) and 45 (best 44, 0.90: +10.00%); B at 30 (best 30, 2.04)
+    beside 35 (best 33, 2.00: +2.00%). C's former draw reached its cap and is not paired, nor a
+    draw under an older cap (30), nor a former draw of A with no curve under today's cap."""
     render_readme = load_tool("scripts/render_readme.py")
+    paper_histories = load_tool("scripts/paper_histories.py")
+    from oneranker import studies
     from oneranker.config import make_config
 
     cap = make_config("paper").train.epochs
+    a, b, c = studies.all_configs("paper", [0])[:3]
 
-    def run(label, seed, cap, epochs, best, loss, stopped=True, code="m1"):
-        return {"notebook": "06", "seed": seed, "label": label, "cap": cap, "epochs": epochs, "best_epoch": best,
-                "stopped_early": stopped, "model_code": code, "curve": [{"epoch": best, "valid_loss": loss}]}
+    def run(cfg, cap, epochs, best, loss, stopped=True, file="f0", label=None):
+        return {"notebook": "06", "seed": 0, "label": label or cfg.hash(), "config": paper_histories.with_cap(cfg, cap).hash(),
+                "cap": cap, "epochs": epochs, "best_epoch": best, "stopped_early": stopped, "model_code": "m0" if cap == 60 else "m1",
+                "curve": [{"epoch": best, "valid_loss": loss}], "file": file}
 
-    curves = [run("a", 0, 60, 50, 47, 1.00, code="m0"), run("a", 0, cap, 40, 37, 0.99),
-              run("b", 0, 60, 35, 33, 2.00, code="m0"), run("b", 0, cap, 30, 30, 2.04),
-              run("c", 0, 60, 60, 60, 3.0, stopped=False), run("c", 0, cap, 70, 66, 2.9),    # reached 60
-              run("d", 0, 30, 20, 18, 4.0), run("d", 0, cap, 25, 20, 3.9),                   # an older cap
-              run("a", 1, cap, 44, 41, 1.1)]                                                   # no former draw
-    text = render_readme.paper_rerun_draws(curves)
-    assert f"| 06 | 0 | a | 50 → 40 | 47 → 37 | 1.0000 → 0.9900 | -1.00% | m0 → m1 |" in text
-    assert f"| 06 | 0 | b | 35 → 30 | 33 → 30 | 2.0000 → 2.0400 | +2.00% | m0 → m1 |" in text
-    assert f"epochs (cap 60 → {cap})" in text and "| c |" not in text and "| d |" not in text and "| 06 | 1 |" not in text
-    assert text.endswith("2 pairs: the stopping epoch moved by 5–10 epochs (median 7.5); the best validation loss "
-                         "by -1.00% to +2.00% (median +0.50%).\n")
-    assert render_readme.paper_rerun_draws([curves[0], curves[2]]).startswith("No model has trained")  # none at today's cap
+    curves = [run(a, 60, 50, 47, 1.00, file="f1"), run(a, 60, 45, 44, 0.90, file="f2"), run(a, cap, 40, 37, 0.99),
+              run(b, 60, 35, 33, 2.00, file="f1"), run(b, cap, 30, 30, 2.04),
+              run(c, 60, 60, 60, 3.0, stopped=False), run(c, cap, 70, 66, 2.9),     # reached 60
+              run(c, 30, 20, 18, 4.0)]                                               # an older cap
+    text = render_readme.paper_rerun_draws(curves, seeds=(0,))
+    assert f"| 06 | 0 | {a.hash()} | `f1` | 50 → 40 | 47 → 37 | 1.0000 → 0.9900 | -1.00% | m0 → m1 |" in text
+    assert f"| 06 | 0 | {a.hash()} | `f2` | 45 → 40 | 44 → 37 | 0.9000 → 0.9900 | +10.00% | m0 → m1 |" in text
+    assert f"| 06 | 0 | {b.hash()} | `f1` | 35 → 30 | 33 → 30 | 2.0000 → 2.0400 | +2.00% | m0 → m1 |" in text
+    assert f"epochs (cap 60 → {cap})" in text and f"| {c.hash()} |" not in text
+    assert text.endswith("3 pairs (2 models): the stopping epoch moved by 5–10 epochs (median 5); the best validation "
+                         "loss by -1.00% to +10.00% (median +2.00%).\n")
+    assert render_readme.paper_rerun_draws(curves[:2], seeds=(0,)).startswith("No model has trained")  # none at today's cap
 
 
 def test_the_readme_estimates_a_sitting_from_the_latest_logged_training_pace(monkeypatch):
@@ -616,6 +636,8 @@ def test_the_committed_rehearsal_trains_what_the_shared_results_measured_per_see
               if not render_readme._defaults(r, record["seeds"]).as_today and r["notebook"][:2] in shared.index}
     assert all(done.get(nb) == set(record["seeds"]) for nb in to_run), \
         "the plan runs every seed of each notebook not yet run under today's defaults"
+    rehearse = load_tool("scripts/rehearse_sittings.py")       # the committed table is the plan's rehearsal
+    assert [" ".join(g["entry"]) for _, g in plan.groupby("sitting", sort=True)] == rehearse.PLAN
 
 
 def test_shared_results_counts_every_training_pool_of_every_run():
@@ -1006,6 +1028,10 @@ def test_the_readme_counts_the_paper_runs_that_reached_the_epoch_cap(tmp_path):
     assert "- 2 of 3 runs reached the 30-epoch cap: a (seed 0), a (seed 1);" in text
     assert text.endswith(" 1 of them had their best validation loss in their last three epochs.\n")
     assert render_readme.paper_convergence(tmp_path / "none") == "No paper notebook has written its stopping table yet.\n"
+    # no capped run, and no run-record entry to say the cap: the sentence does not name one
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "09_stopping.csv").write_text("variant,seed,epochs,best epoch,ended by\nb,0,17,14,early stopping\n")
+    assert "- All 1 runs ended by early stopping before their cap." in render_readme.paper_convergence(tmp_path / "other")
 
 
 def test_the_paper_series_counts_a_split_notebooks_first_sitting(monkeypatch):
