@@ -1961,9 +1961,10 @@ def paper_claims() -> str:
 
 def _paper_defaults(record: dict) -> dict[str, str]:
     """Per notebook (two digits), the paper-profile defaults its recorded run trained under:
-    today's, or the former ones (an entry without ``profile_config`` ran under
-    ``OLD_PAPER_CONFIG``), each with its config hash. During a rerun under new defaults the
-    claims' cells mix both, and this says which is which."""
+    today's, today's but for a smaller cap that none of its runs reached (:func:`_defaults`), or
+    the former ones (an entry without ``profile_config`` ran under ``OLD_PAPER_CONFIG``), each
+    with its config hash. During a rerun under new defaults the claims' cells mix them, and this
+    says which is which."""
     curves = _paper_curves()
     return {run["notebook"][:2]: _defaults(run, record.get("seeds", [0, 1, 2]), curves).words for run in record["runs"]}
 
