@@ -1463,8 +1463,6 @@ def paper_convergence(directory: Path = ROOT / "results" / "paper") -> str:
     notebook 04 writes one), in the package's own words (``tables.capped_runs_sentence``), with
     how many capped runs had their best validation loss in their last three epochs (still
     improving when the cap stopped them)."""
-    from oneranker.config import make_config
-
     lines = []
     for path in sorted(directory.glob("*_stopping.csv")):
         stopping = pd.read_csv(path).set_index(["variant", "seed"])
