@@ -1413,7 +1413,8 @@ def _passes(record: dict, run: dict) -> list[dict]:
 
 def _measured_pools(record: dict, run: dict) -> list[tuple[int, float, str]]:
     """Every training pool measured under ``run``'s model code, as (models, seconds, where): the run
-    record's training phases under today's paper defaults (a notebook's whole run), and the passes
+    record's training phases under today's paper defaults, or today's but for a smaller cap none of
+    their runs reached (:func:`_defaults`: the same runs, so the same pools), and the passes
     (:func:`_passes`)."""
     curves, seeds = _paper_curves(), record.get("seeds", [0, 1, 2])
     pools = [(p["items"], p["seconds"], r["notebook"][:2]) for r in record["runs"]
